@@ -1,0 +1,1 @@
+//! GeoIP databases: reading, compiling into ranking blocks, and building mmdb files.

@@ -1,0 +1,1 @@
+//! Health of SIP servers: probes, the state machine and the monitor.

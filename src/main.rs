@@ -1,0 +1,2 @@
+//! The `sipsteer` binary.
+fn main() {}
