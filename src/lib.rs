@@ -8,3 +8,9 @@
 //! - [`dns`] parses queries, builds answers and runs the UDP/TCP listeners.
 pub mod geo;
 pub mod health;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dns;
+pub mod routing;
+pub mod snapshot;

@@ -1,2 +1,71 @@
-//! The `sipsteer` binary.
-fn main() {}
+//! The `sipsteer` binary: parse the command line, set up logging, run, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sipsteer::cli::{Cli, Command, GeoipCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Check { config } => match sipsteer::config::load(&config) {
+            Ok(cfg) => {
+                println!(
+                    "{}: ok ({} zones, {} regions, {} files)",
+                    config.display(),
+                    cfg.zones.len(),
+                    cfg.regions.len(),
+                    cfg.files.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                eprintln!("{} error(s)", errors.0.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config } => run(async move {
+            let running = sipsteer::app::start(&config).await?;
+            running.run_until_signal().await
+        }),
+        Command::Explain { .. } => {
+            eprintln!("explain: not available in this build");
+            ExitCode::FAILURE
+        }
+        Command::Geoip {
+            command: GeoipCommand::Build { .. },
+        } => {
+            eprintln!("geoip build: not available in this build");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(f) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

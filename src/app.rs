@@ -1,0 +1,145 @@
+//! The supervisor: loads the config, binds the listeners, publishes snapshots, and owns
+//! shutdown. Tests start the real server through [`start`] on port 0.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use anyhow::{Context, Result};
+use arc_swap::ArcSwap;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::dns::listener;
+use crate::snapshot::{Shared, Snapshot};
+
+/// A running sipsteer.
+pub struct Running {
+    /// The DNS addresses actually bound (UDP and TCP share each).
+    pub dns: Vec<SocketAddr>,
+    pub shared: Shared,
+    pub config_path: PathBuf,
+    cancel: CancellationToken,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    tasks: JoinSet<()>,
+}
+
+/// Loads `path` and starts serving it.
+pub async fn start(path: &Path) -> Result<Running> {
+    let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    start_with(path, cfg).await
+}
+
+/// Starts serving an already loaded config.
+pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
+    let cfg = Arc::new(cfg);
+    let snapshot = Snapshot::build(cfg.clone(), 1);
+    let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
+    let cancel = CancellationToken::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let mut tasks = JoinSet::new();
+    let mut dns = Vec::new();
+    let workers = match cfg.dns.udp_workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    for &addr in &cfg.listen_dns {
+        let (udp, tcp) = bind_pair(addr, workers)?;
+        let bound = udp[0].local_addr()?;
+        for sock in udp {
+            threads.push(listener::spawn_udp(sock, shared.clone(), stop.clone())?);
+        }
+        let tcp = tokio::net::TcpListener::from_std(tcp)?;
+        tasks.spawn(listener::serve_tcp(
+            tcp,
+            shared.clone(),
+            cfg.dns.tcp_max_connections,
+            cfg.dns.tcp_idle_timeout,
+            cancel.clone(),
+        ));
+        tracing::info!(%bound, "dns listening on udp and tcp");
+        dns.push(bound);
+    }
+    Ok(Running {
+        dns,
+        shared,
+        config_path: path.to_path_buf(),
+        cancel,
+        stop,
+        threads,
+        tasks,
+    })
+}
+
+/// UDP and TCP on one address; with port 0, both on the same (free) port.
+fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
+    let mut last = None;
+    for _ in 0..20 {
+        let udp = listener::bind_udp(addr, workers)
+            .with_context(|| format!("cannot bind udp {addr}"))?;
+        let bound = udp[0].local_addr()?;
+        match listener::bind_tcp(bound) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(e).with_context(|| format!("cannot bind tcp {addr}")),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot bind tcp next to udp on {addr}: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    ))
+}
+
+impl Running {
+    /// The current snapshot's generation.
+    pub fn generation(&self) -> u64 {
+        self.shared.load().generation
+    }
+
+    /// Stops every listener and waits for them.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        self.stop.store(true, Ordering::Relaxed);
+        while self.tasks.join_next().await.is_some() {}
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+
+    /// Serves until SIGINT or SIGTERM.
+    pub async fn run_until_signal(self) -> Result<()> {
+        wait_for_signal().await?;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> Result<()> {
+    tokio::signal::ctrl_c().await?;
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! Loading `sipsteer.yaml`: listen addresses, limits, defaults, shared regions, then every
+//! zone map in the zones directory.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::{self, ConfigError, ConfigErrors, Sink};
+use super::raw;
+use super::steer::{HealthDefaults, RegionTable};
+use super::values::parse_duration;
+use super::zone;
+use super::{AdminSettings, CapacitySettings, Config, DnsSettings, SourceFile};
+
+/// Environment variable read for the admin token when the config names none.
+pub const TOKEN_ENV: &str = "SIPSTEER_ADMIN_TOKEN";
+
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let text = match read(path, &mut files) {
+        Ok(t) => t,
+        Err(e) => return Err(ConfigErrors(vec![e])),
+    };
+    let main: raw::Main = match serde_saphyr::from_str(&text) {
+        Ok(m) => m,
+        Err(e) => return Err(ConfigErrors(vec![error::from_yaml(path, &e)])),
+    };
+
+    let mut sink = Sink {
+        file: path,
+        errors: &mut errors,
+    };
+    let listen_dns = listen_dns(&main.listen, &mut sink);
+    let listen_admin = listen_admin(&main.listen, &mut sink);
+    let dns = dns_settings(main.dns.as_ref(), &mut sink);
+    let admin = admin_settings(main.admin.as_ref(), &base, &mut sink);
+    if let Some(addr) = listen_admin
+        && !addr.ip().is_loopback()
+        && admin.token.is_none()
+    {
+        let loc = main.listen.admin.as_ref().map(|a| a.referenced);
+        let msg = format!(
+            "admin API on non-loopback address {addr} needs a token (admin.token or {TOKEN_ENV})"
+        );
+        match loc {
+            Some(l) => sink.at(l, "listen.admin", msg),
+            None => sink.file(msg),
+        }
+    }
+    let capacity = capacity_settings(main.capacity.as_ref(), &mut sink);
+    let defaults = HealthDefaults::from_raw(main.health.as_ref(), &mut sink);
+    let zones_dir = base.join(main.zones.as_ref().map_or("zones", |z| z.value.as_str()));
+    let geoip = main.geoip.as_ref().map(|g| base.join(&g.database.value));
+
+    let mut regions = RegionTable::default();
+    regions.add_all(&main.regions, "regions", &defaults, &mut sink);
+
+    let mut raw_zones = Vec::new();
+    match zone_files(&zones_dir) {
+        Ok(list) if list.is_empty() => errors.push(whole_file(
+            &zones_dir,
+            "no zone maps (*.yaml) in the zones directory",
+        )),
+        Ok(list) => {
+            for file in list {
+                match read(&file, &mut files) {
+                    Ok(text) => match serde_saphyr::from_str::<raw::Zone>(&text) {
+                        Ok(z) => raw_zones.push((file, z)),
+                        Err(e) => errors.push(error::from_yaml(&file, &e)),
+                    },
+                    Err(e) => errors.push(e),
+                }
+            }
+        }
+        Err(e) => errors.push(e),
+    }
+
+    // Regions first (services of any zone may name any region), then zones.
+    for (file, z) in &raw_zones {
+        let mut sink = Sink {
+            file,
+            errors: &mut errors,
+        };
+        regions.add_all(&z.regions, "regions", &defaults, &mut sink);
+    }
+    let mut zones = Vec::new();
+    for (file, z) in &raw_zones {
+        let mut sink = Sink {
+            file,
+            errors: &mut errors,
+        };
+        if let Some(zone) = zone::validate(z, &regions, &mut sink) {
+            zones.push(zone);
+        }
+    }
+    zone::check_unique(&zones, &raw_zones, &mut errors);
+
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+        errors.dedup();
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Config {
+        file: path.to_path_buf(),
+        listen_dns,
+        listen_admin,
+        dns,
+        zones_dir,
+        geoip,
+        admin,
+        capacity,
+        health_concurrency: defaults.max_concurrent,
+        regions: regions.into_regions(),
+        zones,
+        files,
+    })
+}
+
+fn read(path: &Path, files: &mut Vec<SourceFile>) -> Result<String, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| whole_file(path, format!("cannot read: {}", lower(&e.to_string()))))?;
+    let mut h = DefaultHasher::new();
+    text.hash(&mut h);
+    files.push(SourceFile {
+        path: path.to_path_buf(),
+        hash: h.finish(),
+    });
+    Ok(text)
+}
+
+fn lower(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
+fn whole_file(path: &Path, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message: message.into(),
+    }
+}
+
+/// The zone maps: `*.yaml`/`*.yml` in the directory, sorted, skipping dotfiles and editor files.
+pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        whole_file(
+            dir,
+            format!("cannot read zones directory: {}", lower(&e.to_string())),
+        )
+    })?;
+    let mut out: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_zone_file(p) && p.is_file())
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Whether a file name is a zone map (and not a dotfile, swap or backup file).
+pub fn is_zone_file(p: &Path) -> bool {
+    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    !name.starts_with('.')
+        && !name.ends_with('~')
+        && (name.ends_with(".yaml") || name.ends_with(".yml"))
+}
+
+fn listen_dns(l: &raw::Listen, sink: &mut Sink) -> Vec<SocketAddr> {
+    let Some(v) = &l.dns else {
+        return vec![SocketAddr::from(([127, 0, 0, 1], 5353))];
+    };
+    let mut out = Vec::new();
+    for (s, loc) in v.value.items(v.referenced) {
+        match s.parse::<SocketAddr>() {
+            Ok(a) => out.push(a),
+            Err(_) => sink.at(
+                loc,
+                "listen.dns",
+                format!("invalid listen address `{s}` (use ip:port, [v6]:port)"),
+            ),
+        }
+    }
+    if out.is_empty() && matches!(&v.value, super::values::Values::Many(m) if m.is_empty()) {
+        sink.on(v, "listen.dns", "at least one DNS listen address is needed");
+    }
+    out
+}
+
+fn listen_admin(l: &raw::Listen, sink: &mut Sink) -> Option<SocketAddr> {
+    let Some(v) = &l.admin else {
+        return Some(SocketAddr::from(([127, 0, 0, 1], 8053)));
+    };
+    if v.value == "off" {
+        return None;
+    }
+    match v.value.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            sink.on(
+                v,
+                "listen.admin",
+                format!("invalid listen address `{}` (use ip:port or off)", v.value),
+            );
+            None
+        }
+    }
+}
+
+fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
+    let mut s = DnsSettings {
+        udp_payload: 1232,
+        tcp_idle_timeout: Duration::from_secs(10),
+        tcp_max_connections: 1024,
+        udp_workers: 0,
+    };
+    let Some(d) = d else { return s };
+    if let Some(p) = &d.udp_payload {
+        if !(512..=4096).contains(&p.value) {
+            sink.on(p, "dns.udp_payload", "must be between 512 and 4096");
+        } else {
+            s.udp_payload = p.value;
+        }
+    }
+    if let Some(t) = &d.tcp_idle_timeout {
+        match parse_duration(&t.value) {
+            Ok(v) if !v.is_zero() => s.tcp_idle_timeout = v,
+            Ok(_) => sink.on(t, "dns.tcp_idle_timeout", "must be more than 0"),
+            Err(e) => sink.on(t, "dns.tcp_idle_timeout", e),
+        }
+    }
+    if let Some(c) = &d.tcp_max_connections {
+        if c.value == 0 || c.value > 100_000 {
+            sink.on(c, "dns.tcp_max_connections", "must be between 1 and 100000");
+        } else {
+            s.tcp_max_connections = c.value as usize;
+        }
+    }
+    if let Some(w) = &d.udp_workers {
+        if w.value > 256 {
+            sink.on(w, "dns.udp_workers", "must be between 0 (one per cpu) and 256");
+        } else {
+            s.udp_workers = w.value as usize;
+        }
+    }
+    s
+}
+
+fn admin_settings(a: Option<&raw::Admin>, base: &Path, sink: &mut Sink) -> AdminSettings {
+    let mut s = AdminSettings::default();
+    let env_name = a
+        .and_then(|a| a.token_env.as_ref())
+        .map_or(TOKEN_ENV, |t| t.value.as_str());
+    if let Some(t) = a.and_then(|a| a.token.as_ref()) {
+        if t.value.len() < 8 {
+            sink.on(t, "admin.token", "token must be at least 8 characters");
+        } else {
+            s.token = Some(t.value.clone());
+        }
+    } else if let Ok(t) = std::env::var(env_name)
+        && !t.is_empty()
+    {
+        s.token = Some(t);
+    }
+    s.state_file = a
+        .and_then(|a| a.state_file.as_ref())
+        .map(|f| base.join(&f.value));
+    s
+}
+
+fn capacity_settings(c: Option<&raw::CapacityPolicy>, sink: &mut Sink) -> CapacitySettings {
+    let mut s = CapacitySettings {
+        overflow_at: 0.8,
+        report_ttl: Duration::from_secs(30),
+    };
+    let Some(c) = c else { return s };
+    if let Some(o) = &c.overflow_at {
+        if o.value > 0.0 && o.value <= 1.0 {
+            s.overflow_at = o.value;
+        } else {
+            sink.on(o, "capacity.overflow_at", "must be more than 0 and at most 1");
+        }
+    }
+    if let Some(t) = &c.report_ttl {
+        match parse_duration(&t.value) {
+            Ok(v) if !v.is_zero() => s.report_ttl = v,
+            Ok(_) => sink.on(t, "capacity.report_ttl", "must be more than 0"),
+            Err(e) => sink.on(t, "capacity.report_ttl", e),
+        }
+    }
+    s
+}

@@ -1,0 +1,200 @@
+//! The one config loader: `sipsteer.yaml` plus every zone map, parsed and validated into a
+//! typed [`Config`]. `serve`, `check` and reload all call [`load`]; it reports every error it
+//! finds, each with file, line, column and YAML path.
+
+mod error;
+mod main_file;
+mod names;
+mod raw;
+mod records;
+mod steer;
+mod values;
+mod zone;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{Name, RData};
+use ipnet::IpNet;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use values::parse_duration;
+
+/// Everything sipsteer serves, validated. Immutable once loaded.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The `sipsteer.yaml` this came from.
+    pub file: PathBuf,
+    pub listen_dns: Vec<SocketAddr>,
+    /// `None` when the admin API is switched off (`listen.admin: off`).
+    pub listen_admin: Option<SocketAddr>,
+    pub dns: DnsSettings,
+    pub zones_dir: PathBuf,
+    pub geoip: Option<PathBuf>,
+    pub admin: AdminSettings,
+    pub capacity: CapacitySettings,
+    pub health_concurrency: usize,
+    /// Every region, shared (from `sipsteer.yaml`) and per zone; names are unique.
+    pub regions: Vec<RegionConfig>,
+    pub zones: Vec<ZoneConfig>,
+    /// Every file read, with a hash of its contents.
+    pub files: Vec<SourceFile>,
+}
+
+/// Transport limits of the DNS listeners.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsSettings {
+    /// Largest UDP response we send, whatever the client advertises (≤ 1232 by default).
+    pub udp_payload: u16,
+    pub tcp_idle_timeout: Duration,
+    pub tcp_max_connections: usize,
+    /// UDP sockets (SO_REUSEPORT) per listen address; 0 = one per CPU.
+    pub udp_workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AdminSettings {
+    pub token: Option<String>,
+    pub state_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacitySettings {
+    /// Fraction of capacity at which a server counts as full.
+    pub overflow_at: f64,
+    /// How long a load report stays valid.
+    pub report_ttl: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub hash: u64,
+}
+
+/// One authoritative zone.
+#[derive(Debug, Clone)]
+pub struct ZoneConfig {
+    pub origin: Name,
+    pub file: PathBuf,
+    pub ttl: u32,
+    pub soa: SOA,
+    pub ns: Vec<Name>,
+    pub records: Vec<RecordConfig>,
+    pub services: Vec<ServiceConfig>,
+}
+
+/// One static record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordConfig {
+    pub name: Name,
+    pub ttl: u32,
+    pub rdata: RData,
+}
+
+/// A region: a place with SIP servers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionConfig {
+    pub name: String,
+    /// (lat, lon) in degrees.
+    pub location: (f64, f64),
+    pub countries: Vec<[u8; 2]>,
+    pub continents: Vec<[u8; 2]>,
+    pub min_up: usize,
+    pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+}
+
+/// One SIP server in a region.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    pub name: String,
+    pub addresses: Vec<IpAddr>,
+    pub port: u16,
+    pub tls_port: u16,
+    pub transports: Vec<Transport>,
+    pub weight: u16,
+    pub backup: bool,
+    pub capacity: Option<Capacity>,
+    pub probe: ProbeConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    pub calls: Option<u32>,
+    pub cps: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CheckKind {
+    /// SIP OPTIONS over UDP.
+    SipUdp,
+    /// SIP OPTIONS over TCP.
+    SipTcp,
+    /// A TCP connect.
+    Tcp,
+    /// No probing: always up unless an operator says otherwise.
+    None,
+}
+
+/// How one server is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeConfig {
+    pub check: CheckKind,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    /// Final SIP codes that count as healthy, as inclusive ranges; empty = the default policy.
+    pub healthy_codes: Vec<(u16, u16)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllDown {
+    /// Answer the nearest region anyway (fail open).
+    Nearest,
+    /// Answer with no records.
+    Nodata,
+}
+
+/// A steered name in a zone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// Relative to the zone: `sip`.
+    pub label: Name,
+    /// `sip.example.com.`
+    pub name: Name,
+    /// Indexes into [`Config::regions`], in the order written.
+    pub regions: Vec<usize>,
+    pub transports: Vec<Transport>,
+    pub ttl: u32,
+    pub failover: usize,
+    /// Bound on A/AAAA answers.
+    pub answers: usize,
+    pub fallback: Vec<usize>,
+    pub networks: Vec<(IpNet, usize)>,
+    pub all_down: AllDown,
+}
+
+/// Reads and validates the config at `path` and every zone map it names.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    main_file::load(path)
+}

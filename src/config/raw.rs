@@ -1,0 +1,205 @@
+//! The YAML shapes of `sipsteer.yaml` and the zone maps, as written by people.
+//!
+//! Every struct rejects unknown keys, and values that later checks talk about carry their
+//! location (`Spanned`), so every error can point at file:line:col.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::values::{Scalar, Values};
+
+type S<T> = Spanned<T>;
+
+/// `sipsteer.yaml`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Main {
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub zones: Option<S<String>>,
+    #[serde(default)]
+    pub geoip: Option<Geoip>,
+    #[serde(default)]
+    pub admin: Option<Admin>,
+    #[serde(default)]
+    pub health: Option<Health>,
+    #[serde(default)]
+    pub capacity: Option<CapacityPolicy>,
+    #[serde(default)]
+    pub dns: Option<Dns>,
+    #[serde(default)]
+    pub regions: HashMap<S<String>, Region>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default)]
+    pub dns: Option<S<Values>>,
+    #[serde(default)]
+    pub admin: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Geoip {
+    pub database: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    #[serde(default)]
+    pub token: Option<S<String>>,
+    #[serde(default)]
+    pub token_env: Option<S<String>>,
+    #[serde(default)]
+    pub state_file: Option<S<String>>,
+}
+
+/// Probe settings; the same shape serves as defaults (top level) and overrides (region, server).
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    #[serde(default)]
+    pub check: Option<S<String>>,
+    #[serde(default)]
+    pub interval: Option<S<String>>,
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
+    #[serde(default)]
+    pub rise: Option<S<u32>>,
+    #[serde(default)]
+    pub fall: Option<S<u32>>,
+    #[serde(default)]
+    pub healthy_codes: Option<S<Values>>,
+    #[serde(default)]
+    pub max_concurrent: Option<S<u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityPolicy {
+    #[serde(default)]
+    pub overflow_at: Option<S<f64>>,
+    #[serde(default)]
+    pub report_ttl: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    #[serde(default)]
+    pub udp_payload: Option<S<u16>>,
+    #[serde(default)]
+    pub tcp_idle_timeout: Option<S<String>>,
+    #[serde(default)]
+    pub tcp_max_connections: Option<S<u32>>,
+    #[serde(default)]
+    pub udp_workers: Option<S<u32>>,
+}
+
+/// One zone map, `zones/example.com.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    pub zone: S<String>,
+    #[serde(default)]
+    pub ttl: Option<S<u32>>,
+    pub soa: S<Soa>,
+    pub ns: S<Values>,
+    #[serde(default)]
+    pub records: HashMap<S<String>, HashMap<S<String>, S<Values>>>,
+    #[serde(default)]
+    pub regions: HashMap<S<String>, Region>,
+    #[serde(default)]
+    pub services: HashMap<S<String>, Service>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Soa {
+    pub primary: S<String>,
+    pub contact: S<String>,
+    pub serial: S<u32>,
+    #[serde(default)]
+    pub refresh: Option<S<u32>>,
+    #[serde(default)]
+    pub retry: Option<S<u32>>,
+    #[serde(default)]
+    pub expire: Option<S<u32>>,
+    #[serde(default)]
+    pub minimum: Option<S<u32>>,
+}
+
+/// A place with SIP servers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    pub location: S<Vec<f64>>,
+    #[serde(default)]
+    pub countries: Option<S<Values>>,
+    #[serde(default)]
+    pub continents: Option<S<Values>>,
+    #[serde(default)]
+    pub min_up: Option<S<u32>>,
+    #[serde(default)]
+    pub health: Option<Health>,
+    pub servers: S<HashMap<S<String>, Server>>,
+}
+
+/// One SIP server.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub address: S<Values>,
+    #[serde(default)]
+    pub port: Option<S<u16>>,
+    #[serde(default)]
+    pub tls_port: Option<S<u16>>,
+    #[serde(default)]
+    pub transports: Option<S<Values>>,
+    #[serde(default)]
+    pub weight: Option<S<u16>>,
+    #[serde(default)]
+    pub backup: Option<S<bool>>,
+    #[serde(default)]
+    pub capacity: Option<S<Capacity>>,
+    #[serde(default)]
+    pub check: Option<S<String>>,
+    #[serde(default)]
+    pub health: Option<Health>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capacity {
+    #[serde(default)]
+    pub calls: Option<S<u32>>,
+    #[serde(default)]
+    pub cps: Option<S<u32>>,
+}
+
+/// A steered name in a zone (`sip` → `sip.example.com`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    pub regions: S<Values>,
+    #[serde(default)]
+    pub transports: Option<S<Values>>,
+    #[serde(default)]
+    pub ttl: Option<S<u32>>,
+    #[serde(default)]
+    pub failover: Option<S<u32>>,
+    #[serde(default)]
+    pub answers: Option<S<u32>>,
+    #[serde(default)]
+    pub fallback: Option<S<Values>>,
+    #[serde(default)]
+    pub networks: HashMap<S<String>, S<Scalar>>,
+    #[serde(default)]
+    pub all_down: Option<S<String>>,
+}

@@ -1,0 +1,598 @@
+//! Validating regions, servers and services: what the steering core needs from the config.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+use serde_saphyr::Spanned;
+
+use super::error::Sink;
+use super::names;
+use super::raw;
+use super::values::{Values, parse_duration};
+use super::{
+    AllDown, Capacity, CheckKind, ProbeConfig, RegionConfig, ServerConfig, ServiceConfig, Transport,
+};
+
+const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+/// Probe defaults from the top-level `health:` section.
+pub struct HealthDefaults {
+    pub probe: ProbeConfig,
+    /// `None` = pick from the server's transports.
+    pub check: Option<String>,
+    pub max_concurrent: usize,
+}
+
+impl HealthDefaults {
+    pub fn from_raw(h: Option<&raw::Health>, sink: &mut Sink) -> HealthDefaults {
+        let base = ProbeConfig {
+            check: CheckKind::SipUdp,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+            healthy_codes: Vec::new(),
+        };
+        let mut d = HealthDefaults {
+            probe: base,
+            check: None,
+            max_concurrent: 256,
+        };
+        if let Some(h) = h {
+            let (probe, check) = overlay(&d.probe, None, h, "health", sink);
+            d.probe = probe;
+            d.check = check;
+            if let Some(m) = &h.max_concurrent {
+                if (1..=10_000).contains(&m.value) {
+                    d.max_concurrent = m.value as usize;
+                } else {
+                    sink.on(m, "health.max_concurrent", "must be between 1 and 10000");
+                }
+            }
+        }
+        d
+    }
+}
+
+/// Applies one `health:` section over inherited settings.
+fn overlay(
+    base: &ProbeConfig,
+    base_check: Option<String>,
+    h: &raw::Health,
+    path: &str,
+    sink: &mut Sink,
+) -> (ProbeConfig, Option<String>) {
+    let mut p = base.clone();
+    let mut check = base_check;
+    if let Some(c) = &h.check {
+        if check_kind(&c.value, &[Transport::Udp]).is_some() {
+            check = Some(c.value.clone());
+        } else {
+            sink.on(c, format!("{path}.check"), bad_check(&c.value));
+        }
+    }
+    let mut dur = |v: &Option<Spanned<String>>, field: &str, out: &mut Duration| {
+        if let Some(v) = v {
+            match parse_duration(&v.value) {
+                Ok(d) if d >= Duration::from_millis(100) => *out = d,
+                Ok(_) => sink.on(v, format!("{path}.{field}"), "must be at least 100ms"),
+                Err(e) => sink.on(v, format!("{path}.{field}"), e),
+            }
+        }
+    };
+    dur(&h.interval, "interval", &mut p.interval);
+    dur(&h.timeout, "timeout", &mut p.timeout);
+    for (v, field, out) in [(&h.rise, "rise", &mut p.rise), (&h.fall, "fall", &mut p.fall)] {
+        if let Some(v) = v {
+            if (1..=100).contains(&v.value) {
+                *out = v.value;
+            } else {
+                sink.on(v, format!("{path}.{field}"), "must be between 1 and 100");
+            }
+        }
+    }
+    if let Some(codes) = &h.healthy_codes {
+        p.healthy_codes.clear();
+        for (s, loc) in codes.value.items(codes.referenced) {
+            match code_range(s) {
+                Some(r) => p.healthy_codes.push(r),
+                None => sink.at(
+                    loc,
+                    format!("{path}.healthy_codes"),
+                    format!("invalid SIP status code or range `{s}` (use e.g. 200 or 200-299)"),
+                ),
+            }
+        }
+    }
+    if p.timeout > p.interval {
+        let loc = h.timeout.as_ref().or(h.interval.as_ref());
+        if let Some(l) = loc {
+            sink.on(l, format!("{path}.timeout"), "timeout must not exceed interval");
+        }
+    }
+    (p, check)
+}
+
+fn code_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    ((200..=699).contains(&a) && (200..=699).contains(&b) && a <= b).then_some((a, b))
+}
+
+fn bad_check(s: &str) -> String {
+    format!("unknown check `{s}` (use sip-options, sip-options-udp, sip-options-tcp, tcp or none)")
+}
+
+/// Resolves a check name against the transports a server speaks.
+fn check_kind(s: &str, transports: &[Transport]) -> Option<CheckKind> {
+    Some(match s {
+        "sip-options" if transports.contains(&Transport::Udp) => CheckKind::SipUdp,
+        "sip-options" if transports.contains(&Transport::Tcp) => CheckKind::SipTcp,
+        "sip-options" => CheckKind::Tcp,
+        "sip-options-udp" => CheckKind::SipUdp,
+        "sip-options-tcp" => CheckKind::SipTcp,
+        "tcp" => CheckKind::Tcp,
+        "none" => CheckKind::None,
+        _ => return None,
+    })
+}
+
+/// Whether `s` can be one DNS label of a generated name (`uk`, `lon1`, `us-east`).
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Every region of the config, with where it was defined.
+#[derive(Default)]
+pub struct RegionTable {
+    regions: Vec<RegionConfig>,
+    /// name → (index, defining file; `None` = shared from sipsteer.yaml).
+    index: HashMap<String, (usize, Option<PathBuf>, PathBuf, u64)>,
+    shared_file: Option<PathBuf>,
+    /// Regions that had errors: services naming them are not reported again.
+    failed: HashSet<String>,
+}
+
+impl RegionTable {
+    pub fn add_all(
+        &mut self,
+        raw: &HashMap<Spanned<String>, raw::Region>,
+        path: &str,
+        defaults: &HealthDefaults,
+        sink: &mut Sink,
+    ) {
+        let shared = match &self.shared_file {
+            None => {
+                self.shared_file = Some(sink.file.to_path_buf());
+                true
+            }
+            Some(f) => f == sink.file,
+        };
+        let mut list: Vec<_> = raw.iter().collect();
+        list.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+        for (key, r) in list {
+            let rpath = format!("{path}.{}", key.value);
+            if !is_label(&key.value) {
+                sink.on(
+                    key,
+                    &rpath,
+                    "region names are DNS labels: lowercase letters, digits and `-`",
+                );
+                continue;
+            }
+            if let Some((_, _, file, line)) = self.index.get(&key.value) {
+                sink.on(
+                    key,
+                    &rpath,
+                    format!(
+                        "region `{}` is already defined at {}:{}",
+                        key.value,
+                        file.display(),
+                        line
+                    ),
+                );
+                continue;
+            }
+            if let Some(region) = region(&key.value, r, &rpath, defaults, sink) {
+                let owner = (!shared).then(|| sink.file.to_path_buf());
+                self.index.insert(
+                    key.value.clone(),
+                    (
+                        self.regions.len(),
+                        owner,
+                        sink.file.to_path_buf(),
+                        key.referenced.line(),
+                    ),
+                );
+                self.regions.push(region);
+            } else {
+                self.failed.insert(key.value.clone());
+            }
+        }
+    }
+
+    /// A region a zone file may use: shared ones and its own.
+    fn failed(&self, name: &str) -> bool {
+        self.failed.contains(name)
+    }
+
+    fn usable(&self, name: &str, file: &std::path::Path) -> Option<usize> {
+        match self.index.get(name) {
+            Some((i, None, _, _)) => Some(*i),
+            Some((i, Some(owner), _, _)) if owner == file => Some(*i),
+            _ => None,
+        }
+    }
+
+    pub fn into_regions(self) -> Vec<RegionConfig> {
+        self.regions
+    }
+}
+
+fn codes(v: &Spanned<Values>, path: &str, allowed: Option<&[&str]>, sink: &mut Sink) -> Vec<[u8; 2]> {
+    let mut out = Vec::new();
+    for (s, loc) in v.value.items(v.referenced) {
+        let up = s.to_ascii_uppercase();
+        let b = up.as_bytes();
+        let ok = b.len() == 2
+            && b.iter().all(u8::is_ascii_alphabetic)
+            && allowed.is_none_or(|a| a.contains(&up.as_str()));
+        if ok {
+            out.push([b[0], b[1]]);
+        } else if allowed.is_some() {
+            sink.at(loc, path, format!("unknown continent code `{s}` (use AF, AN, AS, EU, NA, OC, SA)"));
+        } else {
+            sink.at(loc, path, format!("invalid country code `{s}` (two letters, ISO 3166)"));
+        }
+    }
+    out
+}
+
+fn region(
+    name: &str,
+    r: &raw::Region,
+    path: &str,
+    defaults: &HealthDefaults,
+    sink: &mut Sink,
+) -> Option<RegionConfig> {
+    let loc = &r.location;
+    let location = match loc.value.as_slice() {
+        [lat, lon] if lat.abs() <= 90.0 && lon.abs() <= 180.0 => Some((*lat, *lon)),
+        [_, _] => {
+            sink.on(loc, format!("{path}.location"), "latitude must be within ±90 and longitude within ±180");
+            None
+        }
+        _ => {
+            sink.on(loc, format!("{path}.location"), "location is [latitude, longitude]");
+            None
+        }
+    };
+    let countries = r
+        .countries
+        .as_ref()
+        .map(|c| codes(c, &format!("{path}.countries"), None, sink))
+        .unwrap_or_default();
+    let continents = r
+        .continents
+        .as_ref()
+        .map(|c| codes(c, &format!("{path}.continents"), Some(&CONTINENTS), sink))
+        .unwrap_or_default();
+    let (rprobe, rcheck) = match &r.health {
+        Some(h) => overlay(&defaults.probe, defaults.check.clone(), h, &format!("{path}.health"), sink),
+        None => (defaults.probe.clone(), defaults.check.clone()),
+    };
+    let mut servers: Vec<_> = r.servers.value.iter().collect();
+    servers.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    let mut out = Vec::new();
+    for (key, s) in servers {
+        let spath = format!("{path}.servers.{}", key.value);
+        if !is_label(&key.value) {
+            sink.on(key, &spath, "server names are DNS labels: lowercase letters, digits and `-`");
+            continue;
+        }
+        if let Some(s) = server(&key.value, s, &spath, &rprobe, rcheck.as_deref(), sink) {
+            out.push(s);
+        }
+    }
+    if r.servers.value.is_empty() {
+        sink.on(&r.servers, format!("{path}.servers"), "a region needs at least one server");
+    }
+    let min_up = match &r.min_up {
+        None => 1,
+        Some(m) if m.value >= 1 && (m.value as usize) <= r.servers.value.len() => m.value as usize,
+        Some(m) => {
+            sink.on(m, format!("{path}.min_up"), "min_up must be between 1 and the number of servers");
+            1
+        }
+    };
+    Some(RegionConfig {
+        name: name.to_owned(),
+        location: location?,
+        countries,
+        continents,
+        min_up,
+        servers: out,
+    })
+}
+
+fn server(
+    name: &str,
+    s: &raw::Server,
+    path: &str,
+    base: &ProbeConfig,
+    base_check: Option<&str>,
+    sink: &mut Sink,
+) -> Option<ServerConfig> {
+    let mut addresses = Vec::new();
+    for (a, loc) in s.address.value.items(s.address.referenced) {
+        match a.parse::<IpAddr>() {
+            Ok(ip) if !addresses.contains(&ip) => addresses.push(ip),
+            Ok(_) => sink.at(loc, format!("{path}.address"), format!("duplicate address `{a}`")),
+            Err(_) => sink.at(loc, format!("{path}.address"), format!("invalid IP address `{a}`")),
+        }
+    }
+    let transports = match &s.transports {
+        None => vec![Transport::Udp, Transport::Tcp],
+        Some(t) => transports(t, &format!("{path}.transports"), sink),
+    };
+    let port = s.port.as_ref().map_or(5060, |p| p.value);
+    let tls_port = s.tls_port.as_ref().map_or(5061, |p| p.value);
+    let weight = match &s.weight {
+        None => 100,
+        Some(w) if w.value >= 1 => w.value,
+        Some(w) => {
+            sink.on(w, format!("{path}.weight"), "weight must be between 1 and 65535");
+            100
+        }
+    };
+    let capacity = s.capacity.as_ref().and_then(|c| {
+        let calls = c.value.calls.as_ref().map(|v| v.value);
+        let cps = c.value.cps.as_ref().map(|v| v.value);
+        if calls.is_none() && cps.is_none() || calls == Some(0) || cps == Some(0) {
+            sink.on(c, format!("{path}.capacity"), "capacity needs calls and/or cps, each more than 0");
+            None
+        } else {
+            Some(Capacity { calls, cps })
+        }
+    });
+    let (mut probe, mut check) = (base.clone(), base_check.map(str::to_owned));
+    if let Some(h) = &s.health {
+        (probe, check) = overlay(base, check, h, &format!("{path}.health"), sink);
+    }
+    if let Some(c) = &s.check {
+        check = Some(c.value.clone());
+    }
+    let check_name = check.as_deref().unwrap_or("sip-options");
+    match check_kind(check_name, &transports) {
+        Some(k) => probe.check = k,
+        None => {
+            if let Some(c) = &s.check {
+                sink.on(c, format!("{path}.check"), bad_check(&c.value));
+            }
+        }
+    }
+    if addresses.is_empty() || transports.is_empty() {
+        return None;
+    }
+    Some(ServerConfig {
+        name: name.to_owned(),
+        addresses,
+        port,
+        tls_port,
+        transports,
+        weight,
+        backup: s.backup.as_ref().is_some_and(|b| b.value),
+        capacity,
+        probe,
+    })
+}
+
+fn transports(v: &Spanned<Values>, path: &str, sink: &mut Sink) -> Vec<Transport> {
+    let mut out = Vec::new();
+    for (s, loc) in v.value.items(v.referenced) {
+        let t = match s {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
+            _ => {
+                sink.at(loc, path, format!("unknown transport `{s}` (use udp, tcp or tls)"));
+                continue;
+            }
+        };
+        if out.contains(&t) {
+            sink.at(loc, path, format!("transport `{s}` listed twice"));
+        } else {
+            out.push(t);
+        }
+    }
+    if out.is_empty() {
+        sink.on(v, path, "at least one transport is needed");
+    }
+    out
+}
+
+/// The services of one zone map.
+pub fn services(
+    z: &raw::Zone,
+    origin: &Name,
+    zone_ttl: u32,
+    regions: &RegionTable,
+    sink: &mut Sink,
+) -> Vec<ServiceConfig> {
+    let _ = zone_ttl;
+    let mut list: Vec<_> = z.services.iter().collect();
+    list.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    let mut out: Vec<ServiceConfig> = Vec::new();
+    for (key, s) in list {
+        let path = format!("services.{}", key.value);
+        if key.value == "@" || key.value.ends_with('.') {
+            sink.on(key, &path, "a service is named relative to the zone, like `sip`");
+            continue;
+        }
+        let name = match names::in_zone(&key.value, origin) {
+            Ok(n) => n,
+            Err(e) => {
+                sink.on(key, &path, e);
+                continue;
+            }
+        };
+        if let Some(other) = out.iter().find(|o| o.name.zone_of(&name) || name.zone_of(&o.name)) {
+            sink.on(key, &path, format!("service names overlap: `{}` and `{}`", other.label, key.value));
+            continue;
+        }
+        if let Some(svc) = service(key, s, name, origin, regions, &path, sink) {
+            out.push(svc);
+        }
+    }
+    // Static records may not stand at or below a steered name.
+    for (rkey, _) in &z.records {
+        if let Ok(n) = names::in_zone(&rkey.value, origin)
+            && let Some(svc) = out.iter().find(|s| s.name.zone_of(&n))
+        {
+            sink.on(
+                rkey,
+                format!("records.{}", rkey.value),
+                format!("name is answered by service `{}`; remove the record or rename it", svc.label),
+            );
+        }
+    }
+    out
+}
+
+fn region_list(
+    v: &Spanned<Values>,
+    path: &str,
+    allowed: &dyn Fn(&str) -> Option<usize>,
+    not_found: &dyn Fn(&str) -> String,
+    regions: &RegionTable,
+    sink: &mut Sink,
+) -> Vec<usize> {
+    let mut out = Vec::new();
+    for (s, loc) in v.value.items(v.referenced) {
+        match allowed(s) {
+            None if regions.failed(s) => {}
+            Some(i) if out.contains(&i) => sink.at(loc, path, format!("region `{s}` listed twice")),
+            Some(i) => out.push(i),
+            None => sink.at(loc, path, not_found(s)),
+        }
+    }
+    out
+}
+
+fn service(
+    key: &Spanned<String>,
+    s: &raw::Service,
+    name: Name,
+    origin: &Name,
+    regions: &RegionTable,
+    path: &str,
+    sink: &mut Sink,
+) -> Option<ServiceConfig> {
+    let file = sink.file.to_path_buf();
+    let regs = region_list(
+        &s.regions,
+        &format!("{path}.regions"),
+        &|r| regions.usable(r, &file),
+        &|r| format!("unknown region `{r}` (define it under regions: in this file or in sipsteer.yaml)"),
+        regions,
+        sink,
+    );
+    if regs.is_empty() {
+        if s.regions.value.items(s.regions.referenced).iter().any(|(r, _)| regions.failed(r)) {
+            return None;
+        }
+        sink.on(&s.regions, format!("{path}.regions"), "a service needs at least one region");
+        return None;
+    }
+    let in_service = |r: &str| regions.usable(r, &file).filter(|i| regs.contains(i));
+    let transports = match &s.transports {
+        None => vec![Transport::Udp, Transport::Tcp],
+        Some(t) => transports(t, &format!("{path}.transports"), sink),
+    };
+    let ttl = match &s.ttl {
+        None => 30,
+        Some(t) if t.value <= super::zone::MAX_TTL => t.value,
+        Some(t) => {
+            sink.on(t, format!("{path}.ttl"), format!("ttl must be 0 to {} seconds", super::zone::MAX_TTL));
+            30
+        }
+    };
+    let failover = match &s.failover {
+        None => 2.min(regs.len()),
+        Some(f) if f.value >= 1 && f.value as usize <= regs.len() => f.value as usize,
+        Some(f) => {
+            sink.on(f, format!("{path}.failover"), format!("failover must be between 1 and the number of regions ({})", regs.len()));
+            1
+        }
+    };
+    let answers = match &s.answers {
+        None => 4,
+        Some(a) if (1..=16).contains(&a.value) => a.value as usize,
+        Some(a) => {
+            sink.on(a, format!("{path}.answers"), "answers must be between 1 and 16");
+            4
+        }
+    };
+    let not_in = |r: &str| format!("region `{r}` is not one of this service's regions");
+    let fallback = match &s.fallback {
+        None => regs.clone(),
+        Some(f) => region_list(f, &format!("{path}.fallback"), &in_service, &not_in, regions, sink),
+    };
+    let mut networks = Vec::new();
+    let mut nets: Vec<_> = s.networks.iter().collect();
+    nets.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    let mut seen = HashSet::new();
+    for (net, region) in nets {
+        let npath = format!("{path}.networks.{}", net.value);
+        let parsed = net.value.parse::<IpNet>();
+        let Ok(n) = parsed else {
+            sink.on(net, &npath, format!("invalid network `{}` (use CIDR, e.g. 203.0.113.0/24)", net.value));
+            continue;
+        };
+        if n.trunc() != n {
+            sink.on(net, &npath, format!("network `{}` has host bits set (did you mean {}?)", net.value, n.trunc()));
+            continue;
+        }
+        if !seen.insert(n) {
+            sink.on(net, &npath, "network listed twice");
+            continue;
+        }
+        match in_service(&region.value.0) {
+            Some(i) => networks.push((n, i)),
+            None => sink.on(region, &npath, not_in(&region.value.0)),
+        }
+    }
+    let all_down = match s.all_down.as_ref().map(|a| a.value.as_str()) {
+        None | Some("nearest") => AllDown::Nearest,
+        Some("nodata") => AllDown::Nodata,
+        Some(other) => {
+            if let Some(a) = &s.all_down {
+                sink.on(a, format!("{path}.all_down"), format!("unknown policy `{other}` (use nearest or nodata)"));
+            }
+            AllDown::Nearest
+        }
+    };
+    let label = names::resolve(&key.value, &Name::root()).ok()?;
+    let _ = origin;
+    Some(ServiceConfig {
+        label,
+        name,
+        regions: regs,
+        transports,
+        ttl,
+        failover,
+        answers,
+        fallback,
+        networks,
+        all_down,
+    })
+}

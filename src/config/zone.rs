@@ -1,0 +1,206 @@
+//! Validating one zone map: name, TTL, SOA, NS set and static records.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use hickory_proto::rr::rdata::SOA;
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use super::error::{ConfigError, Sink};
+use super::raw;
+use super::records;
+use super::names;
+use super::steer::{self, RegionTable};
+use super::values::Values;
+use super::{RecordConfig, ZoneConfig};
+
+/// Largest TTL accepted (RFC 2181: 2^31 - 1; a week is plenty for anything here).
+pub const MAX_TTL: u32 = 604_800;
+
+pub fn validate(z: &raw::Zone, regions: &RegionTable, sink: &mut Sink) -> Option<ZoneConfig> {
+    let origin = match names::origin(&z.zone.value) {
+        Ok(o) => o,
+        Err(e) => {
+            sink.on(&z.zone, "zone", e);
+            return None;
+        }
+    };
+    let ttl = ttl(z.ttl.as_ref(), 300, "ttl", sink);
+    let soa = soa(&z.soa.value, &origin, sink);
+    let mut ns = Vec::new();
+    for (s, loc) in z.ns.value.items(z.ns.referenced) {
+        match names::resolve(s, &origin) {
+            Ok(n) => ns.push(n),
+            Err(e) => sink.at(loc, "ns", e),
+        }
+    }
+    if ns.is_empty() {
+        sink.on(&z.ns, "ns", "a zone needs at least one NS name");
+    }
+
+    let mut entries: Vec<_> = z.records.iter().collect();
+    entries.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    let mut out = Vec::new();
+    for (key, types) in entries {
+        let path = format!("records.{}", key.value);
+        let name = match names::in_zone(&key.value, &origin) {
+            Ok(n) => n,
+            Err(e) => {
+                sink.on(key, &path, e);
+                continue;
+            }
+        };
+        out.extend(node(&name, &origin, types, ttl, &path, sink));
+    }
+    let services = steer::services(z, &origin, ttl, regions, sink);
+    Some(ZoneConfig {
+        origin,
+        file: sink.file.to_path_buf(),
+        ttl,
+        soa: soa?,
+        ns,
+        records: out,
+        services,
+    })
+}
+
+/// The records of one owner name.
+fn node(
+    name: &Name,
+    origin: &Name,
+    types: &HashMap<serde_saphyr::Spanned<String>, serde_saphyr::Spanned<Values>>,
+    zone_ttl: u32,
+    path: &str,
+    sink: &mut Sink,
+) -> Vec<RecordConfig> {
+    let mut node_ttl = zone_ttl;
+    let mut sets: BTreeMap<(u64, u64), (RecordType, &serde_saphyr::Spanned<String>, Vec<RData>)> =
+        BTreeMap::new();
+    for (tkey, v) in types {
+        let tpath = format!("{path}.{}", tkey.value);
+        if tkey.value == "ttl" {
+            match &v.value {
+                Values::One(s) => match s.parse::<u32>() {
+                    Ok(t) if t <= MAX_TTL => node_ttl = t,
+                    _ => sink.on(v, &tpath, format!("ttl must be 0 to {MAX_TTL} seconds")),
+                },
+                Values::Many(_) => sink.on(v, &tpath, "ttl must be a single number"),
+            }
+            continue;
+        }
+        let Some(t) = records::record_type(&tkey.value) else {
+            sink.on(
+                tkey,
+                &tpath,
+                format!(
+                    "unknown record type `{}` (use {})",
+                    tkey.value,
+                    records::TYPES
+                ),
+            );
+            continue;
+        };
+        if t == RecordType::NS && name == origin {
+            sink.on(tkey, &tpath, "the zone's own NS set comes from `ns:`, not records");
+            continue;
+        }
+        let mut rdatas = Vec::new();
+        for (s, loc) in v.value.items(v.referenced) {
+            match records::parse(t, s, origin) {
+                Ok(r) if !rdatas.contains(&r) => rdatas.push(r),
+                Ok(_) => sink.at(loc, &tpath, format!("duplicate value `{s}`")),
+                Err(e) => sink.at(loc, &tpath, e),
+            }
+        }
+        if rdatas.is_empty() && matches!(&v.value, Values::Many(m) if m.is_empty()) {
+            sink.on(v, &tpath, "empty list: give at least one value or remove the type");
+        }
+        sets.insert(
+            (tkey.referenced.line(), tkey.referenced.column()),
+            (t, tkey, rdatas),
+        );
+    }
+    if let Some((_, (_, tkey, rd))) = sets.iter().find(|(_, (t, _, _))| *t == RecordType::CNAME) {
+        let tpath = format!("{path}.CNAME");
+        if name == origin {
+            sink.on(tkey, &tpath, "CNAME is not allowed at the zone apex");
+        } else if sets.len() > 1 {
+            sink.on(tkey, &tpath, "CNAME cannot stand beside other data at the same name");
+        } else if rd.len() > 1 {
+            sink.on(tkey, &tpath, "a name has at most one CNAME");
+        }
+    }
+    let mut out = Vec::new();
+    for (_, (_, _, rdatas)) in sets {
+        for rdata in rdatas {
+            out.push(RecordConfig {
+                name: name.clone(),
+                ttl: node_ttl,
+                rdata,
+            });
+        }
+    }
+    out
+}
+
+fn ttl(v: Option<&serde_saphyr::Spanned<u32>>, default: u32, path: &str, sink: &mut Sink) -> u32 {
+    match v {
+        None => default,
+        Some(t) if t.value <= MAX_TTL => t.value,
+        Some(t) => {
+            sink.on(t, path, format!("ttl must be 0 to {MAX_TTL} seconds"));
+            default
+        }
+    }
+}
+
+fn soa(s: &raw::Soa, origin: &Name, sink: &mut Sink) -> Option<SOA> {
+    let primary = names::resolve(&s.primary.value, origin)
+        .map_err(|e| sink.on(&s.primary, "soa.primary", e))
+        .ok();
+    // `hostmaster@example.com` is accepted and written as `hostmaster.example.com`.
+    let contact_text = s.contact.value.replacen('@', ".", 1);
+    let contact = names::resolve(&contact_text, origin)
+        .map_err(|e| sink.on(&s.contact, "soa.contact", e))
+        .ok();
+    let get = |v: &Option<serde_saphyr::Spanned<u32>>, d: u32| v.as_ref().map_or(d, |v| v.value);
+    let minimum = get(&s.minimum, 60);
+    if minimum > 86_400 {
+        if let Some(m) = &s.minimum {
+            sink.on(m, "soa.minimum", "negative-answer TTL must be at most 86400 seconds");
+        }
+    }
+    Some(SOA::new(
+        primary?,
+        contact?,
+        s.serial.value,
+        get(&s.refresh, 3600) as i32,
+        get(&s.retry, 600) as i32,
+        get(&s.expire, 604_800) as i32,
+        minimum,
+    ))
+}
+
+/// Two files may not claim one zone.
+pub fn check_unique(zones: &[ZoneConfig], raw: &[(PathBuf, raw::Zone)], errors: &mut Vec<ConfigError>) {
+    let mut seen: HashMap<&Name, &PathBuf> = HashMap::new();
+    for z in zones {
+        if let Some(first) = seen.get(&z.origin) {
+            if let Some((_, rz)) = raw.iter().find(|(f, _)| *f == z.file) {
+                errors.push(ConfigError {
+                    file: z.file.clone(),
+                    line: rz.zone.referenced.line(),
+                    column: rz.zone.referenced.column(),
+                    path: "zone".into(),
+                    message: format!(
+                        "zone {} is already defined in {}",
+                        z.origin,
+                        first.display()
+                    ),
+                });
+            }
+        } else {
+            seen.insert(&z.origin, &z.file);
+        }
+    }
+}

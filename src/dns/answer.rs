@@ -1,0 +1,319 @@
+//! The answer path: one request's bytes and the current snapshot in, the reply's bytes out.
+//! A plain synchronous function shared by every transport; it never blocks or allocates
+//! beyond the reply buffer it is given.
+
+use std::net::IpAddr;
+
+use super::steered;
+use super::wire::{self, Parsed, Query};
+use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, OptOut, Writer};
+use crate::routing::{Node, Zone};
+use crate::snapshot::Snapshot;
+
+/// How the query arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Udp,
+    Tcp,
+}
+
+/// What was answered, for metrics and the query log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub rcode: u16,
+    pub qtype: u16,
+    pub truncated: bool,
+    pub ecs: bool,
+    /// Set for steered answers.
+    pub steered: Option<steered::Steered>,
+}
+
+/// Most CNAME links followed inside our zones.
+const MAX_CHAIN: usize = 8;
+
+/// Answers one request. `None` means send nothing.
+pub fn respond(
+    snap: &Snapshot,
+    client: IpAddr,
+    proto: Proto,
+    req: &[u8],
+    out: &mut Vec<u8>,
+) -> Option<Summary> {
+    let q = match wire::parse(req) {
+        Parsed::Drop => return None,
+        Parsed::Error {
+            id,
+            flags,
+            rcode,
+            question,
+            edns,
+        } => {
+            let lower = question.map_or(&[][..], |q| &q[..q.len().saturating_sub(4)]);
+            let w = Writer::new(out, id, question, lower, usize::MAX, 0);
+            let opt = edns.map(|_| OptOut {
+                payload: snap.udp_payload,
+                ext_rcode: (rcode >> 4) as u8,
+                ecs: None,
+            });
+            w.finish(flags, false, false, (rcode & 0xF) as u8, opt);
+            return Some(Summary {
+                rcode,
+                qtype: 0,
+                truncated: false,
+                ecs: false,
+                steered: None,
+            });
+        }
+        Parsed::Query(q) => q,
+    };
+    let limit = match (proto, q.edns) {
+        (Proto::Tcp, _) => u16::MAX as usize,
+        (Proto::Udp, None) => 512,
+        (Proto::Udp, Some(e)) => e.payload.clamp(512, snap.udp_payload) as usize,
+    };
+    let ecs = q.edns.and_then(|e| e.ecs).filter(|e| e.source > 0);
+    let opt_reserve = q.edns.map_or(0, |_| {
+        OptOut {
+            payload: 0,
+            ext_rcode: 0,
+            ecs: ecs.map(|e| (e, 0)),
+        }
+        .len()
+    });
+    // Location comes from ECS when the resolver sent one, else from the packet's source.
+    let located = ecs.map_or(canonical(client), |e| e.addr);
+    let mut w = Writer::new(out, q.id, Some(q.question), q.name(), limit, opt_reserve);
+    let mut a = Answer {
+        rcode: wire::RCODE_NOERROR,
+        aa: true,
+        tc: false,
+        scope: 0,
+        steered: None,
+    };
+    answer(snap, &q, located, &mut w, &mut a);
+    let opt = q.edns.map(|_| OptOut {
+        payload: snap.udp_payload,
+        ext_rcode: 0,
+        ecs: ecs.map(|e| (e, if a.rcode == 0 { a.scope } else { 0 })),
+    });
+    w.finish(q.flags, a.aa, a.tc, a.rcode, opt);
+    Some(Summary {
+        rcode: a.rcode as u16,
+        qtype: q.qtype,
+        truncated: a.tc,
+        ecs: ecs.is_some(),
+        steered: a.steered,
+    })
+}
+
+/// IPv4 clients on a dual-stack socket arrive as `::ffff:a.b.c.d`.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The parts of the reply decided while answering.
+pub struct Answer {
+    pub rcode: u8,
+    pub aa: bool,
+    pub tc: bool,
+    /// ECS scope for location-dependent answers.
+    pub scope: u8,
+    pub steered: Option<steered::Steered>,
+}
+
+fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut Answer) {
+    if q.qclass != wire::CLASS_IN {
+        a.rcode = wire::RCODE_REFUSED;
+        a.aa = false;
+        return;
+    }
+    match q.qtype {
+        wire::TYPE_AXFR | wire::TYPE_IXFR => {
+            a.rcode = wire::RCODE_REFUSED;
+            a.aa = false;
+            return;
+        }
+        wire::TYPE_OPT => {
+            a.rcode = wire::RCODE_FORMERR;
+            a.aa = false;
+            return;
+        }
+        _ => {}
+    }
+    let name = q.name();
+    let Some((zone, apex_off)) = snap.routing.find_zone(name) else {
+        a.rcode = wire::RCODE_REFUSED;
+        a.aa = false;
+        return;
+    };
+    w.set_apex_offset(apex_off);
+    if zone.has_cuts && let Some(cut) = delegation(zone, name, apex_off, q.qtype) {
+        referral(zone, cut, w, a);
+        return;
+    }
+    let Some(node) = zone.nodes.get(name) else {
+        negative(zone, wire::RCODE_NXDOMAIN, w, a);
+        return;
+    };
+    if q.qtype == wire::TYPE_ANY {
+        if node.is_empty() {
+            negative(zone, wire::RCODE_NOERROR, w, a);
+        } else {
+            any_answer(zone, w, a);
+        }
+        return;
+    }
+    if let Some(sref) = node.steer {
+        if !steered::answer(snap, sref, q.qtype, name, client, w, a) {
+            negative(zone, wire::RCODE_NOERROR, w, a);
+        }
+        return;
+    }
+    if let Some(set) = node.set(q.qtype) {
+        if !w.rrset_at_qname(ANSWER, set) {
+            truncate(w, a);
+            return;
+        }
+        additional_for(zone, &set.targets, w);
+        return;
+    }
+    if let Some(cname) = node.set(wire::TYPE_CNAME) {
+        if !w.rrset_at_qname(ANSWER, cname) {
+            truncate(w, a);
+            return;
+        }
+        chase(zone, cname.cname.as_deref(), q.qtype, w, a);
+        return;
+    }
+    negative(zone, wire::RCODE_NOERROR, w, a);
+}
+
+/// Follows a CNAME chain inside the zone.
+fn chase<'z>(zone: &'z Zone, mut target: Option<&'z [u8]>, qtype: u16, w: &mut Writer, a: &mut Answer) {
+    for _ in 0..MAX_CHAIN {
+        let Some(t) = target else { return };
+        if !ends_with_apex(t, &zone.apex) {
+            return; // out of zone: the resolver follows it
+        }
+        let Some(node) = zone.nodes.get(t) else {
+            negative(zone, wire::RCODE_NXDOMAIN, w, a);
+            return;
+        };
+        if let Some(set) = node.set(qtype) {
+            if !w.rrset_at(ANSWER, t, set) {
+                truncate(w, a);
+            }
+            return;
+        }
+        match node.set(wire::TYPE_CNAME) {
+            Some(c) => {
+                if !w.rrset_at(ANSWER, t, c) {
+                    truncate(w, a);
+                    return;
+                }
+                target = c.cname.as_deref();
+            }
+            None => {
+                negative(zone, wire::RCODE_NOERROR, w, a);
+                return;
+            }
+        }
+    }
+}
+
+fn ends_with_apex(name: &[u8], apex: &[u8]) -> bool {
+    let mut pos = 0;
+    while pos < name.len() {
+        if name.len() - pos == apex.len() {
+            return &name[pos..] == apex;
+        }
+        pos += name[pos] as usize + 1;
+    }
+    false
+}
+
+/// The highest delegation point at or above `name` (below the apex), if any. A DS query at
+/// the cut itself is answered by the parent side.
+fn delegation<'z>(zone: &'z Zone, name: &[u8], apex_off: usize, qtype: u16) -> Option<(&'z [u8], &'z Node)> {
+    // Walk from the label just under the apex down to the name itself.
+    let mut starts = [0usize; 128];
+    let mut n = 0;
+    let mut pos = 0;
+    while pos < apex_off && n < starts.len() {
+        starts[n] = pos;
+        n += 1;
+        pos += name[pos] as usize + 1;
+    }
+    for i in (0..n).rev() {
+        let sub = &name[starts[i]..];
+        if let Some((k, node)) = zone.nodes.get_key_value(sub)
+            && node.cut
+        {
+            if i == 0 && qtype == wire::TYPE_DS {
+                return None;
+            }
+            return Some((k, node));
+        }
+    }
+    None
+}
+
+fn referral(zone: &Zone, (cut, node): (&[u8], &Node), w: &mut Writer, a: &mut Answer) {
+    a.aa = false;
+    let Some(ns) = node.set(wire::TYPE_NS) else {
+        return;
+    };
+    if !w.rrset_at(AUTHORITY, cut, ns) {
+        truncate(w, a);
+        return;
+    }
+    additional_for(zone, &ns.targets, w);
+}
+
+/// NXDOMAIN or NODATA, with the SOA in the authority section.
+fn negative(zone: &Zone, rcode: u8, w: &mut Writer, a: &mut Answer) {
+    a.rcode = rcode;
+    a.scope = 0;
+    if !w.rrset_at(AUTHORITY, &zone.apex, &zone.negative_soa) {
+        truncate(w, a);
+    }
+}
+
+/// RFC 8482: one synthesized HINFO instead of every record set.
+fn any_answer(zone: &Zone, w: &mut Writer, a: &mut Answer) {
+    const RFC8482: &[u8] = b"\x07RFC8482\x00";
+    let ttl = zone.negative_soa_ttl();
+    if !w.record(ANSWER, &[], wire::TYPE_HINFO, ttl, RFC8482) {
+        truncate(w, a);
+    }
+}
+
+/// Addresses of in-zone targets, as many as fit; never truncates.
+fn additional_for(zone: &Zone, targets: &[Box<[u8]>], w: &mut Writer) {
+    for t in targets {
+        if let Some(node) = zone.nodes.get(&t[..]) {
+            for rtype in [wire::TYPE_A, wire::TYPE_AAAA] {
+                if let Some(set) = node.set(rtype) {
+                    w.rrset_at(ADDITIONAL, t, set);
+                }
+            }
+        }
+    }
+}
+
+/// The answer does not fit: send an empty reply with TC so the client retries over TCP.
+pub fn truncate(w: &mut Writer, a: &mut Answer) {
+    w.clear_records();
+    a.tc = true;
+}
+
+impl Zone {
+    fn negative_soa_ttl(&self) -> u32 {
+        let wire = &self.negative_soa.wire;
+        wire.get(6..10)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}

@@ -1,0 +1,160 @@
+//! UDP and TCP listeners around the answer path.
+//!
+//! UDP: several sockets per address (SO_REUSEPORT), each served by its own thread that
+//! receives, answers and sends without spawning anything per packet. TCP: tokio tasks with a
+//! bounded number of connections, an idle timeout, and RFC 7766 pipelining answered in order.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::answer::{Proto, respond};
+use crate::snapshot::Shared;
+
+/// Binds `n` UDP sockets sharing one address (port 0 picks one port for all).
+pub fn bind_udp(addr: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
+    let mut out = Vec::with_capacity(n);
+    let mut addr = addr;
+    for _ in 0..n.max(1) {
+        let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+        if addr.is_ipv6() {
+            s.set_only_v6(false).ok();
+        }
+        s.set_reuse_port(true)?;
+        s.set_recv_buffer_size(4 << 20).ok();
+        s.set_send_buffer_size(4 << 20).ok();
+        s.bind(&addr.into())?;
+        let sock: UdpSocket = s.into();
+        addr = sock.local_addr()?;
+        // A read timeout lets the thread notice shutdown.
+        sock.set_read_timeout(Some(Duration::from_millis(250)))?;
+        out.push(sock);
+    }
+    Ok(out)
+}
+
+/// Binds a TCP listener (with SO_REUSEADDR so restarts don't wait for TIME_WAIT).
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        s.set_only_v6(false).ok();
+    }
+    s.set_reuse_address(true)?;
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}
+
+/// Serves one UDP socket on a dedicated thread until `stop` is set.
+pub fn spawn_udp(sock: UdpSocket, shared: Shared, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("sipsteer-udp".into())
+        .spawn(move || {
+            let mut req = [0u8; 4096];
+            let mut out = Vec::with_capacity(4096);
+            while !stop.load(Ordering::Relaxed) {
+                let (n, peer) = match sock.recv_from(&mut req) {
+                    Ok(x) => x,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "udp receive failed");
+                        continue;
+                    }
+                };
+                if peer.port() == 0 {
+                    continue;
+                }
+                let snap = shared.load();
+                if respond(&snap, peer.ip(), Proto::Udp, &req[..n], &mut out).is_some()
+                    && let Err(e) = sock.send_to(&out, peer)
+                {
+                    tracing::debug!(error = %e, %peer, "udp send failed");
+                }
+            }
+        })
+}
+
+/// Accepts TCP connections until `cancel` fires.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    shared: Shared,
+    max_connections: usize,
+    idle: Duration,
+    cancel: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = cancel.cancelled() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(error = %e, "tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => return,
+        };
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            tokio::select! {
+                _ = connection(stream, peer, shared, idle) => {}
+                _ = cancel.cancelled() => {}
+            }
+        });
+    }
+}
+
+async fn connection(mut stream: tokio::net::TcpStream, peer: SocketAddr, shared: Shared, idle: Duration) {
+    stream.set_nodelay(true).ok();
+    let mut req = vec![0u8; 65535];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        let mut len = [0u8; 2];
+        match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let n = u16::from_be_bytes(len) as usize;
+        match tokio::time::timeout(idle, stream.read_exact(&mut req[..n])).await {
+            Ok(Ok(_)) => {}
+            _ => return,
+        }
+        let summary = {
+            let snap = shared.load();
+            respond(&snap, peer.ip(), Proto::Tcp, &req[..n], &mut out)
+        };
+        if summary.is_none() {
+            continue;
+        }
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&out);
+        if tokio::time::timeout(idle, stream.write_all(&framed)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! DNS: the wire format of queries, the answer path and the UDP/TCP listeners.
+//!
+//! `wire` parses requests, `answer` decides the reply (static data here, steered names in
+//! `steered`), `writer` encodes it, `listener` moves bytes.
+
+pub mod answer;
+pub mod listener;
+pub mod steered;
+pub mod wire;
+pub mod writer;

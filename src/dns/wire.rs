@@ -1,0 +1,444 @@
+//! Parsing DNS queries from the wire, without allocating: header, the one question, and the
+//! OPT record with its Client Subnet option. Everything here is checked, never trusted.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+pub const TYPE_A: u16 = 1;
+pub const TYPE_NS: u16 = 2;
+pub const TYPE_CNAME: u16 = 5;
+pub const TYPE_SOA: u16 = 6;
+pub const TYPE_PTR: u16 = 12;
+pub const TYPE_HINFO: u16 = 13;
+pub const TYPE_MX: u16 = 15;
+pub const TYPE_TXT: u16 = 16;
+pub const TYPE_AAAA: u16 = 28;
+pub const TYPE_SRV: u16 = 33;
+pub const TYPE_NAPTR: u16 = 35;
+pub const TYPE_OPT: u16 = 41;
+pub const TYPE_DS: u16 = 43;
+pub const TYPE_IXFR: u16 = 251;
+pub const TYPE_AXFR: u16 = 252;
+pub const TYPE_ANY: u16 = 255;
+pub const CLASS_IN: u16 = 1;
+pub const OPT_ECS: u16 = 8;
+
+pub const RCODE_NOERROR: u8 = 0;
+pub const RCODE_FORMERR: u8 = 1;
+pub const RCODE_SERVFAIL: u8 = 2;
+pub const RCODE_NXDOMAIN: u8 = 3;
+pub const RCODE_NOTIMP: u8 = 4;
+pub const RCODE_REFUSED: u8 = 5;
+/// Extended rcode 16 (BADVERS): 0 in the header, 1 in the OPT's upper bits.
+pub const RCODE_BADVERS: u16 = 16;
+
+/// Longest name on the wire (RFC 1035).
+pub const MAX_NAME: usize = 255;
+
+/// An EDNS Client Subnet option (RFC 7871), validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ecs {
+    /// 1 = IPv4, 2 = IPv6.
+    pub family: u16,
+    pub source: u8,
+    /// The address, host bits zero.
+    pub addr: IpAddr,
+}
+
+/// The request's OPT record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edns {
+    pub payload: u16,
+    pub version: u8,
+    pub dnssec_ok: bool,
+    pub ecs: Option<Ecs>,
+}
+
+/// A query that passed every check.
+#[derive(Debug)]
+pub struct Query<'a> {
+    pub id: u16,
+    /// The second header word of the request (opcode, RD, CD...).
+    pub flags: u16,
+    /// The question as sent (name, type, class), copied into the reply as is (0x20 case kept).
+    pub question: &'a [u8],
+    /// Length of the name within `question`.
+    pub name_len: usize,
+    /// The name in lower case, wire format.
+    pub lower: [u8; MAX_NAME],
+    pub qtype: u16,
+    pub qclass: u16,
+    pub edns: Option<Edns>,
+}
+
+impl Query<'_> {
+    pub fn name(&self) -> &[u8] {
+        &self.lower[..self.name_len]
+    }
+}
+
+/// What to do with a packet.
+#[derive(Debug)]
+pub enum Parsed<'a> {
+    Query(Box<Query<'a>>),
+    /// Answer with this rcode; `question` is echoed when it could be read, and an OPT is
+    /// added when the request had a valid one.
+    Error {
+        id: u16,
+        flags: u16,
+        rcode: u16,
+        question: Option<&'a [u8]>,
+        edns: Option<Edns>,
+    },
+    /// No reply at all (responses, runts).
+    Drop,
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn u8(&mut self) -> Option<u8> {
+        let b = *self.buf.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.buf.get(self.pos..self.pos + 2)?;
+        self.pos += 2;
+        Some(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn bytes(&mut self, n: usize) -> Option<&'a [u8]> {
+        let b = self.buf.get(self.pos..self.pos.checked_add(n)?)?;
+        self.pos += n;
+        Some(b)
+    }
+    /// Skips a possibly compressed name.
+    fn skip_name(&mut self) -> Option<()> {
+        let mut len = 0usize;
+        loop {
+            let l = self.u8()?;
+            match l & 0xC0 {
+                0x00 if l == 0 => return Some(()),
+                0x00 => {
+                    len += l as usize + 1;
+                    if len > MAX_NAME {
+                        return None;
+                    }
+                    self.bytes(l as usize)?;
+                }
+                0xC0 => {
+                    self.u8()?;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+}
+
+/// Reads an uncompressed question name, lowercasing into `lower`; returns its wire length.
+fn read_qname(r: &mut Reader, lower: &mut [u8; MAX_NAME]) -> Option<usize> {
+    let start = r.pos;
+    loop {
+        let l = r.u8()? as usize;
+        if l == 0 {
+            break;
+        }
+        if l > 63 {
+            return None;
+        }
+        r.bytes(l)?;
+        if r.pos - start >= MAX_NAME {
+            return None;
+        }
+    }
+    let n = r.pos - start;
+    if n > MAX_NAME {
+        return None;
+    }
+    for (d, s) in lower.iter_mut().zip(&r.buf[start..r.pos]) {
+        *d = s.to_ascii_lowercase();
+    }
+    Some(n)
+}
+
+/// Parses a query packet.
+pub fn parse(buf: &[u8]) -> Parsed<'_> {
+    if buf.len() < 12 {
+        return Parsed::Drop;
+    }
+    let id = u16::from_be_bytes([buf[0], buf[1]]);
+    let flags = u16::from_be_bytes([buf[2], buf[3]]);
+    if flags & 0x8000 != 0 {
+        return Parsed::Drop;
+    }
+    let count = |i: usize| u16::from_be_bytes([buf[i], buf[i + 1]]);
+    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    let err = |rcode: u8, question, edns| Parsed::Error {
+        id,
+        flags,
+        rcode: rcode as u16,
+        question,
+        edns,
+    };
+    let mut r = Reader { buf, pos: 12 };
+    let mut lower = [0u8; MAX_NAME];
+    let question = if qd == 1 {
+        let start = r.pos;
+        match read_qname(&mut r, &mut lower) {
+            Some(n) => match (r.u16(), r.u16()) {
+                (Some(t), Some(c)) => Some((start, n, t, c)),
+                _ => None,
+            },
+            None => None,
+        }
+    } else {
+        None
+    };
+    let qbytes = question.map(|(s, n, _, _)| &buf[s..s + n + 4]);
+    let opcode = (flags >> 11) & 0xF;
+    if opcode != 0 {
+        return err(RCODE_NOTIMP, qbytes, None);
+    }
+    let Some((qstart, name_len, qtype, qclass)) = question else {
+        return err(RCODE_FORMERR, None, None);
+    };
+    // Skip answer and authority records; find the OPT among the additionals.
+    for _ in 0..(an as usize + ns as usize) {
+        if skip_record(&mut r).is_none() {
+            return err(RCODE_FORMERR, qbytes, None);
+        }
+    }
+    let mut edns: Option<Edns> = None;
+    for _ in 0..ar {
+        let rec_start = r.pos;
+        let Some(owner_root) = r.buf.get(r.pos).map(|b| *b == 0) else {
+            return err(RCODE_FORMERR, qbytes, None);
+        };
+        if r.skip_name().is_none() {
+            return err(RCODE_FORMERR, qbytes, None);
+        }
+        let (Some(rtype), Some(class), Some(ttl_hi), Some(ttl_lo), Some(rdlen)) =
+            (r.u16(), r.u16(), r.u16(), r.u16(), r.u16())
+        else {
+            return err(RCODE_FORMERR, qbytes, None);
+        };
+        let Some(rdata) = r.bytes(rdlen as usize) else {
+            return err(RCODE_FORMERR, qbytes, None);
+        };
+        if rtype != TYPE_OPT {
+            continue;
+        }
+        let _ = rec_start;
+        if edns.is_some() || !owner_root {
+            return err(RCODE_FORMERR, qbytes, None);
+        }
+        let version = (ttl_hi & 0xFF) as u8;
+        let dnssec_ok = ttl_lo & 0x8000 != 0;
+        match parse_options(rdata) {
+            Ok(ecs) => {
+                edns = Some(Edns {
+                    payload: class,
+                    version,
+                    dnssec_ok,
+                    ecs,
+                })
+            }
+            Err(()) => return err(RCODE_FORMERR, qbytes, None),
+        }
+    }
+    if let Some(e) = edns
+        && e.version > 0
+    {
+        return Parsed::Error {
+            id,
+            flags,
+            rcode: RCODE_BADVERS,
+            question: qbytes,
+            edns: Some(Edns { ecs: None, ..e }),
+        };
+    }
+    Parsed::Query(Box::new(Query {
+        id,
+        flags,
+        question: &buf[qstart..qstart + name_len + 4],
+        name_len,
+        lower,
+        qtype,
+        qclass,
+        edns,
+    }))
+}
+
+fn skip_record(r: &mut Reader) -> Option<()> {
+    r.skip_name()?;
+    r.bytes(8)?;
+    let len = r.u16()?;
+    r.bytes(len as usize)?;
+    Some(())
+}
+
+/// Reads EDNS options; only ECS is interpreted. Malformed options are an error.
+fn parse_options(mut data: &[u8]) -> Result<Option<Ecs>, ()> {
+    let mut ecs = None;
+    while !data.is_empty() {
+        if data.len() < 4 {
+            return Err(());
+        }
+        let code = u16::from_be_bytes([data[0], data[1]]);
+        let len = u16::from_be_bytes([data[2], data[3]]) as usize;
+        let body = data.get(4..4 + len).ok_or(())?;
+        if code == OPT_ECS {
+            if ecs.is_some() {
+                return Err(());
+            }
+            ecs = Some(parse_ecs(body)?);
+        }
+        data = &data[4 + len..];
+    }
+    Ok(ecs)
+}
+
+/// RFC 7871 section 6: family, source prefix, scope prefix (0 in queries), address bytes
+/// exactly covering the source prefix with the bits beyond it zero.
+fn parse_ecs(b: &[u8]) -> Result<Ecs, ()> {
+    if b.len() < 4 {
+        return Err(());
+    }
+    let family = u16::from_be_bytes([b[0], b[1]]);
+    let source = b[2];
+    let scope = b[3];
+    let addr = &b[4..];
+    let max = match family {
+        1 => 32,
+        2 => 128,
+        _ => return Err(()),
+    };
+    if source > max || scope != 0 || addr.len() != (source as usize).div_ceil(8) {
+        return Err(());
+    }
+    if source % 8 != 0
+        && let Some(last) = addr.last()
+        && last & (0xFFu8 >> (source % 8)) != 0
+    {
+        return Err(());
+    }
+    let ip = if family == 1 {
+        let mut o = [0u8; 4];
+        o[..addr.len()].copy_from_slice(addr);
+        IpAddr::V4(Ipv4Addr::from(o))
+    } else {
+        let mut o = [0u8; 16];
+        o[..addr.len()].copy_from_slice(addr);
+        IpAddr::V6(Ipv6Addr::from(o))
+    };
+    Ok(Ecs {
+        family,
+        source,
+        addr: ip,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[u8], extra_ar: &[u8], arcount: u16) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0];
+        p.extend_from_slice(&arcount.to_be_bytes());
+        p.extend_from_slice(name);
+        p.extend_from_slice(&[0, 1, 0, 1]);
+        p.extend_from_slice(extra_ar);
+        p
+    }
+
+    fn opt(version: u8, options: &[u8]) -> Vec<u8> {
+        let mut o = vec![0, 0, 41, 0x04, 0xD0, 0, version, 0, 0];
+        o.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        o.extend_from_slice(options);
+        o
+    }
+
+    const NAME: &[u8] = b"\x03WwW\x07example\x03com\x00";
+
+    #[test]
+    fn plain_query() {
+        let p = query(NAME, &[], 0);
+        let Parsed::Query(q) = parse(&p) else { panic!() };
+        assert_eq!(q.name(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(&q.question[..4], b"\x03WwW");
+        assert_eq!((q.qtype, q.qclass, q.id), (1, 1, 0x1234));
+        assert!(q.edns.is_none());
+    }
+
+    #[test]
+    fn ecs_valid_and_invalid() {
+        let ecs = |fam: u16, src: u8, scope: u8, addr: &[u8]| {
+            let mut o = vec![0, 8];
+            o.extend_from_slice(&(4 + addr.len() as u16).to_be_bytes());
+            o.extend_from_slice(&fam.to_be_bytes());
+            o.extend_from_slice(&[src, scope]);
+            o.extend_from_slice(addr);
+            o
+        };
+        let p = query(NAME, &opt(0, &ecs(1, 24, 0, &[81, 2, 69])), 1);
+        let Parsed::Query(q) = parse(&p) else { panic!() };
+        let e = q.edns.unwrap().ecs.unwrap();
+        assert_eq!((e.source, e.addr), (24, "81.2.69.0".parse().unwrap()));
+        for bad in [
+            ecs(1, 23, 0, &[81, 2, 69]), // host bit set beyond /23
+            ecs(1, 24, 0, &[81, 2]),     // too few address bytes
+            ecs(1, 33, 0, &[1, 2, 3, 4, 5]),
+            ecs(3, 8, 0, &[1]),
+            ecs(1, 24, 8, &[81, 2, 69]),
+        ] {
+            let p = query(NAME, &opt(0, &bad), 1);
+            assert!(matches!(parse(&p), Parsed::Error { rcode: 1, .. }), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let mut two_opts = opt(0, &[]);
+        two_opts.extend(opt(0, &[]));
+        assert!(matches!(
+            parse(&query(NAME, &two_opts, 2)),
+            Parsed::Error { rcode: 1, .. }
+        ));
+        assert!(matches!(
+            parse(&query(NAME, &opt(1, &[]), 1)),
+            Parsed::Error { rcode: 16, .. }
+        ));
+        let mut resp = query(NAME, &[], 0);
+        resp[2] |= 0x80;
+        assert!(matches!(parse(&resp), Parsed::Drop));
+        assert!(matches!(parse(&[0; 5]), Parsed::Drop));
+        let mut notify = query(NAME, &[], 0);
+        notify[2] = 4 << 3;
+        assert!(matches!(parse(&notify), Parsed::Error { rcode: 4, question: Some(_), .. }));
+        let truncated = &query(NAME, &[], 0)[..20];
+        assert!(matches!(parse(truncated), Parsed::Error { rcode: 1, question: None, .. }));
+    }
+
+    #[test]
+    fn never_panics_on_prefixes_and_garbage() {
+        let full = query(NAME, &opt(0, &[0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69]), 1);
+        for n in 0..full.len() {
+            let _ = parse(&full[..n]);
+        }
+        let mut x: u32 = 1;
+        for _ in 0..20000 {
+            let mut p = full.clone();
+            for _ in 0..3 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let i = x as usize % p.len();
+                p[i] = (x >> 8) as u8;
+            }
+            let _ = parse(&p);
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Writing a response into a caller's buffer: header, the question as asked, records with
+//! owner names compressed against the question, and the OPT record. Every write checks the
+//! size limit first, so a UDP reply never exceeds what the client can take.
+
+use super::wire::{Ecs, MAX_NAME, OPT_ECS, TYPE_OPT};
+use crate::routing::RRset;
+
+pub const ANSWER: usize = 0;
+pub const AUTHORITY: usize = 1;
+pub const ADDITIONAL: usize = 2;
+
+/// The OPT record of a reply.
+#[derive(Debug, Clone, Copy)]
+pub struct OptOut {
+    pub payload: u16,
+    /// Upper 8 bits of the extended rcode.
+    pub ext_rcode: u8,
+    /// ECS echoed with this scope.
+    pub ecs: Option<(Ecs, u8)>,
+}
+
+impl OptOut {
+    pub fn len(&self) -> usize {
+        11 + self
+            .ecs
+            .map_or(0, |(e, _)| 8 + (e.source as usize).div_ceil(8))
+    }
+}
+
+pub struct Writer<'b> {
+    buf: &'b mut Vec<u8>,
+    limit: usize,
+    reserve: usize,
+    lower: [u8; MAX_NAME],
+    name_len: usize,
+    /// Offset of the zone apex within the question name.
+    apex_off: usize,
+    counts: [u16; 3],
+}
+
+impl<'b> Writer<'b> {
+    /// Starts a reply: header placeholder and the question copied as asked.
+    pub fn new(
+        buf: &'b mut Vec<u8>,
+        id: u16,
+        question: Option<&[u8]>,
+        lower: &[u8],
+        limit: usize,
+        reserve: usize,
+    ) -> Self {
+        buf.clear();
+        buf.extend_from_slice(&id.to_be_bytes());
+        buf.extend_from_slice(&[0; 10]);
+        if let Some(q) = question {
+            buf[5] = 1;
+            buf.extend_from_slice(q);
+        }
+        let mut l = [0u8; MAX_NAME];
+        let n = lower.len().min(MAX_NAME);
+        l[..n].copy_from_slice(&lower[..n]);
+        Writer {
+            buf,
+            limit,
+            reserve,
+            lower: l,
+            name_len: n,
+            apex_off: n.saturating_sub(1),
+            counts: [0; 3],
+        }
+    }
+
+    /// Where the zone apex starts in the question name (for compressing in-zone owners).
+    pub fn set_apex_offset(&mut self, off: usize) {
+        self.apex_off = off;
+    }
+
+    pub fn mark(&self) -> (usize, [u16; 3]) {
+        (self.buf.len(), self.counts)
+    }
+
+    pub fn rollback(&mut self, m: (usize, [u16; 3])) {
+        self.buf.truncate(m.0);
+        self.counts = m.1;
+    }
+
+    /// Drops every record (for a truncated reply).
+    pub fn clear_records(&mut self) {
+        let q = if self.buf[5] == 1 {
+            12 + self.name_len + 4
+        } else {
+            12
+        };
+        self.buf.truncate(q);
+        self.counts = [0; 3];
+    }
+
+    pub fn count(&self, section: usize) -> u16 {
+        self.counts[section]
+    }
+
+    fn fits(&self, n: usize) -> bool {
+        self.buf.len() + n + self.reserve <= self.limit
+    }
+
+    /// Bytes an owner name takes when written by [`Self::owner`].
+    fn owner_len(&self, owner: &[u8]) -> usize {
+        if owner == self.qname() {
+            return 2;
+        }
+        match self.apex_prefix(owner) {
+            Some(p) => p + 2,
+            None => owner.len(),
+        }
+    }
+
+    fn qname(&self) -> &[u8] {
+        &self.lower[..self.name_len]
+    }
+
+    /// If `owner` ends with the zone apex, the length of the labels before it.
+    fn apex_prefix(&self, owner: &[u8]) -> Option<usize> {
+        let apex = &self.lower[self.apex_off..self.name_len];
+        let mut pos = 0;
+        while pos < owner.len() {
+            if owner.len() - pos == apex.len() {
+                return (&owner[pos..] == apex).then_some(pos);
+            }
+            let l = owner[pos] as usize;
+            if l == 0 {
+                return None;
+            }
+            pos += l + 1;
+        }
+        None
+    }
+
+    fn owner(&mut self, owner: &[u8]) {
+        if owner == self.qname() {
+            self.buf.extend_from_slice(&[0xC0, 0x0C]);
+            return;
+        }
+        match self.apex_prefix(owner) {
+            Some(p) => {
+                self.buf.extend_from_slice(&owner[..p]);
+                let ptr = 0xC000 | (12 + self.apex_off) as u16;
+                self.buf.extend_from_slice(&ptr.to_be_bytes());
+            }
+            None => self.buf.extend_from_slice(owner),
+        }
+    }
+
+    /// Writes a whole record set owned by the question name; false (and nothing written) if
+    /// it does not fit.
+    pub fn rrset_at_qname(&mut self, section: usize, set: &RRset) -> bool {
+        if !self.fits(set.wire.len()) {
+            return false;
+        }
+        self.buf.extend_from_slice(&set.wire);
+        self.counts[section] += set.count;
+        true
+    }
+
+    /// Writes a whole record set with another owner; false (nothing written) if it does not fit.
+    pub fn rrset_at(&mut self, section: usize, owner: &[u8], set: &RRset) -> bool {
+        if owner == self.qname() {
+            return self.rrset_at_qname(section, set);
+        }
+        let olen = self.owner_len(owner);
+        let need = set.wire.len() + (olen.saturating_sub(2)) * set.count as usize;
+        if !self.fits(need) {
+            return false;
+        }
+        for rec in set.records() {
+            self.owner(owner);
+            self.buf.extend_from_slice(rec);
+        }
+        self.counts[section] += set.count;
+        true
+    }
+
+    /// Writes one record; false (nothing written) if it does not fit.
+    pub fn record(&mut self, section: usize, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> bool {
+        if !self.fits(self.owner_len(owner) + 10 + rdata.len()) {
+            return false;
+        }
+        self.owner(owner);
+        self.buf.extend_from_slice(&rtype.to_be_bytes());
+        self.buf.extend_from_slice(&1u16.to_be_bytes());
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        self.buf.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        self.buf.extend_from_slice(rdata);
+        self.counts[section] += 1;
+        true
+    }
+
+    /// Writes one record whose data is built in place by `f`; false if `max_rdata` won't fit.
+    pub fn record_with(
+        &mut self,
+        section: usize,
+        owner: &[u8],
+        rtype: u16,
+        ttl: u32,
+        max_rdata: usize,
+        f: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        if !self.fits(self.owner_len(owner) + 10 + max_rdata) {
+            return false;
+        }
+        self.owner(owner);
+        self.buf.extend_from_slice(&rtype.to_be_bytes());
+        self.buf.extend_from_slice(&1u16.to_be_bytes());
+        self.buf.extend_from_slice(&ttl.to_be_bytes());
+        let len_at = self.buf.len();
+        self.buf.extend_from_slice(&[0, 0]);
+        f(self.buf);
+        let n = (self.buf.len() - len_at - 2) as u16;
+        self.buf[len_at..len_at + 2].copy_from_slice(&n.to_be_bytes());
+        self.counts[section] += 1;
+        true
+    }
+
+    /// Finishes the header and appends the OPT record.
+    pub fn finish(self, req_flags: u16, aa: bool, tc: bool, rcode: u8, opt: Option<OptOut>) {
+        let mut flags: u16 = 0x8000 | (req_flags & 0x7800) | (req_flags & 0x0100) | (req_flags & 0x0010);
+        if aa {
+            flags |= 0x0400;
+        }
+        if tc {
+            flags |= 0x0200;
+        }
+        flags |= (rcode & 0xF) as u16;
+        self.buf[2..4].copy_from_slice(&flags.to_be_bytes());
+        let mut ar = self.counts[ADDITIONAL];
+        if let Some(o) = opt {
+            ar += 1;
+            self.buf.push(0);
+            self.buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
+            self.buf.extend_from_slice(&o.payload.to_be_bytes());
+            self.buf.extend_from_slice(&[o.ext_rcode, 0, 0, 0]);
+            match o.ecs {
+                None => self.buf.extend_from_slice(&[0, 0]),
+                Some((e, scope)) => {
+                    let alen = (e.source as usize).div_ceil(8);
+                    self.buf.extend_from_slice(&((8 + alen) as u16).to_be_bytes());
+                    self.buf.extend_from_slice(&OPT_ECS.to_be_bytes());
+                    self.buf.extend_from_slice(&((4 + alen) as u16).to_be_bytes());
+                    self.buf.extend_from_slice(&e.family.to_be_bytes());
+                    self.buf.extend_from_slice(&[e.source, scope]);
+                    match e.addr {
+                        std::net::IpAddr::V4(a) => self.buf.extend_from_slice(&a.octets()[..alen]),
+                        std::net::IpAddr::V6(a) => self.buf.extend_from_slice(&a.octets()[..alen]),
+                    }
+                }
+            }
+        }
+        self.buf[6..8].copy_from_slice(&self.counts[ANSWER].to_be_bytes());
+        self.buf[8..10].copy_from_slice(&self.counts[AUTHORITY].to_be_bytes());
+        self.buf[10..12].copy_from_slice(&ar.to_be_bytes());
+    }
+}

@@ -1,0 +1,231 @@
+//! Compiling the validated config into [`Routing`]: owner names, empty non-terminals,
+//! delegations and pre-encoded record sets.
+
+use std::collections::HashMap;
+
+use hickory_proto::rr::{Name, RData, Record};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+
+use super::{Node, RRset, Routing, SteerKind, SteerRef, Zone, count_labels};
+use crate::config::{Config, Transport, ZoneConfig};
+
+/// Lowercase wire form of a name.
+pub fn wire_name(n: &Name) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(n.len() + 1);
+    for label in n.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out.into_boxed_slice()
+}
+
+/// Encodes record data without name compression.
+pub fn rdata_wire(rdata: &RData) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(64);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_canonical_form(true);
+    // Encoding into a growable buffer cannot run out of room; an error would mean a bug in
+    // the record data, which validation already parsed.
+    if rdata.emit(&mut enc).is_err() {
+        buf.clear();
+    }
+    buf
+}
+
+/// Builds one wire record set from (ttl, rdata) pairs of one type.
+pub fn rrset(rtype: u16, items: &[(u32, Vec<u8>)], origin: &Name, targets: Vec<Name>) -> RRset {
+    let mut wire = Vec::new();
+    for (ttl, rd) in items {
+        wire.extend_from_slice(&[0xC0, 0x0C]);
+        wire.extend_from_slice(&rtype.to_be_bytes());
+        wire.extend_from_slice(&1u16.to_be_bytes());
+        wire.extend_from_slice(&ttl.to_be_bytes());
+        wire.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        wire.extend_from_slice(rd);
+    }
+    let targets: Vec<Box<[u8]>> = targets
+        .iter()
+        .filter(|t| origin.zone_of(t))
+        .map(wire_name)
+        .collect();
+    RRset {
+        rtype,
+        count: items.len() as u16,
+        wire: wire.into_boxed_slice(),
+        targets: targets.into_boxed_slice(),
+        cname: None,
+    }
+}
+
+/// Compiles every zone of the config.
+pub fn compile(cfg: &Config) -> Routing {
+    let mut r = Routing {
+        min_apex_labels: usize::MAX,
+        ..Routing::default()
+    };
+    let mut service_index = 0u32;
+    for z in &cfg.zones {
+        let zone = zone(z, cfg, &mut service_index);
+        r.min_apex_labels = r.min_apex_labels.min(count_labels(&zone.apex));
+        r.apexes.insert(zone.apex.clone(), r.zones.len());
+        r.zones.push(zone);
+    }
+    if r.zones.is_empty() {
+        r.min_apex_labels = 0;
+    }
+    r
+}
+
+fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
+    let origin = &z.origin;
+    // Group records by owner and type, keeping the order written.
+    let mut by_owner: HashMap<Name, Vec<Record>> = HashMap::new();
+    let mut push = |name: &Name, ttl: u32, rdata: RData| {
+        by_owner
+            .entry(name.clone())
+            .or_default()
+            .push(Record::from_rdata(name.clone(), ttl, rdata));
+    };
+    push(origin, z.ttl, RData::SOA(z.soa.clone()));
+    for ns in &z.ns {
+        push(origin, z.ttl, RData::NS(hickory_proto::rr::rdata::NS(ns.clone())));
+    }
+    for rec in &z.records {
+        push(&rec.name, rec.ttl, rec.rdata.clone());
+    }
+
+    let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
+    let mut has_cuts = false;
+    for (name, records) in &by_owner {
+        let mut node = Node::default();
+        let mut types: Vec<u16> = Vec::new();
+        for r in records {
+            let t = u16::from(r.record_type());
+            if !types.contains(&t) {
+                types.push(t);
+            }
+        }
+        for t in types {
+            let of_type: Vec<&Record> = records
+                .iter()
+                .filter(|r| u16::from(r.record_type()) == t)
+                .collect();
+            let items: Vec<(u32, Vec<u8>)> =
+                of_type.iter().map(|r| (r.ttl, rdata_wire(&r.data))).collect();
+            let targets: Vec<Name> = of_type.iter().filter_map(|r| target(&r.data)).collect();
+            let mut set = rrset(t, &items, origin, targets);
+            if let Some(RData::CNAME(c)) = of_type.first().map(|r| &r.data) {
+                set.cname = Some(wire_name(&c.0));
+                set.targets = Box::new([]);
+            }
+            node.sets.push(set);
+        }
+        if name != origin && node.set(crate::dns::wire::TYPE_NS).is_some() {
+            node.cut = true;
+            has_cuts = true;
+        }
+        nodes.insert(wire_name(name), node);
+    }
+
+    for svc in &z.services {
+        let sref = |kind| SteerRef {
+            service: *service_index,
+            kind,
+        };
+        nodes.entry(wire_name(&svc.name)).or_default().steer = Some(sref(SteerKind::Service));
+        for &t in &svc.transports {
+            if let Ok(n) = srv_name(t, &svc.name) {
+                nodes.entry(wire_name(&n)).or_default().steer = Some(sref(SteerKind::Srv(t)));
+            }
+        }
+        for (ri, &region) in svc.regions.iter().enumerate() {
+            let reg = &cfg.regions[region];
+            let Ok(rname) = Name::from_labels([reg.name.as_bytes()])
+                .and_then(|l| l.append_domain(&svc.name))
+            else {
+                continue;
+            };
+            nodes.entry(wire_name(&rname)).or_default().steer =
+                Some(sref(SteerKind::Region(ri as u16)));
+            for &t in &svc.transports {
+                if let Ok(n) = srv_name(t, &rname) {
+                    nodes.entry(wire_name(&n)).or_default().steer =
+                        Some(sref(SteerKind::RegionSrv(ri as u16, t)));
+                }
+            }
+            for s in &reg.servers {
+                let Ok(sname) = Name::from_labels([s.name.as_bytes()])
+                    .and_then(|l| l.append_domain(&rname))
+                else {
+                    continue;
+                };
+                let node = nodes.entry(wire_name(&sname)).or_default();
+                for (t, v4) in [(crate::dns::wire::TYPE_A, true), (crate::dns::wire::TYPE_AAAA, false)] {
+                    let items: Vec<(u32, Vec<u8>)> = s
+                        .addresses
+                        .iter()
+                        .filter_map(|ip| match ip {
+                            std::net::IpAddr::V4(a) if v4 => Some((svc.ttl, a.octets().to_vec())),
+                            std::net::IpAddr::V6(a) if !v4 => Some((svc.ttl, a.octets().to_vec())),
+                            _ => None,
+                        })
+                        .collect();
+                    if !items.is_empty() {
+                        node.sets.push(rrset(t, &items, origin, Vec::new()));
+                    }
+                }
+            }
+        }
+        *service_index += 1;
+    }
+
+    // Empty non-terminals: every ancestor between a name and the apex exists.
+    let apex = wire_name(origin);
+    let names: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
+    for n in names {
+        let mut cur: &[u8] = &n;
+        while let Some(p) = super::parent(cur) {
+            if p.len() <= apex.len() {
+                break;
+            }
+            nodes.entry(p.into()).or_default();
+            cur = p;
+        }
+    }
+
+    let soa_min = z.soa.minimum;
+    let negative_soa = rrset(
+        crate::dns::wire::TYPE_SOA,
+        &[(soa_min, rdata_wire(&RData::SOA(z.soa.clone())))],
+        origin,
+        Vec::new(),
+    );
+    Zone {
+        apex,
+        origin: origin.clone(),
+        negative_soa,
+        nodes,
+        has_cuts,
+    }
+}
+
+/// `_sip._udp.NAME`, `_sip._tcp.NAME`, `_sips._tcp.NAME`.
+pub fn srv_name(t: Transport, base: &Name) -> Result<Name, hickory_proto::ProtoError> {
+    let labels: [&[u8]; 2] = match t {
+        Transport::Udp => [b"_sip", b"_udp"],
+        Transport::Tcp => [b"_sip", b"_tcp"],
+        Transport::Tls => [b"_sips", b"_tcp"],
+    };
+    Name::from_labels(labels)?.append_domain(base)
+}
+
+/// Names in record data whose addresses go in the additional section.
+fn target(r: &RData) -> Option<Name> {
+    match r {
+        RData::MX(m) => Some(m.exchange.clone()),
+        RData::SRV(s) => Some(s.target.clone()),
+        RData::NS(n) => Some(n.0.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,143 @@
+//! Compiled zones: every owner name of every zone, with its record sets encoded to wire format
+//! once at load, so answering is a hash lookup and a few copies.
+
+mod build;
+
+use std::collections::HashMap;
+
+pub use build::compile;
+
+/// Every zone sipsteer is authoritative for.
+#[derive(Debug, Default)]
+pub struct Routing {
+    pub zones: Vec<Zone>,
+    apexes: HashMap<Box<[u8]>, usize>,
+    /// Fewest labels of any apex (a shortcut for the zone search).
+    min_apex_labels: usize,
+}
+
+/// One zone.
+#[derive(Debug)]
+pub struct Zone {
+    /// Lowercase wire name of the apex.
+    pub apex: Box<[u8]>,
+    pub origin: hickory_proto::rr::Name,
+    /// The SOA as it goes in the authority section of negative answers (TTL = SOA minimum).
+    pub negative_soa: RRset,
+    pub nodes: HashMap<Box<[u8]>, Node>,
+    /// Whether any node below the apex is a delegation.
+    pub has_cuts: bool,
+}
+
+/// The data at one owner name.
+#[derive(Debug, Default)]
+pub struct Node {
+    pub sets: Vec<RRset>,
+    /// NS records here below the apex: a delegation point.
+    pub cut: bool,
+    /// The name is answered by the steering core.
+    pub steer: Option<SteerRef>,
+}
+
+impl Node {
+    pub fn set(&self, rtype: u16) -> Option<&RRset> {
+        self.sets.iter().find(|s| s.rtype == rtype)
+    }
+    /// An empty non-terminal: exists only because names below it do.
+    pub fn is_empty(&self) -> bool {
+        self.sets.is_empty() && self.steer.is_none()
+    }
+}
+
+/// Which steered answer a name gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SteerRef {
+    /// Index into the snapshot's services.
+    pub service: u32,
+    pub kind: SteerKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteerKind {
+    /// `sip.example.com`: NAPTR, A, AAAA for the client's ranking.
+    Service,
+    /// `_sip._udp.sip.example.com` and friends: SRV for one transport.
+    Srv(crate::config::Transport),
+    /// `uk.sip.example.com`: pinned to one region (index into the service's regions).
+    Region(u16),
+    /// `_sip._udp.uk.sip.example.com`: SRV pinned to one region.
+    RegionSrv(u16, crate::config::Transport),
+}
+
+/// One record set in wire form: every record starts with the owner pointer `0xC00C`
+/// (the question name), followed by type, class, TTL, length and data.
+#[derive(Debug, Clone)]
+pub struct RRset {
+    pub rtype: u16,
+    pub count: u16,
+    pub wire: Box<[u8]>,
+    /// In-zone names whose addresses belong in the additional section (MX, SRV, NS targets).
+    pub targets: Box<[Box<[u8]>]>,
+    /// The CNAME target, lowercase wire form.
+    pub cname: Option<Box<[u8]>>,
+}
+
+impl RRset {
+    /// Each record without its 2-byte owner pointer.
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest: &[u8] = &self.wire;
+        std::iter::from_fn(move || {
+            if rest.len() < 12 {
+                return None;
+            }
+            let len = 12 + u16::from_be_bytes([rest[10], rest[11]]) as usize;
+            let (rec, tail) = rest.split_at(len.min(rest.len()));
+            rest = tail;
+            Some(&rec[2..])
+        })
+    }
+}
+
+impl Routing {
+    /// The most specific zone containing `name` (lowercase wire form), and the offset of the
+    /// apex within `name`.
+    pub fn find_zone(&self, name: &[u8]) -> Option<(&Zone, usize)> {
+        let mut pos = 0usize;
+        let mut labels_left = count_labels(name);
+        while labels_left >= self.min_apex_labels {
+            if let Some(&i) = self.apexes.get(&name[pos..]) {
+                return self.zones.get(i).map(|z| (z, pos));
+            }
+            let l = *name.get(pos)? as usize;
+            if l == 0 {
+                return None;
+            }
+            pos += l + 1;
+            labels_left -= 1;
+        }
+        None
+    }
+}
+
+/// Labels in a wire name, not counting the root.
+pub fn count_labels(name: &[u8]) -> usize {
+    let mut n = 0;
+    let mut pos = 0;
+    while let Some(&l) = name.get(pos) {
+        if l == 0 {
+            break;
+        }
+        n += 1;
+        pos += l as usize + 1;
+    }
+    n
+}
+
+/// The parent of a wire name (`None` for the root).
+pub fn parent(name: &[u8]) -> Option<&[u8]> {
+    let l = *name.first()? as usize;
+    if l == 0 {
+        return None;
+    }
+    name.get(l + 1..)
+}
