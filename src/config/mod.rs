@@ -178,8 +178,8 @@ pub enum AllDown {
 /// A steered name in a zone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceConfig {
-    /// Relative to the zone: `sip`.
-    pub label: Name,
+    /// As written, relative to the zone: `sip`.
+    pub label: String,
     /// `sip.example.com.`
     pub name: Name,
     /// Indexes into [`Config::regions`], in the order written.

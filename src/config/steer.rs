@@ -581,10 +581,9 @@ fn service(
             AllDown::Nearest
         }
     };
-    let label = names::resolve(&key.value, &Name::root()).ok()?;
     let _ = origin;
     Some(ServiceConfig {
-        label,
+        label: key.value.clone(),
         name,
         regions: regs,
         transports,

@@ -159,7 +159,10 @@ fn soa(s: &raw::Soa, origin: &Name, sink: &mut Sink) -> Option<SOA> {
         .map_err(|e| sink.on(&s.primary, "soa.primary", e))
         .ok();
     // `hostmaster@example.com` is accepted and written as `hostmaster.example.com`.
-    let contact_text = s.contact.value.replacen('@', ".", 1);
+    let contact_text = match s.contact.value.split_once('@') {
+        Some((user, domain)) => format!("{user}.{}.", domain.trim_end_matches('.')),
+        None => s.contact.value.clone(),
+    };
     let contact = names::resolve(&contact_text, origin)
         .map_err(|e| sink.on(&s.contact, "soa.contact", e))
         .ok();

@@ -162,7 +162,7 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
         if node.is_empty() {
             negative(zone, wire::RCODE_NOERROR, w, a);
         } else {
-            any_answer(zone, w, a);
+            any_answer(zone, name, w, a);
         }
         return;
     }
@@ -283,10 +283,10 @@ fn negative(zone: &Zone, rcode: u8, w: &mut Writer, a: &mut Answer) {
 }
 
 /// RFC 8482: one synthesized HINFO instead of every record set.
-fn any_answer(zone: &Zone, w: &mut Writer, a: &mut Answer) {
+fn any_answer(zone: &Zone, name: &[u8], w: &mut Writer, a: &mut Answer) {
     const RFC8482: &[u8] = b"\x07RFC8482\x00";
     let ttl = zone.negative_soa_ttl();
-    if !w.record(ANSWER, &[], wire::TYPE_HINFO, ttl, RFC8482) {
+    if !w.record(ANSWER, name, wire::TYPE_HINFO, ttl, RFC8482) {
         truncate(w, a);
     }
 }
