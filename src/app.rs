@@ -37,7 +37,8 @@ pub async fn start(path: &Path) -> Result<Running> {
 /// Starts serving an already loaded config.
 pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
     let cfg = Arc::new(cfg);
-    let snapshot = Snapshot::build(cfg.clone(), 1);
+    let geo = load_geo(&cfg)?;
+    let snapshot = Snapshot::build(cfg.clone(), geo, 1);
     let shared: Shared = Arc::new(ArcSwap::from_pointee(snapshot));
     let cancel = CancellationToken::new();
     let stop = Arc::new(AtomicBool::new(false));
@@ -74,6 +75,38 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         threads,
         tasks,
     })
+}
+
+/// `sipsteer explain`: loads the config as `serve` does and explains one answer, with every
+/// server up (or with live states from a running instance's admin API).
+pub async fn explain_offline(
+    path: &Path,
+    client: std::net::IpAddr,
+    ecs: Option<ipnet::IpNet>,
+    live: Option<&str>,
+    name: &str,
+    rtype: &str,
+) -> Result<String> {
+    let rtype: hickory_proto::rr::RecordType = rtype
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown record type `{rtype}`"))?;
+    let cfg = Arc::new(config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let geo = load_geo(&cfg)?;
+    let snap = Snapshot::build(cfg, geo, 1);
+    if let Some(url) = live {
+        anyhow::bail!("cannot read live states from {url}: no admin client");
+    }
+    let e = crate::explain::explain(&snap, client, ecs, name, rtype).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(crate::explain::render(&e))
+}
+
+/// Loads and compiles the GeoIP database the config names.
+pub fn load_geo(cfg: &Config) -> Result<Option<Arc<crate::steering::GeoData>>> {
+    match &cfg.geoip {
+        None => Ok(None),
+        Some(path) => crate::steering::GeoData::load(path).map(|g| Some(Arc::new(g))),
+    }
 }
 
 /// UDP and TCP on one address; with port 0, both on the same (free) port.

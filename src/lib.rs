@@ -12,5 +12,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dns;
+pub mod explain;
 pub mod routing;
 pub mod snapshot;
+pub mod steering;

@@ -30,10 +30,18 @@ fn main() -> ExitCode {
             let running = sipsteer::app::start(&config).await?;
             running.run_until_signal().await
         }),
-        Command::Explain { .. } => {
-            eprintln!("explain: not available in this build");
-            ExitCode::FAILURE
-        }
+        Command::Explain {
+            config,
+            client,
+            ecs,
+            live,
+            name,
+            rtype,
+        } => run(async move {
+            let text = sipsteer::app::explain_offline(&config, client, ecs, live.as_deref(), &name, &rtype).await?;
+            print!("{text}");
+            Ok(())
+        }),
         Command::Geoip {
             command: GeoipCommand::Build { .. },
         } => {

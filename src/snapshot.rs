@@ -7,6 +7,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::Config;
 use crate::routing::Routing;
+use crate::steering::{GeoData, HealthView, Steering};
 
 /// One consistent view of config, zones, steering data and health.
 #[derive(Debug)]
@@ -15,19 +16,37 @@ pub struct Snapshot {
     pub generation: u64,
     pub config: Arc<Config>,
     pub routing: Arc<Routing>,
+    pub steering: Arc<Steering>,
+    pub health: Arc<HealthView>,
     /// Largest UDP reply we send.
     pub udp_payload: u16,
 }
 
 impl Snapshot {
     /// Builds the serving data for a freshly loaded config.
-    pub fn build(config: Arc<Config>, generation: u64) -> Snapshot {
+    pub fn build(config: Arc<Config>, geo: Option<Arc<GeoData>>, generation: u64) -> Snapshot {
         let routing = Arc::new(crate::routing::compile(&config));
+        let steering = Arc::new(crate::steering::compile(&config, geo));
+        let health = Arc::new(HealthView::all_up(steering.slots));
         Snapshot {
             generation,
             udp_payload: config.dns.udp_payload,
             config,
             routing,
+            steering,
+            health,
+        }
+    }
+
+    /// The same data with a new health view (published on every health flip).
+    pub fn with_health(&self, health: Arc<HealthView>) -> Snapshot {
+        Snapshot {
+            generation: self.generation,
+            config: self.config.clone(),
+            routing: self.routing.clone(),
+            steering: self.steering.clone(),
+            health,
+            udp_payload: self.udp_payload,
         }
     }
 }

@@ -1,27 +1,239 @@
 //! Steered answers: NAPTR, SRV and A/AAAA records written from the steering core's plan.
+//! Reads the plan, writes records; decides nothing itself.
 
 use std::net::IpAddr;
 
-use super::answer::Answer;
-use super::writer::Writer;
-use crate::routing::SteerRef;
+use super::answer::{Answer, truncate};
+use super::wire::{TYPE_A, TYPE_AAAA, TYPE_NAPTR, TYPE_SRV};
+use super::writer::{ADDITIONAL, ANSWER, Writer};
+use crate::config::Transport;
+use crate::routing::{SteerKind, SteerRef};
 use crate::snapshot::Snapshot;
+use crate::steering::{self, Plan, Reason, Service, Steering, Target, srv_weight, tier_servers};
 
-/// What a steered answer was based on (for metrics and logs).
+/// What a steered answer was based on (for metrics and the query log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Steered {
     pub service: u32,
+    /// Global index of the first region answered, if any.
+    pub region: Option<usize>,
+    pub reason: Reason,
+    pub fail_open: bool,
 }
 
 /// Writes the steered answer for `qtype`; false when the name has no data of that type.
 pub fn answer(
-    _snap: &Snapshot,
-    _sref: SteerRef,
-    _qtype: u16,
+    snap: &Snapshot,
+    sref: SteerRef,
+    qtype: u16,
     _name: &[u8],
-    _client: IpAddr,
-    _w: &mut Writer,
-    _a: &mut Answer,
+    client: IpAddr,
+    w: &mut Writer,
+    a: &mut Answer,
 ) -> bool {
-    false
+    let st = &*snap.steering;
+    let si = sref.service as usize;
+    let Some(svc) = st.services.get(si) else { return false };
+    let (target, srv) = match sref.kind {
+        SteerKind::Service => (Target::Service, None),
+        SteerKind::Srv(t) => (Target::Service, Some(t)),
+        SteerKind::Region(p) => (Target::Region(p), None),
+        SteerKind::RegionSrv(p, t) => (Target::Region(p), Some(t)),
+    };
+    match (srv, qtype) {
+        (Some(_), TYPE_SRV) | (None, TYPE_NAPTR | TYPE_A | TYPE_AAAA) => {}
+        _ => return false,
+    }
+    let plan = steering::plan(st, &snap.health, si, target, client);
+    a.steered = Some(Steered {
+        service: sref.service,
+        region: plan.tiers().first().map(|&p| svc.regions[p as usize]),
+        reason: plan.reason,
+        fail_open: plan.fail_open,
+    });
+    if plan.empty {
+        return false;
+    }
+    let cx = Cx { st, snap, svc, plan: &plan };
+    let wrote = match (srv, qtype) {
+        (Some(t), _) => {
+            let n = cx.srv_records(ANSWER, None, t, w);
+            match n {
+                None => {
+                    truncate(w, a);
+                    return true;
+                }
+                Some(0) => return false,
+                Some(_) => {
+                    cx.addresses(&[t], w);
+                    true
+                }
+            }
+        }
+        (None, TYPE_NAPTR) => cx.naptr(target, w, a),
+        (None, rtype) => cx.addresses_answer(rtype, client, w, a),
+    };
+    if wrote {
+        a.scope = plan.scope;
+    }
+    wrote
+}
+
+struct Cx<'a> {
+    st: &'a Steering,
+    snap: &'a Snapshot,
+    svc: &'a Service,
+    plan: &'a Plan,
+}
+
+impl Cx<'_> {
+    /// SRV records for transport `t` over every tier. `None` if they did not fit.
+    fn srv_records(&self, section: usize, owner: Option<&[u8]>, t: Transport, w: &mut Writer) -> Option<usize> {
+        let mark = w.mark();
+        let mut n = 0;
+        for (k, &pos) in self.plan.tiers().iter().enumerate() {
+            let region = self.svc.regions[pos as usize];
+            for (si, s) in tier_servers(self.st, &self.snap.health, region, self.plan.fail_open) {
+                if !s.transports.contains(&t) {
+                    continue;
+                }
+                let host = &self.svc.hosts[pos as usize][si];
+                let prio = 10 * (k as u16 + 1) + u16::from(s.backup);
+                let weight = srv_weight(s.weight, self.snap.health.headroom(s.slot));
+                let port = s.port_for(t);
+                let owner_name = owner.unwrap_or(&[]);
+                let ok = if owner.is_some() {
+                    w.record_with(section, owner_name, TYPE_SRV, self.svc.ttl, 6 + host.len(), |b| {
+                        srv_rdata(b, prio, weight, port, host)
+                    })
+                } else {
+                    w.record_with_qname(section, TYPE_SRV, self.svc.ttl, 6 + host.len(), |b| {
+                        srv_rdata(b, prio, weight, port, host)
+                    })
+                };
+                if !ok {
+                    w.rollback(mark);
+                    return None;
+                }
+                n += 1;
+            }
+        }
+        Some(n)
+    }
+
+    /// A and AAAA of every SRV target for the given transports, as many as fit.
+    fn addresses(&self, transports: &[Transport], w: &mut Writer) {
+        for &pos in self.plan.tiers() {
+            let region = self.svc.regions[pos as usize];
+            for (si, s) in tier_servers(self.st, &self.snap.health, region, self.plan.fail_open) {
+                if !s.transports.iter().any(|t| transports.contains(t)) {
+                    continue;
+                }
+                let host = &self.svc.hosts[pos as usize][si];
+                for a in &s.v4 {
+                    w.record(ADDITIONAL, host, TYPE_A, self.svc.ttl, a);
+                }
+                for a in &s.v6 {
+                    w.record(ADDITIONAL, host, TYPE_AAAA, self.svc.ttl, a);
+                }
+            }
+        }
+    }
+
+    /// NAPTR per transport, then the SRV sets and addresses in the additional section.
+    fn naptr(&self, target: Target, w: &mut Writer, a: &mut Answer) -> bool {
+        let srv_names = match target {
+            Target::Service => &self.svc.srv_names,
+            Target::Region(p) => &self.svc.region_srv_names[p as usize],
+        };
+        for (i, (t, name)) in srv_names.iter().enumerate() {
+            let service = steering::naptr_service(*t);
+            let pref = 10 * (i as u16 + 1);
+            let ok = w.record_with_qname(ANSWER, TYPE_NAPTR, self.svc.ttl, 8 + service.len() + name.len(), |b| {
+                b.extend_from_slice(&10u16.to_be_bytes());
+                b.extend_from_slice(&pref.to_be_bytes());
+                b.extend_from_slice(&[1, b'S', service.len() as u8]);
+                b.extend_from_slice(service);
+                b.push(0);
+                b.extend_from_slice(name);
+            });
+            if !ok {
+                truncate(w, a);
+                return true;
+            }
+        }
+        for (t, name) in srv_names {
+            let mark = w.mark();
+            if self.srv_records(ADDITIONAL, Some(name), *t, w).is_none() {
+                w.rollback(mark);
+            }
+        }
+        self.addresses(&self.svc.transports, w);
+        true
+    }
+
+    /// A or AAAA: the first tier with addresses of that family, at most `answers`, rotated
+    /// by client subnet so one subnet always gets the same set.
+    fn addresses_answer(&self, rtype: u16, client: IpAddr, w: &mut Writer, a: &mut Answer) -> bool {
+        let v4 = rtype == TYPE_A;
+        for &pos in self.plan.tiers() {
+            let region = self.svc.regions[pos as usize];
+            let count: usize = tier_servers(self.st, &self.snap.health, region, self.plan.fail_open)
+                .map(|(_, s)| if v4 { s.v4.len() } else { s.v6.len() })
+                .sum();
+            if count == 0 {
+                continue;
+            }
+            let start = subnet_hash(client) as usize % count;
+            for j in 0..count.min(self.svc.answers) {
+                let Some(addr) = self.nth_address(region, v4, (start + j) % count) else {
+                    break;
+                };
+                if !w.record_with_qname(ANSWER, rtype, self.svc.ttl, addr.len(), |b| {
+                    b.extend_from_slice(addr)
+                }) {
+                    truncate(w, a);
+                    return true;
+                }
+            }
+            return true;
+        }
+        false
+    }
+}
+
+impl Cx<'_> {
+    /// The `k`-th address of one family among a tier region's answered servers.
+    fn nth_address(&self, region: usize, v4: bool, k: usize) -> Option<&[u8]> {
+        tier_servers(self.st, &self.snap.health, region, self.plan.fail_open)
+            .flat_map(|(_, s)| {
+                let (a, b): (&[[u8; 4]], &[[u8; 16]]) = if v4 { (&s.v4, &[]) } else { (&[], &s.v6) };
+                a.iter().map(|x| &x[..]).chain(b.iter().map(|x| &x[..]))
+            })
+            .nth(k)
+    }
+}
+
+fn srv_rdata(b: &mut Vec<u8>, prio: u16, weight: u16, port: u16, host: &[u8]) {
+    b.extend_from_slice(&prio.to_be_bytes());
+    b.extend_from_slice(&weight.to_be_bytes());
+    b.extend_from_slice(&port.to_be_bytes());
+    b.extend_from_slice(host);
+}
+
+/// A stable hash of the client's /24 (IPv4) or /56 (IPv6).
+fn subnet_hash(ip: IpAddr) -> u32 {
+    let bytes: &[u8] = &match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            [o[0], o[1], o[2], 0, 0, 0, 0, 0]
+        }
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            [o[0], o[1], o[2], o[3], o[4], o[5], o[6], 0]
+        }
+    };
+    bytes
+        .iter()
+        .fold(0x811C_9DC5u32, |h, b| (h ^ *b as u32).wrapping_mul(0x0100_0193))
 }

@@ -219,6 +219,21 @@ impl<'b> Writer<'b> {
         true
     }
 
+    /// Like [`Self::record_with`], owned by the question name.
+    pub fn record_with_qname(
+        &mut self,
+        section: usize,
+        rtype: u16,
+        ttl: u32,
+        max_rdata: usize,
+        f: impl FnOnce(&mut Vec<u8>),
+    ) -> bool {
+        let mut q = [0u8; MAX_NAME];
+        let n = self.name_len;
+        q[..n].copy_from_slice(&self.lower[..n]);
+        self.record_with(section, &q[..n], rtype, ttl, max_rdata, f)
+    }
+
     /// Finishes the header and appends the OPT record.
     pub fn finish(self, req_flags: u16, aa: bool, tc: bool, rcode: u8, opt: Option<OptOut>) {
         let mut flags: u16 = 0x8000 | (req_flags & 0x7800) | (req_flags & 0x0100) | (req_flags & 0x0010);

@@ -1,7 +1,7 @@
 //! Compiled zones: every owner name of every zone, with its record sets encoded to wire format
 //! once at load, so answering is a hash lookup and a few copies.
 
-mod build;
+pub mod build;
 
 use std::collections::HashMap;
 

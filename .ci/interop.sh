@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Interop: real DNS and GeoIP tools against a running sipsteer.
+#  - dig (bind9-dnsutils) queries the sample zone over UDP and TCP, with ECS
+#  - mmdblookup (mmdb-bin) reads a database built by `sipsteer geoip build`
+#  - sipp (sip-tester) answers sipsteer's SIP OPTIONS probes with 200 and 503
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need dig || ! need mmdblookup || ! need sipp || ! need curl; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bind9-dnsutils mmdb-bin sip-tester curl >/dev/null
+  else
+    echo "interop: dig, mmdblookup, sipp and curl are needed (run as root to install them)" >&2
+    exit 1
+  fi
+fi
+
+cargo build --release --quiet
+BIN=target/release/sipsteer
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+pass=0; fail=0
+check() { # name, expected substring, actual
+  if grep -qF -- "$2" <<<"$3"; then pass=$((pass+1)); echo "ok   $1";
+  else fail=$((fail+1)); echo "FAIL $1: expected [$2] in:"; echo "$3" | sed 's/^/     /'; fi
+}
+
+for t in .ci/interop/*.sh; do
+  # shellcheck source=/dev/null
+  source "$t"
+done
+
+echo "interop: $pass passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,263 @@
+//! `explain`: the answer a client would get and why. It runs the real answer path on a real
+//! query packet and adds what the steering core saw: location, ranking with distances, server
+//! states, tiers and ECS scope. The CLI prints it; `/v1/explain` returns it as JSON.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
+use hickory_proto::rr::{Name, RecordType};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::dns::answer::{Proto, canonical, respond};
+use crate::geo::distance_km;
+use crate::routing::SteerKind;
+use crate::snapshot::Snapshot;
+use crate::steering::{self, Target};
+
+#[derive(Debug, Serialize)]
+pub struct Explanation {
+    pub client: String,
+    pub ecs: Option<String>,
+    /// The address steering located (the ECS address when given).
+    pub located: String,
+    pub location: Option<LocationOut>,
+    pub name: String,
+    pub rtype: String,
+    pub zone: Option<String>,
+    pub service: Option<ServiceOut>,
+    pub rcode: String,
+    pub authoritative: bool,
+    pub truncated: bool,
+    pub ecs_scope: Option<u8>,
+    pub answer: Vec<String>,
+    pub authority: Vec<String>,
+    pub additional: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LocationOut {
+    pub country: Option<String>,
+    pub continent: Option<String>,
+    pub city: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceOut {
+    pub name: String,
+    pub target: String,
+    pub reason: String,
+    pub scope: u8,
+    pub fail_open: bool,
+    pub nodata: bool,
+    pub ranking: Vec<RankOut>,
+    /// Regions answered, nearest healthy first.
+    pub tiers: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RankOut {
+    pub region: String,
+    pub distance_km: Option<f64>,
+    pub healthy: bool,
+    pub servers: Vec<ServerOut>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServerOut {
+    pub name: String,
+    pub state: steering::Status,
+    pub backup: bool,
+}
+
+/// Explains the answer to `name`/`rtype` for `client` (and an optional ECS subnet).
+pub fn explain(snap: &Snapshot, client: IpAddr, ecs: Option<IpNet>, name: &str, rtype: RecordType) -> Result<Explanation, String> {
+    let qname = Name::from_ascii(name).map_err(|e| format!("invalid name `{name}`: {e}"))?;
+    let mut qname = qname;
+    qname.set_fqdn(true);
+    let mut m = Message::new(1, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(qname.clone(), rtype));
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    if let Some(net) = ecs {
+        e.options_mut()
+            .insert(EdnsOption::Subnet(ClientSubnet::new(net.network(), net.prefix_len(), 0)));
+    }
+    m.set_edns(e);
+    let packet = m.to_vec().map_err(|e| format!("cannot encode query: {e}"))?;
+    let mut out = Vec::new();
+    respond(snap, client, Proto::Udp, &packet, &mut out).ok_or("the query would be dropped")?;
+    let reply = Message::from_vec(&out).map_err(|e| format!("cannot decode reply: {e}"))?;
+
+    let located = ecs.map_or(canonical(client), |n| n.network());
+    let location = snap.steering.geo.as_ref().and_then(|g| {
+        let id = g.table.lookup_loc(located)?;
+        let l = g.table.locations.get(id as usize)?;
+        let code = |c: Option<[u8; 2]>| c.map(|c| String::from_utf8_lossy(&c).into_owned());
+        Some(LocationOut {
+            country: code(l.country),
+            continent: code(l.continent),
+            city: l.city.as_ref().map(|c| c.to_string()),
+            lat: l.coords.map(|c| c.0),
+            lon: l.coords.map(|c| c.1),
+        })
+    });
+
+    let lower = crate::routing::build::wire_name(&qname.to_lowercase());
+    let found = snap.routing.find_zone(&lower);
+    let zone = found.map(|(z, _)| z.origin.to_string());
+    let service = found
+        .and_then(|(z, _)| z.nodes.get(&lower))
+        .and_then(|n| n.steer)
+        .map(|sref| service_out(snap, sref, located, location.as_ref()));
+    let ecs_scope = reply
+        .edns
+        .as_ref()
+        .and_then(|e| match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {
+            Some(EdnsOption::Subnet(s)) => Some(s.scope_prefix()),
+            _ => None,
+        });
+    let fmt = |rs: &[hickory_proto::rr::Record]| {
+        rs.iter()
+            .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
+            .collect()
+    };
+    Ok(Explanation {
+        client: client.to_string(),
+        ecs: ecs.map(|n| n.to_string()),
+        located: located.to_string(),
+        location,
+        name: qname.to_string(),
+        rtype: rtype.to_string(),
+        zone,
+        service,
+        rcode: reply.metadata.response_code.to_string(),
+        authoritative: reply.metadata.authoritative,
+        truncated: reply.metadata.truncation,
+        ecs_scope,
+        answer: fmt(&reply.answers),
+        authority: fmt(&reply.authorities),
+        additional: fmt(&reply.additionals),
+    })
+}
+
+fn service_out(snap: &Snapshot, sref: crate::routing::SteerRef, located: IpAddr, loc: Option<&LocationOut>) -> ServiceOut {
+    let st = &snap.steering;
+    let si = sref.service as usize;
+    let svc = &st.services[si];
+    let target = match sref.kind {
+        SteerKind::Service | SteerKind::Srv(_) => Target::Service,
+        SteerKind::Region(p) | SteerKind::RegionSrv(p, _) => Target::Region(p),
+    };
+    let (ranking, _) = match target {
+        Target::Service => st.ranking_for(si, located),
+        Target::Region(p) => (&svc.pinned[p as usize], 0),
+    };
+    let plan = steering::plan(st, &snap.health, si, target, located);
+    let coords = loc.and_then(|l| Some((l.lat?, l.lon?)));
+    let region_name = |pos: u16| st.regions[svc.regions[pos as usize]].name.clone();
+    ServiceOut {
+        name: svc.display.to_string(),
+        target: match target {
+            Target::Service => "ranked for the client".into(),
+            Target::Region(p) => format!("pinned to {}", region_name(p)),
+        },
+        reason: plan.reason.as_str().into(),
+        scope: plan.scope,
+        fail_open: plan.fail_open,
+        nodata: plan.empty,
+        ranking: ranking
+            .order
+            .iter()
+            .map(|&pos| {
+                let r = &st.regions[svc.regions[pos as usize]];
+                RankOut {
+                    region: r.name.clone(),
+                    distance_km: coords.map(|c| (distance_km(c, r.location) * 10.0).round() / 10.0),
+                    healthy: st.region_healthy(svc.regions[pos as usize], &snap.health),
+                    servers: r
+                        .servers
+                        .iter()
+                        .map(|s| ServerOut {
+                            name: s.name.clone(),
+                            state: snap.health.status(s.slot),
+                            backup: s.backup,
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+        tiers: plan.tiers().iter().map(|&p| region_name(p)).collect(),
+    }
+}
+
+/// The explanation as text for people.
+pub fn render(e: &Explanation) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "query     {} {}", e.name, e.rtype);
+    let _ = write!(s, "client    {}", e.client);
+    if let Some(ecs) = &e.ecs {
+        let _ = write!(s, " (ecs {ecs})");
+    }
+    let _ = writeln!(s);
+    match &e.location {
+        Some(l) => {
+            let _ = writeln!(
+                s,
+                "location  {} {} {} {}",
+                l.country.as_deref().unwrap_or("-"),
+                l.continent.as_deref().unwrap_or("-"),
+                l.city.as_deref().unwrap_or("-"),
+                match (l.lat, l.lon) {
+                    (Some(a), Some(b)) => format!("({a:.2}, {b:.2})"),
+                    _ => "(no coordinates)".into(),
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(s, "location  unknown ({} not in the GeoIP data)", e.located);
+        }
+    }
+    let _ = writeln!(s, "zone      {}", e.zone.as_deref().unwrap_or("none (REFUSED)"));
+    if let Some(svc) = &e.service {
+        let _ = writeln!(s, "service   {} ({})", svc.name, svc.target);
+        let _ = writeln!(s, "reason    {}{}", svc.reason, if svc.fail_open { ", every region down: answering the nearest anyway" } else if svc.nodata { ", every region down: no records (all_down: nodata)" } else { "" });
+        let _ = writeln!(s, "ranking");
+        for (i, r) in svc.ranking.iter().enumerate() {
+            let dist = r.distance_km.map_or("-".to_string(), |d| format!("{d:.0} km"));
+            let servers: Vec<String> = r
+                .servers
+                .iter()
+                .map(|x| format!("{} {}{}", x.name, serde_json::to_value(x.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(), if x.backup { " (backup)" } else { "" }))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  {}. {:<10} {:>9}  {:<9} {}",
+                i + 1,
+                r.region,
+                dist,
+                if r.healthy { "healthy" } else { "unhealthy" },
+                servers.join(", ")
+            );
+        }
+        let tiers: Vec<String> = svc.tiers.iter().enumerate().map(|(i, t)| format!("{t} (priority {})", 10 * (i + 1))).collect();
+        let _ = writeln!(s, "tiers     {}", if tiers.is_empty() { "none".into() } else { tiers.join(", ") });
+    }
+    let _ = writeln!(s, "rcode     {}{}{}", e.rcode, if e.authoritative { " aa" } else { "" }, if e.truncated { " tc" } else { "" });
+    if let Some(scope) = e.ecs_scope {
+        let _ = writeln!(s, "ecs scope {scope}");
+    }
+    for (title, rs) in [("answer", &e.answer), ("authority", &e.authority), ("additional", &e.additional)] {
+        if !rs.is_empty() {
+            let _ = writeln!(s, "{title}");
+            for r in rs {
+                let _ = writeln!(s, "  {r}");
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,312 @@
+//! Compiling the config (and the GeoIP table) into steering data: regions and servers with
+//! health slots, services with their generated names, and per region set a map from address
+//! blocks to rankings, so a query costs one lookup.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use hickory_proto::rr::Name;
+use ipnet::IpNet;
+
+use super::rank::{Ranking, fallback_ranking, rank_location, rank_pinned};
+use super::{HealthView, Reason};
+use crate::config::{AllDown, Capacity, Config, RegionConfig, Transport};
+use crate::geo::{GeoMap, NetworkTable};
+use crate::routing::build::{srv_name, wire_name};
+
+/// A loaded GeoIP database, compiled to a table of networks and locations.
+#[derive(Debug)]
+pub struct GeoData {
+    pub table: NetworkTable,
+    pub info: crate::geo::DbInfo,
+    pub path: std::path::PathBuf,
+}
+
+impl GeoData {
+    /// Opens a database (`.mmdb` or CSV) and compiles its network table.
+    pub fn load(path: &std::path::Path) -> anyhow::Result<GeoData> {
+        let db = crate::geo::GeoDb::open(path)?;
+        let table = db.table()?;
+        Ok(GeoData {
+            table,
+            info: db.info(),
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+/// Everything steering needs, built once per config (and GeoIP) load.
+#[derive(Debug, Default)]
+pub struct Steering {
+    /// Same order as the config's regions.
+    pub regions: Vec<Region>,
+    /// Same order as routing's service references (zones in order, services in order).
+    pub services: Vec<Service>,
+    policies: Vec<Policy>,
+    /// Number of server slots (the length of a health view).
+    pub slots: usize,
+    pub geo: Option<Arc<GeoData>>,
+}
+
+#[derive(Debug)]
+pub struct Region {
+    pub name: String,
+    pub location: (f64, f64),
+    pub min_up: usize,
+    pub servers: Vec<Server>,
+}
+
+#[derive(Debug)]
+pub struct Server {
+    pub name: String,
+    /// Index into the health view.
+    pub slot: usize,
+    pub backup: bool,
+    pub weight: u16,
+    pub port: u16,
+    pub tls_port: u16,
+    pub transports: Vec<Transport>,
+    pub v4: Vec<[u8; 4]>,
+    pub v6: Vec<[u8; 16]>,
+    pub capacity: Option<Capacity>,
+}
+
+impl Server {
+    pub fn port_for(&self, t: Transport) -> u16 {
+        if t == Transport::Tls { self.tls_port } else { self.port }
+    }
+}
+
+#[derive(Debug)]
+pub struct Service {
+    pub label: String,
+    /// `sip.example.com`, lowercase wire form.
+    pub name: Box<[u8]>,
+    pub display: Name,
+    /// Global region indexes, in the order written.
+    pub regions: Vec<usize>,
+    pub transports: Vec<Transport>,
+    pub ttl: u32,
+    pub failover: usize,
+    pub answers: usize,
+    pub all_down: AllDown,
+    policy: usize,
+    pub fallback: Ranking,
+    /// Per region position: that region first, then its nearest (reason Pinned).
+    pub pinned: Vec<Ranking>,
+    /// The same orders, for `networks:` overrides (reason Network).
+    network_rankings: Vec<Ranking>,
+    /// Overrides, longest prefix first.
+    pub networks: Vec<(IpNet, u16)>,
+    /// Wire names of the SRV owners per transport: `_sip._udp.sip.example.com`.
+    pub srv_names: Vec<(Transport, Box<[u8]>)>,
+    /// Per region position: `uk.sip.example.com`.
+    pub region_names: Vec<Box<[u8]>>,
+    /// Per region position and transport: `_sip._udp.uk.sip.example.com`.
+    pub region_srv_names: Vec<Vec<(Transport, Box<[u8]>)>>,
+    /// Per region position and server: `lon1.uk.sip.example.com`.
+    pub hosts: Vec<Vec<Box<[u8]>>>,
+}
+
+#[derive(Debug)]
+struct Policy {
+    map: Option<GeoMap>,
+    rankings: Vec<Ranking>,
+}
+
+/// Builds the steering data for a config and an optional GeoIP database.
+pub fn compile(cfg: &Config, geo: Option<Arc<GeoData>>) -> Steering {
+    let mut slots = 0;
+    let regions: Vec<Region> = cfg
+        .regions
+        .iter()
+        .map(|r| Region {
+            name: r.name.clone(),
+            location: r.location,
+            min_up: r.min_up,
+            servers: r
+                .servers
+                .iter()
+                .map(|s| {
+                    slots += 1;
+                    Server {
+                        name: s.name.clone(),
+                        slot: slots - 1,
+                        backup: s.backup,
+                        weight: s.weight,
+                        port: s.port,
+                        tls_port: s.tls_port,
+                        transports: s.transports.clone(),
+                        v4: s.addresses.iter().filter_map(|a| match a {
+                            IpAddr::V4(v) => Some(v.octets()),
+                            IpAddr::V6(_) => None,
+                        }).collect(),
+                        v6: s.addresses.iter().filter_map(|a| match a {
+                            IpAddr::V6(v) => Some(v.octets()),
+                            IpAddr::V4(_) => None,
+                        }).collect(),
+                        capacity: s.capacity,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+
+    let mut policies: Vec<Policy> = Vec::new();
+    let mut policy_index: HashMap<(Vec<usize>, Vec<u16>), usize> = HashMap::new();
+    let mut services = Vec::new();
+    for z in &cfg.zones {
+        for s in &z.services {
+            let regs: Vec<&RegionConfig> = s.regions.iter().map(|&i| &cfg.regions[i]).collect();
+            let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
+            let fallback: Vec<u16> = s.fallback.iter().map(|&g| pos_of(g)).collect();
+            let key = (s.regions.clone(), fallback.clone());
+            let policy = *policy_index.entry(key).or_insert_with(|| {
+                policies.push(build_policy(&regs, &fallback, geo.as_deref()));
+                policies.len() - 1
+            });
+            let mut networks: Vec<(IpNet, u16)> =
+                s.networks.iter().map(|(n, g)| (*n, pos_of(*g))).collect();
+            networks.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+            let n = regs.len() as u16;
+            let region_name = |pos: usize| {
+                Name::from_labels([regs[pos].name.as_bytes()])
+                    .and_then(|l| l.append_domain(&s.name))
+                    .unwrap_or_else(|_| s.name.clone())
+            };
+            let srv = |base: &Name| -> Vec<(Transport, Box<[u8]>)> {
+                s.transports
+                    .iter()
+                    .filter_map(|&t| srv_name(t, base).ok().map(|n| (t, wire_name(&n))))
+                    .collect()
+            };
+            services.push(Service {
+                label: s.label.clone(),
+                name: wire_name(&s.name),
+                display: s.name.clone(),
+                regions: s.regions.clone(),
+                transports: s.transports.clone(),
+                ttl: s.ttl,
+                failover: s.failover,
+                answers: s.answers,
+                all_down: s.all_down,
+                policy,
+                fallback: fallback_ranking(regs.len(), &fallback),
+                pinned: (0..n).map(|p| rank_pinned(p, &regs, Reason::Pinned)).collect(),
+                network_rankings: (0..n).map(|p| rank_pinned(p, &regs, Reason::Network)).collect(),
+                networks,
+                srv_names: srv(&s.name),
+                region_names: (0..regs.len()).map(|p| wire_name(&region_name(p))).collect(),
+                region_srv_names: (0..regs.len()).map(|p| srv(&region_name(p))).collect(),
+                hosts: (0..regs.len())
+                    .map(|p| {
+                        let rn = region_name(p);
+                        regs[p]
+                            .servers
+                            .iter()
+                            .map(|sv| {
+                                Name::from_labels([sv.name.as_bytes()])
+                                    .and_then(|l| l.append_domain(&rn))
+                                    .map(|n| wire_name(&n))
+                                    .unwrap_or_else(|_| wire_name(&rn))
+                            })
+                            .collect()
+                    })
+                    .collect(),
+            });
+        }
+    }
+    Steering {
+        regions,
+        services,
+        policies,
+        slots,
+        geo,
+    }
+}
+
+fn build_policy(regs: &[&RegionConfig], fallback: &[u16], geo: Option<&GeoData>) -> Policy {
+    let mut rankings: Vec<Ranking> = Vec::new();
+    let mut index: HashMap<Ranking, u32> = HashMap::new();
+    let mut intern = |r: Ranking| -> u32 {
+        *index.entry(r.clone()).or_insert_with(|| {
+            rankings.push(r);
+            (rankings.len() - 1) as u32
+        })
+    };
+    let no_location = intern(rank_location(None, regs, fallback));
+    let map = geo.map(|g| {
+        let classes: Vec<u32> = g
+            .table
+            .locations
+            .iter()
+            .map(|l| intern(rank_location(Some(l), regs, fallback)))
+            .collect();
+        GeoMap::compile(&g.table, &classes, no_location)
+    });
+    Policy { map, rankings }
+}
+
+impl Steering {
+    /// The ranking for a client of `service`, and the ECS scope it holds for.
+    pub fn ranking_for(&self, service: usize, client: IpAddr) -> (&Ranking, u8) {
+        let svc = &self.services[service];
+        for (i, (net, pos)) in svc.networks.iter().enumerate() {
+            if net.contains(&client) {
+                let scope = narrow(client, net.prefix_len(), &svc.networks[..i]);
+                return (&svc.network_rankings[*pos as usize], scope);
+            }
+        }
+        let policy = &self.policies[svc.policy];
+        match &policy.map {
+            Some(map) => {
+                let (class, scope) = map.lookup(client);
+                let r = policy.rankings.get(class as usize).unwrap_or(&svc.fallback);
+                (r, narrow(client, scope, &svc.networks))
+            }
+            None => (&svc.fallback, 0),
+        }
+    }
+
+    /// A region is healthy while at least `min_up` of its servers serve.
+    pub fn region_healthy(&self, region: usize, health: &HealthView) -> bool {
+        self.regions.get(region).is_some_and(|r| {
+            r.servers.iter().filter(|s| health.status(s.slot).serves()).count() >= r.min_up
+        })
+    }
+
+    /// The compiled blocks of the service's GeoIP map (for status and benchmarks).
+    pub fn geo_blocks(&self, service: usize) -> usize {
+        self.services
+            .get(service)
+            .and_then(|s| self.policies[s.policy].map.as_ref())
+            .map_or(0, |m| m.blocks())
+    }
+}
+
+/// Lengthens `scope` until the block around `addr` contains none of `nets` (networks whose
+/// answers differ), so a resolver never caches our answer for an override's clients.
+pub fn narrow(addr: IpAddr, mut scope: u8, nets: &[(IpNet, u16)]) -> u8 {
+    for (n, _) in nets {
+        if n.contains(&addr) {
+            continue;
+        }
+        let block = IpNet::new(addr, scope).map(|b| b.trunc());
+        if let Ok(b) = block
+            && b.contains(&n.network())
+        {
+            let common = common_prefix(addr, n.network());
+            scope = scope.max(common + 1);
+        }
+    }
+    scope
+}
+
+fn common_prefix(a: IpAddr, b: IpAddr) -> u8 {
+    match (a, b) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) ^ u32::from(b)).leading_zeros() as u8,
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) ^ u128::from(b)).leading_zeros() as u8,
+        _ => 0,
+    }
+}

@@ -1,0 +1,215 @@
+//! The steering core: which regions and servers a client gets, and why.
+//!
+//! Pure: values in (compiled config, health view, client address), a [`Plan`] out. No I/O,
+//! clock or randomness, so the DNS handler, `explain` and `/v1/explain` share it and tests
+//! need no sockets. [`compile`] builds the data once per config and GeoIP load.
+
+mod compile;
+mod rank;
+
+use std::net::IpAddr;
+
+pub use compile::{GeoData, Region, Server, Service, Steering, compile, narrow};
+pub use rank::{Ranking, rank_location, rank_pinned};
+
+use crate::config::{AllDown, Transport};
+
+/// Most failover tiers a plan holds.
+pub const MAX_TIERS: usize = 8;
+
+/// A server's state as steering sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// No probe result yet: treated as up.
+    Unknown,
+    Up,
+    Down,
+    /// Overloaded (503 or a load report over capacity).
+    Full,
+    /// Taken out by an operator.
+    Drained,
+}
+
+impl Status {
+    /// Whether the server may be answered.
+    pub fn serves(self) -> bool {
+        matches!(self, Status::Up | Status::Unknown)
+    }
+}
+
+/// Health of every server, indexed by server slot.
+#[derive(Debug, Clone, Default)]
+pub struct HealthView {
+    pub status: Vec<Status>,
+    /// Remaining capacity (0..=1) when load is known; scales SRV weights.
+    pub headroom: Vec<Option<f32>>,
+}
+
+impl HealthView {
+    /// Every server up, nothing known about load (`explain` offline, and before probing).
+    pub fn all_up(slots: usize) -> HealthView {
+        HealthView {
+            status: vec![Status::Unknown; slots],
+            headroom: vec![None; slots],
+        }
+    }
+    pub fn status(&self, slot: usize) -> Status {
+        self.status.get(slot).copied().unwrap_or(Status::Unknown)
+    }
+    pub fn headroom(&self, slot: usize) -> Option<f32> {
+        self.headroom.get(slot).copied().flatten()
+    }
+}
+
+/// Why the ranking (or the answer) is what it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A `networks:` override matched the client.
+    Network,
+    /// The client's country is listed on the first region.
+    Country,
+    /// The client's continent is listed on the first region.
+    Continent,
+    /// Nearest by great-circle distance.
+    Distance,
+    /// No location known: the service's fallback order.
+    Fallback,
+    /// A per-region name: that region first, then the regions nearest to it.
+    Pinned,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Network => "network",
+            Reason::Country => "country",
+            Reason::Continent => "continent",
+            Reason::Distance => "distance",
+            Reason::Fallback => "fallback",
+            Reason::Pinned => "pinned",
+        }
+    }
+}
+
+/// What is being asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// `sip.example.com` and its SRV names: ranked for the client.
+    Service,
+    /// `uk.sip.example.com`: pinned to one of the service's regions (position in its list).
+    Region(u16),
+}
+
+/// The answer plan: the regions to answer, nearest healthy first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Positions in the service's region list; `tiers[..len]` are used.
+    pub tiers: [u16; MAX_TIERS],
+    pub len: u8,
+    pub reason: Reason,
+    /// ECS scope: the widest prefix around the client with the same ranking (0 = not
+    /// location dependent).
+    pub scope: u8,
+    /// Every candidate was down: answering the nearest anyway (`all_down: nearest`).
+    pub fail_open: bool,
+    /// Every candidate was down and the policy is `nodata`: answer nothing.
+    pub empty: bool,
+}
+
+impl Plan {
+    pub fn tiers(&self) -> &[u16] {
+        &self.tiers[..self.len as usize]
+    }
+}
+
+/// Plans the answer for one client. `client` is the ECS address when the resolver sent one.
+pub fn plan(st: &Steering, health: &HealthView, service: usize, target: Target, client: IpAddr) -> Plan {
+    let Some(svc) = st.services.get(service) else {
+        return Plan {
+            tiers: [0; MAX_TIERS],
+            len: 0,
+            reason: Reason::Fallback,
+            scope: 0,
+            fail_open: false,
+            empty: true,
+        };
+    };
+    let (ranking, scope) = match target {
+        Target::Region(pos) => (svc.pinned.get(pos as usize).unwrap_or(&svc.fallback), 0),
+        Target::Service => st.ranking_for(service, client),
+    };
+    let mut p = Plan {
+        tiers: [0; MAX_TIERS],
+        len: 0,
+        reason: ranking.reason,
+        scope,
+        fail_open: false,
+        empty: false,
+    };
+    for &pos in ranking.order.iter() {
+        if p.len as usize >= svc.failover.min(MAX_TIERS) {
+            break;
+        }
+        if st.region_healthy(svc.regions[pos as usize], health) {
+            p.tiers[p.len as usize] = pos;
+            p.len += 1;
+        }
+    }
+    if p.len == 0 {
+        match svc.all_down {
+            AllDown::Nearest => {
+                if let Some(&first) = ranking.order.first() {
+                    p.tiers[0] = first;
+                    p.len = 1;
+                    p.fail_open = true;
+                }
+            }
+            AllDown::Nodata => p.empty = true,
+        }
+    }
+    p
+}
+
+/// Whether a tier region is answered with its backups: when none of its primaries serves.
+/// Failing open, backups stand in only for a region without primaries.
+pub fn uses_backups(st: &Steering, health: &HealthView, region: usize, fail_open: bool) -> bool {
+    let Some(r) = st.regions.get(region) else { return false };
+    !r.servers
+        .iter()
+        .any(|s| !s.backup && (fail_open || health.status(s.slot).serves()))
+}
+
+/// The servers answered for a tier region (indexes into its servers), in config order.
+pub fn tier_servers<'a>(
+    st: &'a Steering,
+    health: &'a HealthView,
+    region: usize,
+    fail_open: bool,
+) -> impl Iterator<Item = (usize, &'a Server)> + 'a {
+    let backups = uses_backups(st, health, region, fail_open);
+    st.regions
+        .get(region)
+        .into_iter()
+        .flat_map(|r| r.servers.iter().enumerate())
+        .filter(move |(_, s)| s.backup == backups && (fail_open || health.status(s.slot).serves()))
+}
+
+/// SRV weight: the configured weight, scaled by the headroom left when load is known.
+pub fn srv_weight(weight: u16, headroom: Option<f32>) -> u16 {
+    match headroom {
+        Some(h) => ((weight as f32 * h.clamp(0.0, 1.0)).round() as u16).max(1),
+        None => weight,
+    }
+}
+
+/// SRV owner labels and NAPTR service field for a transport.
+pub fn naptr_service(t: Transport) -> &'static [u8] {
+    match t {
+        Transport::Udp => b"SIP+D2U",
+        Transport::Tcp => b"SIP+D2T",
+        Transport::Tls => b"SIPS+D2T",
+    }
+}
+
