@@ -8,6 +8,7 @@
 //! - [`dns`] parses queries, builds answers and runs the UDP/TCP listeners.
 pub mod geo;
 pub mod health;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

@@ -51,5 +51,24 @@ impl Snapshot {
     }
 }
 
+impl Snapshot {
+    /// Counts one answered query (zone, region, and the listener's own counters).
+    #[inline]
+    pub fn count(&self, s: &crate::dns::answer::Summary, stats: &crate::admin::metrics::QueryStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        stats.record(s);
+        if let Some(z) = s.zone.and_then(|z| self.routing.zones.get(z as usize)) {
+            z.queries.fetch_add(1, Relaxed);
+        }
+        if let Some(r) = s
+            .steered
+            .and_then(|st| st.region)
+            .and_then(|r| self.steering.regions.get(r))
+        {
+            r.answers.fetch_add(1, Relaxed);
+        }
+    }
+}
+
 /// The handle every listener and the supervisor share.
 pub type Shared = Arc<ArcSwap<Snapshot>>;

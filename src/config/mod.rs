@@ -3,12 +3,13 @@
 //! finds, each with file, line, column and YAML path.
 
 mod error;
-mod main_file;
+pub mod main_file;
 mod names;
 mod raw;
 mod records;
 mod steer;
 mod values;
+pub mod watch;
 mod zone;
 
 use std::net::{IpAddr, SocketAddr};

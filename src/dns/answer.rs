@@ -26,6 +26,8 @@ pub struct Summary {
     pub ecs: bool,
     /// Set for steered answers.
     pub steered: Option<steered::Steered>,
+    /// Index of the zone that answered.
+    pub zone: Option<u32>,
 }
 
 /// Most CNAME links followed inside our zones.
@@ -62,6 +64,7 @@ pub fn respond(
                 truncated: false,
                 ecs: false,
                 steered: None,
+                zone: None,
             });
         }
         Parsed::Query(q) => q,
@@ -89,6 +92,7 @@ pub fn respond(
         tc: false,
         scope: 0,
         steered: None,
+        zone: None,
     };
     answer(snap, &q, located, &mut w, &mut a);
     let opt = q.edns.map(|_| OptOut {
@@ -103,6 +107,7 @@ pub fn respond(
         truncated: a.tc,
         ecs: ecs.is_some(),
         steered: a.steered,
+        zone: a.zone,
     })
 }
 
@@ -122,6 +127,7 @@ pub struct Answer {
     /// ECS scope for location-dependent answers.
     pub scope: u8,
     pub steered: Option<steered::Steered>,
+    pub zone: Option<u32>,
 }
 
 fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut Answer) {
@@ -150,6 +156,7 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
         return;
     };
     w.set_apex_offset(apex_off);
+    a.zone = Some(zone.index);
     if zone.has_cuts && let Some(cut) = delegation(zone, name, apex_off, q.qtype) {
         referral(zone, cut, w, a);
         return;

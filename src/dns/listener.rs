@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{Proto, respond};
+use crate::admin::metrics::QueryStats;
 use crate::snapshot::Shared;
 
 /// Binds `n` UDP sockets sharing one address (port 0 picks one port for all).
@@ -56,7 +57,7 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Serves one UDP socket on a dedicated thread until `stop` is set.
-pub fn spawn_udp(sock: UdpSocket, shared: Shared, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+pub fn spawn_udp(sock: UdpSocket, shared: Shared, stats: Arc<QueryStats>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sipsteer-udp".into())
         .spawn(move || {
@@ -82,10 +83,11 @@ pub fn spawn_udp(sock: UdpSocket, shared: Shared, stop: Arc<AtomicBool>) -> io::
                     continue;
                 }
                 let snap = shared.load();
-                if respond(&snap, peer.ip(), Proto::Udp, &req[..n], &mut out).is_some()
-                    && let Err(e) = sock.send_to(&out, peer)
-                {
-                    tracing::debug!(error = %e, %peer, "udp send failed");
+                if let Some(summary) = respond(&snap, peer.ip(), Proto::Udp, &req[..n], &mut out) {
+                    if let Err(e) = sock.send_to(&out, peer) {
+                        tracing::debug!(error = %e, %peer, "udp send failed");
+                    }
+                    snap.count(&summary, &stats);
                 }
             }
         })
@@ -95,6 +97,7 @@ pub fn spawn_udp(sock: UdpSocket, shared: Shared, stop: Arc<AtomicBool>) -> io::
 pub async fn serve_tcp(
     listener: TcpListener,
     shared: Shared,
+    stats: Arc<QueryStats>,
     max_connections: usize,
     idle: Duration,
     cancel: CancellationToken,
@@ -117,18 +120,19 @@ pub async fn serve_tcp(
             _ = cancel.cancelled() => return,
         };
         let shared = shared.clone();
+        let stats = stats.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
-                _ = connection(stream, peer, shared, idle) => {}
+                _ = connection(stream, peer, shared, stats, idle) => {}
                 _ = cancel.cancelled() => {}
             }
         });
     }
 }
 
-async fn connection(mut stream: tokio::net::TcpStream, peer: SocketAddr, shared: Shared, idle: Duration) {
+async fn connection(mut stream: tokio::net::TcpStream, peer: SocketAddr, shared: Shared, stats: Arc<QueryStats>, idle: Duration) {
     stream.set_nodelay(true).ok();
     let mut req = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
@@ -143,11 +147,15 @@ async fn connection(mut stream: tokio::net::TcpStream, peer: SocketAddr, shared:
             Ok(Ok(_)) => {}
             _ => return,
         }
-        let summary = {
+        let answered = {
             let snap = shared.load();
-            respond(&snap, peer.ip(), Proto::Tcp, &req[..n], &mut out)
+            let summary = respond(&snap, peer.ip(), Proto::Tcp, &req[..n], &mut out);
+            if let Some(s) = &summary {
+                snap.count(s, &stats);
+            }
+            summary.is_some()
         };
-        if summary.is_none() {
+        if !answered {
             continue;
         }
         let mut framed = Vec::with_capacity(out.len() + 2);

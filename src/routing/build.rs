@@ -66,7 +66,8 @@ pub fn compile(cfg: &Config) -> Routing {
     };
     let mut service_index = 0u32;
     for z in &cfg.zones {
-        let zone = zone(z, cfg, &mut service_index);
+        let mut zone = zone(z, cfg, &mut service_index);
+        zone.index = r.zones.len() as u32;
         r.min_apex_labels = r.min_apex_labels.min(count_labels(&zone.apex));
         r.apexes.insert(zone.apex.clone(), r.zones.len());
         r.zones.push(zone);
@@ -202,6 +203,8 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
         Vec::new(),
     );
     Zone {
+        index: 0,
+        queries: crate::admin::metrics::zone_counter(&origin.to_string()),
         apex,
         origin: origin.clone(),
         negative_soa,

@@ -19,6 +19,10 @@ pub struct Routing {
 /// One zone.
 #[derive(Debug)]
 pub struct Zone {
+    /// Position in [`Routing::zones`].
+    pub index: u32,
+    /// Queries answered from this zone (kept across reloads).
+    pub queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Lowercase wire name of the apex.
     pub apex: Box<[u8]>,
     pub origin: hickory_proto::rr::Name,

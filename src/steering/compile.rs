@@ -52,6 +52,8 @@ pub struct Steering {
 #[derive(Debug)]
 pub struct Region {
     pub name: String,
+    /// Steered answers led by this region (kept across reloads).
+    pub answers: Arc<std::sync::atomic::AtomicU64>,
     pub location: (f64, f64),
     pub min_up: usize,
     pub servers: Vec<Server>,
@@ -123,6 +125,7 @@ pub fn compile(cfg: &Config, geo: Option<Arc<GeoData>>) -> Steering {
         .iter()
         .map(|r| Region {
             name: r.name.clone(),
+            answers: crate::admin::metrics::region_counter(&r.name),
             location: r.location,
             min_up: r.min_up,
             servers: r

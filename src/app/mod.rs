@@ -1,0 +1,218 @@
+//! The supervisor: loads the config, binds the listeners, publishes snapshots, and owns
+//! shutdown. Tests start the real server through [`start`] on port 0.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::dns::listener;
+use crate::snapshot::{Shared, Snapshot};
+
+
+pub mod reload;
+
+pub use reload::{Outcome, ReloadStatus, Reloader};
+
+/// A running sipsteer.
+pub struct Running {
+    /// The DNS addresses actually bound (UDP and TCP share each).
+    pub dns: Vec<SocketAddr>,
+    pub shared: Shared,
+    pub reloader: Arc<Reloader>,
+    pub config_path: PathBuf,
+    nudge: mpsc::Sender<()>,
+    cancel: CancellationToken,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    tasks: JoinSet<()>,
+    _watcher: Option<crate::config::watch::ConfigWatcher>,
+}
+
+/// How often the config files are re-read even without file events.
+const RESCAN: Duration = Duration::from_secs(10);
+
+/// Loads `path` and starts serving it.
+pub async fn start(path: &Path) -> Result<Running> {
+    let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    start_with(path, cfg).await
+}
+
+/// Starts serving an already loaded config.
+pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
+    crate::admin::metrics::init();
+    let listen = cfg.listen_dns.clone();
+    let dns_settings = cfg.dns.clone();
+    let watch_set = crate::config::watch::WatchSet::for_config(path, &cfg.zones_dir, cfg.geoip.as_deref());
+    let binder: Arc<reload::HealthBinder> = Arc::new(|_cfg: &Config, st: &crate::steering::Steering| {
+        Arc::new(crate::steering::HealthView::all_up(st.slots))
+    });
+    let reloader = Arc::new(Reloader::first(path, cfg, binder)?);
+    let shared = reloader.shared().clone();
+    let cancel = CancellationToken::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let mut tasks = JoinSet::new();
+    let mut dns = Vec::new();
+    let workers = match dns_settings.udp_workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let tcp_stats = crate::admin::metrics::QueryStats::registered();
+    for &addr in &listen {
+        let (udp, tcp) = bind_pair(addr, workers)?;
+        let bound = udp[0].local_addr()?;
+        for sock in udp {
+            let stats = crate::admin::metrics::QueryStats::registered();
+            threads.push(listener::spawn_udp(sock, shared.clone(), stats, stop.clone())?);
+        }
+        let tcp = tokio::net::TcpListener::from_std(tcp)?;
+        tasks.spawn(listener::serve_tcp(
+            tcp,
+            shared.clone(),
+            tcp_stats.clone(),
+            dns_settings.tcp_max_connections,
+            dns_settings.tcp_idle_timeout,
+            cancel.clone(),
+        ));
+        tracing::info!(%bound, "dns listening on udp and tcp");
+        dns.push(bound);
+    }
+    let (nudge, nudges) = mpsc::channel(1);
+    let watcher = match crate::config::watch::watch(watch_set, nudge.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch config files; relying on the periodic rescan and SIGHUP");
+            None
+        }
+    };
+    tasks.spawn(reload::run(reloader.clone(), nudges, RESCAN, cancel.clone()));
+    Ok(Running {
+        dns,
+        shared,
+        reloader,
+        config_path: path.to_path_buf(),
+        nudge,
+        cancel,
+        stop,
+        threads,
+        tasks,
+        _watcher: watcher,
+    })
+}
+
+/// UDP and TCP on one address; with port 0, both on the same (free) port.
+fn bind_pair(
+    addr: SocketAddr,
+    workers: usize,
+) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
+    let mut last = None;
+    for _ in 0..20 {
+        let udp = listener::bind_udp(addr, workers)
+            .with_context(|| format!("cannot bind udp {addr}"))?;
+        let bound = udp[0].local_addr()?;
+        match listener::bind_tcp(bound) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if addr.port() == 0 => last = Some(e),
+            Err(e) => return Err(e).with_context(|| format!("cannot bind tcp {addr}")),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "cannot bind tcp next to udp on {addr}: {}",
+        last.map_or_else(String::new, |e| e.to_string())
+    ))
+}
+
+impl Running {
+    /// The current snapshot's generation.
+    pub fn generation(&self) -> u64 {
+        self.shared.load().generation
+    }
+
+    /// Asks for a reload soon (as a file change would).
+    pub fn nudge(&self) {
+        let _ = self.nudge.try_send(());
+    }
+
+    /// Stops every listener and waits for them.
+    pub async fn shutdown(mut self) {
+        self.cancel.cancel();
+        self.stop.store(true, Ordering::Relaxed);
+        while self.tasks.join_next().await.is_some() {}
+        let threads = std::mem::take(&mut self.threads);
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+
+    /// Serves until SIGINT or SIGTERM; SIGHUP reloads.
+    pub async fn run_until_signal(self) -> Result<()> {
+        wait_for_signal(&self).await?;
+        tracing::info!("shutting down");
+        self.shutdown().await;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal(r: &Running) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            res = tokio::signal::ctrl_c() => return res.map_err(Into::into),
+            _ = term.recv() => return Ok(()),
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let rl = r.reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || rl.reload("SIGHUP")).await;
+            }
+        }
+    }
+}
+
+/// `sipsteer explain`: loads the config as `serve` does and explains one answer, with every
+/// server up (or with live states from a running instance's admin API).
+pub async fn explain_offline(
+    path: &Path,
+    client: std::net::IpAddr,
+    ecs: Option<ipnet::IpNet>,
+    live: Option<&str>,
+    name: &str,
+    rtype: &str,
+) -> Result<String> {
+    let rtype: hickory_proto::rr::RecordType = rtype
+        .to_ascii_uppercase()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("unknown record type `{rtype}`"))?;
+    let cfg = Arc::new(config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let geo = load_geo(&cfg)?;
+    let snap = Snapshot::build(cfg, geo, 1);
+    if let Some(url) = live {
+        anyhow::bail!("cannot read live states from {url}: no admin client");
+    }
+    let e = crate::explain::explain(&snap, client, ecs, name, rtype).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(crate::explain::render(&e))
+}
+
+/// Loads and compiles the GeoIP database the config names.
+pub fn load_geo(cfg: &Config) -> Result<Option<Arc<crate::steering::GeoData>>> {
+    match &cfg.geoip {
+        None => Ok(None),
+        Some(path) => crate::steering::GeoData::load(path).map(|g| Some(Arc::new(g))),
+    }
+}
+

@@ -1,0 +1,127 @@
+//! Watching the config files for changes: the directories of `sipsteer.yaml`, the zone maps
+//! and the GeoIP database (never the files themselves: an atomic replace would leave a file
+//! watch on a dead inode). Events are filtered (reads, dotfiles, swap and backup files are
+//! ignored; Kubernetes ConfigMap `..data` swaps count) and passed on as a nudge; the caller
+//! debounces and reloads.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+/// What to watch for one config.
+#[derive(Debug, Clone)]
+pub struct WatchSet {
+    pub dirs: BTreeSet<PathBuf>,
+    /// File names that matter in any watched directory (the config file, the GeoIP file).
+    pub names: BTreeSet<String>,
+    /// Directories whose zone maps (`*.yaml`) matter.
+    pub zone_dirs: BTreeSet<PathBuf>,
+}
+
+impl WatchSet {
+    pub fn for_config(config_file: &Path, zones_dir: &Path, geoip: Option<&Path>) -> WatchSet {
+        let mut w = WatchSet {
+            dirs: BTreeSet::new(),
+            names: BTreeSet::new(),
+            zone_dirs: BTreeSet::new(),
+        };
+        for f in std::iter::once(config_file).chain(geoip) {
+            w.dirs.insert(parent(f));
+            if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
+                w.names.insert(n.to_owned());
+            }
+        }
+        w.dirs.insert(zones_dir.to_path_buf());
+        w.zone_dirs.insert(zones_dir.to_path_buf());
+        w
+    }
+
+    /// Whether a change to `path` can change the config.
+    pub fn matters(&self, path: &Path) -> bool {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return false;
+        };
+        // Kubernetes ConfigMap volumes swap the `..data` symlink (and `..2026_…` dirs).
+        if name.starts_with("..") {
+            return true;
+        }
+        if name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp") || name == "4913" {
+            return false;
+        }
+        if self.names.contains(name) {
+            return true;
+        }
+        let dir = parent(path);
+        self.zone_dirs.contains(&dir) && super::main_file::is_zone_file(path)
+    }
+}
+
+fn parent(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Events that can change a file's contents or name (not reads or opens).
+fn is_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_) | EventKind::Any => true,
+        EventKind::Other => false,
+    }
+}
+
+/// A running watcher; dropping it stops watching.
+pub struct ConfigWatcher {
+    _watcher: RecommendedWatcher,
+    pub set: WatchSet,
+}
+
+/// Starts watching; each relevant change sends a nudge on `tx` (coalesced: a full channel
+/// already means "reload pending").
+pub fn watch(set: WatchSet, tx: mpsc::Sender<()>) -> notify::Result<ConfigWatcher> {
+    let filter = set.clone();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
+        Ok(ev) => {
+            if is_change(&ev.kind) && ev.paths.iter().any(|p| filter.matters(p)) {
+                let _ = tx.try_send(());
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "file watch error"),
+    })?;
+    for d in &set.dirs {
+        if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; the periodic rescan still applies");
+        }
+    }
+    Ok(ConfigWatcher {
+        _watcher: watcher,
+        set,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_names() {
+        let w = WatchSet::for_config(Path::new("/etc/s/sipsteer.yaml"), Path::new("/etc/s/zones"), Some(Path::new("/var/geo/City.mmdb")));
+        assert!(w.matters(Path::new("/etc/s/sipsteer.yaml")));
+        assert!(w.matters(Path::new("/etc/s/zones/example.com.yaml")));
+        assert!(w.matters(Path::new("/etc/s/zones/..data")));
+        assert!(w.matters(Path::new("/var/geo/City.mmdb")));
+        assert!(!w.matters(Path::new("/etc/s/zones/.example.com.yaml.swp")));
+        assert!(!w.matters(Path::new("/etc/s/zones/example.com.yaml~")));
+        assert!(!w.matters(Path::new("/etc/s/zones/4913")));
+        assert!(!w.matters(Path::new("/etc/s/zones/notes.txt")));
+        assert!(!w.matters(Path::new("/var/geo/other.mmdb")));
+        assert!(!is_change(&EventKind::Access(AccessKind::Open(AccessMode::Read))));
+        assert!(is_change(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+    }
+}

@@ -1,0 +1,189 @@
+//! Hot reload: every edit style operators and tools use, bad edits refused while the old
+//! config keeps serving, and a query loop that never fails across many reloads.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use support::dns::*;
+
+fn zone(addr: &str) -> String {
+    format!(
+        "zone: example.com\nsoa: {{ primary: ns1, contact: hostmaster, serial: 1 }}\nns: [ns1]\nrecords:\n  ns1: {{ A: 192.0.2.53 }}\n  www: {{ A: {addr} }}\n"
+    )
+}
+
+async fn www(s: &TestServer) -> Vec<String> {
+    rrs(&udp(s.addr, "www.example.com.", RecordType::A, &Q::default()).await.answers)
+}
+
+/// Waits until `www` answers `addr`; new answers must be served within 2 seconds of the edit.
+async fn served_within_2s(s: &TestServer, addr: &str) {
+    let want = vec![format!("www.example.com. 300 A {addr}")];
+    let start = Instant::now();
+    loop {
+        if www(s).await == want {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(2), "{addr} not served after 2s: {:?}", www(s).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn atomic_replace(path: &Path, text: &str) {
+    let tmp = path.with_file_name(".tmp-write");
+    std::fs::write(&tmp, text).expect("write tmp");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+#[tokio::test]
+async fn in_place_write() {
+    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    served_within_2s(&s, "192.0.2.1").await;
+    std::fs::write(s.cfg.path("zones/example.com.yaml"), zone("192.0.2.2")).expect("write");
+    served_within_2s(&s, "192.0.2.2").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn atomic_rename() {
+    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    let p = s.cfg.path("zones/example.com.yaml");
+    atomic_replace(&p, &zone("192.0.2.3"));
+    served_within_2s(&s, "192.0.2.3").await;
+    // A second replace still fires: the directory is watched, not the dead inode.
+    atomic_replace(&p, &zone("192.0.2.4"));
+    served_within_2s(&s, "192.0.2.4").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rename_away_and_recreate() {
+    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    let p = s.cfg.path("zones/example.com.yaml");
+    let backup = s.cfg.path("zones/example.com.yaml~");
+    std::fs::rename(&p, &backup).expect("rename away");
+    std::fs::write(&p, zone("192.0.2.5")).expect("recreate");
+    std::fs::remove_file(&backup).expect("remove backup");
+    served_within_2s(&s, "192.0.2.5").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn configmap_data_swap() {
+    use std::os::unix::fs::symlink;
+    let cfg = ConfigDir::new(MAIN, &[]);
+    let zones = cfg.path("zones");
+    let v1 = zones.join("..2026_11_25_01");
+    std::fs::create_dir(&v1).expect("mkdir");
+    std::fs::write(v1.join("example.com.yaml"), zone("192.0.2.6")).expect("write");
+    symlink("..2026_11_25_01", zones.join("..data")).expect("link data");
+    symlink("..data/example.com.yaml", zones.join("example.com.yaml")).expect("link file");
+    let s = TestServer::start_in(cfg).await;
+    served_within_2s(&s, "192.0.2.6").await;
+
+    // What the kubelet does: a new timestamped dir, then an atomic swap of `..data`.
+    let v2 = zones.join("..2026_11_25_02");
+    std::fs::create_dir(&v2).expect("mkdir");
+    std::fs::write(v2.join("example.com.yaml"), zone("192.0.2.7")).expect("write");
+    symlink("..2026_11_25_02", zones.join("..data_tmp")).expect("link tmp");
+    std::fs::rename(zones.join("..data_tmp"), zones.join("..data")).expect("swap");
+    std::fs::remove_dir_all(&v1).expect("rm old");
+    served_within_2s(&s, "192.0.2.7").await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_edit_keeps_serving_then_the_fix_applies() {
+    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    let p = s.cfg.path("zones/example.com.yaml");
+    let gen_before = s.running.as_ref().map(|r| r.generation());
+    std::fs::write(&p, zone("192.0.2.999")).expect("write broken");
+    // Wait for the reload to be attempted and rejected.
+    let start = Instant::now();
+    let status = loop {
+        let st = s.running.as_ref().expect("running").reloader.status();
+        if st.last_result == "error" {
+            break st;
+        }
+        assert!(start.elapsed() < Duration::from_secs(2), "bad edit not noticed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let err = status.last_error.expect("error kept");
+    assert!(err.ends_with("zones/example.com.yaml:6:13: records.www.A: invalid IPv4 address `192.0.2.999`"), "{err}");
+    assert_eq!(www(&s).await, ["www.example.com. 300 A 192.0.2.1"], "old answers still served");
+    assert_eq!(s.running.as_ref().map(|r| r.generation()), gen_before);
+
+    std::fs::write(&p, zone("192.0.2.8")).expect("write fix");
+    served_within_2s(&s, "192.0.2.8").await;
+    let st = s.running.as_ref().expect("running").reloader.status();
+    assert_eq!(st.last_result, "ok");
+    assert!(st.last_error.is_none());
+    assert!(st.rejected >= 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn geoip_database_replace() {
+    use support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
+    let cfg = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", STEER_ZONE)]);
+    std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
+    let s = TestServer::start_in(cfg).await;
+    let q = Q { ecs: Some(("24.0.0.0".parse().expect("ip"), 24)), ..Q::default() };
+    let ask = || udp(s.addr, "sip.example.com.", RecordType::A, &q);
+    assert_eq!(rrs(&ask().await.answers), ["sip.example.com. 30 A 192.0.2.40"], "New York → us-east");
+    // The same network moves to Singapore in the new database.
+    let moved = GEO_CSV.replace("24.0.0.0/16,US,NA,40.71,-74.01,New York", "24.0.0.0/16,SG,AS,1.29,103.85,Singapore");
+    atomic_replace(&s.cfg.path("geo.csv"), &moved);
+    let start = Instant::now();
+    while rrs(&ask().await.answers) != ["sip.example.com. 30 A 192.0.2.60"] {
+        assert!(start.elapsed() < Duration::from_secs(2), "geoip change not served after 2s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn no_query_fails_during_many_reloads() {
+    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    let addr = s.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut loops = Vec::new();
+    for tcp_mode in [false, true] {
+        let stop = stop.clone();
+        loops.push(tokio::task::spawn_blocking(move || {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let p = query("www.example.com.", RecordType::A, &Q::default());
+                let reply = if tcp_mode { tcp_raw(addr, &p) } else { udp_raw(addr, &p).expect("udp reply, no timeout") };
+                let m = parse(&reply);
+                assert_eq!(rcode(&m), ResponseCode::NoError);
+                assert_eq!(m.answers.len(), 1, "answer present");
+                n += 1;
+            }
+            n
+        }));
+    }
+    let p = s.cfg.path("zones/example.com.yaml");
+    let reloader = s.running.as_ref().expect("running").reloader.clone();
+    for i in 0..60u32 {
+        let text = if i % 2 == 0 { zone(&format!("192.0.2.{}", 10 + i)) } else { zone("not-an-address") };
+        std::fs::write(&p, text).expect("write");
+        let r = reloader.clone();
+        let out = tokio::task::spawn_blocking(move || r.reload("test")).await.expect("join");
+        if i % 2 == 0 {
+            assert!(matches!(out, sipsteer::app::Outcome::Applied(_) | sipsteer::app::Outcome::Unchanged), "{out:?}");
+        } else {
+            assert!(matches!(out, sipsteer::app::Outcome::Rejected(_)), "{out:?}");
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in loops {
+        let n = l.await.expect("query loop had no failure");
+        assert!(n > 10, "loop ran ({n} queries)");
+    }
+    s.stop().await;
+}
