@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::dns::listener;
+use crate::health::hub::HealthHub;
 use crate::snapshot::{Shared, Snapshot};
 
 
@@ -27,6 +28,9 @@ pub use reload::{Outcome, ReloadStatus, Reloader};
 pub struct Running {
     /// The DNS addresses actually bound (UDP and TCP share each).
     pub dns: Vec<SocketAddr>,
+    /// The admin API address actually bound, if enabled.
+    pub admin: Option<SocketAddr>,
+    pub hub: Arc<HealthHub>,
     pub shared: Shared,
     pub reloader: Arc<Reloader>,
     pub config_path: PathBuf,
@@ -53,12 +57,17 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
     let listen = cfg.listen_dns.clone();
     let dns_settings = cfg.dns.clone();
     let watch_set = crate::config::watch::WatchSet::for_config(path, &cfg.zones_dir, cfg.geoip.as_deref());
-    let binder: Arc<reload::HealthBinder> = Arc::new(|_cfg: &Config, st: &crate::steering::Steering| {
-        Arc::new(crate::steering::HealthView::all_up(st.slots))
-    });
+    let admin_addr = cfg.listen_admin;
+    let token = cfg.admin.token.clone();
+    let hub = HealthHub::new(cfg.health_concurrency, cfg.admin.state_file.clone());
+    let binder: Arc<reload::HealthBinder> = {
+        let hub = hub.clone();
+        Arc::new(move |cfg: &Config, st: &Arc<crate::steering::Steering>| hub.bind(cfg, st))
+    };
     let reloader = Arc::new(Reloader::first(path, cfg, binder)?);
     let shared = reloader.shared().clone();
     let cancel = CancellationToken::new();
+    hub.run(shared.clone(), cancel.clone());
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let mut tasks = JoinSet::new();
@@ -96,8 +105,27 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         }
     };
     tasks.spawn(reload::run(reloader.clone(), nudges, RESCAN, cancel.clone()));
+    let admin = match admin_addr {
+        Some(addr) => {
+            let l = crate::admin::bind(addr)
+                .await
+                .with_context(|| format!("cannot bind admin api {addr}"))?;
+            let bound = l.local_addr()?;
+            let state = crate::admin::AdminState {
+                reloader: reloader.clone(),
+                hub: hub.clone(),
+                token: token.map(Arc::from),
+            };
+            tasks.spawn(crate::admin::serve(l, state, cancel.clone()));
+            tracing::info!(%bound, "admin api listening");
+            Some(bound)
+        }
+        None => None,
+    };
     Ok(Running {
         dns,
+        admin,
+        hub,
         shared,
         reloader,
         config_path: path.to_path_buf(),
@@ -201,9 +229,10 @@ pub async fn explain_offline(
     let cfg = Arc::new(config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?);
     let geo = load_geo(&cfg)?;
     let snap = Snapshot::build(cfg, geo, 1);
-    if let Some(url) = live {
-        anyhow::bail!("cannot read live states from {url}: no admin client");
-    }
+    let snap = match live {
+        Some(url) => crate::admin::client::with_live_health(snap, url).await?,
+        None => snap,
+    };
     let e = crate::explain::explain(&snap, client, ecs, name, rtype).map_err(|e| anyhow::anyhow!(e))?;
     Ok(crate::explain::render(&e))
 }

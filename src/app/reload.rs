@@ -15,7 +15,7 @@ use crate::snapshot::{Shared, Snapshot};
 use crate::steering::{GeoData, HealthView, Steering};
 
 /// Gives a new snapshot its health view: carries states over for servers that did not change.
-pub type HealthBinder = dyn Fn(&Config, &Steering) -> Arc<HealthView> + Send + Sync;
+pub type HealthBinder = dyn Fn(&Config, &Arc<Steering>) -> Arc<HealthView> + Send + Sync;
 
 /// What the last reloads did (shown in `/v1/status`).
 #[derive(Debug, Clone, Default, Serialize)]

@@ -18,7 +18,7 @@ use crate::config::{AllDown, Transport};
 pub const MAX_TIERS: usize = 8;
 
 /// A server's state as steering sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// No probe result yet: treated as up.

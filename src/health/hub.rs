@@ -1,0 +1,463 @@
+//! The health hub: one table of server health for the running config. Probe results and
+//! operator actions update it; it publishes a new health view into the snapshot only when an
+//! effective state changes (and re-checks once a second, so load reports expire). Forced
+//! states persist in the state file and survive reloads and restarts; observed health
+//! survives reloads for servers whose identity did not change.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::monitor::{Monitor, ProbeSpec};
+use super::probe::{Check, CodePolicy, ProbeResult, Target};
+use super::state::{Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
+use crate::config::{CheckKind, Config, ServerConfig, Transport};
+use crate::snapshot::Shared;
+use crate::steering::{HealthView, Status, Steering};
+
+/// An operator action on one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Force {
+    Drain,
+    Up,
+    Down,
+    Clear,
+}
+
+#[derive(Debug)]
+pub enum HubError {
+    NotFound(String),
+    Invalid(String),
+}
+
+/// What `/v1/servers` shows for one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    pub region: String,
+    pub server: String,
+    pub state: Status,
+    pub observed: String,
+    pub forced: Option<String>,
+    pub target: Option<String>,
+    pub check: String,
+    pub last_result: Option<String>,
+    pub last_code: Option<u16>,
+    pub rtt_ms: Option<f64>,
+    pub load: Option<LoadOut>,
+    pub headroom: Option<f32>,
+    pub since_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadOut {
+    pub calls: Option<u32>,
+    pub cps: Option<u32>,
+    pub age_secs: f64,
+}
+
+/// What makes a server "the same" across reloads: health carries over only if this matches.
+#[derive(Debug, Clone, PartialEq)]
+struct Identity {
+    target: Option<Target>,
+    capacity: Option<crate::config::Capacity>,
+    rise: u32,
+    fall: u32,
+}
+
+struct Entry {
+    region: String,
+    server: String,
+    identity: Identity,
+    check: CheckKind,
+    health: ServerHealth,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: Vec<Entry>,
+    by_name: HashMap<(String, String), usize>,
+    by_target: HashMap<Target, Vec<usize>>,
+    /// Targets with no result yet (readiness).
+    pending: HashSet<Target>,
+    /// Operator states by (region, server), persisted.
+    forced: BTreeMap<(String, String), Forced>,
+    overflow_at: f64,
+    report_ttl: Duration,
+    /// The steering data the current entries were bound to.
+    bound: Option<std::sync::Weak<Steering>>,
+}
+
+pub struct HealthHub {
+    inner: Mutex<Inner>,
+    shared: OnceLock<Shared>,
+    monitor: Monitor,
+    results: Mutex<Option<mpsc::Receiver<(Target, ProbeResult)>>>,
+    state_file: Option<PathBuf>,
+}
+
+fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// The probe target of a server: its first address, on the port its check uses.
+fn target_of(s: &ServerConfig) -> Option<Target> {
+    let ip = *s.addresses.first()?;
+    let (check, port) = match s.probe.check {
+        CheckKind::SipUdp => (Check::SipUdp, s.port),
+        CheckKind::SipTcp => (Check::SipTcp, s.port),
+        CheckKind::Tcp if !s.transports.contains(&Transport::Udp) && !s.transports.contains(&Transport::Tcp) => {
+            (Check::Tcp, s.tls_port)
+        }
+        CheckKind::Tcp => (Check::Tcp, s.port),
+        CheckKind::None => return None,
+    };
+    Some(Target {
+        addr: SocketAddr::new(ip, port),
+        check,
+    })
+}
+
+fn status_of(s: State) -> Status {
+    match s {
+        State::Up => Status::Up,
+        State::Down => Status::Down,
+        State::Full => Status::Full,
+        State::Drained => Status::Drained,
+        State::Unknown => Status::Unknown,
+    }
+}
+
+impl HealthHub {
+    /// A hub with its probe scheduler; `state_file` keeps forced states across restarts.
+    pub fn new(max_concurrent: usize, state_file: Option<PathBuf>) -> Arc<HealthHub> {
+        let (tx, rx) = mpsc::channel(4096);
+        let mut inner = Inner {
+            overflow_at: 0.8,
+            report_ttl: Duration::from_secs(30),
+            ..Inner::default()
+        };
+        if let Some(f) = &state_file {
+            inner.forced = read_state_file(f);
+        }
+        Arc::new(HealthHub {
+            inner: Mutex::new(inner),
+            shared: OnceLock::new(),
+            monitor: Monitor::start(max_concurrent, tx),
+            results: Mutex::new(Some(rx)),
+            state_file,
+        })
+    }
+
+    /// Binds the hub to a (new) config: keeps health for unchanged servers, starts probing
+    /// new ones, stops probing removed ones. Returns the health view for the new snapshot.
+    pub fn bind(&self, cfg: &Config, st: &Arc<Steering>) -> Arc<HealthView> {
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        let mut old: HashMap<(String, String), Entry> = std::mem::take(&mut inner.entries)
+            .into_iter()
+            .map(|e| ((e.region.clone(), e.server.clone()), e))
+            .collect();
+        inner.overflow_at = cfg.capacity.overflow_at;
+        inner.report_ttl = cfg.capacity.report_ttl;
+        inner.by_name.clear();
+        inner.by_target.clear();
+        let mut specs: HashMap<Target, ProbeSpec> = HashMap::new();
+        for r in &cfg.regions {
+            for s in &r.servers {
+                let key = (r.name.clone(), s.name.clone());
+                let identity = Identity {
+                    target: target_of(s),
+                    capacity: s.capacity,
+                    rise: s.probe.rise,
+                    fall: s.probe.fall,
+                };
+                let mut health = match old.remove(&key) {
+                    Some(e) if e.identity == identity => e.health,
+                    _ => ServerHealth::new(
+                        Thresholds { rise: s.probe.rise, fall: s.probe.fall },
+                        s.capacity.map(|c| StateCapacity { calls: c.calls, cps: c.cps }),
+                        now,
+                    ),
+                };
+                health.set_forced(inner.forced.get(&key).copied(), now);
+                let slot = inner.entries.len();
+                if let Some(t) = &identity.target {
+                    inner.by_target.entry(t.clone()).or_default().push(slot);
+                    specs.entry(t.clone()).or_insert_with(|| ProbeSpec {
+                        target: t.clone(),
+                        interval: s.probe.interval,
+                        timeout: s.probe.timeout,
+                        policy: Arc::new(if s.probe.healthy_codes.is_empty() {
+                            CodePolicy::default()
+                        } else {
+                            CodePolicy::from_ranges(&s.probe.healthy_codes)
+                        }),
+                    });
+                }
+                inner.by_name.insert(key.clone(), slot);
+                inner.entries.push(Entry {
+                    region: key.0,
+                    server: key.1,
+                    identity,
+                    check: s.probe.check,
+                    health,
+                });
+            }
+        }
+        let targets: HashSet<Target> = specs.keys().cloned().collect();
+        inner.pending.retain(|t| targets.contains(t));
+        for t in &targets {
+            let seen = inner.by_target.get(t).is_some_and(|slots| {
+                slots.iter().any(|&i| inner.entries[i].health.last().is_some())
+            });
+            if !seen {
+                inner.pending.insert(t.clone());
+            }
+        }
+        inner.bound = Some(Arc::downgrade(st));
+        self.monitor.set_targets(specs.into_values().collect());
+        Arc::new(view(&inner, now))
+    }
+
+    /// Starts applying probe results and the once-a-second re-check; publishes into `shared`.
+    pub fn run(self: &Arc<Self>, shared: Shared, cancel: CancellationToken) {
+        let _ = self.shared.set(shared);
+        let rx = self.results.lock().ok().and_then(|mut r| r.take());
+        let Some(mut rx) = rx else { return };
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    r = rx.recv() => match r {
+                        Some((t, res)) => hub.apply(&t, &res),
+                        None => return,
+                    },
+                    _ = tick.tick() => hub.publish_if_changed(),
+                    _ = cancel.cancelled() => {
+                        hub.monitor.shutdown();
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    fn apply(&self, t: &Target, res: &ProbeResult) {
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        inner.pending.remove(t);
+        let Some(slots) = inner.by_target.get(t).cloned() else { return };
+        let outcome = format!("{:?}", res.outcome).to_lowercase();
+        let mut flipped = false;
+        for i in slots {
+            let e = &mut inner.entries[i];
+            let name = format!("{}/{}", e.region, e.server);
+            metrics::counter!("sipsteer_probes_total", "server" => name.clone(), "result" => outcome.clone()).increment(1);
+            if res.outcome != super::probe::Outcome::Down {
+                metrics::histogram!("sipsteer_probe_rtt_seconds", "server" => name.clone()).record(res.rtt.as_secs_f64());
+            }
+            if let Some((from, to)) = e.health.apply(res, now) {
+                tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
+                metrics::counter!("sipsteer_state_flips_total", "server" => name, "to" => format!("{to:?}").to_lowercase()).increment(1);
+                flipped = true;
+            }
+        }
+        if flipped {
+            self.publish(&inner, now);
+        }
+    }
+
+    /// Publishes the current view if it differs from the one being served.
+    fn publish_if_changed(&self) {
+        let inner = lock(&self.inner);
+        self.publish(&inner, Instant::now());
+    }
+
+    fn publish(&self, inner: &Inner, now: Instant) {
+        let Some(shared) = self.shared.get() else { return };
+        let v = view(inner, now);
+        let cur = shared.load();
+        // Only onto the snapshot these slots belong to; a reload in progress brings its own.
+        let bound = inner.bound.as_ref().and_then(|w| w.upgrade());
+        if !bound.is_some_and(|b| Arc::ptr_eq(&b, &cur.steering)) {
+            return;
+        }
+        if cur.health.status == v.status && cur.health.headroom == v.headroom {
+            return;
+        }
+        shared.store(Arc::new(cur.with_health(Arc::new(v))));
+    }
+
+    /// True once every probed server has had a result.
+    pub fn ready(&self) -> bool {
+        lock(&self.inner).pending.is_empty()
+    }
+
+    /// Applies an operator action.
+    pub fn force(&self, region: &str, server: &str, f: Force) -> Result<ServerReport, HubError> {
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        let key = (region.to_owned(), server.to_owned());
+        let Some(&slot) = inner.by_name.get(&key) else {
+            return Err(HubError::NotFound(format!("no server {region}/{server}")));
+        };
+        let forced = match f {
+            Force::Drain => Some(Forced::Drained),
+            Force::Up => Some(Forced::Up),
+            Force::Down => Some(Forced::Down),
+            Force::Clear => None,
+        };
+        match forced {
+            Some(v) => inner.forced.insert(key, v),
+            None => inner.forced.remove(&key),
+        };
+        inner.entries[slot].health.set_forced(forced, now);
+        tracing::info!(server = %format!("{region}/{server}"), action = ?f, "operator state set");
+        if let Some(file) = &self.state_file {
+            write_state_file(file, &inner.forced);
+        }
+        self.publish(&inner, now);
+        Ok(report(&inner, slot, now))
+    }
+
+    /// Records a load report.
+    pub fn load(&self, region: &str, server: &str, calls: Option<u32>, cps: Option<u32>) -> Result<ServerReport, HubError> {
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        let Some(&slot) = inner.by_name.get(&(region.to_owned(), server.to_owned())) else {
+            return Err(HubError::NotFound(format!("no server {region}/{server}")));
+        };
+        if inner.entries[slot].identity.capacity.is_none() {
+            return Err(HubError::Invalid(format!("server {region}/{server} declares no capacity")));
+        }
+        inner.entries[slot].health.report_load(calls, cps, now);
+        self.publish(&inner, now);
+        Ok(report(&inner, slot, now))
+    }
+
+    /// Every server, in config order.
+    pub fn servers(&self) -> Vec<ServerReport> {
+        let inner = lock(&self.inner);
+        let now = Instant::now();
+        (0..inner.entries.len()).map(|i| report(&inner, i, now)).collect()
+    }
+
+    /// Sets the gauges read at scrape time.
+    pub fn export_gauges(&self) {
+        let inner = lock(&self.inner);
+        let now = Instant::now();
+        let mut counts: BTreeMap<&'static str, f64> = ["up", "down", "full", "drained", "unknown"].into_iter().map(|s| (s, 0.0)).collect();
+        for e in &inner.entries {
+            let k = match e.health.effective(now, inner.overflow_at, inner.report_ttl) {
+                State::Up => "up",
+                State::Down => "down",
+                State::Full => "full",
+                State::Drained => "drained",
+                State::Unknown => "unknown",
+            };
+            *counts.entry(k).or_default() += 1.0;
+        }
+        for (k, v) in counts {
+            metrics::gauge!("sipsteer_servers", "state" => k).set(v);
+        }
+        if let Some(t) = self.monitor.last_tick() {
+            let age = now.saturating_duration_since(t);
+            let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
+            metrics::gauge!("sipsteer_probe_last_tick_timestamp_seconds")
+                .set(at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+        }
+    }
+}
+
+fn view(inner: &Inner, now: Instant) -> HealthView {
+    HealthView {
+        status: inner
+            .entries
+            .iter()
+            .map(|e| status_of(e.health.effective(now, inner.overflow_at, inner.report_ttl)))
+            .collect(),
+        headroom: inner
+            .entries
+            .iter()
+            .map(|e| e.health.headroom(now, inner.report_ttl).map(|h| h as f32))
+            .collect(),
+    }
+}
+
+fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
+    let e = &inner.entries[i];
+    let h = &e.health;
+    let last = h.last();
+    ServerReport {
+        region: e.region.clone(),
+        server: e.server.clone(),
+        state: status_of(h.effective(now, inner.overflow_at, inner.report_ttl)),
+        observed: format!("{:?}", h.observed()).to_lowercase(),
+        forced: h.forced().map(|f| format!("{f:?}").to_lowercase()),
+        target: e.identity.target.as_ref().map(|t| t.addr.to_string()),
+        check: match e.check {
+            CheckKind::SipUdp => "sip-options-udp",
+            CheckKind::SipTcp => "sip-options-tcp",
+            CheckKind::Tcp => "tcp",
+            CheckKind::None => "none",
+        }
+        .into(),
+        last_result: last.map(|r| r.detail.clone()),
+        last_code: last.and_then(|r| r.code),
+        rtt_ms: last.map(|r| r.rtt.as_secs_f64() * 1000.0),
+        load: h.load().map(|l| LoadOut {
+            calls: l.calls,
+            cps: l.cps,
+            age_secs: now.saturating_duration_since(l.at).as_secs_f64(),
+        }),
+        headroom: h.headroom(now, inner.report_ttl).map(|x| x as f32),
+        since_secs: now.saturating_duration_since(h.since()).as_secs_f64(),
+    }
+}
+
+fn read_state_file(path: &std::path::Path) -> BTreeMap<(String, String), Forced> {
+    let mut out = BTreeMap::new();
+    let Ok(text) = std::fs::read_to_string(path) else { return out };
+    let parsed: Result<BTreeMap<String, String>, _> = serde_json::from_str(&text);
+    match parsed {
+        Ok(map) => {
+            for (k, v) in map {
+                let Some((r, s)) = k.split_once('/') else { continue };
+                let f = match v.as_str() {
+                    "drained" => Forced::Drained,
+                    "up" => Forced::Up,
+                    "down" => Forced::Down,
+                    _ => continue,
+                };
+                out.insert((r.to_owned(), s.to_owned()), f);
+            }
+        }
+        Err(e) => tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable state file"),
+    }
+    out
+}
+
+fn write_state_file(path: &std::path::Path, forced: &BTreeMap<(String, String), Forced>) {
+    let map: BTreeMap<String, String> = forced
+        .iter()
+        .map(|((r, s), f)| (format!("{r}/{s}"), format!("{f:?}").to_lowercase()))
+        .collect();
+    let tmp = path.with_extension("tmp");
+    let r = serde_json::to_vec_pretty(&map)
+        .map_err(std::io::Error::other)
+        .and_then(|b| std::fs::write(&tmp, b))
+        .and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = r {
+        tracing::error!(file = %path.display(), error = %e, "cannot write state file");
+    }
+}
