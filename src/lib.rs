@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod explain;
+pub mod querylog;
 pub mod routing;
 pub mod snapshot;
 pub mod steering;

@@ -77,18 +77,26 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         n => n,
     };
     let tcp_stats = crate::admin::metrics::QueryStats::registered();
+    let qlog = match &reloader.shared().load().config.query_log {
+        Some(q) => Some(
+            crate::querylog::QueryLog::open(&q.path, q.sample)
+                .with_context(|| format!("cannot open query log {}", q.path.display()))?,
+        ),
+        None => None,
+    };
     for &addr in &listen {
         let (udp, tcp) = bind_pair(addr, workers)?;
         let bound = udp[0].local_addr()?;
         for sock in udp {
             let stats = crate::admin::metrics::QueryStats::registered();
-            threads.push(listener::spawn_udp(sock, shared.clone(), stats, stop.clone())?);
+            threads.push(listener::spawn_udp(sock, shared.clone(), stats, qlog.clone(), stop.clone())?);
         }
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
         tasks.spawn(listener::serve_tcp(
             tcp,
             shared.clone(),
             tcp_stats.clone(),
+            qlog.clone(),
             dns_settings.tcp_max_connections,
             dns_settings.tcp_idle_timeout,
             cancel.clone(),

@@ -53,6 +53,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     }
     let capacity = capacity_settings(main.capacity.as_ref(), &mut sink);
+    let query_log = main.query_log.as_ref().and_then(|q| {
+        let sample = q.sample.as_ref().map_or(1.0, |s| s.value);
+        if let Some(s) = &q.sample
+            && !(s.value > 0.0 && s.value <= 1.0)
+        {
+            sink.on(s, "query_log.sample", "sample must be more than 0 and at most 1");
+            return None;
+        }
+        Some(super::QueryLogSettings {
+            path: base.join(&q.path.value),
+            sample,
+        })
+    });
     let defaults = HealthDefaults::from_raw(main.health.as_ref(), &mut sink);
     let zones_dir = base.join(main.zones.as_ref().map_or("zones", |z| z.value.as_str()));
     let geoip = main.geoip.as_ref().map(|g| base.join(&g.database.value));
@@ -115,6 +128,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         admin,
         capacity,
         health_concurrency: defaults.max_concurrent,
+        query_log,
         regions: regions.into_regions(),
         zones,
         files,

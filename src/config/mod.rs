@@ -37,6 +37,8 @@ pub struct Config {
     pub admin: AdminSettings,
     pub capacity: CapacitySettings,
     pub health_concurrency: usize,
+    /// Optional sampled query log.
+    pub query_log: Option<QueryLogSettings>,
     /// Every region, shared (from `sipsteer.yaml`) and per zone; names are unique.
     pub regions: Vec<RegionConfig>,
     pub zones: Vec<ZoneConfig>,
@@ -53,6 +55,13 @@ pub struct DnsSettings {
     pub tcp_max_connections: usize,
     /// UDP sockets (SO_REUSEPORT) per listen address; 0 = one per CPU.
     pub udp_workers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryLogSettings {
+    pub path: PathBuf,
+    /// Fraction of queries logged, in (0, 1].
+    pub sample: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

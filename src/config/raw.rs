@@ -31,7 +31,17 @@ pub struct Main {
     #[serde(default)]
     pub dns: Option<Dns>,
     #[serde(default)]
+    pub query_log: Option<QueryLog>,
+    #[serde(default)]
     pub regions: HashMap<S<String>, Region>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryLog {
+    pub path: S<String>,
+    #[serde(default)]
+    pub sample: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize, Default)]

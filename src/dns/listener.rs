@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::answer::{Proto, respond};
 use crate::admin::metrics::QueryStats;
+use crate::querylog::QueryLog;
 use crate::snapshot::Shared;
 
 /// Binds `n` UDP sockets sharing one address (port 0 picks one port for all).
@@ -57,7 +58,13 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Serves one UDP socket on a dedicated thread until `stop` is set.
-pub fn spawn_udp(sock: UdpSocket, shared: Shared, stats: Arc<QueryStats>, stop: Arc<AtomicBool>) -> io::Result<JoinHandle<()>> {
+pub fn spawn_udp(
+    sock: UdpSocket,
+    shared: Shared,
+    stats: Arc<QueryStats>,
+    log: Option<Arc<QueryLog>>,
+    stop: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sipsteer-udp".into())
         .spawn(move || {
@@ -87,7 +94,7 @@ pub fn spawn_udp(sock: UdpSocket, shared: Shared, stats: Arc<QueryStats>, stop: 
                     if let Err(e) = sock.send_to(&out, peer) {
                         tracing::debug!(error = %e, %peer, "udp send failed");
                     }
-                    snap.count(&summary, &stats);
+                    snap.count_and_log(&summary, &stats, log.as_deref(), peer.ip(), &req[..n]);
                 }
             }
         })
@@ -98,6 +105,7 @@ pub async fn serve_tcp(
     listener: TcpListener,
     shared: Shared,
     stats: Arc<QueryStats>,
+    log: Option<Arc<QueryLog>>,
     max_connections: usize,
     idle: Duration,
     cancel: CancellationToken,
@@ -121,18 +129,26 @@ pub async fn serve_tcp(
         };
         let shared = shared.clone();
         let stats = stats.clone();
+        let log = log.clone();
         let cancel = cancel.clone();
         tokio::spawn(async move {
             let _permit = permit;
             tokio::select! {
-                _ = connection(stream, peer, shared, stats, idle) => {}
+                _ = connection(stream, peer, shared, stats, log, idle) => {}
                 _ = cancel.cancelled() => {}
             }
         });
     }
 }
 
-async fn connection(mut stream: tokio::net::TcpStream, peer: SocketAddr, shared: Shared, stats: Arc<QueryStats>, idle: Duration) {
+async fn connection(
+    mut stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: Shared,
+    stats: Arc<QueryStats>,
+    log: Option<Arc<QueryLog>>,
+    idle: Duration,
+) {
     stream.set_nodelay(true).ok();
     let mut req = vec![0u8; 65535];
     let mut out = Vec::with_capacity(4096);
@@ -151,7 +167,7 @@ async fn connection(mut stream: tokio::net::TcpStream, peer: SocketAddr, shared:
             let snap = shared.load();
             let summary = respond(&snap, peer.ip(), Proto::Tcp, &req[..n], &mut out);
             if let Some(s) = &summary {
-                snap.count(s, &stats);
+                snap.count_and_log(s, &stats, log.as_deref(), peer.ip(), &req[..n]);
             }
             summary.is_some()
         };

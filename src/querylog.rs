@@ -1,0 +1,139 @@
+//! The optional query log: JSON lines (client, ECS, name, type, region, reason, rcode),
+//! sampled at a configured rate. The query path only copies the packet into a bounded queue
+//! (dropping when it is full); a separate thread formats and writes.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::dns::answer::Summary;
+
+/// Entries waiting to be written; more are dropped and counted.
+const QUEUE: usize = 8192;
+
+struct Entry {
+    at: SystemTime,
+    client: IpAddr,
+    packet: Vec<u8>,
+    summary: Summary,
+    region: Option<String>,
+}
+
+pub struct QueryLog {
+    tx: SyncSender<Entry>,
+    /// Log one query in `every`.
+    every: u32,
+    pub dropped: AtomicU64,
+}
+
+thread_local! {
+    static COUNTER: Cell<u32> = const { Cell::new(0) };
+}
+
+impl QueryLog {
+    /// Opens (appends to) `path` and starts the writer thread. `sample` is in (0, 1].
+    pub fn open(path: &Path, sample: f64) -> std::io::Result<Arc<QueryLog>> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let (tx, rx) = sync_channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sipsteer-querylog".into())
+            .spawn(move || writer(rx, file))?;
+        Ok(Arc::new(QueryLog {
+            tx,
+            every: (1.0 / sample.clamp(1e-6, 1.0)).round() as u32,
+            dropped: AtomicU64::new(0),
+        }))
+    }
+
+    /// Called for every answered query; cheap unless this one is sampled.
+    #[inline]
+    pub fn maybe_log(&self, client: IpAddr, packet: &[u8], summary: &Summary, region: Option<&str>) {
+        let hit = COUNTER.with(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(if n >= self.every { 0 } else { n });
+            n >= self.every
+        });
+        if !hit {
+            return;
+        }
+        let e = Entry {
+            at: SystemTime::now(),
+            client,
+            packet: packet.to_vec(),
+            summary: *summary,
+            region: region.map(str::to_owned),
+        };
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(e) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn writer(rx: Receiver<Entry>, file: std::fs::File) {
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(e) => {
+                let line = format_entry(&e);
+                if out.write_all(line.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = out.flush();
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let _ = out.flush();
+                return;
+            }
+        }
+    }
+}
+
+fn format_entry(e: &Entry) -> String {
+    let (name, ecs) = match crate::dns::wire::parse(&e.packet) {
+        crate::dns::wire::Parsed::Query(q) => {
+            let name = hickory_proto::rr::Name::from_labels(
+                labels(&q.question[..q.name_len]).into_iter(),
+            )
+            .map(|n| n.to_string())
+            .unwrap_or_default();
+            let ecs = q.edns.and_then(|e| e.ecs).map(|e| format!("{}/{}", e.addr, e.source));
+            (name, ecs)
+        }
+        _ => (String::new(), None),
+    };
+    let v = serde_json::json!({
+        "ts": e.at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+        "client": e.client.to_string(),
+        "ecs": ecs,
+        "name": name,
+        "type": hickory_proto::rr::RecordType::from(e.summary.qtype).to_string(),
+        "rcode": e.summary.rcode,
+        "region": e.region.as_deref(),
+        "reason": e.summary.steered.map(|s| if s.fail_open { "all_down" } else { s.reason.as_str() }),
+        "tc": e.summary.truncated,
+    });
+    let mut s = v.to_string();
+    s.push('\n');
+    s
+}
+
+fn labels(wire: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while let Some(&l) = wire.get(pos) {
+        if l == 0 {
+            break;
+        }
+        let Some(label) = wire.get(pos + 1..pos + 1 + l as usize) else { break };
+        out.push(label);
+        pos += l as usize + 1;
+    }
+    out
+}
