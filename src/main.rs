@@ -43,11 +43,23 @@ fn main() -> ExitCode {
             Ok(())
         }),
         Command::Geoip {
-            command: GeoipCommand::Build { .. },
-        } => {
-            eprintln!("geoip build: not available in this build");
-            ExitCode::FAILURE
-        }
+            command: GeoipCommand::Build { csv, out },
+        } => match sipsteer::geo::build_file(&csv, &out) {
+            Ok(s) => {
+                println!(
+                    "{}: {} networks, {} bytes, {}",
+                    out.display(),
+                    s.networks,
+                    s.bytes,
+                    s.database_type
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

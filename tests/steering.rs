@@ -59,7 +59,7 @@ fn rankings_for_clients_on_every_continent() {
         ("50.46.9.9", ["us-west", "us-east"], Reason::Distance, 16),
         ("126.0.0.1", ["sg", "us-west"], Reason::Distance, 16),
         ("1.128.0.1", ["sg", "us-west"], Reason::Continent, 16),
-        ("177.0.0.1", ["us-east", "us-west"], Reason::Distance, 16),
+        ("177.0.0.1", ["us-east", "uk"], Reason::Distance, 16),
         ("2a00:1000::1", ["uk", "ams"], Reason::Country, 32),
     ];
     for (client, want, reason, scope) in cases {
@@ -88,7 +88,7 @@ fn network_overrides_win_longest_prefix_first() {
     assert_eq!(names(&st, &p), ["de", "ams"]);
     assert_eq!((p.reason, p.scope), (Reason::Network, 25), "the /25 inside narrows the scope");
     let p = steering::plan(&st, &h, 0, Target::Service, ip("203.0.113.200"));
-    assert_eq!(names(&st, &p), ["sg", "us-west"]);
+    assert_eq!(names(&st, &p), ["sg", "de"], "sg first, then the region nearest to sg");
     assert_eq!((p.reason, p.scope), (Reason::Network, 25));
 }
 

@@ -1,1 +1,9 @@
-//! Health of SIP servers: probes, the state machine and the monitor.
+//! Health of SIP servers: the SIP wire format (`sip`), one probe (`probe`), the pure state
+//! machine (`state`), the scheduler (`monitor`) and the table that ties them to the running
+//! config and publishes into the snapshot (`hub`).
+
+pub mod hub;
+pub mod monitor;
+pub mod probe;
+pub mod sip;
+pub mod state;

@@ -1,0 +1,165 @@
+//! sipsteer's CSV GeoIP format: `network,country,continent,latitude,longitude,city`.
+//! Every field but the network may be empty; `#` lines and blank lines are skipped.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::Location;
+
+/// One problem in a CSV file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+const HEADER: &str = "network,country,continent,latitude,longitude,city";
+const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
+/// Parses the whole file; every error is reported.
+pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    let mut header = false;
+    let mut seen = std::collections::HashSet::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = i + 1;
+        let l = raw.trim_end_matches('\r');
+        if l.trim().is_empty() || l.trim_start().starts_with('#') {
+            continue;
+        }
+        if !header {
+            if l.trim() != HEADER {
+                errors.push(CsvError { line, column: 1, message: format!("the first line must be the header `{HEADER}`") });
+                return Err(errors);
+            }
+            header = true;
+            continue;
+        }
+        let fields: Vec<(usize, &str)> = {
+            let mut col = 1;
+            l.split(',')
+                .map(|f| {
+                    let c = col;
+                    col += f.len() + 1;
+                    (c, f.trim())
+                })
+                .collect()
+        };
+        if fields.len() != 6 {
+            errors.push(CsvError { line, column: 1, message: format!("expected 6 fields, found {}", fields.len()) });
+            continue;
+        }
+        let mut err = |column: usize, message: String| errors.push(CsvError { line, column, message });
+        let (c0, net) = fields[0];
+        let net: IpNet = match net.parse() {
+            Ok(n) => n,
+            Err(_) => {
+                err(c0, format!("invalid network `{net}` (use CIDR, e.g. 81.2.69.0/24)"));
+                continue;
+            }
+        };
+        if net.trunc() != net {
+            err(c0, format!("network `{net}` has host bits set (did you mean {}?)", net.trunc()));
+            continue;
+        }
+        if !seen.insert(net) {
+            err(c0, format!("network `{net}` listed twice"));
+            continue;
+        }
+        let code = |(c, s): (usize, &str), what: &str, allowed: Option<&[&str]>| -> Result<Option<[u8; 2]>, CsvError> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            let up = s.to_ascii_uppercase();
+            let b = up.as_bytes();
+            if b.len() != 2 || !b.iter().all(u8::is_ascii_alphabetic) || allowed.is_some_and(|a| !a.contains(&up.as_str())) {
+                return Err(CsvError { line, column: c, message: format!("bad {what} code `{s}`") });
+            }
+            Ok(Some([b[0], b[1]]))
+        };
+        let country = code(fields[1], "country", None);
+        let continent = code(fields[2], "continent", Some(&CONTINENTS));
+        let coord = |(c, s): (usize, &str), what: &str, max: f64| -> Result<Option<f64>, CsvError> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            match s.parse::<f64>() {
+                Ok(v) if v.is_finite() && v.abs() <= max => Ok(Some(v)),
+                _ => Err(CsvError { line, column: c, message: format!("{what} must be a number within ±{max}, got `{s}`") }),
+            }
+        };
+        let lat = coord(fields[3], "latitude", 90.0);
+        let lon = coord(fields[4], "longitude", 180.0);
+        let (country, continent, lat, lon) = match (country, continent, lat, lon) {
+            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+            (a, b, c, d) => {
+                for e in [a.err(), b.err(), c.err(), d.err()].into_iter().flatten() {
+                    errors.push(e);
+                }
+                continue;
+            }
+        };
+        let coords = match (lat, lon) {
+            (Some(a), Some(b)) => Some((a, b)),
+            (None, None) => None,
+            _ => {
+                errors.push(CsvError { line, column: fields[3].0, message: "give both latitude and longitude, or neither".into() });
+                continue;
+            }
+        };
+        let city = (!fields[5].1.is_empty()).then(|| fields[5].1.into());
+        out.push((net, Location { country, continent, coords, city }));
+    }
+    if !header && errors.is_empty() {
+        errors.push(CsvError { line: 1, column: 1, message: format!("empty file: the header `{HEADER}` is missing") });
+    }
+    if errors.is_empty() { Ok(out) } else { Err(errors) }
+}
+
+/// Whether an address is IPv4 or an IPv4-mapped IPv6 address; returns the IPv4 form.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rows() {
+        let t = "# comment\nnetwork,country,continent,latitude,longitude,city\n81.2.69.0/24,GB,EU,51.5,-0.13,London\n\n2a00::/16,de,,,,\n";
+        let v = parse(t).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].1.country, Some(*b"GB"));
+        assert_eq!(v[0].1.coords, Some((51.5, -0.13)));
+        assert_eq!(v[0].1.city.as_deref(), Some("London"));
+        assert_eq!(v[1].1.country, Some(*b"DE"));
+        assert_eq!(v[1].1.coords, None);
+    }
+
+    #[test]
+    fn reports_every_error_with_position() {
+        let t = "network,country,continent,latitude,longitude,city\n81.2.69.1/24,GB,EU,,,\n10.0.0.0/8,G1,EU,,,\n10.1.0.0/16,GB,XX,91,0,\n10.2.0.0/16,GB,EU,1,,\n10.0.0.0/8,GB,EU,,,\nfoo\n";
+        let e = parse(t).unwrap_err();
+        let got: Vec<String> = e.iter().map(|e| format!("{}:{}: {}", e.line, e.column, e.message)).collect();
+        assert_eq!(
+            got,
+            [
+                "2:1: network `81.2.69.1/24` has host bits set (did you mean 81.2.69.0/24?)",
+                "3:12: bad country code `G1`",
+                "4:16: bad continent code `XX`",
+                "4:19: latitude must be a number within ±90, got `91`",
+                "5:19: give both latitude and longitude, or neither",
+                "6:1: network `10.0.0.0/8` listed twice",
+                "7:1: expected 6 fields, found 1",
+            ]
+        );
+        assert!(parse("net\n").unwrap_err()[0].message.contains("header"));
+    }
+}

@@ -1,0 +1,181 @@
+//! Opening GeoIP data: a MaxMind DB (`.mmdb`, City or Country) through the maxminddb crate,
+//! or sipsteer's CSV compiled in memory. Country-only records get their country's centroid.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use ipnet::IpNet;
+use maxminddb::{Reader, WithinOptions, geoip2};
+
+use super::table::{NetworkTable, flatten};
+use super::{CsvFileError, GeoError, Location, centroids};
+
+/// Metadata shown in status and explain.
+#[derive(Debug, Clone)]
+pub struct DbInfo {
+    pub database_type: String,
+    pub build_epoch: u64,
+    pub networks: usize,
+}
+
+enum Source {
+    Mmdb(Box<Reader<Vec<u8>>>),
+    Csv(Vec<(IpNet, Location)>),
+}
+
+/// An opened database.
+pub struct GeoDb {
+    path: String,
+    source: Source,
+}
+
+fn file_err(path: &Path, message: impl Into<String>) -> GeoError {
+    GeoError::File { path: path.display().to_string(), message: message.into() }
+}
+
+fn code(s: Option<&str>) -> Option<[u8; 2]> {
+    let b = s?.as_bytes();
+    (b.len() == 2).then(|| [b[0].to_ascii_uppercase(), b[1].to_ascii_uppercase()])
+}
+
+/// Fills what a record leaves out: continent from the country, coordinates from the
+/// country's centroid.
+fn complete(mut l: Location) -> Location {
+    if let Some(cc) = l.country {
+        if l.continent.is_none() {
+            l.continent = centroids::continent_of(cc);
+        }
+        if l.coords.is_none() {
+            l.coords = centroids::centroid(cc);
+        }
+    }
+    l
+}
+
+fn decode(r: &maxminddb::LookupResult<'_, Vec<u8>>) -> Option<Location> {
+    let city: geoip2::City = r.decode().ok()??;
+    let coords = match (city.location.latitude, city.location.longitude) {
+        (Some(a), Some(b)) => Some((a, b)),
+        _ => None,
+    };
+    let l = Location {
+        country: code(city.country.iso_code),
+        continent: code(city.continent.code),
+        coords,
+        city: city.city.names.english.map(Into::into),
+    };
+    (l.country.is_some() || l.coords.is_some() || l.continent.is_some()).then(|| complete(l))
+}
+
+impl GeoDb {
+    /// Opens `.mmdb` files with maxminddb (read into memory, never mapped: a file replaced
+    /// in place must not change under us), anything else as CSV.
+    pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
+        let is_mmdb = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("mmdb"));
+        let source = if is_mmdb {
+            let r = Reader::open_readfile(path).map_err(|e| file_err(path, format!("cannot read MaxMind database: {e}")))?;
+            Source::Mmdb(Box::new(r))
+        } else {
+            let text = std::fs::read_to_string(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+            let rows = super::csv::parse(&text).map_err(|errs| {
+                GeoError::Csv(errs.into_iter().map(|error| CsvFileError { path: path.display().to_string(), error }).collect())
+            })?;
+            Source::Csv(rows.into_iter().map(|(n, l)| (n, complete(l))).collect())
+        };
+        Ok(GeoDb { path: path.display().to_string(), source })
+    }
+
+    /// The location of one address and the prefix length of its network.
+    pub fn lookup(&self, ip: IpAddr) -> Option<(Location, u8)> {
+        let ip = super::csv::canonical(ip);
+        match &self.source {
+            Source::Mmdb(r) => {
+                let res = r.lookup(ip).ok()?;
+                let prefix = res.network().ok()?.prefix();
+                Some((decode(&res)?, prefix))
+            }
+            Source::Csv(rows) => rows
+                .iter()
+                .filter(|(n, _)| n.contains(&ip))
+                .max_by_key(|(n, _)| n.prefix_len())
+                .map(|(n, l)| (l.clone(), n.prefix_len())),
+        }
+    }
+
+    pub fn info(&self) -> DbInfo {
+        match &self.source {
+            Source::Mmdb(r) => {
+                let m = r.metadata();
+                DbInfo { database_type: m.database_type.clone(), build_epoch: m.build_epoch, networks: m.node_count as usize }
+            }
+            Source::Csv(rows) => DbInfo { database_type: "sipsteer-csv".into(), build_epoch: 0, networks: rows.len() },
+        }
+    }
+
+    /// Every network with its location, as a table of ranges.
+    pub fn table(&self) -> Result<NetworkTable, GeoError> {
+        let mut locations: Vec<Location> = Vec::new();
+        let mut v4: Vec<(u128, u128, u32)> = Vec::new();
+        let mut v6: Vec<(u128, u128, u32)> = Vec::new();
+        let mut push = |net: IpNet, loc: u32| match net {
+            IpNet::V4(n) => v4.push((u32::from(n.network()) as u128, u32::from(n.broadcast()) as u128, loc)),
+            IpNet::V6(n) => {
+                // IPv4 stored in an IPv6 tree at ::/96 is served from the IPv4 table.
+                if n.prefix_len() >= 96 && u128::from(n.network()) >> 32 == 0 {
+                    let first = u128::from(n.network()) & 0xFFFF_FFFF;
+                    let last = u128::from(n.broadcast()) & 0xFFFF_FFFF;
+                    v4.push((first, last, loc));
+                } else {
+                    v6.push((u128::from(n.network()), u128::from(n.broadcast()), loc));
+                }
+            }
+        };
+        match &self.source {
+            Source::Mmdb(r) => {
+                // Records are shared between networks: decode each data record once.
+                let mut by_offset: HashMap<usize, Option<u32>> = HashMap::new();
+                let mut by_value: HashMap<String, u32> = HashMap::new();
+                let iter = r.networks(WithinOptions::default()).map_err(|e| file_err(Path::new(&self.path), format!("cannot walk database: {e}")))?;
+                for item in iter {
+                    let item = item.map_err(|e| file_err(Path::new(&self.path), format!("corrupt database: {e}")))?;
+                    let Some(offset) = item.offset() else { continue };
+                    let id = *by_offset.entry(offset).or_insert_with(|| {
+                        decode(&item).map(|l| {
+                            let key = format!("{:?}", l);
+                            *by_value.entry(key).or_insert_with(|| {
+                                locations.push(l);
+                                (locations.len() - 1) as u32
+                            })
+                        })
+                    });
+                    let (Some(id), Ok(net)) = (id, item.network()) else { continue };
+                    if let Ok(net) = IpNet::new(net.ip(), net.prefix()) {
+                        push(net, id);
+                    }
+                }
+            }
+            Source::Csv(rows) => {
+                let mut by_value: HashMap<String, u32> = HashMap::new();
+                for (net, l) in rows {
+                    let id = *by_value.entry(format!("{l:?}")).or_insert_with(|| {
+                        locations.push(l.clone());
+                        (locations.len() - 1) as u32
+                    });
+                    push(*net, id);
+                }
+            }
+        }
+        Ok(NetworkTable {
+            v4: flatten(v4).into_iter().map(|(a, b, l)| (a as u32, b as u32, l)).collect(),
+            v6: flatten(v6),
+            locations,
+        })
+    }
+}
+
+impl std::fmt::Debug for GeoDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GeoDb({})", self.path)
+    }
+}

@@ -1,0 +1,147 @@
+//! The probe scheduler: one task per distinct target, probing at its interval with jitter
+//! (the first probe at a random point of the interval, later ones ±10%), a semaphore bounding
+//! probes in flight, and results sent on a bounded channel. Targets are diffed on reload:
+//! unchanged ones keep running, removed ones stop.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::probe::{CodePolicy, ProbeResult, Target, probe};
+
+/// How one target is probed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSpec {
+    pub target: Target,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub policy: Arc<CodePolicy>,
+}
+
+struct Running {
+    spec: ProbeSpec,
+    cancel: CancellationToken,
+}
+
+pub struct Monitor {
+    running: Mutex<HashMap<Target, Running>>,
+    slots: Arc<Semaphore>,
+    results: mpsc::Sender<(Target, ProbeResult)>,
+    origin: Instant,
+    /// Milliseconds after `origin` of the last probe started (0 = none yet).
+    last_tick: Arc<AtomicU64>,
+    cancel: CancellationToken,
+}
+
+impl Monitor {
+    /// A scheduler with no targets yet; call within a tokio runtime.
+    pub fn start(max_concurrent: usize, results: mpsc::Sender<(Target, ProbeResult)>) -> Monitor {
+        Monitor {
+            running: Mutex::new(HashMap::new()),
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            results,
+            origin: Instant::now(),
+            last_tick: Arc::new(AtomicU64::new(0)),
+            cancel: CancellationToken::new(),
+        }
+    }
+
+    /// Probes exactly these targets from now on.
+    pub fn set_targets(&self, specs: Vec<ProbeSpec>) {
+        let Ok(mut running) = self.running.lock() else { return };
+        let wanted: HashMap<Target, ProbeSpec> = specs.into_iter().map(|s| (s.target.clone(), s)).collect();
+        running.retain(|t, r| {
+            let keep = wanted.get(t) == Some(&r.spec);
+            if !keep {
+                r.cancel.cancel();
+            }
+            keep
+        });
+        for (t, spec) in wanted {
+            if running.contains_key(&t) {
+                continue;
+            }
+            let cancel = self.cancel.child_token();
+            let task = Prober {
+                spec: spec.clone(),
+                slots: self.slots.clone(),
+                results: self.results.clone(),
+                origin: self.origin,
+                last_tick: self.last_tick.clone(),
+                cancel: cancel.clone(),
+            };
+            if tokio::runtime::Handle::try_current().is_ok() {
+                tokio::spawn(task.run());
+            }
+            running.insert(t, Running { spec, cancel });
+        }
+    }
+
+    /// Targets being probed.
+    pub fn targets(&self) -> usize {
+        self.running.lock().map_or(0, |r| r.len())
+    }
+
+    /// When a probe last started: a stalled scheduler shows here.
+    pub fn last_tick(&self) -> Option<Instant> {
+        match self.last_tick.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(self.origin + Duration::from_millis(ms)),
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+struct Prober {
+    spec: ProbeSpec,
+    slots: Arc<Semaphore>,
+    results: mpsc::Sender<(Target, ProbeResult)>,
+    origin: Instant,
+    last_tick: Arc<AtomicU64>,
+    cancel: CancellationToken,
+}
+
+impl Prober {
+    async fn run(self) {
+        let interval = self.spec.interval;
+        let first = interval.mul_f64(rand::random::<f64>());
+        tokio::select! {
+            _ = tokio::time::sleep(first) => {}
+            _ = self.cancel.cancelled() => return,
+        }
+        loop {
+            let permit = tokio::select! {
+                p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+                _ = self.cancel.cancelled() => return,
+            };
+            let ms = self.origin.elapsed().as_millis().max(1) as u64;
+            self.last_tick.store(ms, Ordering::Relaxed);
+            let result = tokio::select! {
+                r = probe(&self.spec.target, self.spec.timeout, &self.spec.policy) => r,
+                _ = self.cancel.cancelled() => return,
+            };
+            drop(permit);
+            if self.results.send((self.spec.target.clone(), result)).await.is_err() {
+                return;
+            }
+            let jitter = 0.9 + 0.2 * rand::random::<f64>();
+            tokio::select! {
+                _ = tokio::time::sleep(interval.mul_f64(jitter)) => {}
+                _ = self.cancel.cancelled() => return,
+            }
+        }
+    }
+}

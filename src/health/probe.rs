@@ -1,0 +1,214 @@
+//! One health probe of one target: SIP OPTIONS over UDP (retransmitted from T1 = 500 ms,
+//! doubling) or TCP, a TCP connect, or nothing. Never panics on what the network sends.
+
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+use super::sip::{Ids, ParseError, options_request, parse_response};
+
+/// How a target is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Check {
+    SipUdp,
+    SipTcp,
+    Tcp,
+    None,
+}
+
+/// What is probed: the identity used to run one probe per distinct target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub check: Check,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Up,
+    /// Alive but overloaded (SIP 503).
+    Full,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeResult {
+    pub outcome: Outcome,
+    pub code: Option<u16>,
+    pub rtt: Duration,
+    /// `200 OK`, `503 Service Unavailable (retry-after 30)`, `timeout after 2s`, ...
+    pub detail: String,
+}
+
+/// Which final SIP codes mean a healthy server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CodePolicy {
+    /// `None`: every final code but 500, 502, 504 (down) and 503 (full).
+    healthy: Option<Vec<(u16, u16)>>,
+}
+
+impl CodePolicy {
+    /// Only these codes (inclusive ranges) are healthy; 503 is always full.
+    pub fn from_ranges(r: &[(u16, u16)]) -> CodePolicy {
+        CodePolicy { healthy: Some(r.to_vec()) }
+    }
+
+    pub fn classify(&self, code: u16) -> Outcome {
+        if code == 503 {
+            return Outcome::Full;
+        }
+        match &self.healthy {
+            None if matches!(code, 500 | 502 | 504) => Outcome::Down,
+            None => Outcome::Up,
+            Some(r) if r.iter().any(|(a, b)| (*a..=*b).contains(&code)) => Outcome::Up,
+            Some(_) => Outcome::Down,
+        }
+    }
+}
+
+const T1: Duration = Duration::from_millis(500);
+
+/// Runs one probe, bounded by `timeout`.
+pub async fn probe(target: &Target, timeout: Duration, policy: &CodePolicy) -> ProbeResult {
+    let start = Instant::now();
+    let r = match target.check {
+        Check::None => Ok((Outcome::Up, None, "not probed".to_string())),
+        Check::Tcp => tcp_connect(target.addr, timeout).await,
+        Check::SipUdp => sip_udp(target.addr, timeout, policy).await,
+        Check::SipTcp => sip_tcp(target.addr, timeout, policy).await,
+    };
+    let rtt = start.elapsed();
+    match r {
+        Ok((outcome, code, detail)) => ProbeResult { outcome, code, rtt, detail },
+        Err(detail) => ProbeResult { outcome: Outcome::Down, code: None, rtt, detail },
+    }
+}
+
+type Res = Result<(Outcome, Option<u16>, String), String>;
+
+fn describe(code: u16, reason: &str, retry_after: Option<u32>) -> String {
+    let mut s = format!("{code} {reason}");
+    if let Some(r) = retry_after {
+        s.push_str(&format!(" (retry-after {r})"));
+    }
+    s
+}
+
+fn io_detail(e: &std::io::Error) -> String {
+    match e.kind() {
+        ErrorKind::ConnectionRefused => "connection refused".into(),
+        ErrorKind::ConnectionReset => "connection reset".into(),
+        _ => format!("network error: {e}"),
+    }
+}
+
+async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Res {
+    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok((Outcome::Up, None, "tcp connect ok".into())),
+        Ok(Err(e)) => Err(io_detail(&e)),
+        Err(_) => Err(format!("timeout after {}", fmt_dur(timeout))),
+    }
+}
+
+fn fmt_dur(d: Duration) -> String {
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+}
+
+async fn sip_udp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Res {
+    let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let sock = UdpSocket::bind(bind).await.map_err(|e| io_detail(&e))?;
+    sock.connect(addr).await.map_err(|e| io_detail(&e))?;
+    let local = sock.local_addr().map_err(|e| io_detail(&e))?;
+    let ids = Ids::random();
+    let req = options_request(addr, local, "UDP", &ids);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut next_send = tokio::time::Instant::now();
+    let mut interval = T1;
+    let mut buf = vec![0u8; 65_535];
+    let mut bad: Option<String> = None;
+    loop {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(bad.unwrap_or_else(|| format!("timeout after {}", fmt_dur(timeout))));
+        }
+        if now >= next_send {
+            sock.send(req.as_bytes()).await.map_err(|e| io_detail(&e))?;
+            next_send = now + interval;
+            interval *= 2;
+        }
+        let wait = next_send.min(deadline);
+        match tokio::time::timeout_at(wait, sock.recv(&mut buf)).await {
+            Err(_) => continue,
+            Ok(Err(e)) => return Err(io_detail(&e)),
+            Ok(Ok(n)) => match parse_response(&buf[..n]) {
+                Ok((r, _)) if r.matches(&ids) => {
+                    if r.code < 200 {
+                        continue;
+                    }
+                    return Ok((policy.classify(r.code), Some(r.code), describe(r.code, &r.reason, r.retry_after)));
+                }
+                Ok(_) => continue, // a stray or late reply to another request
+                Err(ParseError::Incomplete) => bad = Some("bad response: truncated datagram".into()),
+                Err(ParseError::Bad(e)) => bad = Some(format!("bad response: {e}")),
+            },
+        }
+    }
+}
+
+async fn sip_tcp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Res {
+    let fut = async {
+        let mut s = TcpStream::connect(addr).await.map_err(|e| io_detail(&e))?;
+        let local = s.local_addr().map_err(|e| io_detail(&e))?;
+        let ids = Ids::random();
+        s.write_all(options_request(addr, local, "TCP", &ids).as_bytes()).await.map_err(|e| io_detail(&e))?;
+        let mut buf: Vec<u8> = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = s.read(&mut chunk).await.map_err(|e| io_detail(&e))?;
+            if n == 0 {
+                return Err("connection closed without a final response".to_string());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            loop {
+                match parse_response(&buf) {
+                    Ok((r, used)) => {
+                        buf.drain(..used);
+                        if r.matches(&ids) && r.code >= 200 {
+                            return Ok((policy.classify(r.code), Some(r.code), describe(r.code, &r.reason, r.retry_after)));
+                        }
+                    }
+                    Err(ParseError::Incomplete) => break,
+                    Err(ParseError::Bad(e)) => return Err(format!("bad response: {e}")),
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("timeout after {}", fmt_dur(timeout))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_policy() {
+        let d = CodePolicy::default();
+        assert_eq!(d.classify(200), Outcome::Up);
+        assert_eq!(d.classify(404), Outcome::Up);
+        assert_eq!(d.classify(501), Outcome::Up);
+        assert_eq!(d.classify(503), Outcome::Full);
+        assert_eq!(d.classify(500), Outcome::Down);
+        assert_eq!(d.classify(504), Outcome::Down);
+        let p = CodePolicy::from_ranges(&[(200, 299), (404, 404)]);
+        assert_eq!(p.classify(202), Outcome::Up);
+        assert_eq!(p.classify(404), Outcome::Up);
+        assert_eq!(p.classify(403), Outcome::Down);
+        assert_eq!(p.classify(503), Outcome::Full);
+    }
+}

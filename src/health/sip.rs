@@ -1,0 +1,221 @@
+//! The SIP wire format sipsteer needs for health checks (RFC 3261): building an OPTIONS
+//! request, parsing responses (compact headers, folded lines, Content-Length framing) and
+//! matching them to the request by branch, Call-ID and CSeq.
+
+use std::net::SocketAddr;
+
+/// Identifiers of one OPTIONS transaction.
+#[derive(Debug, Clone)]
+pub struct Ids {
+    pub branch: String,
+    pub tag: String,
+    pub call_id: String,
+}
+
+impl Ids {
+    /// Fresh random identifiers (the branch carries the RFC 3261 magic cookie).
+    pub fn random() -> Ids {
+        let r = || format!("{:016x}", rand::random::<u64>());
+        Ids { branch: format!("z9hG4bK{}", r()), tag: r(), call_id: r() }
+    }
+}
+
+/// `host:port` as a SIP URI host part (IPv6 in brackets).
+fn hostport(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v) => format!("{}:{}", v.ip(), v.port()),
+        SocketAddr::V6(v) => format!("[{}]:{}", v.ip(), v.port()),
+    }
+}
+
+fn host(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v) => v.ip().to_string(),
+        SocketAddr::V6(v) => format!("[{}]", v.ip()),
+    }
+}
+
+/// An OPTIONS request from `local` to `target` over `transport` (`UDP` or `TCP`).
+pub fn options_request(target: SocketAddr, local: SocketAddr, transport: &str, ids: &Ids) -> String {
+    let t = hostport(target);
+    format!(
+        "OPTIONS sip:{t} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {via};branch={branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:sipsteer@{lhost}>;tag={tag}\r\n\
+         To: <sip:{t}>\r\n\
+         Call-ID: {call_id}@{lhost}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         User-Agent: sipsteer/{version}\r\n\
+         Accept: application/sdp\r\n\
+         Content-Length: 0\r\n\r\n",
+        via = hostport(local),
+        branch = ids.branch,
+        lhost = host(local),
+        tag = ids.tag,
+        call_id = ids.call_id,
+        version = env!("CARGO_PKG_VERSION"),
+    )
+}
+
+/// A parsed SIP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub code: u16,
+    pub reason: String,
+    pub branch: Option<String>,
+    pub call_id: Option<String>,
+    pub cseq: Option<(u32, String)>,
+    pub retry_after: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// More bytes are needed (TCP).
+    Incomplete,
+    Bad(String),
+}
+
+/// Parses one response at the start of `buf`; returns it and the bytes it took.
+pub fn parse_response(buf: &[u8]) -> Result<(Response, usize), ParseError> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if buf.len() > 65_536 {
+            return Err(ParseError::Bad("headers longer than 64 KiB".into()));
+        }
+        return Err(ParseError::Incomplete);
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::Bad("headers are not UTF-8".into()))?;
+    let mut lines: Vec<String> = Vec::new();
+    for l in head.split("\r\n") {
+        if (l.starts_with(' ') || l.starts_with('\t')) && !lines.is_empty() {
+            if let Some(last) = lines.last_mut() {
+                last.push(' ');
+                last.push_str(l.trim());
+            }
+        } else {
+            lines.push(l.to_owned());
+        }
+    }
+    let status = lines.first().ok_or_else(|| ParseError::Bad("empty message".into()))?;
+    let mut parts = status.splitn(3, ' ');
+    if parts.next() != Some("SIP/2.0") {
+        return Err(ParseError::Bad(format!("not a SIP response: `{}`", truncate(status))));
+    }
+    let code: u16 = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .filter(|c| (100..700).contains(c))
+        .ok_or_else(|| ParseError::Bad(format!("bad status line `{}`", truncate(status))))?;
+    let reason = parts.next().unwrap_or("").to_owned();
+    let mut r = Response { code, reason, branch: None, call_id: None, cseq: None, retry_after: None };
+    let mut content_length = 0usize;
+    for l in &lines[1..] {
+        let Some((name, value)) = l.split_once(':') else {
+            return Err(ParseError::Bad(format!("bad header line `{}`", truncate(l))));
+        };
+        let value = value.trim();
+        match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" if r.branch.is_none() => {
+                let first = value.split(',').next().unwrap_or("");
+                r.branch = first
+                    .split(';')
+                    .filter_map(|p| p.trim().strip_prefix("branch="))
+                    .next()
+                    .map(str::to_owned);
+            }
+            "call-id" | "i" => r.call_id = Some(value.to_owned()),
+            "cseq" => {
+                let mut it = value.split_whitespace();
+                if let (Some(n), Some(m)) = (it.next().and_then(|n| n.parse().ok()), it.next()) {
+                    r.cseq = Some((n, m.to_owned()));
+                }
+            }
+            "retry-after" => r.retry_after = value.split(|c: char| !c.is_ascii_digit()).next().and_then(|v| v.parse().ok()),
+            "content-length" | "l" => {
+                content_length = value.parse().map_err(|_| ParseError::Bad(format!("bad Content-Length `{value}`")))?;
+            }
+            _ => {}
+        }
+    }
+    let total = end + 4 + content_length;
+    if buf.len() < total {
+        return Err(ParseError::Incomplete);
+    }
+    Ok((r, total))
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(60);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+impl Response {
+    /// Whether this answers the request with `ids`.
+    pub fn matches(&self, ids: &Ids) -> bool {
+        self.branch.as_deref() == Some(ids.branch.as_str())
+            && self.call_id.as_deref().is_some_and(|c| c.split('@').next() == Some(ids.call_id.as_str()))
+            && self.cseq.as_ref().is_some_and(|(n, m)| *n == 1 && m.eq_ignore_ascii_case("OPTIONS"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids() -> Ids {
+        Ids { branch: "z9hG4bKabc".into(), tag: "t1".into(), call_id: "c1".into() }
+    }
+
+    #[test]
+    fn request_has_every_mandatory_header() {
+        let r = options_request("192.0.2.10:5060".parse().unwrap(), "10.0.0.1:40000".parse().unwrap(), "UDP", &ids());
+        assert!(r.starts_with("OPTIONS sip:192.0.2.10:5060 SIP/2.0\r\n"));
+        for h in [
+            "Via: SIP/2.0/UDP 10.0.0.1:40000;branch=z9hG4bKabc;rport\r\n",
+            "Max-Forwards: 70\r\n",
+            "From: <sip:sipsteer@10.0.0.1>;tag=t1\r\n",
+            "To: <sip:192.0.2.10:5060>\r\n",
+            "Call-ID: c1@10.0.0.1\r\n",
+            "CSeq: 1 OPTIONS\r\n",
+            "Content-Length: 0\r\n\r\n",
+        ] {
+            assert!(r.contains(h), "{h}");
+        }
+        let v6 = options_request("[2001:db8::1]:5060".parse().unwrap(), "[::1]:5000".parse().unwrap(), "TCP", &ids());
+        assert!(v6.starts_with("OPTIONS sip:[2001:db8::1]:5060 SIP/2.0\r\n"));
+        assert!(v6.contains("Via: SIP/2.0/TCP [::1]:5000;"));
+        assert!(Ids::random().branch.starts_with("z9hG4bK"));
+    }
+
+    #[test]
+    fn parses_and_matches_responses() {
+        let full = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:40000;branch=z9hG4bKabc;rport=40000;received=10.0.0.1\r\nFrom: <sip:sipsteer@10.0.0.1>;tag=t1\r\nTo: <sip:x>;tag=9\r\nCall-ID: c1@10.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let (r, n) = parse_response(full.as_bytes()).unwrap();
+        assert_eq!((r.code, r.reason.as_str(), n), (200, "OK", full.len()));
+        assert!(r.matches(&ids()));
+
+        let compact = "SIP/2.0 503 Service Unavailable\r\nv: SIP/2.0/UDP h;branch=z9hG4bKabc\r\ni: c1@h\r\nCSeq: 1 OPTIONS\r\nRetry-After: 30 (busy)\r\nl: 0\r\n\r\n";
+        let (r, _) = parse_response(compact.as_bytes()).unwrap();
+        assert_eq!((r.code, r.retry_after), (503, Some(30)));
+        assert!(r.matches(&ids()));
+
+        let folded = "SIP/2.0 404 Not Found\r\nVia: SIP/2.0/UDP h\r\n ;branch=z9hG4bKabc\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        assert!(parse_response(folded.as_bytes()).unwrap().0.matches(&ids()));
+
+        let other = full.replace("z9hG4bKabc", "z9hG4bKzzz");
+        assert!(!parse_response(other.as_bytes()).unwrap().0.matches(&ids()));
+        let wrong_cseq = full.replace("CSeq: 1 OPTIONS", "CSeq: 2 INVITE");
+        assert!(!parse_response(wrong_cseq.as_bytes()).unwrap().0.matches(&ids()));
+
+        let body = "SIP/2.0 200 OK\r\nContent-Length: 5\r\n\r\nhel";
+        assert_eq!(parse_response(body.as_bytes()), Err(ParseError::Incomplete));
+        assert_eq!(parse_response(b"SIP/2.0 200 OK\r\nVia: x"), Err(ParseError::Incomplete));
+        assert!(matches!(parse_response(b"HTTP/1.1 200 OK\r\n\r\n"), Err(ParseError::Bad(_))));
+        assert!(matches!(parse_response(b"SIP/2.0 abc OK\r\n\r\n"), Err(ParseError::Bad(_))));
+        assert!(matches!(parse_response(b"SIP/2.0 200 OK\r\nnocolon\r\n\r\n"), Err(ParseError::Bad(_))));
+        assert!(matches!(parse_response(&[0xff, 0xfe, b'\r', b'\n', b'\r', b'\n']), Err(ParseError::Bad(_))));
+    }
+}
