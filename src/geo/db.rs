@@ -167,11 +167,24 @@ impl GeoDb {
             }
         }
         Ok(NetworkTable {
-            v4: flatten(v4).into_iter().map(|(a, b, l)| (a as u32, b as u32, l)).collect(),
-            v6: flatten(v6),
+            v4: merge(flatten(v4)).into_iter().map(|(a, b, l)| (a as u32, b as u32, l)).collect(),
+            v6: merge(flatten(v6)),
             locations,
         })
     }
+}
+
+/// Joins neighbouring ranges of the same location (a database splits networks around more
+/// specific ones).
+fn merge(ranges: Vec<(u128, u128, u32)>) -> Vec<(u128, u128, u32)> {
+    let mut out: Vec<(u128, u128, u32)> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if last.2 == r.2 && last.1.checked_add(1) == Some(r.0) => last.1 = r.1,
+            _ => out.push(r),
+        }
+    }
+    out
 }
 
 impl std::fmt::Debug for GeoDb {
