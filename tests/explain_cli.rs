@@ -23,7 +23,7 @@ fn explains_a_uk_client() {
         "service   sip.example.com. (ranked for the client)",
         "reason    country",
         "  1. uk              0 km  healthy   lon1 unknown, lon2 unknown, lon3 unknown (backup)",
-        "  2. ams            358 km  healthy   ams1 unknown",
+        "  2. ams           358 km  healthy   ams1 unknown",
         "  6. sg          10848 km  healthy   sin1 unknown",
         "tiers     uk (priority 10), ams (priority 20)",
         "ecs scope 24",
