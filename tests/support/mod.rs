@@ -2,4 +2,5 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod sip;
 pub mod steer;

@@ -1,0 +1,177 @@
+//! Real SIP responders on 127.0.0.1 for health tests, over UDP and TCP. Each answers OPTIONS
+//! according to a mode that tests switch at run time, and counts the requests it received.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+
+/// What a responder does with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A final reply with this code (503 with Retry-After).
+    Code(u16),
+    /// 100 Trying first, then 200 OK.
+    TryingThenOk,
+    /// 200 OK with compact header names.
+    Compact,
+    /// A reply to some other transaction, then nothing.
+    Stray,
+    /// Bytes that are not SIP.
+    Garbage,
+    /// No reply at all.
+    Silent,
+}
+
+fn encode(m: Mode) -> u16 {
+    match m {
+        Mode::Code(c) => c,
+        Mode::TryingThenOk => 1,
+        Mode::Compact => 2,
+        Mode::Stray => 3,
+        Mode::Garbage => 4,
+        Mode::Silent => 5,
+    }
+}
+
+fn decode(v: u16) -> Mode {
+    match v {
+        1 => Mode::TryingThenOk,
+        2 => Mode::Compact,
+        3 => Mode::Stray,
+        4 => Mode::Garbage,
+        5 => Mode::Silent,
+        c => Mode::Code(c),
+    }
+}
+
+/// A running responder.
+#[derive(Clone)]
+pub struct Responder {
+    pub addr: SocketAddr,
+    mode: Arc<AtomicU16>,
+    pub requests: Arc<AtomicUsize>,
+}
+
+impl Responder {
+    pub fn set(&self, m: Mode) {
+        self.mode.store(encode(m), Ordering::SeqCst);
+    }
+    pub fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies Via, From, To, Call-ID and CSeq from the request into a reply.
+fn reply(req: &str, code: u16, reason: &str, compact: bool) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in req.split("\r\n").skip(1) {
+        let lower = line.to_ascii_lowercase();
+        for (full, short) in [("via:", "v:"), ("from:", "f:"), ("to:", "t:"), ("call-id:", "i:"), ("cseq:", "cseq:")] {
+            if lower.starts_with(full) {
+                if compact {
+                    out.push_str(short);
+                    out.push(' ');
+                    out.push_str(line[full.len()..].trim());
+                } else {
+                    out.push_str(line);
+                }
+                if full == "to:" {
+                    out.push_str(";tag=resp1");
+                }
+                out.push_str("\r\n");
+            }
+        }
+    }
+    if code == 503 {
+        out.push_str("Retry-After: 30\r\n");
+    }
+    out.push_str(if compact { "l: 0\r\n\r\n" } else { "Content-Length: 0\r\n\r\n" });
+    out
+}
+
+fn reason(code: u16) -> &'static str {
+    match code {
+        200 => "OK",
+        404 => "Not Found",
+        500 => "Server Internal Error",
+        503 => "Service Unavailable",
+        _ => "Whatever",
+    }
+}
+
+/// What to send for one request in the current mode.
+fn replies(mode: Mode, req: &str) -> Vec<Vec<u8>> {
+    match mode {
+        Mode::Code(c) => vec![reply(req, c, reason(c), false).into_bytes()],
+        Mode::TryingThenOk => vec![reply(req, 100, "Trying", false).into_bytes(), reply(req, 200, "OK", false).into_bytes()],
+        Mode::Compact => vec![reply(req, 200, "OK", true).into_bytes()],
+        Mode::Stray => vec![reply(&req.replace("z9hG4bK", "z9hG4bKother"), 200, "OK", false).into_bytes()],
+        Mode::Garbage => vec![b"\x16\x03\x01 hello, this is not SIP\r\n\r\n".to_vec()],
+        Mode::Silent => vec![],
+    }
+}
+
+/// A UDP responder on 127.0.0.1 (a fresh port).
+pub async fn udp(mode: Mode) -> Responder {
+    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    let r = Responder { addr: sock.local_addr().expect("addr"), mode: Arc::new(AtomicU16::new(encode(mode))), requests: Arc::new(AtomicUsize::new(0)) };
+    let rr = r.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        loop {
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else { return };
+            rr.requests.fetch_add(1, Ordering::SeqCst);
+            let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            for out in replies(decode(rr.mode.load(Ordering::SeqCst)), &req) {
+                let _ = sock.send_to(&out, peer).await;
+            }
+        }
+    });
+    r
+}
+
+/// A TCP responder on 127.0.0.1 (a fresh port).
+pub async fn tcp(mode: Mode) -> Responder {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let r = Responder { addr: l.local_addr().expect("addr"), mode: Arc::new(AtomicU16::new(encode(mode))), requests: Arc::new(AtomicUsize::new(0)) };
+    let rr = r.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let rr = rr.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let req = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+                        buf.drain(..end + 4);
+                        rr.requests.fetch_add(1, Ordering::SeqCst);
+                        for out in replies(decode(rr.mode.load(Ordering::SeqCst)), &req) {
+                            if s.write_all(&out).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    r
+}
+
+/// An address where nothing listens (UDP and TCP).
+pub fn refused() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let a = s.local_addr().expect("addr");
+    drop(s);
+    a
+}
