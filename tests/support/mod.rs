@@ -2,5 +2,6 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod http;
 pub mod sip;
 pub mod steer;
