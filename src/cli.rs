@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "sipsteer", version, about = "Authoritative geo-DNS that steers SIP traffic to the nearest healthy region")]
+#[command(
+    name = "sipsteer",
+    version,
+    about = "Authoritative geo-DNS that steers SIP traffic to the nearest healthy region"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

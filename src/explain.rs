@@ -75,7 +75,13 @@ pub struct ServerOut {
 }
 
 /// Explains the answer to `name`/`rtype` for `client` (and an optional ECS subnet).
-pub fn explain(snap: &Snapshot, client: IpAddr, ecs: Option<IpNet>, name: &str, rtype: RecordType) -> Result<Explanation, String> {
+pub fn explain(
+    snap: &Snapshot,
+    client: IpAddr,
+    ecs: Option<IpNet>,
+    name: &str,
+    rtype: RecordType,
+) -> Result<Explanation, String> {
     let qname = Name::from_ascii(name).map_err(|e| format!("invalid name `{name}`: {e}"))?;
     let mut qname = qname;
     qname.set_fqdn(true);
@@ -84,11 +90,16 @@ pub fn explain(snap: &Snapshot, client: IpAddr, ecs: Option<IpNet>, name: &str, 
     let mut e = Edns::new();
     e.set_max_payload(1232);
     if let Some(net) = ecs {
-        e.options_mut()
-            .insert(EdnsOption::Subnet(ClientSubnet::new(net.network(), net.prefix_len(), 0)));
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            net.network(),
+            net.prefix_len(),
+            0,
+        )));
     }
     m.set_edns(e);
-    let packet = m.to_vec().map_err(|e| format!("cannot encode query: {e}"))?;
+    let packet = m
+        .to_vec()
+        .map_err(|e| format!("cannot encode query: {e}"))?;
     let mut out = Vec::new();
     respond(snap, client, Proto::Udp, &packet, &mut out).ok_or("the query would be dropped")?;
     let reply = Message::from_vec(&out).map_err(|e| format!("cannot decode reply: {e}"))?;
@@ -114,13 +125,12 @@ pub fn explain(snap: &Snapshot, client: IpAddr, ecs: Option<IpNet>, name: &str, 
         .and_then(|(z, _)| z.nodes.get(&lower))
         .and_then(|n| n.steer)
         .map(|sref| service_out(snap, sref, located, location.as_ref()));
-    let ecs_scope = reply
-        .edns
-        .as_ref()
-        .and_then(|e| match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {
+    let ecs_scope = reply.edns.as_ref().and_then(|e| {
+        match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {
             Some(EdnsOption::Subnet(s)) => Some(s.scope_prefix()),
             _ => None,
-        });
+        }
+    });
     let fmt = |rs: &[hickory_proto::rr::Record]| {
         rs.iter()
             .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
@@ -145,7 +155,12 @@ pub fn explain(snap: &Snapshot, client: IpAddr, ecs: Option<IpNet>, name: &str, 
     })
 }
 
-fn service_out(snap: &Snapshot, sref: crate::routing::SteerRef, located: IpAddr, loc: Option<&LocationOut>) -> ServiceOut {
+fn service_out(
+    snap: &Snapshot,
+    sref: crate::routing::SteerRef,
+    located: IpAddr,
+    loc: Option<&LocationOut>,
+) -> ServiceOut {
     let st = &snap.steering;
     let si = sref.service as usize;
     let svc = &st.services[si];
@@ -222,17 +237,44 @@ pub fn render(e: &Explanation) -> String {
             let _ = writeln!(s, "location  unknown ({} not in the GeoIP data)", e.located);
         }
     }
-    let _ = writeln!(s, "zone      {}", e.zone.as_deref().unwrap_or("none (REFUSED)"));
+    let _ = writeln!(
+        s,
+        "zone      {}",
+        e.zone.as_deref().unwrap_or("none (REFUSED)")
+    );
     if let Some(svc) = &e.service {
         let _ = writeln!(s, "service   {} ({})", svc.name, svc.target);
-        let _ = writeln!(s, "reason    {}{}", svc.reason, if svc.fail_open { ", every region down: answering the nearest anyway" } else if svc.nodata { ", every region down: no records (all_down: nodata)" } else { "" });
+        let _ = writeln!(
+            s,
+            "reason    {}{}",
+            svc.reason,
+            if svc.fail_open {
+                ", every region down: answering the nearest anyway"
+            } else if svc.nodata {
+                ", every region down: no records (all_down: nodata)"
+            } else {
+                ""
+            }
+        );
         let _ = writeln!(s, "ranking");
         for (i, r) in svc.ranking.iter().enumerate() {
-            let dist = r.distance_km.map_or("-".to_string(), |d| format!("{d:.0} km"));
+            let dist = r
+                .distance_km
+                .map_or("-".to_string(), |d| format!("{d:.0} km"));
             let servers: Vec<String> = r
                 .servers
                 .iter()
-                .map(|x| format!("{} {}{}", x.name, serde_json::to_value(x.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(), if x.backup { " (backup)" } else { "" }))
+                .map(|x| {
+                    format!(
+                        "{} {}{}",
+                        x.name,
+                        serde_json::to_value(x.state)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        if x.backup { " (backup)" } else { "" }
+                    )
+                })
                 .collect();
             let _ = writeln!(
                 s,
@@ -244,14 +286,37 @@ pub fn render(e: &Explanation) -> String {
                 servers.join(", ")
             );
         }
-        let tiers: Vec<String> = svc.tiers.iter().enumerate().map(|(i, t)| format!("{t} (priority {})", 10 * (i + 1))).collect();
-        let _ = writeln!(s, "tiers     {}", if tiers.is_empty() { "none".into() } else { tiers.join(", ") });
+        let tiers: Vec<String> = svc
+            .tiers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| format!("{t} (priority {})", 10 * (i + 1)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "tiers     {}",
+            if tiers.is_empty() {
+                "none".into()
+            } else {
+                tiers.join(", ")
+            }
+        );
     }
-    let _ = writeln!(s, "rcode     {}{}{}", e.rcode, if e.authoritative { " aa" } else { "" }, if e.truncated { " tc" } else { "" });
+    let _ = writeln!(
+        s,
+        "rcode     {}{}{}",
+        e.rcode,
+        if e.authoritative { " aa" } else { "" },
+        if e.truncated { " tc" } else { "" }
+    );
     if let Some(scope) = e.ecs_scope {
         let _ = writeln!(s, "ecs scope {scope}");
     }
-    for (title, rs) in [("answer", &e.answer), ("authority", &e.authority), ("additional", &e.additional)] {
+    for (title, rs) in [
+        ("answer", &e.answer),
+        ("authority", &e.authority),
+        ("additional", &e.additional),
+    ] {
         if !rs.is_empty() {
             let _ = writeln!(s, "{title}");
             for r in rs {

@@ -6,14 +6,14 @@
 //! - [`geo`] reads GeoIP databases (mmdb or CSV) and compiles them into address blocks.
 //! - [`health`] probes SIP servers and keeps their state.
 //! - [`dns`] parses queries, builds answers and runs the UDP/TCP listeners.
-pub mod geo;
-pub mod health;
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod explain;
+pub mod geo;
+pub mod health;
 pub mod querylog;
 pub mod routing;
 pub mod snapshot;

@@ -38,7 +38,15 @@ fn main() -> ExitCode {
             name,
             rtype,
         } => run(async move {
-            let text = sipsteer::app::explain_offline(&config, client, ecs, live.as_deref(), &name, &rtype).await?;
+            let text = sipsteer::app::explain_offline(
+                &config,
+                client,
+                ecs,
+                live.as_deref(),
+                &name,
+                &rtype,
+            )
+            .await?;
             print!("{text}");
             Ok(())
         }),
@@ -64,7 +72,10 @@ fn main() -> ExitCode {
 }
 
 fn run(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");

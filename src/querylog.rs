@@ -38,7 +38,10 @@ thread_local! {
 impl QueryLog {
     /// Opens (appends to) `path` and starts the writer thread. `sample` is in (0, 1].
     pub fn open(path: &Path, sample: f64) -> std::io::Result<Arc<QueryLog>> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
         let (tx, rx) = sync_channel(QUEUE);
         std::thread::Builder::new()
             .name("sipsteer-querylog".into())
@@ -52,7 +55,13 @@ impl QueryLog {
 
     /// Called for every answered query; cheap unless this one is sampled.
     #[inline]
-    pub fn maybe_log(&self, client: IpAddr, packet: &[u8], summary: &Summary, region: Option<&str>) {
+    pub fn maybe_log(
+        &self,
+        client: IpAddr,
+        packet: &[u8],
+        summary: &Summary,
+        region: Option<&str>,
+    ) {
         let hit = COUNTER.with(|c| {
             let n = c.get().wrapping_add(1);
             c.set(if n >= self.every { 0 } else { n });
@@ -98,12 +107,13 @@ fn writer(rx: Receiver<Entry>, file: std::fs::File) {
 fn format_entry(e: &Entry) -> String {
     let (name, ecs) = match crate::dns::wire::parse(&e.packet) {
         crate::dns::wire::Parsed::Query(q) => {
-            let name = hickory_proto::rr::Name::from_labels(
-                labels(&q.question[..q.name_len]).into_iter(),
-            )
-            .map(|n| n.to_string())
-            .unwrap_or_default();
-            let ecs = q.edns.and_then(|e| e.ecs).map(|e| format!("{}/{}", e.addr, e.source));
+            let name = hickory_proto::rr::Name::from_labels(labels(&q.question[..q.name_len]))
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            let ecs = q
+                .edns
+                .and_then(|e| e.ecs)
+                .map(|e| format!("{}/{}", e.addr, e.source));
             (name, ecs)
         }
         _ => (String::new(), None),
@@ -131,7 +141,9 @@ fn labels(wire: &[u8]) -> Vec<&[u8]> {
         if l == 0 {
             break;
         }
-        let Some(label) = wire.get(pos + 1..pos + 1 + l as usize) else { break };
+        let Some(label) = wire.get(pos + 1..pos + 1 + l as usize) else {
+            break;
+        };
         out.push(label);
         pos += l as usize + 1;
     }

@@ -41,7 +41,10 @@ async fn metrics_move_with_queries_and_reloads() {
     let a = admin(&s);
     let (code, before) = get(a, "/metrics").await;
     assert_eq!(code, 200);
-    let q = Q { ecs: Some(("81.2.69.0".parse().expect("ip"), 24)), ..Q::default() };
+    let q = Q {
+        ecs: Some(("81.2.69.0".parse().expect("ip"), 24)),
+        ..Q::default()
+    };
     for _ in 0..3 {
         udp(s.addr, "sip.example.com.", RecordType::A, &q).await;
     }
@@ -53,7 +56,10 @@ async fn metrics_move_with_queries_and_reloads() {
     let ecs = r#"sipsteer_queries_ecs_total{ecs="present"}"#;
     let (_, after) = get(a, "/metrics").await;
     // Other tests in this process count too: compare deltas, at least what we sent.
-    assert!(series(&after, steered) - series(&before, steered) >= 3.0, "{after}");
+    assert!(
+        series(&after, steered) - series(&before, steered) >= 3.0,
+        "{after}"
+    );
     assert!(series(&after, nx) - series(&before, nx) >= 1.0);
     assert!(series(&after, zone) - series(&before, zone) >= 4.0);
     assert!(series(&after, region) - series(&before, region) >= 3.0);
@@ -61,7 +67,11 @@ async fn metrics_move_with_queries_and_reloads() {
 
     let ok = r#"sipsteer_config_reloads_total{result="ok"}"#;
     let err = r#"sipsteer_config_reloads_total{result="error"}"#;
-    std::fs::write(s.cfg.path("zones/example.com.yaml"), STEER_ZONE.replace("serial: 1", "serial: 2")).expect("write");
+    std::fs::write(
+        s.cfg.path("zones/example.com.yaml"),
+        STEER_ZONE.replace("serial: 1", "serial: 2"),
+    )
+    .expect("write");
     let (code, body) = send(a, "POST", "/v1/reload", Some(TOKEN), None).await;
     assert_eq!(code, 200, "{body}");
     assert!(body.contains(r#""result":"ok""#), "{body}");
@@ -73,7 +83,10 @@ async fn metrics_move_with_queries_and_reloads() {
     assert!(series(&last, ok) > series(&after, ok), "{last}");
     assert!(series(&last, err) > series(&after, err));
     assert!(series(&last, "sipsteer_config_generation") >= 2.0);
-    assert!(last.contains("sipsteer_servers{state=\"unknown\"}"), "{last}");
+    assert!(
+        last.contains("sipsteer_servers{state=\"unknown\"}"),
+        "{last}"
+    );
     assert_eq!(send(a, "POST", "/v1/reload", None, None).await.0, 401);
     s.stop().await;
 }
@@ -87,14 +100,27 @@ async fn status_and_explain_json() {
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["generation"], 1);
     assert_eq!(v["reload"]["last_result"], "ok");
-    assert!(v["reload"]["files"].as_array().is_some_and(|f| f.len() == 2), "{body}");
-    assert!(v["reload"]["files"][0]["hash"].as_str().is_some_and(|h| h.len() == 16));
+    assert!(
+        v["reload"]["files"]
+            .as_array()
+            .is_some_and(|f| f.len() == 2),
+        "{body}"
+    );
+    assert!(
+        v["reload"]["files"][0]["hash"]
+            .as_str()
+            .is_some_and(|h| h.len() == 16)
+    );
     assert_eq!(v["geoip"]["database_type"], "sipsteer-csv");
     assert_eq!(v["zones"][0]["zone"], "example.com.");
     assert_eq!(v["zones"][0]["services"][0], "sip.example.com.");
     assert_eq!(v["servers"].as_array().map(Vec::len), Some(8));
 
-    let (code, body) = get(a, "/v1/explain?client=192.0.2.1&ecs=81.2.69.0/24&name=_sip._udp.sip.example.com&type=SRV").await;
+    let (code, body) = get(
+        a,
+        "/v1/explain?client=192.0.2.1&ecs=81.2.69.0/24&name=_sip._udp.sip.example.com&type=SRV",
+    )
+    .await;
     assert_eq!(code, 200, "{body}");
     let e: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(e["location"]["country"], "GB");
@@ -102,18 +128,33 @@ async fn status_and_explain_json() {
     assert_eq!(e["service"]["tiers"], serde_json::json!(["uk", "ams"]));
     assert_eq!(e["service"]["ranking"][0]["region"], "uk");
     assert_eq!(e["ecs_scope"], 23);
-    assert_eq!(e["answer"][0], "_sip._udp.sip.example.com. 30 SRV 10 100 5060 lon1.uk.sip.example.com.");
+    assert_eq!(
+        e["answer"][0],
+        "_sip._udp.sip.example.com. 30 SRV 10 100 5060 lon1.uk.sip.example.com."
+    );
     let (code, body) = get(a, "/v1/explain?client=nope&name=x").await;
     assert_eq!(code, 400, "{body}");
 
     // Live health shows in explain: drain lon1 and lon2, the backup answers.
     for srv in ["lon1", "lon2"] {
         let p = format!("/v1/servers/uk/{srv}/state");
-        assert_eq!(send(a, "PUT", &p, Some(TOKEN), Some(r#"{"state":"drain"}"#)).await.0, 200);
+        assert_eq!(
+            send(a, "PUT", &p, Some(TOKEN), Some(r#"{"state":"drain"}"#))
+                .await
+                .0,
+            200
+        );
     }
-    let (_, body) = get(a, "/v1/explain?client=81.2.69.1&name=_sip._udp.sip.example.com&type=SRV").await;
+    let (_, body) = get(
+        a,
+        "/v1/explain?client=81.2.69.1&name=_sip._udp.sip.example.com&type=SRV",
+    )
+    .await;
     let e: serde_json::Value = serde_json::from_str(&body).expect("json");
-    assert_eq!(e["answer"][0], "_sip._udp.sip.example.com. 30 SRV 11 100 5060 lon3.uk.sip.example.com.", "{body}");
+    assert_eq!(
+        e["answer"][0], "_sip._udp.sip.example.com. 30 SRV 11 100 5060 lon3.uk.sip.example.com.",
+        "{body}"
+    );
     assert_eq!(e["service"]["ranking"][0]["servers"][0]["state"], "drained");
     let (code, _) = get(a, "/healthz").await;
     assert_eq!(code, 200);
@@ -126,9 +167,22 @@ async fn status_and_explain_json() {
 async fn forced_states_survive_a_restart() {
     let cfg = ConfigDir::new(&main_cfg(), &[("example.com.yaml", STEER_ZONE)]);
     std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
-    std::fs::write(cfg.path("state.json"), r#"{"uk/lon1": "drained", "uk/lon2": "down"}"#).expect("state");
+    std::fs::write(
+        cfg.path("state.json"),
+        r#"{"uk/lon1": "drained", "uk/lon2": "down"}"#,
+    )
+    .expect("state");
     let s = TestServer::start_in(cfg).await;
-    let m = udp(s.addr, "_sip._udp.sip.example.com.", RecordType::SRV, &Q { ecs: Some(("81.2.69.0".parse().expect("ip"), 24)), ..Q::default() }).await;
+    let m = udp(
+        s.addr,
+        "_sip._udp.sip.example.com.",
+        RecordType::SRV,
+        &Q {
+            ecs: Some(("81.2.69.0".parse().expect("ip"), 24)),
+            ..Q::default()
+        },
+    )
+    .await;
     assert_eq!(
         rrs(&m.answers),
         [
@@ -141,9 +195,19 @@ async fn forced_states_survive_a_restart() {
 
 #[tokio::test]
 async fn admin_without_token_refuses_changes() {
-    let cfg = ConfigDir::new("listen: { dns: [\"127.0.0.1:0\"], admin: \"127.0.0.1:0\" }\nzones: zones\nhealth: { check: none }\n", &[("example.com.yaml", STEER_ZONE)]);
+    let cfg = ConfigDir::new(
+        "listen: { dns: [\"127.0.0.1:0\"], admin: \"127.0.0.1:0\" }\nzones: zones\nhealth: { check: none }\n",
+        &[("example.com.yaml", STEER_ZONE)],
+    );
     let s = TestServer::start_in(cfg).await;
-    let (code, body) = send(admin(&s), "PUT", "/v1/servers/uk/lon1/state", Some("anything-at-all"), Some(r#"{"state":"drain"}"#)).await;
+    let (code, body) = send(
+        admin(&s),
+        "PUT",
+        "/v1/servers/uk/lon1/state",
+        Some("anything-at-all"),
+        Some(r#"{"state":"drain"}"#),
+    )
+    .await;
     assert_eq!(code, 403);
     assert!(body.contains("changing endpoints are disabled"), "{body}");
     s.stop().await;

@@ -4,7 +4,8 @@ mod support;
 
 use support::dns::{ConfigDir, MAIN, repo_root};
 
-const HEAD: &str = "zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\n";
+const HEAD: &str =
+    "zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\n";
 
 /// Loads a config with one zone file `z.yaml` and returns the errors as printed.
 fn errors(main: &str, zone: &str) -> Vec<String> {
@@ -12,7 +13,11 @@ fn errors(main: &str, zone: &str) -> Vec<String> {
     let root = format!("{}/", dir.dir.path().display());
     match sipsteer::config::load(&dir.main()) {
         Ok(_) => Vec::new(),
-        Err(e) => e.0.iter().map(|e| e.to_string().replace(&root, "")).collect(),
+        Err(e) => {
+            e.0.iter()
+                .map(|e| e.to_string().replace(&root, ""))
+                .collect()
+        }
     }
 }
 
@@ -24,7 +29,9 @@ fn zone_errors(body: &str) -> Vec<String> {
 fn unknown_key() {
     assert_eq!(
         zone_errors("recrds: {}\n"),
-        ["zones/z.yaml:4:1: unknown field `recrds`, expected one of zone, ttl, soa, ns, records, regions, services"]
+        [
+            "zones/z.yaml:4:1: unknown field `recrds`, expected one of zone, ttl, soa, ns, records, regions, services"
+        ]
     );
 }
 
@@ -47,7 +54,9 @@ fn region_defined_twice_across_files() {
     let main = format!(
         "{MAIN}regions:\n  uk:\n    location: [51.5, 0]\n    servers: {{ a: {{ address: 192.0.2.1 }} }}\n"
     );
-    let body = format!("{HEAD}regions:\n  uk:\n    location: [1, 1]\n    servers: {{ b: {{ address: 192.0.2.2 }} }}\n");
+    let body = format!(
+        "{HEAD}regions:\n  uk:\n    location: [1, 1]\n    servers: {{ b: {{ address: 192.0.2.2 }} }}\n"
+    );
     let got = errors(&main, &body);
     assert_eq!(got.len(), 1, "{got:?}");
     assert!(
@@ -61,7 +70,9 @@ fn region_defined_twice_across_files() {
 fn name_outside_the_zone() {
     assert_eq!(
         zone_errors("records:\n  www.example.org.: { A: 192.0.2.1 }\n"),
-        ["zones/z.yaml:5:3: records.www.example.org.: name `www.example.org.` is outside the zone example.com."]
+        [
+            "zones/z.yaml:5:3: records.www.example.org.: name `www.example.org.` is outside the zone example.com."
+        ]
     );
 }
 
@@ -69,7 +80,9 @@ fn name_outside_the_zone() {
 fn cname_beside_other_data() {
     assert_eq!(
         zone_errors("records:\n  www: { A: 192.0.2.1, CNAME: web }\n"),
-        ["zones/z.yaml:5:24: records.www.CNAME: CNAME cannot stand beside other data at the same name"]
+        [
+            "zones/z.yaml:5:24: records.www.CNAME: CNAME cannot stand beside other data at the same name"
+        ]
     );
     assert_eq!(
         zone_errors("records:\n  \"@\": { CNAME: web }\n"),
@@ -94,10 +107,7 @@ fn ttl_out_of_range() {
         zone_errors("ttl: 700000\n"),
         ["zones/z.yaml:4:6: ttl: ttl must be 0 to 604800 seconds"]
     );
-    assert_eq!(
-        zone_errors("ttl: -1\n"),
-        ["zones/z.yaml:4:6: invalid u32"]
-    );
+    assert_eq!(zone_errors("ttl: -1\n"), ["zones/z.yaml:4:6: invalid u32"]);
     assert_eq!(
         zone_errors("records:\n  a: { A: 192.0.2.1, ttl: 9999999 }\n"),
         ["zones/z.yaml:5:27: records.a.ttl: ttl must be 0 to 604800 seconds"]
@@ -106,14 +116,19 @@ fn ttl_out_of_range() {
 
 #[test]
 fn two_files_claim_one_zone() {
-    let z = format!("{HEAD}");
+    let z = HEAD.to_string();
     let dir = ConfigDir::new(MAIN, &[("a.yaml", &z), ("b.yaml", &z)]);
     let err = sipsteer::config::load(&dir.main()).expect_err("must fail");
     assert_eq!(err.0.len(), 1);
     let e = &err.0[0];
     assert!(e.file.ends_with("zones/b.yaml"));
     assert_eq!((e.line, e.column), (1, 7));
-    assert!(e.message.starts_with("zone example.com. is already defined in "), "{}", e.message);
+    assert!(
+        e.message
+            .starts_with("zone example.com. is already defined in "),
+        "{}",
+        e.message
+    );
     assert!(e.message.ends_with("zones/a.yaml"));
 }
 
@@ -164,7 +179,13 @@ fn missing_zones_directory() {
     std::fs::remove_dir(dir.path("zones")).expect("rmdir");
     let err = sipsteer::config::load(&dir.main()).expect_err("must fail");
     assert_eq!(err.0.len(), 1);
-    assert!(err.0[0].message.starts_with("cannot read zones directory: no such file"), "{}", err.0[0].message);
+    assert!(
+        err.0[0]
+            .message
+            .starts_with("cannot read zones directory: no such file"),
+        "{}",
+        err.0[0].message
+    );
 }
 
 #[test]
@@ -218,7 +239,9 @@ fn records_may_not_shadow_a_service() {
     let body = "regions:\n  uk:\n    location: [51.5, 0]\n    servers: { lon1: { address: 192.0.2.1 } }\nservices:\n  sip: { regions: [uk] }\nrecords:\n  uk.sip: { A: 192.0.2.9 }\n";
     assert_eq!(
         zone_errors(body),
-        ["zones/z.yaml:11:3: records.uk.sip: name is answered by service `sip`; remove the record or rename it"]
+        [
+            "zones/z.yaml:11:3: records.uk.sip: name is answered by service `sip`; remove the record or rename it"
+        ]
     );
 }
 
@@ -236,7 +259,9 @@ fn shipped_configs_load() {
             found += 1;
         }
     }
-    let zones = std::fs::read_dir(root.join("zones")).expect("zones dir").count();
+    let zones = std::fs::read_dir(root.join("zones"))
+        .expect("zones dir")
+        .count();
     assert!(zones >= 1, "zones/ has files");
     assert!(found >= 1, "examples/ has at least one config directory");
 }
@@ -249,7 +274,11 @@ fn check_command_exit_codes() {
         .arg(repo_root().join("sipsteer.yaml"))
         .output()
         .expect("run");
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains(": ok ("));
 
     let dir = ConfigDir::new(MAIN, &[("z.yaml", &format!("{HEAD}ttl: 700000\n"))]);
@@ -260,6 +289,9 @@ fn check_command_exit_codes() {
         .expect("run");
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("zones/z.yaml:4:6: ttl: ttl must be 0 to 604800 seconds"), "{err}");
+    assert!(
+        err.contains("zones/z.yaml:4:6: ttl: ttl must be 0 to 604800 seconds"),
+        "{err}"
+    );
     assert!(err.contains("1 error(s)"));
 }

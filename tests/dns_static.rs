@@ -76,7 +76,13 @@ async fn empty_non_terminals_are_nodata() {
         assert!(m.answers.is_empty());
         assert_eq!(m.authorities.len(), 1);
     }
-    let m = udp(s.addr, "x.deep.a.b.example.com.", RecordType::A, &Q::default()).await;
+    let m = udp(
+        s.addr,
+        "x.deep.a.b.example.com.",
+        RecordType::A,
+        &Q::default(),
+    )
+    .await;
     assert_eq!(rcode(&m), ResponseCode::NXDomain);
     s.stop().await;
 }
@@ -109,16 +115,31 @@ async fn cname_chains_inside_the_zone() {
     );
     // Asking for the CNAME itself does not chase.
     let m = udp(s.addr, "www.example.com.", RecordType::CNAME, &Q::default()).await;
-    assert_eq!(rrs(&m.answers), ["www.example.com. 300 CNAME web.example.com."]);
+    assert_eq!(
+        rrs(&m.answers),
+        ["www.example.com. 300 CNAME web.example.com."]
+    );
     // A chain into a missing in-zone name ends in NXDOMAIN (RFC 6604).
-    let m = udp(s.addr, "dangling.example.com.", RecordType::A, &Q::default()).await;
+    let m = udp(
+        s.addr,
+        "dangling.example.com.",
+        RecordType::A,
+        &Q::default(),
+    )
+    .await;
     assert_eq!(rcode(&m), ResponseCode::NXDomain);
-    assert_eq!(rrs(&m.answers), ["dangling.example.com. 300 CNAME nothere.example.com."]);
+    assert_eq!(
+        rrs(&m.answers),
+        ["dangling.example.com. 300 CNAME nothere.example.com."]
+    );
     assert_eq!(m.authorities.len(), 1);
     // Out of zone: only the CNAME, the resolver follows it.
     let m = udp(s.addr, "away.example.com.", RecordType::A, &Q::default()).await;
     assert_eq!(rcode(&m), ResponseCode::NoError);
-    assert_eq!(rrs(&m.answers), ["away.example.com. 300 CNAME host.example.net."]);
+    assert_eq!(
+        rrs(&m.answers),
+        ["away.example.com. 300 CNAME host.example.net."]
+    );
     assert!(m.authorities.is_empty());
     s.stop().await;
 }
@@ -138,7 +159,10 @@ async fn referral_for_delegated_child_with_glue() {
                 "sub.example.com. 300 NS ns2.example.net."
             ]
         );
-        assert_eq!(rrs(&m.additionals), ["ns.sub.example.com. 300 A 192.0.2.99"]);
+        assert_eq!(
+            rrs(&m.additionals),
+            ["ns.sub.example.com. 300 A 192.0.2.99"]
+        );
     }
     // DS at the cut is the parent's: NODATA, authoritative.
     let m = udp(s.addr, "sub.example.com.", RecordType::DS, &Q::default()).await;
@@ -151,19 +175,37 @@ async fn referral_for_delegated_child_with_glue() {
 async fn additional_addresses_for_mx_srv_ns() {
     let s = server().await;
     let m = udp(s.addr, "example.com.", RecordType::MX, &Q::default()).await;
-    assert_eq!(rrs(&m.answers), ["example.com. 300 MX 10 mail.example.com."]);
+    assert_eq!(
+        rrs(&m.answers),
+        ["example.com. 300 MX 10 mail.example.com."]
+    );
     assert_eq!(rrs(&m.additionals), ["mail.example.com. 300 A 192.0.2.25"]);
-    let m = udp(s.addr, "_sip._udp.example.com.", RecordType::SRV, &Q::default()).await;
-    assert_eq!(rrs(&m.answers), ["_sip._udp.example.com. 300 SRV 10 60 5060 sip1.example.com."]);
+    let m = udp(
+        s.addr,
+        "_sip._udp.example.com.",
+        RecordType::SRV,
+        &Q::default(),
+    )
+    .await;
+    assert_eq!(
+        rrs(&m.answers),
+        ["_sip._udp.example.com. 300 SRV 10 60 5060 sip1.example.com."]
+    );
     assert_eq!(rrs(&m.additionals), ["sip1.example.com. 300 A 192.0.2.10"]);
     let m = tcp(s.addr, "example.com.", RecordType::NS, &Q::default()).await;
     assert_eq!(
         rrs(&m.answers),
-        ["example.com. 300 NS ns1.example.com.", "example.com. 300 NS ns2.example.net."]
+        [
+            "example.com. 300 NS ns1.example.com.",
+            "example.com. 300 NS ns2.example.net."
+        ]
     );
     assert_eq!(
         rrs(&m.additionals),
-        ["ns1.example.com. 300 A 192.0.2.53", "ns1.example.com. 300 AAAA 2001:db8::53"]
+        [
+            "ns1.example.com. 300 A 192.0.2.53",
+            "ns1.example.com. 300 AAAA 2001:db8::53"
+        ]
     );
     s.stop().await;
 }
@@ -172,12 +214,36 @@ async fn additional_addresses_for_mx_srv_ns() {
 async fn every_static_type() {
     let s = server().await;
     let cases = [
-        ("example.com.", RecordType::TXT, "example.com. 300 TXT v=spf1 -all"),
-        ("caa.example.com.", RecordType::CAA, "caa.example.com. 300 CAA 0 issue \"ca.example.net\""),
-        ("ptr.example.com.", RecordType::PTR, "ptr.example.com. 300 PTR host.example.net."),
-        ("naptr.example.com.", RecordType::NAPTR, "naptr.example.com. 300 NAPTR 10 20 \"S\" \"SIP+D2U\" \"\" _sip._udp.example.com."),
-        ("ns1.example.com.", RecordType::AAAA, "ns1.example.com. 300 AAAA 2001:db8::53"),
-        ("example.com.", RecordType::SOA, "example.com. 300 SOA ns1.example.com. hostmaster.example.com. 7 3600 600 604800 60"),
+        (
+            "example.com.",
+            RecordType::TXT,
+            "example.com. 300 TXT v=spf1 -all",
+        ),
+        (
+            "caa.example.com.",
+            RecordType::CAA,
+            "caa.example.com. 300 CAA 0 issue \"ca.example.net\"",
+        ),
+        (
+            "ptr.example.com.",
+            RecordType::PTR,
+            "ptr.example.com. 300 PTR host.example.net.",
+        ),
+        (
+            "naptr.example.com.",
+            RecordType::NAPTR,
+            "naptr.example.com. 300 NAPTR 10 20 \"S\" \"SIP+D2U\" \"\" _sip._udp.example.com.",
+        ),
+        (
+            "ns1.example.com.",
+            RecordType::AAAA,
+            "ns1.example.com. 300 AAAA 2001:db8::53",
+        ),
+        (
+            "example.com.",
+            RecordType::SOA,
+            "example.com. 300 SOA ns1.example.com. hostmaster.example.com. 7 3600 600 604800 60",
+        ),
     ];
     for (name, t, want) in cases {
         let m = udp(s.addr, name, t, &Q::default()).await;
@@ -189,13 +255,32 @@ async fn every_static_type() {
 #[tokio::test]
 async fn edns_echo_payload_and_badvers() {
     let s = server().await;
-    let m = udp(s.addr, "web.example.com.", RecordType::A, &Q { edns: Some(4096), ..Q::default() }).await;
+    let m = udp(
+        s.addr,
+        "web.example.com.",
+        RecordType::A,
+        &Q {
+            edns: Some(4096),
+            ..Q::default()
+        },
+    )
+    .await;
     let e = m.edns.as_ref().expect("OPT echoed");
     assert_eq!(e.max_payload(), 1232);
     assert_eq!(e.version(), 0);
     assert_eq!(m.answers.len(), 2);
 
-    let m = udp(s.addr, "web.example.com.", RecordType::A, &Q { edns: Some(1232), version: 1, ..Q::default() }).await;
+    let m = udp(
+        s.addr,
+        "web.example.com.",
+        RecordType::A,
+        &Q {
+            edns: Some(1232),
+            version: 1,
+            ..Q::default()
+        },
+    )
+    .await;
     assert_eq!(u16::from(rcode(&m)), 16, "BADVERS");
     assert!(m.answers.is_empty());
     assert!(m.edns.is_some());
@@ -208,7 +293,16 @@ async fn udp_overflow_sets_tc_and_tcp_is_complete() {
     let m = udp(s.addr, "big.example.com.", RecordType::TXT, &Q::default()).await;
     assert!(m.metadata.truncation, "TC set over 512 bytes");
     assert!(m.answers.is_empty());
-    let m = udp(s.addr, "big.example.com.", RecordType::TXT, &Q { edns: Some(1232), ..Q::default() }).await;
+    let m = udp(
+        s.addr,
+        "big.example.com.",
+        RecordType::TXT,
+        &Q {
+            edns: Some(1232),
+            ..Q::default()
+        },
+    )
+    .await;
     assert!(!m.metadata.truncation, "fits in 1232");
     assert_eq!(m.answers.len(), 3);
     let m = tcp(s.addr, "big.example.com.", RecordType::TXT, &Q::default()).await;
@@ -271,7 +365,14 @@ async fn raw_packet_behaviour() {
     assert_eq!(rcode(&m), ResponseCode::FormErr);
 
     // Two OPT records: FORMERR.
-    let mut dup = query("web.example.com.", RecordType::A, &Q { edns: Some(1232), ..Q::default() });
+    let mut dup = query(
+        "web.example.com.",
+        RecordType::A,
+        &Q {
+            edns: Some(1232),
+            ..Q::default()
+        },
+    );
     let opt = dup[dup.len() - 11..].to_vec();
     dup.extend_from_slice(&opt);
     dup[11] = 2;
@@ -279,7 +380,14 @@ async fn raw_packet_behaviour() {
     assert_eq!(rcode(&m), ResponseCode::FormErr);
 
     // Truncated OPT: FORMERR; runt packets: dropped.
-    let mut cut = query("web.example.com.", RecordType::A, &Q { edns: Some(1232), ..Q::default() });
+    let mut cut = query(
+        "web.example.com.",
+        RecordType::A,
+        &Q {
+            edns: Some(1232),
+            ..Q::default()
+        },
+    );
     cut.truncate(cut.len() - 3);
     let m = parse(&udp_raw(s.addr, &cut).expect("reply"));
     assert_eq!(rcode(&m), ResponseCode::FormErr);
@@ -297,7 +405,14 @@ async fn garbage_never_stops_the_server() {
     let addr = s.addr;
     tokio::task::spawn_blocking(move || {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-        let base = query("web.example.com.", RecordType::A, &Q { ecs: Some(("81.2.69.0".parse().expect("ip"), 24)), ..Q::default() });
+        let base = query(
+            "web.example.com.",
+            RecordType::A,
+            &Q {
+                ecs: Some(("81.2.69.0".parse().expect("ip"), 24)),
+                ..Q::default()
+            },
+        );
         let mut x: u32 = 0x9E37_79B9;
         for i in 0..3000 {
             let mut p = base.clone();
@@ -346,7 +461,11 @@ async fn tcp_pipelines_several_queries_on_one_connection() {
         }
         assert_eq!(
             codes,
-            [(2, ResponseCode::NoError), (1, ResponseCode::NoError), (0, ResponseCode::NXDomain)]
+            [
+                (2, ResponseCode::NoError),
+                (1, ResponseCode::NoError),
+                (0, ResponseCode::NXDomain)
+            ]
         );
     })
     .await

@@ -21,7 +21,10 @@ async fn server() -> TestServer {
 }
 
 fn ecs(s: &str, prefix: u8) -> Q {
-    Q { ecs: Some((s.parse::<IpAddr>().expect("ip"), prefix)), ..Q::default() }
+    Q {
+        ecs: Some((s.parse::<IpAddr>().expect("ip"), prefix)),
+        ..Q::default()
+    }
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -65,7 +68,13 @@ async fn srv_for_a_uk_client_over_udp_and_tcp() {
 #[tokio::test]
 async fn naptr_carries_srv_and_addresses() {
     let s = server().await;
-    let m = udp(s.addr, "sip.example.com.", RecordType::NAPTR, &ecs("24.0.0.0", 24)).await;
+    let m = udp(
+        s.addr,
+        "sip.example.com.",
+        RecordType::NAPTR,
+        &ecs("24.0.0.0", 24),
+    )
+    .await;
     assert_eq!(
         rrs(&m.answers),
         [
@@ -101,14 +110,26 @@ async fn a_records_for_clients_in_each_region() {
         ("2a00:1000::", 48, &["192.0.2.10", "192.0.2.11"], 32),
     ];
     for (net, prefix, want, scope) in cases {
-        let m = udp(s.addr, "sip.example.com.", RecordType::A, &ecs(net, *prefix)).await;
+        let m = udp(
+            s.addr,
+            "sip.example.com.",
+            RecordType::A,
+            &ecs(net, *prefix),
+        )
+        .await;
         let got: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
         assert_eq!(sorted(got), *want, "{net}");
         assert!(m.answers.iter().all(|r| r.ttl == 30));
         let e = ecs_of(&m).expect("ecs echoed");
         assert_eq!((e.1, e.2), (*prefix, *scope), "{net}");
     }
-    let m = udp(s.addr, "sip.example.com.", RecordType::AAAA, &ecs("81.2.69.0", 24)).await;
+    let m = udp(
+        s.addr,
+        "sip.example.com.",
+        RecordType::AAAA,
+        &ecs("81.2.69.0", 24),
+    )
+    .await;
     assert_eq!(rrs(&m.answers), ["sip.example.com. 30 AAAA 2001:db8::10"]);
     s.stop().await;
 }
@@ -126,20 +147,46 @@ async fn without_ecs_the_source_address_is_located() {
 #[tokio::test]
 async fn network_override_and_scope() {
     let s = server().await;
-    let m = udp(s.addr, "sip.example.com.", RecordType::A, &ecs("203.0.113.0", 24)).await;
+    let m = udp(
+        s.addr,
+        "sip.example.com.",
+        RecordType::A,
+        &ecs("203.0.113.0", 24),
+    )
+    .await;
     assert_eq!(rrs(&m.answers), ["sip.example.com. 30 A 192.0.2.20"]);
-    assert_eq!(ecs_of(&m).map(|e| e.2), Some(25), "the /25 override inside narrows the scope");
+    assert_eq!(
+        ecs_of(&m).map(|e| e.2),
+        Some(25),
+        "the /25 override inside narrows the scope"
+    );
     s.stop().await;
 }
 
 #[tokio::test]
 async fn pinned_and_server_names() {
     let s = server().await;
-    let m = udp(s.addr, "uk.sip.example.com.", RecordType::A, &ecs("24.0.0.0", 24)).await;
+    let m = udp(
+        s.addr,
+        "uk.sip.example.com.",
+        RecordType::A,
+        &ecs("24.0.0.0", 24),
+    )
+    .await;
     let got: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
     assert_eq!(sorted(got), ["192.0.2.10", "192.0.2.11"]);
-    assert_eq!(ecs_of(&m).map(|e| e.2), Some(0), "pinned answers do not depend on location");
-    let m = udp(s.addr, "_sip._tcp.us-west.sip.example.com.", RecordType::SRV, &Q::default()).await;
+    assert_eq!(
+        ecs_of(&m).map(|e| e.2),
+        Some(0),
+        "pinned answers do not depend on location"
+    );
+    let m = udp(
+        s.addr,
+        "_sip._tcp.us-west.sip.example.com.",
+        RecordType::SRV,
+        &Q::default(),
+    )
+    .await;
     assert_eq!(
         rrs(&m.answers),
         [
@@ -147,10 +194,28 @@ async fn pinned_and_server_names() {
             "_sip._tcp.us-west.sip.example.com. 30 SRV 20 100 5060 iad1.us-east.sip.example.com.",
         ]
     );
-    let m = udp(s.addr, "lon1.uk.sip.example.com.", RecordType::AAAA, &Q::default()).await;
-    assert_eq!(rrs(&m.answers), ["lon1.uk.sip.example.com. 30 AAAA 2001:db8::10"]);
-    let m = tcp(s.addr, "lon1.uk.sip.example.com.", RecordType::A, &ecs("81.2.69.0", 24)).await;
-    assert_eq!(rrs(&m.answers), ["lon1.uk.sip.example.com. 30 A 192.0.2.10"]);
+    let m = udp(
+        s.addr,
+        "lon1.uk.sip.example.com.",
+        RecordType::AAAA,
+        &Q::default(),
+    )
+    .await;
+    assert_eq!(
+        rrs(&m.answers),
+        ["lon1.uk.sip.example.com. 30 AAAA 2001:db8::10"]
+    );
+    let m = tcp(
+        s.addr,
+        "lon1.uk.sip.example.com.",
+        RecordType::A,
+        &ecs("81.2.69.0", 24),
+    )
+    .await;
+    assert_eq!(
+        rrs(&m.answers),
+        ["lon1.uk.sip.example.com. 30 A 192.0.2.10"]
+    );
     assert_eq!(ecs_of(&m).map(|e| e.2), Some(0));
     s.stop().await;
 }
@@ -159,15 +224,33 @@ async fn pinned_and_server_names() {
 async fn negative_answers_under_a_service() {
     let s = server().await;
     // A type the name does not have: NODATA, scope 0.
-    let m = udp(s.addr, "sip.example.com.", RecordType::TXT, &ecs("81.2.69.0", 24)).await;
+    let m = udp(
+        s.addr,
+        "sip.example.com.",
+        RecordType::TXT,
+        &ecs("81.2.69.0", 24),
+    )
+    .await;
     assert_eq!(rcode(&m), ResponseCode::NoError);
     assert!(m.answers.is_empty());
     assert_eq!(m.authorities.len(), 1);
     assert_eq!(ecs_of(&m).map(|e| e.2), Some(0));
     // A transport the service does not offer, and an empty non-terminal.
-    let m = udp(s.addr, "_sips._tcp.sip.example.com.", RecordType::SRV, &Q::default()).await;
+    let m = udp(
+        s.addr,
+        "_sips._tcp.sip.example.com.",
+        RecordType::SRV,
+        &Q::default(),
+    )
+    .await;
     assert_eq!(rcode(&m), ResponseCode::NXDomain);
-    let m = udp(s.addr, "_udp.sip.example.com.", RecordType::SRV, &Q::default()).await;
+    let m = udp(
+        s.addr,
+        "_udp.sip.example.com.",
+        RecordType::SRV,
+        &Q::default(),
+    )
+    .await;
     assert_eq!(rcode(&m), ResponseCode::NoError);
     assert!(m.answers.is_empty());
     s.stop().await;
@@ -205,9 +288,19 @@ async fn country_database_uses_centroids_and_country_lists() {
     let s = TestServer::start_in(cfg).await;
     for (net, want) in [("41.80.0.0", "192.0.2.20"), ("126.0.0.0", "192.0.2.60")] {
         let m = udp(s.addr, "sip.example.com.", RecordType::A, &ecs(net, 24)).await;
-        assert_eq!(rrs(&m.answers), [format!("sip.example.com. 30 A {want}")], "{net}");
+        assert_eq!(
+            rrs(&m.answers),
+            [format!("sip.example.com. 30 A {want}")],
+            "{net}"
+        );
     }
-    let m = udp(s.addr, "sip.example.com.", RecordType::A, &ecs("81.2.69.0", 24)).await;
+    let m = udp(
+        s.addr,
+        "sip.example.com.",
+        RecordType::A,
+        &ecs("81.2.69.0", 24),
+    )
+    .await;
     assert_eq!(m.answers.len(), 2, "GB is listed on uk");
     s.stop().await;
 }
@@ -220,7 +313,9 @@ async fn oversized_answers_stay_valid() {
         "zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\nregions:\n  big:\n    location: [50, 8]\n    servers:\n",
     );
     for i in 0..40 {
-        zone.push_str(&format!("      server-number-{i:02}: {{ address: [192.0.2.{i}, \"2001:db8::{i:x}\"] }}\n"));
+        zone.push_str(&format!(
+            "      server-number-{i:02}: {{ address: [192.0.2.{i}, \"2001:db8::{i:x}\"] }}\n"
+        ));
     }
     zone.push_str("services:\n  sip: { regions: [big], answers: 16 }\n");
     let s = server_with(&zone, GEO_CSV).await;
@@ -229,32 +324,96 @@ async fn oversized_answers_stay_valid() {
     let m = udp(s.addr, "sip.example.com.", RecordType::NAPTR, &Q::default()).await;
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 2);
-    assert!(!m.additionals.is_empty() && m.additionals.len() < 40 * 4, "trimmed to fit");
-    let raw = udp_raw(s.addr, &query("sip.example.com.", RecordType::NAPTR, &Q::default())).expect("reply");
+    assert!(
+        !m.additionals.is_empty() && m.additionals.len() < 40 * 4,
+        "trimmed to fit"
+    );
+    let raw = udp_raw(
+        s.addr,
+        &query("sip.example.com.", RecordType::NAPTR, &Q::default()),
+    )
+    .expect("reply");
     assert!(raw.len() <= 512, "{} bytes", raw.len());
 
     // 40 SRV records do not fit in 512 bytes: TC, and the full answer over TCP.
-    let m = udp(s.addr, "_sip._udp.sip.example.com.", RecordType::SRV, &Q::default()).await;
+    let m = udp(
+        s.addr,
+        "_sip._udp.sip.example.com.",
+        RecordType::SRV,
+        &Q::default(),
+    )
+    .await;
     assert!(m.metadata.truncation);
     assert!(m.answers.is_empty());
-    let m = udp(s.addr, "_sip._udp.sip.example.com.", RecordType::SRV, &Q { edns: Some(1232), ..Q::default() }).await;
-    let raw = udp_raw(s.addr, &query("_sip._udp.sip.example.com.", RecordType::SRV, &Q { edns: Some(1232), ..Q::default() })).expect("reply");
+    let m = udp(
+        s.addr,
+        "_sip._udp.sip.example.com.",
+        RecordType::SRV,
+        &Q {
+            edns: Some(1232),
+            ..Q::default()
+        },
+    )
+    .await;
+    let raw = udp_raw(
+        s.addr,
+        &query(
+            "_sip._udp.sip.example.com.",
+            RecordType::SRV,
+            &Q {
+                edns: Some(1232),
+                ..Q::default()
+            },
+        ),
+    )
+    .expect("reply");
     assert!(raw.len() <= 1232);
-    assert!(m.metadata.truncation, "40 SRV records of this size exceed 1232 bytes too");
+    assert!(
+        m.metadata.truncation,
+        "40 SRV records of this size exceed 1232 bytes too"
+    );
     assert!(m.edns.is_some(), "the OPT survives truncation");
-    let m = tcp(s.addr, "_sip._udp.sip.example.com.", RecordType::SRV, &Q::default()).await;
+    let m = tcp(
+        s.addr,
+        "_sip._udp.sip.example.com.",
+        RecordType::SRV,
+        &Q::default(),
+    )
+    .await;
     assert!(!m.metadata.truncation);
     assert_eq!(m.answers.len(), 40);
     assert_eq!(m.additionals.len(), 80);
 
     // A/AAAA: bounded by `answers`, the same set for one subnet, rotated across subnets.
-    let a1 = udp(s.addr, "sip.example.com.", RecordType::A, &ecs("81.2.69.0", 24)).await;
-    let a2 = udp(s.addr, "sip.example.com.", RecordType::A, &ecs("81.2.69.0", 24)).await;
+    let a1 = udp(
+        s.addr,
+        "sip.example.com.",
+        RecordType::A,
+        &ecs("81.2.69.0", 24),
+    )
+    .await;
+    let a2 = udp(
+        s.addr,
+        "sip.example.com.",
+        RecordType::A,
+        &ecs("81.2.69.0", 24),
+    )
+    .await;
     assert_eq!(a1.answers.len(), 16);
-    assert_eq!(rrs(&a1.answers), rrs(&a2.answers), "deterministic for one subnet");
+    assert_eq!(
+        rrs(&a1.answers),
+        rrs(&a2.answers),
+        "deterministic for one subnet"
+    );
     let mut differs = false;
     for third in 0..20 {
-        let o = udp(s.addr, "sip.example.com.", RecordType::A, &ecs(&format!("81.2.{third}.0"), 24)).await;
+        let o = udp(
+            s.addr,
+            "sip.example.com.",
+            RecordType::A,
+            &ecs(&format!("81.2.{third}.0"), 24),
+        )
+        .await;
         differs |= rrs(&o.answers) != rrs(&a1.answers);
     }
     assert!(differs, "other subnets get other rotations");

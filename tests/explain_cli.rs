@@ -10,12 +10,23 @@ fn explain(args: &[&str]) -> (bool, String, String) {
         .args(args)
         .output()
         .expect("run");
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn explains_a_uk_client() {
-    let (ok, out, err) = explain(&["--client", "192.0.2.1", "--ecs", "81.2.69.0/24", "_sip._udp.sip.example.com", "SRV"]);
+    let (ok, out, err) = explain(&[
+        "--client",
+        "192.0.2.1",
+        "--ecs",
+        "81.2.69.0/24",
+        "_sip._udp.sip.example.com",
+        "SRV",
+    ]);
     assert!(ok, "{err}");
     for want in [
         "client    192.0.2.1 (ecs 81.2.69.0/24)",
@@ -39,13 +50,22 @@ fn explains_a_uk_client() {
 fn explains_unknown_clients_and_static_names() {
     let (ok, out, _) = explain(&["--client", "10.0.0.1", "sip.example.com"]);
     assert!(ok);
-    assert!(out.contains("location  unknown (10.0.0.1 not in the GeoIP data)"), "{out}");
+    assert!(
+        out.contains("location  unknown (10.0.0.1 not in the GeoIP data)"),
+        "{out}"
+    );
     assert!(out.contains("reason    fallback"), "{out}");
-    assert!(out.contains("  sip.example.com. 30 A 192.0.2.4"), "us-east first: {out}");
+    assert!(
+        out.contains("  sip.example.com. 30 A 192.0.2.4"),
+        "us-east first: {out}"
+    );
     let (ok, out, _) = explain(&["--client", "10.0.0.1", "static.example.com"]);
     assert!(ok);
     assert!(!out.contains("service "), "{out}");
-    assert!(out.contains("  static.example.com. 300 A 192.0.2.200"), "{out}");
+    assert!(
+        out.contains("  static.example.com. 300 A 192.0.2.200"),
+        "{out}"
+    );
     let (ok, _, err) = explain(&["--client", "10.0.0.1", "static.example.com", "BOGUS"]);
     assert!(!ok);
     assert!(err.contains("unknown record type `BOGUS`"), "{err}");

@@ -9,15 +9,32 @@ use sipsteer::geo::{GeoDb, GeoMap, Location, write_mmdb};
 
 fn loc(cc: &str, coords: Option<(f64, f64)>, city: Option<&str>) -> Location {
     let b = cc.as_bytes();
-    Location { country: Some([b[0], b[1]]), continent: None, coords, city: city.map(Into::into) }
+    Location {
+        country: Some([b[0], b[1]]),
+        continent: None,
+        coords,
+        city: city.map(Into::into),
+    }
 }
 
 fn entries() -> Vec<(IpNet, Location)> {
     vec![
-        ("10.0.0.0/8".parse().unwrap(), loc("DE", Some((50.11, 8.68)), Some("Frankfurt"))),
-        ("10.1.0.0/16".parse().unwrap(), loc("GB", Some((51.51, -0.13)), Some("London"))),
-        ("81.2.69.0/24".parse().unwrap(), loc("GB", Some((51.51, -0.13)), Some("London"))),
-        ("2a02:c7c::/32".parse().unwrap(), loc("NL", Some((52.37, 4.9)), None)),
+        (
+            "10.0.0.0/8".parse().unwrap(),
+            loc("DE", Some((50.11, 8.68)), Some("Frankfurt")),
+        ),
+        (
+            "10.1.0.0/16".parse().unwrap(),
+            loc("GB", Some((51.51, -0.13)), Some("London")),
+        ),
+        (
+            "81.2.69.0/24".parse().unwrap(),
+            loc("GB", Some((51.51, -0.13)), Some("London")),
+        ),
+        (
+            "2a02:c7c::/32".parse().unwrap(),
+            loc("NL", Some((52.37, 4.9)), None),
+        ),
         ("41.80.0.0/13".parse().unwrap(), loc("KE", None, None)),
     ]
 }
@@ -47,11 +64,28 @@ fn writer_output_reads_back_with_maxminddb() {
             )
         })
     };
-    assert_eq!(city("10.2.3.4"), Some((Some("DE".into()), Some(50.11), Some("Frankfurt".into()), 15)));
-    assert_eq!(city("10.1.200.1"), Some((Some("GB".into()), Some(51.51), Some("London".into()), 16)), "nested network wins");
-    assert_eq!(city("81.2.69.160"), Some((Some("GB".into()), Some(51.51), Some("London".into()), 24)));
-    assert_eq!(city("2a02:c7c::1"), Some((Some("NL".into()), Some(52.37), None, 32)));
-    assert_eq!(city("::ffff:81.2.69.160").map(|c| c.0), Some(Some("GB".into())), "IPv4-mapped alias");
+    assert_eq!(
+        city("10.2.3.4"),
+        Some((Some("DE".into()), Some(50.11), Some("Frankfurt".into()), 15))
+    );
+    assert_eq!(
+        city("10.1.200.1"),
+        Some((Some("GB".into()), Some(51.51), Some("London".into()), 16)),
+        "nested network wins"
+    );
+    assert_eq!(
+        city("81.2.69.160"),
+        Some((Some("GB".into()), Some(51.51), Some("London".into()), 24))
+    );
+    assert_eq!(
+        city("2a02:c7c::1"),
+        Some((Some("NL".into()), Some(52.37), None, 32))
+    );
+    assert_eq!(
+        city("::ffff:81.2.69.160").map(|c| c.0),
+        Some(Some("GB".into())),
+        "IPv4-mapped alias"
+    );
     assert_eq!(city("192.0.2.1"), None);
     let country = city("41.80.1.1").expect("found");
     assert_eq!((country.0.as_deref(), country.1), (Some("KE"), None));
@@ -64,17 +98,33 @@ fn geodb_table_and_block_map() {
     std::fs::write(&path, write_mmdb(&entries(), "GeoIP2-City").unwrap()).unwrap();
     let db = GeoDb::open(&path).expect("open");
     let (l, prefix) = db.lookup(ip("41.80.1.1")).expect("found");
-    assert_eq!(l.continent, Some(*b"AF"), "continent filled in from the country");
+    assert_eq!(
+        l.continent,
+        Some(*b"AF"),
+        "continent filled in from the country"
+    );
     assert!(l.coords.is_some(), "country centroid");
     assert_eq!(prefix, 13);
 
     let table = db.table().expect("table");
-    assert_eq!(table.len(), 6, "10/8 is split around 10.1/16, and its pieces joined again");
+    assert_eq!(
+        table.len(),
+        6,
+        "10/8 is split around 10.1/16, and its pieces joined again"
+    );
     // Class: 1 for GB, 2 for everything else known, 0 for unknown addresses.
-    let classes: Vec<u32> = table.locations.iter().map(|l| if l.country == Some(*b"GB") { 1 } else { 2 }).collect();
+    let classes: Vec<u32> = table
+        .locations
+        .iter()
+        .map(|l| if l.country == Some(*b"GB") { 1 } else { 2 })
+        .collect();
     let map = GeoMap::compile(&table, &classes, 0);
     assert_eq!(map.lookup(ip("10.1.2.3")), (1, 16));
-    assert_eq!(map.lookup(ip("10.0.0.1")), (2, 16), "the /16 next to 10.1/16 in 10/8");
+    assert_eq!(
+        map.lookup(ip("10.0.0.1")),
+        (2, 16),
+        "the /16 next to 10.1/16 in 10/8"
+    );
     assert_eq!(map.lookup(ip("10.128.0.1")), (2, 9));
     assert_eq!(map.lookup(ip("81.2.69.1")), (1, 24));
     assert_eq!(map.lookup(ip("192.0.2.1")).0, 0);
@@ -95,7 +145,11 @@ fn geodb_table_and_block_map() {
 fn csv_errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("bad.csv");
-    std::fs::write(&csv, "network,country,continent,latitude,longitude,city\n10.0.0.0/8,G1,,,,\n").unwrap();
+    std::fs::write(
+        &csv,
+        "network,country,continent,latitude,longitude,city\n10.0.0.0/8,G1,,,,\n",
+    )
+    .unwrap();
     let e = GeoDb::open(&csv).expect_err("bad csv").to_string();
     assert_eq!(e, format!("{}:2:12: bad country code `G1`", csv.display()));
 }
@@ -114,7 +168,12 @@ fn geoip_build_command() {
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("GeoIP2-City"), "{stdout}");
     let r = Reader::open_readfile(&out).expect("readable");
-    let c: geoip2::City = r.lookup(ip("81.2.69.160")).unwrap().decode().unwrap().expect("data");
+    let c: geoip2::City = r
+        .lookup(ip("81.2.69.160"))
+        .unwrap()
+        .decode()
+        .unwrap()
+        .expect("data");
     assert_eq!(c.city.names.english, Some("London"));
 }
 
@@ -124,12 +183,33 @@ fn geoip_build_command() {
 #[ignore]
 fn million_networks() {
     use std::time::Instant;
-    let cities = [(51.51, -0.13), (50.11, 8.68), (52.37, 4.9), (39.04, -77.49), (37.34, -121.89), (1.35, 103.82), (35.68, 139.69), (-33.87, 151.21)];
+    let cities = [
+        (51.51, -0.13),
+        (50.11, 8.68),
+        (52.37, 4.9),
+        (39.04, -77.49),
+        (37.34, -121.89),
+        (1.35, 103.82),
+        (35.68, 139.69),
+        (-33.87, 151.21),
+    ];
     let mut entries = Vec::with_capacity(1_000_000);
     for i in 0..1_000_000u32 {
-        let net = IpNet::new(IpAddr::V4(std::net::Ipv4Addr::from((i + (16 << 20)) << 8)), 24).unwrap();
+        let net = IpNet::new(
+            IpAddr::V4(std::net::Ipv4Addr::from((i + (16 << 20)) << 8)),
+            24,
+        )
+        .unwrap();
         let c = cities[(i as usize / 3) % cities.len()];
-        entries.push((net, Location { country: Some(*b"ZZ"), continent: Some(*b"EU"), coords: Some((c.0 + (i % 97) as f64 * 0.01, c.1)), city: None }));
+        entries.push((
+            net,
+            Location {
+                country: Some(*b"ZZ"),
+                continent: Some(*b"EU"),
+                coords: Some((c.0 + (i % 97) as f64 * 0.01, c.1)),
+                city: None,
+            },
+        ));
     }
     let t = Instant::now();
     let bytes = write_mmdb(&entries, "GeoIP2-City").unwrap();
@@ -140,9 +220,24 @@ fn million_networks() {
     let t = Instant::now();
     let db = GeoDb::open(&path).unwrap();
     let table = db.table().unwrap();
-    println!("open + table: {:?}, {} ranges, {} locations", t.elapsed(), table.len(), table.locations.len());
+    println!(
+        "open + table: {:?}, {} ranges, {} locations",
+        t.elapsed(),
+        table.len(),
+        table.locations.len()
+    );
     let t = Instant::now();
-    let classes: Vec<u32> = table.locations.iter().enumerate().map(|(i, _)| (i % 6) as u32).collect();
+    let classes: Vec<u32> = table
+        .locations
+        .iter()
+        .enumerate()
+        .map(|(i, _)| (i % 6) as u32)
+        .collect();
     let map = GeoMap::compile(&table, &classes, 99);
-    println!("compile: {:?}, {} blocks, {} bytes", t.elapsed(), map.blocks(), map.bytes());
+    println!(
+        "compile: {:?}, {} blocks, {} bytes",
+        t.elapsed(),
+        map.blocks(),
+        map.bytes()
+    );
 }

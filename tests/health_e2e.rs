@@ -51,24 +51,37 @@ regions:
     } else {
         "[uk, de]"
     };
-    z.push_str(&format!("services:\n  sip: {{ regions: {regions}, fallback: {regions}, failover: 2 }}\n"));
+    z.push_str(&format!(
+        "services:\n  sip: {{ regions: {regions}, fallback: {regions}, failover: 2 }}\n"
+    ));
     z
 }
 
 /// SRV targets (first label: the server) in answer order.
 async fn srv(s: &TestServer) -> Vec<String> {
-    udp(s.addr, "_sip._udp.sip.example.com.", RecordType::SRV, &Q::default())
-        .await
-        .answers
-        .iter()
-        .map(|r| {
-            let d = r.data.to_string();
-            let mut f = d.split_whitespace();
-            let prio = f.next().unwrap_or("");
-            let target = f.nth(2).unwrap_or("").split('.').next().unwrap_or("").to_owned();
-            format!("{prio} {target}")
-        })
-        .collect()
+    udp(
+        s.addr,
+        "_sip._udp.sip.example.com.",
+        RecordType::SRV,
+        &Q::default(),
+    )
+    .await
+    .answers
+    .iter()
+    .map(|r| {
+        let d = r.data.to_string();
+        let mut f = d.split_whitespace();
+        let prio = f.next().unwrap_or("");
+        let target = f
+            .nth(2)
+            .unwrap_or("")
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .to_owned();
+        format!("{prio} {target}")
+    })
+    .collect()
 }
 
 async fn wait_for(s: &TestServer, want: &[&str], within: Duration) -> Duration {
@@ -132,20 +145,75 @@ async fn load_reports_move_traffic_and_expire() {
     ready(&s).await;
     let a = admin(&s);
     let path = "/v1/servers/uk/lon1/load";
-    assert_eq!(send(a, "PUT", path, None, Some(r#"{"calls":90}"#)).await.0, 401);
-    assert_eq!(send(a, "PUT", path, Some("wrong-token-1"), Some(r#"{"calls":90}"#)).await.0, 401);
-    assert_eq!(send(a, "PUT", "/v1/servers/uk/nope/load", Some(TOKEN), Some(r#"{"calls":90}"#)).await.0, 404);
-    assert_eq!(send(a, "PUT", "/v1/servers/de/fra1/load", Some(TOKEN), Some(r#"{"calls":90}"#)).await.0, 400, "no capacity declared");
-    assert_eq!(srv(&s).await, ["10 lon1", "20 fra1"], "rejected reports change nothing");
+    assert_eq!(
+        send(a, "PUT", path, None, Some(r#"{"calls":90}"#)).await.0,
+        401
+    );
+    assert_eq!(
+        send(
+            a,
+            "PUT",
+            path,
+            Some("wrong-token-1"),
+            Some(r#"{"calls":90}"#)
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        send(
+            a,
+            "PUT",
+            "/v1/servers/uk/nope/load",
+            Some(TOKEN),
+            Some(r#"{"calls":90}"#)
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        send(
+            a,
+            "PUT",
+            "/v1/servers/de/fra1/load",
+            Some(TOKEN),
+            Some(r#"{"calls":90}"#)
+        )
+        .await
+        .0,
+        400,
+        "no capacity declared"
+    );
+    assert_eq!(
+        srv(&s).await,
+        ["10 lon1", "20 fra1"],
+        "rejected reports change nothing"
+    );
 
     // Half full: still first, SRV weight follows the headroom.
     let (code, body) = send(a, "PUT", path, Some(TOKEN), Some(r#"{"calls":50,"cps":2}"#)).await;
     assert_eq!(code, 200, "{body}");
-    let m = udp(s.addr, "_sip._udp.sip.example.com.", RecordType::SRV, &Q::default()).await;
-    assert_eq!(m.answers[0].data.to_string(), format!("10 50 {} lon1.uk.sip.example.com.", uk.addr.port()));
+    let m = udp(
+        s.addr,
+        "_sip._udp.sip.example.com.",
+        RecordType::SRV,
+        &Q::default(),
+    )
+    .await;
+    assert_eq!(
+        m.answers[0].data.to_string(),
+        format!("10 50 {} lon1.uk.sip.example.com.", uk.addr.port())
+    );
 
     // Over 80% of capacity: full, traffic moves to de.
-    assert_eq!(send(a, "PUT", path, Some(TOKEN), Some(r#"{"calls":90,"cps":2}"#)).await.0, 200);
+    assert_eq!(
+        send(a, "PUT", path, Some(TOKEN), Some(r#"{"calls":90,"cps":2}"#))
+            .await
+            .0,
+        200
+    );
     assert_eq!(srv(&s).await, ["10 fra1"]);
     // The report expires after 1s: lon1 comes back by itself.
     wait_for(&s, &["10 lon1", "20 fra1"], Duration::from_secs(4)).await;
@@ -164,7 +232,12 @@ async fn drain_and_clear_through_the_api() {
     assert_eq!(code, 401, "{body}");
     assert!(body.contains("missing or wrong bearer token"));
     assert_eq!(srv(&s).await, ["10 lon1", "20 fra1"]);
-    assert_eq!(send(a, "PUT", path, Some(TOKEN), Some(r#"{"state":"sideways"}"#)).await.0, 400);
+    assert_eq!(
+        send(a, "PUT", path, Some(TOKEN), Some(r#"{"state":"sideways"}"#))
+            .await
+            .0,
+        400
+    );
 
     let (code, body) = send(a, "PUT", path, Some(TOKEN), Some(r#"{"state":"drain"}"#)).await;
     assert_eq!(code, 200, "{body}");
@@ -173,10 +246,20 @@ async fn drain_and_clear_through_the_api() {
     let state = std::fs::read_to_string(s.cfg.path("state.json")).expect("state file");
     assert!(state.contains(r#""uk/lon1": "drained""#), "{state}");
 
-    assert_eq!(send(a, "PUT", path, Some(TOKEN), Some(r#"{"state":"clear"}"#)).await.0, 200);
+    assert_eq!(
+        send(a, "PUT", path, Some(TOKEN), Some(r#"{"state":"clear"}"#))
+            .await
+            .0,
+        200
+    );
     assert_eq!(srv(&s).await, ["10 lon1", "20 fra1"]);
     // Forced down over a healthy probe.
-    assert_eq!(send(a, "PUT", path, Some(TOKEN), Some(r#"{"state":"down"}"#)).await.0, 200);
+    assert_eq!(
+        send(a, "PUT", path, Some(TOKEN), Some(r#"{"state":"down"}"#))
+            .await
+            .0,
+        200
+    );
     assert_eq!(srv(&s).await, ["10 fra1"]);
     s.stop().await;
 }
@@ -186,17 +269,34 @@ async fn states_survive_reload_and_removed_servers_stop_being_probed() {
     let uk = sip::udp(Mode::Code(200)).await;
     let de = sip::udp(Mode::Code(200)).await;
     let ams = sip::udp(Mode::Code(200)).await;
-    let s = TestServer::start(&main_cfg(), &[("example.com.yaml", &zone(&uk, &de, Some(&ams)))]).await;
+    let s = TestServer::start(
+        &main_cfg(),
+        &[("example.com.yaml", &zone(&uk, &de, Some(&ams)))],
+    )
+    .await;
     ready(&s).await;
     let a = admin(&s);
-    assert_eq!(send(a, "PUT", "/v1/servers/uk/lon1/state", Some(TOKEN), Some(r#"{"state":"drain"}"#)).await.0, 200);
+    assert_eq!(
+        send(
+            a,
+            "PUT",
+            "/v1/servers/uk/lon1/state",
+            Some(TOKEN),
+            Some(r#"{"state":"drain"}"#)
+        )
+        .await
+        .0,
+        200
+    );
     de.set(Mode::Silent);
     wait_for(&s, &["10 ams1"], Duration::from_secs(5)).await;
 
     // Reload without ams: uk stays drained, de stays down, ams is no longer probed.
     std::fs::write(s.cfg.path("zones/example.com.yaml"), zone(&uk, &de, None)).expect("write");
     let r = s.running.as_ref().expect("running").reloader.clone();
-    let out = tokio::task::spawn_blocking(move || r.reload("test")).await.expect("join");
+    let out = tokio::task::spawn_blocking(move || r.reload("test"))
+        .await
+        .expect("join");
     assert!(matches!(out, sipsteer::app::Outcome::Applied(_)), "{out:?}");
     // uk drained and de down: every region is out, so `all_down: nearest` answers uk anyway.
     assert_eq!(srv(&s).await, ["10 lon1"]);
@@ -205,6 +305,11 @@ async fn states_survive_reload_and_removed_servers_stop_being_probed() {
     assert!(!servers.contains("ams1"), "{servers}");
     let before = ams.count();
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert!(ams.count() <= before + 1, "ams1 still probed: {} -> {}", before, ams.count());
+    assert!(
+        ams.count() <= before + 1,
+        "ams1 still probed: {} -> {}",
+        before,
+        ams.count()
+    );
     s.stop().await;
 }

@@ -18,18 +18,37 @@ async fn sip_over_udp() {
     let cases: &[(Mode, Outcome, Option<u16>, &str)] = &[
         (Mode::Code(200), Outcome::Up, Some(200), "200 OK"),
         (Mode::Code(404), Outcome::Up, Some(404), "404 Not Found"),
-        (Mode::Code(503), Outcome::Full, Some(503), "503 Service Unavailable (retry-after 30)"),
-        (Mode::Code(500), Outcome::Down, Some(500), "500 Server Internal Error"),
+        (
+            Mode::Code(503),
+            Outcome::Full,
+            Some(503),
+            "503 Service Unavailable (retry-after 30)",
+        ),
+        (
+            Mode::Code(500),
+            Outcome::Down,
+            Some(500),
+            "500 Server Internal Error",
+        ),
         (Mode::TryingThenOk, Outcome::Up, Some(200), "200 OK"),
         (Mode::Compact, Outcome::Up, Some(200), "200 OK"),
-        (Mode::Garbage, Outcome::Down, None, "bad response: not a SIP response: `\u{16}\u{3}\u{1} hello, this is not SIP`"),
+        (
+            Mode::Garbage,
+            Outcome::Down,
+            None,
+            "bad response: not a SIP response: `\u{16}\u{3}\u{1} hello, this is not SIP`",
+        ),
         (Mode::Silent, Outcome::Down, None, "timeout after 1200ms"),
         (Mode::Stray, Outcome::Down, None, "timeout after 1200ms"),
     ];
     for (mode, outcome, code, detail) in cases {
         let r = sip::udp(*mode).await;
         let p = run(Check::SipUdp, r.addr).await;
-        assert_eq!((p.outcome, p.code, p.detail.as_str()), (*outcome, *code, *detail), "{mode:?}");
+        assert_eq!(
+            (p.outcome, p.code, p.detail.as_str()),
+            (*outcome, *code, *detail),
+            "{mode:?}"
+        );
         assert!(r.count() >= 1);
     }
 }
@@ -48,7 +67,12 @@ async fn sip_over_tcp() {
     let cases: &[(Mode, Outcome, Option<u16>, &str)] = &[
         (Mode::Code(200), Outcome::Up, Some(200), "200 OK"),
         (Mode::Code(404), Outcome::Up, Some(404), "404 Not Found"),
-        (Mode::Code(503), Outcome::Full, Some(503), "503 Service Unavailable (retry-after 30)"),
+        (
+            Mode::Code(503),
+            Outcome::Full,
+            Some(503),
+            "503 Service Unavailable (retry-after 30)",
+        ),
         (Mode::TryingThenOk, Outcome::Up, Some(200), "200 OK"),
         (Mode::Compact, Outcome::Up, Some(200), "200 OK"),
         (Mode::Silent, Outcome::Down, None, "timeout after 1200ms"),
@@ -56,12 +80,20 @@ async fn sip_over_tcp() {
     for (mode, outcome, code, detail) in cases {
         let r = sip::tcp(*mode).await;
         let p = run(Check::SipTcp, r.addr).await;
-        assert_eq!((p.outcome, p.code, p.detail.as_str()), (*outcome, *code, *detail), "{mode:?}");
+        assert_eq!(
+            (p.outcome, p.code, p.detail.as_str()),
+            (*outcome, *code, *detail),
+            "{mode:?}"
+        );
     }
     let r = sip::tcp(Mode::Garbage).await;
     let p = run(Check::SipTcp, r.addr).await;
     assert_eq!(p.outcome, Outcome::Down);
-    assert!(p.detail.starts_with("bad response: not a SIP response"), "{}", p.detail);
+    assert!(
+        p.detail.starts_with("bad response: not a SIP response"),
+        "{}",
+        p.detail
+    );
 }
 
 #[tokio::test]
@@ -69,11 +101,18 @@ async fn refused_and_plain_tcp() {
     let addr = sip::refused();
     for check in [Check::SipUdp, Check::SipTcp, Check::Tcp] {
         let p = run(check, addr).await;
-        assert_eq!((p.outcome, p.detail.as_str()), (Outcome::Down, "connection refused"), "{check:?}");
+        assert_eq!(
+            (p.outcome, p.detail.as_str()),
+            (Outcome::Down, "connection refused"),
+            "{check:?}"
+        );
     }
     let r = sip::tcp(Mode::Silent).await;
     let p = run(Check::Tcp, r.addr).await;
-    assert_eq!((p.outcome, p.detail.as_str()), (Outcome::Up, "tcp connect ok"));
+    assert_eq!(
+        (p.outcome, p.detail.as_str()),
+        (Outcome::Up, "tcp connect ok")
+    );
     let p = run(Check::None, addr).await;
     assert_eq!(p.outcome, Outcome::Up);
 }
@@ -82,6 +121,14 @@ async fn refused_and_plain_tcp() {
 async fn healthy_code_list() {
     let r = sip::udp(Mode::Code(404)).await;
     let strict = CodePolicy::from_ranges(&[(200, 299)]);
-    let p = probe(&Target { addr: r.addr, check: Check::SipUdp }, TIMEOUT, &strict).await;
+    let p = probe(
+        &Target {
+            addr: r.addr,
+            check: Check::SipUdp,
+        },
+        TIMEOUT,
+        &strict,
+    )
+    .await;
     assert_eq!((p.outcome, p.code), (Outcome::Down, Some(404)));
 }

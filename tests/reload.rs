@@ -17,7 +17,11 @@ fn zone(addr: &str) -> String {
 }
 
 async fn www(s: &TestServer) -> Vec<String> {
-    rrs(&udp(s.addr, "www.example.com.", RecordType::A, &Q::default()).await.answers)
+    rrs(
+        &udp(s.addr, "www.example.com.", RecordType::A, &Q::default())
+            .await
+            .answers,
+    )
 }
 
 /// Waits until `www` answers `addr`; new answers must be served within 2 seconds of the edit.
@@ -28,7 +32,11 @@ async fn served_within_2s(s: &TestServer, addr: &str) {
         if www(s).await == want {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(2), "{addr} not served after 2s: {:?}", www(s).await);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{addr} not served after 2s: {:?}",
+            www(s).await
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -109,12 +117,24 @@ async fn bad_edit_keeps_serving_then_the_fix_applies() {
         if st.last_result == "error" {
             break st;
         }
-        assert!(start.elapsed() < Duration::from_secs(2), "bad edit not noticed");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "bad edit not noticed"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let err = status.last_error.expect("error kept");
-    assert!(err.ends_with("zones/example.com.yaml:6:13: records.www.A: invalid IPv4 address `192.0.2.999`"), "{err}");
-    assert_eq!(www(&s).await, ["www.example.com. 300 A 192.0.2.1"], "old answers still served");
+    assert!(
+        err.ends_with(
+            "zones/example.com.yaml:6:13: records.www.A: invalid IPv4 address `192.0.2.999`"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        www(&s).await,
+        ["www.example.com. 300 A 192.0.2.1"],
+        "old answers still served"
+    );
     assert_eq!(s.running.as_ref().map(|r| r.generation()), gen_before);
 
     std::fs::write(&p, zone("192.0.2.8")).expect("write fix");
@@ -132,15 +152,28 @@ async fn geoip_database_replace() {
     let cfg = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", STEER_ZONE)]);
     std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
     let s = TestServer::start_in(cfg).await;
-    let q = Q { ecs: Some(("24.0.0.0".parse().expect("ip"), 24)), ..Q::default() };
+    let q = Q {
+        ecs: Some(("24.0.0.0".parse().expect("ip"), 24)),
+        ..Q::default()
+    };
     let ask = || udp(s.addr, "sip.example.com.", RecordType::A, &q);
-    assert_eq!(rrs(&ask().await.answers), ["sip.example.com. 30 A 192.0.2.40"], "New York → us-east");
+    assert_eq!(
+        rrs(&ask().await.answers),
+        ["sip.example.com. 30 A 192.0.2.40"],
+        "New York → us-east"
+    );
     // The same network moves to Singapore in the new database.
-    let moved = GEO_CSV.replace("24.0.0.0/16,US,NA,40.71,-74.01,New York", "24.0.0.0/16,SG,AS,1.29,103.85,Singapore");
+    let moved = GEO_CSV.replace(
+        "24.0.0.0/16,US,NA,40.71,-74.01,New York",
+        "24.0.0.0/16,SG,AS,1.29,103.85,Singapore",
+    );
     atomic_replace(&s.cfg.path("geo.csv"), &moved);
     let start = Instant::now();
     while rrs(&ask().await.answers) != ["sip.example.com. 30 A 192.0.2.60"] {
-        assert!(start.elapsed() < Duration::from_secs(2), "geoip change not served after 2s");
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "geoip change not served after 2s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.stop().await;
@@ -158,7 +191,11 @@ async fn no_query_fails_during_many_reloads() {
             let mut n = 0u32;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let p = query("www.example.com.", RecordType::A, &Q::default());
-                let reply = if tcp_mode { tcp_raw(addr, &p) } else { udp_raw(addr, &p).expect("udp reply, no timeout") };
+                let reply = if tcp_mode {
+                    tcp_raw(addr, &p)
+                } else {
+                    udp_raw(addr, &p).expect("udp reply, no timeout")
+                };
                 let m = parse(&reply);
                 assert_eq!(rcode(&m), ResponseCode::NoError);
                 assert_eq!(m.answers.len(), 1, "answer present");
@@ -170,14 +207,29 @@ async fn no_query_fails_during_many_reloads() {
     let p = s.cfg.path("zones/example.com.yaml");
     let reloader = s.running.as_ref().expect("running").reloader.clone();
     for i in 0..60u32 {
-        let text = if i % 2 == 0 { zone(&format!("192.0.2.{}", 10 + i)) } else { zone("not-an-address") };
+        let text = if i % 2 == 0 {
+            zone(&format!("192.0.2.{}", 10 + i))
+        } else {
+            zone("not-an-address")
+        };
         std::fs::write(&p, text).expect("write");
         let r = reloader.clone();
-        let out = tokio::task::spawn_blocking(move || r.reload("test")).await.expect("join");
+        let out = tokio::task::spawn_blocking(move || r.reload("test"))
+            .await
+            .expect("join");
         if i % 2 == 0 {
-            assert!(matches!(out, sipsteer::app::Outcome::Applied(_) | sipsteer::app::Outcome::Unchanged), "{out:?}");
+            assert!(
+                matches!(
+                    out,
+                    sipsteer::app::Outcome::Applied(_) | sipsteer::app::Outcome::Unchanged
+                ),
+                "{out:?}"
+            );
         } else {
-            assert!(matches!(out, sipsteer::app::Outcome::Rejected(_)), "{out:?}");
+            assert!(
+                matches!(out, sipsteer::app::Outcome::Rejected(_)),
+                "{out:?}"
+            );
         }
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

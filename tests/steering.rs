@@ -74,7 +74,13 @@ fn rankings_for_clients_on_every_continent() {
 #[test]
 fn country_only_rows_use_the_centroid() {
     let (st, _d) = steering_from(STEER_ZONE);
-    let p = steering::plan(&st, &HealthView::all_up(st.slots), 0, Target::Service, ip("41.80.1.1"));
+    let p = steering::plan(
+        &st,
+        &HealthView::all_up(st.slots),
+        0,
+        Target::Service,
+        ip("41.80.1.1"),
+    );
     // Kenya's centroid is nearer Frankfurt than London or Amsterdam.
     assert_eq!(names(&st, &p)[0], "de");
     assert_eq!(p.reason, Reason::Distance);
@@ -86,9 +92,17 @@ fn network_overrides_win_longest_prefix_first() {
     let h = HealthView::all_up(st.slots);
     let p = steering::plan(&st, &h, 0, Target::Service, ip("203.0.113.5"));
     assert_eq!(names(&st, &p), ["de", "ams"]);
-    assert_eq!((p.reason, p.scope), (Reason::Network, 25), "the /25 inside narrows the scope");
+    assert_eq!(
+        (p.reason, p.scope),
+        (Reason::Network, 25),
+        "the /25 inside narrows the scope"
+    );
     let p = steering::plan(&st, &h, 0, Target::Service, ip("203.0.113.200"));
-    assert_eq!(names(&st, &p), ["sg", "de"], "sg first, then the region nearest to sg");
+    assert_eq!(
+        names(&st, &p),
+        ["sg", "de"],
+        "sg first, then the region nearest to sg"
+    );
     assert_eq!((p.reason, p.scope), (Reason::Network, 25));
 }
 
@@ -109,13 +123,31 @@ fn unhealthy_servers_and_regions_are_skipped() {
     let uk = ip("81.2.69.160");
     // One uk server down: uk stays first.
     let h = health(&st, &[("lon1", Status::Down)]);
-    assert_eq!(names(&st, &steering::plan(&st, &h, 0, Target::Service, uk)), ["uk", "ams"]);
+    assert_eq!(
+        names(&st, &steering::plan(&st, &h, 0, Target::Service, uk)),
+        ["uk", "ams"]
+    );
     // Every uk server down or full: ams and de.
-    let h = health(&st, &[("lon1", Status::Down), ("lon2", Status::Full), ("lon3", Status::Drained)]);
+    let h = health(
+        &st,
+        &[
+            ("lon1", Status::Down),
+            ("lon2", Status::Full),
+            ("lon3", Status::Drained),
+        ],
+    );
     let p = steering::plan(&st, &h, 0, Target::Service, uk);
     assert_eq!(names(&st, &p), ["ams", "de"]);
     // ams down as well: de then us-east... the next healthy in the ranking.
-    let h = health(&st, &[("lon1", Status::Down), ("lon2", Status::Down), ("lon3", Status::Down), ("ams1", Status::Down)]);
+    let h = health(
+        &st,
+        &[
+            ("lon1", Status::Down),
+            ("lon2", Status::Down),
+            ("lon3", Status::Down),
+            ("ams1", Status::Down),
+        ],
+    );
     let p = steering::plan(&st, &h, 0, Target::Service, uk);
     assert_eq!(names(&st, &p), ["de", "us-east"]);
 }
@@ -146,9 +178,16 @@ fn all_down_fails_open_or_answers_nothing() {
     assert_eq!(names(&st, &p), ["uk"]);
     assert!(p.fail_open);
     let uk = st.services[0].regions[0];
-    assert_eq!(steering::tier_servers(&st, &h, uk, true).count(), 2, "fail open answers the primaries");
+    assert_eq!(
+        steering::tier_servers(&st, &h, uk, true).count(),
+        2,
+        "fail open answers the primaries"
+    );
 
-    let (st, _d) = steering_from(&STEER_ZONE.replace("fallback: [us-east, uk]", "fallback: [us-east, uk]\n    all_down: nodata"));
+    let (st, _d) = steering_from(&STEER_ZONE.replace(
+        "fallback: [us-east, uk]",
+        "fallback: [us-east, uk]\n    all_down: nodata",
+    ));
     let p = steering::plan(&st, &h, 0, Target::Service, ip("81.2.69.160"));
     assert!(p.empty && p.tiers().is_empty());
 }
@@ -163,7 +202,14 @@ fn pinned_regions_fail_over_to_their_nearest() {
         assert_eq!(names(&st, &p), ["uk", "ams"]);
         assert_eq!((p.reason, p.scope), (Reason::Pinned, 0));
     }
-    let h = health(&st, &[("lon1", Status::Down), ("lon2", Status::Down), ("lon3", Status::Down)]);
+    let h = health(
+        &st,
+        &[
+            ("lon1", Status::Down),
+            ("lon2", Status::Down),
+            ("lon3", Status::Down),
+        ],
+    );
     let p = steering::plan(&st, &h, 0, Target::Region(0), ip("24.0.0.1"));
     assert_eq!(names(&st, &p), ["ams", "de"]);
     // us-west pinned: us-east is nearest.
@@ -176,7 +222,13 @@ fn plans_are_deterministic() {
     let (st, _d) = steering_from(STEER_ZONE);
     let (st2, _d2) = steering_from(STEER_ZONE);
     let h = HealthView::all_up(st.slots);
-    for client in ["81.2.69.160", "24.0.0.9", "126.0.0.1", "10.0.0.1", "203.0.113.9"] {
+    for client in [
+        "81.2.69.160",
+        "24.0.0.9",
+        "126.0.0.1",
+        "10.0.0.1",
+        "203.0.113.9",
+    ] {
         let a = steering::plan(&st, &h, 0, Target::Service, ip(client));
         let b = steering::plan(&st2, &h, 0, Target::Service, ip(client));
         assert_eq!(a, b, "{client}");
@@ -197,7 +249,13 @@ fn without_geoip_everyone_gets_the_fallback() {
     let dir = ConfigDir::new(support::dns::MAIN, &[("example.com.yaml", STEER_ZONE)]);
     let cfg = sipsteer::config::load(&dir.main()).unwrap_or_else(|e| panic!("{e}"));
     let st = steering::compile(&cfg, None);
-    let p = steering::plan(&st, &HealthView::all_up(st.slots), 0, Target::Service, ip("81.2.69.160"));
+    let p = steering::plan(
+        &st,
+        &HealthView::all_up(st.slots),
+        0,
+        Target::Service,
+        ip("81.2.69.160"),
+    );
     assert_eq!(names(&st, &p), ["us-east", "uk"]);
     assert_eq!((p.reason, p.scope), (Reason::Fallback, 0));
 }

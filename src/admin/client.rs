@@ -36,11 +36,16 @@ pub async fn get(base: &str, path: &str) -> Result<String> {
         .await
         .context("admin api did not answer within 5s")??;
     let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text.split_once("\r\n\r\n").context("malformed http reply")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("malformed http reply")?;
     if !head.starts_with("HTTP/1.1 200") {
         bail!("admin api answered {}", head.lines().next().unwrap_or(""));
     }
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return Ok(dechunk(body));
     }
     Ok(body.to_owned())
@@ -49,7 +54,9 @@ pub async fn get(base: &str, path: &str) -> Result<String> {
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -62,7 +69,8 @@ fn dechunk(mut body: &str) -> String {
 /// The snapshot with server states read from a running instance.
 pub async fn with_live_health(snap: Snapshot, base: &str) -> Result<Snapshot> {
     let body = get(base, "/v1/servers").await?;
-    let v: serde_json::Value = serde_json::from_str(&body).context("admin api sent malformed json")?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).context("admin api sent malformed json")?;
     let mut live: HashMap<(String, String), Status> = HashMap::new();
     for s in v["servers"].as_array().into_iter().flatten() {
         let state: Option<Status> = serde_json::from_value(s["state"].clone()).ok();

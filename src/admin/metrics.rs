@@ -22,8 +22,19 @@ const TYPES: [(u16, &str); 8] = [
     (wire::TYPE_ANY, "ANY"),
     (0, "other"),
 ];
-const RCODES: [&str; 8] = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other"];
-const REASONS: [&str; 8] = ["static", "network", "country", "continent", "distance", "fallback", "pinned", "all_down"];
+const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+];
+const REASONS: [&str; 8] = [
+    "static",
+    "network",
+    "country",
+    "continent",
+    "distance",
+    "fallback",
+    "pinned",
+    "all_down",
+];
 
 fn type_index(t: u16) -> usize {
     TYPES.iter().position(|(c, _)| *c == t).unwrap_or(7)
@@ -117,7 +128,9 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 pub fn init() {
     HANDLE.get_or_init(|| {
         let recorder = PrometheusBuilder::new()
-            .set_buckets(&[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0])
+            .set_buckets(&[
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+            ])
             .ok()?
             .build_recorder();
         let handle = recorder.handle();
@@ -129,15 +142,36 @@ pub fn init() {
 
 fn describe() {
     metrics::describe_counter!("sipsteer_config_reloads_total", "config reloads by result");
-    metrics::describe_gauge!("sipsteer_config_generation", "generation of the config being served");
-    metrics::describe_gauge!("sipsteer_config_last_success_timestamp_seconds", "time of the last successful reload");
-    metrics::describe_counter!("sipsteer_probes_total", "health probes by server and result");
-    metrics::describe_histogram!("sipsteer_probe_rtt_seconds", "round-trip time of successful probes");
+    metrics::describe_gauge!(
+        "sipsteer_config_generation",
+        "generation of the config being served"
+    );
+    metrics::describe_gauge!(
+        "sipsteer_config_last_success_timestamp_seconds",
+        "time of the last successful reload"
+    );
+    metrics::describe_counter!(
+        "sipsteer_probes_total",
+        "health probes by server and result"
+    );
+    metrics::describe_histogram!(
+        "sipsteer_probe_rtt_seconds",
+        "round-trip time of successful probes"
+    );
     metrics::describe_counter!("sipsteer_state_flips_total", "server state changes");
     metrics::describe_gauge!("sipsteer_servers", "servers by state");
-    metrics::describe_gauge!("sipsteer_probe_last_tick_timestamp_seconds", "last time the probe scheduler ran");
-    metrics::describe_gauge!("sipsteer_geoip_build_seconds", "time to load and compile the GeoIP database");
-    metrics::describe_gauge!("sipsteer_geoip_build_epoch_seconds", "build time recorded in the GeoIP database");
+    metrics::describe_gauge!(
+        "sipsteer_probe_last_tick_timestamp_seconds",
+        "last time the probe scheduler ran"
+    );
+    metrics::describe_gauge!(
+        "sipsteer_geoip_build_seconds",
+        "time to load and compile the GeoIP database"
+    );
+    metrics::describe_gauge!(
+        "sipsteer_geoip_build_epoch_seconds",
+        "build time recorded in the GeoIP database"
+    );
 }
 
 fn unix_now() -> f64 {
@@ -148,7 +182,8 @@ fn unix_now() -> f64 {
 
 /// Counts a reload by result.
 pub fn reload(ok: bool) {
-    metrics::counter!("sipsteer_config_reloads_total", "result" => if ok { "ok" } else { "error" }).increment(1);
+    metrics::counter!("sipsteer_config_reloads_total", "result" => if ok { "ok" } else { "error" })
+        .increment(1);
     if ok {
         metrics::gauge!("sipsteer_config_last_success_timestamp_seconds").set(unix_now());
     }
@@ -178,7 +213,10 @@ pub fn render() -> String {
             tc += s.truncated.load(Ordering::Relaxed);
         }
     }
-    let _ = writeln!(out, "# HELP sipsteer_queries_total DNS queries answered, by type, rcode and steering reason");
+    let _ = writeln!(
+        out,
+        "# HELP sipsteer_queries_total DNS queries answered, by type, rcode and steering reason"
+    );
     let _ = writeln!(out, "# TYPE sipsteer_queries_total counter");
     for (k, v) in by_key.iter().enumerate() {
         if *v > 0 {
@@ -191,25 +229,53 @@ pub fn render() -> String {
             );
         }
     }
-    let _ = writeln!(out, "# HELP sipsteer_queries_ecs_total DNS queries with and without EDNS Client Subnet");
+    let _ = writeln!(
+        out,
+        "# HELP sipsteer_queries_ecs_total DNS queries with and without EDNS Client Subnet"
+    );
     let _ = writeln!(out, "# TYPE sipsteer_queries_ecs_total counter");
-    let _ = writeln!(out, "sipsteer_queries_ecs_total{{ecs=\"absent\"}} {}", ecs[0]);
-    let _ = writeln!(out, "sipsteer_queries_ecs_total{{ecs=\"present\"}} {}", ecs[1]);
-    let _ = writeln!(out, "# HELP sipsteer_truncated_total UDP answers sent with TC set");
+    let _ = writeln!(
+        out,
+        "sipsteer_queries_ecs_total{{ecs=\"absent\"}} {}",
+        ecs[0]
+    );
+    let _ = writeln!(
+        out,
+        "sipsteer_queries_ecs_total{{ecs=\"present\"}} {}",
+        ecs[1]
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sipsteer_truncated_total UDP answers sent with TC set"
+    );
     let _ = writeln!(out, "# TYPE sipsteer_truncated_total counter");
     let _ = writeln!(out, "sipsteer_truncated_total {tc}");
     if let Ok(g) = NAMED.lock()
         && let Some(n) = g.as_ref()
     {
-        let _ = writeln!(out, "# HELP sipsteer_zone_queries_total DNS queries answered from each zone");
+        let _ = writeln!(
+            out,
+            "# HELP sipsteer_zone_queries_total DNS queries answered from each zone"
+        );
         let _ = writeln!(out, "# TYPE sipsteer_zone_queries_total counter");
         for (z, c) in &n.zones {
-            let _ = writeln!(out, "sipsteer_zone_queries_total{{zone=\"{z}\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "sipsteer_zone_queries_total{{zone=\"{z}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
-        let _ = writeln!(out, "# HELP sipsteer_region_answers_total steered answers whose first region is this one");
+        let _ = writeln!(
+            out,
+            "# HELP sipsteer_region_answers_total steered answers whose first region is this one"
+        );
         let _ = writeln!(out, "# TYPE sipsteer_region_answers_total counter");
         for (r, c) in &n.regions {
-            let _ = writeln!(out, "sipsteer_region_answers_total{{region=\"{r}\"}} {}", c.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "sipsteer_region_answers_total{{region=\"{r}\"}} {}",
+                c.load(Ordering::Relaxed)
+            );
         }
     }
     out

@@ -33,9 +33,9 @@ pub struct AdminState {
 pub async fn serve(listener: TcpListener, state: AdminState, cancel: CancellationToken) {
     let app = routes::router(state).layer(
         tower::ServiceBuilder::new()
-            .layer(axum::error_handling::HandleErrorLayer::new(|_: tower::BoxError| async {
-                axum::http::StatusCode::REQUEST_TIMEOUT
-            }))
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                |_: tower::BoxError| async { axum::http::StatusCode::REQUEST_TIMEOUT },
+            ))
             .layer(tower::timeout::TimeoutLayer::new(REQUEST_TIMEOUT))
             .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)),
     );

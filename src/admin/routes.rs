@@ -33,12 +33,12 @@ fn error(code: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 /// Changing endpoints: the bearer token must match; with no token configured they are off.
-fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
+fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(token) = &state.token else {
-        return Err(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "changing endpoints are disabled: set admin.token or SIPSTEER_ADMIN_TOKEN",
-        ));
+        )));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -46,12 +46,14 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Response> {
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(g) if constant_time_eq(g.as_bytes(), token.as_bytes()) => Ok(()),
-        _ => Err((
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({ "error": "missing or wrong bearer token" })),
-        )
-            .into_response()),
+        _ => Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                Json(json!({ "error": "missing or wrong bearer token" })),
+            )
+                .into_response(),
+        )),
     }
 }
 
@@ -63,7 +65,11 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     if s.hub.ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "first probe round not finished\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "first probe round not finished\n",
+        )
+            .into_response()
     }
 }
 
@@ -122,14 +128,25 @@ struct ExplainQuery {
     ecs: Option<ipnet::IpNet>,
 }
 
-async fn explain(State(s): State<AdminState>, q: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>) -> Response {
+async fn explain(
+    State(s): State<AdminState>,
+    q: Result<Query<ExplainQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
     let Query(q) = match q {
         Ok(q) => q,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad query: {e} (use ?client=IP&name=NAME&type=TYPE&ecs=CIDR)")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("bad query: {e} (use ?client=IP&name=NAME&type=TYPE&ecs=CIDR)"),
+            );
+        }
     };
     let rtype = q.rtype.as_deref().unwrap_or("A").to_ascii_uppercase();
     let Ok(rtype) = rtype.parse::<hickory_proto::rr::RecordType>() else {
-        return error(StatusCode::BAD_REQUEST, format!("unknown record type `{rtype}`"));
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown record type `{rtype}`"),
+        );
     };
     let snap = s.reloader.shared().load_full();
     match crate::explain::explain(&snap, q.client, q.ecs, &q.name, rtype) {
@@ -140,15 +157,24 @@ async fn explain(State(s): State<AdminState>, q: Result<Query<ExplainQuery>, axu
 
 async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
     if let Err(r) = authorize(&s, &headers) {
-        return r;
+        return *r;
     }
     let r = s.reloader.clone();
     let out = tokio::task::spawn_blocking(move || r.reload("api")).await;
     match out {
-        Ok(crate::app::Outcome::Applied(g)) => Json(json!({"result": "ok", "generation": g})).into_response(),
+        Ok(crate::app::Outcome::Applied(g)) => {
+            Json(json!({"result": "ok", "generation": g})).into_response()
+        }
         Ok(crate::app::Outcome::Unchanged) => Json(json!({"result": "unchanged"})).into_response(),
-        Ok(crate::app::Outcome::Rejected(e)) => (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"result": "error", "error": e}))).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("reload failed: {e}")),
+        Ok(crate::app::Outcome::Rejected(e)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"result": "error", "error": e})),
+        )
+            .into_response(),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed: {e}"),
+        ),
     }
 }
 
@@ -175,17 +201,25 @@ async fn set_state(
     body: Result<Json<StateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers) {
-        return r;
+        return *r;
     }
     let Ok(Json(body)) = body else {
-        return error(StatusCode::BAD_REQUEST, "body must be JSON: {\"state\": \"drain|up|down|clear\"}");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be JSON: {\"state\": \"drain|up|down|clear\"}",
+        );
     };
     let force = match body.state.as_str() {
         "drain" => Force::Drain,
         "up" => Force::Up,
         "down" => Force::Down,
         "clear" => Force::Clear,
-        other => return error(StatusCode::BAD_REQUEST, format!("unknown state `{other}` (use drain, up, down or clear)")),
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown state `{other}` (use drain, up, down or clear)"),
+            );
+        }
     };
     match s.hub.force(&region, &server, force) {
         Ok(report) => Json(report).into_response(),
@@ -208,13 +242,19 @@ async fn set_load(
     body: Result<Json<LoadBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     if let Err(r) = authorize(&s, &headers) {
-        return r;
+        return *r;
     }
     let Ok(Json(body)) = body else {
-        return error(StatusCode::BAD_REQUEST, "body must be JSON: {\"calls\": N, \"cps\": N}");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be JSON: {\"calls\": N, \"cps\": N}",
+        );
     };
     if body.calls.is_none() && body.cps.is_none() {
-        return error(StatusCode::BAD_REQUEST, "a load report needs calls and/or cps");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a load report needs calls and/or cps",
+        );
     }
     match s.hub.load(&region, &server, body.calls, body.cps) {
         Ok(report) => Json(report).into_response(),

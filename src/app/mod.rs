@@ -19,7 +19,6 @@ use crate::dns::listener;
 use crate::health::hub::HealthHub;
 use crate::snapshot::{Shared, Snapshot};
 
-
 pub mod reload;
 
 pub use reload::{Outcome, ReloadStatus, Reloader};
@@ -56,7 +55,8 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
     crate::admin::metrics::init();
     let listen = cfg.listen_dns.clone();
     let dns_settings = cfg.dns.clone();
-    let watch_set = crate::config::watch::WatchSet::for_config(path, &cfg.zones_dir, cfg.geoip.as_deref());
+    let watch_set =
+        crate::config::watch::WatchSet::for_config(path, &cfg.zones_dir, cfg.geoip.as_deref());
     let admin_addr = cfg.listen_admin;
     let token = cfg.admin.token.clone();
     let hub = HealthHub::new(cfg.health_concurrency, cfg.admin.state_file.clone());
@@ -89,7 +89,13 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         let bound = udp[0].local_addr()?;
         for sock in udp {
             let stats = crate::admin::metrics::QueryStats::registered();
-            threads.push(listener::spawn_udp(sock, shared.clone(), stats, qlog.clone(), stop.clone())?);
+            threads.push(listener::spawn_udp(
+                sock,
+                shared.clone(),
+                stats,
+                qlog.clone(),
+                stop.clone(),
+            )?);
         }
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
         tasks.spawn(listener::serve_tcp(
@@ -112,7 +118,12 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
             None
         }
     };
-    tasks.spawn(reload::run(reloader.clone(), nudges, RESCAN, cancel.clone()));
+    tasks.spawn(reload::run(
+        reloader.clone(),
+        nudges,
+        RESCAN,
+        cancel.clone(),
+    ));
     let admin = match admin_addr {
         Some(addr) => {
             let l = crate::admin::bind(addr)
@@ -153,8 +164,8 @@ fn bind_pair(
 ) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
     let mut last = None;
     for _ in 0..20 {
-        let udp = listener::bind_udp(addr, workers)
-            .with_context(|| format!("cannot bind udp {addr}"))?;
+        let udp =
+            listener::bind_udp(addr, workers).with_context(|| format!("cannot bind udp {addr}"))?;
         let bound = udp[0].local_addr()?;
         match listener::bind_tcp(bound) {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -241,7 +252,8 @@ pub async fn explain_offline(
         Some(url) => crate::admin::client::with_live_health(snap, url).await?,
         None => snap,
     };
-    let e = crate::explain::explain(&snap, client, ecs, name, rtype).map_err(|e| anyhow::anyhow!(e))?;
+    let e =
+        crate::explain::explain(&snap, client, ecs, name, rtype).map_err(|e| anyhow::anyhow!(e))?;
     Ok(crate::explain::render(&e))
 }
 
@@ -252,4 +264,3 @@ pub fn load_geo(cfg: &Config) -> Result<Option<Arc<crate::steering::GeoData>>> {
         Some(path) => crate::steering::GeoData::load(path).map(|g| Some(Arc::new(g))),
     }
 }
-

@@ -85,8 +85,11 @@ fn geo_key(path: &Path) -> Option<(PathBuf, u64, SystemTime, u64)> {
 
 /// Loads and compiles the GeoIP database a config names.
 fn geo_entry(cfg: &Config) -> anyhow::Result<Option<GeoCache>> {
-    let Some(path) = &cfg.geoip else { return Ok(None) };
-    let key = geo_key(path).ok_or_else(|| anyhow::anyhow!("{}: cannot read GeoIP database", path.display()))?;
+    let Some(path) = &cfg.geoip else {
+        return Ok(None);
+    };
+    let key = geo_key(path)
+        .ok_or_else(|| anyhow::anyhow!("{}: cannot read GeoIP database", path.display()))?;
     let started = std::time::Instant::now();
     let data = Arc::new(GeoData::load(path)?);
     metrics::gauge!("sipsteer_geoip_build_seconds").set(started.elapsed().as_secs_f64());
@@ -131,7 +134,9 @@ impl Reloader {
 
     /// The GeoIP data for a config, reusing the compiled table while the file is unchanged.
     fn geo_for(&self, cfg: &Config) -> anyhow::Result<Option<Arc<GeoData>>> {
-        let Some(path) = &cfg.geoip else { return Ok(None) };
+        let Some(path) = &cfg.geoip else {
+            return Ok(None);
+        };
         let key = geo_key(path);
         if let Ok(cache) = self.geo.lock()
             && let Some(c) = cache.as_ref()
@@ -169,7 +174,11 @@ impl Reloader {
                 st.rejected += 1;
                 st.last_result = "error".into();
                 if st.last_error.as_deref() != Some(&e) {
-                    tracing::error!(trigger = why, "config rejected, still serving generation {}:\n{e}", current.generation);
+                    tracing::error!(
+                        trigger = why,
+                        "config rejected, still serving generation {}:\n{e}",
+                        current.generation
+                    );
                 }
                 st.last_error = Some(e.clone());
                 crate::admin::metrics::reload(false);
@@ -206,13 +215,23 @@ impl Reloader {
         st.files = files_out(&cfg.files);
         crate::admin::metrics::reload(true);
         crate::admin::metrics::generation(generation);
-        tracing::info!(trigger = why, generation, ms = started.elapsed().as_millis() as u64, "config reloaded");
+        tracing::info!(
+            trigger = why,
+            generation,
+            ms = started.elapsed().as_millis() as u64,
+            "config reloaded"
+        );
         Outcome::Applied(generation)
     }
 }
 
 /// Reloads on nudges (debounced) and on a periodic rescan until `cancel` fires.
-pub async fn run(reloader: Arc<Reloader>, mut nudges: mpsc::Receiver<()>, rescan: Duration, cancel: CancellationToken) {
+pub async fn run(
+    reloader: Arc<Reloader>,
+    mut nudges: mpsc::Receiver<()>,
+    rescan: Duration,
+    cancel: CancellationToken,
+) {
     let mut tick = tokio::time::interval(rescan);
     tick.tick().await;
     loop {

@@ -58,7 +58,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         if let Some(s) = &q.sample
             && !(s.value > 0.0 && s.value <= 1.0)
         {
-            sink.on(s, "query_log.sample", "sample must be more than 0 and at most 1");
+            sink.on(
+                s,
+                "query_log.sample",
+                "sample must be more than 0 and at most 1",
+            );
             return None;
         }
         Some(super::QueryLogSettings {
@@ -263,7 +267,11 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
     }
     if let Some(w) = &d.udp_workers {
         if w.value > 256 {
-            sink.on(w, "dns.udp_workers", "must be between 0 (one per cpu) and 256");
+            sink.on(
+                w,
+                "dns.udp_workers",
+                "must be between 0 (one per cpu) and 256",
+            );
         } else {
             s.udp_workers = w.value as usize;
         }
@@ -303,7 +311,11 @@ fn capacity_settings(c: Option<&raw::CapacityPolicy>, sink: &mut Sink) -> Capaci
         if o.value > 0.0 && o.value <= 1.0 {
             s.overflow_at = o.value;
         } else {
-            sink.on(o, "capacity.overflow_at", "must be more than 0 and at most 1");
+            sink.on(
+                o,
+                "capacity.overflow_at",
+                "must be more than 0 and at most 1",
+            );
         }
     }
     if let Some(t) = &c.report_ttl {

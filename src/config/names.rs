@@ -52,7 +52,11 @@ mod tests {
         assert_eq!(resolve("@", &o).unwrap(), o);
         assert_eq!(resolve("WWW", &o).unwrap().to_string(), "www.example.com.");
         assert_eq!(resolve("a.b.", &o).unwrap().to_string(), "a.b.");
-        assert!(in_zone("a.b.", &o).unwrap_err().contains("outside the zone"));
+        assert!(
+            in_zone("a.b.", &o)
+                .unwrap_err()
+                .contains("outside the zone")
+        );
         assert!(in_zone("x.example.com.", &o).is_ok());
     }
 }

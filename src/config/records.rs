@@ -77,8 +77,9 @@ pub fn parse(t: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
             )))
         }
         RecordType::NAPTR => naptr(s, origin),
-        RecordType::CAA => RData::try_from_str(RecordType::CAA, s)
-            .map_err(|e| format!("invalid CAA `{s}`: {e}")),
+        RecordType::CAA => {
+            RData::try_from_str(RecordType::CAA, s).map_err(|e| format!("invalid CAA `{s}`: {e}"))
+        }
         other => Err(format!("record type {other} is not supported")),
     }
 }
@@ -183,12 +184,16 @@ mod tests {
             "10 20 \"S\" \"SIP+D2U\" \"\" _sip._udp.example.com."
         );
         assert!(parse(RecordType::CAA, r#"0 issue "ca.example.net""#, &o()).is_ok());
-        assert!(parse(RecordType::A, "300.1.1.1", &o())
-            .unwrap_err()
-            .contains("invalid IPv4"));
-        assert!(parse(RecordType::MX, "mail", &o())
-            .unwrap_err()
-            .contains("MX needs 2 fields"));
+        assert!(
+            parse(RecordType::A, "300.1.1.1", &o())
+                .unwrap_err()
+                .contains("invalid IPv4")
+        );
+        assert!(
+            parse(RecordType::MX, "mail", &o())
+                .unwrap_err()
+                .contains("MX needs 2 fields")
+        );
         let long = "x".repeat(600);
         match parse(RecordType::TXT, &long, &o()).unwrap() {
             RData::TXT(t) => assert_eq!(t.txt_data.len(), 3),

@@ -86,7 +86,10 @@ fn overlay(
     };
     dur(&h.interval, "interval", &mut p.interval);
     dur(&h.timeout, "timeout", &mut p.timeout);
-    for (v, field, out) in [(&h.rise, "rise", &mut p.rise), (&h.fall, "fall", &mut p.fall)] {
+    for (v, field, out) in [
+        (&h.rise, "rise", &mut p.rise),
+        (&h.fall, "fall", &mut p.fall),
+    ] {
         if let Some(v) = v {
             if (1..=100).contains(&v.value) {
                 *out = v.value;
@@ -111,7 +114,11 @@ fn overlay(
     if p.timeout > p.interval {
         let loc = h.timeout.as_ref().or(h.interval.as_ref());
         if let Some(l) = loc {
-            sink.on(l, format!("{path}.timeout"), "timeout must not exceed interval");
+            sink.on(
+                l,
+                format!("{path}.timeout"),
+                "timeout must not exceed interval",
+            );
         }
     }
     (p, check)
@@ -238,7 +245,12 @@ impl RegionTable {
     }
 }
 
-fn codes(v: &Spanned<Values>, path: &str, allowed: Option<&[&str]>, sink: &mut Sink) -> Vec<[u8; 2]> {
+fn codes(
+    v: &Spanned<Values>,
+    path: &str,
+    allowed: Option<&[&str]>,
+    sink: &mut Sink,
+) -> Vec<[u8; 2]> {
     let mut out = Vec::new();
     for (s, loc) in v.value.items(v.referenced) {
         let up = s.to_ascii_uppercase();
@@ -249,9 +261,17 @@ fn codes(v: &Spanned<Values>, path: &str, allowed: Option<&[&str]>, sink: &mut S
         if ok {
             out.push([b[0], b[1]]);
         } else if allowed.is_some() {
-            sink.at(loc, path, format!("unknown continent code `{s}` (use AF, AN, AS, EU, NA, OC, SA)"));
+            sink.at(
+                loc,
+                path,
+                format!("unknown continent code `{s}` (use AF, AN, AS, EU, NA, OC, SA)"),
+            );
         } else {
-            sink.at(loc, path, format!("invalid country code `{s}` (two letters, ISO 3166)"));
+            sink.at(
+                loc,
+                path,
+                format!("invalid country code `{s}` (two letters, ISO 3166)"),
+            );
         }
     }
     out
@@ -268,11 +288,19 @@ fn region(
     let location = match loc.value.as_slice() {
         [lat, lon] if lat.abs() <= 90.0 && lon.abs() <= 180.0 => Some((*lat, *lon)),
         [_, _] => {
-            sink.on(loc, format!("{path}.location"), "latitude must be within ±90 and longitude within ±180");
+            sink.on(
+                loc,
+                format!("{path}.location"),
+                "latitude must be within ±90 and longitude within ±180",
+            );
             None
         }
         _ => {
-            sink.on(loc, format!("{path}.location"), "location is [latitude, longitude]");
+            sink.on(
+                loc,
+                format!("{path}.location"),
+                "location is [latitude, longitude]",
+            );
             None
         }
     };
@@ -287,7 +315,13 @@ fn region(
         .map(|c| codes(c, &format!("{path}.continents"), Some(&CONTINENTS), sink))
         .unwrap_or_default();
     let (rprobe, rcheck) = match &r.health {
-        Some(h) => overlay(&defaults.probe, defaults.check.clone(), h, &format!("{path}.health"), sink),
+        Some(h) => overlay(
+            &defaults.probe,
+            defaults.check.clone(),
+            h,
+            &format!("{path}.health"),
+            sink,
+        ),
         None => (defaults.probe.clone(), defaults.check.clone()),
     };
     let mut servers: Vec<_> = r.servers.value.iter().collect();
@@ -296,7 +330,11 @@ fn region(
     for (key, s) in servers {
         let spath = format!("{path}.servers.{}", key.value);
         if !is_label(&key.value) {
-            sink.on(key, &spath, "server names are DNS labels: lowercase letters, digits and `-`");
+            sink.on(
+                key,
+                &spath,
+                "server names are DNS labels: lowercase letters, digits and `-`",
+            );
             continue;
         }
         if let Some(s) = server(&key.value, s, &spath, &rprobe, rcheck.as_deref(), sink) {
@@ -304,13 +342,21 @@ fn region(
         }
     }
     if r.servers.value.is_empty() {
-        sink.on(&r.servers, format!("{path}.servers"), "a region needs at least one server");
+        sink.on(
+            &r.servers,
+            format!("{path}.servers"),
+            "a region needs at least one server",
+        );
     }
     let min_up = match &r.min_up {
         None => 1,
         Some(m) if m.value >= 1 && (m.value as usize) <= r.servers.value.len() => m.value as usize,
         Some(m) => {
-            sink.on(m, format!("{path}.min_up"), "min_up must be between 1 and the number of servers");
+            sink.on(
+                m,
+                format!("{path}.min_up"),
+                "min_up must be between 1 and the number of servers",
+            );
             1
         }
     };
@@ -336,8 +382,16 @@ fn server(
     for (a, loc) in s.address.value.items(s.address.referenced) {
         match a.parse::<IpAddr>() {
             Ok(ip) if !addresses.contains(&ip) => addresses.push(ip),
-            Ok(_) => sink.at(loc, format!("{path}.address"), format!("duplicate address `{a}`")),
-            Err(_) => sink.at(loc, format!("{path}.address"), format!("invalid IP address `{a}`")),
+            Ok(_) => sink.at(
+                loc,
+                format!("{path}.address"),
+                format!("duplicate address `{a}`"),
+            ),
+            Err(_) => sink.at(
+                loc,
+                format!("{path}.address"),
+                format!("invalid IP address `{a}`"),
+            ),
         }
     }
     let transports = match &s.transports {
@@ -350,7 +404,11 @@ fn server(
         None => 100,
         Some(w) if w.value >= 1 => w.value,
         Some(w) => {
-            sink.on(w, format!("{path}.weight"), "weight must be between 1 and 65535");
+            sink.on(
+                w,
+                format!("{path}.weight"),
+                "weight must be between 1 and 65535",
+            );
             100
         }
     };
@@ -358,7 +416,11 @@ fn server(
         let calls = c.value.calls.as_ref().map(|v| v.value);
         let cps = c.value.cps.as_ref().map(|v| v.value);
         if calls.is_none() && cps.is_none() || calls == Some(0) || cps == Some(0) {
-            sink.on(c, format!("{path}.capacity"), "capacity needs calls and/or cps, each more than 0");
+            sink.on(
+                c,
+                format!("{path}.capacity"),
+                "capacity needs calls and/or cps, each more than 0",
+            );
             None
         } else {
             Some(Capacity { calls, cps })
@@ -404,7 +466,11 @@ fn transports(v: &Spanned<Values>, path: &str, sink: &mut Sink) -> Vec<Transport
             "tcp" => Transport::Tcp,
             "tls" => Transport::Tls,
             _ => {
-                sink.at(loc, path, format!("unknown transport `{s}` (use udp, tcp or tls)"));
+                sink.at(
+                    loc,
+                    path,
+                    format!("unknown transport `{s}` (use udp, tcp or tls)"),
+                );
                 continue;
             }
         };
@@ -435,7 +501,11 @@ pub fn services(
     for (key, s) in list {
         let path = format!("services.{}", key.value);
         if key.value == "@" || key.value.ends_with('.') {
-            sink.on(key, &path, "a service is named relative to the zone, like `sip`");
+            sink.on(
+                key,
+                &path,
+                "a service is named relative to the zone, like `sip`",
+            );
             continue;
         }
         let name = match names::in_zone(&key.value, origin) {
@@ -445,8 +515,18 @@ pub fn services(
                 continue;
             }
         };
-        if let Some(other) = out.iter().find(|o| o.name.zone_of(&name) || name.zone_of(&o.name)) {
-            sink.on(key, &path, format!("service names overlap: `{}` and `{}`", other.label, key.value));
+        if let Some(other) = out
+            .iter()
+            .find(|o| o.name.zone_of(&name) || name.zone_of(&o.name))
+        {
+            sink.on(
+                key,
+                &path,
+                format!(
+                    "service names overlap: `{}` and `{}`",
+                    other.label, key.value
+                ),
+            );
             continue;
         }
         if let Some(svc) = service(key, s, name, origin, regions, &path, sink) {
@@ -454,14 +534,17 @@ pub fn services(
         }
     }
     // Static records may not stand at or below a steered name.
-    for (rkey, _) in &z.records {
+    for rkey in z.records.keys() {
         if let Ok(n) = names::in_zone(&rkey.value, origin)
             && let Some(svc) = out.iter().find(|s| s.name.zone_of(&n))
         {
             sink.on(
                 rkey,
                 format!("records.{}", rkey.value),
-                format!("name is answered by service `{}`; remove the record or rename it", svc.label),
+                format!(
+                    "name is answered by service `{}`; remove the record or rename it",
+                    svc.label
+                ),
             );
         }
     }
@@ -502,15 +585,28 @@ fn service(
         &s.regions,
         &format!("{path}.regions"),
         &|r| regions.usable(r, &file),
-        &|r| format!("unknown region `{r}` (define it under regions: in this file or in sipsteer.yaml)"),
+        &|r| {
+            format!(
+                "unknown region `{r}` (define it under regions: in this file or in sipsteer.yaml)"
+            )
+        },
         regions,
         sink,
     );
     if regs.is_empty() {
-        if s.regions.value.items(s.regions.referenced).iter().any(|(r, _)| regions.failed(r)) {
+        if s.regions
+            .value
+            .items(s.regions.referenced)
+            .iter()
+            .any(|(r, _)| regions.failed(r))
+        {
             return None;
         }
-        sink.on(&s.regions, format!("{path}.regions"), "a service needs at least one region");
+        sink.on(
+            &s.regions,
+            format!("{path}.regions"),
+            "a service needs at least one region",
+        );
         return None;
     }
     let in_service = |r: &str| regions.usable(r, &file).filter(|i| regs.contains(i));
@@ -522,7 +618,11 @@ fn service(
         None => 30,
         Some(t) if t.value <= super::zone::MAX_TTL => t.value,
         Some(t) => {
-            sink.on(t, format!("{path}.ttl"), format!("ttl must be 0 to {} seconds", super::zone::MAX_TTL));
+            sink.on(
+                t,
+                format!("{path}.ttl"),
+                format!("ttl must be 0 to {} seconds", super::zone::MAX_TTL),
+            );
             30
         }
     };
@@ -530,7 +630,14 @@ fn service(
         None => 2.min(regs.len()),
         Some(f) if f.value >= 1 && f.value as usize <= regs.len() => f.value as usize,
         Some(f) => {
-            sink.on(f, format!("{path}.failover"), format!("failover must be between 1 and the number of regions ({})", regs.len()));
+            sink.on(
+                f,
+                format!("{path}.failover"),
+                format!(
+                    "failover must be between 1 and the number of regions ({})",
+                    regs.len()
+                ),
+            );
             1
         }
     };
@@ -538,14 +645,25 @@ fn service(
         None => 4,
         Some(a) if (1..=16).contains(&a.value) => a.value as usize,
         Some(a) => {
-            sink.on(a, format!("{path}.answers"), "answers must be between 1 and 16");
+            sink.on(
+                a,
+                format!("{path}.answers"),
+                "answers must be between 1 and 16",
+            );
             4
         }
     };
     let not_in = |r: &str| format!("region `{r}` is not one of this service's regions");
     let fallback = match &s.fallback {
         None => regs.clone(),
-        Some(f) => region_list(f, &format!("{path}.fallback"), &in_service, &not_in, regions, sink),
+        Some(f) => region_list(
+            f,
+            &format!("{path}.fallback"),
+            &in_service,
+            &not_in,
+            regions,
+            sink,
+        ),
     };
     let mut networks = Vec::new();
     let mut nets: Vec<_> = s.networks.iter().collect();
@@ -555,11 +673,26 @@ fn service(
         let npath = format!("{path}.networks.{}", net.value);
         let parsed = net.value.parse::<IpNet>();
         let Ok(n) = parsed else {
-            sink.on(net, &npath, format!("invalid network `{}` (use CIDR, e.g. 203.0.113.0/24)", net.value));
+            sink.on(
+                net,
+                &npath,
+                format!(
+                    "invalid network `{}` (use CIDR, e.g. 203.0.113.0/24)",
+                    net.value
+                ),
+            );
             continue;
         };
         if n.trunc() != n {
-            sink.on(net, &npath, format!("network `{}` has host bits set (did you mean {}?)", net.value, n.trunc()));
+            sink.on(
+                net,
+                &npath,
+                format!(
+                    "network `{}` has host bits set (did you mean {}?)",
+                    net.value,
+                    n.trunc()
+                ),
+            );
             continue;
         }
         if !seen.insert(n) {
@@ -576,7 +709,11 @@ fn service(
         Some("nodata") => AllDown::Nodata,
         Some(other) => {
             if let Some(a) = &s.all_down {
-                sink.on(a, format!("{path}.all_down"), format!("unknown policy `{other}` (use nearest or nodata)"));
+                sink.on(
+                    a,
+                    format!("{path}.all_down"),
+                    format!("unknown policy `{other}` (use nearest or nodata)"),
+                );
             }
             AllDown::Nearest
         }

@@ -3,8 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde_saphyr::{Location, Spanned};
 
 /// A scalar or a list of scalars (`A: 192.0.2.1` or `A: [192.0.2.1, 192.0.2.2]`).
@@ -86,7 +86,9 @@ impl<'de> Deserialize<'de> for Scalar {
 /// Parses `500ms`, `5s`, `2m`, `1h` (a bare number is seconds).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num
         .parse()
@@ -96,7 +98,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(format!("invalid duration unit in `{s}` (use ms, s, m or h)")),
+        _ => {
+            return Err(format!(
+                "invalid duration unit in `{s}` (use ms, s, m or h)"
+            ));
+        }
     };
     if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
         return Err(format!("duration `{s}` out of range (0 to 24h)"));

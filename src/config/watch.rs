@@ -48,7 +48,8 @@ impl WatchSet {
         if name.starts_with("..") {
             return true;
         }
-        if name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp") || name == "4913" {
+        if name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp") || name == "4913"
+        {
             return false;
         }
         if self.names.contains(name) {
@@ -111,7 +112,11 @@ mod tests {
 
     #[test]
     fn filters_names() {
-        let w = WatchSet::for_config(Path::new("/etc/s/sipsteer.yaml"), Path::new("/etc/s/zones"), Some(Path::new("/var/geo/City.mmdb")));
+        let w = WatchSet::for_config(
+            Path::new("/etc/s/sipsteer.yaml"),
+            Path::new("/etc/s/zones"),
+            Some(Path::new("/var/geo/City.mmdb")),
+        );
         assert!(w.matters(Path::new("/etc/s/sipsteer.yaml")));
         assert!(w.matters(Path::new("/etc/s/zones/example.com.yaml")));
         assert!(w.matters(Path::new("/etc/s/zones/..data")));
@@ -121,7 +126,11 @@ mod tests {
         assert!(!w.matters(Path::new("/etc/s/zones/4913")));
         assert!(!w.matters(Path::new("/etc/s/zones/notes.txt")));
         assert!(!w.matters(Path::new("/var/geo/other.mmdb")));
-        assert!(!is_change(&EventKind::Access(AccessKind::Open(AccessMode::Read))));
-        assert!(is_change(&EventKind::Access(AccessKind::Close(AccessMode::Write))));
+        assert!(!is_change(&EventKind::Access(AccessKind::Open(
+            AccessMode::Read
+        ))));
+        assert!(is_change(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
     }
 }

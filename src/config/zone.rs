@@ -7,9 +7,9 @@ use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::error::{ConfigError, Sink};
+use super::names;
 use super::raw;
 use super::records;
-use super::names;
 use super::steer::{self, RegionTable};
 use super::values::Values;
 use super::{RecordConfig, ZoneConfig};
@@ -74,8 +74,8 @@ fn node(
     sink: &mut Sink,
 ) -> Vec<RecordConfig> {
     let mut node_ttl = zone_ttl;
-    let mut sets: BTreeMap<(u64, u64), (RecordType, &serde_saphyr::Spanned<String>, Vec<RData>)> =
-        BTreeMap::new();
+    type Set<'a> = (RecordType, &'a serde_saphyr::Spanned<String>, Vec<RData>);
+    let mut sets: BTreeMap<(u64, u64), Set> = BTreeMap::new();
     for (tkey, v) in types {
         let tpath = format!("{path}.{}", tkey.value);
         if tkey.value == "ttl" {
@@ -101,7 +101,11 @@ fn node(
             continue;
         };
         if t == RecordType::NS && name == origin {
-            sink.on(tkey, &tpath, "the zone's own NS set comes from `ns:`, not records");
+            sink.on(
+                tkey,
+                &tpath,
+                "the zone's own NS set comes from `ns:`, not records",
+            );
             continue;
         }
         let mut rdatas = Vec::new();
@@ -113,7 +117,11 @@ fn node(
             }
         }
         if rdatas.is_empty() && matches!(&v.value, Values::Many(m) if m.is_empty()) {
-            sink.on(v, &tpath, "empty list: give at least one value or remove the type");
+            sink.on(
+                v,
+                &tpath,
+                "empty list: give at least one value or remove the type",
+            );
         }
         sets.insert(
             (tkey.referenced.line(), tkey.referenced.column()),
@@ -125,7 +133,11 @@ fn node(
         if name == origin {
             sink.on(tkey, &tpath, "CNAME is not allowed at the zone apex");
         } else if sets.len() > 1 {
-            sink.on(tkey, &tpath, "CNAME cannot stand beside other data at the same name");
+            sink.on(
+                tkey,
+                &tpath,
+                "CNAME cannot stand beside other data at the same name",
+            );
         } else if rd.len() > 1 {
             sink.on(tkey, &tpath, "a name has at most one CNAME");
         }
@@ -168,10 +180,14 @@ fn soa(s: &raw::Soa, origin: &Name, sink: &mut Sink) -> Option<SOA> {
         .ok();
     let get = |v: &Option<serde_saphyr::Spanned<u32>>, d: u32| v.as_ref().map_or(d, |v| v.value);
     let minimum = get(&s.minimum, 60);
-    if minimum > 86_400 {
-        if let Some(m) = &s.minimum {
-            sink.on(m, "soa.minimum", "negative-answer TTL must be at most 86400 seconds");
-        }
+    if minimum > 86_400
+        && let Some(m) = &s.minimum
+    {
+        sink.on(
+            m,
+            "soa.minimum",
+            "negative-answer TTL must be at most 86400 seconds",
+        );
     }
     Some(SOA::new(
         primary?,
@@ -185,7 +201,11 @@ fn soa(s: &raw::Soa, origin: &Name, sink: &mut Sink) -> Option<SOA> {
 }
 
 /// Two files may not claim one zone.
-pub fn check_unique(zones: &[ZoneConfig], raw: &[(PathBuf, raw::Zone)], errors: &mut Vec<ConfigError>) {
+pub fn check_unique(
+    zones: &[ZoneConfig],
+    raw: &[(PathBuf, raw::Zone)],
+    errors: &mut Vec<ConfigError>,
+) {
     let mut seen: HashMap<&Name, &PathBuf> = HashMap::new();
     for z in zones {
         if let Some(first) = seen.get(&z.origin) {

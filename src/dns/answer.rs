@@ -81,7 +81,7 @@ pub fn respond(
             ext_rcode: 0,
             ecs: ecs.map(|e| (e, 0)),
         }
-        .len()
+        .wire_len()
     });
     // Location comes from ECS when the resolver sent one, else from the packet's source.
     let located = ecs.map_or(canonical(client), |e| e.addr);
@@ -157,7 +157,9 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
     };
     w.set_apex_offset(apex_off);
     a.zone = Some(zone.index);
-    if zone.has_cuts && let Some(cut) = delegation(zone, name, apex_off, q.qtype) {
+    if zone.has_cuts
+        && let Some(cut) = delegation(zone, name, apex_off, q.qtype)
+    {
         referral(zone, cut, w, a);
         return;
     }
@@ -199,7 +201,13 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
 }
 
 /// Follows a CNAME chain inside the zone.
-fn chase<'z>(zone: &'z Zone, mut target: Option<&'z [u8]>, qtype: u16, w: &mut Writer, a: &mut Answer) {
+fn chase<'z>(
+    zone: &'z Zone,
+    mut target: Option<&'z [u8]>,
+    qtype: u16,
+    w: &mut Writer,
+    a: &mut Answer,
+) {
     for _ in 0..MAX_CHAIN {
         let Some(t) = target else { return };
         if !ends_with_apex(t, &zone.apex) {
@@ -244,7 +252,12 @@ fn ends_with_apex(name: &[u8], apex: &[u8]) -> bool {
 
 /// The highest delegation point at or above `name` (below the apex), if any. A DS query at
 /// the cut itself is answered by the parent side.
-fn delegation<'z>(zone: &'z Zone, name: &[u8], apex_off: usize, qtype: u16) -> Option<(&'z [u8], &'z Node)> {
+fn delegation<'z>(
+    zone: &'z Zone,
+    name: &[u8],
+    apex_off: usize,
+    qtype: u16,
+) -> Option<(&'z [u8], &'z Node)> {
     // Walk from the label just under the apex down to the name itself.
     let mut starts = [0usize; 128];
     let mut n = 0;

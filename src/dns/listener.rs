@@ -76,7 +76,9 @@ pub fn spawn_udp(
                     Err(e)
                         if matches!(
                             e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                            io::ErrorKind::WouldBlock
+                                | io::ErrorKind::TimedOut
+                                | io::ErrorKind::Interrupted
                         ) =>
                     {
                         continue;
@@ -177,7 +179,10 @@ async fn connection(
         let mut framed = Vec::with_capacity(out.len() + 2);
         framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
         framed.extend_from_slice(&out);
-        if tokio::time::timeout(idle, stream.write_all(&framed)).await.is_err() {
+        if tokio::time::timeout(idle, stream.write_all(&framed))
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -33,7 +33,9 @@ pub fn answer(
 ) -> bool {
     let st = &*snap.steering;
     let si = sref.service as usize;
-    let Some(svc) = st.services.get(si) else { return false };
+    let Some(svc) = st.services.get(si) else {
+        return false;
+    };
     let (target, srv) = match sref.kind {
         SteerKind::Service => (Target::Service, None),
         SteerKind::Srv(t) => (Target::Service, Some(t)),
@@ -54,7 +56,12 @@ pub fn answer(
     if plan.empty {
         return false;
     }
-    let cx = Cx { st, snap, svc, plan: &plan };
+    let cx = Cx {
+        st,
+        snap,
+        svc,
+        plan: &plan,
+    };
     let wrote = match (srv, qtype) {
         (Some(t), _) => {
             let n = cx.srv_records(ANSWER, None, t, w);
@@ -88,7 +95,13 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     /// SRV records for transport `t` over every tier. `None` if they did not fit.
-    fn srv_records(&self, section: usize, owner: Option<&[u8]>, t: Transport, w: &mut Writer) -> Option<usize> {
+    fn srv_records(
+        &self,
+        section: usize,
+        owner: Option<&[u8]>,
+        t: Transport,
+        w: &mut Writer,
+    ) -> Option<usize> {
         let mark = w.mark();
         let mut n = 0;
         for (k, &pos) in self.plan.tiers().iter().enumerate() {
@@ -103,9 +116,14 @@ impl Cx<'_> {
                 let port = s.port_for(t);
                 let owner_name = owner.unwrap_or(&[]);
                 let ok = if owner.is_some() {
-                    w.record_with(section, owner_name, TYPE_SRV, self.svc.ttl, 6 + host.len(), |b| {
-                        srv_rdata(b, prio, weight, port, host)
-                    })
+                    w.record_with(
+                        section,
+                        owner_name,
+                        TYPE_SRV,
+                        self.svc.ttl,
+                        6 + host.len(),
+                        |b| srv_rdata(b, prio, weight, port, host),
+                    )
                 } else {
                     w.record_with_qname(section, TYPE_SRV, self.svc.ttl, 6 + host.len(), |b| {
                         srv_rdata(b, prio, weight, port, host)
@@ -149,14 +167,20 @@ impl Cx<'_> {
         for (i, (t, name)) in srv_names.iter().enumerate() {
             let service = steering::naptr_service(*t);
             let pref = 10 * (i as u16 + 1);
-            let ok = w.record_with_qname(ANSWER, TYPE_NAPTR, self.svc.ttl, 8 + service.len() + name.len(), |b| {
-                b.extend_from_slice(&10u16.to_be_bytes());
-                b.extend_from_slice(&pref.to_be_bytes());
-                b.extend_from_slice(&[1, b'S', service.len() as u8]);
-                b.extend_from_slice(service);
-                b.push(0);
-                b.extend_from_slice(name);
-            });
+            let ok = w.record_with_qname(
+                ANSWER,
+                TYPE_NAPTR,
+                self.svc.ttl,
+                8 + service.len() + name.len(),
+                |b| {
+                    b.extend_from_slice(&10u16.to_be_bytes());
+                    b.extend_from_slice(&pref.to_be_bytes());
+                    b.extend_from_slice(&[1, b'S', service.len() as u8]);
+                    b.extend_from_slice(service);
+                    b.push(0);
+                    b.extend_from_slice(name);
+                },
+            );
             if !ok {
                 truncate(w, a);
                 return true;
@@ -178,9 +202,10 @@ impl Cx<'_> {
         let v4 = rtype == TYPE_A;
         for &pos in self.plan.tiers() {
             let region = self.svc.regions[pos as usize];
-            let count: usize = tier_servers(self.st, &self.snap.health, region, self.plan.fail_open)
-                .map(|(_, s)| if v4 { s.v4.len() } else { s.v6.len() })
-                .sum();
+            let count: usize =
+                tier_servers(self.st, &self.snap.health, region, self.plan.fail_open)
+                    .map(|(_, s)| if v4 { s.v4.len() } else { s.v6.len() })
+                    .sum();
             if count == 0 {
                 continue;
             }
@@ -207,7 +232,8 @@ impl Cx<'_> {
     fn nth_address(&self, region: usize, v4: bool, k: usize) -> Option<&[u8]> {
         tier_servers(self.st, &self.snap.health, region, self.plan.fail_open)
             .flat_map(|(_, s)| {
-                let (a, b): (&[[u8; 4]], &[[u8; 16]]) = if v4 { (&s.v4, &[]) } else { (&[], &s.v6) };
+                let (a, b): (&[[u8; 4]], &[[u8; 16]]) =
+                    if v4 { (&s.v4, &[]) } else { (&[], &s.v6) };
                 a.iter().map(|x| &x[..]).chain(b.iter().map(|x| &x[..]))
             })
             .nth(k)
@@ -233,7 +259,7 @@ fn subnet_hash(ip: IpAddr) -> u32 {
             [o[0], o[1], o[2], o[3], o[4], o[5], o[6], 0]
         }
     };
-    bytes
-        .iter()
-        .fold(0x811C_9DC5u32, |h, b| (h ^ *b as u32).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811C_9DC5u32, |h, b| {
+        (h ^ *b as u32).wrapping_mul(0x0100_0193)
+    })
 }

@@ -319,7 +319,7 @@ fn parse_ecs(b: &[u8]) -> Result<Ecs, ()> {
     if source > max || scope != 0 || addr.len() != (source as usize).div_ceil(8) {
         return Err(());
     }
-    if source % 8 != 0
+    if !source.is_multiple_of(8)
         && let Some(last) = addr.last()
         && last & (0xFFu8 >> (source % 8)) != 0
     {
@@ -366,7 +366,9 @@ mod tests {
     #[test]
     fn plain_query() {
         let p = query(NAME, &[], 0);
-        let Parsed::Query(q) = parse(&p) else { panic!() };
+        let Parsed::Query(q) = parse(&p) else {
+            panic!()
+        };
         assert_eq!(q.name(), b"\x03www\x07example\x03com\x00");
         assert_eq!(&q.question[..4], b"\x03WwW");
         assert_eq!((q.qtype, q.qclass, q.id), (1, 1, 0x1234));
@@ -384,7 +386,9 @@ mod tests {
             o
         };
         let p = query(NAME, &opt(0, &ecs(1, 24, 0, &[81, 2, 69])), 1);
-        let Parsed::Query(q) = parse(&p) else { panic!() };
+        let Parsed::Query(q) = parse(&p) else {
+            panic!()
+        };
         let e = q.edns.unwrap().ecs.unwrap();
         assert_eq!((e.source, e.addr), (24, "81.2.69.0".parse().unwrap()));
         for bad in [
@@ -395,7 +399,10 @@ mod tests {
             ecs(1, 24, 8, &[81, 2, 69]),
         ] {
             let p = query(NAME, &opt(0, &bad), 1);
-            assert!(matches!(parse(&p), Parsed::Error { rcode: 1, .. }), "{bad:?}");
+            assert!(
+                matches!(parse(&p), Parsed::Error { rcode: 1, .. }),
+                "{bad:?}"
+            );
         }
     }
 
@@ -417,9 +424,23 @@ mod tests {
         assert!(matches!(parse(&[0; 5]), Parsed::Drop));
         let mut notify = query(NAME, &[], 0);
         notify[2] = 4 << 3;
-        assert!(matches!(parse(&notify), Parsed::Error { rcode: 4, question: Some(_), .. }));
+        assert!(matches!(
+            parse(&notify),
+            Parsed::Error {
+                rcode: 4,
+                question: Some(_),
+                ..
+            }
+        ));
         let truncated = &query(NAME, &[], 0)[..20];
-        assert!(matches!(parse(truncated), Parsed::Error { rcode: 1, question: None, .. }));
+        assert!(matches!(
+            parse(truncated),
+            Parsed::Error {
+                rcode: 1,
+                question: None,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -20,7 +20,8 @@ pub struct OptOut {
 }
 
 impl OptOut {
-    pub fn len(&self) -> usize {
+    /// Bytes the OPT record takes on the wire.
+    pub fn wire_len(&self) -> usize {
         11 + self
             .ecs
             .map_or(0, |(e, _)| 8 + (e.source as usize).div_ceil(8))
@@ -179,7 +180,14 @@ impl<'b> Writer<'b> {
     }
 
     /// Writes one record; false (nothing written) if it does not fit.
-    pub fn record(&mut self, section: usize, owner: &[u8], rtype: u16, ttl: u32, rdata: &[u8]) -> bool {
+    pub fn record(
+        &mut self,
+        section: usize,
+        owner: &[u8],
+        rtype: u16,
+        ttl: u32,
+        rdata: &[u8],
+    ) -> bool {
         if !self.fits(self.owner_len(owner) + 10 + rdata.len()) {
             return false;
         }
@@ -187,7 +195,8 @@ impl<'b> Writer<'b> {
         self.buf.extend_from_slice(&rtype.to_be_bytes());
         self.buf.extend_from_slice(&1u16.to_be_bytes());
         self.buf.extend_from_slice(&ttl.to_be_bytes());
-        self.buf.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        self.buf
+            .extend_from_slice(&(rdata.len() as u16).to_be_bytes());
         self.buf.extend_from_slice(rdata);
         self.counts[section] += 1;
         true
@@ -236,7 +245,8 @@ impl<'b> Writer<'b> {
 
     /// Finishes the header and appends the OPT record.
     pub fn finish(self, req_flags: u16, aa: bool, tc: bool, rcode: u8, opt: Option<OptOut>) {
-        let mut flags: u16 = 0x8000 | (req_flags & 0x7800) | (req_flags & 0x0100) | (req_flags & 0x0010);
+        let mut flags: u16 =
+            0x8000 | (req_flags & 0x7800) | (req_flags & 0x0100) | (req_flags & 0x0010);
         if aa {
             flags |= 0x0400;
         }
@@ -256,9 +266,11 @@ impl<'b> Writer<'b> {
                 None => self.buf.extend_from_slice(&[0, 0]),
                 Some((e, scope)) => {
                     let alen = (e.source as usize).div_ceil(8);
-                    self.buf.extend_from_slice(&((8 + alen) as u16).to_be_bytes());
+                    self.buf
+                        .extend_from_slice(&((8 + alen) as u16).to_be_bytes());
                     self.buf.extend_from_slice(&OPT_ECS.to_be_bytes());
-                    self.buf.extend_from_slice(&((4 + alen) as u16).to_be_bytes());
+                    self.buf
+                        .extend_from_slice(&((4 + alen) as u16).to_be_bytes());
                     self.buf.extend_from_slice(&e.family.to_be_bytes());
                     self.buf.extend_from_slice(&[e.source, scope]);
                     match e.addr {

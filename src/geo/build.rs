@@ -13,18 +13,38 @@ pub struct BuildSummary {
 }
 
 pub fn build_file(csv: &Path, out: &Path) -> Result<BuildSummary, GeoError> {
-    let err = |p: &Path, m: String| GeoError::File { path: p.display().to_string(), message: m };
+    let err = |p: &Path, m: String| GeoError::File {
+        path: p.display().to_string(),
+        message: m,
+    };
     let text = std::fs::read_to_string(csv).map_err(|e| err(csv, format!("cannot read: {e}")))?;
     let rows = super::csv::parse(&text).map_err(|errs| {
-        GeoError::Csv(errs.into_iter().map(|error| CsvFileError { path: csv.display().to_string(), error }).collect())
+        GeoError::Csv(
+            errs.into_iter()
+                .map(|error| CsvFileError {
+                    path: csv.display().to_string(),
+                    error,
+                })
+                .collect(),
+        )
     })?;
-    let database_type = if rows.iter().any(|(_, l)| l.coords.is_some()) { "GeoIP2-City" } else { "GeoIP2-Country" };
+    let database_type = if rows.iter().any(|(_, l)| l.coords.is_some()) {
+        "GeoIP2-City"
+    } else {
+        "GeoIP2-Country"
+    };
     let bytes = super::writer::write(&rows, database_type)?;
     let tmp = out.with_file_name(format!(
         ".{}.tmp",
-        out.file_name().and_then(|n| n.to_str()).unwrap_or("geoip.mmdb")
+        out.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("geoip.mmdb")
     ));
     std::fs::write(&tmp, &bytes).map_err(|e| err(&tmp, format!("cannot write: {e}")))?;
     std::fs::rename(&tmp, out).map_err(|e| err(out, format!("cannot rename into place: {e}")))?;
-    Ok(BuildSummary { networks: rows.len(), bytes: bytes.len(), database_type: database_type.into() })
+    Ok(BuildSummary {
+        networks: rows.len(),
+        bytes: bytes.len(),
+        database_type: database_type.into(),
+    })
 }

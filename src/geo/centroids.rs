@@ -6,8 +6,11 @@ use std::sync::OnceLock;
 
 const DATA: &str = include_str!("centroids.tsv");
 
-fn table() -> &'static HashMap<[u8; 2], ([u8; 2], f64, f64)> {
-    static T: OnceLock<HashMap<[u8; 2], ([u8; 2], f64, f64)>> = OnceLock::new();
+/// Country → (continent, lat, lon).
+type Table = HashMap<[u8; 2], ([u8; 2], f64, f64)>;
+
+fn table() -> &'static Table {
+    static T: OnceLock<Table> = OnceLock::new();
     T.get_or_init(|| {
         DATA.lines()
             .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
@@ -17,7 +20,10 @@ fn table() -> &'static HashMap<[u8; 2], ([u8; 2], f64, f64)> {
                 let ct = f.next()?.as_bytes();
                 let lat = f.next()?.parse().ok()?;
                 let lon = f.next()?.parse().ok()?;
-                Some(([*cc.first()?, *cc.get(1)?], ([*ct.first()?, *ct.get(1)?], lat, lon)))
+                Some((
+                    [*cc.first()?, *cc.get(1)?],
+                    ([*ct.first()?, *ct.get(1)?], lat, lon),
+                ))
             })
             .collect()
     })

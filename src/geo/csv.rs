@@ -32,7 +32,11 @@ pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
         }
         if !header {
             if l.trim() != HEADER {
-                errors.push(CsvError { line, column: 1, message: format!("the first line must be the header `{HEADER}`") });
+                errors.push(CsvError {
+                    line,
+                    column: 1,
+                    message: format!("the first line must be the header `{HEADER}`"),
+                });
                 return Err(errors);
             }
             header = true;
@@ -49,48 +53,82 @@ pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
                 .collect()
         };
         if fields.len() != 6 {
-            errors.push(CsvError { line, column: 1, message: format!("expected 6 fields, found {}", fields.len()) });
+            errors.push(CsvError {
+                line,
+                column: 1,
+                message: format!("expected 6 fields, found {}", fields.len()),
+            });
             continue;
         }
-        let mut err = |column: usize, message: String| errors.push(CsvError { line, column, message });
+        let mut err = |column: usize, message: String| {
+            errors.push(CsvError {
+                line,
+                column,
+                message,
+            })
+        };
         let (c0, net) = fields[0];
         let net: IpNet = match net.parse() {
             Ok(n) => n,
             Err(_) => {
-                err(c0, format!("invalid network `{net}` (use CIDR, e.g. 81.2.69.0/24)"));
+                err(
+                    c0,
+                    format!("invalid network `{net}` (use CIDR, e.g. 81.2.69.0/24)"),
+                );
                 continue;
             }
         };
         if net.trunc() != net {
-            err(c0, format!("network `{net}` has host bits set (did you mean {}?)", net.trunc()));
+            err(
+                c0,
+                format!(
+                    "network `{net}` has host bits set (did you mean {}?)",
+                    net.trunc()
+                ),
+            );
             continue;
         }
         if !seen.insert(net) {
             err(c0, format!("network `{net}` listed twice"));
             continue;
         }
-        let code = |(c, s): (usize, &str), what: &str, allowed: Option<&[&str]>| -> Result<Option<[u8; 2]>, CsvError> {
+        let code = |(c, s): (usize, &str),
+                    what: &str,
+                    allowed: Option<&[&str]>|
+         -> Result<Option<[u8; 2]>, CsvError> {
             if s.is_empty() {
                 return Ok(None);
             }
             let up = s.to_ascii_uppercase();
             let b = up.as_bytes();
-            if b.len() != 2 || !b.iter().all(u8::is_ascii_alphabetic) || allowed.is_some_and(|a| !a.contains(&up.as_str())) {
-                return Err(CsvError { line, column: c, message: format!("bad {what} code `{s}`") });
+            if b.len() != 2
+                || !b.iter().all(u8::is_ascii_alphabetic)
+                || allowed.is_some_and(|a| !a.contains(&up.as_str()))
+            {
+                return Err(CsvError {
+                    line,
+                    column: c,
+                    message: format!("bad {what} code `{s}`"),
+                });
             }
             Ok(Some([b[0], b[1]]))
         };
         let country = code(fields[1], "country", None);
         let continent = code(fields[2], "continent", Some(&CONTINENTS));
-        let coord = |(c, s): (usize, &str), what: &str, max: f64| -> Result<Option<f64>, CsvError> {
-            if s.is_empty() {
-                return Ok(None);
-            }
-            match s.parse::<f64>() {
-                Ok(v) if v.is_finite() && v.abs() <= max => Ok(Some(v)),
-                _ => Err(CsvError { line, column: c, message: format!("{what} must be a number within ±{max}, got `{s}`") }),
-            }
-        };
+        let coord =
+            |(c, s): (usize, &str), what: &str, max: f64| -> Result<Option<f64>, CsvError> {
+                if s.is_empty() {
+                    return Ok(None);
+                }
+                match s.parse::<f64>() {
+                    Ok(v) if v.is_finite() && v.abs() <= max => Ok(Some(v)),
+                    _ => Err(CsvError {
+                        line,
+                        column: c,
+                        message: format!("{what} must be a number within ±{max}, got `{s}`"),
+                    }),
+                }
+            };
         let lat = coord(fields[3], "latitude", 90.0);
         let lon = coord(fields[4], "longitude", 180.0);
         let (country, continent, lat, lon) = match (country, continent, lat, lon) {
@@ -106,17 +144,37 @@ pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
             (Some(a), Some(b)) => Some((a, b)),
             (None, None) => None,
             _ => {
-                errors.push(CsvError { line, column: fields[3].0, message: "give both latitude and longitude, or neither".into() });
+                errors.push(CsvError {
+                    line,
+                    column: fields[3].0,
+                    message: "give both latitude and longitude, or neither".into(),
+                });
                 continue;
             }
         };
         let city = (!fields[5].1.is_empty()).then(|| fields[5].1.into());
-        out.push((net, Location { country, continent, coords, city }));
+        out.push((
+            net,
+            Location {
+                country,
+                continent,
+                coords,
+                city,
+            },
+        ));
     }
     if !header && errors.is_empty() {
-        errors.push(CsvError { line: 1, column: 1, message: format!("empty file: the header `{HEADER}` is missing") });
+        errors.push(CsvError {
+            line: 1,
+            column: 1,
+            message: format!("empty file: the header `{HEADER}` is missing"),
+        });
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 /// Whether an address is IPv4 or an IPv4-mapped IPv6 address; returns the IPv4 form.
@@ -147,7 +205,10 @@ mod tests {
     fn reports_every_error_with_position() {
         let t = "network,country,continent,latitude,longitude,city\n81.2.69.1/24,GB,EU,,,\n10.0.0.0/8,G1,EU,,,\n10.1.0.0/16,GB,XX,91,0,\n10.2.0.0/16,GB,EU,1,,\n10.0.0.0/8,GB,EU,,,\nfoo\n";
         let e = parse(t).unwrap_err();
-        let got: Vec<String> = e.iter().map(|e| format!("{}:{}: {}", e.line, e.column, e.message)).collect();
+        let got: Vec<String> = e
+            .iter()
+            .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+            .collect();
         assert_eq!(
             got,
             [

@@ -31,7 +31,10 @@ pub struct GeoDb {
 }
 
 fn file_err(path: &Path, message: impl Into<String>) -> GeoError {
-    GeoError::File { path: path.display().to_string(), message: message.into() }
+    GeoError::File {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
 }
 
 fn code(s: Option<&str>) -> Option<[u8; 2]> {
@@ -72,18 +75,32 @@ impl GeoDb {
     /// Opens `.mmdb` files with maxminddb (read into memory, never mapped: a file replaced
     /// in place must not change under us), anything else as CSV.
     pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
-        let is_mmdb = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("mmdb"));
+        let is_mmdb = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("mmdb"));
         let source = if is_mmdb {
-            let r = Reader::open_readfile(path).map_err(|e| file_err(path, format!("cannot read MaxMind database: {e}")))?;
+            let r = Reader::open_readfile(path)
+                .map_err(|e| file_err(path, format!("cannot read MaxMind database: {e}")))?;
             Source::Mmdb(Box::new(r))
         } else {
-            let text = std::fs::read_to_string(path).map_err(|e| file_err(path, format!("cannot read: {e}")))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| file_err(path, format!("cannot read: {e}")))?;
             let rows = super::csv::parse(&text).map_err(|errs| {
-                GeoError::Csv(errs.into_iter().map(|error| CsvFileError { path: path.display().to_string(), error }).collect())
+                GeoError::Csv(
+                    errs.into_iter()
+                        .map(|error| CsvFileError {
+                            path: path.display().to_string(),
+                            error,
+                        })
+                        .collect(),
+                )
             })?;
             Source::Csv(rows.into_iter().map(|(n, l)| (n, complete(l))).collect())
         };
-        Ok(GeoDb { path: path.display().to_string(), source })
+        Ok(GeoDb {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// The location of one address and the prefix length of its network.
@@ -107,9 +124,17 @@ impl GeoDb {
         match &self.source {
             Source::Mmdb(r) => {
                 let m = r.metadata();
-                DbInfo { database_type: m.database_type.clone(), build_epoch: m.build_epoch, networks: m.node_count as usize }
+                DbInfo {
+                    database_type: m.database_type.clone(),
+                    build_epoch: m.build_epoch,
+                    networks: m.node_count as usize,
+                }
             }
-            Source::Csv(rows) => DbInfo { database_type: "sipsteer-csv".into(), build_epoch: 0, networks: rows.len() },
+            Source::Csv(rows) => DbInfo {
+                database_type: "sipsteer-csv".into(),
+                build_epoch: 0,
+                networks: rows.len(),
+            },
         }
     }
 
@@ -119,7 +144,11 @@ impl GeoDb {
         let mut v4: Vec<(u128, u128, u32)> = Vec::new();
         let mut v6: Vec<(u128, u128, u32)> = Vec::new();
         let mut push = |net: IpNet, loc: u32| match net {
-            IpNet::V4(n) => v4.push((u32::from(n.network()) as u128, u32::from(n.broadcast()) as u128, loc)),
+            IpNet::V4(n) => v4.push((
+                u32::from(n.network()) as u128,
+                u32::from(n.broadcast()) as u128,
+                loc,
+            )),
             IpNet::V6(n) => {
                 // IPv4 stored in an IPv6 tree at ::/96 is served from the IPv4 table.
                 if n.prefix_len() >= 96 && u128::from(n.network()) >> 32 == 0 {
@@ -136,10 +165,16 @@ impl GeoDb {
                 // Records are shared between networks: decode each data record once.
                 let mut by_offset: HashMap<usize, Option<u32>> = HashMap::new();
                 let mut by_value: HashMap<String, u32> = HashMap::new();
-                let iter = r.networks(WithinOptions::default()).map_err(|e| file_err(Path::new(&self.path), format!("cannot walk database: {e}")))?;
+                let iter = r.networks(WithinOptions::default()).map_err(|e| {
+                    file_err(Path::new(&self.path), format!("cannot walk database: {e}"))
+                })?;
                 for item in iter {
-                    let item = item.map_err(|e| file_err(Path::new(&self.path), format!("corrupt database: {e}")))?;
-                    let Some(offset) = item.offset() else { continue };
+                    let item = item.map_err(|e| {
+                        file_err(Path::new(&self.path), format!("corrupt database: {e}"))
+                    })?;
+                    let Some(offset) = item.offset() else {
+                        continue;
+                    };
                     let id = *by_offset.entry(offset).or_insert_with(|| {
                         decode(&item).map(|l| {
                             let key = format!("{:?}", l);
@@ -149,7 +184,9 @@ impl GeoDb {
                             })
                         })
                     });
-                    let (Some(id), Ok(net)) = (id, item.network()) else { continue };
+                    let (Some(id), Ok(net)) = (id, item.network()) else {
+                        continue;
+                    };
                     if let Ok(net) = IpNet::new(net.ip(), net.prefix()) {
                         push(net, id);
                     }
@@ -167,7 +204,10 @@ impl GeoDb {
             }
         }
         Ok(NetworkTable {
-            v4: merge(flatten(v4)).into_iter().map(|(a, b, l)| (a as u32, b as u32, l)).collect(),
+            v4: merge(flatten(v4))
+                .into_iter()
+                .map(|(a, b, l)| (a as u32, b as u32, l))
+                .collect(),
             v6: merge(flatten(v6)),
             locations,
         })

@@ -50,7 +50,11 @@ where
 /// The widest prefix `p` whose aligned block around `x` lies within `[lo, hi]`.
 fn scope(x: u128, lo: u128, hi: u128, bits: u32) -> u8 {
     let fits = |p: u32| {
-        let host = if p == 0 { u128::MAX } else { (1u128 << (128 - p)) - 1 };
+        let host = if p == 0 {
+            u128::MAX
+        } else {
+            (1u128 << (128 - p)) - 1
+        };
         let host = host >> (128 - bits);
         let start = x & !host;
         let end = x | host;
@@ -70,7 +74,12 @@ impl GeoMap {
     pub fn compile(table: &NetworkTable, class_of: &[u32], gap: u32) -> GeoMap {
         let (v4_starts, v4_class) = blocks(&table.v4, class_of, gap, u32::MAX);
         let (v6_starts, v6_class) = blocks(&table.v6, class_of, gap, u128::MAX);
-        GeoMap { v4_starts, v4_class, v6_starts, v6_class }
+        GeoMap {
+            v4_starts,
+            v4_class,
+            v6_starts,
+            v6_class,
+        }
     }
 
     /// The class of `ip` and the ECS scope of that answer.
@@ -79,7 +88,10 @@ impl GeoMap {
         match super::csv::canonical(ip) {
             IpAddr::V4(a) => {
                 let x = u32::from(a);
-                let i = self.v4_starts.partition_point(|&s| s <= x).saturating_sub(1);
+                let i = self
+                    .v4_starts
+                    .partition_point(|&s| s <= x)
+                    .saturating_sub(1);
                 let lo = self.v4_starts.get(i).copied().unwrap_or(0);
                 let hi = self.v4_starts.get(i + 1).map_or(u32::MAX, |n| n - 1);
                 let c = self.v4_class.get(i).copied().unwrap_or(0);
@@ -87,7 +99,10 @@ impl GeoMap {
             }
             IpAddr::V6(a) => {
                 let x = u128::from(a);
-                let i = self.v6_starts.partition_point(|&s| s <= x).saturating_sub(1);
+                let i = self
+                    .v6_starts
+                    .partition_point(|&s| s <= x)
+                    .saturating_sub(1);
                 let lo = self.v6_starts.get(i).copied().unwrap_or(0);
                 let hi = self.v6_starts.get(i + 1).map_or(u128::MAX, |n| n - 1);
                 let c = self.v6_class.get(i).copied().unwrap_or(0);
@@ -146,7 +161,13 @@ mod tests {
 
     #[test]
     fn one_class_is_one_block() {
-        let t = NetworkTable { v4: (0..1000u32).map(|i| (i * 256, i * 256 + 255, i % 3)).collect(), v6: vec![], locations: vec![] };
+        let t = NetworkTable {
+            v4: (0..1000u32)
+                .map(|i| (i * 256, i * 256 + 255, i % 3))
+                .collect(),
+            v6: vec![],
+            locations: vec![],
+        };
         let m = GeoMap::compile(&t, &[1, 1, 1], 1);
         assert_eq!(m.blocks(), 2);
         assert_eq!(m.lookup(ip("0.1.2.3")), (1, 0));

@@ -59,7 +59,11 @@ pub struct CsvFileError {
 
 impl std::fmt::Display for CsvFileError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.path, self.error.line, self.error.column, self.error.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path, self.error.line, self.error.column, self.error.message
+        )
     }
 }
 

@@ -74,7 +74,11 @@ pub fn flatten(mut nets: Vec<(u128, u128, u32)>) -> Vec<(u128, u128, u32)> {
             }
             top.cursor = Some(first);
         }
-        stack.push(Open { last, loc, cursor: Some(first) });
+        stack.push(Open {
+            last,
+            loc,
+            cursor: Some(first),
+        });
     }
     while !stack.is_empty() {
         close(&mut stack, &mut out);
@@ -112,7 +116,11 @@ mod tests {
 
     #[test]
     fn lookup() {
-        let t = NetworkTable { v4: vec![(10, 20, 0), (30, 40, 1)], v6: vec![], locations: vec![] };
+        let t = NetworkTable {
+            v4: vec![(10, 20, 0), (30, 40, 1)],
+            v6: vec![],
+            locations: vec![],
+        };
         assert_eq!(find(&t.v4, 10), Some(0));
         assert_eq!(find(&t.v4, 25), None);
         assert_eq!(find(&t.v4, 40), Some(1));

@@ -22,7 +22,11 @@ struct Enc(Vec<u8>);
 
 impl Enc {
     fn ctrl(&mut self, ty: u8, size: usize) {
-        let (t, ext) = if ty <= 7 { (ty << 5, None) } else { (0, Some(ty - 7)) };
+        let (t, ext) = if ty <= 7 {
+            (ty << 5, None)
+        } else {
+            (0, Some(ty - 7))
+        };
         let push_ext = |v: &mut Vec<u8>| {
             if let Some(e) = ext {
                 v.push(e);
@@ -41,7 +45,8 @@ impl Enc {
             285..=65_820 => {
                 self.0.push(t | 30);
                 push_ext(&mut self.0);
-                self.0.extend_from_slice(&((size - 285) as u16).to_be_bytes());
+                self.0
+                    .extend_from_slice(&((size - 285) as u16).to_be_bytes());
             }
             _ => {
                 self.0.push(t | 31);
@@ -76,10 +81,15 @@ impl Enc {
 fn record(l: &Location) -> Vec<u8> {
     let mut e = Enc(Vec::new());
     let cc = |c: [u8; 2]| String::from_utf8_lossy(&c).into_owned();
-    let n = [l.city.is_some(), l.continent.is_some(), l.country.is_some(), l.coords.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let n = [
+        l.city.is_some(),
+        l.continent.is_some(),
+        l.country.is_some(),
+        l.coords.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     e.map(n);
     if let Some(city) = &l.city {
         e.str("city");
@@ -155,7 +165,11 @@ pub fn write(entries: &[(IpNet, Location)], database_type: &str) -> Result<Vec<u
                 Rec::Node(n) => n as usize,
                 other => {
                     // Split: an empty or data leaf becomes a node whose halves inherit it.
-                    let inherit = if let Rec::Data(_) = other { other } else { Rec::Empty };
+                    let inherit = if let Rec::Data(_) = other {
+                        other
+                    } else {
+                        Rec::Empty
+                    };
                     nodes.push([inherit, inherit]);
                     let n = nodes.len() - 1;
                     nodes[node][bit] = Rec::Node(n as u32);
@@ -212,7 +226,10 @@ pub fn write(entries: &[(IpNet, Location)], database_type: &str) -> Result<Vec<u
     } else if max < 1 << 32 {
         32
     } else {
-        return Err(GeoError::File { path: String::new(), message: "database too large".into() });
+        return Err(GeoError::File {
+            path: String::new(),
+            message: "database too large".into(),
+        });
     };
     let value = |r: Rec| -> u32 {
         match r {
@@ -250,7 +267,12 @@ pub fn write(entries: &[(IpNet, Location)], database_type: &str) -> Result<Vec<u
     m.str("binary_format_minor_version");
     m.uint(5, 0);
     m.str("build_epoch");
-    m.uint(9, SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+    m.uint(
+        9,
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    );
     m.str("database_type");
     m.str(database_type);
     m.str("description");

@@ -114,7 +114,10 @@ fn target_of(s: &ServerConfig) -> Option<Target> {
     let (check, port) = match s.probe.check {
         CheckKind::SipUdp => (Check::SipUdp, s.port),
         CheckKind::SipTcp => (Check::SipTcp, s.port),
-        CheckKind::Tcp if !s.transports.contains(&Transport::Udp) && !s.transports.contains(&Transport::Tcp) => {
+        CheckKind::Tcp
+            if !s.transports.contains(&Transport::Udp)
+                && !s.transports.contains(&Transport::Tcp) =>
+        {
             (Check::Tcp, s.tls_port)
         }
         CheckKind::Tcp => (Check::Tcp, s.port),
@@ -183,8 +186,14 @@ impl HealthHub {
                 let mut health = match old.remove(&key) {
                     Some(e) if e.identity == identity => e.health,
                     _ => ServerHealth::new(
-                        Thresholds { rise: s.probe.rise, fall: s.probe.fall },
-                        s.capacity.map(|c| StateCapacity { calls: c.calls, cps: c.cps }),
+                        Thresholds {
+                            rise: s.probe.rise,
+                            fall: s.probe.fall,
+                        },
+                        s.capacity.map(|c| StateCapacity {
+                            calls: c.calls,
+                            cps: c.cps,
+                        }),
                         now,
                     ),
                 };
@@ -217,7 +226,9 @@ impl HealthHub {
         inner.pending.retain(|t| targets.contains(t));
         for t in &targets {
             let seen = inner.by_target.get(t).is_some_and(|slots| {
-                slots.iter().any(|&i| inner.entries[i].health.last().is_some())
+                slots
+                    .iter()
+                    .any(|&i| inner.entries[i].health.last().is_some())
             });
             if !seen {
                 inner.pending.insert(t.clone());
@@ -256,7 +267,9 @@ impl HealthHub {
         let now = Instant::now();
         let mut inner = lock(&self.inner);
         inner.pending.remove(t);
-        let Some(slots) = inner.by_target.get(t).cloned() else { return };
+        let Some(slots) = inner.by_target.get(t).cloned() else {
+            return;
+        };
         let outcome = format!("{:?}", res.outcome).to_lowercase();
         let mut flipped = false;
         for i in slots {
@@ -264,7 +277,8 @@ impl HealthHub {
             let name = format!("{}/{}", e.region, e.server);
             metrics::counter!("sipsteer_probes_total", "server" => name.clone(), "result" => outcome.clone()).increment(1);
             if res.outcome != super::probe::Outcome::Down {
-                metrics::histogram!("sipsteer_probe_rtt_seconds", "server" => name.clone()).record(res.rtt.as_secs_f64());
+                metrics::histogram!("sipsteer_probe_rtt_seconds", "server" => name.clone())
+                    .record(res.rtt.as_secs_f64());
             }
             if let Some((from, to)) = e.health.apply(res, now) {
                 tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
@@ -284,7 +298,9 @@ impl HealthHub {
     }
 
     fn publish(&self, inner: &Inner, now: Instant) {
-        let Some(shared) = self.shared.get() else { return };
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
         let v = view(inner, now);
         let cur = shared.load();
         // Only onto the snapshot these slots belong to; a reload in progress brings its own.
@@ -331,14 +347,22 @@ impl HealthHub {
     }
 
     /// Records a load report.
-    pub fn load(&self, region: &str, server: &str, calls: Option<u32>, cps: Option<u32>) -> Result<ServerReport, HubError> {
+    pub fn load(
+        &self,
+        region: &str,
+        server: &str,
+        calls: Option<u32>,
+        cps: Option<u32>,
+    ) -> Result<ServerReport, HubError> {
         let now = Instant::now();
         let mut inner = lock(&self.inner);
         let Some(&slot) = inner.by_name.get(&(region.to_owned(), server.to_owned())) else {
             return Err(HubError::NotFound(format!("no server {region}/{server}")));
         };
         if inner.entries[slot].identity.capacity.is_none() {
-            return Err(HubError::Invalid(format!("server {region}/{server} declares no capacity")));
+            return Err(HubError::Invalid(format!(
+                "server {region}/{server} declares no capacity"
+            )));
         }
         inner.entries[slot].health.report_load(calls, cps, now);
         self.publish(&inner, now);
@@ -349,14 +373,19 @@ impl HealthHub {
     pub fn servers(&self) -> Vec<ServerReport> {
         let inner = lock(&self.inner);
         let now = Instant::now();
-        (0..inner.entries.len()).map(|i| report(&inner, i, now)).collect()
+        (0..inner.entries.len())
+            .map(|i| report(&inner, i, now))
+            .collect()
     }
 
     /// Sets the gauges read at scrape time.
     pub fn export_gauges(&self) {
         let inner = lock(&self.inner);
         let now = Instant::now();
-        let mut counts: BTreeMap<&'static str, f64> = ["up", "down", "full", "drained", "unknown"].into_iter().map(|s| (s, 0.0)).collect();
+        let mut counts: BTreeMap<&'static str, f64> = ["up", "down", "full", "drained", "unknown"]
+            .into_iter()
+            .map(|s| (s, 0.0))
+            .collect();
         for e in &inner.entries {
             let k = match e.health.effective(now, inner.overflow_at, inner.report_ttl) {
                 State::Up => "up",
@@ -373,8 +402,10 @@ impl HealthHub {
         if let Some(t) = self.monitor.last_tick() {
             let age = now.saturating_duration_since(t);
             let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
-            metrics::gauge!("sipsteer_probe_last_tick_timestamp_seconds")
-                .set(at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
+            metrics::gauge!("sipsteer_probe_last_tick_timestamp_seconds").set(
+                at.duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+            );
         }
     }
 }
@@ -427,12 +458,16 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
 
 fn read_state_file(path: &std::path::Path) -> BTreeMap<(String, String), Forced> {
     let mut out = BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(path) else { return out };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return out;
+    };
     let parsed: Result<BTreeMap<String, String>, _> = serde_json::from_str(&text);
     match parsed {
         Ok(map) => {
             for (k, v) in map {
-                let Some((r, s)) = k.split_once('/') else { continue };
+                let Some((r, s)) = k.split_once('/') else {
+                    continue;
+                };
                 let f = match v.as_str() {
                     "drained" => Forced::Drained,
                     "up" => Forced::Up,
@@ -442,7 +477,9 @@ fn read_state_file(path: &std::path::Path) -> BTreeMap<(String, String), Forced>
                 out.insert((r.to_owned(), s.to_owned()), f);
             }
         }
-        Err(e) => tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable state file"),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable state file")
+        }
     }
     out
 }

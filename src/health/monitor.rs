@@ -52,8 +52,11 @@ impl Monitor {
 
     /// Probes exactly these targets from now on.
     pub fn set_targets(&self, specs: Vec<ProbeSpec>) {
-        let Ok(mut running) = self.running.lock() else { return };
-        let wanted: HashMap<Target, ProbeSpec> = specs.into_iter().map(|s| (s.target.clone(), s)).collect();
+        let Ok(mut running) = self.running.lock() else {
+            return;
+        };
+        let wanted: HashMap<Target, ProbeSpec> =
+            specs.into_iter().map(|s| (s.target.clone(), s)).collect();
         running.retain(|t, r| {
             let keep = wanted.get(t) == Some(&r.spec);
             if !keep {
@@ -134,7 +137,12 @@ impl Prober {
                 _ = self.cancel.cancelled() => return,
             };
             drop(permit);
-            if self.results.send((self.spec.target.clone(), result)).await.is_err() {
+            if self
+                .results
+                .send((self.spec.target.clone(), result))
+                .await
+                .is_err()
+            {
                 return;
             }
             let jitter = 0.9 + 0.2 * rand::random::<f64>();

@@ -53,7 +53,9 @@ pub struct CodePolicy {
 impl CodePolicy {
     /// Only these codes (inclusive ranges) are healthy; 503 is always full.
     pub fn from_ranges(r: &[(u16, u16)]) -> CodePolicy {
-        CodePolicy { healthy: Some(r.to_vec()) }
+        CodePolicy {
+            healthy: Some(r.to_vec()),
+        }
     }
 
     pub fn classify(&self, code: u16) -> Outcome {
@@ -82,8 +84,18 @@ pub async fn probe(target: &Target, timeout: Duration, policy: &CodePolicy) -> P
     };
     let rtt = start.elapsed();
     match r {
-        Ok((outcome, code, detail)) => ProbeResult { outcome, code, rtt, detail },
-        Err(detail) => ProbeResult { outcome: Outcome::Down, code: None, rtt, detail },
+        Ok((outcome, code, detail)) => ProbeResult {
+            outcome,
+            code,
+            rtt,
+            detail,
+        },
+        Err(detail) => ProbeResult {
+            outcome: Outcome::Down,
+            code: None,
+            rtt,
+            detail,
+        },
     }
 }
 
@@ -114,11 +126,19 @@ async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Res {
 }
 
 fn fmt_dur(d: Duration) -> String {
-    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{}ms", d.as_millis()) }
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 async fn sip_udp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Res {
-    let bind: SocketAddr = if addr.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let bind: SocketAddr = if addr.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
     let sock = UdpSocket::bind(bind).await.map_err(|e| io_detail(&e))?;
     sock.connect(addr).await.map_err(|e| io_detail(&e))?;
     let local = sock.local_addr().map_err(|e| io_detail(&e))?;
@@ -148,10 +168,16 @@ async fn sip_udp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
                     if r.code < 200 {
                         continue;
                     }
-                    return Ok((policy.classify(r.code), Some(r.code), describe(r.code, &r.reason, r.retry_after)));
+                    return Ok((
+                        policy.classify(r.code),
+                        Some(r.code),
+                        describe(r.code, &r.reason, r.retry_after),
+                    ));
                 }
                 Ok(_) => continue, // a stray or late reply to another request
-                Err(ParseError::Incomplete) => bad = Some("bad response: truncated datagram".into()),
+                Err(ParseError::Incomplete) => {
+                    bad = Some("bad response: truncated datagram".into())
+                }
                 Err(ParseError::Bad(e)) => bad = Some(format!("bad response: {e}")),
             },
         }
@@ -163,7 +189,9 @@ async fn sip_tcp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
         let mut s = TcpStream::connect(addr).await.map_err(|e| io_detail(&e))?;
         let local = s.local_addr().map_err(|e| io_detail(&e))?;
         let ids = Ids::random();
-        s.write_all(options_request(addr, local, "TCP", &ids).as_bytes()).await.map_err(|e| io_detail(&e))?;
+        s.write_all(options_request(addr, local, "TCP", &ids).as_bytes())
+            .await
+            .map_err(|e| io_detail(&e))?;
         let mut buf: Vec<u8> = Vec::with_capacity(4096);
         let mut chunk = [0u8; 4096];
         loop {
@@ -177,7 +205,11 @@ async fn sip_tcp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
                     Ok((r, used)) => {
                         buf.drain(..used);
                         if r.matches(&ids) && r.code >= 200 {
-                            return Ok((policy.classify(r.code), Some(r.code), describe(r.code, &r.reason, r.retry_after)));
+                            return Ok((
+                                policy.classify(r.code),
+                                Some(r.code),
+                                describe(r.code, &r.reason, r.retry_after),
+                            ));
                         }
                     }
                     Err(ParseError::Incomplete) => break,

@@ -16,7 +16,11 @@ impl Ids {
     /// Fresh random identifiers (the branch carries the RFC 3261 magic cookie).
     pub fn random() -> Ids {
         let r = || format!("{:016x}", rand::random::<u64>());
-        Ids { branch: format!("z9hG4bK{}", r()), tag: r(), call_id: r() }
+        Ids {
+            branch: format!("z9hG4bK{}", r()),
+            tag: r(),
+            call_id: r(),
+        }
     }
 }
 
@@ -36,7 +40,12 @@ fn host(a: SocketAddr) -> String {
 }
 
 /// An OPTIONS request from `local` to `target` over `transport` (`UDP` or `TCP`).
-pub fn options_request(target: SocketAddr, local: SocketAddr, transport: &str, ids: &Ids) -> String {
+pub fn options_request(
+    target: SocketAddr,
+    local: SocketAddr,
+    transport: &str,
+    ids: &Ids,
+) -> String {
     let t = hostport(target);
     format!(
         "OPTIONS sip:{t} SIP/2.0\r\n\
@@ -84,7 +93,8 @@ pub fn parse_response(buf: &[u8]) -> Result<(Response, usize), ParseError> {
         }
         return Err(ParseError::Incomplete);
     };
-    let head = std::str::from_utf8(&buf[..end]).map_err(|_| ParseError::Bad("headers are not UTF-8".into()))?;
+    let head = std::str::from_utf8(&buf[..end])
+        .map_err(|_| ParseError::Bad("headers are not UTF-8".into()))?;
     let mut lines: Vec<String> = Vec::new();
     for l in head.split("\r\n") {
         if (l.starts_with(' ') || l.starts_with('\t')) && !lines.is_empty() {
@@ -96,10 +106,15 @@ pub fn parse_response(buf: &[u8]) -> Result<(Response, usize), ParseError> {
             lines.push(l.to_owned());
         }
     }
-    let status = lines.first().ok_or_else(|| ParseError::Bad("empty message".into()))?;
+    let status = lines
+        .first()
+        .ok_or_else(|| ParseError::Bad("empty message".into()))?;
     let mut parts = status.splitn(3, ' ');
     if parts.next() != Some("SIP/2.0") {
-        return Err(ParseError::Bad(format!("not a SIP response: `{}`", truncate(status))));
+        return Err(ParseError::Bad(format!(
+            "not a SIP response: `{}`",
+            truncate(status)
+        )));
     }
     let code: u16 = parts
         .next()
@@ -107,11 +122,21 @@ pub fn parse_response(buf: &[u8]) -> Result<(Response, usize), ParseError> {
         .filter(|c| (100..700).contains(c))
         .ok_or_else(|| ParseError::Bad(format!("bad status line `{}`", truncate(status))))?;
     let reason = parts.next().unwrap_or("").to_owned();
-    let mut r = Response { code, reason, branch: None, call_id: None, cseq: None, retry_after: None };
+    let mut r = Response {
+        code,
+        reason,
+        branch: None,
+        call_id: None,
+        cseq: None,
+        retry_after: None,
+    };
     let mut content_length = 0usize;
     for l in &lines[1..] {
         let Some((name, value)) = l.split_once(':') else {
-            return Err(ParseError::Bad(format!("bad header line `{}`", truncate(l))));
+            return Err(ParseError::Bad(format!(
+                "bad header line `{}`",
+                truncate(l)
+            )));
         };
         let value = value.trim();
         match name.trim().to_ascii_lowercase().as_str() {
@@ -130,9 +155,16 @@ pub fn parse_response(buf: &[u8]) -> Result<(Response, usize), ParseError> {
                     r.cseq = Some((n, m.to_owned()));
                 }
             }
-            "retry-after" => r.retry_after = value.split(|c: char| !c.is_ascii_digit()).next().and_then(|v| v.parse().ok()),
+            "retry-after" => {
+                r.retry_after = value
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .and_then(|v| v.parse().ok())
+            }
             "content-length" | "l" => {
-                content_length = value.parse().map_err(|_| ParseError::Bad(format!("bad Content-Length `{value}`")))?;
+                content_length = value
+                    .parse()
+                    .map_err(|_| ParseError::Bad(format!("bad Content-Length `{value}`")))?;
             }
             _ => {}
         }
@@ -156,8 +188,14 @@ impl Response {
     /// Whether this answers the request with `ids`.
     pub fn matches(&self, ids: &Ids) -> bool {
         self.branch.as_deref() == Some(ids.branch.as_str())
-            && self.call_id.as_deref().is_some_and(|c| c.split('@').next() == Some(ids.call_id.as_str()))
-            && self.cseq.as_ref().is_some_and(|(n, m)| *n == 1 && m.eq_ignore_ascii_case("OPTIONS"))
+            && self
+                .call_id
+                .as_deref()
+                .is_some_and(|c| c.split('@').next() == Some(ids.call_id.as_str()))
+            && self
+                .cseq
+                .as_ref()
+                .is_some_and(|(n, m)| *n == 1 && m.eq_ignore_ascii_case("OPTIONS"))
     }
 }
 
@@ -166,12 +204,21 @@ mod tests {
     use super::*;
 
     fn ids() -> Ids {
-        Ids { branch: "z9hG4bKabc".into(), tag: "t1".into(), call_id: "c1".into() }
+        Ids {
+            branch: "z9hG4bKabc".into(),
+            tag: "t1".into(),
+            call_id: "c1".into(),
+        }
     }
 
     #[test]
     fn request_has_every_mandatory_header() {
-        let r = options_request("192.0.2.10:5060".parse().unwrap(), "10.0.0.1:40000".parse().unwrap(), "UDP", &ids());
+        let r = options_request(
+            "192.0.2.10:5060".parse().unwrap(),
+            "10.0.0.1:40000".parse().unwrap(),
+            "UDP",
+            &ids(),
+        );
         assert!(r.starts_with("OPTIONS sip:192.0.2.10:5060 SIP/2.0\r\n"));
         for h in [
             "Via: SIP/2.0/UDP 10.0.0.1:40000;branch=z9hG4bKabc;rport\r\n",
@@ -184,7 +231,12 @@ mod tests {
         ] {
             assert!(r.contains(h), "{h}");
         }
-        let v6 = options_request("[2001:db8::1]:5060".parse().unwrap(), "[::1]:5000".parse().unwrap(), "TCP", &ids());
+        let v6 = options_request(
+            "[2001:db8::1]:5060".parse().unwrap(),
+            "[::1]:5000".parse().unwrap(),
+            "TCP",
+            &ids(),
+        );
         assert!(v6.starts_with("OPTIONS sip:[2001:db8::1]:5060 SIP/2.0\r\n"));
         assert!(v6.contains("Via: SIP/2.0/TCP [::1]:5000;"));
         assert!(Ids::random().branch.starts_with("z9hG4bK"));
@@ -208,14 +260,34 @@ mod tests {
         let other = full.replace("z9hG4bKabc", "z9hG4bKzzz");
         assert!(!parse_response(other.as_bytes()).unwrap().0.matches(&ids()));
         let wrong_cseq = full.replace("CSeq: 1 OPTIONS", "CSeq: 2 INVITE");
-        assert!(!parse_response(wrong_cseq.as_bytes()).unwrap().0.matches(&ids()));
+        assert!(
+            !parse_response(wrong_cseq.as_bytes())
+                .unwrap()
+                .0
+                .matches(&ids())
+        );
 
         let body = "SIP/2.0 200 OK\r\nContent-Length: 5\r\n\r\nhel";
         assert_eq!(parse_response(body.as_bytes()), Err(ParseError::Incomplete));
-        assert_eq!(parse_response(b"SIP/2.0 200 OK\r\nVia: x"), Err(ParseError::Incomplete));
-        assert!(matches!(parse_response(b"HTTP/1.1 200 OK\r\n\r\n"), Err(ParseError::Bad(_))));
-        assert!(matches!(parse_response(b"SIP/2.0 abc OK\r\n\r\n"), Err(ParseError::Bad(_))));
-        assert!(matches!(parse_response(b"SIP/2.0 200 OK\r\nnocolon\r\n\r\n"), Err(ParseError::Bad(_))));
-        assert!(matches!(parse_response(&[0xff, 0xfe, b'\r', b'\n', b'\r', b'\n']), Err(ParseError::Bad(_))));
+        assert_eq!(
+            parse_response(b"SIP/2.0 200 OK\r\nVia: x"),
+            Err(ParseError::Incomplete)
+        );
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 200 OK\r\n\r\n"),
+            Err(ParseError::Bad(_))
+        ));
+        assert!(matches!(
+            parse_response(b"SIP/2.0 abc OK\r\n\r\n"),
+            Err(ParseError::Bad(_))
+        ));
+        assert!(matches!(
+            parse_response(b"SIP/2.0 200 OK\r\nnocolon\r\n\r\n"),
+            Err(ParseError::Bad(_))
+        ));
+        assert!(matches!(
+            parse_response(&[0xff, 0xfe, b'\r', b'\n', b'\r', b'\n']),
+            Err(ParseError::Bad(_))
+        ));
     }
 }

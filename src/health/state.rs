@@ -91,7 +91,11 @@ impl ServerHealth {
 
     /// Applies a probe result; returns the observed flip (old, new) if there was one.
     pub fn apply(&mut self, r: &ProbeResult, now: Instant) -> Option<(Observed, Observed)> {
-        self.streak = if self.streak.0 == r.outcome { (r.outcome, self.streak.1.saturating_add(1)) } else { (r.outcome, 1) };
+        self.streak = if self.streak.0 == r.outcome {
+            (r.outcome, self.streak.1.saturating_add(1))
+        } else {
+            (r.outcome, 1)
+        };
         self.last = Some(r.clone());
         let target = match r.outcome {
             Outcome::Up => Observed::Up,
@@ -125,7 +129,11 @@ impl ServerHealth {
     }
 
     pub fn report_load(&mut self, calls: Option<u32>, cps: Option<u32>, now: Instant) {
-        self.load = Some(Load { calls, cps, at: now });
+        self.load = Some(Load {
+            calls,
+            cps,
+            at: now,
+        });
     }
 
     /// The fraction of capacity in use, from a fresh report.
@@ -155,7 +163,12 @@ impl ServerHealth {
         match self.observed {
             Observed::Down => State::Down,
             Observed::Full => State::Full,
-            _ if self.load_fraction(now, report_ttl).is_some_and(|f| f >= overflow_at) => State::Full,
+            _ if self
+                .load_fraction(now, report_ttl)
+                .is_some_and(|f| f >= overflow_at) =>
+            {
+                State::Full
+            }
             Observed::Up => State::Up,
             Observed::Unknown => State::Unknown,
         }
@@ -163,7 +176,8 @@ impl ServerHealth {
 
     /// Capacity left (0..=1) while a fresh load report exists.
     pub fn headroom(&self, now: Instant, report_ttl: Duration) -> Option<f64> {
-        self.load_fraction(now, report_ttl).map(|f| (1.0 - f).clamp(0.0, 1.0))
+        self.load_fraction(now, report_ttl)
+            .map(|f| (1.0 - f).clamp(0.0, 1.0))
     }
 
     pub fn observed(&self) -> Observed {
@@ -191,7 +205,12 @@ mod tests {
     const TTL: Duration = Duration::from_secs(30);
 
     fn res(o: Outcome) -> ProbeResult {
-        ProbeResult { outcome: o, code: None, rtt: Duration::from_millis(1), detail: String::new() }
+        ProbeResult {
+            outcome: o,
+            code: None,
+            rtt: Duration::from_millis(1),
+            detail: String::new(),
+        }
     }
 
     fn run(h: &mut ServerHealth, seq: &[Outcome], t0: Instant) -> Vec<Observed> {
@@ -205,7 +224,14 @@ mod tests {
     }
 
     fn server(now: Instant) -> ServerHealth {
-        ServerHealth::new(Thresholds { rise: 2, fall: 3 }, Some(Capacity { calls: Some(1000), cps: Some(100) }), now)
+        ServerHealth::new(
+            Thresholds { rise: 2, fall: 3 },
+            Some(Capacity {
+                calls: Some(1000),
+                cps: Some(100),
+            }),
+            now,
+        )
     }
 
     use Observed as S;
@@ -217,7 +243,10 @@ mod tests {
         let mut h = server(t);
         assert_eq!(h.effective(t, 0.8, TTL), State::Unknown);
         assert!(h.effective(t, 0.8, TTL).serves());
-        assert_eq!(run(&mut h, &[U, D, D, D, U, U], t), [S::Up, S::Up, S::Up, S::Down, S::Down, S::Up]);
+        assert_eq!(
+            run(&mut h, &[U, D, D, D, U, U], t),
+            [S::Up, S::Up, S::Up, S::Down, S::Down, S::Up]
+        );
         let mut h = server(t);
         assert_eq!(run(&mut h, &[D], t), [S::Down]);
     }
@@ -230,18 +259,28 @@ mod tests {
         let seq: Vec<Outcome> = (0..40).map(|i| if i % 2 == 0 { D } else { U }).collect();
         assert!(run(&mut h, &seq, t).iter().all(|s| *s == S::Up));
         let seq: Vec<Outcome> = (0..40).map(|i| if i % 3 == 2 { U } else { D }).collect();
-        assert!(run(&mut h, &seq, t).iter().all(|s| *s == S::Up), "two failures then a success never reach fall=3");
+        assert!(
+            run(&mut h, &seq, t).iter().all(|s| *s == S::Up),
+            "two failures then a success never reach fall=3"
+        );
     }
 
     #[test]
     fn full_versus_down() {
         let t = Instant::now();
         let mut h = server(t);
-        assert_eq!(run(&mut h, &[U, F, F, F], t), [S::Up, S::Up, S::Up, S::Full]);
+        assert_eq!(
+            run(&mut h, &[U, F, F, F], t),
+            [S::Up, S::Up, S::Up, S::Full]
+        );
         assert_eq!(h.effective(t, 0.8, TTL), State::Full);
         assert!(!State::Full.serves());
         assert_eq!(run(&mut h, &[D, D, D], t), [S::Full, S::Full, S::Down]);
-        assert_eq!(run(&mut h, &[F, F], t), [S::Down, S::Full], "alive again but overloaded");
+        assert_eq!(
+            run(&mut h, &[F, F], t),
+            [S::Down, S::Full],
+            "alive again but overloaded"
+        );
         assert_eq!(run(&mut h, &[U, U], t), [S::Full, S::Up]);
     }
 
@@ -253,14 +292,22 @@ mod tests {
         h.set_forced(Some(Forced::Drained), t);
         assert_eq!(h.effective(t, 0.8, TTL), State::Drained);
         run(&mut h, &[U, U, U], t);
-        assert_eq!(h.effective(t, 0.8, TTL), State::Drained, "probes do not undo a drain");
+        assert_eq!(
+            h.effective(t, 0.8, TTL),
+            State::Drained,
+            "probes do not undo a drain"
+        );
         h.set_forced(Some(Forced::Down), t);
         assert_eq!(h.effective(t, 0.8, TTL), State::Down);
         h.set_forced(None, t);
         assert_eq!(h.effective(t, 0.8, TTL), State::Up);
         run(&mut h, &[D, D, D], t);
         h.set_forced(Some(Forced::Up), t);
-        assert_eq!(h.effective(t, 0.8, TTL), State::Up, "forced up over observed down");
+        assert_eq!(
+            h.effective(t, 0.8, TTL),
+            State::Up,
+            "forced up over observed down"
+        );
         assert_eq!(h.observed(), S::Down, "observed kept apart");
     }
 
@@ -273,10 +320,18 @@ mod tests {
         assert_eq!(h.effective(t, 0.8, TTL), State::Up);
         assert_eq!(h.headroom(t, TTL), Some(0.5));
         h.report_load(Some(100), Some(85), t);
-        assert_eq!(h.effective(t, 0.8, TTL), State::Full, "85 cps of 100 is over 0.8");
+        assert_eq!(
+            h.effective(t, 0.8, TTL),
+            State::Full,
+            "85 cps of 100 is over 0.8"
+        );
         assert!((h.headroom(t, TTL).unwrap() - 0.15).abs() < 1e-9);
         let later = t + Duration::from_secs(31);
-        assert_eq!(h.effective(later, 0.8, TTL), State::Up, "a stale report no longer counts");
+        assert_eq!(
+            h.effective(later, 0.8, TTL),
+            State::Up,
+            "a stale report no longer counts"
+        );
         assert_eq!(h.headroom(later, TTL), None);
         let mut no_cap = ServerHealth::new(Thresholds { rise: 2, fall: 3 }, None, t);
         no_cap.report_load(Some(10_000), None, t);

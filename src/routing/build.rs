@@ -90,7 +90,11 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
     };
     push(origin, z.ttl, RData::SOA(z.soa.clone()));
     for ns in &z.ns {
-        push(origin, z.ttl, RData::NS(hickory_proto::rr::rdata::NS(ns.clone())));
+        push(
+            origin,
+            z.ttl,
+            RData::NS(hickory_proto::rr::rdata::NS(ns.clone())),
+        );
     }
     for rec in &z.records {
         push(&rec.name, rec.ttl, rec.rdata.clone());
@@ -112,8 +116,10 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
                 .iter()
                 .filter(|r| u16::from(r.record_type()) == t)
                 .collect();
-            let items: Vec<(u32, Vec<u8>)> =
-                of_type.iter().map(|r| (r.ttl, rdata_wire(&r.data))).collect();
+            let items: Vec<(u32, Vec<u8>)> = of_type
+                .iter()
+                .map(|r| (r.ttl, rdata_wire(&r.data)))
+                .collect();
             let targets: Vec<Name> = of_type.iter().filter_map(|r| target(&r.data)).collect();
             let mut set = rrset(t, &items, origin, targets);
             if let Some(RData::CNAME(c)) = of_type.first().map(|r| &r.data) {
@@ -142,8 +148,8 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
         }
         for (ri, &region) in svc.regions.iter().enumerate() {
             let reg = &cfg.regions[region];
-            let Ok(rname) = Name::from_labels([reg.name.as_bytes()])
-                .and_then(|l| l.append_domain(&svc.name))
+            let Ok(rname) =
+                Name::from_labels([reg.name.as_bytes()]).and_then(|l| l.append_domain(&svc.name))
             else {
                 continue;
             };
@@ -156,13 +162,16 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
                 }
             }
             for s in &reg.servers {
-                let Ok(sname) = Name::from_labels([s.name.as_bytes()])
-                    .and_then(|l| l.append_domain(&rname))
+                let Ok(sname) =
+                    Name::from_labels([s.name.as_bytes()]).and_then(|l| l.append_domain(&rname))
                 else {
                     continue;
                 };
                 let node = nodes.entry(wire_name(&sname)).or_default();
-                for (t, v4) in [(crate::dns::wire::TYPE_A, true), (crate::dns::wire::TYPE_AAAA, false)] {
+                for (t, v4) in [
+                    (crate::dns::wire::TYPE_A, true),
+                    (crate::dns::wire::TYPE_AAAA, false),
+                ] {
                     let items: Vec<(u32, Vec<u8>)> = s
                         .addresses
                         .iter()

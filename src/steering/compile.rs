@@ -76,7 +76,11 @@ pub struct Server {
 
 impl Server {
     pub fn port_for(&self, t: Transport) -> u16 {
-        if t == Transport::Tls { self.tls_port } else { self.port }
+        if t == Transport::Tls {
+            self.tls_port
+        } else {
+            self.port
+        }
     }
 }
 
@@ -141,14 +145,22 @@ pub fn compile(cfg: &Config, geo: Option<Arc<GeoData>>) -> Steering {
                         port: s.port,
                         tls_port: s.tls_port,
                         transports: s.transports.clone(),
-                        v4: s.addresses.iter().filter_map(|a| match a {
-                            IpAddr::V4(v) => Some(v.octets()),
-                            IpAddr::V6(_) => None,
-                        }).collect(),
-                        v6: s.addresses.iter().filter_map(|a| match a {
-                            IpAddr::V6(v) => Some(v.octets()),
-                            IpAddr::V4(_) => None,
-                        }).collect(),
+                        v4: s
+                            .addresses
+                            .iter()
+                            .filter_map(|a| match a {
+                                IpAddr::V4(v) => Some(v.octets()),
+                                IpAddr::V6(_) => None,
+                            })
+                            .collect(),
+                        v6: s
+                            .addresses
+                            .iter()
+                            .filter_map(|a| match a {
+                                IpAddr::V6(v) => Some(v.octets()),
+                                IpAddr::V4(_) => None,
+                            })
+                            .collect(),
                         capacity: s.capacity,
                     }
                 })
@@ -171,7 +183,7 @@ pub fn compile(cfg: &Config, geo: Option<Arc<GeoData>>) -> Steering {
             });
             let mut networks: Vec<(IpNet, u16)> =
                 s.networks.iter().map(|(n, g)| (*n, pos_of(*g))).collect();
-            networks.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+            networks.sort_by_key(|n| std::cmp::Reverse(n.0.prefix_len()));
             let n = regs.len() as u16;
             let region_name = |pos: usize| {
                 Name::from_labels([regs[pos].name.as_bytes()])
@@ -196,11 +208,17 @@ pub fn compile(cfg: &Config, geo: Option<Arc<GeoData>>) -> Steering {
                 all_down: s.all_down,
                 policy,
                 fallback: fallback_ranking(regs.len(), &fallback),
-                pinned: (0..n).map(|p| rank_pinned(p, &regs, Reason::Pinned)).collect(),
-                network_rankings: (0..n).map(|p| rank_pinned(p, &regs, Reason::Network)).collect(),
+                pinned: (0..n)
+                    .map(|p| rank_pinned(p, &regs, Reason::Pinned))
+                    .collect(),
+                network_rankings: (0..n)
+                    .map(|p| rank_pinned(p, &regs, Reason::Network))
+                    .collect(),
                 networks,
                 srv_names: srv(&s.name),
-                region_names: (0..regs.len()).map(|p| wire_name(&region_name(p))).collect(),
+                region_names: (0..regs.len())
+                    .map(|p| wire_name(&region_name(p)))
+                    .collect(),
                 region_srv_names: (0..regs.len()).map(|p| srv(&region_name(p))).collect(),
                 hosts: (0..regs.len())
                     .map(|p| {
@@ -275,7 +293,11 @@ impl Steering {
     /// A region is healthy while at least `min_up` of its servers serve.
     pub fn region_healthy(&self, region: usize, health: &HealthView) -> bool {
         self.regions.get(region).is_some_and(|r| {
-            r.servers.iter().filter(|s| health.status(s.slot).serves()).count() >= r.min_up
+            r.servers
+                .iter()
+                .filter(|s| health.status(s.slot).serves())
+                .count()
+                >= r.min_up
         })
     }
 

@@ -125,7 +125,13 @@ impl Plan {
 }
 
 /// Plans the answer for one client. `client` is the ECS address when the resolver sent one.
-pub fn plan(st: &Steering, health: &HealthView, service: usize, target: Target, client: IpAddr) -> Plan {
+pub fn plan(
+    st: &Steering,
+    health: &HealthView,
+    service: usize,
+    target: Target,
+    client: IpAddr,
+) -> Plan {
     let Some(svc) = st.services.get(service) else {
         return Plan {
             tiers: [0; MAX_TIERS],
@@ -175,7 +181,9 @@ pub fn plan(st: &Steering, health: &HealthView, service: usize, target: Target, 
 /// Whether a tier region is answered with its backups: when none of its primaries serves.
 /// Failing open, backups stand in only for a region without primaries.
 pub fn uses_backups(st: &Steering, health: &HealthView, region: usize, fail_open: bool) -> bool {
-    let Some(r) = st.regions.get(region) else { return false };
+    let Some(r) = st.regions.get(region) else {
+        return false;
+    };
     !r.servers
         .iter()
         .any(|s| !s.backup && (fail_open || health.status(s.slot).serves()))
@@ -212,4 +220,3 @@ pub fn naptr_service(t: Transport) -> &'static [u8] {
         Transport::Tls => b"SIPS+D2T",
     }
 }
-

@@ -15,7 +15,11 @@ pub struct Ranking {
 
 /// Ranks `regions` (a service's list, in its order) for a client location.
 /// `fallback` (positions) is used when the location says nothing useful.
-pub fn rank_location(loc: Option<&Location>, regions: &[&RegionConfig], fallback: &[u16]) -> Ranking {
+pub fn rank_location(
+    loc: Option<&Location>,
+    regions: &[&RegionConfig],
+    fallback: &[u16],
+) -> Ranking {
     let Some(loc) = loc else {
         return fallback_ranking(regions.len(), fallback);
     };
@@ -32,7 +36,9 @@ pub fn rank_location(loc: Option<&Location>, regions: &[&RegionConfig], fallback
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let d = loc.coords.map_or(f64::INFINITY, |c| distance_km(c, r.location));
+            let d = loc
+                .coords
+                .map_or(f64::INFINITY, |c| distance_km(c, r.location));
             (tier(r), d, i as u16)
         })
         .collect();

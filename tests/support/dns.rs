@@ -84,7 +84,9 @@ impl TestServer {
     }
 
     pub async fn start_in(cfg: ConfigDir) -> TestServer {
-        let running = sipsteer::app::start(&cfg.main()).await.expect("server starts");
+        let running = sipsteer::app::start(&cfg.main())
+            .await
+            .expect("server starts");
         let addr = running.dns[0];
         TestServer {
             cfg,
@@ -128,7 +130,8 @@ pub fn query(name: &str, rtype: RecordType, opts: &Q) -> Vec<u8> {
 
 pub fn udp_raw(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    sock.set_read_timeout(Some(Duration::from_millis(1500))).ok();
+    sock.set_read_timeout(Some(Duration::from_millis(1500)))
+        .ok();
     sock.send_to(packet, addr).expect("send");
     let mut buf = vec![0u8; 65535];
     match sock.recv_from(&mut buf) {

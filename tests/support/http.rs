@@ -5,7 +5,13 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// Sends one request; returns the status code and the body.
-pub fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect admin");
     s.set_read_timeout(Some(Duration::from_secs(5))).ok();
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -22,8 +28,15 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, 
     s.read_to_end(&mut out).expect("read");
     let text = String::from_utf8_lossy(&out).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").expect("http reply");
-    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status");
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         let mut b = String::new();
         let mut r = rest;
         while let Some((size, tail)) = r.split_once("\r\n") {
@@ -43,10 +56,25 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, 
 
 pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || request(addr, "GET", &path, None, None)).await.expect("join")
+    tokio::task::spawn_blocking(move || request(addr, "GET", &path, None, None))
+        .await
+        .expect("join")
 }
 
-pub async fn send(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
-    let (m, p, t, b) = (method.to_owned(), path.to_owned(), token.map(str::to_owned), body.map(str::to_owned));
-    tokio::task::spawn_blocking(move || request(addr, &m, &p, t.as_deref(), b.as_deref())).await.expect("join")
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let (m, p, t, b) = (
+        method.to_owned(),
+        path.to_owned(),
+        token.map(str::to_owned),
+        body.map(str::to_owned),
+    );
+    tokio::task::spawn_blocking(move || request(addr, &m, &p, t.as_deref(), b.as_deref()))
+        .await
+        .expect("join")
 }

@@ -69,7 +69,13 @@ fn reply(req: &str, code: u16, reason: &str, compact: bool) -> String {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     for line in req.split("\r\n").skip(1) {
         let lower = line.to_ascii_lowercase();
-        for (full, short) in [("via:", "v:"), ("from:", "f:"), ("to:", "t:"), ("call-id:", "i:"), ("cseq:", "cseq:")] {
+        for (full, short) in [
+            ("via:", "v:"),
+            ("from:", "f:"),
+            ("to:", "t:"),
+            ("call-id:", "i:"),
+            ("cseq:", "cseq:"),
+        ] {
             if lower.starts_with(full) {
                 if compact {
                     out.push_str(short);
@@ -88,7 +94,11 @@ fn reply(req: &str, code: u16, reason: &str, compact: bool) -> String {
     if code == 503 {
         out.push_str("Retry-After: 30\r\n");
     }
-    out.push_str(if compact { "l: 0\r\n\r\n" } else { "Content-Length: 0\r\n\r\n" });
+    out.push_str(if compact {
+        "l: 0\r\n\r\n"
+    } else {
+        "Content-Length: 0\r\n\r\n"
+    });
     out
 }
 
@@ -106,9 +116,14 @@ fn reason(code: u16) -> &'static str {
 fn replies(mode: Mode, req: &str) -> Vec<Vec<u8>> {
     match mode {
         Mode::Code(c) => vec![reply(req, c, reason(c), false).into_bytes()],
-        Mode::TryingThenOk => vec![reply(req, 100, "Trying", false).into_bytes(), reply(req, 200, "OK", false).into_bytes()],
+        Mode::TryingThenOk => vec![
+            reply(req, 100, "Trying", false).into_bytes(),
+            reply(req, 200, "OK", false).into_bytes(),
+        ],
         Mode::Compact => vec![reply(req, 200, "OK", true).into_bytes()],
-        Mode::Stray => vec![reply(&req.replace("z9hG4bK", "z9hG4bKother"), 200, "OK", false).into_bytes()],
+        Mode::Stray => {
+            vec![reply(&req.replace("z9hG4bK", "z9hG4bKother"), 200, "OK", false).into_bytes()]
+        }
         Mode::Garbage => vec![b"\x16\x03\x01 hello, this is not SIP\r\n\r\n".to_vec()],
         Mode::Silent => vec![],
     }
@@ -117,12 +132,18 @@ fn replies(mode: Mode, req: &str) -> Vec<Vec<u8>> {
 /// A UDP responder on 127.0.0.1 (a fresh port).
 pub async fn udp(mode: Mode) -> Responder {
     let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let r = Responder { addr: sock.local_addr().expect("addr"), mode: Arc::new(AtomicU16::new(encode(mode))), requests: Arc::new(AtomicUsize::new(0)) };
+    let r = Responder {
+        addr: sock.local_addr().expect("addr"),
+        mode: Arc::new(AtomicU16::new(encode(mode))),
+        requests: Arc::new(AtomicUsize::new(0)),
+    };
     let rr = r.clone();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65535];
         loop {
-            let Ok((n, peer)) = sock.recv_from(&mut buf).await else { return };
+            let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
             rr.requests.fetch_add(1, Ordering::SeqCst);
             let req = String::from_utf8_lossy(&buf[..n]).into_owned();
             for out in replies(decode(rr.mode.load(Ordering::SeqCst)), &req) {
@@ -136,17 +157,25 @@ pub async fn udp(mode: Mode) -> Responder {
 /// A TCP responder on 127.0.0.1 (a fresh port).
 pub async fn tcp(mode: Mode) -> Responder {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let r = Responder { addr: l.local_addr().expect("addr"), mode: Arc::new(AtomicU16::new(encode(mode))), requests: Arc::new(AtomicUsize::new(0)) };
+    let r = Responder {
+        addr: l.local_addr().expect("addr"),
+        mode: Arc::new(AtomicU16::new(encode(mode))),
+        requests: Arc::new(AtomicUsize::new(0)),
+    };
     let rr = r.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             let rr = rr.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
-                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    let Ok(n) = s.read(&mut chunk).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
