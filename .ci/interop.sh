@@ -30,7 +30,7 @@ check() { # name, expected substring, actual
   else fail=$((fail+1)); echo "FAIL $1: expected [$2] in:"; echo "$3" | sed 's/^/     /'; fi
 }
 
-for t in .ci/interop/*.sh; do
+for t in $(ls .ci/interop/*.sh | sort); do
   # shellcheck source=/dev/null
   source "$t"
 done
