@@ -67,39 +67,87 @@ pub fn spawn_udp(
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sipsteer-udp".into())
-        .spawn(move || {
-            let mut req = [0u8; 4096];
-            let mut out = Vec::with_capacity(4096);
-            while !stop.load(Ordering::Relaxed) {
-                let (n, peer) = match sock.recv_from(&mut req) {
-                    Ok(x) => x,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock
-                                | io::ErrorKind::TimedOut
-                                | io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "udp receive failed");
-                        continue;
-                    }
-                };
-                if peer.port() == 0 {
-                    continue;
-                }
-                let snap = shared.load();
-                if let Some(summary) = respond(&snap, peer.ip(), Proto::Udp, &req[..n], &mut out) {
-                    if let Err(e) = sock.send_to(&out, peer) {
-                        tracing::debug!(error = %e, %peer, "udp send failed");
-                    }
-                    snap.count_and_log(&summary, &stats, log.as_deref(), peer.ip(), &req[..n]);
-                }
+        .spawn(move || serve_udp(&sock, &shared, &stats, log.as_deref(), &stop))
+}
+
+fn transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Receives queries in batches, answers each from one snapshot load, sends the replies in
+/// one call.
+#[cfg(target_os = "linux")]
+fn serve_udp(
+    sock: &UdpSocket,
+    shared: &Shared,
+    stats: &QueryStats,
+    log: Option<&QueryLog>,
+    stop: &AtomicBool,
+) {
+    use super::udp_batch::Batch;
+    let mut batch = Batch::new();
+    while !stop.load(Ordering::Relaxed) {
+        let n = match batch.recv(sock) {
+            Ok(n) => n,
+            Err(e) if transient(&e) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive failed");
+                continue;
             }
-        })
+        };
+        let snap = shared.load();
+        let send = batch.answer(|req, peer, out| {
+            if peer.port() == 0 {
+                return false;
+            }
+            match respond(&snap, peer.ip(), Proto::Udp, req, out) {
+                Some(summary) => {
+                    snap.count_and_log(&summary, stats, log, peer.ip(), req);
+                    true
+                }
+                None => false,
+            }
+        });
+        if let Err(e) = batch.send(sock, &send[..n]) {
+            tracing::debug!(error = %e, "udp send failed");
+        }
+    }
+}
+
+/// One query per system call, for systems without `recvmmsg`.
+#[cfg(not(target_os = "linux"))]
+fn serve_udp(
+    sock: &UdpSocket,
+    shared: &Shared,
+    stats: &QueryStats,
+    log: Option<&QueryLog>,
+    stop: &AtomicBool,
+) {
+    let mut req = [0u8; 4096];
+    let mut out = Vec::with_capacity(4096);
+    while !stop.load(Ordering::Relaxed) {
+        let (n, peer) = match sock.recv_from(&mut req) {
+            Ok(x) => x,
+            Err(e) if transient(&e) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "udp receive failed");
+                continue;
+            }
+        };
+        if peer.port() == 0 {
+            continue;
+        }
+        let snap = shared.load();
+        if let Some(summary) = respond(&snap, peer.ip(), Proto::Udp, &req[..n], &mut out) {
+            if let Err(e) = sock.send_to(&out, peer) {
+                tracing::debug!(error = %e, %peer, "udp send failed");
+            }
+            snap.count_and_log(&summary, stats, log, peer.ip(), &req[..n]);
+        }
+    }
 }
 
 /// Accepts TCP connections until `cancel` fires.

@@ -6,5 +6,7 @@
 pub mod answer;
 pub mod listener;
 pub mod steered;
+#[cfg(target_os = "linux")]
+mod udp_batch;
 pub mod wire;
 pub mod writer;

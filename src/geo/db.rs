@@ -16,6 +16,7 @@ use super::{CsvFileError, GeoError, Location, centroids};
 pub struct DbInfo {
     pub database_type: String,
     pub build_epoch: u64,
+    /// Networks (address ranges) the database holds.
     pub networks: usize,
 }
 

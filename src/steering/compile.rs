@@ -28,9 +28,11 @@ impl GeoData {
     pub fn load(path: &std::path::Path) -> anyhow::Result<GeoData> {
         let db = crate::geo::GeoDb::open(path)?;
         let table = db.table()?;
+        let mut info = db.info();
+        info.networks = table.len();
         Ok(GeoData {
             table,
-            info: db.info(),
+            info,
             path: path.to_path_buf(),
         })
     }

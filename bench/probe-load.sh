@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Measures sipsteer's CPU and memory while it probes N SIP servers (default 10,000) over UDP
+# at a 5 s interval, all answered by sip_responder.py on loopback.
+# Usage: bench/probe-load.sh [N] [SECONDS]     (run from the repository root after a release build)
+set -euo pipefail
+N="${1:-10000}"; SECS="${2:-60}"; BASE=20000
+WORK=$(mktemp -d); mkdir -p "$WORK/zones"
+cleanup() { kill "${RESP:-}" "${SRV:-}" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)" || true
+python3 bench/sip_responder.py $BASE "$N" & RESP=$!
+cat > "$WORK/sipsteer.yaml" <<YAML
+listen: { dns: ["127.0.0.1:5310"], admin: "127.0.0.1:8060" }
+zones: zones
+health: { check: sip-options-udp, interval: 5s, timeout: 2s, max_concurrent: 256 }
+dns: { udp_workers: 1 }
+YAML
+python3 - "$N" "$BASE" > "$WORK/zones/load.example.yaml" <<'PY'
+import sys
+n, base = int(sys.argv[1]), int(sys.argv[2])
+print("zone: load.example\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\nrecords:\n  static: { A: 192.0.2.200 }\nregions:")
+per = 100
+for r in range(n // per):
+    print(f"  r{r}:\n    location: [{(r % 160) - 80}, {(r * 7 % 340) - 170}]\n    servers:")
+    for s in range(per):
+        print(f"      s{s}: {{ address: 127.0.0.1, port: {base + r * per + s} }}")
+print("services:\n  sip: { regions: [" + ", ".join(f"r{r}" for r in range(n // per)) + "] }")
+PY
+sleep 2
+taskset -c 1 target/release/sipsteer serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
+for _ in $(seq 100); do curl -sf http://127.0.0.1:8060/readyz >/dev/null && break; sleep 0.2; done
+echo "ready: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8060/readyz)"
+CLK=$(getconf CLK_TCK)
+cpu() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }
+c0=$(cpu); t0=$(date +%s.%N)
+sleep "$SECS"
+c1=$(cpu); t1=$(date +%s.%N)
+rss=$(awk '/VmRSS/{print $2}' "/proc/$SRV/status")
+probes=$(curl -s http://127.0.0.1:8060/metrics | awk '/^sipsteer_probes_total/ {s += $2} END {print s}')
+up=$(curl -s http://127.0.0.1:8060/metrics | awk '/^sipsteer_servers\{state="up"\}/ {print $2}')
+python3 - <<PY
+cpu = ($c1 - $c0) / $CLK
+wall = $t1 - $t0
+print(f"targets={$N} interval=5s window={wall:.1f}s cpu={cpu:.2f}s ({100*cpu/wall:.1f}% of one core) rss={$rss/1024:.1f} MiB probes_total={int(float('$probes' or 0))} up={'$up'}")
+PY
