@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Measures sipsteer's CPU and memory while it probes N SIP servers (default 10,000) over UDP
 # at a 5 s interval, all answered by sip_responder.py on loopback.
+# With QUERIES=1 it then runs the shared benchmark's run-one.sh (static queries) against the
+# same server, so the query throughput with N probes running can be compared with N=0.
 # Usage: bench/probe-load.sh [N] [SECONDS]     (run from the repository root after a release build)
 set -euo pipefail
 N="${1:-10000}"; SECS="${2:-60}"; BASE=20000
@@ -18,8 +20,11 @@ YAML
 python3 - "$N" "$BASE" > "$WORK/zones/load.example.yaml" <<'PY'
 import sys
 n, base = int(sys.argv[1]), int(sys.argv[2])
-print("zone: load.example\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\nrecords:\n  static: { A: 192.0.2.200 }\nregions:")
+print("zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\nrecords:\n  static: { A: 192.0.2.200 }")
 per = 100
+if n < per:
+    sys.exit(0)
+print("regions:")
 for r in range(n // per):
     print(f"  r{r}:\n    location: [{(r % 160) - 80}, {(r * 7 % 340) - 170}]\n    servers:")
     for s in range(per):
@@ -28,7 +33,7 @@ print("services:\n  sip: { regions: [" + ", ".join(f"r{r}" for r in range(n // p
 PY
 sleep 2
 taskset -c 1 target/release/sipsteer serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
-for _ in $(seq 100); do curl -sf http://127.0.0.1:8060/readyz >/dev/null && break; sleep 0.2; done
+for _ in $(seq 150); do curl -sf http://127.0.0.1:8060/readyz >/dev/null && break; sleep 0.2; done
 echo "ready: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8060/readyz)"
 CLK=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }

@@ -25,8 +25,22 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds the serving data for a freshly loaded config.
     pub fn build(config: Arc<Config>, geo: Option<Arc<GeoData>>, generation: u64) -> Snapshot {
+        Self::build_after(config, geo, generation, None)
+    }
+
+    /// Builds a snapshot for a reload, reusing what did not change in `previous`.
+    pub fn build_after(
+        config: Arc<Config>,
+        geo: Option<Arc<GeoData>>,
+        generation: u64,
+        previous: Option<&Snapshot>,
+    ) -> Snapshot {
         let routing = Arc::new(crate::routing::compile(&config));
-        let steering = Arc::new(crate::steering::compile(&config, geo));
+        let steering = Arc::new(crate::steering::compile_reusing(
+            &config,
+            geo,
+            previous.map(|p| &*p.steering),
+        ));
         let health = Arc::new(HealthView::all_up(steering.slots));
         Snapshot {
             generation,

@@ -205,7 +205,7 @@ impl Reloader {
         }
         let generation = current.generation + 1;
         let cfg = Arc::new(cfg);
-        let mut snap = Snapshot::build(cfg.clone(), geo, generation);
+        let mut snap = Snapshot::build_after(cfg.clone(), geo, generation, Some(&current));
         snap.health = (self.health)(&cfg, &snap.steering);
         self.shared.store(Arc::new(snap));
         st.generation = generation;

@@ -45,7 +45,7 @@ pub struct Steering {
     pub regions: Vec<Region>,
     /// Same order as routing's service references (zones in order, services in order).
     pub services: Vec<Service>,
-    policies: Vec<Policy>,
+    policies: Vec<Arc<Policy>>,
     /// Number of server slots (the length of a health view).
     pub slots: usize,
     pub geo: Option<Arc<GeoData>>,
@@ -119,12 +119,48 @@ pub struct Service {
 
 #[derive(Debug)]
 struct Policy {
+    /// What the rankings depend on: the regions (location, country and continent lists, in
+    /// order), the fallback order, and the GeoIP data.
+    key: PolicyKey,
+    geo: Option<std::sync::Weak<GeoData>>,
     map: Option<GeoMap>,
     rankings: Vec<Ranking>,
 }
 
+type PolicyKey = (
+    Vec<(String, u64, u64, Vec<[u8; 2]>, Vec<[u8; 2]>)>,
+    Vec<u16>,
+);
+
+fn policy_key(regs: &[&RegionConfig], fallback: &[u16]) -> PolicyKey {
+    (
+        regs.iter()
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.location.0.to_bits(),
+                    r.location.1.to_bits(),
+                    r.countries.clone(),
+                    r.continents.clone(),
+                )
+            })
+            .collect(),
+        fallback.to_vec(),
+    )
+}
+
 /// Builds the steering data for a config and an optional GeoIP database.
 pub fn compile(cfg: &Config, geo: Option<Arc<GeoData>>) -> Steering {
+    compile_reusing(cfg, geo, None)
+}
+
+/// Like [`compile`], reusing the compiled GeoIP maps of `previous` whose regions and database
+/// did not change (a reload that only touched records or servers costs no map rebuild).
+pub fn compile_reusing(
+    cfg: &Config,
+    geo: Option<Arc<GeoData>>,
+    previous: Option<&Steering>,
+) -> Steering {
     let mut slots = 0;
     let regions: Vec<Region> = cfg
         .regions
@@ -170,17 +206,25 @@ pub fn compile(cfg: &Config, geo: Option<Arc<GeoData>>) -> Steering {
         })
         .collect();
 
-    let mut policies: Vec<Policy> = Vec::new();
-    let mut policy_index: HashMap<(Vec<usize>, Vec<u16>), usize> = HashMap::new();
+    let mut policies: Vec<Arc<Policy>> = Vec::new();
+    let mut policy_index: HashMap<PolicyKey, usize> = HashMap::new();
     let mut services = Vec::new();
     for z in &cfg.zones {
         for s in &z.services {
             let regs: Vec<&RegionConfig> = s.regions.iter().map(|&i| &cfg.regions[i]).collect();
             let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
             let fallback: Vec<u16> = s.fallback.iter().map(|&g| pos_of(g)).collect();
-            let key = (s.regions.clone(), fallback.clone());
-            let policy = *policy_index.entry(key).or_insert_with(|| {
-                policies.push(build_policy(&regs, &fallback, geo.as_deref()));
+            let key = policy_key(&regs, &fallback);
+            let policy = *policy_index.entry(key.clone()).or_insert_with(|| {
+                let reused = previous.and_then(|p| {
+                    p.policies
+                        .iter()
+                        .find(|old| old.key == key && same_geo(old.geo.as_ref(), geo.as_ref()))
+                });
+                policies.push(match reused {
+                    Some(p) => p.clone(),
+                    None => Arc::new(build_policy(key, &regs, &fallback, geo.as_ref())),
+                });
                 policies.len() - 1
             });
             let mut networks: Vec<(IpNet, u16)> =
@@ -249,7 +293,20 @@ pub fn compile(cfg: &Config, geo: Option<Arc<GeoData>>) -> Steering {
     }
 }
 
-fn build_policy(regs: &[&RegionConfig], fallback: &[u16], geo: Option<&GeoData>) -> Policy {
+fn same_geo(old: Option<&std::sync::Weak<GeoData>>, new: Option<&Arc<GeoData>>) -> bool {
+    match (old, new) {
+        (None, None) => true,
+        (Some(o), Some(n)) => std::ptr::eq(o.as_ptr(), Arc::as_ptr(n)),
+        _ => false,
+    }
+}
+
+fn build_policy(
+    key: PolicyKey,
+    regs: &[&RegionConfig],
+    fallback: &[u16],
+    geo: Option<&Arc<GeoData>>,
+) -> Policy {
     let mut rankings: Vec<Ranking> = Vec::new();
     let mut index: HashMap<Ranking, u32> = HashMap::new();
     let mut intern = |r: Ranking| -> u32 {
@@ -268,7 +325,12 @@ fn build_policy(regs: &[&RegionConfig], fallback: &[u16], geo: Option<&GeoData>)
             .collect();
         GeoMap::compile(&g.table, &classes, no_location)
     });
-    Policy { map, rankings }
+    Policy {
+        key,
+        geo: geo.map(Arc::downgrade),
+        map,
+        rankings,
+    }
 }
 
 impl Steering {
@@ -335,5 +397,63 @@ fn common_prefix(a: IpAddr, b: IpAddr) -> u8 {
         (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) ^ u32::from(b)).leading_zeros() as u8,
         (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a) ^ u128::from(b)).leading_zeros() as u8,
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(zone: &str) -> (Config, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::create_dir(dir.path().join("zones")).expect("zones");
+        std::fs::write(
+            dir.path().join("sipsteer.yaml"),
+            "zones: zones\ngeoip: { database: g.csv }\n",
+        )
+        .expect("main");
+        std::fs::write(
+            dir.path().join("g.csv"),
+            "network,country,continent,latitude,longitude,city\n10.0.0.0/8,GB,EU,51.5,0,\n",
+        )
+        .expect("csv");
+        std::fs::write(dir.path().join("zones/z.yaml"), zone).expect("zone");
+        let cfg = crate::config::load(&dir.path().join("sipsteer.yaml")).expect("valid");
+        (cfg, dir)
+    }
+
+    const ZONE: &str = "zone: example.com\nsoa: { primary: ns1, contact: h, serial: 1 }\nns: [ns1]\nrecords: { www: { A: 192.0.2.1 } }\nregions:\n  uk: { location: [51.5, 0], servers: { a: { address: 192.0.2.10 } } }\n  de: { location: [50, 8], servers: { b: { address: 192.0.2.20 } } }\nservices:\n  sip: { regions: [uk, de] }\n";
+
+    #[test]
+    fn reload_reuses_maps_only_when_regions_and_geoip_are_unchanged() {
+        let (cfg, _d) = load(ZONE);
+        let geo = Some(Arc::new(
+            GeoData::load(cfg.geoip.as_deref().expect("geoip")).expect("geo"),
+        ));
+        let first = compile(&cfg, geo.clone());
+        let (cfg2, _d2) = load(
+            &ZONE
+                .replace("192.0.2.1 ", "192.0.2.2 ")
+                .replace("serial: 1", "serial: 2"),
+        );
+        let second = compile_reusing(&cfg2, geo.clone(), Some(&first));
+        assert!(
+            Arc::ptr_eq(&first.policies[0], &second.policies[0]),
+            "records changed only: map reused"
+        );
+        let (cfg3, _d3) = load(&ZONE.replace("location: [50, 8]", "location: [48, 11]"));
+        let third = compile_reusing(&cfg3, geo.clone(), Some(&second));
+        assert!(
+            !Arc::ptr_eq(&second.policies[0], &third.policies[0]),
+            "a region moved: rebuilt"
+        );
+        let other_geo = Some(Arc::new(
+            GeoData::load(cfg.geoip.as_deref().expect("geoip")).expect("geo"),
+        ));
+        let fourth = compile_reusing(&cfg3, other_geo, Some(&third));
+        assert!(
+            !Arc::ptr_eq(&third.policies[0], &fourth.policies[0]),
+            "new database: rebuilt"
+        );
     }
 }
