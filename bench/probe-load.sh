@@ -48,3 +48,7 @@ cpu = ($c1 - $c0) / $CLK
 wall = $t1 - $t0
 print(f"targets={$N} interval=5s window={wall:.1f}s cpu={cpu:.2f}s ({100*cpu/wall:.1f}% of one core) rss={$rss/1024:.1f} MiB probes_total={int(float('$probes' or 0))} up={'$up'}")
 PY
+if [[ "${QUERIES:-0}" = 1 ]]; then
+  (cd "${BENCH:-$HOME/bench}" && NO_CHECK=1 QUERY_FILES=c-static FIXED_RATES="" DURATION="${DURATION:-10}" REPS="${REPS:-3}" \
+     RUN_ID="${RUN_ID:-probes-$(date +%s)}" ./run-one.sh 127.0.0.1 5310 "sipsteer-probing-$N") | tail -2
+fi

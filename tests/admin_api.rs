@@ -212,3 +212,51 @@ async fn admin_without_token_refuses_changes() {
     assert!(body.contains("changing endpoints are disabled"), "{body}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn explain_cli_reads_live_states() {
+    let s = server().await;
+    let a = admin(&s);
+    for srv in ["lon1", "lon2"] {
+        let p = format!("/v1/servers/uk/{srv}/state");
+        assert_eq!(
+            send(a, "PUT", &p, Some(TOKEN), Some(r#"{"state":"drain"}"#))
+                .await
+                .0,
+            200
+        );
+    }
+    let cfg = s.cfg.main();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+            .args(["explain", "--config"])
+            .arg(cfg)
+            .args([
+                "--live",
+                &format!("http://{a}"),
+                "--client",
+                "81.2.69.1",
+                "_sip._udp.sip.example.com",
+                "SRV",
+            ])
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("lon1 drained, lon2 drained, lon3 unknown (backup)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("_sip._udp.sip.example.com. 30 SRV 11 100 5060 lon3.uk.sip.example.com."),
+        "{text}"
+    );
+    s.stop().await;
+}
