@@ -124,8 +124,8 @@ impl Batch {
     /// Sends `out[i]` to the sender of query `i` for every `i` in `send`.
     pub fn send(&mut self, sock: &UdpSocket, send: &[bool]) -> io::Result<()> {
         let mut k = 0;
-        for i in 0..self.len.min(send.len()) {
-            if !send[i] {
+        for (i, &wanted) in send.iter().enumerate().take(self.len) {
+            if !wanted {
                 continue;
             }
             self.out_iov[k] = libc::iovec {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{CsvFileError, GeoError};
+use super::GeoError;
 
 #[derive(Debug, Clone)]
 pub struct BuildSummary {
@@ -17,17 +17,7 @@ pub fn build_file(csv: &Path, out: &Path) -> Result<BuildSummary, GeoError> {
         path: p.display().to_string(),
         message: m,
     };
-    let text = std::fs::read_to_string(csv).map_err(|e| err(csv, format!("cannot read: {e}")))?;
-    let rows = super::csv::parse(&text).map_err(|errs| {
-        GeoError::Csv(
-            errs.into_iter()
-                .map(|error| CsvFileError {
-                    path: csv.display().to_string(),
-                    error,
-                })
-                .collect(),
-        )
-    })?;
+    let rows = super::csv::read(csv)?;
     let database_type = if rows.iter().any(|(_, l)| l.coords.is_some()) {
         "GeoIP2-City"
     } else {

@@ -177,6 +177,24 @@ pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
     }
 }
 
+/// Reads and parses a CSV file; errors carry the file name.
+pub fn read(path: &std::path::Path) -> Result<Vec<(IpNet, Location)>, super::GeoError> {
+    let text = std::fs::read_to_string(path).map_err(|e| super::GeoError::File {
+        path: path.display().to_string(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text).map_err(|errs| {
+        super::GeoError::Csv(
+            errs.into_iter()
+                .map(|error| super::CsvFileError {
+                    path: path.display().to_string(),
+                    error,
+                })
+                .collect(),
+        )
+    })
+}
+
 /// Whether an address is IPv4 or an IPv4-mapped IPv6 address; returns the IPv4 form.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {

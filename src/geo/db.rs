@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use maxminddb::{Reader, WithinOptions, geoip2};
 
 use super::table::{NetworkTable, flatten};
-use super::{CsvFileError, GeoError, Location, centroids};
+use super::{GeoError, Location, centroids};
 
 /// Metadata shown in status and explain.
 #[derive(Debug, Clone)]
@@ -84,18 +84,7 @@ impl GeoDb {
                 .map_err(|e| file_err(path, format!("cannot read MaxMind database: {e}")))?;
             Source::Mmdb(Box::new(r))
         } else {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| file_err(path, format!("cannot read: {e}")))?;
-            let rows = super::csv::parse(&text).map_err(|errs| {
-                GeoError::Csv(
-                    errs.into_iter()
-                        .map(|error| CsvFileError {
-                            path: path.display().to_string(),
-                            error,
-                        })
-                        .collect(),
-                )
-            })?;
+            let rows = super::csv::read(path)?;
             Source::Csv(rows.into_iter().map(|(n, l)| (n, complete(l))).collect())
         };
         Ok(GeoDb {
