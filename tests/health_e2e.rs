@@ -313,3 +313,46 @@ async fn states_survive_reload_and_removed_servers_stop_being_probed() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn one_probe_per_distinct_target_and_flips_are_counted() {
+    let shared = sip::udp(Mode::Code(200)).await;
+    let de = sip::udp(Mode::Code(200)).await;
+    // lon1 and a second server elsewhere both point at the same SIP server.
+    let z = zone(&shared, &de, Some(&shared));
+    let s = TestServer::start(&main_cfg(), &[("example.com.yaml", &z)]).await;
+    ready(&s).await;
+    let hub = s.running.as_ref().expect("running").hub.clone();
+    assert_eq!(
+        hub.probe_targets(),
+        2,
+        "three servers, two distinct targets"
+    );
+
+    de.set(Mode::Silent);
+    let a = admin(&s);
+    let start = Instant::now();
+    loop {
+        let (_, m) = get(a, "/metrics").await;
+        if m.lines().any(|l| {
+            l.starts_with("sipsteer_state_flips_total{")
+                && l.contains("server=\"de/fra1\"")
+                && l.contains("to=\"down\"")
+        }) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no flip counted:\n{m}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, m) = get(a, "/metrics").await;
+    assert!(m.contains("sipsteer_probes_total{"), "{m}");
+    assert!(m.contains("sipsteer_probe_rtt_seconds_bucket{"), "{m}");
+    assert!(
+        m.contains("sipsteer_probe_last_tick_timestamp_seconds "),
+        "{m}"
+    );
+    s.stop().await;
+}

@@ -239,3 +239,65 @@ async fn no_query_fails_during_many_reloads() {
     }
     s.stop().await;
 }
+
+#[tokio::test]
+async fn listen_changes_need_a_restart_and_are_not_half_applied() {
+    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    std::fs::write(s.cfg.main(), MAIN.replace("127.0.0.1:0", "127.0.0.1:1")).expect("write");
+    std::fs::write(s.cfg.path("zones/example.com.yaml"), zone("192.0.2.9")).expect("write");
+    let r = s.running.as_ref().expect("running").reloader.clone();
+    let out = tokio::task::spawn_blocking(move || r.reload("test"))
+        .await
+        .expect("join");
+    assert!(matches!(out, sipsteer::app::Outcome::Applied(_)), "{out:?}");
+    let st = s.running.as_ref().expect("running").reloader.status();
+    assert_eq!(
+        st.restart_needed.as_deref(),
+        Some("listen addresses changed: restart sipsteer to apply them")
+    );
+    // Still serving on the socket bound at start, with the new zone data.
+    assert_eq!(www(&s).await, ["www.example.com. 300 A 192.0.2.9"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn query_log_writes_sampled_json_lines() {
+    use support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
+    let main = format!("{MAIN_GEO}query_log: {{ path: queries.jsonl, sample: 1 }}\n");
+    let cfg = ConfigDir::new(&main, &[("example.com.yaml", STEER_ZONE)]);
+    std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
+    let s = TestServer::start_in(cfg).await;
+    let q = Q {
+        ecs: Some(("81.2.69.0".parse().expect("ip"), 24)),
+        ..Q::default()
+    };
+    udp(s.addr, "SIP.example.com.", RecordType::A, &q).await;
+    tcp(s.addr, "nope.example.com.", RecordType::AAAA, &Q::default()).await;
+    let path = s.cfg.path("queries.jsonl");
+    let start = Instant::now();
+    let text = loop {
+        let t = std::fs::read_to_string(&path).unwrap_or_default();
+        if t.lines().count() >= 2 {
+            break t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "query log not written: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines[0]["name"], "SIP.example.com.");
+    assert_eq!(lines[0]["type"], "A");
+    assert_eq!(lines[0]["ecs"], "81.2.69.0/24");
+    assert_eq!(lines[0]["region"], "uk");
+    assert_eq!(lines[0]["reason"], "country");
+    assert_eq!(lines[0]["rcode"], 0);
+    assert_eq!(lines[1]["name"], "nope.example.com.");
+    assert_eq!(lines[1]["rcode"], 3);
+    assert_eq!(lines[1]["region"], serde_json::Value::Null);
+    s.stop().await;
+}

@@ -314,6 +314,11 @@ impl HealthHub {
         shared.store(Arc::new(cur.with_health(Arc::new(v))));
     }
 
+    /// Distinct targets being probed (servers sharing an address, port and check share one).
+    pub fn probe_targets(&self) -> usize {
+        self.monitor.targets()
+    }
+
     /// True once every probed server has had a result.
     pub fn ready(&self) -> bool {
         lock(&self.inner).pending.is_empty()
