@@ -77,9 +77,11 @@ impl Query<'_> {
 }
 
 /// What to do with a packet.
+// The query is returned by value: boxing it would cost an allocation per packet.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Parsed<'a> {
-    Query(Box<Query<'a>>),
+    Query(Query<'a>),
     /// Answer with this rcode; `question` is echoed when it could be read, and an OPT is
     /// added when the request had a valid one.
     Error {
@@ -260,7 +262,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
             edns: Some(Edns { ecs: None, ..e }),
         };
     }
-    Parsed::Query(Box::new(Query {
+    Parsed::Query(Query {
         id,
         flags,
         question: &buf[qstart..qstart + name_len + 4],
@@ -269,7 +271,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         qtype,
         qclass,
         edns,
-    }))
+    })
 }
 
 fn skip_record(r: &mut Reader) -> Option<()> {
