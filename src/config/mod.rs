@@ -7,6 +7,7 @@ pub mod main_file;
 mod names;
 mod raw;
 mod records;
+mod services;
 mod steer;
 mod values;
 pub mod watch;

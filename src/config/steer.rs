@@ -1,21 +1,17 @@
-//! Validating regions, servers and services: what the steering core needs from the config.
+//! Validating regions and servers (with their probe settings): the places steering can send
+//! clients to.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hickory_proto::rr::Name;
-use ipnet::IpNet;
 use serde_saphyr::Spanned;
 
 use super::error::Sink;
-use super::names;
 use super::raw;
 use super::values::{Values, parse_duration};
-use super::{
-    AllDown, Capacity, CheckKind, ProbeConfig, RegionConfig, ServerConfig, ServiceConfig, Transport,
-};
+use super::{Capacity, CheckKind, ProbeConfig, RegionConfig, ServerConfig, Transport};
 
 const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
@@ -228,11 +224,11 @@ impl RegionTable {
     }
 
     /// A region a zone file may use: shared ones and its own.
-    fn failed(&self, name: &str) -> bool {
+    pub(super) fn failed(&self, name: &str) -> bool {
         self.failed.contains(name)
     }
 
-    fn usable(&self, name: &str, file: &std::path::Path) -> Option<usize> {
+    pub(super) fn usable(&self, name: &str, file: &std::path::Path) -> Option<usize> {
         match self.index.get(name) {
             Some((i, None, _, _)) => Some(*i),
             Some((i, Some(owner), _, _)) if owner == file => Some(*i),
@@ -458,7 +454,7 @@ fn server(
     })
 }
 
-fn transports(v: &Spanned<Values>, path: &str, sink: &mut Sink) -> Vec<Transport> {
+pub(super) fn transports(v: &Spanned<Values>, path: &str, sink: &mut Sink) -> Vec<Transport> {
     let mut out = Vec::new();
     for (s, loc) in v.value.items(v.referenced) {
         let t = match s {
@@ -484,251 +480,4 @@ fn transports(v: &Spanned<Values>, path: &str, sink: &mut Sink) -> Vec<Transport
         sink.on(v, path, "at least one transport is needed");
     }
     out
-}
-
-/// The services of one zone map.
-pub fn services(
-    z: &raw::Zone,
-    origin: &Name,
-    zone_ttl: u32,
-    regions: &RegionTable,
-    sink: &mut Sink,
-) -> Vec<ServiceConfig> {
-    let _ = zone_ttl;
-    let mut list: Vec<_> = z.services.iter().collect();
-    list.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
-    let mut out: Vec<ServiceConfig> = Vec::new();
-    for (key, s) in list {
-        let path = format!("services.{}", key.value);
-        if key.value == "@" || key.value.ends_with('.') {
-            sink.on(
-                key,
-                &path,
-                "a service is named relative to the zone, like `sip`",
-            );
-            continue;
-        }
-        let name = match names::in_zone(&key.value, origin) {
-            Ok(n) => n,
-            Err(e) => {
-                sink.on(key, &path, e);
-                continue;
-            }
-        };
-        if let Some(other) = out
-            .iter()
-            .find(|o| o.name.zone_of(&name) || name.zone_of(&o.name))
-        {
-            sink.on(
-                key,
-                &path,
-                format!(
-                    "service names overlap: `{}` and `{}`",
-                    other.label, key.value
-                ),
-            );
-            continue;
-        }
-        if let Some(svc) = service(key, s, name, origin, regions, &path, sink) {
-            out.push(svc);
-        }
-    }
-    // Static records may not stand at or below a steered name.
-    for rkey in z.records.keys() {
-        if let Ok(n) = names::in_zone(&rkey.value, origin)
-            && let Some(svc) = out.iter().find(|s| s.name.zone_of(&n))
-        {
-            sink.on(
-                rkey,
-                format!("records.{}", rkey.value),
-                format!(
-                    "name is answered by service `{}`; remove the record or rename it",
-                    svc.label
-                ),
-            );
-        }
-    }
-    out
-}
-
-fn region_list(
-    v: &Spanned<Values>,
-    path: &str,
-    allowed: &dyn Fn(&str) -> Option<usize>,
-    not_found: &dyn Fn(&str) -> String,
-    regions: &RegionTable,
-    sink: &mut Sink,
-) -> Vec<usize> {
-    let mut out = Vec::new();
-    for (s, loc) in v.value.items(v.referenced) {
-        match allowed(s) {
-            None if regions.failed(s) => {}
-            Some(i) if out.contains(&i) => sink.at(loc, path, format!("region `{s}` listed twice")),
-            Some(i) => out.push(i),
-            None => sink.at(loc, path, not_found(s)),
-        }
-    }
-    out
-}
-
-fn service(
-    key: &Spanned<String>,
-    s: &raw::Service,
-    name: Name,
-    origin: &Name,
-    regions: &RegionTable,
-    path: &str,
-    sink: &mut Sink,
-) -> Option<ServiceConfig> {
-    let file = sink.file.to_path_buf();
-    let regs = region_list(
-        &s.regions,
-        &format!("{path}.regions"),
-        &|r| regions.usable(r, &file),
-        &|r| {
-            format!(
-                "unknown region `{r}` (define it under regions: in this file or in sipsteer.yaml)"
-            )
-        },
-        regions,
-        sink,
-    );
-    if regs.is_empty() {
-        if s.regions
-            .value
-            .items(s.regions.referenced)
-            .iter()
-            .any(|(r, _)| regions.failed(r))
-        {
-            return None;
-        }
-        sink.on(
-            &s.regions,
-            format!("{path}.regions"),
-            "a service needs at least one region",
-        );
-        return None;
-    }
-    let in_service = |r: &str| regions.usable(r, &file).filter(|i| regs.contains(i));
-    let transports = match &s.transports {
-        None => vec![Transport::Udp, Transport::Tcp],
-        Some(t) => transports(t, &format!("{path}.transports"), sink),
-    };
-    let ttl = match &s.ttl {
-        None => 30,
-        Some(t) if t.value <= super::zone::MAX_TTL => t.value,
-        Some(t) => {
-            sink.on(
-                t,
-                format!("{path}.ttl"),
-                format!("ttl must be 0 to {} seconds", super::zone::MAX_TTL),
-            );
-            30
-        }
-    };
-    let failover = match &s.failover {
-        None => 2.min(regs.len()),
-        Some(f) if f.value >= 1 && f.value as usize <= regs.len() => f.value as usize,
-        Some(f) => {
-            sink.on(
-                f,
-                format!("{path}.failover"),
-                format!(
-                    "failover must be between 1 and the number of regions ({})",
-                    regs.len()
-                ),
-            );
-            1
-        }
-    };
-    let answers = match &s.answers {
-        None => 4,
-        Some(a) if (1..=16).contains(&a.value) => a.value as usize,
-        Some(a) => {
-            sink.on(
-                a,
-                format!("{path}.answers"),
-                "answers must be between 1 and 16",
-            );
-            4
-        }
-    };
-    let not_in = |r: &str| format!("region `{r}` is not one of this service's regions");
-    let fallback = match &s.fallback {
-        None => regs.clone(),
-        Some(f) => region_list(
-            f,
-            &format!("{path}.fallback"),
-            &in_service,
-            &not_in,
-            regions,
-            sink,
-        ),
-    };
-    let mut networks = Vec::new();
-    let mut nets: Vec<_> = s.networks.iter().collect();
-    nets.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
-    let mut seen = HashSet::new();
-    for (net, region) in nets {
-        let npath = format!("{path}.networks.{}", net.value);
-        let parsed = net.value.parse::<IpNet>();
-        let Ok(n) = parsed else {
-            sink.on(
-                net,
-                &npath,
-                format!(
-                    "invalid network `{}` (use CIDR, e.g. 203.0.113.0/24)",
-                    net.value
-                ),
-            );
-            continue;
-        };
-        if n.trunc() != n {
-            sink.on(
-                net,
-                &npath,
-                format!(
-                    "network `{}` has host bits set (did you mean {}?)",
-                    net.value,
-                    n.trunc()
-                ),
-            );
-            continue;
-        }
-        if !seen.insert(n) {
-            sink.on(net, &npath, "network listed twice");
-            continue;
-        }
-        match in_service(&region.value.0) {
-            Some(i) => networks.push((n, i)),
-            None => sink.on(region, &npath, not_in(&region.value.0)),
-        }
-    }
-    let all_down = match s.all_down.as_ref().map(|a| a.value.as_str()) {
-        None | Some("nearest") => AllDown::Nearest,
-        Some("nodata") => AllDown::Nodata,
-        Some(other) => {
-            if let Some(a) = &s.all_down {
-                sink.on(
-                    a,
-                    format!("{path}.all_down"),
-                    format!("unknown policy `{other}` (use nearest or nodata)"),
-                );
-            }
-            AllDown::Nearest
-        }
-    };
-    let _ = origin;
-    Some(ServiceConfig {
-        label: key.value.clone(),
-        name,
-        regions: regs,
-        transports,
-        ttl,
-        failover,
-        answers,
-        fallback,
-        networks,
-        all_down,
-    })
 }

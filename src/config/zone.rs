@@ -10,7 +10,8 @@ use super::error::{ConfigError, Sink};
 use super::names;
 use super::raw;
 use super::records;
-use super::steer::{self, RegionTable};
+use super::services;
+use super::steer::RegionTable;
 use super::values::Values;
 use super::{RecordConfig, ZoneConfig};
 
@@ -52,7 +53,7 @@ pub fn validate(z: &raw::Zone, regions: &RegionTable, sink: &mut Sink) -> Option
         };
         out.extend(node(&name, &origin, types, ttl, &path, sink));
     }
-    let services = steer::services(z, &origin, ttl, regions, sink);
+    let services = services::services(z, &origin, ttl, regions, sink);
     Some(ZoneConfig {
         origin,
         file: sink.file.to_path_buf(),

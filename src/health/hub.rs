@@ -149,7 +149,7 @@ impl HealthHub {
             ..Inner::default()
         };
         if let Some(f) = &state_file {
-            inner.forced = read_state_file(f);
+            inner.forced = super::state_file::read(f);
         }
         Arc::new(HealthHub {
             inner: Mutex::new(inner),
@@ -345,7 +345,7 @@ impl HealthHub {
         inner.entries[slot].health.set_forced(forced, now);
         tracing::info!(server = %format!("{region}/{server}"), action = ?f, "operator state set");
         if let Some(file) = &self.state_file {
-            write_state_file(file, &inner.forced);
+            super::state_file::write(file, &inner.forced);
         }
         self.publish(&inner, now);
         Ok(report(&inner, slot, now))
@@ -458,48 +458,5 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
         }),
         headroom: h.headroom(now, inner.report_ttl).map(|x| x as f32),
         since_secs: now.saturating_duration_since(h.since()).as_secs_f64(),
-    }
-}
-
-fn read_state_file(path: &std::path::Path) -> BTreeMap<(String, String), Forced> {
-    let mut out = BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return out;
-    };
-    let parsed: Result<BTreeMap<String, String>, _> = serde_json::from_str(&text);
-    match parsed {
-        Ok(map) => {
-            for (k, v) in map {
-                let Some((r, s)) = k.split_once('/') else {
-                    continue;
-                };
-                let f = match v.as_str() {
-                    "drained" => Forced::Drained,
-                    "up" => Forced::Up,
-                    "down" => Forced::Down,
-                    _ => continue,
-                };
-                out.insert((r.to_owned(), s.to_owned()), f);
-            }
-        }
-        Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable state file")
-        }
-    }
-    out
-}
-
-fn write_state_file(path: &std::path::Path, forced: &BTreeMap<(String, String), Forced>) {
-    let map: BTreeMap<String, String> = forced
-        .iter()
-        .map(|((r, s), f)| (format!("{r}/{s}"), format!("{f:?}").to_lowercase()))
-        .collect();
-    let tmp = path.with_extension("tmp");
-    let r = serde_json::to_vec_pretty(&map)
-        .map_err(std::io::Error::other)
-        .and_then(|b| std::fs::write(&tmp, b))
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = r {
-        tracing::error!(file = %path.display(), error = %e, "cannot write state file");
     }
 }

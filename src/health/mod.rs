@@ -7,3 +7,4 @@ pub mod monitor;
 pub mod probe;
 pub mod sip;
 pub mod state;
+mod state_file;
