@@ -39,6 +39,8 @@ pub struct Explanation {
 
 #[derive(Debug, Serialize)]
 pub struct LocationOut {
+    /// The database's network holding the address: first and last address.
+    pub network: String,
     pub country: Option<String>,
     pub continent: Option<String>,
     pub city: Option<String>,
@@ -106,10 +108,11 @@ pub fn explain(
 
     let located = ecs.map_or(canonical(client), |n| n.network());
     let location = snap.steering.geo.as_ref().and_then(|g| {
-        let id = g.table.lookup_loc(located)?;
+        let (first, last, id) = g.table.lookup_range(located)?;
         let l = g.table.locations.get(id as usize)?;
         let code = |c: Option<[u8; 2]>| c.map(|c| String::from_utf8_lossy(&c).into_owned());
         Some(LocationOut {
+            network: format!("{first} - {last}"),
             country: code(l.country),
             continent: code(l.continent),
             city: l.city.as_ref().map(|c| c.to_string()),
@@ -221,6 +224,7 @@ pub fn render(e: &Explanation) -> String {
     let _ = writeln!(s);
     match &e.location {
         Some(l) => {
+            let _ = writeln!(s, "network   {}", l.network);
             let _ = writeln!(
                 s,
                 "location  {} {} {} {}",

@@ -30,6 +30,7 @@ fn explains_a_uk_client() {
     assert!(ok, "{err}");
     for want in [
         "client    192.0.2.1 (ecs 81.2.69.0/24)",
+        "network   81.2.69.0 - 81.2.69.255",
         "location  GB EU London (51.51, -0.13)",
         "service   sip.example.com. (ranked for the client)",
         "reason    country",

@@ -23,6 +23,24 @@ impl NetworkTable {
         }
     }
 
+    /// The range of the database holding `ip` (first and last address) and its location id.
+    pub fn lookup_range(&self, ip: IpAddr) -> Option<(IpAddr, IpAddr, u32)> {
+        match super::csv::canonical(ip) {
+            IpAddr::V4(a) => {
+                let x = u32::from(a);
+                let i = self.v4.partition_point(|r| r.0 <= x).checked_sub(1)?;
+                let r = self.v4.get(i).filter(|r| x <= r.1)?;
+                Some((IpAddr::V4(r.0.into()), IpAddr::V4(r.1.into()), r.2))
+            }
+            IpAddr::V6(a) => {
+                let x = u128::from(a);
+                let i = self.v6.partition_point(|r| r.0 <= x).checked_sub(1)?;
+                let r = self.v6.get(i).filter(|r| x <= r.1)?;
+                Some((IpAddr::V6(r.0.into()), IpAddr::V6(r.1.into()), r.2))
+            }
+        }
+    }
+
     /// Number of ranges.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
