@@ -124,7 +124,10 @@ async fn status_and_explain_json() {
     assert_eq!(code, 200, "{body}");
     let e: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(e["location"]["country"], "GB");
-    assert_eq!(e["location"]["network"], "81.2.68.0 - 81.2.69.255", "two London /24s, one range");
+    assert_eq!(
+        e["location"]["network"], "81.2.68.0 - 81.2.69.255",
+        "two London /24s, one range"
+    );
     assert_eq!(e["service"]["reason"], "country");
     assert_eq!(e["service"]["tiers"], serde_json::json!(["uk", "ams"]));
     assert_eq!(e["service"]["ranking"][0]["region"], "uk");
