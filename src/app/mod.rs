@@ -33,7 +33,8 @@ pub struct Running {
     pub shared: Shared,
     pub reloader: Arc<Reloader>,
     pub config_path: PathBuf,
-    nudge: mpsc::Sender<()>,
+    /// Keeps the reload channel open even when the file watcher could not start.
+    _nudge: mpsc::Sender<()>,
     cancel: CancellationToken,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -148,7 +149,7 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         shared,
         reloader,
         config_path: path.to_path_buf(),
-        nudge,
+        _nudge: nudge,
         cancel,
         stop,
         threads,
@@ -183,11 +184,6 @@ impl Running {
     /// The current snapshot's generation.
     pub fn generation(&self) -> u64 {
         self.shared.load().generation
-    }
-
-    /// Asks for a reload soon (as a file change would).
-    pub fn nudge(&self) {
-        let _ = self.nudge.try_send(());
     }
 
     /// Stops every listener and waits for them.

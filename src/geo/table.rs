@@ -15,27 +15,15 @@ pub struct NetworkTable {
 }
 
 impl NetworkTable {
-    /// The location id of the range holding `ip`.
-    pub fn lookup_loc(&self, ip: IpAddr) -> Option<u32> {
-        match super::csv::canonical(ip) {
-            IpAddr::V4(a) => find(&self.v4, u32::from(a)),
-            IpAddr::V6(a) => find(&self.v6, u128::from(a)),
-        }
-    }
-
     /// The range of the database holding `ip` (first and last address) and its location id.
     pub fn lookup_range(&self, ip: IpAddr) -> Option<(IpAddr, IpAddr, u32)> {
         match super::csv::canonical(ip) {
             IpAddr::V4(a) => {
-                let x = u32::from(a);
-                let i = self.v4.partition_point(|r| r.0 <= x).checked_sub(1)?;
-                let r = self.v4.get(i).filter(|r| x <= r.1)?;
+                let r = find(&self.v4, u32::from(a))?;
                 Some((IpAddr::V4(r.0.into()), IpAddr::V4(r.1.into()), r.2))
             }
             IpAddr::V6(a) => {
-                let x = u128::from(a);
-                let i = self.v6.partition_point(|r| r.0 <= x).checked_sub(1)?;
-                let r = self.v6.get(i).filter(|r| x <= r.1)?;
+                let r = find(&self.v6, u128::from(a))?;
                 Some((IpAddr::V6(r.0.into()), IpAddr::V6(r.1.into()), r.2))
             }
         }
@@ -51,10 +39,11 @@ impl NetworkTable {
     }
 }
 
-fn find<T: Ord + Copy>(ranges: &[(T, T, u32)], x: T) -> Option<u32> {
+/// The range holding `x`.
+fn find<T: Ord + Copy>(ranges: &[(T, T, u32)], x: T) -> Option<&(T, T, u32)> {
     let i = ranges.partition_point(|r| r.0 <= x);
     let r = ranges.get(i.checked_sub(1)?)?;
-    (x <= r.1).then_some(r.2)
+    (x <= r.1).then_some(r)
 }
 
 /// Turns possibly nested CIDR ranges into non-overlapping ranges where the most specific
@@ -139,9 +128,9 @@ mod tests {
             v6: vec![],
             locations: vec![],
         };
-        assert_eq!(find(&t.v4, 10), Some(0));
+        assert_eq!(find(&t.v4, 10).map(|r| r.2), Some(0));
         assert_eq!(find(&t.v4, 25), None);
-        assert_eq!(find(&t.v4, 40), Some(1));
+        assert_eq!(find(&t.v4, 40).map(|r| r.2), Some(1));
         assert_eq!(find(&t.v4, 5), None);
     }
 }

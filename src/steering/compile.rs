@@ -364,14 +364,6 @@ impl Steering {
                 >= r.min_up
         })
     }
-
-    /// The compiled blocks of the service's GeoIP map (for status and benchmarks).
-    pub fn geo_blocks(&self, service: usize) -> usize {
-        self.services
-            .get(service)
-            .and_then(|s| self.policies[s.policy].map.as_ref())
-            .map_or(0, |m| m.blocks())
-    }
 }
 
 /// Lengthens `scope` until the block around `addr` contains none of `nets` (networks whose
