@@ -135,6 +135,25 @@ async fn a_records_for_clients_in_each_region() {
 }
 
 #[tokio::test]
+async fn ipv4_mapped_ecs_gets_an_ipv6_scope() {
+    let s = server().await;
+    // ECS of the IPv6 family carrying ::ffff:81.2.69.0/120: ranked as 81.2.69.0 (London),
+    // the scope counted in IPv6 bits (96 + 23).
+    let m = udp(
+        s.addr,
+        "sip.example.com.",
+        RecordType::A,
+        &ecs("::ffff:81.2.69.0", 120),
+    )
+    .await;
+    let got: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(sorted(got), ["192.0.2.10", "192.0.2.11"]);
+    let e = ecs_of(&m).expect("ecs echoed");
+    assert_eq!((e.1, e.2), (120, 119));
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn without_ecs_the_source_address_is_located() {
     let s = server().await;
     // 127.0.0.1 is in no database: the fallback order starts with us-east.

@@ -142,6 +142,33 @@ fn geodb_table_and_block_map() {
 }
 
 #[test]
+fn an_ipv6_network_over_the_ipv4_range_covers_ipv4_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("all.mmdb");
+    // ::/64 holds ::/96, where an IPv6 tree keeps IPv4: every IPv4 client is in it.
+    let all: Vec<(IpNet, Location)> = vec![
+        (
+            "::/64".parse().unwrap(),
+            loc("US", Some((39.0, -77.5)), None),
+        ),
+        (
+            "2a02::/16".parse().unwrap(),
+            loc("NL", Some((52.37, 4.9)), None),
+        ),
+    ];
+    std::fs::write(&path, write_mmdb(&all, "GeoIP2-City").unwrap()).unwrap();
+    let table = GeoDb::open(&path).unwrap().table().unwrap();
+    let classes: Vec<u32> = table
+        .locations
+        .iter()
+        .map(|l| if l.country == Some(*b"US") { 1 } else { 2 })
+        .collect();
+    let map = GeoMap::compile(&table, &classes, 0);
+    assert_eq!(map.lookup(ip("81.2.69.1")), (1, 0));
+    assert_eq!(map.lookup(ip("2a02::1")), (2, 16));
+}
+
+#[test]
 fn csv_errors_name_file_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("bad.csv");

@@ -140,6 +140,10 @@ impl GeoDb {
                 loc,
             )),
             IpNet::V6(n) => {
+                // A network covering all of ::/96 covers all of IPv4 too.
+                if n.prefix_len() < 96 && n.contains(&std::net::Ipv6Addr::UNSPECIFIED) {
+                    v4.push((0, u32::MAX as u128, loc));
+                }
                 // IPv4 stored in an IPv6 tree at ::/96 is served from the IPv4 table.
                 if n.prefix_len() >= 96 && u128::from(n.network()) >> 32 == 0 {
                     let first = u128::from(n.network()) & 0xFFFF_FFFF;

@@ -335,7 +335,24 @@ fn build_policy(
 
 impl Steering {
     /// The ranking for a client of `service`, and the ECS scope it holds for.
+    ///
+    /// An IPv4-mapped IPv6 client (`::ffff:a.b.c.d`, as an ECS address of the IPv6 family) is
+    /// ranked as its IPv4 address, and its scope is given in the IPv6 family (+96 bits), so a
+    /// resolver never caches the answer for the whole mapped range.
     pub fn ranking_for(&self, service: usize, client: IpAddr) -> (&Ranking, u8) {
+        match client {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => {
+                    let (r, scope) = self.ranking_for_canonical(service, IpAddr::V4(v4));
+                    (r, scope + 96)
+                }
+                None => self.ranking_for_canonical(service, client),
+            },
+            IpAddr::V4(_) => self.ranking_for_canonical(service, client),
+        }
+    }
+
+    fn ranking_for_canonical(&self, service: usize, client: IpAddr) -> (&Ranking, u8) {
         let svc = &self.services[service];
         for (i, (net, pos)) in svc.networks.iter().enumerate() {
             if net.contains(&client) {
