@@ -11,8 +11,8 @@ use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::dns::answer::{Proto, canonical, respond};
-use crate::geo::distance_km;
+use crate::dns::answer::{Proto, respond};
+use crate::geo::{canonical, distance_km};
 use crate::routing::SteerKind;
 use crate::snapshot::Snapshot;
 use crate::steering::{self, Target};
@@ -272,10 +272,7 @@ pub fn render(e: &Explanation) -> String {
                     format!(
                         "{} {}{}",
                         x.name,
-                        serde_json::to_value(x.state)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default(),
+                        x.state.as_str(),
                         if x.backup { " (backup)" } else { "" }
                     )
                 })

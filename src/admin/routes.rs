@@ -187,10 +187,29 @@ struct StateBody {
     state: String,
 }
 
-fn hub_error(e: HubError) -> Response {
-    match e {
-        HubError::NotFound(what) => error(StatusCode::NOT_FOUND, what),
-        HubError::Invalid(what) => error(StatusCode::BAD_REQUEST, what),
+/// The reply to a change of one server: its new report, or why there is none.
+fn hub_reply(r: Result<crate::health::hub::ServerReport, HubError>) -> Response {
+    match r {
+        Ok(report) => Json(report).into_response(),
+        Err(HubError::NotFound(what)) => error(StatusCode::NOT_FOUND, what),
+        Err(HubError::Invalid(what)) => error(StatusCode::BAD_REQUEST, what),
+    }
+}
+
+/// A changing request's body, once the token is checked; `shape` shows the expected JSON.
+fn authorized_body<T>(
+    s: &AdminState,
+    headers: &HeaderMap,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    shape: &str,
+) -> Result<T, Box<Response>> {
+    authorize(s, headers)?;
+    match body {
+        Ok(Json(b)) => Ok(b),
+        Err(_) => Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            format!("body must be JSON: {shape}"),
+        ))),
     }
 }
 
@@ -200,14 +219,9 @@ async fn set_state(
     headers: HeaderMap,
     body: Result<Json<StateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return *r;
-    }
-    let Ok(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body must be JSON: {\"state\": \"drain|up|down|clear\"}",
-        );
+    let body = match authorized_body(&s, &headers, body, r#"{"state": "drain|up|down|clear"}"#) {
+        Ok(b) => b,
+        Err(r) => return *r,
     };
     let force = match body.state.as_str() {
         "drain" => Force::Drain,
@@ -221,10 +235,7 @@ async fn set_state(
             );
         }
     };
-    match s.hub.force(&region, &server, force) {
-        Ok(report) => Json(report).into_response(),
-        Err(e) => hub_error(e),
-    }
+    hub_reply(s.hub.force(&region, &server, force))
 }
 
 #[derive(Deserialize)]
@@ -241,14 +252,9 @@ async fn set_load(
     headers: HeaderMap,
     body: Result<Json<LoadBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return *r;
-    }
-    let Ok(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body must be JSON: {\"calls\": N, \"cps\": N}",
-        );
+    let body = match authorized_body(&s, &headers, body, r#"{"calls": N, "cps": N}"#) {
+        Ok(b) => b,
+        Err(r) => return *r,
     };
     if body.calls.is_none() && body.cps.is_none() {
         return error(
@@ -256,8 +262,5 @@ async fn set_load(
             "a load report needs calls and/or cps",
         );
     }
-    match s.hub.load(&region, &server, body.calls, body.cps) {
-        Ok(report) => Json(report).into_response(),
-        Err(e) => hub_error(e),
-    }
+    hub_reply(s.hub.load(&region, &server, body.calls, body.cps))
 }

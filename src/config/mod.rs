@@ -124,16 +124,6 @@ pub enum Transport {
     Tls,
 }
 
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-}
-
 /// One SIP server in a region.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {

@@ -84,7 +84,7 @@ pub fn respond(
         .wire_len()
     });
     // Location comes from ECS when the resolver sent one, else from the packet's source.
-    let located = ecs.map_or(canonical(client), |e| e.addr);
+    let located = ecs.map_or(crate::geo::canonical(client), |e| e.addr);
     let mut w = Writer::new(out, q.id, Some(q.question), q.name(), limit, opt_reserve);
     let mut a = Answer {
         rcode: wire::RCODE_NOERROR,
@@ -109,14 +109,6 @@ pub fn respond(
         steered: a.steered,
         zone: a.zone,
     })
-}
-
-/// IPv4 clients on a dual-stack socket arrive as `::ffff:a.b.c.d`.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// The parts of the reply decided while answering.

@@ -70,11 +70,24 @@ pub fn spawn_udp(
         .spawn(move || serve_udp(&sock, &shared, &stats, log.as_deref(), &stop))
 }
 
-fn transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
-    )
+/// A received value, or `None` after a timeout (the loop checks for shutdown) or an error
+/// (logged at debug: one bad datagram must not stop the listener).
+fn received<T>(r: io::Result<T>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            None
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "udp receive failed");
+            None
+        }
+    }
 }
 
 /// Receives queries in batches, answers each from one snapshot load, sends the replies in
@@ -90,13 +103,8 @@ fn serve_udp(
     use super::udp_batch::Batch;
     let mut batch = Batch::new();
     while !stop.load(Ordering::Relaxed) {
-        let n = match batch.recv(sock) {
-            Ok(n) => n,
-            Err(e) if transient(&e) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "udp receive failed");
-                continue;
-            }
+        let Some(n) = received(batch.recv(sock)) else {
+            continue;
         };
         let snap = shared.load();
         let send = batch.answer(|req, peer, out| {
@@ -129,13 +137,8 @@ fn serve_udp(
     let mut req = [0u8; 4096];
     let mut out = Vec::with_capacity(4096);
     while !stop.load(Ordering::Relaxed) {
-        let (n, peer) = match sock.recv_from(&mut req) {
-            Ok(x) => x,
-            Err(e) if transient(&e) => continue,
-            Err(e) => {
-                tracing::debug!(error = %e, "udp receive failed");
-                continue;
-            }
+        let Some((n, peer)) = received(sock.recv_from(&mut req)) else {
+            continue;
         };
         if peer.port() == 0 {
             continue;

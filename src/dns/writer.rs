@@ -95,10 +95,6 @@ impl<'b> Writer<'b> {
         self.counts = [0; 3];
     }
 
-    pub fn count(&self, section: usize) -> u16 {
-        self.counts[section]
-    }
-
     fn fits(&self, n: usize) -> bool {
         self.buf.len() + n + self.reserve <= self.limit
     }

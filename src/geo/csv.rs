@@ -1,8 +1,6 @@
 //! sipsteer's CSV GeoIP format: `network,country,continent,latitude,longitude,city`.
 //! Every field but the network may be empty; `#` lines and blank lines are skipped.
 
-use std::net::IpAddr;
-
 use ipnet::IpNet;
 
 use super::Location;
@@ -193,14 +191,6 @@ pub fn read(path: &std::path::Path) -> Result<Vec<(IpNet, Location)>, super::Geo
                 .collect(),
         )
     })
-}
-
-/// Whether an address is IPv4 or an IPv4-mapped IPv6 address; returns the IPv4 form.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]

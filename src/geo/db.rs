@@ -95,7 +95,7 @@ impl GeoDb {
 
     /// The location of one address and the prefix length of its network.
     pub fn lookup(&self, ip: IpAddr) -> Option<(Location, u8)> {
-        let ip = super::csv::canonical(ip);
+        let ip = super::canonical(ip);
         match &self.source {
             Source::Mmdb(r) => {
                 let res = r.lookup(ip).ok()?;

@@ -85,7 +85,7 @@ impl GeoMap {
     /// The class of `ip` and the ECS scope of that answer.
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> (u32, u8) {
-        match super::csv::canonical(ip) {
+        match super::canonical(ip) {
             IpAddr::V4(a) => {
                 let x = u32::from(a);
                 let i = self

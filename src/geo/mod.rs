@@ -31,6 +31,15 @@ pub struct Location {
     pub city: Option<Box<str>>,
 }
 
+/// The IPv4 form of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as IPv4 clients appear on
+/// a dual-stack socket); any other address unchanged.
+pub fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// Great-circle distance in km (haversine).
 pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
     const R: f64 = 6371.0088;

@@ -17,7 +17,7 @@ pub struct NetworkTable {
 impl NetworkTable {
     /// The range of the database holding `ip` (first and last address) and its location id.
     pub fn lookup_range(&self, ip: IpAddr) -> Option<(IpAddr, IpAddr, u32)> {
-        match super::csv::canonical(ip) {
+        match super::canonical(ip) {
             IpAddr::V4(a) => {
                 let r = find(&self.v4, u32::from(a))?;
                 Some((IpAddr::V4(r.0.into()), IpAddr::V4(r.1.into()), r.2))

@@ -32,6 +32,16 @@ pub enum Status {
 }
 
 impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Unknown => "unknown",
+            Status::Up => "up",
+            Status::Down => "down",
+            Status::Full => "full",
+            Status::Drained => "drained",
+        }
+    }
+
     /// Whether the server may be answered.
     pub fn serves(self) -> bool {
         matches!(self, Status::Up | Status::Unknown)
