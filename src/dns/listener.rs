@@ -255,3 +255,23 @@ async fn connection(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::v6_only;
+
+    #[test]
+    fn ipv6_only_beside_ipv4_on_the_same_port() {
+        let l = |s: &[&str]| -> Vec<std::net::SocketAddr> {
+            s.iter().map(|a| a.parse().expect("addr")).collect()
+        };
+        let both = l(&["0.0.0.0:53", "[::]:53"]);
+        assert!(v6_only(both[1], &both));
+        assert!(!v6_only(both[0], &both), "ipv4 sockets have no such option");
+        let alone = l(&["[::]:53", "127.0.0.1:5353"]);
+        assert!(
+            !v6_only(alone[0], &alone),
+            "dual-stack when no ipv4 shares the port"
+        );
+    }
+}

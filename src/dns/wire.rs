@@ -451,6 +451,34 @@ mod tests {
     }
 
     #[test]
+    fn error_replies_keep_a_well_formed_opt() {
+        let mut notimp = query(NAME, &opt(0, &[]), 1);
+        notimp[2] = 2 << 3;
+        let n = notimp.len();
+        notimp[n - 4] = 0x80; // DO
+        let Parsed::Error { rcode, edns, .. } = parse(&notimp) else {
+            panic!()
+        };
+        assert_eq!(rcode, 4);
+        assert!(edns.is_some_and(|e| e.dnssec_ok && e.version == 0));
+        let bad_ecs = [0, 8, 0, 7, 0, 1, 23, 0, 81, 2, 69];
+        let Parsed::Error { rcode, edns, .. } = parse(&query(NAME, &opt(0, &bad_ecs), 1)) else {
+            panic!()
+        };
+        assert_eq!(rcode, 1);
+        assert!(
+            edns.is_some_and(|e| e.ecs.is_none()),
+            "opt kept, ecs dropped"
+        );
+        let mut two_opts = opt(0, &[]);
+        two_opts.extend(opt(0, &[]));
+        let Parsed::Error { edns, .. } = parse(&query(NAME, &two_opts, 2)) else {
+            panic!()
+        };
+        assert!(edns.is_none(), "no valid opt to answer with");
+    }
+
+    #[test]
     fn never_panics_on_prefixes_and_garbage() {
         let full = query(NAME, &opt(0, &[0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69]), 1);
         for n in 0..full.len() {
