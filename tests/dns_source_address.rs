@@ -33,7 +33,11 @@ impl Netns {
             name: name.clone(),
             servers: Vec::new(),
         };
-        ns.ip(&["netns", "add", &name]);
+        let added = Command::new("ip").args(["netns", "add", &name]).status();
+        if !added.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: `ip netns add` failed (no iproute2 or no CAP_SYS_ADMIN here)");
+            return None;
+        }
         ns.ip(&["-n", &name, "link", "set", "lo", "up"]);
         for a in ADDRS {
             let prefix = if a.contains(':') { "/128" } else { "/32" };
