@@ -3,6 +3,8 @@
 #  - dig (bind9-dnsutils) queries the sample zone over UDP and TCP, with ECS
 #  - mmdblookup (mmdb-bin) reads a database built by `sipsteer geoip build`
 #  - sipp (sip-tester) answers sipsteer's SIP OPTIONS probes with 200 and 503
+#  - unbound (installed when missing) resolves the steered names through sipsteer with its
+#    ECS subnet cache
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -225,7 +225,7 @@ services:
             "zones/z.yaml:14:53: regions.de.servers.fra2.transports: unknown transport `sctp` (use udp, tcp or tls)",
             "zones/z.yaml:14:67: regions.de.servers.fra2.check: unknown check `ping` (use sip-options, sip-options-udp, sip-options-tcp, tcp or none)",
             "zones/z.yaml:17:19: services.sip.regions: unknown region `xx` (define it under regions: in this file or in sipsteer.yaml)",
-            "zones/z.yaml:18:15: services.sip.failover: failover must be between 1 and the number of regions (1)",
+            "zones/z.yaml:18:15: services.sip.failover: failover must be between 1 and the number of regions (1), at most 8",
             "zones/z.yaml:19:16: services.sip.fallback: region `us` is not one of this service's regions",
             "zones/z.yaml:20:17: services.sip.networks.10.0.0.1/8: network `10.0.0.1/8` has host bits set (did you mean 10.0.0.0/8?)",
             "zones/z.yaml:20:47: services.sip.networks.192.0.2.0/24: region `uk` is not one of this service's regions",
@@ -294,4 +294,52 @@ fn check_command_exit_codes() {
         "{err}"
     );
     assert!(err.contains("1 error(s)"));
+}
+
+#[test]
+fn generated_names_that_cannot_exist_are_errors() {
+    let long = format!(
+        "{}.{}.{}.com",
+        "a".repeat(63),
+        "b".repeat(63),
+        "c".repeat(63)
+    );
+    let server = "s".repeat(60);
+    let zone = format!(
+        "zone: {long}\nsoa: {{ primary: ns1, contact: hostmaster, serial: 1 }}\nns: [ns1]\nregions:\n  r:\n    location: [50, 8]\n    servers:\n      {server}: {{ address: 192.0.2.1 }}\nservices:\n  sip: {{ regions: [r] }}\n"
+    );
+    assert_eq!(
+        errors(MAIN, &zone),
+        [format!(
+            "zones/z.yaml:10:3: services.sip: generated name `{server}.r.sip.{long}.` is too long (264 octets; a name has at most 255, a label at most 63)"
+        )]
+    );
+    // Nine octets shorter: 255 octets exactly, which fits.
+    let ok = zone.replace(&server, &"s".repeat(51));
+    assert_eq!(errors(MAIN, &ok), Vec::<String>::new());
+}
+
+#[test]
+fn failover_deeper_than_the_plan_is_an_error() {
+    let mut body = String::from("regions:\n");
+    let names: Vec<String> = (0..9).map(|i| format!("r{i}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        body.push_str(&format!(
+            "  {n}: {{ location: [{i}, 0], servers: {{ s: {{ address: 192.0.2.{i} }} }} }}\n"
+        ));
+    }
+    body.push_str(&format!(
+        "services:\n  sip:\n    regions: [{}]\n    failover: 9\n",
+        names.join(", ")
+    ));
+    assert_eq!(
+        zone_errors(&body),
+        [
+            "zones/z.yaml:17:15: services.sip.failover: failover must be between 1 and the number of regions (9), at most 8"
+        ]
+    );
+    assert_eq!(
+        zone_errors(&body.replace("failover: 9", "failover: 8")),
+        Vec::<String>::new()
+    );
 }

@@ -86,7 +86,7 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         None => None,
     };
     for &addr in &listen {
-        let (udp, tcp) = bind_pair(addr, workers)?;
+        let (udp, tcp) = bind_pair(addr, listener::v6_only(addr, &listen), workers)?;
         let bound = udp[0].local_addr()?;
         for sock in udp {
             let stats = crate::admin::metrics::QueryStats::registered();
@@ -161,14 +161,15 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
 /// UDP and TCP on one address; with port 0, both on the same (free) port.
 fn bind_pair(
     addr: SocketAddr,
+    only_v6: bool,
     workers: usize,
 ) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
     let mut last = None;
     for _ in 0..20 {
-        let udp =
-            listener::bind_udp(addr, workers).with_context(|| format!("cannot bind udp {addr}"))?;
+        let udp = listener::bind_udp(addr, workers, only_v6)
+            .with_context(|| format!("cannot bind udp {addr}"))?;
         let bound = udp[0].local_addr()?;
-        match listener::bind_tcp(bound) {
+        match listener::bind_tcp(bound, only_v6) {
             Ok(tcp) => return Ok((udp, tcp)),
             Err(e) if addr.port() == 0 => last = Some(e),
             Err(e) => return Err(e).with_context(|| format!("cannot bind tcp {addr}")),

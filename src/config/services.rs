@@ -13,6 +13,7 @@ use super::raw;
 use super::steer::{RegionTable, transports};
 use super::values::Values;
 use super::{AllDown, ServiceConfig, Transport};
+use crate::steering::MAX_TIERS;
 
 /// The services of one zone map.
 pub fn services(
@@ -142,6 +143,10 @@ fn service(
         None => vec![Transport::Udp, Transport::Tcp],
         Some(t) => transports(t, &format!("{path}.transports"), sink),
     };
+    if let Some(bad) = generated_name_error(&name, &regs, &transports, regions) {
+        sink.on(key, path, bad);
+        return None;
+    }
     let ttl = match &s.ttl {
         None => 30,
         Some(t) if t.value <= super::zone::MAX_TTL => t.value,
@@ -156,13 +161,15 @@ fn service(
     };
     let failover = match &s.failover {
         None => 2.min(regs.len()),
-        Some(f) if f.value >= 1 && f.value as usize <= regs.len() => f.value as usize,
+        Some(f) if f.value >= 1 && f.value as usize <= regs.len().min(MAX_TIERS) => {
+            f.value as usize
+        }
         Some(f) => {
             sink.on(
                 f,
                 format!("{path}.failover"),
                 format!(
-                    "failover must be between 1 and the number of regions ({})",
+                    "failover must be between 1 and the number of regions ({}), at most {MAX_TIERS}",
                     regs.len()
                 ),
             );
@@ -259,4 +266,22 @@ fn service(
         networks,
         all_down,
     })
+}
+
+/// A name the service would generate that cannot exist (over 255 octets, or a label over 63).
+fn generated_name_error(
+    name: &Name,
+    regs: &[usize],
+    transports: &[Transport],
+    regions: &RegionTable,
+) -> Option<String> {
+    let configs: Vec<&super::RegionConfig> = regs.iter().filter_map(|&i| regions.get(i)).collect();
+    let base = crate::routing::build::wire_name(name);
+    let names = crate::routing::names::service_names(&base, transports, &configs);
+    let bad = names.invalid()?;
+    Some(format!(
+        "generated name `{}` is too long ({} octets; a name has at most 255, a label at most 63)",
+        crate::routing::names::text(bad),
+        bad.len()
+    ))
 }

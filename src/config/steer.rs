@@ -236,6 +236,11 @@ impl RegionTable {
         }
     }
 
+    /// The region at index `i`.
+    pub(super) fn get(&self, i: usize) -> Option<&RegionConfig> {
+        self.regions.get(i)
+    }
+
     pub fn into_regions(self) -> Vec<RegionConfig> {
         self.regions
     }

@@ -52,10 +52,11 @@ pub fn respond(
         } => {
             let lower = question.map_or(&[][..], |q| &q[..q.len().saturating_sub(4)]);
             let w = Writer::new(out, id, question, lower, usize::MAX, 0);
-            let opt = edns.map(|_| OptOut {
+            let opt = edns.map(|e| OptOut {
                 payload: snap.udp_payload,
                 ext_rcode: (rcode >> 4) as u8,
                 ecs: None,
+                dnssec_ok: e.dnssec_ok,
             });
             w.finish(flags, false, false, (rcode & 0xF) as u8, opt);
             return Some(Summary {
@@ -74,17 +75,22 @@ pub fn respond(
         (Proto::Udp, None) => 512,
         (Proto::Udp, Some(e)) => e.payload.clamp(512, snap.udp_payload) as usize,
     };
-    let ecs = q.edns.and_then(|e| e.ecs).filter(|e| e.source > 0);
+    // Every ECS query gets the option back; a /0 one (the resolver withholds the client's
+    // address) is located by the packet's source and echoed with scope 0 (RFC 7871 7.2.1).
+    let ecs = q.edns.and_then(|e| e.ecs);
     let opt_reserve = q.edns.map_or(0, |_| {
         OptOut {
             payload: 0,
             ext_rcode: 0,
             ecs: ecs.map(|e| (e, 0)),
+            dnssec_ok: false,
         }
         .wire_len()
     });
     // Location comes from ECS when the resolver sent one, else from the packet's source.
-    let located = ecs.map_or(crate::geo::canonical(client), |e| e.addr);
+    let located = ecs
+        .filter(|e| e.source > 0)
+        .map_or(crate::geo::canonical(client), |e| e.addr);
     let mut w = Writer::new(out, q.id, Some(q.question), q.name(), limit, opt_reserve);
     let mut a = Answer {
         rcode: wire::RCODE_NOERROR,
@@ -95,17 +101,21 @@ pub fn respond(
         zone: None,
     };
     answer(snap, &q, located, &mut w, &mut a);
-    let opt = q.edns.map(|_| OptOut {
+    let opt = q.edns.map(|e| OptOut {
         payload: snap.udp_payload,
         ext_rcode: 0,
-        ecs: ecs.map(|e| (e, if a.rcode == 0 { a.scope } else { 0 })),
+        ecs: ecs.map(|c| {
+            let located = a.rcode == 0 && c.source > 0;
+            (c, if located { a.scope } else { 0 })
+        }),
+        dnssec_ok: e.dnssec_ok,
     });
     w.finish(q.flags, a.aa, a.tc, a.rcode, opt);
     Some(Summary {
         rcode: a.rcode as u16,
         qtype: q.qtype,
         truncated: a.tc,
-        ecs: ecs.is_some(),
+        ecs: ecs.is_some_and(|e| e.source > 0),
         steered: a.steered,
         zone: a.zone,
     })
@@ -162,15 +172,18 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
     if q.qtype == wire::TYPE_ANY {
         if node.is_empty() {
             negative(zone, wire::RCODE_NOERROR, w, a);
+        } else if let Some(cname) = node.set(wire::TYPE_CNAME) {
+            // The CNAME is the only data at its owner: answer it, never a synthesized HINFO.
+            if !w.rrset_at_qname(ANSWER, cname) {
+                truncate(w, a);
+            }
         } else {
             any_answer(zone, name, w, a);
         }
         return;
     }
     if let Some(sref) = node.steer {
-        if !steered::answer(snap, sref, q.qtype, name, client, w, a) {
-            negative(zone, wire::RCODE_NOERROR, w, a);
-        }
+        steered_or_nodata(snap, zone, sref, q.qtype, name, client, w, a);
         return;
     }
     if let Some(set) = node.set(q.qtype) {
@@ -186,46 +199,98 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
             truncate(w, a);
             return;
         }
-        chase(zone, cname.cname.as_deref(), q.qtype, w, a);
+        let cx = Chase {
+            snap,
+            zone,
+            client,
+            qtype: q.qtype,
+        };
+        cx.follow(cname.cname.as_deref(), w, a);
         return;
     }
     negative(zone, wire::RCODE_NOERROR, w, a);
 }
 
-/// Follows a CNAME chain inside the zone.
-fn chase<'z>(
-    zone: &'z Zone,
-    mut target: Option<&'z [u8]>,
+/// A steered answer, or NODATA. A NODATA that depends on the client's region (its region has
+/// no address of the asked family) keeps the steering scope, so a resolver caches it only for
+/// clients of that region.
+#[allow(clippy::too_many_arguments)]
+fn steered_or_nodata(
+    snap: &Snapshot,
+    zone: &Zone,
+    sref: crate::routing::SteerRef,
     qtype: u16,
+    owner: &[u8],
+    client: IpAddr,
     w: &mut Writer,
     a: &mut Answer,
 ) {
-    for _ in 0..MAX_CHAIN {
-        let Some(t) = target else { return };
-        if !ends_with_apex(t, &zone.apex) {
-            return; // out of zone: the resolver follows it
+    if !steered::answer(snap, sref, qtype, owner, client, w, a) {
+        let scope = a.scope;
+        negative(zone, wire::RCODE_NOERROR, w, a);
+        a.scope = scope;
+    }
+}
+
+/// What a CNAME chain inside the zone is followed with.
+struct Chase<'z> {
+    snap: &'z Snapshot,
+    zone: &'z Zone,
+    client: IpAddr,
+    qtype: u16,
+}
+
+impl<'z> Chase<'z> {
+    /// Follows a CNAME chain inside the zone, into steered names too.
+    fn follow(&self, mut target: Option<&'z [u8]>, w: &mut Writer, a: &mut Answer) {
+        let (zone, qtype) = (self.zone, self.qtype);
+        for _ in 0..MAX_CHAIN {
+            let Some(t) = target else { return };
+            if !ends_with_apex(t, &zone.apex) {
+                return; // out of zone: the resolver follows it
+            }
+            let Some(node) = zone.nodes.get(t) else {
+                negative(zone, wire::RCODE_NXDOMAIN, w, a);
+                return;
+            };
+            if let Some(sref) = node.steer {
+                steered_or_nodata(self.snap, zone, sref, qtype, t, self.client, w, a);
+                return;
+            }
+            if !self.step(node, t, &mut target, w, a) {
+                return;
+            }
         }
-        let Some(node) = zone.nodes.get(t) else {
-            negative(zone, wire::RCODE_NXDOMAIN, w, a);
-            return;
-        };
+    }
+
+    /// Answers from one static node of the chain; true to go on to `target`.
+    fn step(
+        &self,
+        node: &'z Node,
+        t: &[u8],
+        target: &mut Option<&'z [u8]>,
+        w: &mut Writer,
+        a: &mut Answer,
+    ) -> bool {
+        let (zone, qtype) = (self.zone, self.qtype);
         if let Some(set) = node.set(qtype) {
             if !w.rrset_at(ANSWER, t, set) {
                 truncate(w, a);
             }
-            return;
+            return false;
         }
         match node.set(wire::TYPE_CNAME) {
             Some(c) => {
                 if !w.rrset_at(ANSWER, t, c) {
                     truncate(w, a);
-                    return;
+                    return false;
                 }
-                target = c.cname.as_deref();
+                *target = c.cname.as_deref();
+                true
             }
             None => {
                 negative(zone, wire::RCODE_NOERROR, w, a);
-                return;
+                false
             }
         }
     }

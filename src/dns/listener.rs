@@ -22,20 +22,36 @@ use crate::admin::metrics::QueryStats;
 use crate::querylog::QueryLog;
 use crate::snapshot::Shared;
 
-/// Binds `n` UDP sockets sharing one address (port 0 picks one port for all).
-pub fn bind_udp(addr: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
+/// Whether an IPv6 listen address must be IPv6-only: when the list also has an IPv4 address
+/// on its port (`["0.0.0.0:53", "[::]:53"]`), a dual-stack socket would collide with it.
+pub fn v6_only(addr: SocketAddr, listen: &[SocketAddr]) -> bool {
+    addr.is_ipv6()
+        && addr.port() != 0
+        && listen
+            .iter()
+            .any(|l| l.is_ipv4() && (l.port() == addr.port()))
+}
+
+/// Binds `n` UDP sockets sharing one address (port 0 picks one port for all). A wildcard
+/// address gets destination-address control messages so replies leave from the address each
+/// query was sent to.
+pub fn bind_udp(addr: SocketAddr, n: usize, only_v6: bool) -> io::Result<Vec<UdpSocket>> {
     let mut out = Vec::with_capacity(n);
     let mut addr = addr;
     for _ in 0..n.max(1) {
         let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
         if addr.is_ipv6() {
-            s.set_only_v6(false).ok();
+            s.set_only_v6(only_v6)?;
         }
         s.set_reuse_port(true)?;
         s.set_recv_buffer_size(4 << 20).ok();
         s.set_send_buffer_size(4 << 20).ok();
         s.bind(&addr.into())?;
         let sock: UdpSocket = s.into();
+        #[cfg(target_os = "linux")]
+        if addr.ip().is_unspecified() {
+            super::udp_batch::enable_pktinfo(&sock, addr.is_ipv6())?;
+        }
         addr = sock.local_addr()?;
         // A read timeout lets the thread notice shutdown.
         sock.set_read_timeout(Some(Duration::from_millis(250)))?;
@@ -45,10 +61,10 @@ pub fn bind_udp(addr: SocketAddr, n: usize) -> io::Result<Vec<UdpSocket>> {
 }
 
 /// Binds a TCP listener (with SO_REUSEADDR so restarts don't wait for TIME_WAIT).
-pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+pub fn bind_tcp(addr: SocketAddr, only_v6: bool) -> io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
-        s.set_only_v6(false).ok();
+        s.set_only_v6(only_v6)?;
     }
     s.set_reuse_address(true)?;
     s.bind(&addr.into())?;
@@ -101,7 +117,8 @@ fn serve_udp(
     stop: &AtomicBool,
 ) {
     use super::udp_batch::Batch;
-    let mut batch = Batch::new();
+    let pktinfo = sock.local_addr().is_ok_and(|a| a.ip().is_unspecified());
+    let mut batch = Batch::new(pktinfo);
     while !stop.load(Ordering::Relaxed) {
         let Some(n) = received(batch.recv(sock)) else {
             continue;
@@ -236,5 +253,25 @@ async fn connection(
         {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v6_only;
+
+    #[test]
+    fn ipv6_only_beside_ipv4_on_the_same_port() {
+        let l = |s: &[&str]| -> Vec<std::net::SocketAddr> {
+            s.iter().map(|a| a.parse().expect("addr")).collect()
+        };
+        let both = l(&["0.0.0.0:53", "[::]:53"]);
+        assert!(v6_only(both[1], &both));
+        assert!(!v6_only(both[0], &both), "ipv4 sockets have no such option");
+        let alone = l(&["[::]:53", "127.0.0.1:5353"]);
+        assert!(
+            !v6_only(alone[0], &alone),
+            "dual-stack when no ipv4 shares the port"
+        );
     }
 }

@@ -26,7 +26,7 @@ pub fn answer(
     snap: &Snapshot,
     sref: SteerRef,
     qtype: u16,
-    _name: &[u8],
+    owner: &[u8],
     client: IpAddr,
     w: &mut Writer,
     a: &mut Answer,
@@ -61,10 +61,11 @@ pub fn answer(
         snap,
         svc,
         plan: &plan,
+        owner,
     };
     let wrote = match (srv, qtype) {
         (Some(t), _) => {
-            let n = cx.srv_records(ANSWER, None, t, w);
+            let n = cx.srv_records(ANSWER, owner, t, w);
             match n {
                 None => {
                     truncate(w, a);
@@ -78,7 +79,12 @@ pub fn answer(
             }
         }
         (None, TYPE_NAPTR) => cx.naptr(target, w, a),
-        (None, rtype) => cx.addresses_answer(rtype, client, w, a),
+        (None, rtype) => {
+            // NODATA when the client's region has no address of this family: it depends on
+            // the client, so it carries the steering scope.
+            a.scope = plan.scope;
+            cx.addresses_answer(rtype, client, w, a)
+        }
     };
     if wrote {
         a.scope = plan.scope;
@@ -91,6 +97,8 @@ struct Cx<'a> {
     snap: &'a Snapshot,
     svc: &'a Service,
     plan: &'a Plan,
+    /// The name answered (the question, or a CNAME target in the zone).
+    owner: &'a [u8],
 }
 
 impl Cx<'_> {
@@ -98,7 +106,7 @@ impl Cx<'_> {
     fn srv_records(
         &self,
         section: usize,
-        owner: Option<&[u8]>,
+        owner: &[u8],
         t: Transport,
         w: &mut Writer,
     ) -> Option<usize> {
@@ -114,21 +122,14 @@ impl Cx<'_> {
                 let prio = 10 * (k as u16 + 1) + u16::from(s.backup);
                 let weight = srv_weight(s.weight, self.snap.health.headroom(s.slot));
                 let port = s.port_for(t);
-                let owner_name = owner.unwrap_or(&[]);
-                let ok = if owner.is_some() {
-                    w.record_with(
-                        section,
-                        owner_name,
-                        TYPE_SRV,
-                        self.svc.ttl,
-                        6 + host.len(),
-                        |b| srv_rdata(b, prio, weight, port, host),
-                    )
-                } else {
-                    w.record_with_qname(section, TYPE_SRV, self.svc.ttl, 6 + host.len(), |b| {
-                        srv_rdata(b, prio, weight, port, host)
-                    })
-                };
+                let ok = w.record_with(
+                    section,
+                    owner,
+                    TYPE_SRV,
+                    self.svc.ttl,
+                    6 + host.len(),
+                    |b| srv_rdata(b, prio, weight, port, host),
+                );
                 if !ok {
                     w.rollback(mark);
                     return None;
@@ -167,8 +168,9 @@ impl Cx<'_> {
         for (i, (t, name)) in srv_names.iter().enumerate() {
             let service = steering::naptr_service(*t);
             let pref = 10 * (i as u16 + 1);
-            let ok = w.record_with_qname(
+            let ok = w.record_with(
                 ANSWER,
+                self.owner,
                 TYPE_NAPTR,
                 self.svc.ttl,
                 8 + service.len() + name.len(),
@@ -188,7 +190,7 @@ impl Cx<'_> {
         }
         for (t, name) in srv_names {
             let mark = w.mark();
-            if self.srv_records(ADDITIONAL, Some(name), *t, w).is_none() {
+            if self.srv_records(ADDITIONAL, name, *t, w).is_none() {
                 w.rollback(mark);
             }
         }
@@ -196,34 +198,35 @@ impl Cx<'_> {
         true
     }
 
-    /// A or AAAA: the first tier with addresses of that family, at most `answers`, rotated
-    /// by client subnet so one subnet always gets the same set.
+    /// A or AAAA from the first tier only (the client's region), at most `answers`, rotated
+    /// by client subnet so one subnet always gets the same set. A region without an address
+    /// of this family gives NODATA (false): never another region's address, so a dual-stack
+    /// client's A and AAAA lead to the same region.
     fn addresses_answer(&self, rtype: u16, client: IpAddr, w: &mut Writer, a: &mut Answer) -> bool {
         let v4 = rtype == TYPE_A;
-        for &pos in self.plan.tiers() {
-            let region = self.svc.regions[pos as usize];
-            let count: usize =
-                tier_servers(self.st, &self.snap.health, region, self.plan.fail_open)
-                    .map(|(_, s)| if v4 { s.v4.len() } else { s.v6.len() })
-                    .sum();
-            if count == 0 {
-                continue;
-            }
-            let start = subnet_hash(client) as usize % count;
-            for j in 0..count.min(self.svc.answers) {
-                let Some(addr) = self.nth_address(region, v4, (start + j) % count) else {
-                    break;
-                };
-                if !w.record_with_qname(ANSWER, rtype, self.svc.ttl, addr.len(), |b| {
-                    b.extend_from_slice(addr)
-                }) {
-                    truncate(w, a);
-                    return true;
-                }
-            }
-            return true;
+        let Some(&pos) = self.plan.tiers().first() else {
+            return false;
+        };
+        let region = self.svc.regions[pos as usize];
+        let count: usize = tier_servers(self.st, &self.snap.health, region, self.plan.fail_open)
+            .map(|(_, s)| if v4 { s.v4.len() } else { s.v6.len() })
+            .sum();
+        if count == 0 {
+            return false;
         }
-        false
+        let start = subnet_hash(client) as usize % count;
+        for j in 0..count.min(self.svc.answers) {
+            let Some(addr) = self.nth_address(region, v4, (start + j) % count) else {
+                break;
+            };
+            if !w.record_with(ANSWER, self.owner, rtype, self.svc.ttl, addr.len(), |b| {
+                b.extend_from_slice(addr)
+            }) {
+                truncate(w, a);
+                return true;
+            }
+        }
+        true
     }
 }
 

@@ -1,6 +1,10 @@
 //! Batched UDP I/O on Linux: `recvmmsg` takes up to [`BATCH`] queries in one system call and
 //! `sendmmsg` returns their replies in one, so under load the cost of a query is mostly the
 //! answer, not the kernel crossing. The buffers are allocated once per socket.
+//!
+//! On a wildcard socket (`0.0.0.0`, `[::]`) each query's destination address is read from its
+//! `IP_PKTINFO`/`IPV6_PKTINFO` control message and given back on the reply, so the reply
+//! leaves from the address the query was sent to (see [`enable_pktinfo`]).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -10,6 +14,48 @@ use std::os::fd::AsRawFd;
 pub const BATCH: usize = 32;
 /// Largest query read (EDNS queries are small; a larger one is truncated and fails to parse).
 const MAX_QUERY: usize = 4096;
+/// Control buffer per message, in u64 words for alignment: room for an `in6_pktinfo` and an
+/// `in_pktinfo` (an IPv4 query on a dual-stack socket can bring both).
+const CTRL_WORDS: usize = 16;
+
+/// Asks the kernel for each datagram's destination address (`IP_PKTINFO` for IPv4, also on a
+/// dual-stack IPv6 socket where IPv4 queries arrive mapped, and `IPV6_RECVPKTINFO`).
+pub fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    let set = |level, name| {
+        // SAFETY: a valid fd and a c_int option value of the size given.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                level,
+                name,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    if ipv6 {
+        set(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)?;
+        // IPv4 queries on a dual-stack socket; fails harmlessly on a v6-only one.
+        set(libc::IPPROTO_IP, libc::IP_PKTINFO).ok();
+        Ok(())
+    } else {
+        set(libc::IPPROTO_IP, libc::IP_PKTINFO)
+    }
+}
+
+/// The destination of a received datagram, as it goes back in the reply's control message.
+#[derive(Clone, Copy)]
+enum Dest {
+    None,
+    V4(libc::in_addr),
+    V6(libc::in6_addr),
+}
 
 /// The per-socket buffers; pointers inside the headers stay valid because nothing here is
 /// ever resized after [`Batch::new`].
@@ -20,6 +66,12 @@ pub struct Batch {
     hdrs: Vec<libc::mmsghdr>,
     out_iov: Vec<libc::iovec>,
     out_hdrs: Vec<libc::mmsghdr>,
+    /// Control messages: received, then the ones sent back (same index as the query).
+    ctrl: Vec<[u64; CTRL_WORDS]>,
+    out_ctrl: Vec<[u64; CTRL_WORDS]>,
+    dest: Vec<Dest>,
+    /// Whether the socket delivers destination addresses ([`enable_pktinfo`]).
+    pktinfo: bool,
     /// Replies, one per received query.
     pub out: Vec<Vec<u8>>,
     len: usize,
@@ -29,7 +81,7 @@ pub struct Batch {
 unsafe impl Send for Batch {}
 
 impl Batch {
-    pub fn new() -> Box<Batch> {
+    pub fn new(pktinfo: bool) -> Box<Batch> {
         // SAFETY: all-zero is a valid value for these plain C structs.
         let zero_storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let zero_hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -52,6 +104,10 @@ impl Batch {
                 BATCH
             ],
             out_hdrs: vec![zero_hdr; BATCH],
+            ctrl: vec![[0u64; CTRL_WORDS]; BATCH],
+            out_ctrl: vec![[0u64; CTRL_WORDS]; BATCH],
+            dest: vec![Dest::None; BATCH],
+            pktinfo,
             out: (0..BATCH).map(|_| Vec::with_capacity(4096)).collect(),
             len: 0,
         });
@@ -72,8 +128,13 @@ impl Batch {
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_iov = &mut self.iov[i];
             h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
+            if self.pktinfo {
+                h.msg_control = self.ctrl[i].as_mut_ptr().cast();
+                h.msg_controllen = std::mem::size_of::<[u64; CTRL_WORDS]>() as _;
+            } else {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
             h.msg_flags = 0;
             self.hdrs[i].msg_len = 0;
         }
@@ -92,6 +153,11 @@ impl Batch {
             return Err(io::Error::last_os_error());
         }
         self.len = n as usize;
+        if self.pktinfo {
+            for i in 0..self.len {
+                self.dest[i] = destination(&self.hdrs[i].msg_hdr);
+            }
+        }
         Ok(self.len)
     }
 
@@ -140,6 +206,9 @@ impl Batch {
             h.msg_control = std::ptr::null_mut();
             h.msg_controllen = 0;
             h.msg_flags = 0;
+            if self.pktinfo {
+                source_control(h, &mut self.out_ctrl[k], self.dest[i]);
+            }
             self.out_hdrs[k].msg_len = 0;
             k += 1;
         }
@@ -169,5 +238,86 @@ impl Batch {
             done += n as usize;
         }
         Ok(())
+    }
+}
+
+/// Reads the destination address from a received message's `IP_PKTINFO`/`IPV6_PKTINFO`.
+fn destination(h: &libc::msghdr) -> Dest {
+    if h.msg_control.is_null() || h.msg_flags & libc::MSG_CTRUNC != 0 {
+        return Dest::None;
+    }
+    // SAFETY: the kernel filled `msg_controllen` bytes of control messages into our buffer;
+    // the CMSG macros stay inside it and the payloads are read unaligned.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            let data = libc::CMSG_DATA(c);
+            match ((*c).cmsg_level, (*c).cmsg_type) {
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    let p = std::ptr::read_unaligned(data.cast::<libc::in_pktinfo>());
+                    return Dest::V4(p.ipi_addr);
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    let p = std::ptr::read_unaligned(data.cast::<libc::in6_pktinfo>());
+                    return Dest::V6(p.ipi6_addr);
+                }
+                _ => {}
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    Dest::None
+}
+
+/// Puts the reply's source address (the query's destination) in `h`'s control message, with
+/// interface 0 so the routing table picks the way out.
+fn source_control(h: &mut libc::msghdr, buf: &mut [u64; CTRL_WORDS], dest: Dest) {
+    let (level, kind, len) = match dest {
+        Dest::None => return,
+        Dest::V4(_) => (
+            libc::IPPROTO_IP,
+            libc::IP_PKTINFO,
+            std::mem::size_of::<libc::in_pktinfo>(),
+        ),
+        Dest::V6(_) => (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_PKTINFO,
+            std::mem::size_of::<libc::in6_pktinfo>(),
+        ),
+    };
+    *buf = [0; CTRL_WORDS];
+    h.msg_control = buf.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE of a pktinfo struct (at most 40 bytes) fits the 128-byte buffer; the
+    // header and payload are written inside it.
+    unsafe {
+        h.msg_controllen = libc::CMSG_SPACE(len as u32) as _;
+        let c = libc::CMSG_FIRSTHDR(h);
+        if c.is_null() {
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            return;
+        }
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = kind;
+        (*c).cmsg_len = libc::CMSG_LEN(len as u32) as _;
+        let data = libc::CMSG_DATA(c);
+        match dest {
+            Dest::V4(a) => std::ptr::write_unaligned(
+                data.cast::<libc::in_pktinfo>(),
+                libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: a,
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                },
+            ),
+            Dest::V6(a) => std::ptr::write_unaligned(
+                data.cast::<libc::in6_pktinfo>(),
+                libc::in6_pktinfo {
+                    ipi6_addr: a,
+                    ipi6_ifindex: 0,
+                },
+            ),
+            Dest::None => {}
+        }
     }
 }

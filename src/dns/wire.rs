@@ -200,57 +200,27 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         None
     };
     let qbytes = question.map(|(s, n, _, _)| &buf[s..s + n + 4]);
+    // The OPT is read even for errors, so a query with valid EDNS gets an OPT back
+    // (RFC 6891 section 7) and resolvers keep using EDNS.
+    let sections = if qd == 0 || question.is_some() {
+        read_sections(&mut r, an as usize + ns as usize, ar)
+    } else {
+        Err(None)
+    };
     let opcode = (flags >> 11) & 0xF;
     if opcode != 0 {
-        return err(RCODE_NOTIMP, qbytes, None);
+        let edns = sections
+            .unwrap_or_else(|e| e)
+            .map(|e| Edns { ecs: None, ..e });
+        return err(RCODE_NOTIMP, qbytes, edns);
     }
     let Some((qstart, name_len, qtype, qclass)) = question else {
-        return err(RCODE_FORMERR, None, None);
+        return err(RCODE_FORMERR, None, sections.ok().flatten());
     };
-    // Skip answer and authority records; find the OPT among the additionals.
-    for _ in 0..(an as usize + ns as usize) {
-        if skip_record(&mut r).is_none() {
-            return err(RCODE_FORMERR, qbytes, None);
-        }
-    }
-    let mut edns: Option<Edns> = None;
-    for _ in 0..ar {
-        let rec_start = r.pos;
-        let Some(owner_root) = r.buf.get(r.pos).map(|b| *b == 0) else {
-            return err(RCODE_FORMERR, qbytes, None);
-        };
-        if r.skip_name().is_none() {
-            return err(RCODE_FORMERR, qbytes, None);
-        }
-        let (Some(rtype), Some(class), Some(ttl_hi), Some(ttl_lo), Some(rdlen)) =
-            (r.u16(), r.u16(), r.u16(), r.u16(), r.u16())
-        else {
-            return err(RCODE_FORMERR, qbytes, None);
-        };
-        let Some(rdata) = r.bytes(rdlen as usize) else {
-            return err(RCODE_FORMERR, qbytes, None);
-        };
-        if rtype != TYPE_OPT {
-            continue;
-        }
-        let _ = rec_start;
-        if edns.is_some() || !owner_root {
-            return err(RCODE_FORMERR, qbytes, None);
-        }
-        let version = (ttl_hi & 0xFF) as u8;
-        let dnssec_ok = ttl_lo & 0x8000 != 0;
-        match parse_options(rdata) {
-            Ok(ecs) => {
-                edns = Some(Edns {
-                    payload: class,
-                    version,
-                    dnssec_ok,
-                    ecs,
-                })
-            }
-            Err(()) => return err(RCODE_FORMERR, qbytes, None),
-        }
-    }
+    let edns = match sections {
+        Ok(e) => e,
+        Err(e) => return err(RCODE_FORMERR, qbytes, e),
+    };
     if let Some(e) = edns
         && e.version > 0
     {
@@ -272,6 +242,41 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         qclass,
         edns,
     })
+}
+
+/// Skips the answer and authority records and reads the OPT among the additionals. An error
+/// carries the OPT when the OPT itself was well formed (only one of its options was not).
+fn read_sections(r: &mut Reader, skip: usize, ar: u16) -> Result<Option<Edns>, Option<Edns>> {
+    for _ in 0..skip {
+        skip_record(r).ok_or(None)?;
+    }
+    let mut edns: Option<Edns> = None;
+    let mut bad_option = false;
+    for _ in 0..ar {
+        let owner_root = r.buf.get(r.pos).ok_or(None)? == &0;
+        r.skip_name().ok_or(None)?;
+        let (Some(rtype), Some(class), Some(ttl_hi), Some(ttl_lo), Some(rdlen)) =
+            (r.u16(), r.u16(), r.u16(), r.u16(), r.u16())
+        else {
+            return Err(None);
+        };
+        let rdata = r.bytes(rdlen as usize).ok_or(None)?;
+        if rtype != TYPE_OPT {
+            continue;
+        }
+        if edns.is_some() || !owner_root {
+            return Err(None);
+        }
+        let ecs = parse_options(rdata);
+        bad_option |= ecs.is_err();
+        edns = Some(Edns {
+            payload: class,
+            version: (ttl_hi & 0xFF) as u8,
+            dnssec_ok: ttl_lo & 0x8000 != 0,
+            ecs: ecs.unwrap_or(None),
+        });
+    }
+    if bad_option { Err(edns) } else { Ok(edns) }
 }
 
 fn skip_record(r: &mut Reader) -> Option<()> {
@@ -443,6 +448,34 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn error_replies_keep_a_well_formed_opt() {
+        let mut notimp = query(NAME, &opt(0, &[]), 1);
+        notimp[2] = 2 << 3;
+        let n = notimp.len();
+        notimp[n - 4] = 0x80; // DO
+        let Parsed::Error { rcode, edns, .. } = parse(&notimp) else {
+            panic!()
+        };
+        assert_eq!(rcode, 4);
+        assert!(edns.is_some_and(|e| e.dnssec_ok && e.version == 0));
+        let bad_ecs = [0, 8, 0, 7, 0, 1, 23, 0, 81, 2, 69];
+        let Parsed::Error { rcode, edns, .. } = parse(&query(NAME, &opt(0, &bad_ecs), 1)) else {
+            panic!()
+        };
+        assert_eq!(rcode, 1);
+        assert!(
+            edns.is_some_and(|e| e.ecs.is_none()),
+            "opt kept, ecs dropped"
+        );
+        let mut two_opts = opt(0, &[]);
+        two_opts.extend(opt(0, &[]));
+        let Parsed::Error { edns, .. } = parse(&query(NAME, &two_opts, 2)) else {
+            panic!()
+        };
+        assert!(edns.is_none(), "no valid opt to answer with");
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct OptOut {
     pub ext_rcode: u8,
     /// ECS echoed with this scope.
     pub ecs: Option<(Ecs, u8)>,
+    /// The DO bit, copied from the query (RFC 3225).
+    pub dnssec_ok: bool,
 }
 
 impl OptOut {
@@ -152,9 +154,22 @@ impl<'b> Writer<'b> {
         if !self.fits(set.wire.len()) {
             return false;
         }
+        let start = self.buf.len();
         self.buf.extend_from_slice(&set.wire);
+        for &p in set.apex_ptrs.iter() {
+            self.apex_pointer(start + p as usize);
+        }
         self.counts[section] += set.count;
         true
+    }
+
+    /// Fills in a pointer to the zone apex inside the question name (names in record data
+    /// are compressed against it; see `routing::rdata`).
+    fn apex_pointer(&mut self, at: usize) {
+        let ptr = (0xC000 | (12 + self.apex_off) as u16).to_be_bytes();
+        if let Some(b) = self.buf.get_mut(at..at + 2) {
+            b.copy_from_slice(&ptr);
+        }
     }
 
     /// Writes a whole record set with another owner; false (nothing written) if it does not fit.
@@ -167,9 +182,19 @@ impl<'b> Writer<'b> {
         if !self.fits(need) {
             return false;
         }
+        // `from` is where the current record's data (after its owner) starts in `set.wire`.
+        let mut from = 2;
         for rec in set.records() {
             self.owner(owner);
+            let start = self.buf.len();
             self.buf.extend_from_slice(rec);
+            for &p in set.apex_ptrs.iter() {
+                let p = p as usize;
+                if (from..from + rec.len()).contains(&p) {
+                    self.apex_pointer(start + p - from);
+                }
+            }
+            from += rec.len() + 2;
         }
         self.counts[section] += set.count;
         true
@@ -257,7 +282,8 @@ impl<'b> Writer<'b> {
             self.buf.push(0);
             self.buf.extend_from_slice(&TYPE_OPT.to_be_bytes());
             self.buf.extend_from_slice(&o.payload.to_be_bytes());
-            self.buf.extend_from_slice(&[o.ext_rcode, 0, 0, 0]);
+            let do_bit = if o.dnssec_ok { 0x80 } else { 0 };
+            self.buf.extend_from_slice(&[o.ext_rcode, 0, do_bit, 0]);
             match o.ecs {
                 None => self.buf.extend_from_slice(&[0, 0]),
                 Some((e, scope)) => {

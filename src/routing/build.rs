@@ -7,7 +7,7 @@ use hickory_proto::rr::{Name, RData, Record};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use super::{Node, RRset, Routing, SteerKind, SteerRef, Zone, count_labels};
-use crate::config::{Config, Transport, ZoneConfig};
+use crate::config::{Config, ZoneConfig};
 
 /// Lowercase wire form of a name.
 pub fn wire_name(n: &Name) -> Box<[u8]> {
@@ -35,8 +35,24 @@ pub fn rdata_wire(rdata: &RData) -> Vec<u8> {
 
 /// Builds one wire record set from (ttl, rdata) pairs of one type.
 pub fn rrset(rtype: u16, items: &[(u32, Vec<u8>)], origin: &Name, targets: Vec<Name>) -> RRset {
+    let items: Vec<(u32, Vec<u8>, Vec<usize>)> = items
+        .iter()
+        .map(|(t, d)| (*t, d.clone(), Vec::new()))
+        .collect();
+    rrset_with_ptrs(rtype, &items, origin, targets)
+}
+
+/// Like [`rrset`], for data with apex pointers at the given offsets.
+pub fn rrset_with_ptrs(
+    rtype: u16,
+    items: &[(u32, Vec<u8>, Vec<usize>)],
+    origin: &Name,
+    targets: Vec<Name>,
+) -> RRset {
     let mut wire = Vec::new();
-    for (ttl, rd) in items {
+    let mut apex_ptrs = Vec::new();
+    for (ttl, rd, ptrs) in items {
+        apex_ptrs.extend(ptrs.iter().map(|p| (wire.len() + 12 + p) as u16));
         wire.extend_from_slice(&[0xC0, 0x0C]);
         wire.extend_from_slice(&rtype.to_be_bytes());
         wire.extend_from_slice(&1u16.to_be_bytes());
@@ -55,6 +71,7 @@ pub fn rrset(rtype: u16, items: &[(u32, Vec<u8>)], origin: &Name, targets: Vec<N
         wire: wire.into_boxed_slice(),
         targets: targets.into_boxed_slice(),
         cname: None,
+        apex_ptrs: apex_ptrs.into_boxed_slice(),
     }
 }
 
@@ -80,6 +97,7 @@ pub fn compile(cfg: &Config) -> Routing {
 
 fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
     let origin = &z.origin;
+    let apex = wire_name(origin);
     // Group records by owner and type, keeping the order written.
     let mut by_owner: HashMap<Name, Vec<Record>> = HashMap::new();
     let mut push = |name: &Name, ttl: u32, rdata: RData| {
@@ -116,12 +134,15 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
                 .iter()
                 .filter(|r| u16::from(r.record_type()) == t)
                 .collect();
-            let items: Vec<(u32, Vec<u8>)> = of_type
+            let items: Vec<(u32, Vec<u8>, Vec<usize>)> = of_type
                 .iter()
-                .map(|r| (r.ttl, rdata_wire(&r.data)))
+                .map(|r| {
+                    let (d, p) = super::rdata::encode(&r.data, &apex);
+                    (r.ttl, d, p)
+                })
                 .collect();
             let targets: Vec<Name> = of_type.iter().filter_map(|r| target(&r.data)).collect();
-            let mut set = rrset(t, &items, origin, targets);
+            let mut set = rrset_with_ptrs(t, &items, origin, targets);
             if let Some(RData::CNAME(c)) = of_type.first().map(|r| &r.data) {
                 set.cname = Some(wire_name(&c.0));
                 set.targets = Box::new([]);
@@ -140,34 +161,21 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
             service: *service_index,
             kind,
         };
-        nodes.entry(wire_name(&svc.name)).or_default().steer = Some(sref(SteerKind::Service));
-        for &t in &svc.transports {
-            if let Ok(n) = srv_name(t, &svc.name) {
-                nodes.entry(wire_name(&n)).or_default().steer = Some(sref(SteerKind::Srv(t)));
-            }
+        let base = wire_name(&svc.name);
+        let regs: Vec<&crate::config::RegionConfig> =
+            svc.regions.iter().map(|&r| &cfg.regions[r]).collect();
+        let names = super::names::service_names(&base, &svc.transports, &regs);
+        nodes.entry(base).or_default().steer = Some(sref(SteerKind::Service));
+        for (t, n) in names.srv {
+            nodes.entry(n).or_default().steer = Some(sref(SteerKind::Srv(t)));
         }
-        for (ri, &region) in svc.regions.iter().enumerate() {
-            let reg = &cfg.regions[region];
-            let Ok(rname) =
-                Name::from_labels([reg.name.as_bytes()]).and_then(|l| l.append_domain(&svc.name))
-            else {
-                continue;
-            };
-            nodes.entry(wire_name(&rname)).or_default().steer =
-                Some(sref(SteerKind::Region(ri as u16)));
-            for &t in &svc.transports {
-                if let Ok(n) = srv_name(t, &rname) {
-                    nodes.entry(wire_name(&n)).or_default().steer =
-                        Some(sref(SteerKind::RegionSrv(ri as u16, t)));
-                }
+        for (ri, (rn, reg)) in names.regions.into_iter().zip(&regs).enumerate() {
+            nodes.entry(rn.name).or_default().steer = Some(sref(SteerKind::Region(ri as u16)));
+            for (t, n) in rn.srv {
+                nodes.entry(n).or_default().steer = Some(sref(SteerKind::RegionSrv(ri as u16, t)));
             }
-            for s in &reg.servers {
-                let Ok(sname) =
-                    Name::from_labels([s.name.as_bytes()]).and_then(|l| l.append_domain(&rname))
-                else {
-                    continue;
-                };
-                let node = nodes.entry(wire_name(&sname)).or_default();
+            for (host, s) in rn.hosts.into_iter().zip(&reg.servers) {
+                let node = nodes.entry(host).or_default();
                 for (t, v4) in [
                     (crate::dns::wire::TYPE_A, true),
                     (crate::dns::wire::TYPE_AAAA, false),
@@ -191,7 +199,6 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
     }
 
     // Empty non-terminals: every ancestor between a name and the apex exists.
-    let apex = wire_name(origin);
     let names: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
     for n in names {
         let mut cur: &[u8] = &n;
@@ -205,9 +212,10 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
     }
 
     let soa_min = z.soa.minimum;
-    let negative_soa = rrset(
+    let (soa, soa_ptrs) = super::rdata::encode(&RData::SOA(z.soa.clone()), &apex);
+    let negative_soa = rrset_with_ptrs(
         crate::dns::wire::TYPE_SOA,
-        &[(soa_min, rdata_wire(&RData::SOA(z.soa.clone())))],
+        &[(soa_min, soa, soa_ptrs)],
         origin,
         Vec::new(),
     );
@@ -220,16 +228,6 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
         nodes,
         has_cuts,
     }
-}
-
-/// `_sip._udp.NAME`, `_sip._tcp.NAME`, `_sips._tcp.NAME`.
-pub fn srv_name(t: Transport, base: &Name) -> Result<Name, hickory_proto::ProtoError> {
-    let labels: [&[u8]; 2] = match t {
-        Transport::Udp => [b"_sip", b"_udp"],
-        Transport::Tcp => [b"_sip", b"_tcp"],
-        Transport::Tls => [b"_sips", b"_tcp"],
-    };
-    Name::from_labels(labels)?.append_domain(base)
 }
 
 /// Names in record data whose addresses go in the additional section.

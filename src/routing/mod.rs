@@ -2,6 +2,8 @@
 //! once at load, so answering is a hash lookup and a few copies.
 
 pub mod build;
+pub mod names;
+pub mod rdata;
 
 use std::collections::HashMap;
 
@@ -84,6 +86,8 @@ pub struct RRset {
     pub targets: Box<[Box<[u8]>]>,
     /// The CNAME target, lowercase wire form.
     pub cname: Option<Box<[u8]>>,
+    /// Offsets in `wire` of pointers to the zone apex, filled in per reply ([`rdata`]).
+    pub apex_ptrs: Box<[u16]>,
 }
 
 impl RRset {

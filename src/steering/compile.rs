@@ -13,7 +13,8 @@ use super::rank::{Ranking, fallback_ranking, rank_location, rank_pinned};
 use super::{HealthView, Reason};
 use crate::config::{AllDown, Capacity, Config, RegionConfig, Transport};
 use crate::geo::{GeoMap, NetworkTable};
-use crate::routing::build::{srv_name, wire_name};
+use crate::routing::build::wire_name;
+use crate::routing::names::service_names;
 
 /// A loaded GeoIP database, compiled to a table of networks and locations.
 #[derive(Debug)]
@@ -231,20 +232,11 @@ pub fn compile_reusing(
                 s.networks.iter().map(|(n, g)| (*n, pos_of(*g))).collect();
             networks.sort_by_key(|n| std::cmp::Reverse(n.0.prefix_len()));
             let n = regs.len() as u16;
-            let region_name = |pos: usize| {
-                Name::from_labels([regs[pos].name.as_bytes()])
-                    .and_then(|l| l.append_domain(&s.name))
-                    .unwrap_or_else(|_| s.name.clone())
-            };
-            let srv = |base: &Name| -> Vec<(Transport, Box<[u8]>)> {
-                s.transports
-                    .iter()
-                    .filter_map(|&t| srv_name(t, base).ok().map(|n| (t, wire_name(&n))))
-                    .collect()
-            };
+            let base = wire_name(&s.name);
+            let names = service_names(&base, &s.transports, &regs);
             services.push(Service {
                 label: s.label.clone(),
-                name: wire_name(&s.name),
+                name: base,
                 display: s.name.clone(),
                 regions: s.regions.clone(),
                 transports: s.transports.clone(),
@@ -261,26 +253,10 @@ pub fn compile_reusing(
                     .map(|p| rank_pinned(p, &regs, Reason::Network))
                     .collect(),
                 networks,
-                srv_names: srv(&s.name),
-                region_names: (0..regs.len())
-                    .map(|p| wire_name(&region_name(p)))
-                    .collect(),
-                region_srv_names: (0..regs.len()).map(|p| srv(&region_name(p))).collect(),
-                hosts: (0..regs.len())
-                    .map(|p| {
-                        let rn = region_name(p);
-                        regs[p]
-                            .servers
-                            .iter()
-                            .map(|sv| {
-                                Name::from_labels([sv.name.as_bytes()])
-                                    .and_then(|l| l.append_domain(&rn))
-                                    .map(|n| wire_name(&n))
-                                    .unwrap_or_else(|_| wire_name(&rn))
-                            })
-                            .collect()
-                    })
-                    .collect(),
+                srv_names: names.srv,
+                region_names: names.regions.iter().map(|r| r.name.clone()).collect(),
+                region_srv_names: names.regions.iter().map(|r| r.srv.clone()).collect(),
+                hosts: names.regions.into_iter().map(|r| r.hosts).collect(),
             });
         }
     }
