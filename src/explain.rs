@@ -74,6 +74,8 @@ pub struct ServerOut {
     pub name: String,
     pub state: steering::Status,
     pub backup: bool,
+    /// The operator state file's entry in effect for this server (`drain`, `down`, `up`).
+    pub file_state: Option<&'static str>,
 }
 
 /// Explains the answer to `name`/`rtype` for `client` (and an optional ECS subnet).
@@ -204,6 +206,12 @@ fn service_out(
                             name: s.name.clone(),
                             state: snap.health.status(s.slot),
                             backup: s.backup,
+                            file_state: snap
+                                .config
+                                .operator
+                                .get(&(r.name.clone(), s.name.clone()))
+                                .filter(|o| o.active(std::time::SystemTime::now()))
+                                .map(|o| o.state.as_str()),
                         })
                         .collect(),
                 }
@@ -270,10 +278,13 @@ pub fn render(e: &Explanation) -> String {
                 .iter()
                 .map(|x| {
                     format!(
-                        "{} {}{}",
+                        "{} {}{}{}",
                         x.name,
                         x.state.as_str(),
-                        if x.backup { " (backup)" } else { "" }
+                        if x.backup { " (backup)" } else { "" },
+                        x.file_state
+                            .map(|f| format!(" (operator state file: {f})"))
+                            .unwrap_or_default()
                     )
                 })
                 .collect();

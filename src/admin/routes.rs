@@ -114,6 +114,7 @@ async fn status(State(s): State<AdminState>) -> Response {
         "geoip": geo,
         "zones": zones,
         "servers": s.hub.servers(),
+        "load_pull": s.hub.pull_status(),
     }))
     .into_response()
 }

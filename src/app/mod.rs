@@ -56,8 +56,11 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
     crate::admin::metrics::init();
     let listen = cfg.listen_dns.clone();
     let dns_settings = cfg.dns.clone();
-    let watch_set =
+    let mut watch_set =
         crate::config::watch::WatchSet::for_config(path, &cfg.zones_dir, cfg.geoip.as_deref());
+    if let Some(f) = &cfg.operator_state_file {
+        watch_set.add_file(f);
+    }
     let admin_addr = cfg.listen_admin;
     let token = cfg.admin.token.clone();
     let hub = HealthHub::new(cfg.health_concurrency, cfg.admin.state_file.clone());
@@ -111,6 +114,11 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         tracing::info!(%bound, "dns listening on udp and tcp");
         dns.push(bound);
     }
+    tasks.spawn(crate::health::load_pull::run(
+        hub.clone(),
+        shared.clone(),
+        cancel.clone(),
+    ));
     let (nudge, nudges) = mpsc::channel(1);
     let watcher = match crate::config::watch::watch(watch_set, nudge.clone()) {
         Ok(w) => Some(w),
@@ -247,11 +255,33 @@ pub async fn explain_offline(
     let snap = Snapshot::build(cfg, geo, 1);
     let snap = match live {
         Some(url) => crate::admin::client::with_live_health(snap, url).await?,
-        None => snap,
+        None => with_operator_states(snap),
     };
     let e =
         crate::explain::explain(&snap, client, ecs, name, rtype).map_err(|e| anyhow::anyhow!(e))?;
     Ok(crate::explain::render(&e))
+}
+
+/// Every server up, except where the operator state file forces a state now.
+fn with_operator_states(snap: Snapshot) -> Snapshot {
+    use crate::config::operator::ForcedState;
+    use crate::steering::{HealthView, Status};
+    let now = std::time::SystemTime::now();
+    let mut view = HealthView::all_up(snap.steering.slots);
+    for r in &snap.steering.regions {
+        for s in &r.servers {
+            if let Some(o) = snap.config.operator.get(&(r.name.clone(), s.name.clone()))
+                && o.active(now)
+            {
+                view.status[s.slot] = match o.state {
+                    ForcedState::Drain => Status::Drained,
+                    ForcedState::Down => Status::Down,
+                    ForcedState::Up => Status::Up,
+                };
+            }
+        }
+    }
+    snap.with_health(Arc::new(view))
 }
 
 /// Loads and compiles the GeoIP database the config names.

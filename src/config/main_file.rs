@@ -116,6 +116,19 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         }
     }
     zone::check_unique(&zones, &raw_zones, &mut errors);
+    let regions = regions.into_regions();
+    let operator_state_file = main.operator_state.as_ref().map(|f| base.join(&f.value));
+    let operator = match &operator_state_file {
+        Some(f) => super::operator::load(f, &regions, &mut files, &mut errors),
+        None => Default::default(),
+    };
+    let load_source = main.load.as_ref().and_then(|l| {
+        let mut sink = Sink {
+            file: path,
+            errors: &mut errors,
+        };
+        super::load_source::compile(l, &regions, &mut sink)
+    });
 
     if !errors.is_empty() {
         errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -133,13 +146,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         capacity,
         health_concurrency: defaults.max_concurrent,
         query_log,
-        regions: regions.into_regions(),
+        regions,
         zones,
         files,
+        operator_state_file,
+        operator,
+        load_source,
     })
 }
 
-fn read(path: &Path, files: &mut Vec<SourceFile>) -> Result<String, ConfigError> {
+pub(super) fn read(path: &Path, files: &mut Vec<SourceFile>) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| whole_file(path, format!("cannot read: {}", lower(&e.to_string()))))?;
     let mut h = DefaultHasher::new();

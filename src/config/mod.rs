@@ -3,8 +3,10 @@
 //! finds, each with file, line, column and YAML path.
 
 mod error;
+pub mod load_source;
 pub mod main_file;
 mod names;
+pub mod operator;
 mod raw;
 mod records;
 mod services;
@@ -45,6 +47,12 @@ pub struct Config {
     pub zones: Vec<ZoneConfig>,
     /// Every file read, with a hash of its contents.
     pub files: Vec<SourceFile>,
+    /// The operator state file, if configured (watched like the zone maps).
+    pub operator_state_file: Option<PathBuf>,
+    /// Forced states from the operator state file.
+    pub operator: operator::OperatorStates,
+    /// Load pulled from Prometheus, if configured.
+    pub load_source: Option<load_source::LoadSource>,
 }
 
 /// Transport limits of the DNS listeners.

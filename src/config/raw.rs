@@ -34,6 +34,12 @@ pub struct Main {
     pub query_log: Option<QueryLog>,
     #[serde(default)]
     pub regions: HashMap<S<String>, Region>,
+    /// The operator state file (forced states shared by every instance).
+    #[serde(default)]
+    pub operator_state: Option<S<String>>,
+    /// Load pulled from Prometheus.
+    #[serde(default)]
+    pub load: Option<super::load_source::RawLoad>,
 }
 
 #[derive(Debug, Deserialize)]

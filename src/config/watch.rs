@@ -39,6 +39,14 @@ impl WatchSet {
         w
     }
 
+    /// Also watches one more file (the operator state file).
+    pub fn add_file(&mut self, f: &Path) {
+        self.dirs.insert(parent(f));
+        if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
+            self.names.insert(n.to_owned());
+        }
+    }
+
     /// Whether a change to `path` can change the config.
     pub fn matters(&self, path: &Path) -> bool {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::monitor::{Monitor, ProbeSpec};
 use super::probe::{Check, CodePolicy, ProbeResult, Target};
 use super::state::{Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
+use crate::config::operator::{ForcedState, OperatorStates};
 use crate::config::{CheckKind, Config, ServerConfig, Transport};
 use crate::snapshot::Shared;
 use crate::steering::{HealthView, Status, Steering};
@@ -44,6 +45,11 @@ pub struct ServerReport {
     pub state: Status,
     pub observed: String,
     pub forced: Option<String>,
+    /// Where the forced state comes from: `api` (this instance) or `file` (the operator state
+    /// file, shared by every instance). The API wins while it is set.
+    pub forced_by: Option<&'static str>,
+    /// The operator state file's entry for this server, active or not.
+    pub file_state: Option<FileStateOut>,
     pub target: Option<String>,
     pub check: String,
     pub last_result: Option<String>,
@@ -52,6 +58,17 @@ pub struct ServerReport {
     pub load: Option<LoadOut>,
     pub headroom: Option<f32>,
     pub since_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStateOut {
+    pub state: &'static str,
+    /// Unix seconds after which the entry no longer applies.
+    pub until_unix: Option<u64>,
+    pub active: bool,
+    /// The entry names the whole region.
+    pub region_wide: bool,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,8 +102,10 @@ struct Inner {
     by_target: HashMap<Target, Vec<usize>>,
     /// Targets with no result yet (readiness).
     pending: HashSet<Target>,
-    /// Operator states by (region, server), persisted.
+    /// Operator states by (region, server) set through the API, persisted.
     forced: BTreeMap<(String, String), Forced>,
+    /// Operator states from the operator state file of the bound config.
+    file_forced: OperatorStates,
     overflow_at: f64,
     report_ttl: Duration,
     /// The steering data the current entries were bound to.
@@ -99,6 +118,8 @@ pub struct HealthHub {
     monitor: Monitor,
     results: Mutex<Option<mpsc::Receiver<(Target, ProbeResult)>>>,
     state_file: Option<PathBuf>,
+    /// Load pulled from Prometheus, if configured.
+    pull: Mutex<Option<super::load_pull::PullStatus>>,
 }
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -129,6 +150,30 @@ fn target_of(s: &ServerConfig) -> Option<Target> {
     })
 }
 
+fn forced_of(s: ForcedState) -> Forced {
+    match s {
+        ForcedState::Drain => Forced::Drained,
+        ForcedState::Down => Forced::Down,
+        ForcedState::Up => Forced::Up,
+    }
+}
+
+/// The forced state in effect for a server and where it comes from: the API's wins over the
+/// operator state file's, and a file entry past its `until` no longer applies.
+fn effective_forced(
+    inner: &Inner,
+    key: &(String, String),
+    at: SystemTime,
+) -> (Option<Forced>, Option<&'static str>) {
+    if let Some(f) = inner.forced.get(key) {
+        return (Some(*f), Some("api"));
+    }
+    match inner.file_forced.get(key) {
+        Some(o) if o.active(at) => (Some(forced_of(o.state)), Some("file")),
+        _ => (None, None),
+    }
+}
+
 fn status_of(s: State) -> Status {
     match s {
         State::Up => Status::Up,
@@ -157,6 +202,7 @@ impl HealthHub {
             monitor: Monitor::start(max_concurrent, tx),
             results: Mutex::new(Some(rx)),
             state_file,
+            pull: Mutex::new(None),
         })
     }
 
@@ -170,6 +216,8 @@ impl HealthHub {
             .map(|e| ((e.region.clone(), e.server.clone()), e))
             .collect();
         inner.overflow_at = cfg.capacity.overflow_at;
+        inner.file_forced = cfg.operator.clone();
+        let wall = SystemTime::now();
         inner.report_ttl = cfg.capacity.report_ttl;
         inner.by_name.clear();
         inner.by_target.clear();
@@ -197,7 +245,7 @@ impl HealthHub {
                         now,
                     ),
                 };
-                health.set_forced(inner.forced.get(&key).copied(), now);
+                health.set_forced(effective_forced(&inner, &key, wall).0, now);
                 let slot = inner.entries.len();
                 if let Some(t) = &identity.target {
                     inner.by_target.entry(t.clone()).or_default().push(slot);
@@ -291,10 +339,13 @@ impl HealthHub {
         }
     }
 
-    /// Publishes the current view if it differs from the one being served.
+    /// Applies operator state file entries that started or expired, then publishes the
+    /// current view if it differs from the one being served.
     fn publish_if_changed(&self) {
-        let inner = lock(&self.inner);
-        self.publish(&inner, Instant::now());
+        let mut inner = lock(&self.inner);
+        let now = Instant::now();
+        refresh_forced(&mut inner, now);
+        self.publish(&inner, now);
     }
 
     fn publish(&self, inner: &Inner, now: Instant) {
@@ -339,10 +390,11 @@ impl HealthHub {
             Force::Clear => None,
         };
         match forced {
-            Some(v) => inner.forced.insert(key, v),
+            Some(v) => inner.forced.insert(key.clone(), v),
             None => inner.forced.remove(&key),
         };
-        inner.entries[slot].health.set_forced(forced, now);
+        let effective = effective_forced(&inner, &key, SystemTime::now()).0;
+        inner.entries[slot].health.set_forced(effective, now);
         tracing::info!(server = %format!("{region}/{server}"), action = ?f, "operator state set");
         if let Some(file) = &self.state_file {
             super::state_file::write(file, &inner.forced);
@@ -372,6 +424,20 @@ impl HealthHub {
         inner.entries[slot].health.report_load(calls, cps, now);
         self.publish(&inner, now);
         Ok(report(&inner, slot, now))
+    }
+
+    /// Records a round of load pulled from Prometheus.
+    pub fn update_pull_status(&self, f: impl FnOnce(&mut super::load_pull::PullStatus)) {
+        let mut g = match self.pull.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        f(g.get_or_insert_with(Default::default));
+    }
+
+    /// What the last rounds of pulled load did, if load is pulled.
+    pub fn pull_status(&self) -> Option<super::load_pull::PullStatus> {
+        self.pull.lock().ok().and_then(|g| g.clone())
     }
 
     /// Every server, in config order.
@@ -415,6 +481,25 @@ impl HealthHub {
     }
 }
 
+/// Re-applies the forced state in effect to every server (file entries expire by time).
+fn refresh_forced(inner: &mut Inner, now: Instant) {
+    if inner.file_forced.is_empty() {
+        return;
+    }
+    let wall = SystemTime::now();
+    for i in 0..inner.entries.len() {
+        let key = (
+            inner.entries[i].region.clone(),
+            inner.entries[i].server.clone(),
+        );
+        let f = effective_forced(inner, &key, wall).0;
+        if inner.entries[i].health.forced() != f {
+            tracing::info!(server = %format!("{}/{}", key.0, key.1), forced = ?f, "operator state file entry applied or expired");
+            inner.entries[i].health.set_forced(f, now);
+        }
+    }
+}
+
 fn view(inner: &Inner, now: Instant) -> HealthView {
     HealthView {
         status: inner
@@ -434,12 +519,25 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
     let e = &inner.entries[i];
     let h = &e.health;
     let last = h.last();
+    let key = (e.region.clone(), e.server.clone());
+    let wall = SystemTime::now();
     ServerReport {
         region: e.region.clone(),
         server: e.server.clone(),
         state: status_of(h.effective(now, inner.overflow_at, inner.report_ttl)),
         observed: format!("{:?}", h.observed()).to_lowercase(),
         forced: h.forced().map(|f| format!("{f:?}").to_lowercase()),
+        forced_by: effective_forced(inner, &key, wall).1,
+        file_state: inner.file_forced.get(&key).map(|o| FileStateOut {
+            state: o.state.as_str(),
+            until_unix: o
+                .until
+                .and_then(|u| u.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            active: o.active(wall),
+            region_wide: o.from_region,
+            note: o.note.clone(),
+        }),
         target: e.identity.target.as_ref().map(|t| t.addr.to_string()),
         check: match e.check {
             CheckKind::SipUdp => "sip-options-udp",

@@ -1,8 +1,9 @@
 //! Health of SIP servers: the SIP wire format (`sip`), one probe (`probe`), the pure state
 //! machine (`state`), the scheduler (`monitor`) and the table that ties them to the running
-//! config and publishes into the snapshot (`hub`).
+//! config and publishes into the snapshot (`hub`); load pulled from Prometheus (`load_pull`).
 
 pub mod hub;
+pub mod load_pull;
 pub mod monitor;
 pub mod probe;
 pub mod sip;

@@ -1,0 +1,279 @@
+//! `load:` in `sipsteer.yaml`: load pulled from Prometheus instead of (or beside) pushed
+//! reports. PromQL templates for current calls and calls per second, globally, per region and
+//! per server, with `$server`, `$region`, `$address` and `$port` filled in per server; each
+//! server's series is picked out of a shared query's result by a label.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::RegionConfig;
+use super::error::Sink;
+use super::values::parse_duration;
+
+type S<T> = Spanned<T>;
+
+/// The YAML shape of `load:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLoad {
+    /// Base URL of the Prometheus HTTP API: `http://prometheus:9090`.
+    pub prometheus: S<String>,
+    #[serde(default)]
+    pub interval: Option<S<String>>,
+    #[serde(default)]
+    pub timeout: Option<S<String>>,
+    #[serde(default)]
+    pub calls: Option<S<String>>,
+    #[serde(default)]
+    pub cps: Option<S<String>>,
+    #[serde(default, rename = "match")]
+    pub matcher: Option<RawMatch>,
+    #[serde(default)]
+    pub regions: HashMap<S<String>, RawQueries>,
+    #[serde(default)]
+    pub servers: HashMap<S<String>, RawQueries>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueries {
+    #[serde(default)]
+    pub calls: Option<S<String>>,
+    #[serde(default)]
+    pub cps: Option<S<String>>,
+    #[serde(default, rename = "match")]
+    pub matcher: Option<RawMatch>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    pub label: S<String>,
+    pub value: S<String>,
+}
+
+/// Where load comes from, compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadSource {
+    /// `http://host:port` (no trailing slash).
+    pub url: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// One entry per server with a capacity and at least one query.
+    pub servers: Vec<ServerQueries>,
+}
+
+/// The queries of one server, templates filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerQueries {
+    pub region: String,
+    pub server: String,
+    pub calls: Option<String>,
+    pub cps: Option<String>,
+    /// The label (and its value for this server) that picks this server's series out of a
+    /// query's result.
+    pub label: String,
+    pub value: String,
+}
+
+/// Compiles `load:` against the regions it names.
+pub fn compile(raw: &RawLoad, regions: &[RegionConfig], sink: &mut Sink) -> Option<LoadSource> {
+    let url = raw.prometheus.value.trim_end_matches('/').to_owned();
+    let ok_url = url
+        .strip_prefix("http://")
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#', ' ']));
+    if !ok_url {
+        sink.on(
+            &raw.prometheus,
+            "load.prometheus",
+            "must be an http:// URL of the Prometheus server, e.g. http://127.0.0.1:9090",
+        );
+    }
+    let interval = duration(&raw.interval, "load.interval", Duration::from_secs(5), sink);
+    let timeout = duration(&raw.timeout, "load.timeout", Duration::from_secs(2), sink);
+    for key in raw.regions.keys() {
+        if !regions.iter().any(|r| r.name == key.value) {
+            sink.on(
+                key,
+                format!("load.regions.{}", key.value),
+                format!("no region `{}`", key.value),
+            );
+        }
+    }
+    for key in raw.servers.keys() {
+        let found = key.value.split_once('/').and_then(|(r, s)| {
+            let rc = regions.iter().find(|x| x.name == r)?;
+            rc.servers.iter().find(|x| x.name == s)
+        });
+        match found {
+            None => sink.on(
+                key,
+                format!("load.servers.{}", key.value),
+                format!("no server `{}` (write region/server)", key.value),
+            ),
+            Some(s) if s.capacity.is_none() => sink.on(
+                key,
+                format!("load.servers.{}", key.value),
+                "server declares no capacity, so its load is never used",
+            ),
+            Some(_) => {}
+        }
+    }
+    let global = RawQueries {
+        calls: raw.calls.clone(),
+        cps: raw.cps.clone(),
+        matcher: raw.matcher.clone(),
+    };
+    let region_q: HashMap<&str, &RawQueries> = raw
+        .regions
+        .iter()
+        .map(|(k, v)| (k.value.as_str(), v))
+        .collect();
+    let server_q: HashMap<&str, &RawQueries> = raw
+        .servers
+        .iter()
+        .map(|(k, v)| (k.value.as_str(), v))
+        .collect();
+    let mut servers = Vec::new();
+    for r in regions {
+        for s in r.servers.iter().filter(|s| s.capacity.is_some()) {
+            let key = format!("{}/{}", r.name, s.name);
+            let layers = [
+                server_q.get(key.as_str()).copied(),
+                region_q.get(r.name.as_str()).copied(),
+                Some(&global),
+            ];
+            let pick_q = |f: fn(&RawQueries) -> Option<&S<String>>| {
+                layers.iter().flatten().find_map(|q| f(q))
+            };
+            let vars = Vars {
+                server: &s.name,
+                region: &r.name,
+                address: &s
+                    .addresses
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+                port: s.port,
+            };
+            let mut fill = |t: Option<&S<String>>, what: &str| {
+                t.and_then(|t| match vars.fill(&t.value) {
+                    Ok(q) => Some(q),
+                    Err(e) => {
+                        sink.on(t, format!("load.{what}"), e);
+                        None
+                    }
+                })
+            };
+            let calls = fill(pick_q(|q| q.calls.as_ref()), "calls");
+            let cps = fill(pick_q(|q| q.cps.as_ref()), "cps");
+            if calls.is_none() && cps.is_none() {
+                continue;
+            }
+            let matcher = layers.iter().flatten().find_map(|q| q.matcher.clone());
+            let (label, value) = match &matcher {
+                Some(m) => (
+                    m.label.value.clone(),
+                    fill(Some(&m.value), "match.value").unwrap_or_default(),
+                ),
+                None => ("server".to_owned(), s.name.clone()),
+            };
+            servers.push(ServerQueries {
+                region: r.name.clone(),
+                server: s.name.clone(),
+                calls,
+                cps,
+                label,
+                value,
+            });
+        }
+    }
+    Some(LoadSource {
+        url,
+        interval,
+        timeout,
+        servers,
+    })
+}
+
+fn duration(v: &Option<S<String>>, path: &str, default: Duration, sink: &mut Sink) -> Duration {
+    let Some(v) = v else { return default };
+    match parse_duration(&v.value) {
+        Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(3600) => d,
+        Ok(_) => {
+            sink.on(v, path, "must be between 100ms and 1h");
+            default
+        }
+        Err(e) => {
+            sink.on(v, path, e);
+            default
+        }
+    }
+}
+
+/// The template variables of one server.
+struct Vars<'a> {
+    server: &'a str,
+    region: &'a str,
+    address: &'a str,
+    port: u16,
+}
+
+impl Vars<'_> {
+    /// Replaces `$server`, `$region`, `$address` and `$port` (`$$` is a literal `$`).
+    fn fill(&self, t: &str) -> Result<String, String> {
+        let mut out = String::with_capacity(t.len());
+        let mut rest = t;
+        while let Some(i) = rest.find('$') {
+            out.push_str(&rest[..i]);
+            let after = &rest[i + 1..];
+            if let Some(r) = after.strip_prefix('$') {
+                out.push('$');
+                rest = r;
+                continue;
+            }
+            let n = after
+                .find(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+                .unwrap_or(after.len());
+            match &after[..n] {
+                "server" => out.push_str(self.server),
+                "region" => out.push_str(self.region),
+                "address" => out.push_str(self.address),
+                "port" => out.push_str(&self.port.to_string()),
+                other => {
+                    return Err(format!(
+                        "unknown template variable `${other}` (use $server, $region, $address, $port or $$)"
+                    ));
+                }
+            }
+            rest = &after[n..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_templates() {
+        let v = Vars {
+            server: "lon1",
+            region: "uk",
+            address: "192.0.2.10",
+            port: 5060,
+        };
+        assert_eq!(
+            v.fill(r#"sum(calls{instance="$address:$port", dc="$region"}) by ($$x)"#)
+                .as_deref(),
+            Ok(r#"sum(calls{instance="192.0.2.10:5060", dc="uk"}) by ($x)"#)
+        );
+        assert_eq!(v.fill("x{s=\"$server\"}").as_deref(), Ok("x{s=\"lon1\"}"));
+        assert!(v.fill("$nope").unwrap_err().contains("`$nope`"));
+    }
+}

@@ -1,0 +1,188 @@
+//! The operator state file: forced server and region states (`drain`, `down`, `up`), each
+//! optionally until a time, distributed like the zone maps and reloaded with them. Every
+//! instance that loads the same file applies the same operator intent.
+//!
+//! ```yaml
+//! uk/lon1: { state: drain, until: 2026-12-01T06:00:00Z, note: kernel upgrade }
+//! sg: { state: down }        # a whole region: every server in it
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::SystemTime;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::error::{self, ConfigError, Sink};
+use super::{RegionConfig, SourceFile};
+
+/// A state an operator can force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForcedState {
+    Drain,
+    Down,
+    Up,
+}
+
+impl ForcedState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForcedState::Drain => "drain",
+            ForcedState::Down => "down",
+            ForcedState::Up => "up",
+        }
+    }
+}
+
+/// One server's entry in the operator state file, after region entries are spread over
+/// their servers (a server's own entry wins over its region's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorState {
+    pub state: ForcedState,
+    /// Ignored from this time on.
+    pub until: Option<SystemTime>,
+    pub note: Option<String>,
+    /// The entry named the whole region.
+    pub from_region: bool,
+}
+
+impl OperatorState {
+    /// Whether the entry applies at `now`.
+    pub fn active(&self, now: SystemTime) -> bool {
+        self.until.is_none_or(|u| now < u)
+    }
+}
+
+/// Forced states by (region, server).
+pub type OperatorStates = BTreeMap<(String, String), OperatorState>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    state: Spanned<String>,
+    #[serde(default)]
+    until: Option<Spanned<String>>,
+    #[serde(default)]
+    note: Option<Spanned<String>>,
+}
+
+/// Largest operator state file read.
+pub const MAX_BYTES: u64 = 4 << 20;
+
+/// Reads the operator state file; a missing file means no forced states.
+pub fn load(
+    path: &Path,
+    regions: &[RegionConfig],
+    files: &mut Vec<SourceFile>,
+    errors: &mut Vec<ConfigError>,
+) -> OperatorStates {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return OperatorStates::new(),
+        _ => {}
+    }
+    let text = match super::main_file::read(path, files) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(e);
+            return OperatorStates::new();
+        }
+    };
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return OperatorStates::new();
+    }
+    let raw: HashMap<Spanned<String>, RawEntry> = match serde_saphyr::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(error::from_yaml(path, &e));
+            return OperatorStates::new();
+        }
+    };
+    let mut sink = Sink { file: path, errors };
+    compile(&raw, regions, &mut sink)
+}
+
+fn compile(
+    raw: &HashMap<Spanned<String>, RawEntry>,
+    regions: &[RegionConfig],
+    sink: &mut Sink,
+) -> OperatorStates {
+    let mut whole = Vec::new();
+    let mut single = Vec::new();
+    for (key, entry) in raw {
+        let Some(state) = entry_state(&key.value, entry, sink) else {
+            continue;
+        };
+        let (region, server) = match key.value.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (key.value.as_str(), None),
+        };
+        let Some(rc) = regions.iter().find(|r| r.name == region) else {
+            sink.on(key, key.value.clone(), format!("no region `{region}`"));
+            continue;
+        };
+        match server {
+            None => whole.push((rc, state)),
+            Some(s) if rc.servers.iter().any(|x| x.name == s) => {
+                single.push(((region.to_owned(), s.to_owned()), state));
+            }
+            Some(s) => sink.on(
+                key,
+                key.value.clone(),
+                format!("no server `{s}` in region `{region}`"),
+            ),
+        }
+    }
+    let mut out = OperatorStates::new();
+    for (rc, state) in whole {
+        for s in &rc.servers {
+            let mut st = state.clone();
+            st.from_region = true;
+            out.insert((rc.name.clone(), s.name.clone()), st);
+        }
+    }
+    out.extend(single);
+    out
+}
+
+fn entry_state(key: &str, e: &RawEntry, sink: &mut Sink) -> Option<OperatorState> {
+    let state = match e.state.value.as_str() {
+        "drain" | "drained" => ForcedState::Drain,
+        "down" => ForcedState::Down,
+        "up" => ForcedState::Up,
+        other => {
+            sink.on(
+                &e.state,
+                format!("{key}.state"),
+                format!("unknown state `{other}` (use drain, down or up)"),
+            );
+            return None;
+        }
+    };
+    let until = match &e.until {
+        None => None,
+        Some(u) => match humantime::parse_rfc3339_weak(u.value.trim()) {
+            Ok(t) => Some(t),
+            Err(err) => {
+                sink.on(
+                    u,
+                    format!("{key}.until"),
+                    format!(
+                        "invalid time `{}`: {err} (use RFC 3339 UTC, e.g. 2026-12-01T06:00:00Z)",
+                        u.value
+                    ),
+                );
+                return None;
+            }
+        },
+    };
+    Some(OperatorState {
+        state,
+        until,
+        note: e.note.as_ref().map(|n| n.value.clone()),
+        from_region: false,
+    })
+}

@@ -1,0 +1,310 @@
+//! Load pulled from Prometheus: every `load.interval`, one instant query per distinct PromQL
+//! string (a template without per-server variables is one query for every server), each
+//! server's series picked out by its label, fed to the hub exactly like a pushed load report.
+//! When Prometheus cannot be reached or a query fails, no report is made, so the last one
+//! expires after `capacity.report_ttl` and the server's load becomes unknown (fail open).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::HealthHub;
+use crate::config::load_source::{LoadSource, ServerQueries};
+use crate::snapshot::Shared;
+
+/// Largest query result read (a vector of a few thousand series fits easily).
+pub const MAX_BODY: usize = 8 << 20;
+/// Queries in flight at once.
+const MAX_IN_FLIGHT: usize = 8;
+
+/// What `/v1/status` shows about pulled load.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PullStatus {
+    pub url: String,
+    pub servers: usize,
+    /// Distinct queries sent per interval.
+    pub queries_per_interval: usize,
+    pub last_attempt_unix: u64,
+    pub last_success_unix: u64,
+    pub last_error: Option<String>,
+    pub queries_ok: u64,
+    pub queries_failed: u64,
+}
+
+/// One series of an instant query's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub labels: HashMap<String, String>,
+    pub value: f64,
+}
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Polls until `cancel` fires, following the load source of the snapshot being served.
+pub async fn run(hub: Arc<HealthHub>, shared: Shared, cancel: CancellationToken) {
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    loop {
+        let source = shared.load().config.load_source.clone();
+        let wait = match source {
+            Some(src) => {
+                poll_once(&client, &src, &hub).await;
+                src.interval
+            }
+            None => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cancel.cancelled() => return,
+        }
+    }
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One round: every distinct query once, then one load report per server that got a value.
+async fn poll_once(client: &HttpClient, src: &LoadSource, hub: &HealthHub) {
+    let mut users: HashMap<&str, usize> = HashMap::new();
+    for s in &src.servers {
+        for q in [&s.calls, &s.cps].into_iter().flatten() {
+            *users.entry(q.as_str()).or_default() += 1;
+        }
+    }
+    let mut results: HashMap<String, Result<Vec<Series>, String>> = HashMap::new();
+    let mut pending: Vec<String> = users.keys().map(|q| (*q).to_owned()).collect();
+    let mut set = JoinSet::new();
+    while !pending.is_empty() || !set.is_empty() {
+        while set.len() < MAX_IN_FLIGHT
+            && let Some(q) = pending.pop()
+        {
+            let (client, url, timeout) = (client.clone(), src.url.clone(), src.timeout);
+            set.spawn(async move {
+                let r = query(&client, &url, &q, timeout).await;
+                (q, r)
+            });
+        }
+        if let Some(Ok((q, r))) = set.join_next().await {
+            results.insert(q, r);
+        }
+    }
+    let (ok, failed) = results.values().fold((0u64, 0u64), |(o, f), r| match r {
+        Ok(_) => (o + 1, f),
+        Err(_) => (o, f + 1),
+    });
+    metrics::counter!("sipsteer_load_queries_total", "result" => "ok").increment(ok);
+    metrics::counter!("sipsteer_load_queries_total", "result" => "error").increment(failed);
+    for s in &src.servers {
+        let calls = value_for(s, s.calls.as_deref(), &results, &users);
+        let cps = value_for(s, s.cps.as_deref(), &results, &users);
+        if calls.is_some() || cps.is_some() {
+            let _ = hub.load(&s.region, &s.server, calls, cps);
+        }
+    }
+    let first_error = results.iter().find_map(|(q, r)| {
+        r.as_ref()
+            .err()
+            .map(|e| format!("query `{q}` to {}: {e}", src.url))
+    });
+    let now = now_unix();
+    hub.update_pull_status(|st| {
+        st.url.clone_from(&src.url);
+        st.servers = src.servers.len();
+        st.queries_per_interval = users.len();
+        st.last_attempt_unix = now;
+        st.queries_ok += ok;
+        st.queries_failed += failed;
+        if failed == 0 {
+            st.last_success_unix = now;
+        }
+        if st.last_error != first_error {
+            if let Some(e) = &first_error {
+                tracing::warn!(
+                    "load from prometheus failed (loads expire after capacity.report_ttl): {e}"
+                );
+            } else if st.last_error.is_some() {
+                tracing::info!(url = %src.url, "load from prometheus works again");
+            }
+        }
+        st.last_error = first_error;
+    });
+    if failed == 0 {
+        metrics::gauge!("sipsteer_load_last_success_timestamp_seconds").set(now as f64);
+    }
+}
+
+/// The value of one server's query: the series carrying its label, or the only series of a
+/// query that no other server shares.
+fn value_for(
+    s: &ServerQueries,
+    q: Option<&str>,
+    results: &HashMap<String, Result<Vec<Series>, String>>,
+    users: &HashMap<&str, usize>,
+) -> Option<u32> {
+    let q = q?;
+    let series = results.get(q)?.as_ref().ok()?;
+    let v = match series.as_slice() {
+        [only] if users.get(q) == Some(&1) => only.value,
+        many => {
+            many.iter()
+                .find(|x| x.labels.get(&s.label) == Some(&s.value))?
+                .value
+        }
+    };
+    (v.is_finite() && v >= 0.0).then(|| v.round().min(f64::from(u32::MAX)) as u32)
+}
+
+/// One instant query: `GET /api/v1/query?query=…`, bounded in time and size.
+pub async fn query(
+    client: &HttpClient,
+    base: &str,
+    promql: &str,
+    timeout: Duration,
+) -> Result<Vec<Series>, String> {
+    let qs: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("query", promql)
+        .finish();
+    let uri: hyper::Uri = format!("{base}/api/v1/query?{qs}")
+        .parse()
+        .map_err(|e| format!("bad url: {e}"))?;
+    let fut = async {
+        let resp = client
+            .get(uri)
+            .await
+            .map_err(|e| format!("cannot reach prometheus: {}", error_chain(&e)))?;
+        let status = resp.status();
+        let body = Limited::new(resp.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| format!("cannot read the reply: {e}"))?
+            .to_bytes();
+        Ok::<_, String>((status, body))
+    };
+    let (status, body) = tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| format!("no reply within {}ms", timeout.as_millis()))??;
+    parse(&body).map_err(|e| {
+        if status.is_success() {
+            e
+        } else {
+            format!("http {}: {e}", status.as_u16())
+        }
+    })
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(x) = src {
+        s.push_str(": ");
+        s.push_str(&x.to_string());
+        src = x.source();
+    }
+    s
+}
+
+/// Parses the JSON of an instant query (vector or scalar).
+pub fn parse(body: &[u8]) -> Result<Vec<Series>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("reply is not JSON: {e}"))?;
+    if v["status"] != "success" {
+        let msg = v["error"].as_str().unwrap_or("query failed");
+        return Err(format!("prometheus says: {msg}"));
+    }
+    let data = &v["data"];
+    let sample = |x: &serde_json::Value| -> Option<f64> { x.get(1)?.as_str()?.parse().ok() };
+    match data["resultType"].as_str() {
+        Some("vector") => Ok(data["result"]
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|s| {
+                let labels = s["metric"]
+                    .as_object()?
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect();
+                Some(Series {
+                    labels,
+                    value: sample(&s["value"])?,
+                })
+            })
+            .collect()),
+        Some("scalar") => Ok(sample(&data["result"])
+            .map(|value| Series {
+                labels: HashMap::new(),
+                value,
+            })
+            .into_iter()
+            .collect()),
+        other => Err(format!(
+            "unsupported result type {} (use an instant vector or scalar query)",
+            other.unwrap_or("none")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_vector_scalar_and_errors() {
+        let v = parse(br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"server":"lon1"},"value":[1.5,"850"]},{"metric":{"server":"fra1"},"value":[1.5,"NaN"]}]}}"#).unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].labels["server"], "lon1");
+        assert_eq!(v[0].value, 850.0);
+        assert!(v[1].value.is_nan());
+        let s = parse(br#"{"status":"success","data":{"resultType":"scalar","result":[1.5,"3"]}}"#)
+            .unwrap();
+        assert_eq!(s[0].value, 3.0);
+        let e =
+            parse(br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#);
+        assert_eq!(e, Err("prometheus says: parse error at char 3".into()));
+        assert!(
+            parse(b"<html>")
+                .unwrap_err()
+                .starts_with("reply is not JSON")
+        );
+    }
+
+    #[test]
+    fn picks_series_by_label_or_alone() {
+        let s = ServerQueries {
+            region: "uk".into(),
+            server: "lon1".into(),
+            calls: Some("q1".into()),
+            cps: Some("q2".into()),
+            label: "server".into(),
+            value: "lon1".into(),
+        };
+        let series = |l: &str, v: f64| Series {
+            labels: [("server".to_owned(), l.to_owned())].into(),
+            value: v,
+        };
+        let results = HashMap::from([
+            (
+                "q1".to_owned(),
+                Ok(vec![series("fra1", 10.0), series("lon1", 849.6)]),
+            ),
+            ("q2".to_owned(), Ok(vec![series("other", 7.0)])),
+        ]);
+        let mut users = HashMap::from([("q1", 2), ("q2", 1)]);
+        assert_eq!(value_for(&s, Some("q1"), &results, &users), Some(850));
+        assert_eq!(value_for(&s, Some("q2"), &results, &users), Some(7));
+        users.insert("q2", 2);
+        assert_eq!(value_for(&s, Some("q2"), &results, &users), None);
+    }
+}
