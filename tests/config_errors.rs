@@ -343,3 +343,27 @@ fn failover_deeper_than_the_plan_is_an_error() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn load_source_errors() {
+    let zone = format!(
+        "{HEAD}regions:\n  uk:\n    location: [51.5, 0]\n    servers:\n      lon1: {{ address: 192.0.2.1, capacity: {{ calls: 10 }} }}\n      lon2: {{ address: 192.0.2.2 }}\nservices:\n  sip: {{ regions: [uk] }}\n"
+    );
+    let main = format!(
+        "{MAIN}load:\n  prometheus: https://prom:9090\n  interval: 0s\n  calls: 'sum(x{{s=\"$srv\"}})'\n  regions: {{ xx: {{ cps: 'y' }} }}\n  servers: {{ uk/lon2: {{ cps: 'y' }}, uk/nope: {{ cps: 'y' }} }}\n"
+    );
+    let base = MAIN.lines().count();
+    let got = errors(&main, &zone);
+    let at = |line: usize, rest: &str| format!("sipsteer.yaml:{}:{rest}", base + line);
+    assert_eq!(
+        got,
+        [
+            at(2, "15: load.prometheus: must be an http:// URL of the Prometheus server, e.g. http://127.0.0.1:9090"),
+            at(3, "13: load.interval: must be between 100ms and 1h"),
+            at(4, "10: load.calls: unknown template variable `$srv` (use $server, $region, $address, $port or $$)"),
+            at(5, "14: load.regions.xx: no region `xx`"),
+            at(6, "14: load.servers.uk/lon2: server declares no capacity, so its load is never used"),
+            at(6, "37: load.servers.uk/nope: no server `uk/nope` (write region/server)"),
+        ]
+    );
+}
