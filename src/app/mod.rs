@@ -99,13 +99,16 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
             )?);
         }
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
-        tasks.spawn(listener::serve_tcp(
+        tasks.spawn(crate::dns::tcp::serve_tcp(
             tcp,
             shared.clone(),
             tcp_stats.clone(),
             qlog.clone(),
-            dns_settings.tcp_max_connections,
-            dns_settings.tcp_idle_timeout,
+            crate::dns::tcp::TcpLimits {
+                max_connections: dns_settings.tcp_max_connections,
+                per_source: dns_settings.tcp_max_connections_per_source,
+                idle: dns_settings.tcp_idle_timeout,
+            },
             cancel.clone(),
         ));
         tracing::info!(%bound, "dns listening on udp and tcp");
