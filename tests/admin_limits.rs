@@ -136,6 +136,11 @@ async fn an_idle_keep_alive_connection_is_closed() {
 
 /// Sends the head of a changing request and part of a large body; returns the status line.
 fn refused_before_body(a: SocketAddr, token: Option<&str>, chunked: bool) -> String {
+    refused_after(a, token, chunked, 1)
+}
+
+/// Like [`refused_before_body`], sending `kib` KiB of a body that never completes.
+fn refused_after(a: SocketAddr, token: Option<&str>, chunked: bool, kib: usize) -> String {
     let mut c = connect(a);
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     let framing = if chunked {
@@ -157,7 +162,9 @@ fn refused_before_body(a: SocketAddr, token: Option<&str>, chunked: bool) -> Str
     } else {
         vec![b' '; 1024]
     };
-    c.write_all(&piece).expect("body start");
+    for _ in 0..kib {
+        c.write_all(&piece).expect("body start");
+    }
     // The body never completes: only an answer given before reading it can arrive.
     status_line(&mut c)
 }
@@ -180,6 +187,11 @@ async fn a_changing_request_without_the_token_is_refused_before_its_body() {
     }
     // With the token, a body over the bound is refused without being read either.
     let line = tokio::task::spawn_blocking(move || refused_before_body(a, Some(TOKEN), false))
+        .await
+        .expect("join");
+    assert_eq!(line, "HTTP/1.1 413 Payload Too Large");
+    // A chunked body is cut off once it passes the bound.
+    let line = tokio::task::spawn_blocking(move || refused_after(a, Some(TOKEN), true, 70))
         .await
         .expect("join");
     assert_eq!(line, "HTTP/1.1 413 Payload Too Large");

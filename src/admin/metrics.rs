@@ -180,6 +180,10 @@ fn describe() {
         "sipsteer_tcp_bad_frames_total",
         "dns tcp connections closed for what they sent (empty_frame, not_a_query, slow_frame)"
     );
+    metrics::describe_counter!(
+        "sipsteer_admin_connections_shed_total",
+        "admin api connections closed at once because the connection cap was reached"
+    );
 }
 
 fn unix_now() -> f64 {

@@ -46,9 +46,9 @@ pub(super) struct ConnState {
 }
 
 impl ConnState {
-    /// Notes a complete query.
-    pub fn touch(&self) {
-        let ms = self.epoch.elapsed().as_millis() as u64;
+    /// Notes a complete query that arrived at `now`.
+    pub fn touch(&self, now: Instant) {
+        let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         self.last_query_ms.store(ms, Ordering::Relaxed);
     }
 }
@@ -124,7 +124,7 @@ impl Table {
             last_query_ms: AtomicU64::new(0),
             epoch: self.epoch,
         });
-        state.touch();
+        state.touch(Instant::now());
         let evict = cancel.child_token();
         let id = self.next_id;
         self.next_id += 1;

@@ -156,8 +156,9 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
             queue.flush(&mut wr, ctx.idle).await;
             return Bad::NotAQuery.count();
         }
-        st.touch();
-        deadline = Instant::now() + ctx.idle;
+        let now = Instant::now();
+        st.touch(now);
+        deadline = now + ctx.idle;
         if queue.full() && !queue.flush(&mut wr, ctx.idle).await {
             return;
         }
