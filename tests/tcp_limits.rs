@@ -244,3 +244,22 @@ async fn a_source_over_its_share_is_shed_and_another_source_is_served() {
     assert!(series(PER_SOURCE) > before);
     s.stop().await;
 }
+
+#[test]
+fn per_source_limit_out_of_range_is_a_config_error() {
+    let main = main_cfg("tcp_max_connections_per_source: 0");
+    let dir = ConfigDir::new(&main, &[("example.com.yaml", ZONE)]);
+    let root = format!("{}/", dir.dir.path().display());
+    let errs: Vec<String> = match sipsteer::config::load(&dir.main()) {
+        Ok(_) => Vec::new(),
+        Err(e) => {
+            e.0.iter()
+                .map(|e| e.to_string().replace(&root, ""))
+                .collect()
+        }
+    };
+    assert_eq!(
+        errs,
+        ["sipsteer.yaml:4:40: dns.tcp_max_connections_per_source: must be between 1 and 100000"]
+    );
+}

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -171,9 +171,10 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Ok(mut t) = self.table.lock() {
-            t.remove(self.id);
-        }
+        self.table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(self.id);
     }
 }
 
@@ -205,10 +206,11 @@ pub async fn serve_tcp(
             },
             _ = cancel.cancelled() => return,
         };
-        let admitted = match table.lock() {
-            Ok(mut t) => t.admit(peer.ip(), &limits, &cancel),
-            Err(_) => return,
-        };
+        let admitted =
+            table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .admit(peer.ip(), &limits, &cancel);
         match admitted {
             Ok((id, state, evict)) => {
                 let slot = Slot {
