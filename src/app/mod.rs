@@ -77,6 +77,7 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    listener_fd_limit(listen.len(), &dns_settings, admin_addr.is_some());
     let tcp_stats = crate::admin::metrics::QueryStats::registered();
     let qlog = match &reloader.shared().load().config.query_log {
         Some(q) => Some(
@@ -159,6 +160,16 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         tasks,
         _watcher: watcher,
     })
+}
+
+/// Makes room for every connection the TCP and admin caps allow.
+fn listener_fd_limit(addresses: usize, dns: &config::DnsSettings, admin: bool) {
+    let admin = if admin {
+        crate::admin::MAX_CONNECTIONS
+    } else {
+        0
+    };
+    crate::dns::tcp::raise_fd_limit(addresses.saturating_mul(dns.tcp_max_connections) + admin);
 }
 
 /// UDP and TCP on one address; with port 0, both on the same (free) port.

@@ -244,6 +244,45 @@ fn spawn_connection(
     });
 }
 
+/// Raises the soft limit on open files to the hard limit, and warns once when the result is
+/// still below `needed` (every connection the caps allow, plus files and sockets besides).
+pub fn raise_fd_limit(needed: usize) {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+            return;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            // SAFETY: as above.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                lim = raised;
+            }
+        }
+        let needed = needed.saturating_add(FD_MARGIN) as libc::rlim_t;
+        if lim.rlim_cur < needed {
+            tracing::warn!(
+                limit = lim.rlim_cur,
+                needed,
+                "open file limit is below what dns.tcp_max_connections and the admin cap allow: raise LimitNOFILE"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = needed;
+}
+
+/// Descriptors kept for everything but client connections (UDP sockets, files, probes).
+const FD_MARGIN: usize = 256;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,6 +312,19 @@ mod tests {
         s3.idle.store(false, Ordering::Relaxed);
         assert_eq!(t.admit(a, &l, &cancel).err(), Some(Shed::Full));
         assert_eq!(t.per_source.get(&a), Some(&2));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn fd_limit_is_raised_to_the_hard_limit() {
+        raise_fd_limit(0);
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit only writes the struct passed.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
     }
 
     #[tokio::test]
