@@ -1,69 +1,72 @@
-//! A minimal client for a running instance's admin API (`explain --live`): one HTTP/1.1 GET
-//! on loopback, bounded in size and time.
+//! A client for a running instance's admin API (`explain --live`): one HTTP/1.1 GET through
+//! hyper, bounded in time ([`TIMEOUT`]) and in size ([`MAX_BODY`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use anyhow::{Context, Result, anyhow, bail};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 
 use crate::snapshot::Snapshot;
 use crate::steering::{HealthView, Status};
 
-const MAX_BODY: usize = 16 << 20;
+/// Largest reply body read.
+pub const MAX_BODY: usize = 16 << 20;
+/// Longest wait for the whole exchange.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The `host:port` of an admin url such as `http://127.0.0.1:8053`.
+fn authority(base: &str) -> Result<String> {
+    let bad = || anyhow!("admin url `{base}` must look like http://127.0.0.1:8053");
+    let uri: hyper::Uri = base.parse().map_err(|_| bad())?;
+    if uri.scheme_str() != Some("http") || !matches!(uri.path(), "" | "/") {
+        return Err(bad());
+    }
+    let auth = uri.authority().ok_or_else(bad)?;
+    if auth.port().is_none() {
+        return Err(bad());
+    }
+    Ok(auth.as_str().to_owned())
+}
 
 /// `GET http://host:port/path`, returning the body of a 200 reply.
 pub async fn get(base: &str, path: &str) -> Result<String> {
-    let hostport = base
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    if hostport.contains('/') || base.starts_with("https://") {
-        bail!("admin url must look like http://127.0.0.1:8053");
-    }
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(&hostport)
+    let hostport = authority(base)?;
+    let exchange = async {
+        let stream = tokio::net::TcpStream::connect(&hostport)
             .await
-            .with_context(|| format!("cannot connect to {hostport}"))?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await?;
-        let mut buf = Vec::new();
-        (&mut s).take(MAX_BODY as u64).read_to_end(&mut buf).await?;
-        anyhow::Ok(buf)
+            .with_context(|| format!("cannot connect to admin api {hostport}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(|| format!("http handshake with {hostport} failed"))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, &hostport)
+            .body(Empty::<Bytes>::new())
+            .context("bad admin request")?;
+        let reply = sender
+            .send_request(req)
+            .await
+            .with_context(|| format!("admin api {hostport} did not answer {path}"))?;
+        let status = reply.status();
+        let body = Limited::new(reply.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .map_err(|e| anyhow!("cannot read the reply of {hostport}{path}: {e}"))?
+            .to_bytes();
+        anyhow::Ok((status, body))
     };
-    let buf = tokio::time::timeout(Duration::from_secs(5), fut)
+    let (status, body) = tokio::time::timeout(TIMEOUT, exchange)
         .await
-        .context("admin api did not answer within 5s")??;
-    let text = String::from_utf8_lossy(&buf);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("malformed http reply")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("admin api answered {}", head.lines().next().unwrap_or(""));
+        .with_context(|| format!("admin api {hostport} did not answer within {TIMEOUT:?}"))??;
+    if status != hyper::StatusCode::OK {
+        bail!("admin api {hostport} answered {status} to {path}");
     }
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Ok(dechunk(body));
-    }
-    Ok(body.to_owned())
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+    String::from_utf8(body.to_vec())
+        .with_context(|| format!("admin api {hostport} sent a reply to {path} that is not utf-8"))
 }
 
 /// The snapshot with server states read from a running instance.

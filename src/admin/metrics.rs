@@ -172,6 +172,18 @@ fn describe() {
         "sipsteer_geoip_build_epoch_seconds",
         "build time recorded in the GeoIP database"
     );
+    metrics::describe_counter!(
+        "sipsteer_tcp_shed_total",
+        "dns tcp connections shed: an idle one evicted for a new one, or a new one closed (full, per_source)"
+    );
+    metrics::describe_counter!(
+        "sipsteer_tcp_bad_frames_total",
+        "dns tcp connections closed for what they sent (empty_frame, not_a_query, slow_frame)"
+    );
+    metrics::describe_counter!(
+        "sipsteer_admin_connections_shed_total",
+        "admin api connections closed at once because the connection cap was reached"
+    );
 }
 
 fn unix_now() -> f64 {

@@ -5,21 +5,18 @@
 pub mod client;
 pub mod metrics;
 mod routes;
+mod server;
+
+pub use server::{HEADER_TIMEOUT, MAX_CONNECTIONS};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::Reloader;
 use crate::health::hub::HealthHub;
-
-/// Requests served at once; more wait for a slot.
-const MAX_IN_FLIGHT: usize = 64;
-/// A request that takes longer is answered 408/503 and dropped.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -29,23 +26,9 @@ pub struct AdminState {
     pub token: Option<Arc<str>>,
 }
 
-/// Serves the API on `listener` until `cancel` fires.
+/// Serves the API on `listener` until `cancel` fires (see `server`).
 pub async fn serve(listener: TcpListener, state: AdminState, cancel: CancellationToken) {
-    let app = routes::router(state).layer(
-        tower::ServiceBuilder::new()
-            .layer(axum::error_handling::HandleErrorLayer::new(
-                |_: tower::BoxError| async { axum::http::StatusCode::REQUEST_TIMEOUT },
-            ))
-            .layer(tower::timeout::TimeoutLayer::new(REQUEST_TIMEOUT))
-            .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)),
-    );
-    let addr = listener.local_addr().ok();
-    let r = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await;
-    if let Err(e) = r {
-        tracing::error!(error = %e, ?addr, "admin api stopped");
-    }
+    server::serve(listener, routes::router(state), cancel).await;
 }
 
 /// Binds the admin listener.

@@ -4,8 +4,9 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
@@ -14,18 +15,51 @@ use serde_json::json;
 use super::AdminState;
 use crate::health::hub::{Force, HubError};
 
+/// Largest request body accepted (the changing endpoints take small JSON objects).
+pub const MAX_BODY: usize = 64 << 10;
+
 pub fn router(state: AdminState) -> Router {
+    // The token is checked by a layer before any extractor runs, so a request without it is
+    // answered before its body is read.
+    let changing = Router::new()
+        .route("/v1/reload", post(reload))
+        .route("/v1/servers/{region}/{server}/state", put(set_state))
+        .route("/v1/servers/{region}/{server}/load", put(set_load))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/explain", get(explain))
-        .route("/v1/reload", post(reload))
         .route("/v1/servers", get(servers))
-        .route("/v1/servers/{region}/{server}/state", put(set_state))
-        .route("/v1/servers/{region}/{server}/load", put(set_load))
+        .merge(changing)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Lets a changing request through only with the right token, and refuses a body announced
+/// larger than [`MAX_BODY`] before reading it.
+async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    if let Err(r) = authorize(&s, req.headers()) {
+        return *r;
+    }
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    next.run(req).await
+}
+
+fn too_large() -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("body larger than {MAX_BODY} bytes"),
+    )
 }
 
 fn error(code: StatusCode, msg: impl Into<String>) -> Response {
@@ -156,10 +190,7 @@ async fn explain(
     }
 }
 
-async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return *r;
-    }
+async fn reload(State(s): State<AdminState>) -> Response {
     let r = s.reloader.clone();
     let out = tokio::task::spawn_blocking(move || r.reload("api")).await;
     match out {
@@ -197,16 +228,15 @@ fn hub_reply(r: Result<crate::health::hub::ServerReport, HubError>) -> Response 
     }
 }
 
-/// A changing request's body, once the token is checked; `shape` shows the expected JSON.
-fn authorized_body<T>(
-    s: &AdminState,
-    headers: &HeaderMap,
+/// A changing request's body (the token was checked by [`require_token`]); `shape` shows the
+/// expected JSON.
+fn json_body<T>(
     body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
     shape: &str,
 ) -> Result<T, Box<Response>> {
-    authorize(s, headers)?;
     match body {
         Ok(Json(b)) => Ok(b),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Box::new(too_large())),
         Err(_) => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("body must be JSON: {shape}"),
@@ -217,10 +247,9 @@ fn authorized_body<T>(
 async fn set_state(
     State(s): State<AdminState>,
     Path((region, server)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Result<Json<StateBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let body = match authorized_body(&s, &headers, body, r#"{"state": "drain|up|down|clear"}"#) {
+    let body = match json_body(body, r#"{"state": "drain|up|down|clear"}"#) {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -250,10 +279,9 @@ struct LoadBody {
 async fn set_load(
     State(s): State<AdminState>,
     Path((region, server)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Result<Json<LoadBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
-    let body = match authorized_body(&s, &headers, body, r#"{"calls": N, "cps": N}"#) {
+    let body = match json_body(body, r#"{"calls": N, "cps": N}"#) {
         Ok(b) => b,
         Err(r) => return *r,
     };

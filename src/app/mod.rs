@@ -80,6 +80,7 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    listener_fd_limit(listen.len(), &dns_settings, admin_addr.is_some());
     let tcp_stats = crate::admin::metrics::QueryStats::registered();
     let qlog = match &reloader.shared().load().config.query_log {
         Some(q) => Some(
@@ -102,13 +103,16 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
             )?);
         }
         let tcp = tokio::net::TcpListener::from_std(tcp)?;
-        tasks.spawn(listener::serve_tcp(
+        tasks.spawn(crate::dns::tcp::serve_tcp(
             tcp,
             shared.clone(),
             tcp_stats.clone(),
             qlog.clone(),
-            dns_settings.tcp_max_connections,
-            dns_settings.tcp_idle_timeout,
+            crate::dns::tcp::TcpLimits {
+                max_connections: dns_settings.tcp_max_connections,
+                per_source: dns_settings.tcp_max_connections_per_source,
+                idle: dns_settings.tcp_idle_timeout,
+            },
             cancel.clone(),
         ));
         tracing::info!(%bound, "dns listening on udp and tcp");
@@ -164,6 +168,16 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         tasks,
         _watcher: watcher,
     })
+}
+
+/// Makes room for every connection the TCP and admin caps allow.
+fn listener_fd_limit(addresses: usize, dns: &config::DnsSettings, admin: bool) {
+    let admin = if admin {
+        crate::admin::MAX_CONNECTIONS
+    } else {
+        0
+    };
+    crate::dns::tcp::raise_fd_limit(addresses.saturating_mul(dns.tcp_max_connections) + admin);
 }
 
 /// UDP and TCP on one address; with port 0, both on the same (free) port.

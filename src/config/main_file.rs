@@ -257,6 +257,7 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
         udp_payload: 1232,
         tcp_idle_timeout: Duration::from_secs(10),
         tcp_max_connections: 1024,
+        tcp_max_connections_per_source: 32,
         udp_workers: 0,
     };
     let Some(d) = d else { return s };
@@ -279,6 +280,14 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
             sink.on(c, "dns.tcp_max_connections", "must be between 1 and 100000");
         } else {
             s.tcp_max_connections = c.value as usize;
+        }
+    }
+    if let Some(c) = &d.tcp_max_connections_per_source {
+        if c.value == 0 || c.value > 100_000 {
+            let msg = "must be between 1 and 100000";
+            sink.on(c, "dns.tcp_max_connections_per_source", msg);
+        } else {
+            s.tcp_max_connections_per_source = c.value as usize;
         }
     }
     if let Some(w) = &d.udp_workers {

@@ -62,6 +62,8 @@ pub struct DnsSettings {
     pub udp_payload: u16,
     pub tcp_idle_timeout: Duration,
     pub tcp_max_connections: usize,
+    /// TCP connections at once from one IPv4 address or IPv6 /64.
+    pub tcp_max_connections_per_source: usize,
     /// UDP sockets (SO_REUSEPORT) per listen address; 0 = one per CPU.
     pub udp_workers: usize,
 }

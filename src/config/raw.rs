@@ -115,6 +115,8 @@ pub struct Dns {
     #[serde(default)]
     pub tcp_max_connections: Option<S<u32>>,
     #[serde(default)]
+    pub tcp_max_connections_per_source: Option<S<u32>>,
+    #[serde(default)]
     pub udp_workers: Option<S<u32>>,
 }
 

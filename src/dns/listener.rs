@@ -1,8 +1,8 @@
 //! UDP and TCP listeners around the answer path.
 //!
 //! UDP: several sockets per address (SO_REUSEPORT), each served by its own thread that
-//! receives, answers and sends without spawning anything per packet. TCP: tokio tasks with a
-//! bounded number of connections, an idle timeout, and RFC 7766 pipelining answered in order.
+//! receives, answers and sends without spawning anything per packet. TCP sockets are bound
+//! here and served by `tcp`.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -12,10 +12,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 use super::answer::{Proto, respond};
 use crate::admin::metrics::QueryStats;
@@ -167,111 +163,5 @@ fn serve_udp(
             }
             snap.count_and_log(&summary, stats, log, peer.ip(), &req[..n]);
         }
-    }
-}
-
-/// Accepts TCP connections until `cancel` fires.
-pub async fn serve_tcp(
-    listener: TcpListener,
-    shared: Shared,
-    stats: Arc<QueryStats>,
-    log: Option<Arc<QueryLog>>,
-    max_connections: usize,
-    idle: Duration,
-    cancel: CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(max_connections));
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = cancel.cancelled() => return,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "tcp accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-            _ = cancel.cancelled() => return,
-        };
-        let shared = shared.clone();
-        let stats = stats.clone();
-        let log = log.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            tokio::select! {
-                _ = connection(stream, peer, shared, stats, log, idle) => {}
-                _ = cancel.cancelled() => {}
-            }
-        });
-    }
-}
-
-async fn connection(
-    mut stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    shared: Shared,
-    stats: Arc<QueryStats>,
-    log: Option<Arc<QueryLog>>,
-    idle: Duration,
-) {
-    stream.set_nodelay(true).ok();
-    let mut req = vec![0u8; 65535];
-    let mut out = Vec::with_capacity(4096);
-    loop {
-        let mut len = [0u8; 2];
-        match tokio::time::timeout(idle, stream.read_exact(&mut len)).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
-        let n = u16::from_be_bytes(len) as usize;
-        match tokio::time::timeout(idle, stream.read_exact(&mut req[..n])).await {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
-        let answered = {
-            let snap = shared.load();
-            let summary = respond(&snap, peer.ip(), Proto::Tcp, &req[..n], &mut out);
-            if let Some(s) = &summary {
-                snap.count_and_log(s, &stats, log.as_deref(), peer.ip(), &req[..n]);
-            }
-            summary.is_some()
-        };
-        if !answered {
-            continue;
-        }
-        let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
-        framed.extend_from_slice(&out);
-        if tokio::time::timeout(idle, stream.write_all(&framed))
-            .await
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::v6_only;
-
-    #[test]
-    fn ipv6_only_beside_ipv4_on_the_same_port() {
-        let l = |s: &[&str]| -> Vec<std::net::SocketAddr> {
-            s.iter().map(|a| a.parse().expect("addr")).collect()
-        };
-        let both = l(&["0.0.0.0:53", "[::]:53"]);
-        assert!(v6_only(both[1], &both));
-        assert!(!v6_only(both[0], &both), "ipv4 sockets have no such option");
-        let alone = l(&["[::]:53", "127.0.0.1:5353"]);
-        assert!(
-            !v6_only(alone[0], &alone),
-            "dual-stack when no ipv4 shares the port"
-        );
     }
 }

@@ -1,11 +1,13 @@
 //! DNS: the wire format of queries, the answer path and the UDP/TCP listeners.
 //!
 //! `wire` parses requests, `answer` decides the reply (static data here, steered names in
-//! `steered`), `writer` encodes it, `listener` moves bytes.
+//! `steered`), `writer` encodes it, `listener` (UDP) and `tcp` move bytes.
 
 pub mod answer;
 pub mod listener;
 pub mod steered;
+pub mod tcp;
+mod tcp_conn;
 #[cfg(target_os = "linux")]
 mod udp_batch;
 pub mod wire;

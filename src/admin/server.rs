@@ -1,0 +1,93 @@
+//! The admin API's HTTP/1.1 server: its own accept loop serving the axum router through
+//! hyper, so that connections are capped and every phase of one is bounded in time.
+//!
+//! At [`MAX_CONNECTIONS`] a new connection is closed at once. A request head must arrive
+//! within [`HEADER_TIMEOUT`], which also closes a keep-alive connection idle for that long.
+//! A request is answered within [`REQUEST_TIMEOUT`] (408 otherwise). A connection is asked to
+//! close after [`MAX_CONNECTION_AGE`], and dropped if its last reply is not taken within
+//! [`REQUEST_TIMEOUT`] more, so a client that never reads cannot keep a slot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Admin connections open at once.
+pub const MAX_CONNECTIONS: usize = 128;
+/// Longest wait for a request head (the first one, or the next on a keep-alive connection).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest time to answer one request, body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests handled at once (per route); more wait for a slot.
+const MAX_IN_FLIGHT: usize = 64;
+/// After this a connection is closed once its request in flight is answered.
+pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+/// On shutdown, how long requests in flight may still take.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Largest request head (request line and headers).
+const MAX_HEAD: usize = 16 << 10;
+
+/// Serves `app` on `listener` until `cancel` fires, then lets requests in flight finish
+/// (at most [`SHUTDOWN_GRACE`]).
+pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken) {
+    let app = app.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                |_: tower::BoxError| async { axum::http::StatusCode::REQUEST_TIMEOUT },
+            ))
+            .layer(tower::timeout::TimeoutLayer::new(REQUEST_TIMEOUT))
+            .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)),
+    );
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("sipsteer_admin_connections_shed_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        tokio::spawn(connection(stream, app.clone(), cancel.clone(), permit));
+    }
+    // Every connection holds a permit until it ends: all back means all done.
+    let all = slots.acquire_many(MAX_CONNECTIONS as u32);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), all).await;
+}
+
+/// Serves one connection within the bounds above.
+async fn connection(
+    stream: TcpStream,
+    app: Router,
+    cancel: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    stream.set_nodelay(true).ok();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD);
+    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    let grace = tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = cancel.cancelled() => SHUTDOWN_GRACE,
+        _ = tokio::time::sleep(MAX_CONNECTION_AGE) => REQUEST_TIMEOUT,
+    };
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(grace, conn).await;
+}

@@ -1,0 +1,180 @@
+//! One DNS-over-TCP connection: reads length-prefixed queries, answers them in order and
+//! writes the replies, batching pipelined ones up to a bound.
+//!
+//! A zero-length frame, a frame that is not a query (too short, a response) or one answered
+//! FORMERR closes the connection. Only a complete query resets the idle timer; once the
+//! first byte of a frame has arrived, the whole frame must follow within [`FRAME_TIMEOUT`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use super::answer::{Proto, respond};
+use super::tcp::ConnState;
+use crate::admin::metrics::QueryStats;
+use crate::querylog::QueryLog;
+use crate::snapshot::Shared;
+
+/// Longest wait for the rest of a frame once its first byte arrived (at most the idle timeout).
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
+/// Replies queued for a pipelining client before we stop reading and wait for it to take them.
+pub const MAX_QUEUED_REPLIES: usize = 32;
+/// Bytes of replies queued before the same wait.
+pub const MAX_QUEUED_BYTES: usize = 64 << 10;
+/// Read buffer of one connection.
+const READ_BUF: usize = 4096;
+const RCODE_FORMERR: u16 = 1;
+
+/// What every connection of a listener shares.
+pub(super) struct ConnCtx {
+    pub shared: Shared,
+    pub stats: Arc<QueryStats>,
+    pub log: Option<Arc<QueryLog>>,
+    /// Idle timeout, and the longest wait for the client to take a batch of replies.
+    pub idle: Duration,
+}
+
+/// Why a connection was closed by us for what the client sent.
+#[derive(Clone, Copy)]
+enum Bad {
+    EmptyFrame,
+    NotAQuery,
+    SlowFrame,
+}
+
+impl Bad {
+    fn count(self) {
+        let reason = match self {
+            Bad::EmptyFrame => "empty_frame",
+            Bad::NotAQuery => "not_a_query",
+            Bad::SlowFrame => "slow_frame",
+        };
+        metrics::counter!("sipsteer_tcp_bad_frames_total", "reason" => reason).increment(1);
+    }
+}
+
+/// Replies waiting to be written.
+struct Queue {
+    bytes: Vec<u8>,
+    replies: usize,
+}
+
+impl Queue {
+    fn push(&mut self, reply: &[u8]) {
+        self.bytes
+            .extend_from_slice(&(reply.len() as u16).to_be_bytes());
+        self.bytes.extend_from_slice(reply);
+        self.replies += 1;
+    }
+
+    fn full(&self) -> bool {
+        self.replies >= MAX_QUEUED_REPLIES || self.bytes.len() >= MAX_QUEUED_BYTES
+    }
+
+    /// Writes everything queued; false when the client did not take it in time.
+    async fn flush(&mut self, w: &mut tokio::net::tcp::WriteHalf<'_>, limit: Duration) -> bool {
+        if self.bytes.is_empty() {
+            return true;
+        }
+        let ok = matches!(
+            tokio::time::timeout(limit, w.write_all(&self.bytes)).await,
+            Ok(Ok(()))
+        );
+        self.bytes.clear();
+        self.replies = 0;
+        ok
+    }
+}
+
+/// True when `buf` holds at least one whole frame.
+fn holds_frame(buf: &[u8]) -> bool {
+    buf.len() >= 2 && buf.len() >= 2 + usize::from(u16::from_be_bytes([buf[0], buf[1]]))
+}
+
+/// Reads one frame into `req`; the caller knows at least one byte is buffered.
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+    req: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    let mut len = [0u8; 2];
+    r.read_exact(&mut len).await?;
+    let n = usize::from(u16::from_be_bytes(len));
+    req.resize(n, 0);
+    r.read_exact(req).await?;
+    Ok(n)
+}
+
+/// Serves one connection until it closes, times out or sends something bad.
+pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx, st: &ConnState) {
+    stream.set_nodelay(true).ok();
+    let (rd, mut wr) = stream.split();
+    let mut rd = BufReader::with_capacity(READ_BUF, rd);
+    let mut req = Vec::new();
+    let mut out = Vec::with_capacity(512);
+    let mut queue = Queue {
+        bytes: Vec::new(),
+        replies: 0,
+    };
+    let frame_limit = FRAME_TIMEOUT.min(ctx.idle);
+    let mut deadline = Instant::now() + ctx.idle;
+    loop {
+        if !holds_frame(rd.buffer()) && !queue.flush(&mut wr, ctx.idle).await {
+            return;
+        }
+        if rd.buffer().is_empty() {
+            st.idle.store(true, Ordering::Relaxed);
+            let first = tokio::time::timeout_at(deadline, rd.fill_buf()).await;
+            st.idle.store(false, Ordering::Relaxed);
+            match first {
+                Ok(Ok(b)) if !b.is_empty() => {}
+                _ => return,
+            }
+        }
+        let n = match tokio::time::timeout(frame_limit, read_frame(&mut rd, &mut req)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => return,
+            Err(_) => return Bad::SlowFrame.count(),
+        };
+        if n == 0 {
+            return Bad::EmptyFrame.count();
+        }
+        let rcode = {
+            let snap = ctx.shared.load();
+            let Some(s) = respond(&snap, peer.ip(), Proto::Tcp, &req, &mut out) else {
+                return Bad::NotAQuery.count();
+            };
+            snap.count_and_log(&s, &ctx.stats, ctx.log.as_deref(), peer.ip(), &req);
+            s.rcode
+        };
+        queue.push(&out);
+        if rcode == RCODE_FORMERR {
+            queue.flush(&mut wr, ctx.idle).await;
+            return Bad::NotAQuery.count();
+        }
+        let now = Instant::now();
+        st.touch(now);
+        deadline = now + ctx.idle;
+        if queue.full() && !queue.flush(&mut wr, ctx.idle).await {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_frame;
+
+    #[test]
+    fn frame_boundaries() {
+        assert!(!holds_frame(&[]));
+        assert!(!holds_frame(&[0]));
+        assert!(holds_frame(&[0, 0]));
+        assert!(!holds_frame(&[0, 2, 1]));
+        assert!(holds_frame(&[0, 2, 1, 2, 9]));
+    }
+}
