@@ -14,14 +14,15 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::dns::listener;
 use crate::health::hub::HealthHub;
 use crate::snapshot::{Shared, Snapshot};
 
 pub mod reload;
+pub mod trigger;
 
-pub use reload::{Outcome, ReloadStatus, Reloader};
+pub use reload::{GeoSlot, LoadError, Loaded, Outcome, ReloadStatus, Reloader, load, load_geo};
 
 /// A running sipsteer.
 pub struct Running {
@@ -39,20 +40,28 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     tasks: JoinSet<()>,
-    _watcher: Option<crate::config::watch::ConfigWatcher>,
 }
 
 /// How often the config files are re-read even without file events.
 const RESCAN: Duration = Duration::from_secs(10);
 
-/// Loads `path` and starts serving it.
+/// Loads `path` (config and GeoIP database, as `check` does) and starts serving it.
 pub async fn start(path: &Path) -> Result<Running> {
-    let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    start_with(path, cfg).await
+    let cache = GeoSlot::default();
+    let loaded = load(path, &cache).map_err(|e| anyhow::anyhow!("{e}"))?;
+    start_loaded(path, loaded, cache).await
 }
 
-/// Starts serving an already loaded config.
+/// Starts serving an already loaded config (its GeoIP database is loaded here).
 pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
+    let cache = GeoSlot::default();
+    let geo = reload::geo_for(&cfg, &cache)?;
+    start_loaded(path, Loaded { config: cfg, geo }, cache).await
+}
+
+/// Starts serving a first load; `cache` is the GeoIP slot it filled.
+async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Running> {
+    let cfg = &loaded.config;
     crate::admin::metrics::init();
     let listen = cfg.listen_dns.clone();
     let dns_settings = cfg.dns.clone();
@@ -65,7 +74,8 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         let hub = hub.clone();
         Arc::new(move |cfg: &Config, st: &Arc<crate::steering::Steering>| hub.bind(cfg, st))
     };
-    let reloader = Arc::new(Reloader::first(path, cfg, binder)?);
+    let reloader = Arc::new(Reloader::first(path, loaded, cache, binder));
+    trigger::spawn(&reloader).context("cannot start the reload thread")?;
     let shared = reloader.shared().clone();
     let cancel = CancellationToken::new();
     hub.run(shared.clone(), cancel.clone());
@@ -112,13 +122,12 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         dns.push(bound);
     }
     let (nudge, nudges) = mpsc::channel(1);
-    let watcher = match crate::config::watch::watch(watch_set, nudge.clone()) {
-        Ok(w) => Some(w),
+    match crate::config::watch::watch(watch_set, nudge.clone()) {
+        Ok(w) => *reload::guard(&reloader.watcher) = Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch config files; relying on the periodic rescan and SIGHUP");
-            None
         }
-    };
+    }
     tasks.spawn(reload::run(
         reloader.clone(),
         nudges,
@@ -154,7 +163,6 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         stop,
         threads,
         tasks,
-        _watcher: watcher,
     })
 }
 
@@ -220,8 +228,7 @@ async fn wait_for_signal(r: &Running) -> Result<()> {
             _ = term.recv() => return Ok(()),
             _ = hup.recv() => {
                 tracing::info!("SIGHUP: reloading");
-                let rl = r.reloader.clone();
-                let _ = tokio::task::spawn_blocking(move || rl.reload("SIGHUP")).await;
+                r.reloader.nudge("SIGHUP");
             }
         }
     }
@@ -241,9 +248,8 @@ pub async fn explain_offline(
         .to_ascii_uppercase()
         .parse()
         .map_err(|_| anyhow::anyhow!("unknown record type `{rtype}`"))?;
-    let cfg = Arc::new(config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let geo = load_geo(&cfg)?;
-    let snap = Snapshot::build(cfg, geo, 1);
+    let loaded = load(path, &GeoSlot::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let snap = Snapshot::build(Arc::new(loaded.config), loaded.geo, 1);
     let snap = match live {
         Some(url) => crate::admin::client::with_live_health(snap, url).await?,
         None => snap,
@@ -251,12 +257,4 @@ pub async fn explain_offline(
     let e =
         crate::explain::explain(&snap, client, ecs, name, rtype).map_err(|e| anyhow::anyhow!(e))?;
     Ok(crate::explain::render(&e))
-}
-
-/// Loads and compiles the GeoIP database the config names.
-pub fn load_geo(cfg: &Config) -> Result<Option<Arc<crate::steering::GeoData>>> {
-    match &cfg.geoip {
-        None => Ok(None),
-        Some(path) => crate::steering::GeoData::load(path).map(|g| Some(Arc::new(g))),
-    }
 }

@@ -34,6 +34,8 @@ pub enum Force {
 pub enum HubError {
     NotFound(String),
     Invalid(String),
+    /// The state file could not be written (the message names it and the OS reason).
+    Persist(String),
 }
 
 /// What `/v1/servers` shows for one server.
@@ -99,6 +101,9 @@ pub struct HealthHub {
     monitor: Monitor,
     results: Mutex<Option<mpsc::Receiver<(Target, ProbeResult)>>>,
     state_file: Option<PathBuf>,
+    /// Held while an operator action is written to the state file; holds the last write error
+    /// (cleared by a successful write).
+    persisting: Mutex<Option<String>>,
 }
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -157,6 +162,7 @@ impl HealthHub {
             monitor: Monitor::start(max_concurrent, tx),
             results: Mutex::new(Some(rx)),
             state_file,
+            persisting: Mutex::new(None),
         })
     }
 
@@ -324,19 +330,43 @@ impl HealthHub {
         lock(&self.inner).pending.is_empty()
     }
 
-    /// Applies an operator action.
+    /// Applies an operator action. With a state file, the new states are written (atomically,
+    /// fsynced) first and applied only once they are on disk: when they cannot be, nothing
+    /// changes and the error says why. Blocking (file I/O): call it off the async workers.
     pub fn force(&self, region: &str, server: &str, f: Force) -> Result<ServerReport, HubError> {
-        let now = Instant::now();
-        let mut inner = lock(&self.inner);
+        // One operator action at a time, so the file always holds the latest states.
+        let mut writing = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
         let key = (region.to_owned(), server.to_owned());
-        let Some(&slot) = inner.by_name.get(&key) else {
-            return Err(HubError::NotFound(format!("no server {region}/{server}")));
-        };
         let forced = match f {
             Force::Drain => Some(Forced::Drained),
             Force::Up => Some(Forced::Up),
             Force::Down => Some(Forced::Down),
             Force::Clear => None,
+        };
+        if let Some(file) = &self.state_file {
+            let mut next = {
+                let inner = lock(&self.inner);
+                if !inner.by_name.contains_key(&key) {
+                    return Err(HubError::NotFound(format!("no server {region}/{server}")));
+                }
+                inner.forced.clone()
+            };
+            match forced {
+                Some(v) => next.insert(key.clone(), v),
+                None => next.remove(&key),
+            };
+            if let Err(e) = super::state_file::write(file, &next) {
+                metrics::counter!("sipsteer_state_file_errors_total").increment(1);
+                tracing::error!(server = %format!("{region}/{server}"), action = ?f, "{e}; state not changed");
+                *writing = Some(e.clone());
+                return Err(HubError::Persist(e));
+            }
+            *writing = None;
+        }
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        let Some(&slot) = inner.by_name.get(&key) else {
+            return Err(HubError::NotFound(format!("no server {region}/{server}")));
         };
         match forced {
             Some(v) => inner.forced.insert(key, v),
@@ -344,11 +374,19 @@ impl HealthHub {
         };
         inner.entries[slot].health.set_forced(forced, now);
         tracing::info!(server = %format!("{region}/{server}"), action = ?f, "operator state set");
-        if let Some(file) = &self.state_file {
-            super::state_file::write(file, &inner.forced);
-        }
         self.publish(&inner, now);
         Ok(report(&inner, slot, now))
+    }
+
+    /// The state file and its last write error, for `/v1/status`.
+    pub fn state_file_status(&self) -> Option<serde_json::Value> {
+        let path = self.state_file.as_ref()?;
+        let err = self
+            .persisting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Some(serde_json::json!({ "path": path.display().to_string(), "last_error": err }))
     }
 
     /// Records a load report.
