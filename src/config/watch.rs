@@ -109,6 +109,8 @@ pub struct ConfigWatcher {
     watcher: RecommendedWatcher,
     filter: Arc<RwLock<WatchSet>>,
     watched: BTreeSet<PathBuf>,
+    /// Directories that could not be watched (warned about once, retried on each refresh).
+    failed: BTreeSet<PathBuf>,
 }
 
 /// Starts watching; each relevant change sends a nudge on `tx` (coalesced: a full channel
@@ -129,6 +131,7 @@ pub fn watch(set: WatchSet, tx: mpsc::Sender<()>) -> notify::Result<ConfigWatche
         watcher,
         filter,
         watched: BTreeSet::new(),
+        failed: BTreeSet::new(),
     };
     w.aim(set);
     Ok(w)
@@ -144,12 +147,8 @@ impl ConfigWatcher {
         ));
     }
 
-    /// The directories watched now.
-    pub fn dirs(&self) -> &BTreeSet<PathBuf> {
-        &self.watched
-    }
-
     fn aim(&mut self, set: WatchSet) {
+        self.failed.retain(|d| set.dirs.contains(d));
         for d in self.watched.difference(&set.dirs) {
             let _ = self.watcher.unwatch(d);
         }
@@ -161,10 +160,13 @@ impl ConfigWatcher {
             }
             match self.watcher.watch(d, RecursiveMode::NonRecursive) {
                 Ok(()) => {
+                    self.failed.remove(d);
                     watched.insert(d.clone());
                 }
                 Err(e) => {
-                    tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; the periodic rescan still applies")
+                    if self.failed.insert(d.clone()) {
+                        tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; the periodic rescan still applies");
+                    }
                 }
             }
         }
