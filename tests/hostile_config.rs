@@ -42,11 +42,17 @@ async fn served_within_2s(s: &TestServer, origin: &str, addr: &str) {
     }
 }
 
+/// One reload, on a thread of its own: a reload that blocks fails the test instead of hanging it.
 async fn reload(s: &TestServer) -> Outcome {
     let r = s.running.as_ref().expect("running").reloader.clone();
-    tokio::task::spawn_blocking(move || r.reload("test"))
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(r.reload("test"));
+    });
+    tokio::time::timeout(Duration::from_secs(10), rx)
         .await
-        .expect("join")
+        .expect("the reload returns (never blocks on a file)")
+        .expect("reload thread")
 }
 
 fn mkfifo(p: &Path) {

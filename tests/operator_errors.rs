@@ -274,3 +274,72 @@ async fn a_state_file_that_cannot_be_written_fails_the_call_and_changes_nothing(
     assert_eq!(v["state_file"]["last_error"], serde_json::Value::Null);
     s.stop().await;
 }
+
+#[test]
+fn serve_stops_on_sigterm_with_fifos_in_place_of_its_files() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+    let main = format!("{MAIN}geoip: {{ database: geo.csv }}\n");
+    let cfg = ConfigDir::new(&main, &[("z.yaml", ZONE)]);
+    std::fs::write(cfg.path("geo.csv"), support::steer::GEO_CSV).expect("csv");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+        .args(["serve", "--config"])
+        .arg(cfg.main())
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("dns listening"));
+    assert!(ready, "serve started");
+    // Keep reading the log so the child never blocks on a full pipe.
+    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let fifo = |p: std::path::PathBuf| {
+        let _ = std::fs::remove_file(&p);
+        assert!(
+            Command::new("mkfifo")
+                .arg(&p)
+                .status()
+                .expect("mkfifo")
+                .success()
+        );
+    };
+    fifo(cfg.path("zones/extra.yaml"));
+    fifo(cfg.path("geo.csv"));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("serve did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    let log = log.join().expect("log").join("\n");
+    assert!(
+        log.contains("cannot read zone map: is a fifo, not a regular file"),
+        "{log}"
+    );
+}
