@@ -55,7 +55,16 @@ fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>) {
         let Some(r) = reloader.upgrade() else {
             return;
         };
-        let out = r.reload(batch[0].why);
+        let why = batch[0].why;
+        // A bug in one reload must not take reloads down for good.
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.reload(why)))
+            .unwrap_or_else(|_| {
+                tracing::error!(
+                    trigger = why,
+                    "reload panicked; still serving the previous config"
+                );
+                Outcome::Rejected("reload failed: internal error".into())
+            });
         if let Some(w) = guard(&r.watcher).as_mut() {
             w.refresh(&r.shared().load().config);
         }
