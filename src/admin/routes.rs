@@ -176,7 +176,13 @@ async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
             );
         }
     };
-    match rx.await {
+    let out = tokio::select! {
+        out = rx => out,
+        _ = s.reloader.stopping.cancelled() => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        }
+    };
+    match out {
         Ok(crate::app::Outcome::Applied(g)) => {
             Json(json!({"result": "ok", "generation": g})).into_response()
         }

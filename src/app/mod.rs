@@ -196,6 +196,7 @@ impl Running {
 
     /// Stops every listener and waits for them.
     pub async fn shutdown(mut self) {
+        self.reloader.stopping.cancel();
         self.cancel.cancel();
         self.stop.store(true, Ordering::Relaxed);
         while self.tasks.join_next().await.is_some() {}

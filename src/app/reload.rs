@@ -116,6 +116,8 @@ pub struct Reloader {
     pub(crate) queue: OnceLock<super::trigger::Queue>,
     /// The file watcher, re-aimed after each reload (symlink targets move).
     pub(crate) watcher: Mutex<Option<crate::config::watch::ConfigWatcher>>,
+    /// Cancelled at shutdown: nobody waits for a reload any more.
+    pub stopping: CancellationToken,
 }
 
 fn now_unix() -> u64 {
@@ -219,6 +221,7 @@ impl Reloader {
             last_run: Mutex::new(None),
             queue: OnceLock::new(),
             watcher: Mutex::new(None),
+            stopping: CancellationToken::new(),
         }
     }
 
