@@ -55,6 +55,12 @@ async fn reload(s: &TestServer) -> Outcome {
         .expect("reload thread")
 }
 
+fn atomic_write(p: &Path, text: &str) {
+    let tmp = p.with_file_name(".tmp-write");
+    std::fs::write(&tmp, text).expect("write tmp");
+    std::fs::rename(&tmp, p).expect("rename");
+}
+
 fn mkfifo(p: &Path) {
     let ok = std::process::Command::new("mkfifo").arg(p).status();
     assert!(ok.expect("mkfifo runs").success(), "mkfifo {}", p.display());
@@ -107,8 +113,13 @@ async fn unreadable_zone_maps_reject_the_reload_and_the_old_zone_answers() {
         ),
     ];
     for (what, make, reason) in cases {
-        remove(&b);
-        make(&b);
+        // Made beside it and renamed over it, so no reload ever sees b.yaml missing.
+        let fresh = s.cfg.path("zones/.fresh");
+        make(&fresh);
+        if std::fs::rename(&fresh, &b).is_err() {
+            remove(&b);
+            std::fs::rename(&fresh, &b).expect("rename");
+        }
         let want = format!("{}: cannot read zone map: {reason}", b.display());
         assert_eq!(reload(&s).await, Outcome::Rejected(want.clone()), "{what}");
         let st = s.running.as_ref().expect("running").reloader.status();
@@ -118,8 +129,12 @@ async fn unreadable_zone_maps_reject_the_reload_and_the_old_zone_answers() {
             ["www.example.net. 300 A 192.0.2.2"],
             "{what}: the old zone still answers"
         );
-        remove(&b);
-        std::fs::write(&b, &good).expect("restore");
+        let tmp = s.cfg.path("zones/.restore");
+        std::fs::write(&tmp, &good).expect("restore");
+        if std::fs::rename(&tmp, &b).is_err() {
+            remove(&b);
+            std::fs::rename(&tmp, &b).expect("rename");
+        }
         assert!(
             matches!(reload(&s).await, Outcome::Unchanged | Outcome::Applied(_)),
             "{what}: restored"
@@ -180,7 +195,8 @@ async fn one_bad_edit_is_one_rejection_whatever_the_triggers() {
     )
     .await;
     let p = s.cfg.path("zones/example.com.yaml");
-    std::fs::write(&p, zone("example.com", "192.0.2.300", 2)).expect("bad edit");
+    // Atomic writes: the watcher must never see a half-written file (another error).
+    atomic_write(&p, &zone("example.com", "192.0.2.300", 2));
     // The watcher, a rescan, SIGHUP and the API all see the same bad edit.
     for _ in 0..3 {
         assert!(matches!(reload(&s).await, Outcome::Rejected(_)));
@@ -192,7 +208,7 @@ async fn one_bad_edit_is_one_rejection_whatever_the_triggers() {
     assert_eq!(st.rejected, 1, "{st:?}");
     assert_eq!(st.last_result, "error");
     // A different bad edit is a new rejection.
-    std::fs::write(&p, zone("example.com", "192.0.2.301", 3)).expect("bad edit");
+    atomic_write(&p, &zone("example.com", "192.0.2.301", 3));
     assert!(matches!(reload(&s).await, Outcome::Rejected(_)));
     assert_eq!(r.status().rejected, 2);
     stop(s).await;
