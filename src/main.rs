@@ -30,8 +30,9 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve { config } => run(async move {
+            let signals = sipsteer::app::Signals::install()?;
             let running = sipsteer::app::start(&config).await?;
-            running.run_until_signal().await
+            running.run_until(signals).await
         }),
         Command::Explain {
             config,

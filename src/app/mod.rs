@@ -20,9 +20,11 @@ use crate::health::hub::HealthHub;
 use crate::snapshot::{Shared, Snapshot};
 
 pub mod reload;
+pub mod signals;
 pub mod trigger;
 
 pub use reload::{GeoSlot, LoadError, Loaded, Outcome, ReloadStatus, Reloader, load, load_geo};
+pub use signals::Signals;
 
 /// A running sipsteer.
 pub struct Running {
@@ -211,27 +213,16 @@ impl Running {
 
     /// Serves until SIGINT or SIGTERM; SIGHUP reloads.
     pub async fn run_until_signal(self) -> Result<()> {
-        wait_for_signal(&self).await?;
+        let signals = Signals::install()?;
+        self.run_until(signals).await
+    }
+
+    /// Serves until `signals` says stop (install them before loading, see [`Signals`]).
+    pub async fn run_until(self, mut signals: Signals) -> Result<()> {
+        signals.wait(&self.reloader).await;
         tracing::info!("shutting down");
         self.shutdown().await;
         Ok(())
-    }
-}
-
-#[cfg(unix)]
-async fn wait_for_signal(r: &Running) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            res = tokio::signal::ctrl_c() => return res.map_err(Into::into),
-            _ = term.recv() => return Ok(()),
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading");
-                r.reloader.nudge("SIGHUP");
-            }
-        }
     }
 }
 
