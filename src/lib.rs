@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod dns;
 pub mod explain;
+pub mod files;
 pub mod geo;
 pub mod health;
 pub mod querylog;

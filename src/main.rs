@@ -9,26 +9,30 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
-        Command::Check { config } => match sipsteer::config::load(&config) {
-            Ok(cfg) => {
-                println!(
-                    "{}: ok ({} zones, {} regions, {} files)",
-                    config.display(),
-                    cfg.zones.len(),
-                    cfg.regions.len(),
-                    cfg.files.len()
-                );
-                ExitCode::SUCCESS
+        Command::Check { config } => {
+            match sipsteer::app::load(&config, &sipsteer::app::GeoSlot::default()) {
+                Ok(loaded) => {
+                    let cfg = &loaded.config;
+                    println!(
+                        "{}: ok ({} zones, {} regions, {} files)",
+                        config.display(),
+                        cfg.zones.len(),
+                        cfg.regions.len(),
+                        cfg.files.len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    eprintln!("{} error(s)", errors.count());
+                    ExitCode::FAILURE
+                }
             }
-            Err(errors) => {
-                eprintln!("{errors}");
-                eprintln!("{} error(s)", errors.0.len());
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Serve { config } => run(async move {
+            let signals = sipsteer::app::Signals::install()?;
             let running = sipsteer::app::start(&config).await?;
-            running.run_until_signal().await
+            running.run_until(signals).await
         }),
         Command::Explain {
             config,
@@ -82,7 +86,10 @@ fn run(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(f) {
+    let result = rt.block_on(f);
+    // Blocking tasks still running (a state file write on a hung filesystem) get this long.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -90,6 +97,9 @@ fn run(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
         }
     }
 }
+
+/// How long shutdown waits for blocking work left on the runtime before exiting anyway.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.
 fn init_logging() {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AdminState;
+use crate::app::trigger::QueueError;
 use crate::health::hub::{Force, HubError};
 
 /// Largest request body accepted (the changing endpoints take small JSON objects).
@@ -149,6 +150,7 @@ async fn status(State(s): State<AdminState>) -> Response {
         "zones": zones,
         "servers": s.hub.servers(),
         "load_pull": s.hub.pull_status(),
+        "state_file": s.hub.state_file_status(),
     }))
     .into_response()
 }
@@ -191,8 +193,27 @@ async fn explain(
 }
 
 async fn reload(State(s): State<AdminState>) -> Response {
-    let r = s.reloader.clone();
-    let out = tokio::task::spawn_blocking(move || r.reload("api")).await;
+    let rx = match s.reloader.request("api") {
+        Ok(rx) => rx,
+        Err(QueueError::Full) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "reload queue is full; a reload is already pending",
+            );
+        }
+        Err(QueueError::Stopped) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "reload thread is not running",
+            );
+        }
+    };
+    let out = tokio::select! {
+        out = rx => out,
+        _ = s.reloader.stopping.cancelled() => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+        }
+    };
     match out {
         Ok(crate::app::Outcome::Applied(g)) => {
             Json(json!({"result": "ok", "generation": g})).into_response()
@@ -203,9 +224,9 @@ async fn reload(State(s): State<AdminState>) -> Response {
             Json(json!({"result": "error", "error": e})),
         )
             .into_response(),
-        Err(e) => error(
+        Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("reload failed: {e}"),
+            "reload thread stopped before answering",
         ),
     }
 }
@@ -225,6 +246,7 @@ fn hub_reply(r: Result<crate::health::hub::ServerReport, HubError>) -> Response 
         Ok(report) => Json(report).into_response(),
         Err(HubError::NotFound(what)) => error(StatusCode::NOT_FOUND, what),
         Err(HubError::Invalid(what)) => error(StatusCode::BAD_REQUEST, what),
+        Err(HubError::Persist(what)) => error(StatusCode::INTERNAL_SERVER_ERROR, what),
     }
 }
 
@@ -265,7 +287,15 @@ async fn set_state(
             );
         }
     };
-    hub_reply(s.hub.force(&region, &server, force))
+    // The state file is written (and fsynced) before the answer: off the async workers.
+    let hub = s.hub.clone();
+    match tokio::task::spawn_blocking(move || hub.force(&region, &server, force)).await {
+        Ok(r) => hub_reply(r),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("state change failed: {e}"),
+        ),
+    }
 }
 
 #[derive(Deserialize)]

@@ -14,14 +14,17 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::dns::listener;
 use crate::health::hub::HealthHub;
 use crate::snapshot::{Shared, Snapshot};
 
 pub mod reload;
+pub mod signals;
+pub mod trigger;
 
-pub use reload::{Outcome, ReloadStatus, Reloader};
+pub use reload::{GeoSlot, LoadError, Loaded, Outcome, ReloadStatus, Reloader, load, load_geo};
+pub use signals::Signals;
 
 /// A running sipsteer.
 pub struct Running {
@@ -39,28 +42,32 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     tasks: JoinSet<()>,
-    _watcher: Option<crate::config::watch::ConfigWatcher>,
 }
 
 /// How often the config files are re-read even without file events.
 const RESCAN: Duration = Duration::from_secs(10);
 
-/// Loads `path` and starts serving it.
+/// Loads `path` (config and GeoIP database, as `check` does) and starts serving it.
 pub async fn start(path: &Path) -> Result<Running> {
-    let cfg = config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    start_with(path, cfg).await
+    let cache = GeoSlot::default();
+    let loaded = load(path, &cache).map_err(|e| anyhow::anyhow!("{e}"))?;
+    start_loaded(path, loaded, cache).await
 }
 
-/// Starts serving an already loaded config.
+/// Starts serving an already loaded config (its GeoIP database is loaded here).
 pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
+    let cache = GeoSlot::default();
+    let geo = reload::geo_for(&cfg, &cache)?;
+    start_loaded(path, Loaded { config: cfg, geo }, cache).await
+}
+
+/// Starts serving a first load; `cache` is the GeoIP slot it filled.
+async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Running> {
+    let cfg = &loaded.config;
     crate::admin::metrics::init();
     let listen = cfg.listen_dns.clone();
     let dns_settings = cfg.dns.clone();
-    let mut watch_set =
-        crate::config::watch::WatchSet::for_config(path, &cfg.zones_dir, cfg.geoip.as_deref());
-    if let Some(f) = &cfg.operator_state_file {
-        watch_set.add_file(f);
-    }
+    let watch_set = crate::config::watch::WatchSet::of(cfg);
     let admin_addr = cfg.listen_admin;
     let token = cfg.admin.token.clone();
     let hub = HealthHub::new(cfg.health_concurrency, cfg.admin.state_file.clone());
@@ -68,7 +75,8 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         let hub = hub.clone();
         Arc::new(move |cfg: &Config, st: &Arc<crate::steering::Steering>| hub.bind(cfg, st))
     };
-    let reloader = Arc::new(Reloader::first(path, cfg, binder)?);
+    let reloader = Arc::new(Reloader::first(path, loaded, cache, binder));
+    trigger::spawn(&reloader).context("cannot start the reload thread")?;
     let shared = reloader.shared().clone();
     let cancel = CancellationToken::new();
     hub.run(shared.clone(), cancel.clone());
@@ -124,13 +132,12 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         cancel.clone(),
     ));
     let (nudge, nudges) = mpsc::channel(1);
-    let watcher = match crate::config::watch::watch(watch_set, nudge.clone()) {
-        Ok(w) => Some(w),
+    match crate::config::watch::watch(watch_set, nudge.clone()) {
+        Ok(w) => *reload::guard(&reloader.watcher) = Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch config files; relying on the periodic rescan and SIGHUP");
-            None
         }
-    };
+    }
     tasks.spawn(reload::run(
         reloader.clone(),
         nudges,
@@ -166,12 +173,11 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         stop,
         threads,
         tasks,
-        _watcher: watcher,
     })
 }
 
 /// Makes room for every connection the TCP and admin caps allow.
-fn listener_fd_limit(addresses: usize, dns: &config::DnsSettings, admin: bool) {
+fn listener_fd_limit(addresses: usize, dns: &crate::config::DnsSettings, admin: bool) {
     let admin = if admin {
         crate::admin::MAX_CONNECTIONS
     } else {
@@ -211,6 +217,7 @@ impl Running {
 
     /// Stops every listener and waits for them.
     pub async fn shutdown(mut self) {
+        self.reloader.stopping.cancel();
         self.cancel.cancel();
         self.stop.store(true, Ordering::Relaxed);
         while self.tasks.join_next().await.is_some() {}
@@ -225,28 +232,16 @@ impl Running {
 
     /// Serves until SIGINT or SIGTERM; SIGHUP reloads.
     pub async fn run_until_signal(self) -> Result<()> {
-        wait_for_signal(&self).await?;
+        let signals = Signals::install()?;
+        self.run_until(signals).await
+    }
+
+    /// Serves until `signals` says stop (install them before loading, see [`Signals`]).
+    pub async fn run_until(self, mut signals: Signals) -> Result<()> {
+        signals.wait(&self.reloader).await;
         tracing::info!("shutting down");
         self.shutdown().await;
         Ok(())
-    }
-}
-
-#[cfg(unix)]
-async fn wait_for_signal(r: &Running) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            res = tokio::signal::ctrl_c() => return res.map_err(Into::into),
-            _ = term.recv() => return Ok(()),
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP: reloading");
-                let rl = r.reloader.clone();
-                let _ = tokio::task::spawn_blocking(move || rl.reload("SIGHUP")).await;
-            }
-        }
     }
 }
 
@@ -264,9 +259,8 @@ pub async fn explain_offline(
         .to_ascii_uppercase()
         .parse()
         .map_err(|_| anyhow::anyhow!("unknown record type `{rtype}`"))?;
-    let cfg = Arc::new(config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let geo = load_geo(&cfg)?;
-    let snap = Snapshot::build(cfg, geo, 1);
+    let loaded = load(path, &GeoSlot::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let snap = Snapshot::build(Arc::new(loaded.config), loaded.geo, 1);
     let snap = match live {
         Some(url) => crate::admin::client::with_live_health(snap, url).await?,
         None => with_operator_states(snap),
@@ -296,12 +290,4 @@ fn with_operator_states(snap: Snapshot) -> Snapshot {
         }
     }
     snap.with_health(Arc::new(view))
-}
-
-/// Loads and compiles the GeoIP database the config names.
-pub fn load_geo(cfg: &Config) -> Result<Option<Arc<crate::steering::GeoData>>> {
-    match &cfg.geoip {
-        None => Ok(None),
-        Some(path) => crate::steering::GeoData::load(path).map(|g| Some(Arc::new(g))),
-    }
 }

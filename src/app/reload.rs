@@ -3,7 +3,8 @@
 //! changes (debounced), a periodic rescan, SIGHUP and `POST /v1/reload`.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -53,12 +54,70 @@ struct GeoCache {
     data: Arc<GeoData>,
 }
 
+/// The compiled GeoIP table of the last load, reused while its file is unchanged.
+#[derive(Default)]
+pub struct GeoSlot(Mutex<Option<GeoCache>>);
+
+/// Why a load failed: config errors (each with file:line:col) or a GeoIP error.
+#[derive(Debug)]
+pub enum LoadError {
+    Config(config::ConfigErrors),
+    Geo(String),
+}
+
+impl LoadError {
+    /// How many problems were found.
+    pub fn count(&self) -> usize {
+        match self {
+            LoadError::Config(e) => e.0.len(),
+            LoadError::Geo(_) => 1,
+        }
+    }
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Config(e) => write!(f, "{e}"),
+            LoadError::Geo(e) => f.write_str(e),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// What one load produces: the config and the GeoIP data it names.
+pub struct Loaded {
+    pub config: Config,
+    pub geo: Option<Arc<GeoData>>,
+}
+
+/// The one loader of `serve`, reloads, `check` and `explain`: the config files, then the
+/// GeoIP database (from `cache` while its file is unchanged). Blocking.
+pub fn load(path: &Path, cache: &GeoSlot) -> Result<Loaded, LoadError> {
+    let config = config::load(path).map_err(LoadError::Config)?;
+    let geo = geo_for(&config, cache).map_err(|e| LoadError::Geo(format!("{e:#}")))?;
+    Ok(Loaded { config, geo })
+}
+
 pub struct Reloader {
     pub path: PathBuf,
     shared: Shared,
     status: Mutex<ReloadStatus>,
-    geo: Mutex<Option<GeoCache>>,
+    geo: GeoSlot,
     health: Arc<HealthBinder>,
+    /// Held for a whole reload: one runs at a time.
+    flight: Mutex<()>,
+    /// Reload requests so far (a ticket each).
+    requests: AtomicU64,
+    /// The last run: the highest ticket it covered, and its outcome.
+    last_run: Mutex<Option<(u64, Outcome)>>,
+    /// The reload thread's queue (see [`super::trigger`]).
+    pub(crate) queue: OnceLock<super::trigger::Queue>,
+    /// The file watcher, re-aimed after each reload (symlink targets move).
+    pub(crate) watcher: Mutex<Option<crate::config::watch::ConfigWatcher>>,
+    /// Cancelled at shutdown: nobody waits for a reload any more.
+    pub stopping: CancellationToken,
 }
 
 fn now_unix() -> u64 {
@@ -77,115 +136,131 @@ fn files_out(files: &[SourceFile]) -> Vec<FileOut> {
         .collect()
 }
 
-fn geo_key(path: &Path) -> Option<(PathBuf, u64, SystemTime, u64)> {
+/// A mutex guard, even after a panic elsewhere (the data stays consistent: every writer
+/// assigns whole values).
+pub(crate) fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn geo_key(path: &Path) -> anyhow::Result<(PathBuf, u64, SystemTime, u64)> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
-    Some((path.to_path_buf(), m.len(), m.modified().ok()?, m.ino()))
+    let m = std::fs::metadata(path).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot read GeoIP database: {}",
+            path.display(),
+            crate::files::os_reason(&e)
+        )
+    })?;
+    let modified = m.modified().unwrap_or(UNIX_EPOCH);
+    Ok((path.to_path_buf(), m.len(), modified, m.ino()))
 }
 
 /// Loads and compiles the GeoIP database a config names.
-fn geo_entry(cfg: &Config) -> anyhow::Result<Option<GeoCache>> {
-    let Some(path) = &cfg.geoip else {
-        return Ok(None);
-    };
-    let key = geo_key(path)
-        .ok_or_else(|| anyhow::anyhow!("{}: cannot read GeoIP database", path.display()))?;
+fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
+    let key = geo_key(path)?;
     let started = std::time::Instant::now();
     let data = Arc::new(GeoData::load(path)?);
     metrics::gauge!("sipsteer_geoip_build_seconds").set(started.elapsed().as_secs_f64());
     metrics::gauge!("sipsteer_geoip_build_epoch_seconds").set(data.info.build_epoch as f64);
     tracing::info!(path = %path.display(), networks = data.info.networks, ms = started.elapsed().as_millis() as u64, "geoip database loaded");
-    Ok(Some(GeoCache { key, data }))
+    Ok(GeoCache { key, data })
+}
+
+/// The GeoIP data for a config, reusing the compiled table while the file is unchanged.
+pub(crate) fn geo_for(cfg: &Config, cache: &GeoSlot) -> anyhow::Result<Option<Arc<GeoData>>> {
+    let Some(path) = &cfg.geoip else {
+        return Ok(None);
+    };
+    let key = geo_key(path)?;
+    if let Some(c) = guard(&cache.0).as_ref()
+        && c.key == key
+    {
+        return Ok(Some(c.data.clone()));
+    }
+    let entry = geo_entry(path)?;
+    let data = entry.data.clone();
+    *guard(&cache.0) = Some(entry);
+    Ok(Some(data))
+}
+
+/// Loads and compiles the GeoIP database the config names, uncached.
+pub fn load_geo(cfg: &Config) -> anyhow::Result<Option<Arc<GeoData>>> {
+    geo_for(cfg, &GeoSlot::default())
 }
 
 impl Reloader {
-    /// Loads the config for the first time.
-    pub fn first(path: &Path, cfg: Config, health: Arc<HealthBinder>) -> anyhow::Result<Reloader> {
-        let cfg = Arc::new(cfg);
-        let geo = geo_entry(&cfg)?;
-        let mut snap = Snapshot::build(cfg.clone(), geo.as_ref().map(|g| g.data.clone()), 1);
+    /// Starts from a first load (see [`load`]; `cache` is the slot it used).
+    pub fn first(
+        path: &Path,
+        loaded: Loaded,
+        cache: GeoSlot,
+        health: Arc<HealthBinder>,
+    ) -> Reloader {
+        let cfg = Arc::new(loaded.config);
+        let mut snap = Snapshot::build(cfg.clone(), loaded.geo, 1);
         snap.health = health(&cfg, &snap.steering);
         crate::admin::metrics::generation(1);
-        let r = Reloader {
+        let now = now_unix();
+        let status = ReloadStatus {
+            generation: 1,
+            last_result: "ok".into(),
+            last_attempt_unix: now,
+            last_success_unix: now,
+            applied: 1,
+            files: files_out(&cfg.files),
+            ..ReloadStatus::default()
+        };
+        Reloader {
             path: path.to_path_buf(),
             shared: Arc::new(arc_swap::ArcSwap::from_pointee(snap)),
-            status: Mutex::new(ReloadStatus::default()),
-            geo: Mutex::new(geo),
+            status: Mutex::new(status),
+            geo: cache,
             health,
-        };
-        if let Ok(mut s) = r.status.lock() {
-            s.generation = 1;
-            s.last_result = "ok".into();
-            s.last_attempt_unix = now_unix();
-            s.last_success_unix = s.last_attempt_unix;
-            s.applied = 1;
-            s.files = files_out(&cfg.files);
+            flight: Mutex::new(()),
+            requests: AtomicU64::new(0),
+            last_run: Mutex::new(None),
+            queue: OnceLock::new(),
+            watcher: Mutex::new(None),
+            stopping: CancellationToken::new(),
         }
-        Ok(r)
     }
 
     pub fn shared(&self) -> &Shared {
         &self.shared
     }
 
+    /// What the reloads did; never waits for a reload in progress.
     pub fn status(&self) -> ReloadStatus {
-        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+        guard(&self.status).clone()
     }
 
-    /// The GeoIP data for a config, reusing the compiled table while the file is unchanged.
-    fn geo_for(&self, cfg: &Config) -> anyhow::Result<Option<Arc<GeoData>>> {
-        let Some(path) = &cfg.geoip else {
-            return Ok(None);
-        };
-        let key = geo_key(path);
-        if let Ok(cache) = self.geo.lock()
-            && let Some(c) = cache.as_ref()
-            && Some(&c.key) == key.as_ref()
-        {
-            return Ok(Some(c.data.clone()));
-        }
-        let entry = geo_entry(cfg)?;
-        let data = entry.as_ref().map(|e| e.data.clone());
-        if let (Some(e), Ok(mut cache)) = (entry, self.geo.lock()) {
-            *cache = Some(e);
-        }
-        Ok(data)
-    }
-
-    /// Re-reads everything; swaps the snapshot if valid and changed. Blocking: call it off
-    /// the async runtime's worker threads.
+    /// Re-reads everything; swaps the snapshot if valid and changed. Single-flight: one
+    /// reload runs at a time, and a caller whose request came in before a run started reading
+    /// shares that run's outcome instead of running again. Blocking: call it off the async
+    /// runtime's worker threads (the reload thread, see [`super::trigger`]).
     pub fn reload(&self, why: &str) -> Outcome {
+        let ticket = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let _flight = guard(&self.flight);
+        if let Some((covered, out)) = guard(&self.last_run).as_ref()
+            && *covered >= ticket
+        {
+            return out.clone();
+        }
+        let covered = self.requests.load(Ordering::SeqCst);
+        let out = self.run_once(why);
+        *guard(&self.last_run) = Some((covered, out.clone()));
+        out
+    }
+
+    fn run_once(&self, why: &str) -> Outcome {
         let started = std::time::Instant::now();
         let current = self.shared.load_full();
-        let loaded = config::load(&self.path)
-            .map_err(|e| e.to_string())
-            .and_then(|cfg| {
-                let geo = self.geo_for(&cfg).map_err(|e| format!("{e:#}"))?;
-                Ok((cfg, geo))
-            });
-        let mut st = match self.status.lock() {
-            Ok(s) => s,
-            Err(p) => p.into_inner(),
-        };
-        st.last_attempt_unix = now_unix();
-        let (cfg, geo) = match loaded {
+        let loaded = load(&self.path, &self.geo);
+        guard(&self.status).last_attempt_unix = now_unix();
+        let Loaded { config: cfg, geo } = match loaded {
             Ok(x) => x,
-            Err(e) => {
-                st.rejected += 1;
-                st.last_result = "error".into();
-                if st.last_error.as_deref() != Some(&e) {
-                    tracing::error!(
-                        trigger = why,
-                        "config rejected, still serving generation {}:\n{e}",
-                        current.generation
-                    );
-                }
-                st.last_error = Some(e.clone());
-                crate::admin::metrics::reload(false);
-                return Outcome::Rejected(e);
-            }
+            Err(e) => return self.reject(why, e.to_string(), current.generation),
         };
-        st.last_error = None;
         let same_files = cfg.files == current.config.files;
         let same_geo = match (&geo, &current.steering.geo) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -193,14 +268,16 @@ impl Reloader {
             _ => false,
         };
         if same_files && same_geo {
+            let mut st = guard(&self.status);
+            st.last_error = None;
             st.unchanged += 1;
             st.last_result = "unchanged".into();
             return Outcome::Unchanged;
         }
-        st.restart_needed = (cfg.listen_dns != current.config.listen_dns
+        let restart_needed = (cfg.listen_dns != current.config.listen_dns
             || cfg.listen_admin != current.config.listen_admin)
             .then(|| "listen addresses changed: restart sipsteer to apply them".to_string());
-        if let Some(msg) = &st.restart_needed {
+        if let Some(msg) = &restart_needed {
             tracing::warn!("{msg}");
         }
         let generation = current.generation + 1;
@@ -208,11 +285,16 @@ impl Reloader {
         let mut snap = Snapshot::build_after(cfg.clone(), geo, generation, Some(&current));
         snap.health = (self.health)(&cfg, &snap.steering);
         self.shared.store(Arc::new(snap));
-        st.generation = generation;
-        st.applied += 1;
-        st.last_result = "ok".into();
-        st.last_success_unix = st.last_attempt_unix;
-        st.files = files_out(&cfg.files);
+        {
+            let mut st = guard(&self.status);
+            st.last_error = None;
+            st.restart_needed = restart_needed;
+            st.generation = generation;
+            st.applied += 1;
+            st.last_result = "ok".into();
+            st.last_success_unix = st.last_attempt_unix;
+            st.files = files_out(&cfg.files);
+        }
         crate::admin::metrics::reload(true);
         crate::admin::metrics::generation(generation);
         tracing::info!(
@@ -223,9 +305,27 @@ impl Reloader {
         );
         Outcome::Applied(generation)
     }
+
+    /// Records a rejected load. The same error again (the rescan, or several triggers for one
+    /// edit) is one rejection: logged and counted once.
+    fn reject(&self, why: &str, e: String, serving: u64) -> Outcome {
+        let mut st = guard(&self.status);
+        st.last_result = "error".into();
+        if st.last_error.as_deref() != Some(&e) {
+            st.rejected += 1;
+            crate::admin::metrics::reload(false);
+            tracing::error!(
+                trigger = why,
+                "config rejected, still serving generation {serving}:\n{e}"
+            );
+            st.last_error = Some(e.clone());
+        }
+        Outcome::Rejected(e)
+    }
 }
 
-/// Reloads on nudges (debounced) and on a periodic rescan until `cancel` fires.
+/// Asks the reload thread for a reload on nudges (debounced) and on a periodic rescan until
+/// `cancel` fires; never waits for the reload itself.
 pub async fn run(
     reloader: Arc<Reloader>,
     mut nudges: mpsc::Receiver<()>,
@@ -252,7 +352,6 @@ pub async fn run(
             _ = tick.tick() => "rescan",
             _ = cancel.cancelled() => return,
         };
-        let r = reloader.clone();
-        let _ = tokio::task::spawn_blocking(move || r.reload(why)).await;
+        reloader.nudge(why);
     }
 }

@@ -13,6 +13,7 @@ use super::steer::{HealthDefaults, RegionTable};
 use super::values::parse_duration;
 use super::zone;
 use super::{AdminSettings, CapacitySettings, Config, DnsSettings, SourceFile};
+use crate::files::os_reason;
 
 /// Environment variable read for the admin token when the config names none.
 pub const TOKEN_ENV: &str = "SIPSTEER_ADMIN_TOKEN";
@@ -22,7 +23,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let mut files = Vec::new();
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
-    let text = match read(path, &mut files) {
+    let text = match read(path, crate::files::MAX_MAIN_CONFIG, "config", &mut files) {
         Ok(t) => t,
         Err(e) => return Err(ConfigErrors(vec![e])),
     };
@@ -37,6 +38,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     };
     let listen_dns = listen_dns(&main.listen, &mut sink);
     let listen_admin = listen_admin(&main.listen, &mut sink);
+    admin_clash(&main.listen, &listen_dns, listen_admin, &mut sink);
     let dns = dns_settings(main.dns.as_ref(), &mut sink);
     let admin = admin_settings(main.admin.as_ref(), &base, &mut sink);
     if let Some(addr) = listen_admin
@@ -85,7 +87,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         )),
         Ok(list) => {
             for file in list {
-                match read(&file, &mut files) {
+                match read(&file, crate::files::MAX_ZONE_MAP, "zone map", &mut files) {
                     Ok(text) => match serde_saphyr::from_str::<raw::Zone>(&text) {
                         Ok(z) => raw_zones.push((file, z)),
                         Err(e) => errors.push(error::from_yaml(&file, &e)),
@@ -94,7 +96,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
                 }
             }
         }
-        Err(e) => errors.push(e),
+        Err(e) => errors.extend(e.0),
     }
 
     // Regions first (services of any zone may name any region), then zones.
@@ -155,9 +157,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     })
 }
 
-pub(super) fn read(path: &Path, files: &mut Vec<SourceFile>) -> Result<String, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| whole_file(path, format!("cannot read: {}", lower(&e.to_string()))))?;
+/// Reads one config file (never blocking, at most `max` bytes) and records its hash.
+pub(super) fn read(
+    path: &Path,
+    max: u64,
+    what: &str,
+    files: &mut Vec<SourceFile>,
+) -> Result<String, ConfigError> {
+    let text = crate::files::read_text(path, max)
+        .map_err(|e| whole_file(path, format!("cannot read {what}: {e}")))?;
     let mut h = DefaultHasher::new();
     text.hash(&mut h);
     files.push(SourceFile {
@@ -165,14 +173,6 @@ pub(super) fn read(path: &Path, files: &mut Vec<SourceFile>) -> Result<String, C
         hash: h.finish(),
     });
     Ok(text)
-}
-
-fn lower(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
 }
 
 fn whole_file(path: &Path, message: impl Into<String>) -> ConfigError {
@@ -186,19 +186,53 @@ fn whole_file(path: &Path, message: impl Into<String>) -> ConfigError {
 }
 
 /// The zone maps: `*.yaml`/`*.yml` in the directory, sorted, skipping dotfiles and editor files.
-pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        whole_file(
+/// Anything named like a zone map that is not a readable regular file (a broken symlink, a
+/// symlink loop, a FIFO, a directory) is an error naming it, never silently skipped.
+pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
+    let dir_err = |e: std::io::Error| {
+        ConfigErrors(vec![whole_file(
             dir,
-            format!("cannot read zones directory: {}", lower(&e.to_string())),
-        )
-    })?;
-    let mut out: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| is_zone_file(p) && p.is_file())
-        .collect();
+            format!("cannot read zones directory: {}", os_reason(&e)),
+        )])
+    };
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(dir_err)? {
+        let p = entry.map_err(dir_err)?.path();
+        if !is_zone_file(&p) {
+            continue;
+        }
+        match zone_file_problem(&p) {
+            None => out.push(p),
+            Some(why) => errors.push(whole_file(&p, format!("cannot read zone map: {why}"))),
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by(|a, b| a.file.cmp(&b.file));
+        return Err(ConfigErrors(errors));
+    }
     out.sort();
     Ok(out)
+}
+
+/// Why a zone map path cannot be read as a regular file (stat only: never opens it).
+fn zone_file_problem(p: &Path) -> Option<String> {
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => None,
+        Ok(m) => Some(format!(
+            "is {}, not a regular file",
+            crate::files::kind_name(m.file_type())
+        )),
+        Err(e) => {
+            let link = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
+            let suffix = match (link, e.raw_os_error()) {
+                (true, Some(libc::ELOOP)) => " (symlink loop)",
+                (true, _) => " (broken symlink)",
+                _ => "",
+            };
+            Some(format!("{}{suffix}", os_reason(&e)))
+        }
+    }
 }
 
 /// Whether a file name is a zone map (and not a dotfile, swap or backup file).
@@ -215,10 +249,15 @@ fn listen_dns(l: &raw::Listen, sink: &mut Sink) -> Vec<SocketAddr> {
     let Some(v) = &l.dns else {
         return vec![SocketAddr::from(([127, 0, 0, 1], 5353))];
     };
-    let mut out = Vec::new();
+    let mut out: Vec<SocketAddr> = Vec::new();
     for (s, loc) in v.value.items(v.referenced) {
         match s.parse::<SocketAddr>() {
-            Ok(a) => out.push(a),
+            Ok(a) => {
+                if let Some(other) = out.iter().find(|b| clash(a, **b)) {
+                    sink.at(loc, "listen.dns", clash_message(a, *other));
+                }
+                out.push(a)
+            }
             Err(_) => sink.at(
                 loc,
                 "listen.dns",
@@ -230,6 +269,34 @@ fn listen_dns(l: &raw::Listen, sink: &mut Sink) -> Vec<SocketAddr> {
         sink.on(v, "listen.dns", "at least one DNS listen address is needed");
     }
     out
+}
+
+/// Whether two listen addresses cannot both be bound (same port and family, and the same
+/// address or either one the wildcard). Port 0 picks a free port each time, so never clashes;
+/// `0.0.0.0:P` and `[::]:P` are different families and bind together.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn clash_message(a: SocketAddr, b: SocketAddr) -> String {
+    if a == b {
+        format!("listen address {a} is given twice")
+    } else {
+        format!("listen address {a} cannot be bound together with {b} (same port)")
+    }
+}
+
+/// The admin API (TCP) cannot share an address with a DNS listener (TCP too).
+fn admin_clash(l: &raw::Listen, dns: &[SocketAddr], admin: Option<SocketAddr>, sink: &mut Sink) {
+    let (Some(a), Some(v)) = (admin, &l.admin) else {
+        return;
+    };
+    if let Some(d) = dns.iter().find(|d| clash(a, **d)) {
+        sink.on(v, "listen.admin", clash_message(a, *d));
+    }
 }
 
 fn listen_admin(l: &raw::Listen, sink: &mut Sink) -> Option<SocketAddr> {
@@ -318,7 +385,13 @@ fn admin_settings(a: Option<&raw::Admin>, base: &Path, sink: &mut Sink) -> Admin
     } else if let Ok(t) = std::env::var(env_name)
         && !t.is_empty()
     {
-        s.token = Some(t);
+        if t.len() < 8 {
+            sink.file(format!(
+                "token from environment variable {env_name} must be at least 8 characters"
+            ));
+        } else {
+            s.token = Some(t);
+        }
     }
     s.state_file = a
         .and_then(|a| a.state_file.as_ref())

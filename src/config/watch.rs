@@ -2,10 +2,13 @@
 //! and the GeoIP database (never the files themselves: an atomic replace would leave a file
 //! watch on a dead inode). Events are filtered (reads, dotfiles, swap and backup files are
 //! ignored; Kubernetes ConfigMap `..data` swaps count) and passed on as a nudge; the caller
-//! debounces and reloads.
+//! debounces and reloads. A file that is a symlink (a zone map pointing into a git checkout,
+//! a stow tree, a ConfigMap data dir) has its resolved directory watched too, so an edit at
+//! the target is seen at once; the set is re-aimed after every reload.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
@@ -19,6 +22,8 @@ pub struct WatchSet {
     pub names: BTreeSet<String>,
     /// Directories whose zone maps (`*.yaml`) matter.
     pub zone_dirs: BTreeSet<PathBuf>,
+    /// Resolved targets of symlinked files (any name: a target need not look like a zone map).
+    pub targets: BTreeSet<PathBuf>,
 }
 
 impl WatchSet {
@@ -27,23 +32,51 @@ impl WatchSet {
             dirs: BTreeSet::new(),
             names: BTreeSet::new(),
             zone_dirs: BTreeSet::new(),
+            targets: BTreeSet::new(),
         };
         for f in std::iter::once(config_file).chain(geoip) {
             w.dirs.insert(parent(f));
             if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
                 w.names.insert(n.to_owned());
             }
+            w.add_target(f);
         }
         w.dirs.insert(zones_dir.to_path_buf());
         w.zone_dirs.insert(zones_dir.to_path_buf());
+        if let Ok(entries) = std::fs::read_dir(zones_dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                if super::main_file::is_zone_file(&p) {
+                    w.add_target(&p);
+                }
+            }
+        }
         w
     }
 
-    /// Also watches one more file (the operator state file).
-    pub fn add_file(&mut self, f: &Path) {
-        self.dirs.insert(parent(f));
-        if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
-            self.names.insert(n.to_owned());
+    /// Everything a loaded config reads: its files, zone maps, GeoIP database and operator
+    /// state file.
+    pub fn of(cfg: &super::Config) -> WatchSet {
+        let mut w = WatchSet::for_config(&cfg.file, &cfg.zones_dir, cfg.geoip.as_deref());
+        if let Some(f) = &cfg.operator_state_file {
+            w.dirs.insert(parent(f));
+            if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
+                w.names.insert(n.to_owned());
+            }
+            w.add_target(f);
+        }
+        w
+    }
+
+    /// Where a symlink finally points: its directory is watched and its path matters.
+    fn add_target(&mut self, f: &Path) {
+        let is_link = std::fs::symlink_metadata(f).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link {
+            return;
+        }
+        if let Ok(target) = std::fs::canonicalize(f) {
+            self.dirs.insert(parent(&target));
+            self.targets.insert(target);
         }
     }
 
@@ -60,7 +93,7 @@ impl WatchSet {
         {
             return false;
         }
-        if self.names.contains(name) {
+        if self.names.contains(name) || self.targets.contains(path) {
             return true;
         }
         let dir = parent(path);
@@ -87,31 +120,69 @@ fn is_change(kind: &EventKind) -> bool {
 
 /// A running watcher; dropping it stops watching.
 pub struct ConfigWatcher {
-    _watcher: RecommendedWatcher,
-    pub set: WatchSet,
+    watcher: RecommendedWatcher,
+    filter: Arc<RwLock<WatchSet>>,
+    watched: BTreeSet<PathBuf>,
+    /// Directories that could not be watched (warned about once, retried on each refresh).
+    failed: BTreeSet<PathBuf>,
 }
 
 /// Starts watching; each relevant change sends a nudge on `tx` (coalesced: a full channel
 /// already means "reload pending").
 pub fn watch(set: WatchSet, tx: mpsc::Sender<()>) -> notify::Result<ConfigWatcher> {
-    let filter = set.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
+    let filter = Arc::new(RwLock::new(set.clone()));
+    let seen = filter.clone();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
         Ok(ev) => {
-            if is_change(&ev.kind) && ev.paths.iter().any(|p| filter.matters(p)) {
+            let set = seen.read().unwrap_or_else(|p| p.into_inner());
+            if is_change(&ev.kind) && ev.paths.iter().any(|p| set.matters(p)) {
                 let _ = tx.try_send(());
             }
         }
         Err(e) => tracing::warn!(error = %e, "file watch error"),
     })?;
-    for d in &set.dirs {
-        if let Err(e) = watcher.watch(d, RecursiveMode::NonRecursive) {
-            tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; the periodic rescan still applies");
-        }
+    let mut w = ConfigWatcher {
+        watcher,
+        filter,
+        watched: BTreeSet::new(),
+        failed: BTreeSet::new(),
+    };
+    w.aim(set);
+    Ok(w)
+}
+
+impl ConfigWatcher {
+    /// Re-aims the watches at what `cfg` reads now (symlinks may point elsewhere).
+    pub fn refresh(&mut self, cfg: &super::Config) {
+        self.aim(WatchSet::of(cfg));
     }
-    Ok(ConfigWatcher {
-        _watcher: watcher,
-        set,
-    })
+
+    fn aim(&mut self, set: WatchSet) {
+        self.failed.retain(|d| set.dirs.contains(d));
+        for d in self.watched.difference(&set.dirs) {
+            let _ = self.watcher.unwatch(d);
+        }
+        let mut watched = BTreeSet::new();
+        for d in &set.dirs {
+            if self.watched.contains(d) {
+                watched.insert(d.clone());
+                continue;
+            }
+            match self.watcher.watch(d, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.failed.remove(d);
+                    watched.insert(d.clone());
+                }
+                Err(e) => {
+                    if self.failed.insert(d.clone()) {
+                        tracing::warn!(dir = %d.display(), error = %e, "cannot watch directory; the periodic rescan still applies");
+                    }
+                }
+            }
+        }
+        self.watched = watched;
+        *self.filter.write().unwrap_or_else(|p| p.into_inner()) = set;
+    }
 }
 
 #[cfg(test)]

@@ -177,9 +177,11 @@ pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
 
 /// Reads and parses a CSV file; errors carry the file name.
 pub fn read(path: &std::path::Path) -> Result<Vec<(IpNet, Location)>, super::GeoError> {
-    let text = std::fs::read_to_string(path).map_err(|e| super::GeoError::File {
-        path: path.display().to_string(),
-        message: format!("cannot read: {e}"),
+    let text = crate::files::read_text(path, crate::files::MAX_GEOIP).map_err(|e| {
+        super::GeoError::File {
+            path: path.display().to_string(),
+            message: format!("cannot read GeoIP database: {e}"),
+        }
     })?;
     parse(&text).map_err(|errs| {
         super::GeoError::Csv(

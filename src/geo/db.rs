@@ -80,7 +80,9 @@ impl GeoDb {
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("mmdb"));
         let source = if is_mmdb {
-            let r = Reader::open_readfile(path)
+            let bytes = crate::files::read_bounded(path, crate::files::MAX_GEOIP)
+                .map_err(|e| file_err(path, format!("cannot read GeoIP database: {e}")))?;
+            let r = Reader::from_source(bytes)
                 .map_err(|e| file_err(path, format!("cannot read MaxMind database: {e}")))?;
             Source::Mmdb(Box::new(r))
         } else {

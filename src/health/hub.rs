@@ -14,6 +14,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod force;
+
 use super::monitor::{Monitor, ProbeSpec};
 use super::probe::{Check, CodePolicy, ProbeResult, Target};
 use super::state::{Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
@@ -35,6 +37,8 @@ pub enum Force {
 pub enum HubError {
     NotFound(String),
     Invalid(String),
+    /// The state file could not be written (the message names it and the OS reason).
+    Persist(String),
 }
 
 /// What `/v1/servers` shows for one server.
@@ -120,6 +124,9 @@ pub struct HealthHub {
     state_file: Option<PathBuf>,
     /// Load pulled from Prometheus, if configured.
     pull: Mutex<Option<super::load_pull::PullStatus>>,
+    /// Held while an operator action is written to the state file; holds the last write error
+    /// (cleared by a successful write).
+    persisting: Mutex<Option<String>>,
 }
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -203,6 +210,7 @@ impl HealthHub {
             results: Mutex::new(Some(rx)),
             state_file,
             pull: Mutex::new(None),
+            persisting: Mutex::new(None),
         })
     }
 
@@ -373,34 +381,6 @@ impl HealthHub {
     /// True once every probed server has had a result.
     pub fn ready(&self) -> bool {
         lock(&self.inner).pending.is_empty()
-    }
-
-    /// Applies an operator action.
-    pub fn force(&self, region: &str, server: &str, f: Force) -> Result<ServerReport, HubError> {
-        let now = Instant::now();
-        let mut inner = lock(&self.inner);
-        let key = (region.to_owned(), server.to_owned());
-        let Some(&slot) = inner.by_name.get(&key) else {
-            return Err(HubError::NotFound(format!("no server {region}/{server}")));
-        };
-        let forced = match f {
-            Force::Drain => Some(Forced::Drained),
-            Force::Up => Some(Forced::Up),
-            Force::Down => Some(Forced::Down),
-            Force::Clear => None,
-        };
-        match forced {
-            Some(v) => inner.forced.insert(key.clone(), v),
-            None => inner.forced.remove(&key),
-        };
-        let effective = effective_forced(&inner, &key, SystemTime::now()).0;
-        inner.entries[slot].health.set_forced(effective, now);
-        tracing::info!(server = %format!("{region}/{server}"), action = ?f, "operator state set");
-        if let Some(file) = &self.state_file {
-            super::state_file::write(file, &inner.forced);
-        }
-        self.publish(&inner, now);
-        Ok(report(&inner, slot, now))
     }
 
     /// Records a load report.
