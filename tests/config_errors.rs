@@ -358,12 +358,24 @@ fn load_source_errors() {
     assert_eq!(
         got,
         [
-            at(2, "15: load.prometheus: must be an http:// URL of the Prometheus server, e.g. http://127.0.0.1:9090"),
+            at(
+                2,
+                "15: load.prometheus: must be an http:// URL of the Prometheus server, e.g. http://127.0.0.1:9090"
+            ),
             at(3, "13: load.interval: must be between 100ms and 1h"),
-            at(4, "10: load.calls: unknown template variable `$srv` (use $server, $region, $address, $port or $$)"),
+            at(
+                4,
+                "10: load.calls: unknown template variable `$srv` (use $server, $region, $address, $port or $$)"
+            ),
             at(5, "14: load.regions.xx: no region `xx`"),
-            at(6, "14: load.servers.uk/lon2: server declares no capacity, so its load is never used"),
-            at(6, "37: load.servers.uk/nope: no server `uk/nope` (write region/server)"),
+            at(
+                6,
+                "14: load.servers.uk/lon2: server declares no capacity, so its load is never used"
+            ),
+            at(
+                6,
+                "37: load.servers.uk/nope: no server `uk/nope` (write region/server)"
+            ),
         ]
     );
 }

@@ -418,3 +418,48 @@ async fn load_from_prometheus_moves_both_instances_and_fails_open() {
     a.stop().await;
     b.stop().await;
 }
+
+#[test]
+fn a_thousand_servers_cost_one_query_per_metric_per_interval() {
+    let mut zone = String::from(
+        "zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\nregions:\n",
+    );
+    for r in 0..10 {
+        zone.push_str(&format!(
+            "  r{r}:\n    location: [{r}, {r}]\n    servers:\n"
+        ));
+        for s in 0..100 {
+            zone.push_str(&format!(
+                "      s{s}: {{ address: 192.0.2.{}, capacity: {{ calls: 1000, cps: 100 }} }}\n",
+                s + 1
+            ));
+        }
+    }
+    zone.push_str("services:\n  sip: { regions: [r0, r1, r2, r3, r4, r5, r6, r7, r8, r9] }\n");
+    let extra = "load:\n  prometheus: http://127.0.0.1:9\n  calls: 'sum by (server, region) (sip_active_calls)'\n  cps: 'sum by (server, region) (rate(sip_calls_total[1m]))'\n  match: { label: instance, value: \"$region/$server\" }\n  servers:\n    r3/s7: { calls: 'sip_active_calls{instance=\"$address:9100\"}' }\n";
+    let cfg = ConfigDir::new(&main_cfg(extra), &[("example.com.yaml", &zone)]);
+    let loaded = sipsteer::config::load(&cfg.main()).expect("config loads");
+    let src = loaded.load_source.expect("load source");
+    assert_eq!(src.servers.len(), 1000);
+    let distinct: std::collections::BTreeSet<&str> = src
+        .servers
+        .iter()
+        .flat_map(|s| [s.calls.as_deref(), s.cps.as_deref()])
+        .flatten()
+        .collect();
+    // Two shared queries, plus the one server with its own calls query.
+    assert_eq!(distinct.len(), 3, "{distinct:?}");
+    let s7 = src
+        .servers
+        .iter()
+        .find(|s| s.region == "r3" && s.server == "s7")
+        .expect("r3/s7");
+    assert_eq!(
+        s7.calls.as_deref(),
+        Some("sip_active_calls{instance=\"192.0.2.8:9100\"}")
+    );
+    assert_eq!(
+        (s7.label.as_str(), s7.value.as_str()),
+        ("instance", "r3/s7")
+    );
+}
