@@ -235,6 +235,17 @@ services:
 }
 
 #[test]
+fn suspect_cadence_and_trouble_ttl_errors() {
+    let body = "regions:\n  uk:\n    location: [51.5, 0]\n    health: { suspect_interval: 50ms, suspect_timeout: 1x }\n    servers: { lon1: { address: 192.0.2.1 } }\nservices:\n  sip: { regions: [uk], ttl: 20, trouble_ttl: 60 }\n";
+    assert_eq!(
+        zone_errors(body),
+        [
+            "TBD",
+        ]
+    );
+}
+
+#[test]
 fn records_may_not_shadow_a_service() {
     let body = "regions:\n  uk:\n    location: [51.5, 0]\n    servers: { lon1: { address: 192.0.2.1 } }\nservices:\n  sip: { regions: [uk] }\nrecords:\n  uk.sip: { A: 192.0.2.9 }\n";
     assert_eq!(

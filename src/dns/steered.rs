@@ -61,6 +61,7 @@ pub fn answer(
         snap,
         svc,
         plan: &plan,
+        ttl: steering::answer_ttl(st, &snap.health, svc, &plan),
     };
     let wrote = match (srv, qtype) {
         (Some(t), _) => {
@@ -91,6 +92,7 @@ struct Cx<'a> {
     snap: &'a Snapshot,
     svc: &'a Service,
     plan: &'a Plan,
+    ttl: u32,
 }
 
 impl Cx<'_> {
@@ -120,12 +122,12 @@ impl Cx<'_> {
                         section,
                         owner_name,
                         TYPE_SRV,
-                        self.svc.ttl,
+                        self.ttl,
                         6 + host.len(),
                         |b| srv_rdata(b, prio, weight, port, host),
                     )
                 } else {
-                    w.record_with_qname(section, TYPE_SRV, self.svc.ttl, 6 + host.len(), |b| {
+                    w.record_with_qname(section, TYPE_SRV, self.ttl, 6 + host.len(), |b| {
                         srv_rdata(b, prio, weight, port, host)
                     })
                 };
@@ -149,10 +151,10 @@ impl Cx<'_> {
                 }
                 let host = &self.svc.hosts[pos as usize][si];
                 for a in &s.v4 {
-                    w.record(ADDITIONAL, host, TYPE_A, self.svc.ttl, a);
+                    w.record(ADDITIONAL, host, TYPE_A, self.ttl, a);
                 }
                 for a in &s.v6 {
-                    w.record(ADDITIONAL, host, TYPE_AAAA, self.svc.ttl, a);
+                    w.record(ADDITIONAL, host, TYPE_AAAA, self.ttl, a);
                 }
             }
         }
@@ -170,7 +172,7 @@ impl Cx<'_> {
             let ok = w.record_with_qname(
                 ANSWER,
                 TYPE_NAPTR,
-                self.svc.ttl,
+                self.ttl,
                 8 + service.len() + name.len(),
                 |b| {
                     b.extend_from_slice(&10u16.to_be_bytes());
@@ -214,7 +216,7 @@ impl Cx<'_> {
                 let Some(addr) = self.nth_address(region, v4, (start + j) % count) else {
                     break;
                 };
-                if !w.record_with_qname(ANSWER, rtype, self.svc.ttl, addr.len(), |b| {
+                if !w.record_with_qname(ANSWER, rtype, self.ttl, addr.len(), |b| {
                     b.extend_from_slice(addr)
                 }) {
                     truncate(w, a);

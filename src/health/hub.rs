@@ -16,10 +16,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::monitor::{Monitor, ProbeSpec};
 use super::probe::{Check, CodePolicy, ProbeResult, Target};
-use super::state::{Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
+use super::state::{
+    Cadence, Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds,
+};
 use crate::config::{CheckKind, Config, ServerConfig, Transport};
 use crate::snapshot::Shared;
-use crate::steering::{HealthView, Status, Steering};
+use crate::steering::{HealthView, RECENT_FLIP, Status, Steering};
 
 /// An operator action on one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct ServerReport {
     pub server: String,
     pub state: Status,
     pub observed: String,
+    /// Up, but its latest probes failed: being re-probed at the suspect cadence.
+    pub suspect: bool,
     pub forced: Option<String>,
     pub target: Option<String>,
     pub check: String,
@@ -203,8 +207,11 @@ impl HealthHub {
                     inner.by_target.entry(t.clone()).or_default().push(slot);
                     specs.entry(t.clone()).or_insert_with(|| ProbeSpec {
                         target: t.clone(),
-                        interval: s.probe.interval,
-                        timeout: s.probe.timeout,
+                        cadence: cadence(&s.probe),
+                        thresholds: Thresholds {
+                            rise: s.probe.rise,
+                            fall: s.probe.fall,
+                        },
                         policy: Arc::new(if s.probe.healthy_codes.is_empty() {
                             CodePolicy::default()
                         } else {
@@ -271,7 +278,7 @@ impl HealthHub {
             return;
         };
         let outcome = format!("{:?}", res.outcome).to_lowercase();
-        let mut flipped = false;
+        let mut changed = false;
         for i in slots {
             let e = &mut inner.entries[i];
             let name = format!("{}/{}", e.region, e.server);
@@ -280,13 +287,23 @@ impl HealthHub {
                 metrics::histogram!("sipsteer_probe_rtt_seconds", "server" => name.clone())
                     .record(res.rtt.as_secs_f64());
             }
-            if let Some((from, to)) = e.health.apply(res, now) {
+            let was_suspect = e.health.suspect();
+            let flip = e.health.apply(res, now);
+            if e.health.suspect() != was_suspect {
+                if !was_suspect {
+                    tracing::info!(server = %name, detail = %res.detail, "server suspect");
+                    metrics::counter!("sipsteer_suspect_total", "server" => name.clone())
+                        .increment(1);
+                }
+                changed = true;
+            }
+            if let Some((from, to)) = flip {
                 tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
                 metrics::counter!("sipsteer_state_flips_total", "server" => name, "to" => format!("{to:?}").to_lowercase()).increment(1);
-                flipped = true;
+                changed = true;
             }
         }
-        if flipped {
+        if changed {
             self.publish(&inner, now);
         }
     }
@@ -308,7 +325,11 @@ impl HealthHub {
         if !bound.is_some_and(|b| Arc::ptr_eq(&b, &cur.steering)) {
             return;
         }
-        if cur.health.status == v.status && cur.health.headroom == v.headroom {
+        if cur.health.status == v.status
+            && cur.health.headroom == v.headroom
+            && cur.health.suspect == v.suspect
+            && cur.health.flipped == v.flipped
+        {
             return;
         }
         shared.store(Arc::new(cur.with_health(Arc::new(v))));
@@ -404,6 +425,8 @@ impl HealthHub {
         for (k, v) in counts {
             metrics::gauge!("sipsteer_servers", "state" => k).set(v);
         }
+        let suspect = inner.entries.iter().filter(|e| e.health.suspect()).count();
+        metrics::gauge!("sipsteer_servers_suspect").set(suspect as f64);
         if let Some(t) = self.monitor.last_tick() {
             let age = now.saturating_duration_since(t);
             let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
@@ -427,6 +450,22 @@ fn view(inner: &Inner, now: Instant) -> HealthView {
             .iter()
             .map(|e| e.health.headroom(now, inner.report_ttl).map(|h| h as f32))
             .collect(),
+        suspect: inner.entries.iter().map(|e| e.health.suspect()).collect(),
+        flipped: inner
+            .entries
+            .iter()
+            .map(|e| e.health.flipped_within(now, RECENT_FLIP))
+            .collect(),
+    }
+}
+
+/// The probe cadence of a server; the suspect settings never exceed the steady ones.
+fn cadence(p: &crate::config::ProbeConfig) -> Cadence {
+    Cadence {
+        interval: p.interval,
+        timeout: p.timeout,
+        suspect_interval: p.suspect_interval.min(p.interval),
+        suspect_timeout: p.suspect_timeout.min(p.timeout),
     }
 }
 
@@ -439,6 +478,7 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
         server: e.server.clone(),
         state: status_of(h.effective(now, inner.overflow_at, inner.report_ttl)),
         observed: format!("{:?}", h.observed()).to_lowercase(),
+        suspect: h.suspect(),
         forced: h.forced().map(|f| format!("{f:?}").to_lowercase()),
         target: e.identity.target.as_ref().map(|t| t.addr.to_string()),
         check: match e.check {
