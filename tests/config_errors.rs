@@ -240,7 +240,9 @@ fn suspect_cadence_and_trouble_ttl_errors() {
     assert_eq!(
         zone_errors(body),
         [
-            "TBD",
+            "zones/z.yaml:7:33: regions.uk.health.suspect_interval: must be at least 100ms",
+            "zones/z.yaml:7:56: regions.uk.health.suspect_timeout: invalid duration unit in `1x` (use ms, s, m or h)",
+            "zones/z.yaml:10:47: services.sip.trouble_ttl: trouble_ttl must not exceed the service's ttl (20)",
         ]
     );
 }

@@ -26,8 +26,9 @@ health: {{ check: sip-options-udp{health} }}
     )
 }
 
-/// uk (lon1, the nearest for a client without location) and de (fra1); `svc` adds service keys.
-fn zone(uk: &Responder, de: &Responder, svc: &str) -> String {
+/// uk-TAG (lon1, the nearest for a client without location) and de (fra1); `svc` adds
+/// service keys. The tag keeps each test's metrics apart: tests share one recorder.
+fn zone(tag: &str, uk: &Responder, de: &Responder, svc: &str) -> String {
     format!(
         r#"
 zone: example.com
@@ -36,7 +37,7 @@ ns: [ns1]
 records:
   ns1: {{ A: 192.0.2.53 }}
 regions:
-  uk:
+  uk-{tag}:
     location: [51.5, 0]
     servers:
       lon1: {{ address: {}, port: {} }}
@@ -45,7 +46,7 @@ regions:
     servers:
       fra1: {{ address: {}, port: {} }}
 services:
-  sip: {{ regions: [uk, de], fallback: [uk, de], failover: 2{svc} }}
+  sip: {{ regions: [uk-{tag}, de], fallback: [uk-{tag}, de], failover: 2{svc} }}
 "#,
         uk.addr.ip(),
         uk.addr.port(),
@@ -54,12 +55,12 @@ services:
     )
 }
 
-async fn start(health: &str, svc: &str) -> (TestServer, Responder, Responder) {
+async fn start(tag: &str, health: &str, svc: &str) -> (TestServer, Responder, Responder) {
     let uk = sip::udp_on("127.0.0.2", Mode::Code(200)).await;
     let de = sip::udp_on("127.0.0.3", Mode::Code(200)).await;
     let s = TestServer::start(
         &main_cfg(health),
-        &[("example.com.yaml", &zone(&uk, &de, svc))],
+        &[("example.com.yaml", &zone(tag, &uk, &de, svc))],
     )
     .await;
     let start = Instant::now();
@@ -122,13 +123,12 @@ async fn metric(s: &TestServer, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Waits until the server counts a suspicion of uk/lon1; returns when it saw it.
-async fn suspected(s: &TestServer) -> Instant {
+/// Waits until the server counts a suspicion of uk-TAG/lon1; returns when it saw it.
+async fn suspected(s: &TestServer, tag: &str) -> Instant {
+    let key = format!("sipsteer_suspect_total{{server=\"uk-{tag}/lon1\"}}");
     let start = Instant::now();
     loop {
-        if metric(s, "sipsteer_suspect_total{server=\"uk/lon1\"}")
-            .await
-            .is_some()
+        if metric(s, &key).await.is_some()
         {
             return Instant::now();
         }
@@ -159,12 +159,13 @@ async fn out_of_answers(s: &TestServer, from: Instant, bound: Duration) -> Durat
 
 #[tokio::test]
 async fn silent_server_leaves_srv_and_a_within_seconds_of_its_first_failed_probe() {
-    let (s, uk, _de) = start("", "").await;
+    const TAG: &str = "silent";
+    let (s, uk, _de) = start("silent", "", "").await;
     assert_eq!(srv(&s).await, ["10 lon1", "20 fra1"]);
     assert_eq!(a(&s).await, ["127.0.0.2 30"]);
 
     uk.set(Mode::Silent);
-    let t0 = suspected(&s).await;
+    let t0 = suspected(&s, TAG).await;
     // Two more failures at the 500 ms suspect cadence: about 1 s. Without fast confirmation
     // it is two more steady probes, over 10 s.
     let took = out_of_answers(&s, t0, Duration::from_secs(3)).await;
@@ -181,11 +182,12 @@ async fn silent_server_leaves_srv_and_a_within_seconds_of_its_first_failed_probe
 
 #[tokio::test]
 async fn server_answering_503_leaves_as_fast() {
-    let (s, uk, _de) = start("", "").await;
+    const TAG: &str = "full";
+    let (s, uk, _de) = start("full", "", "").await;
     assert_eq!(srv(&s).await, ["10 lon1", "20 fra1"]);
 
     uk.set(Mode::Code(503));
-    let t0 = suspected(&s).await;
+    let t0 = suspected(&s, TAG).await;
     let took = out_of_answers(&s, t0, Duration::from_secs(3)).await;
     println!("full and out of the answers {took:?} after the first 503");
     let lon1 = server(&s, "lon1").await;
@@ -196,11 +198,11 @@ async fn server_answering_503_leaves_as_fast() {
 
 #[tokio::test]
 async fn one_lost_probe_followed_by_successes_flips_nothing() {
-    let (s, uk, _de) = start("", "").await;
+    let (s, uk, _de) = start("lost", "", "").await;
     // The next probe and its retransmissions are lost; the re-probes after its 2 s timeout
     // are answered.
     uk.lose_one();
-    suspected(&s).await;
+    suspected(&s, "lost").await;
     let start = Instant::now();
     loop {
         assert_eq!(srv(&s).await, ["10 lon1", "20 fra1"], "lon1 must stay");
@@ -216,13 +218,15 @@ async fn one_lost_probe_followed_by_successes_flips_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let (_, m) = get(admin(&s), "/metrics").await;
+    let flips: Vec<&str> = m
+        .lines()
+        .filter(|l| l.starts_with("sipsteer_state_flips_total{") && l.contains("uk-lost/lon1"))
+        .collect();
+    assert_eq!(flips.len(), 1, "only the first result (unknown to up): {flips:?}");
+    assert!(flips[0].contains("to=\"up\""), "{flips:?}");
     assert_eq!(
-        metric(&s, "sipsteer_state_flips_total{server=\"uk/lon1\"").await,
-        None,
-        "no flip counted"
-    );
-    assert_eq!(
-        metric(&s, "sipsteer_suspect_total{server=\"uk/lon1\"}").await,
+        metric(&s, "sipsteer_suspect_total{server=\"uk-lost/lon1\"}").await,
         Some(1.0)
     );
     assert_eq!(srv(&s).await, ["10 lon1", "20 fra1"]);
@@ -232,8 +236,8 @@ async fn one_lost_probe_followed_by_successes_flips_nothing() {
 #[tokio::test]
 async fn steady_probe_count_is_one_per_interval() {
     // A short interval so the window holds enough probes to count.
-    let (s, uk, _de) = start(", interval: 200ms, timeout: 150ms", "").await;
-    let key = "sipsteer_probes_total{server=\"uk/lon1\",result=\"up\"}";
+    let (s, uk, _de) = start("steady", ", interval: 200ms, timeout: 150ms", "").await;
+    let key = "sipsteer_probes_total{server=\"uk-steady/lon1\",result=\"up\"}";
     let (c0, r0, t0) = (metric(&s, key).await, uk.count(), Instant::now());
     assert!(c0.is_some(), "no probe counter for lon1");
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -250,7 +254,10 @@ async fn steady_probe_count_is_one_per_interval() {
         "the responder saw {} requests",
         r1 - r0
     );
-    assert_eq!(metric(&s, "sipsteer_servers_suspect ").await, Some(0.0));
+    assert_eq!(
+        metric(&s, "sipsteer_suspect_total{server=\"uk-steady/lon1\"}").await,
+        None
+    );
     s.stop().await;
 }
 
@@ -258,13 +265,14 @@ async fn steady_probe_count_is_one_per_interval() {
 async fn trouble_ttl_while_a_server_is_suspect_and_explain_shows_it() {
     // A high fall keeps lon1 suspect for a long while (49 re-probes at 500 ms).
     let (s, uk, _de) = start(
+        "trouble",
         ", interval: 1s, timeout: 500ms, fall: 50",
         ", ttl: 30, trouble_ttl: 5",
     )
     .await;
     assert_eq!(a(&s).await, ["127.0.0.2 30"]);
     uk.set(Mode::Silent);
-    suspected(&s).await;
+    suspected(&s, "trouble").await;
     assert_eq!(a(&s).await, ["127.0.0.2 5"], "still answered, shorter TTL");
     assert!(
         srv(&s).await.contains(&"10 lon1".to_string()),
@@ -273,7 +281,6 @@ async fn trouble_ttl_while_a_server_is_suspect_and_explain_shows_it() {
     let lon1 = server(&s, "lon1").await;
     assert_eq!(lon1["suspect"], true, "{lon1}");
     assert_eq!(lon1["state"], "up", "{lon1}");
-    assert_eq!(metric(&s, "sipsteer_servers_suspect ").await, Some(1.0));
     let (code, body) = get(
         admin(&s),
         "/v1/explain?client=127.0.0.1&name=sip.example.com&type=A",
