@@ -128,8 +128,7 @@ async fn suspected(s: &TestServer, tag: &str) -> Instant {
     let key = format!("sipsteer_suspect_total{{server=\"uk-{tag}/lon1\"}}");
     let start = Instant::now();
     loop {
-        if metric(s, &key).await.is_some()
-        {
+        if metric(s, &key).await.is_some() {
             return Instant::now();
         }
         // The next probe within interval (5 s + 10 % jitter), then its 2 s timeout.
@@ -223,7 +222,11 @@ async fn one_lost_probe_followed_by_successes_flips_nothing() {
         .lines()
         .filter(|l| l.starts_with("sipsteer_state_flips_total{") && l.contains("uk-lost/lon1"))
         .collect();
-    assert_eq!(flips.len(), 1, "only the first result (unknown to up): {flips:?}");
+    assert_eq!(
+        flips.len(),
+        1,
+        "only the first result (unknown to up): {flips:?}"
+    );
     assert!(flips[0].contains("to=\"up\""), "{flips:?}");
     assert_eq!(
         metric(&s, "sipsteer_suspect_total{server=\"uk-lost/lon1\"}").await,

@@ -84,8 +84,16 @@ fn overlay(
     };
     dur(&h.interval, "interval", &mut p.interval);
     dur(&h.timeout, "timeout", &mut p.timeout);
-    dur(&h.suspect_interval, "suspect_interval", &mut p.suspect_interval);
-    dur(&h.suspect_timeout, "suspect_timeout", &mut p.suspect_timeout);
+    dur(
+        &h.suspect_interval,
+        "suspect_interval",
+        &mut p.suspect_interval,
+    );
+    dur(
+        &h.suspect_timeout,
+        "suspect_timeout",
+        &mut p.suspect_timeout,
+    );
     for (v, field, out) in [
         (&h.rise, "rise", &mut p.rise),
         (&h.fall, "fall", &mut p.fall),

@@ -16,9 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::monitor::{Monitor, ProbeSpec};
 use super::probe::{Check, CodePolicy, ProbeResult, Target};
-use super::state::{
-    Cadence, Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds,
-};
+use super::state::{Cadence, Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
 use crate::config::{CheckKind, Config, ServerConfig, Transport};
 use crate::snapshot::Shared;
 use crate::steering::{HealthView, RECENT_FLIP, Status, Steering};

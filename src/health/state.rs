@@ -158,10 +158,7 @@ impl ServerHealth {
     /// interval, start to start, so a probe that timed out is followed at once.
     pub fn next_probe(&self, c: &Cadence, took: Duration, jitter: f64) -> (Duration, Duration) {
         if self.suspect() {
-            (
-                c.suspect_interval.saturating_sub(took),
-                c.suspect_timeout,
-            )
+            (c.suspect_interval.saturating_sub(took), c.suspect_timeout)
         } else {
             (c.interval.mul_f64(jitter), c.timeout)
         }
