@@ -59,6 +59,10 @@ pub struct ServiceOut {
     pub ranking: Vec<RankOut>,
     /// Regions answered, nearest healthy first.
     pub tiers: Vec<String>,
+    /// TTL of the steered records; shorter (the trouble TTL) while a server of the tiers is
+    /// suspect, recently flipped or full.
+    pub ttl: u32,
+    pub trouble: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,6 +77,8 @@ pub struct RankOut {
 pub struct ServerOut {
     pub name: String,
     pub state: steering::Status,
+    /// Up, but its latest probes failed: being confirmed at the suspect cadence.
+    pub suspect: bool,
     pub backup: bool,
     /// The operator state file's entry in effect for this server (`drain`, `down`, `up`).
     pub file_state: Option<&'static str>,
@@ -178,6 +184,7 @@ fn service_out(
         Target::Region(p) => (&svc.pinned[p as usize], 0),
     };
     let plan = steering::plan(st, &snap.health, si, target, located);
+    let ttl = steering::answer_ttl(st, &snap.health, svc, &plan);
     let coords = loc.and_then(|l| Some((l.lat?, l.lon?)));
     let region_name = |pos: u16| st.regions[svc.regions[pos as usize]].name.clone();
     ServiceOut {
@@ -205,6 +212,7 @@ fn service_out(
                         .map(|s| ServerOut {
                             name: s.name.clone(),
                             state: snap.health.status(s.slot),
+                            suspect: snap.health.suspect(s.slot),
                             backup: s.backup,
                             file_state: snap
                                 .config
@@ -218,6 +226,8 @@ fn service_out(
             })
             .collect(),
         tiers: plan.tiers().iter().map(|&p| region_name(p)).collect(),
+        ttl,
+        trouble: ttl != svc.ttl,
     }
 }
 
@@ -278,9 +288,10 @@ pub fn render(e: &Explanation) -> String {
                 .iter()
                 .map(|x| {
                     format!(
-                        "{} {}{}{}",
+                        "{} {}{}{}{}",
                         x.name,
                         x.state.as_str(),
+                        if x.suspect { " (suspect)" } else { "" },
                         if x.backup { " (backup)" } else { "" },
                         x.file_state
                             .map(|f| format!(" (operator state file: {f})"))
@@ -313,6 +324,13 @@ pub fn render(e: &Explanation) -> String {
                 tiers.join(", ")
             }
         );
+        if svc.trouble {
+            let _ = writeln!(
+                s,
+                "ttl       {} (trouble: a server of the tiers is suspect, recently flipped or full)",
+                svc.ttl
+            );
+        }
     }
     let _ = writeln!(
         s,

@@ -235,6 +235,19 @@ services:
 }
 
 #[test]
+fn suspect_cadence_and_trouble_ttl_errors() {
+    let body = "regions:\n  uk:\n    location: [51.5, 0]\n    health: { suspect_interval: 50ms, suspect_timeout: 1x }\n    servers: { lon1: { address: 192.0.2.1 } }\nservices:\n  sip: { regions: [uk], ttl: 20, trouble_ttl: 60 }\n";
+    assert_eq!(
+        zone_errors(body),
+        [
+            "zones/z.yaml:7:33: regions.uk.health.suspect_interval: must be at least 100ms",
+            "zones/z.yaml:7:56: regions.uk.health.suspect_timeout: invalid duration unit in `1x` (use ms, s, m or h)",
+            "zones/z.yaml:10:47: services.sip.trouble_ttl: trouble_ttl must not exceed the service's ttl (20)",
+        ]
+    );
+}
+
+#[test]
 fn records_may_not_shadow_a_service() {
     let body = "regions:\n  uk:\n    location: [51.5, 0]\n    servers: { lon1: { address: 192.0.2.1 } }\nservices:\n  sip: { regions: [uk] }\nrecords:\n  uk.sip: { A: 192.0.2.9 }\n";
     assert_eq!(

@@ -259,3 +259,45 @@ fn without_geoip_everyone_gets_the_fallback() {
     assert_eq!(names(&st, &p), ["us-east", "uk"]);
     assert_eq!((p.reason, p.scope), (Reason::Fallback, 0));
 }
+
+#[test]
+fn trouble_ttl_while_a_server_of_the_tiers_is_suspect_flipped_or_full() {
+    let zone = STEER_ZONE.replace("    failover: 2\n", "    failover: 2\n    trouble_ttl: 5\n");
+    let (st, _d) = steering_from(&zone);
+    let svc = &st.services[0];
+    assert_eq!((svc.ttl, svc.trouble_ttl), (30, 5));
+    let slot = |name: &str| {
+        st.regions
+            .iter()
+            .flat_map(|r| &r.servers)
+            .find(|s| s.name == name)
+            .map(|s| s.slot)
+            .expect("server exists")
+    };
+    // No location: the fallback order, us-east then uk.
+    let ttl = |h: &HealthView| {
+        let p = steering::plan(&st, h, 0, Target::Service, ip("10.1.2.3"));
+        assert_eq!(names(&st, &p), ["us-east", "uk"]);
+        steering::answer_ttl(&st, h, svc, &p)
+    };
+    let calm = health(&st, &[]);
+    assert_eq!(ttl(&calm), 30);
+    let mut h = health(&st, &[]);
+    h.suspect[slot("lon3")] = true;
+    assert_eq!(ttl(&h), 5, "a suspect backup of a tier region");
+    let mut h = health(&st, &[]);
+    h.suspect[slot("sin1")] = true;
+    assert_eq!(ttl(&h), 30, "sg is not in the answer");
+    let mut h = health(&st, &[]);
+    h.flipped[slot("iad1")] = true;
+    assert_eq!(ttl(&h), 5, "us-east just flipped (and is up again)");
+    assert_eq!(ttl(&health(&st, &[("lon2", Status::Full)])), 5);
+    assert_eq!(ttl(&health(&st, &[("lon2", Status::Down)])), 30);
+    let (plain, _d) = steering_from(STEER_ZONE);
+    let p = steering::plan(&plain, &h, 0, Target::Service, ip("10.1.2.3"));
+    assert_eq!(
+        steering::answer_ttl(&plain, &h, &plain.services[0], &p),
+        30,
+        "no trouble_ttl: always the ttl"
+    );
+}

@@ -172,6 +172,10 @@ pub struct ProbeConfig {
     pub check: CheckKind,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Re-probe spacing (start to start) and timeout while a server is suspect; used capped
+    /// at `interval` and `timeout`.
+    pub suspect_interval: Duration,
+    pub suspect_timeout: Duration,
     pub rise: u32,
     pub fall: u32,
     /// Final SIP codes that count as healthy, as inclusive ranges; empty = the default policy.
@@ -197,6 +201,9 @@ pub struct ServiceConfig {
     pub regions: Vec<usize>,
     pub transports: Vec<Transport>,
     pub ttl: u32,
+    /// TTL of answers while a server of their tiers is in trouble (suspect, recently
+    /// flipped, full); `None` = always `ttl`.
+    pub trouble_ttl: Option<u32>,
     pub failover: usize,
     /// Bound on A/AAAA answers.
     pub answers: usize,

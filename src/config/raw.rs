@@ -87,6 +87,10 @@ pub struct Health {
     #[serde(default)]
     pub timeout: Option<S<String>>,
     #[serde(default)]
+    pub suspect_interval: Option<S<String>>,
+    #[serde(default)]
+    pub suspect_timeout: Option<S<String>>,
+    #[serde(default)]
     pub rise: Option<S<u32>>,
     #[serde(default)]
     pub fall: Option<S<u32>>,
@@ -210,6 +214,8 @@ pub struct Service {
     pub transports: Option<S<Values>>,
     #[serde(default)]
     pub ttl: Option<S<u32>>,
+    #[serde(default)]
+    pub trouble_ttl: Option<S<u32>>,
     #[serde(default)]
     pub failover: Option<S<u32>>,
     #[serde(default)]

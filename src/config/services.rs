@@ -159,6 +159,17 @@ fn service(
             30
         }
     };
+    let trouble_ttl = match &s.trouble_ttl {
+        Some(t) if t.value > ttl => {
+            sink.on(
+                t,
+                format!("{path}.trouble_ttl"),
+                format!("trouble_ttl must not exceed the service's ttl ({ttl})"),
+            );
+            None
+        }
+        t => t.as_ref().map(|t| t.value),
+    };
     let failover = match &s.failover {
         None => 2.min(regs.len()),
         Some(f) if f.value >= 1 && f.value as usize <= regs.len().min(MAX_TIERS) => {
@@ -260,6 +271,7 @@ fn service(
         regions: regs,
         transports,
         ttl,
+        trouble_ttl,
         failover,
         answers,
         fallback,

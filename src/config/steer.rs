@@ -29,6 +29,8 @@ impl HealthDefaults {
             check: CheckKind::SipUdp,
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
+            suspect_interval: Duration::from_millis(500),
+            suspect_timeout: Duration::from_millis(500),
             rise: 2,
             fall: 3,
             healthy_codes: Vec::new(),
@@ -82,6 +84,16 @@ fn overlay(
     };
     dur(&h.interval, "interval", &mut p.interval);
     dur(&h.timeout, "timeout", &mut p.timeout);
+    dur(
+        &h.suspect_interval,
+        "suspect_interval",
+        &mut p.suspect_interval,
+    );
+    dur(
+        &h.suspect_timeout,
+        "suspect_timeout",
+        &mut p.suspect_timeout,
+    );
     for (v, field, out) in [
         (&h.rise, "rise", &mut p.rise),
         (&h.fall, "fall", &mut p.fall),

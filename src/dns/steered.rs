@@ -62,6 +62,7 @@ pub fn answer(
         svc,
         plan: &plan,
         owner,
+        ttl: steering::answer_ttl(st, &snap.health, svc, &plan),
     };
     let wrote = match (srv, qtype) {
         (Some(t), _) => {
@@ -99,6 +100,7 @@ struct Cx<'a> {
     plan: &'a Plan,
     /// The name answered (the question, or a CNAME target in the zone).
     owner: &'a [u8],
+    ttl: u32,
 }
 
 impl Cx<'_> {
@@ -126,7 +128,7 @@ impl Cx<'_> {
                     section,
                     owner,
                     TYPE_SRV,
-                    self.svc.ttl,
+                    self.ttl,
                     6 + host.len(),
                     |b| srv_rdata(b, prio, weight, port, host),
                 );
@@ -150,10 +152,10 @@ impl Cx<'_> {
                 }
                 let host = &self.svc.hosts[pos as usize][si];
                 for a in &s.v4 {
-                    w.record(ADDITIONAL, host, TYPE_A, self.svc.ttl, a);
+                    w.record(ADDITIONAL, host, TYPE_A, self.ttl, a);
                 }
                 for a in &s.v6 {
-                    w.record(ADDITIONAL, host, TYPE_AAAA, self.svc.ttl, a);
+                    w.record(ADDITIONAL, host, TYPE_AAAA, self.ttl, a);
                 }
             }
         }
@@ -172,7 +174,7 @@ impl Cx<'_> {
                 ANSWER,
                 self.owner,
                 TYPE_NAPTR,
-                self.svc.ttl,
+                self.ttl,
                 8 + service.len() + name.len(),
                 |b| {
                     b.extend_from_slice(&10u16.to_be_bytes());
@@ -219,7 +221,7 @@ impl Cx<'_> {
             let Some(addr) = self.nth_address(region, v4, (start + j) % count) else {
                 break;
             };
-            if !w.record_with(ANSWER, self.owner, rtype, self.svc.ttl, addr.len(), |b| {
+            if !w.record_with(ANSWER, self.owner, rtype, self.ttl, addr.len(), |b| {
                 b.extend_from_slice(addr)
             }) {
                 truncate(w, a);

@@ -18,11 +18,11 @@ mod force;
 
 use super::monitor::{Monitor, ProbeSpec};
 use super::probe::{Check, CodePolicy, ProbeResult, Target};
-use super::state::{Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
+use super::state::{Cadence, Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
 use crate::config::operator::{ForcedState, OperatorStates};
 use crate::config::{CheckKind, Config, ServerConfig, Transport};
 use crate::snapshot::Shared;
-use crate::steering::{HealthView, Status, Steering};
+use crate::steering::{HealthView, RECENT_FLIP, Status, Steering};
 
 /// An operator action on one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct ServerReport {
     pub server: String,
     pub state: Status,
     pub observed: String,
+    /// Up, but its latest probes failed: being re-probed at the suspect cadence.
+    pub suspect: bool,
     pub forced: Option<String>,
     /// Where the forced state comes from: `api` (this instance) or `file` (the operator state
     /// file, shared by every instance). The API wins while it is set.
@@ -259,8 +261,11 @@ impl HealthHub {
                     inner.by_target.entry(t.clone()).or_default().push(slot);
                     specs.entry(t.clone()).or_insert_with(|| ProbeSpec {
                         target: t.clone(),
-                        interval: s.probe.interval,
-                        timeout: s.probe.timeout,
+                        cadence: cadence(&s.probe),
+                        thresholds: Thresholds {
+                            rise: s.probe.rise,
+                            fall: s.probe.fall,
+                        },
                         policy: Arc::new(if s.probe.healthy_codes.is_empty() {
                             CodePolicy::default()
                         } else {
@@ -327,7 +332,7 @@ impl HealthHub {
             return;
         };
         let outcome = format!("{:?}", res.outcome).to_lowercase();
-        let mut flipped = false;
+        let mut changed = false;
         for i in slots {
             let e = &mut inner.entries[i];
             let name = format!("{}/{}", e.region, e.server);
@@ -336,13 +341,23 @@ impl HealthHub {
                 metrics::histogram!("sipsteer_probe_rtt_seconds", "server" => name.clone())
                     .record(res.rtt.as_secs_f64());
             }
-            if let Some((from, to)) = e.health.apply(res, now) {
+            let was_suspect = e.health.suspect();
+            let flip = e.health.apply(res, now);
+            if e.health.suspect() != was_suspect {
+                if !was_suspect {
+                    tracing::info!(server = %name, detail = %res.detail, "server suspect");
+                    metrics::counter!("sipsteer_suspect_total", "server" => name.clone())
+                        .increment(1);
+                }
+                changed = true;
+            }
+            if let Some((from, to)) = flip {
                 tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
                 metrics::counter!("sipsteer_state_flips_total", "server" => name, "to" => format!("{to:?}").to_lowercase()).increment(1);
-                flipped = true;
+                changed = true;
             }
         }
-        if flipped {
+        if changed {
             self.publish(&inner, now);
         }
     }
@@ -367,7 +382,11 @@ impl HealthHub {
         if !bound.is_some_and(|b| Arc::ptr_eq(&b, &cur.steering)) {
             return;
         }
-        if cur.health.status == v.status && cur.health.headroom == v.headroom {
+        if cur.health.status == v.status
+            && cur.health.headroom == v.headroom
+            && cur.health.suspect == v.suspect
+            && cur.health.flipped == v.flipped
+        {
             return;
         }
         shared.store(Arc::new(cur.with_health(Arc::new(v))));
@@ -450,6 +469,8 @@ impl HealthHub {
         for (k, v) in counts {
             metrics::gauge!("sipsteer_servers", "state" => k).set(v);
         }
+        let suspect = inner.entries.iter().filter(|e| e.health.suspect()).count();
+        metrics::gauge!("sipsteer_servers_suspect").set(suspect as f64);
         if let Some(t) = self.monitor.last_tick() {
             let age = now.saturating_duration_since(t);
             let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
@@ -492,6 +513,22 @@ fn view(inner: &Inner, now: Instant) -> HealthView {
             .iter()
             .map(|e| e.health.headroom(now, inner.report_ttl).map(|h| h as f32))
             .collect(),
+        suspect: inner.entries.iter().map(|e| e.health.suspect()).collect(),
+        flipped: inner
+            .entries
+            .iter()
+            .map(|e| e.health.flipped_within(now, RECENT_FLIP))
+            .collect(),
+    }
+}
+
+/// The probe cadence of a server; the suspect settings never exceed the steady ones.
+fn cadence(p: &crate::config::ProbeConfig) -> Cadence {
+    Cadence {
+        interval: p.interval,
+        timeout: p.timeout,
+        suspect_interval: p.suspect_interval.min(p.interval),
+        suspect_timeout: p.suspect_timeout.min(p.timeout),
     }
 }
 
@@ -506,6 +543,7 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
         server: e.server.clone(),
         state: status_of(h.effective(now, inner.overflow_at, inner.report_ttl)),
         observed: format!("{:?}", h.observed()).to_lowercase(),
+        suspect: h.suspect(),
         forced: h.forced().map(|f| format!("{f:?}").to_lowercase()),
         forced_by: effective_forced(inner, &key, wall).1,
         file_state: inner.file_forced.get(&key).map(|o| FileStateOut {

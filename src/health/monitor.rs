@@ -1,7 +1,9 @@
 //! The probe scheduler: one task per distinct target, probing at its interval with jitter
 //! (the first probe at a random point of the interval, later ones ±10%), a semaphore bounding
-//! probes in flight, and results sent on a bounded channel. Targets are diffed on reload:
-//! unchanged ones keep running, removed ones stop.
+//! probes in flight, and results sent on a bounded channel. Each task keeps its own copy of
+//! the target's state machine to pick the next probe: a suspect server is re-probed at the
+//! suspect cadence. Targets are diffed on reload: unchanged ones keep running, removed ones
+//! stop.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,13 +14,14 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::probe::{CodePolicy, ProbeResult, Target, probe};
+use super::state::{Cadence, ServerHealth, Thresholds};
 
 /// How one target is probed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProbeSpec {
     pub target: Target,
-    pub interval: Duration,
-    pub timeout: Duration,
+    pub cadence: Cadence,
+    pub thresholds: Thresholds,
     pub policy: Arc<CodePolicy>,
 }
 
@@ -119,12 +122,14 @@ struct Prober {
 
 impl Prober {
     async fn run(self) {
-        let interval = self.spec.interval;
-        let first = interval.mul_f64(rand::random::<f64>());
+        let cadence = self.spec.cadence;
+        let first = cadence.interval.mul_f64(rand::random::<f64>());
         tokio::select! {
             _ = tokio::time::sleep(first) => {}
             _ = self.cancel.cancelled() => return,
         }
+        let mut health = ServerHealth::new(self.spec.thresholds, None, Instant::now());
+        let mut timeout = cadence.timeout;
         loop {
             let permit = tokio::select! {
                 p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
@@ -132,11 +137,14 @@ impl Prober {
             };
             let ms = self.origin.elapsed().as_millis().max(1) as u64;
             self.last_tick.store(ms, Ordering::Relaxed);
+            let started = Instant::now();
             let result = tokio::select! {
-                r = probe(&self.spec.target, self.spec.timeout, &self.spec.policy) => r,
+                r = probe(&self.spec.target, timeout, &self.spec.policy) => r,
                 _ = self.cancel.cancelled() => return,
             };
             drop(permit);
+            let took = started.elapsed();
+            health.apply(&result, Instant::now());
             if self
                 .results
                 .send((self.spec.target.clone(), result))
@@ -146,8 +154,10 @@ impl Prober {
                 return;
             }
             let jitter = 0.9 + 0.2 * rand::random::<f64>();
+            let (wait, next_timeout) = health.next_probe(&cadence, took, jitter);
+            timeout = next_timeout;
             tokio::select! {
-                _ = tokio::time::sleep(interval.mul_f64(jitter)) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = self.cancel.cancelled() => return,
             }
         }

@@ -2,8 +2,10 @@
 //!
 //! Observed state follows probe results with anti-flap thresholds: from the first result it
 //! takes `fall` consecutive failures (or 503s) to leave `up`, and `rise` consecutive successes
-//! to come back. An operator's forced state is kept apart and wins. Load reports, while
-//! fresh, make a server `full` at `overflow_at` of its capacity.
+//! to come back. An up server with at least one failure in its current streak is *suspect*:
+//! its prober re-probes it at the short suspect cadence until the streak reaches `fall` or a
+//! success clears it ([`ServerHealth::next_probe`]). An operator's forced state is kept apart
+//! and wins. Load reports, while fresh, make a server `full` at `overflow_at` of its capacity.
 
 use std::time::{Duration, Instant};
 
@@ -55,6 +57,16 @@ pub struct Capacity {
     pub cps: Option<u32>,
 }
 
+/// How a target's probes are spaced and bounded: the steady cadence, and the short one
+/// while the server is suspect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cadence {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub suspect_interval: Duration,
+    pub suspect_timeout: Duration,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Load {
     pub calls: Option<u32>,
@@ -69,10 +81,14 @@ pub struct ServerHealth {
     observed: Observed,
     /// The outcome of the current streak and its length.
     streak: (Outcome, u32),
+    /// Consecutive results that were not up (down and full alike).
+    failing: u32,
     forced: Option<Forced>,
     load: Option<Load>,
     last: Option<ProbeResult>,
     since: Instant,
+    /// When the state last changed from a known one (observed or forced).
+    changed: Option<Instant>,
 }
 
 impl ServerHealth {
@@ -82,10 +98,12 @@ impl ServerHealth {
             capacity,
             observed: Observed::Unknown,
             streak: (Outcome::Up, 0),
+            failing: 0,
             forced: None,
             load: None,
             last: None,
             since: now,
+            changed: None,
         }
     }
 
@@ -96,6 +114,10 @@ impl ServerHealth {
         } else {
             (r.outcome, 1)
         };
+        self.failing = match r.outcome {
+            Outcome::Up => 0,
+            _ => self.failing.saturating_add(1),
+        };
         self.last = Some(r.clone());
         let target = match r.outcome {
             Outcome::Up => Observed::Up,
@@ -105,26 +127,54 @@ impl ServerHealth {
         if target == self.observed {
             return None;
         }
-        let needed = match (self.observed, target) {
-            (Observed::Unknown, _) => 1,
-            // Leaving up for full or down, or a full server going down: the fall threshold.
-            (Observed::Up, _) | (Observed::Full, Observed::Down) => self.thresholds.fall,
+        let (needed, have) = match (self.observed, target) {
+            (Observed::Unknown, _) => (1, self.streak.1),
+            // Leaving up: `fall` failures in a row, down and full alike; the last one decides.
+            (Observed::Up, _) => (self.thresholds.fall, self.failing),
+            // A full server going down: the fall threshold.
+            (Observed::Full, Observed::Down) => (self.thresholds.fall, self.streak.1),
             // Coming back (to up, or to alive-but-full): the rise threshold.
-            _ => self.thresholds.rise,
+            _ => (self.thresholds.rise, self.streak.1),
         };
-        if self.streak.1 < needed {
+        if have < needed {
             return None;
         }
         let old = self.observed;
         self.observed = target;
         self.since = now;
+        if old != Observed::Unknown {
+            self.changed = Some(now);
+        }
         Some((old, target))
+    }
+
+    /// Up as far as the probes tell, but the latest probes failed (fewer than `fall`).
+    pub fn suspect(&self) -> bool {
+        self.observed == Observed::Up && self.failing > 0
+    }
+
+    /// When the next probe starts (after one that took `took` ended) and its timeout. Steady:
+    /// the interval scaled by `jitter` (0.9..=1.1). Suspect: at most one probe per suspect
+    /// interval, start to start, so a probe that timed out is followed at once.
+    pub fn next_probe(&self, c: &Cadence, took: Duration, jitter: f64) -> (Duration, Duration) {
+        if self.suspect() {
+            (c.suspect_interval.saturating_sub(took), c.suspect_timeout)
+        } else {
+            (c.interval.mul_f64(jitter), c.timeout)
+        }
+    }
+
+    /// Whether the state changed (not counting the first probe result) within `window`.
+    pub fn flipped_within(&self, now: Instant, window: Duration) -> bool {
+        self.changed
+            .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
     pub fn set_forced(&mut self, f: Option<Forced>, now: Instant) {
         if self.forced != f {
             self.forced = f;
             self.since = now;
+            self.changed = Some(now);
         }
     }
 
@@ -336,5 +386,120 @@ mod tests {
         let mut no_cap = ServerHealth::new(Thresholds { rise: 2, fall: 3 }, None, t);
         no_cap.report_load(Some(10_000), None, t);
         assert_eq!(no_cap.effective(t, 0.8, TTL), State::Unknown);
+    }
+
+    const CADENCE: Cadence = Cadence {
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(2),
+        suspect_interval: Duration::from_millis(500),
+        suspect_timeout: Duration::from_millis(500),
+    };
+
+    /// Drives one server through the prober's loop with explicit instants: each step is an
+    /// outcome; a failed probe takes its whole timeout, a good one 1 ms. Returns, per step,
+    /// the instant its result arrived and the observed state after it.
+    fn drive(h: &mut ServerHealth, seq: &[Outcome], t0: Instant) -> Vec<(Duration, Observed)> {
+        let mut now = t0;
+        let mut timeout = CADENCE.timeout;
+        let mut out = Vec::new();
+        for o in seq {
+            let took = if *o == U {
+                Duration::from_millis(1)
+            } else {
+                timeout
+            };
+            now += took;
+            h.apply(&res(*o), now);
+            out.push((now - t0, h.observed()));
+            let (wait, next_timeout) = h.next_probe(&CADENCE, took, 1.0);
+            now += wait;
+            timeout = next_timeout;
+        }
+        out
+    }
+
+    #[test]
+    fn one_failure_makes_an_up_server_suspect_and_a_success_clears_it() {
+        let t = Instant::now();
+        let mut h = server(t);
+        run(&mut h, &[U], t);
+        assert!(!h.suspect());
+        run(&mut h, &[D], t);
+        assert!(h.suspect(), "one failure of an up server");
+        assert_eq!(h.observed(), S::Up);
+        assert_eq!(
+            h.next_probe(&CADENCE, Duration::from_millis(100), 1.0),
+            (Duration::from_millis(400), CADENCE.suspect_timeout),
+            "suspect: the next probe 500 ms after the last one started"
+        );
+        assert_eq!(
+            h.next_probe(&CADENCE, Duration::from_secs(2), 1.0),
+            (Duration::ZERO, CADENCE.suspect_timeout),
+            "a probe that timed out is followed at once"
+        );
+        run(&mut h, &[U], t);
+        assert!(!h.suspect());
+        assert_eq!(
+            h.next_probe(&CADENCE, Duration::from_millis(1), 1.1),
+            (Duration::from_millis(5500), CADENCE.timeout),
+            "back to the steady interval, with its jitter"
+        );
+        let mut f = server(t);
+        run(&mut f, &[U, F], t);
+        assert!(f.suspect(), "a 503 makes it suspect too");
+    }
+
+    #[test]
+    fn silence_confirmed_within_fall_minus_one_suspect_intervals() {
+        let t = Instant::now();
+        let mut h = server(t);
+        let steps = drive(&mut h, &[U, D, D, D], t);
+        assert_eq!(steps[0], (Duration::from_millis(1), S::Up));
+        // Steady: 5 s later the next probe, which times out after 2 s.
+        assert_eq!(steps[1], (Duration::from_millis(7001), S::Up));
+        // Then two probes at the suspect timeout, back to back.
+        assert_eq!(steps[2], (Duration::from_millis(7501), S::Up));
+        assert_eq!(steps[3], (Duration::from_millis(8001), S::Down));
+        assert!(!h.suspect(), "a down server is not suspect");
+        assert_eq!(
+            h.next_probe(&CADENCE, CADENCE.suspect_timeout, 1.0).0,
+            CADENCE.interval,
+            "down servers are probed at the steady interval"
+        );
+    }
+
+    #[test]
+    fn full_is_confirmed_as_fast_and_mixed_failures_count_together() {
+        let t = Instant::now();
+        let mut h = server(t);
+        let steps = drive(&mut h, &[U, F, F, F], t);
+        assert_eq!(steps[3].1, S::Full);
+        assert_eq!(steps[3].0 - steps[1].0, Duration::from_secs(1));
+        let mut h = server(t);
+        assert_eq!(
+            run(&mut h, &[U, D, F, D], t),
+            [S::Up, S::Up, S::Up, S::Down],
+            "three failures in a row, the last one decides"
+        );
+        let mut h = server(t);
+        assert_eq!(run(&mut h, &[U, F, D, F], t)[3], S::Full);
+    }
+
+    #[test]
+    fn a_lost_probe_then_successes_never_flips_and_recovery_keeps_rise() {
+        let t = Instant::now();
+        let mut h = server(t);
+        let steps = drive(&mut h, &[U, D, U, U, D, D, U, U], t);
+        assert!(steps.iter().all(|(_, s)| *s == S::Up));
+        assert!(!h.suspect());
+        let mut h = server(t);
+        let steps = drive(&mut h, &[U, D, D, D, U, U], t);
+        assert_eq!(steps[4].1, S::Down, "one success is not enough (rise 2)");
+        assert_eq!(steps[5].1, S::Up);
+        assert_eq!(
+            steps[5].0 - steps[4].0,
+            Duration::from_millis(5001),
+            "coming back is paced by the steady interval"
+        );
     }
 }

@@ -97,6 +97,8 @@ pub struct Service {
     pub regions: Vec<usize>,
     pub transports: Vec<Transport>,
     pub ttl: u32,
+    /// TTL while a server of the answer's tiers is in trouble (equal to `ttl` when unset).
+    pub trouble_ttl: u32,
     pub failover: usize,
     pub answers: usize,
     pub all_down: AllDown,
@@ -241,6 +243,7 @@ pub fn compile_reusing(
                 regions: s.regions.clone(),
                 transports: s.transports.clone(),
                 ttl: s.ttl,
+                trouble_ttl: s.trouble_ttl.unwrap_or(s.ttl),
                 failover: s.failover,
                 answers: s.answers,
                 all_down: s.all_down,

@@ -54,7 +54,14 @@ pub struct HealthView {
     pub status: Vec<Status>,
     /// Remaining capacity (0..=1) when load is known; scales SRV weights.
     pub headroom: Vec<Option<f32>>,
+    /// Up, but its latest probes failed: being confirmed at the suspect cadence.
+    pub suspect: Vec<bool>,
+    /// Its state changed a moment ago ([`RECENT_FLIP`]).
+    pub flipped: Vec<bool>,
 }
+
+/// How long a server counts as recently flipped, for the trouble TTL.
+pub const RECENT_FLIP: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl HealthView {
     /// Every server up, nothing known about load (`explain` offline, and before probing).
@@ -62,6 +69,8 @@ impl HealthView {
         HealthView {
             status: vec![Status::Unknown; slots],
             headroom: vec![None; slots],
+            suspect: vec![false; slots],
+            flipped: vec![false; slots],
         }
     }
     pub fn status(&self, slot: usize) -> Status {
@@ -69,6 +78,15 @@ impl HealthView {
     }
     pub fn headroom(&self, slot: usize) -> Option<f32> {
         self.headroom.get(slot).copied().flatten()
+    }
+    pub fn suspect(&self, slot: usize) -> bool {
+        self.suspect.get(slot).copied().unwrap_or(false)
+    }
+    /// Suspect, recently flipped or full: answers that include it may soon change.
+    pub fn troubled(&self, slot: usize) -> bool {
+        self.suspect(slot)
+            || self.flipped.get(slot).copied().unwrap_or(false)
+            || self.status(slot) == Status::Full
     }
 }
 
@@ -212,6 +230,21 @@ pub fn tier_servers<'a>(
         .into_iter()
         .flat_map(|r| r.servers.iter().enumerate())
         .filter(move |(_, s)| s.backup == backups && (fail_open || health.status(s.slot).serves()))
+}
+
+/// The TTL of a planned answer: the service's trouble TTL while any server of its tier
+/// regions is in trouble, else its TTL.
+pub fn answer_ttl(st: &Steering, health: &HealthView, svc: &Service, plan: &Plan) -> u32 {
+    if svc.trouble_ttl >= svc.ttl {
+        return svc.ttl;
+    }
+    let troubled = plan.tiers().iter().any(|&pos| {
+        svc.regions
+            .get(pos as usize)
+            .and_then(|&r| st.regions.get(r))
+            .is_some_and(|r| r.servers.iter().any(|s| health.troubled(s.slot)))
+    });
+    if troubled { svc.trouble_ttl } else { svc.ttl }
 }
 
 /// SRV weight: the configured weight, scaled by the headroom left when load is known.

@@ -2,8 +2,8 @@
 //! according to a mode that tests switch at run time, and counts the requests it received.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
@@ -53,6 +53,8 @@ pub struct Responder {
     pub addr: SocketAddr,
     mode: Arc<AtomicU16>,
     pub requests: Arc<AtomicUsize>,
+    /// Losing one transaction: `Some(None)` = the next one, `Some(Some(call-id))` = this one.
+    lose: Arc<Mutex<Option<Option<String>>>>,
 }
 
 impl Responder {
@@ -61,6 +63,34 @@ impl Responder {
     }
     pub fn count(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+    /// Loses the next request over UDP and all its retransmissions: one lost probe.
+    pub fn lose_one(&self) {
+        if let Ok(mut l) = self.lose.lock() {
+            *l = Some(None);
+        }
+    }
+    /// Whether to drop this request (UDP): it belongs to the transaction being lost.
+    fn lost(&self, req: &str) -> bool {
+        let Ok(mut l) = self.lose.lock() else {
+            return false;
+        };
+        let id = req
+            .split("\r\n")
+            .find(|h| {
+                let h = h.to_ascii_lowercase();
+                h.starts_with("call-id:") || h.starts_with("i:")
+            })
+            .and_then(|h| h.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned());
+        match (&*l, id) {
+            (Some(None), Some(id)) => {
+                *l = Some(Some(id));
+                true
+            }
+            (Some(Some(lost)), Some(id)) if *lost == id => true,
+            _ => false,
+        }
     }
 }
 
@@ -131,11 +161,17 @@ fn replies(mode: Mode, req: &str) -> Vec<Vec<u8>> {
 
 /// A UDP responder on 127.0.0.1 (a fresh port).
 pub async fn udp(mode: Mode) -> Responder {
-    let sock = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+    udp_on("127.0.0.1", mode).await
+}
+
+/// A UDP responder on another loopback address (`127.0.0.2`), so A answers tell servers apart.
+pub async fn udp_on(ip: &str, mode: Mode) -> Responder {
+    let sock = UdpSocket::bind((ip, 0)).await.expect("bind");
     let r = Responder {
         addr: sock.local_addr().expect("addr"),
         mode: Arc::new(AtomicU16::new(encode(mode))),
         requests: Arc::new(AtomicUsize::new(0)),
+        lose: Arc::new(Mutex::new(None)),
     };
     let rr = r.clone();
     tokio::spawn(async move {
@@ -146,6 +182,9 @@ pub async fn udp(mode: Mode) -> Responder {
             };
             rr.requests.fetch_add(1, Ordering::SeqCst);
             let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if rr.lost(&req) {
+                continue;
+            }
             for out in replies(decode(rr.mode.load(Ordering::SeqCst)), &req) {
                 let _ = sock.send_to(&out, peer).await;
             }
@@ -161,6 +200,7 @@ pub async fn tcp(mode: Mode) -> Responder {
         addr: l.local_addr().expect("addr"),
         mode: Arc::new(AtomicU16::new(encode(mode))),
         requests: Arc::new(AtomicUsize::new(0)),
+        lose: Arc::new(Mutex::new(None)),
     };
     let rr = r.clone();
     tokio::spawn(async move {
