@@ -126,7 +126,7 @@ fn walk(t: &Tree<'_>, bits: u32, v4: Option<usize>) -> Result<usize, String> {
         let n = p.record;
         if n > t.node_count {
             let offset = (n - t.node_count).checked_sub(SEPARATOR);
-            if !offset.is_some_and(|o| o < t.data_len) {
+            if offset.is_none_or(|o| o >= t.data_len) {
                 return Err(format!(
                     "search tree node {} points to {n}, outside the data section {CRAFTED}",
                     p.parent
