@@ -47,7 +47,11 @@ fuzz_target!(|data: &[u8]| {
         }
         let reply = Message::from_vec(&out)
             .unwrap_or_else(|e| panic!("{proto:?} reply does not decode: {e}: {out:02x?}"));
-        assert_eq!(&out[..2], &data[..2], "{proto:?} reply does not echo the id");
+        assert_eq!(
+            &out[..2],
+            &data[..2],
+            "{proto:?} reply does not echo the id"
+        );
         if let Some(q) = &query
             && q.queries.len() == 1
         {
@@ -55,7 +59,11 @@ fuzz_target!(|data: &[u8]| {
         }
         if matches!(proto, Proto::Udp) {
             let limit = udp_limit(query.as_ref(), snap.udp_payload);
-            assert!(out.len() <= limit, "udp reply of {} bytes over {limit}", out.len());
+            assert!(
+                out.len() <= limit,
+                "udp reply of {} bytes over {limit}",
+                out.len()
+            );
         }
     }
 });

@@ -32,6 +32,11 @@ fuzz_target!(|data: &[u8]| {
     // Networks <= nodes + 1 <= len / 6 + 1; flattening splits each at most in two, and a
     // network over ::/96 adds an IPv4 range.
     let bound = 3 * (data.len() / 6 + 2);
-    assert!(table.len() <= bound, "{} ranges from {} bytes", table.len(), data.len());
+    assert!(
+        table.len() <= bound,
+        "{} ranges from {} bytes",
+        table.len(),
+        data.len()
+    );
     assert!(table.locations.len() <= data.len());
 });

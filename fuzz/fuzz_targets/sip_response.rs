@@ -8,7 +8,10 @@ use sipsteer::health::sip::{MAX_MESSAGE, parse_datagram, parse_response};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((r, used)) = parse_response(data) {
-        assert!(used <= data.len() && used <= MAX_MESSAGE, "took {used} bytes");
+        assert!(
+            used <= data.len() && used <= MAX_MESSAGE,
+            "took {used} bytes"
+        );
         assert!((100..700).contains(&r.code));
     }
     for truncated in [false, true] {

@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 
-const MAIN: &str = "listen: { dns: [\"127.0.0.1:0\"], admin: \"off\" }\nzones: zones\nhealth: { check: none }\n";
+const MAIN: &str =
+    "listen: { dns: [\"127.0.0.1:0\"], admin: \"off\" }\nzones: zones\nhealth: { check: none }\n";
 
 /// A config directory made once per process: `sipsteer.yaml` and `zones/`.
 fn dir() -> &'static (tempfile::TempDir, PathBuf) {
