@@ -1,7 +1,7 @@
 //! Fuzz target: any bytes as a DNS query through `dns::answer::respond` over UDP and TCP,
 //! against the repository's sample config. Every reply must decode with hickory-proto, echo
-//! the query ID (and the question when the query has one parseable question) and, over UDP,
-//! fit the payload limit the query allows.
+//! the query ID (and the question when the query has one parseable, uncompressed question)
+//! and, over UDP, fit the payload limit the query allows.
 #![no_main]
 
 use std::net::IpAddr;
@@ -35,6 +35,21 @@ fn udp_limit(query: Option<&Message>, server: u16) -> usize {
     }
 }
 
+/// Whether the question name (at offset 12) is written out without a compression pointer.
+/// sipsteer answers a compressed question name with FORMERR and no question section (a
+/// choice of the answer path, not a malformed reply), so only plain names must be echoed.
+fn plain_question_name(data: &[u8]) -> bool {
+    let mut i = 12;
+    while let Some(&len) = data.get(i) {
+        match len {
+            0 => return true,
+            1..=63 => i += 1 + len as usize,
+            _ => return false,
+        }
+    }
+    false
+}
+
 fuzz_target!(|data: &[u8]| {
     let snap = snapshot();
     let query = Message::from_vec(data).ok();
@@ -54,6 +69,7 @@ fuzz_target!(|data: &[u8]| {
         );
         if let Some(q) = &query
             && q.queries.len() == 1
+            && plain_question_name(data)
         {
             assert_eq!(reply.queries, q.queries, "{proto:?} question not echoed");
         }
