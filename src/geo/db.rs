@@ -21,7 +21,8 @@ pub struct DbInfo {
 }
 
 enum Source {
-    Mmdb(Box<Reader<Vec<u8>>>),
+    /// The reader and the number of networks its checked tree holds.
+    Mmdb(Box<Reader<Vec<u8>>>, usize),
     Csv(Vec<(IpNet, Location)>),
 }
 
@@ -57,8 +58,13 @@ fn complete(mut l: Location) -> Location {
     l
 }
 
-fn decode(r: &maxminddb::LookupResult<'_, Vec<u8>>) -> Option<Location> {
-    let city: geoip2::City = r.decode().ok()??;
+/// The location of a record; `Ok(None)` when it has none, an error when it does not decode.
+fn decode(
+    r: &maxminddb::LookupResult<'_, Vec<u8>>,
+) -> Result<Option<Location>, maxminddb::MaxMindDbError> {
+    let Some(city) = r.decode::<geoip2::City>()? else {
+        return Ok(None);
+    };
     let coords = match (city.location.latitude, city.location.longitude) {
         (Some(a), Some(b)) => Some((a, b)),
         _ => None,
@@ -69,12 +75,13 @@ fn decode(r: &maxminddb::LookupResult<'_, Vec<u8>>) -> Option<Location> {
         coords,
         city: city.city.names.english.map(Into::into),
     };
-    (l.country.is_some() || l.coords.is_some() || l.continent.is_some()).then(|| complete(l))
+    Ok((l.country.is_some() || l.coords.is_some() || l.continent.is_some()).then(|| complete(l)))
 }
 
 impl GeoDb {
     /// Opens `.mmdb` files with maxminddb (read into memory, never mapped: a file replaced
-    /// in place must not change under us), anything else as CSV.
+    /// in place must not change under us) after checking their search tree (see `tree`),
+    /// anything else as CSV.
     pub fn open(path: &Path) -> Result<GeoDb, GeoError> {
         let is_mmdb = path
             .extension()
@@ -82,9 +89,10 @@ impl GeoDb {
         let source = if is_mmdb {
             let bytes = crate::files::read_bounded(path, crate::files::MAX_GEOIP)
                 .map_err(|e| file_err(path, format!("cannot read GeoIP database: {e}")))?;
+            let networks = super::tree::check(&bytes).map_err(|e| file_err(path, e))?;
             let r = Reader::from_source(bytes)
                 .map_err(|e| file_err(path, format!("cannot read MaxMind database: {e}")))?;
-            Source::Mmdb(Box::new(r))
+            Source::Mmdb(Box::new(r), networks)
         } else {
             let rows = super::csv::read(path)?;
             Source::Csv(rows.into_iter().map(|(n, l)| (n, complete(l))).collect())
@@ -99,10 +107,10 @@ impl GeoDb {
     pub fn lookup(&self, ip: IpAddr) -> Option<(Location, u8)> {
         let ip = super::canonical(ip);
         match &self.source {
-            Source::Mmdb(r) => {
+            Source::Mmdb(r, _) => {
                 let res = r.lookup(ip).ok()?;
                 let prefix = res.network().ok()?.prefix();
-                Some((decode(&res)?, prefix))
+                Some((decode(&res).ok()??, prefix))
             }
             Source::Csv(rows) => rows
                 .iter()
@@ -114,7 +122,7 @@ impl GeoDb {
 
     pub fn info(&self) -> DbInfo {
         match &self.source {
-            Source::Mmdb(r) => {
+            Source::Mmdb(r, _) => {
                 let m = r.metadata();
                 DbInfo {
                     database_type: m.database_type.clone(),
@@ -157,29 +165,52 @@ impl GeoDb {
             }
         };
         match &self.source {
-            Source::Mmdb(r) => {
+            Source::Mmdb(r, networks) => {
                 // Records are shared between networks: decode each data record once.
                 let mut by_offset: HashMap<usize, Option<u32>> = HashMap::new();
                 let mut by_value: HashMap<String, u32> = HashMap::new();
                 let iter = r.networks(WithinOptions::default()).map_err(|e| {
                     file_err(Path::new(&self.path), format!("cannot walk database: {e}"))
                 })?;
-                for item in iter {
+                // The checked tree bounds the walk; stop anyway if it yields more.
+                for (seen, item) in iter.enumerate() {
                     let item = item.map_err(|e| {
                         file_err(Path::new(&self.path), format!("corrupt database: {e}"))
                     })?;
+                    if seen >= *networks {
+                        return Err(file_err(
+                            Path::new(&self.path),
+                            format!(
+                                "search tree yields more than its {networks} networks (crafted or corrupt database)"
+                            ),
+                        ));
+                    }
                     let Some(offset) = item.offset() else {
                         continue;
                     };
-                    let id = *by_offset.entry(offset).or_insert_with(|| {
-                        decode(&item).map(|l| {
-                            let key = format!("{:?}", l);
-                            *by_value.entry(key).or_insert_with(|| {
-                                locations.push(l);
-                                (locations.len() - 1) as u32
-                            })
-                        })
-                    });
+                    let id = match by_offset.get(&offset) {
+                        Some(id) => *id,
+                        None => {
+                            let id = decode(&item)
+                                .map_err(|e| {
+                                    file_err(
+                                        Path::new(&self.path),
+                                        format!(
+                                            "data record at offset {offset} cannot be decoded: {e}"
+                                        ),
+                                    )
+                                })?
+                                .map(|l| {
+                                    let key = format!("{:?}", l);
+                                    *by_value.entry(key).or_insert_with(|| {
+                                        locations.push(l);
+                                        (locations.len() - 1) as u32
+                                    })
+                                });
+                            by_offset.insert(offset, id);
+                            id
+                        }
+                    };
                     let (Some(id), Ok(net)) = (id, item.network()) else {
                         continue;
                     };

@@ -9,6 +9,7 @@ mod csv;
 mod db;
 mod map;
 mod table;
+mod tree;
 mod writer;
 
 pub use build::{BuildSummary, build_file};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::sip::{Ids, ParseError, options_request, parse_response};
+use super::sip::{Ids, MAX_MESSAGE, ParseError, options_request, parse_datagram, parse_response};
 
 /// How a target is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +72,13 @@ impl CodePolicy {
 }
 
 const T1: Duration = Duration::from_millis(500);
+
+/// Receive buffer of a UDP probe. A longer datagram is cut to this size; its status line and
+/// headers are still read (see `parse_datagram`).
+pub const UDP_BUFFER: usize = 4096;
+
+/// Bytes read from a TCP probe connection at a time.
+const TCP_CHUNK: usize = 4096;
 
 /// Runs one probe, bounded by `timeout`.
 pub async fn probe(target: &Target, timeout: Duration, policy: &CodePolicy) -> ProbeResult {
@@ -147,7 +154,7 @@ async fn sip_udp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
     let deadline = tokio::time::Instant::now() + timeout;
     let mut next_send = tokio::time::Instant::now();
     let mut interval = T1;
-    let mut buf = vec![0u8; 65_535];
+    let mut buf = [0u8; UDP_BUFFER];
     let mut bad: Option<String> = None;
     loop {
         let now = tokio::time::Instant::now();
@@ -163,8 +170,8 @@ async fn sip_udp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
         match tokio::time::timeout_at(wait, sock.recv(&mut buf)).await {
             Err(_) => continue,
             Ok(Err(e)) => return Err(io_detail(&e)),
-            Ok(Ok(n)) => match parse_response(&buf[..n]) {
-                Ok((r, _)) if r.matches(&ids) => {
+            Ok(Ok(n)) => match parse_datagram(&buf[..n], n == buf.len()) {
+                Ok(r) if r.matches(&ids) => {
                     if r.code < 200 {
                         continue;
                     }
@@ -192,10 +199,15 @@ async fn sip_tcp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
         s.write_all(options_request(addr, local, "TCP", &ids).as_bytes())
             .await
             .map_err(|e| io_detail(&e))?;
-        let mut buf: Vec<u8> = Vec::with_capacity(4096);
-        let mut chunk = [0u8; 4096];
+        // Unparsed bytes: never more than one complete message can take (`MAX_MESSAGE`).
+        let mut buf: Vec<u8> = Vec::with_capacity(TCP_CHUNK);
+        let mut chunk = [0u8; TCP_CHUNK];
         loop {
-            let n = s.read(&mut chunk).await.map_err(|e| io_detail(&e))?;
+            let room = MAX_MESSAGE.saturating_sub(buf.len()).min(TCP_CHUNK);
+            let n = s
+                .read(&mut chunk[..room])
+                .await
+                .map_err(|e| io_detail(&e))?;
             if n == 0 {
                 return Err("connection closed without a final response".to_string());
             }
@@ -211,6 +223,11 @@ async fn sip_tcp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
                                 describe(r.code, &r.reason, r.retry_after),
                             ));
                         }
+                    }
+                    Err(ParseError::Incomplete) if buf.len() >= MAX_MESSAGE => {
+                        return Err(format!(
+                            "bad response: {MAX_MESSAGE} bytes without a complete message"
+                        ));
                     }
                     Err(ParseError::Incomplete) => break,
                     Err(ParseError::Bad(e)) => return Err(format!("bad response: {e}")),

@@ -85,16 +85,61 @@ pub enum ParseError {
     Bad(String),
 }
 
-/// Parses one response at the start of `buf`; returns it and the bytes it took.
+/// Longest header section accepted (status line and headers); longer is a malformed reply.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Largest Content-Length accepted; larger is a malformed reply.
+pub const MAX_BODY: usize = 16 * 1024;
+/// The most one complete response can take: a TCP probe never buffers more.
+pub const MAX_MESSAGE: usize = MAX_HEAD + 4 + MAX_BODY;
+
+/// Parses one response at the start of `buf`, framed by Content-Length (TCP); returns it and
+/// the bytes it took.
 pub fn parse_response(buf: &[u8]) -> Result<(Response, usize), ParseError> {
-    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        if buf.len() > 65_536 {
-            return Err(ParseError::Bad("headers longer than 64 KiB".into()));
-        }
+    let Some(end) = head_end(buf)? else {
         return Err(ParseError::Incomplete);
     };
-    let head = std::str::from_utf8(&buf[..end])
-        .map_err(|_| ParseError::Bad("headers are not UTF-8".into()))?;
+    let (r, content_length) = parse_head(&buf[..end])?;
+    // Both terms are bounded, so this cannot overflow.
+    let total = end + 4 + content_length;
+    if buf.len() < total {
+        return Err(ParseError::Incomplete);
+    }
+    Ok((r, total))
+}
+
+/// Parses a response received as one datagram. `truncated` says the datagram may have been
+/// cut to the receive buffer: then the status line and the complete header lines are enough,
+/// and the body is not required.
+pub fn parse_datagram(buf: &[u8], truncated: bool) -> Result<Response, ParseError> {
+    if truncated {
+        let head = match head_end(buf)? {
+            Some(end) => end,
+            None => buf
+                .windows(2)
+                .rposition(|w| w == b"\r\n")
+                .ok_or(ParseError::Incomplete)?,
+        };
+        return parse_head(&buf[..head]).map(|(r, _)| r);
+    }
+    parse_response(buf).map(|(r, _)| r)
+}
+
+/// Where the header section ends (the blank line), `None` if not yet received; an error when
+/// it is longer than `MAX_HEAD`.
+fn head_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
+    let scan = &buf[..buf.len().min(MAX_HEAD + 4)];
+    match scan.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(end) => Ok(Some(end)),
+        None if buf.len() > MAX_HEAD + 3 => Err(ParseError::Bad(format!(
+            "headers longer than {} KiB",
+            MAX_HEAD / 1024
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Unfolds continuation lines.
+fn unfold(head: &str) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     for l in head.split("\r\n") {
         if (l.starts_with(' ') || l.starts_with('\t')) && !lines.is_empty() {
@@ -106,6 +151,15 @@ pub fn parse_response(buf: &[u8]) -> Result<(Response, usize), ParseError> {
             lines.push(l.to_owned());
         }
     }
+    lines
+}
+
+/// Parses the status line and headers (without the blank line); returns the response and
+/// its Content-Length.
+fn parse_head(head: &[u8]) -> Result<(Response, usize), ParseError> {
+    let head =
+        std::str::from_utf8(head).map_err(|_| ParseError::Bad("headers are not UTF-8".into()))?;
+    let lines = unfold(head);
     let status = lines
         .first()
         .ok_or_else(|| ParseError::Bad("empty message".into()))?;
@@ -161,19 +215,28 @@ pub fn parse_response(buf: &[u8]) -> Result<(Response, usize), ParseError> {
                     .next()
                     .and_then(|v| v.parse().ok())
             }
-            "content-length" | "l" => {
-                content_length = value
-                    .parse()
-                    .map_err(|_| ParseError::Bad(format!("bad Content-Length `{value}`")))?;
-            }
+            "content-length" | "l" => content_length = parse_length(value)?,
             _ => {}
         }
     }
-    let total = end + 4 + content_length;
-    if buf.len() < total {
-        return Err(ParseError::Incomplete);
+    Ok((r, content_length))
+}
+
+/// A Content-Length value, at most `MAX_BODY`.
+fn parse_length(value: &str) -> Result<usize, ParseError> {
+    let bad = || ParseError::Bad(format!("bad Content-Length `{}`", truncate(value)));
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
     }
-    Ok((r, total))
+    let digits = value.trim_start_matches('0');
+    match digits.parse::<usize>() {
+        Ok(n) if n <= MAX_BODY => Ok(n),
+        _ if digits.is_empty() => Ok(0),
+        _ => Err(ParseError::Bad(format!(
+            "content-length `{}` exceeds the {MAX_BODY}-byte limit",
+            truncate(value)
+        ))),
+    }
 }
 
 fn truncate(s: &str) -> &str {
@@ -289,5 +352,31 @@ mod tests {
             parse_response(&[0xff, 0xfe, b'\r', b'\n', b'\r', b'\n']),
             Err(ParseError::Bad(_))
         ));
+    }
+
+    #[test]
+    fn lengths_and_truncated_datagrams_are_bounded() {
+        let huge = b"SIP/2.0 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n";
+        assert!(matches!(parse_response(huge), Err(ParseError::Bad(_))));
+        let over = format!("SIP/2.0 200 OK\r\nl: {}\r\n\r\n", MAX_BODY + 1);
+        assert!(matches!(
+            parse_response(over.as_bytes()),
+            Err(ParseError::Bad(_))
+        ));
+        let max = format!("SIP/2.0 200 OK\r\nl: 000{MAX_BODY}\r\n\r\n");
+        assert_eq!(parse_response(max.as_bytes()), Err(ParseError::Incomplete));
+        assert!(matches!(
+            parse_response(b"SIP/2.0 200 OK\r\nl: +1\r\n\r\n"),
+            Err(ParseError::Bad(_))
+        ));
+        let endless = [b"SIP/2.0 200 OK\r\nX: ".as_slice(), &[b'a'; MAX_HEAD]].concat();
+        assert!(matches!(parse_response(&endless), Err(ParseError::Bad(_))));
+        // A datagram cut inside a header: the complete lines before it are read.
+        let cut = b"SIP/2.0 200 OK\r\nCall-ID: c1\r\nX-Pad: aaaa";
+        assert_eq!(parse_datagram(cut, false), Err(ParseError::Incomplete));
+        let r = parse_datagram(cut, true).unwrap();
+        assert_eq!((r.code, r.call_id.as_deref()), (200, Some("c1")));
+        let body_cut = b"SIP/2.0 486 Busy Here\r\nl: 100\r\n\r\nv=0";
+        assert_eq!(parse_datagram(body_cut, true).unwrap().code, 486);
     }
 }
