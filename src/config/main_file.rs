@@ -37,7 +37,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     };
     let listen_dns = listen_dns(&main.listen, &mut sink);
     let listen_admin = listen_admin(&main.listen, &mut sink);
-    let dns = dns_settings(main.dns.as_ref(), &mut sink);
+    let mut dns = dns_settings(main.dns.as_ref(), &mut sink);
+    dns.defences = super::defences::settings(main.dns.as_ref(), &base, &mut files, &mut sink);
     let admin = admin_settings(main.admin.as_ref(), &base, &mut sink);
     if let Some(addr) = listen_admin
         && !addr.ip().is_loopback()
@@ -139,7 +140,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     })
 }
 
-fn read(path: &Path, files: &mut Vec<SourceFile>) -> Result<String, ConfigError> {
+pub(super) fn read(path: &Path, files: &mut Vec<SourceFile>) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| whole_file(path, format!("cannot read: {}", lower(&e.to_string()))))?;
     let mut h = DefaultHasher::new();
@@ -242,6 +243,7 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
         tcp_idle_timeout: Duration::from_secs(10),
         tcp_max_connections: 1024,
         udp_workers: 0,
+        defences: Default::default(),
     };
     let Some(d) = d else { return s };
     if let Some(p) = &d.udp_payload {

@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::rrl::Verdict;
 use super::steered;
 use super::wire::{self, Parsed, Query};
 use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, OptOut, Writer};
@@ -57,7 +58,11 @@ pub fn respond(
                 ext_rcode: (rcode >> 4) as u8,
                 ecs: None,
             });
+            let opt_at = w.mark().0;
             w.finish(flags, false, false, (rcode & 0xF) as u8, opt);
+            if !snap.defences.after_error(client, proto, rcode, out, opt_at) {
+                return None;
+            }
             return Some(Summary {
                 rcode,
                 qtype: 0,
@@ -69,6 +74,7 @@ pub fn respond(
         }
         Parsed::Query(q) => q,
     };
+    let pre = snap.defences.before(&q, client, proto);
     let limit = match (proto, q.edns) {
         (Proto::Tcp, _) => u16::MAX as usize,
         (Proto::Udp, None) => 512,
@@ -82,6 +88,7 @@ pub fn respond(
             ecs: ecs.map(|e| (e, 0)),
         }
         .wire_len()
+            + pre.reserve()
     });
     // Location comes from ECS when the resolver sent one, else from the packet's source.
     let located = ecs.map_or(crate::geo::canonical(client), |e| e.addr);
@@ -100,7 +107,14 @@ pub fn respond(
         ext_rcode: 0,
         ecs: ecs.map(|e| (e, if a.rcode == 0 { a.scope } else { 0 })),
     });
+    let opt_at = w.mark().0;
     w.finish(q.flags, a.aa, a.tc, a.rcode, opt);
+    let payload = snap.udp_payload;
+    match (snap.defences).after(&pre, &q, client, a.zone, payload, out, opt_at) {
+        Verdict::Drop => return None,
+        Verdict::Slip => a.tc = true,
+        Verdict::Send => {}
+    }
     Some(Summary {
         rcode: a.rcode as u16,
         qtype: q.qtype,

@@ -51,6 +51,10 @@ pub struct Edns {
     pub version: u8,
     pub dnssec_ok: bool,
     pub ecs: Option<Ecs>,
+    /// The COOKIE option (RFC 7873), well-formed.
+    pub cookie: Option<super::cookie::Cookie>,
+    /// An NSID request (RFC 5001).
+    pub nsid: bool,
 }
 
 /// A query that passed every check.
@@ -240,12 +244,14 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
         let version = (ttl_hi & 0xFF) as u8;
         let dnssec_ok = ttl_lo & 0x8000 != 0;
         match parse_options(rdata) {
-            Ok(ecs) => {
+            Ok((ecs, cookie, nsid)) => {
                 edns = Some(Edns {
                     payload: class,
                     version,
                     dnssec_ok,
                     ecs,
+                    cookie,
+                    nsid,
                 })
             }
             Err(()) => return err(RCODE_FORMERR, qbytes, None),
@@ -259,7 +265,11 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
             flags,
             rcode: RCODE_BADVERS,
             question: qbytes,
-            edns: Some(Edns { ecs: None, ..e }),
+            edns: Some(Edns {
+                ecs: None,
+                cookie: None,
+                ..e
+            }),
         };
     }
     Parsed::Query(Query {
@@ -282,9 +292,12 @@ fn skip_record(r: &mut Reader) -> Option<()> {
     Some(())
 }
 
-/// Reads EDNS options; only ECS is interpreted. Malformed options are an error.
-fn parse_options(mut data: &[u8]) -> Result<Option<Ecs>, ()> {
-    let mut ecs = None;
+/// The options read from an OPT record: ECS, COOKIE, whether NSID was asked.
+type Options = (Option<Ecs>, Option<super::cookie::Cookie>, bool);
+
+/// Reads EDNS options; ECS, COOKIE and NSID are interpreted. Malformed options are an error.
+fn parse_options(mut data: &[u8]) -> Result<Options, ()> {
+    let (mut ecs, mut cookie, mut nsid) = (None, None, false);
     while !data.is_empty() {
         if data.len() < 4 {
             return Err(());
@@ -298,9 +311,16 @@ fn parse_options(mut data: &[u8]) -> Result<Option<Ecs>, ()> {
             }
             ecs = Some(parse_ecs(body)?);
         }
+        if code == super::cookie::OPT_COOKIE {
+            if cookie.is_some() {
+                return Err(());
+            }
+            cookie = Some(super::cookie::Cookie::parse(body).ok_or(())?);
+        }
+        nsid |= code == super::edns::OPT_NSID;
         data = &data[4 + len..];
     }
-    Ok(ecs)
+    Ok((ecs, cookie, nsid))
 }
 
 /// RFC 7871 section 6: family, source prefix, scope prefix (0 in queries), address bytes
