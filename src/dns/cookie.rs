@@ -115,7 +115,7 @@ impl Secrets {
         }
         let ts = u32::from_be_bytes([s[4], s[5], s[6], s[7]]);
         let age = now.wrapping_sub(ts) as i32 as i64;
-        if age > MAX_AGE || age < -MAX_AHEAD {
+        if !(-MAX_AHEAD..=MAX_AGE).contains(&age) {
             return None;
         }
         let ok = |key: &[u8; 16]| server_hash(key, &c.client, &s[..8], client) == s[8..];
