@@ -91,9 +91,10 @@ for key in sorted({(r["label"], r["query_file"]) for r in rows}):
     rs = [r for r in rows if (r["label"], r["query_file"]) == key and r["qps"] != "FAILED"]
     qps = statistics.median(float(r["qps"]) for r in rs)
     cpu = statistics.median(float(r["server_cpu_pct"] or 0) for r in rs)
+    per_core = statistics.median(float(r["qps"]) / (float(r["server_cpu_pct"] or 100) / 100) for r in rs)
     lost = sum(int(r["lost"]) for r in rs)
-    med[key] = (qps, qps / (cpu / 100) if cpu else 0)
-    print(f"{key[0]:8} {key[1]:16} qps {qps:9.0f}  server cpu {cpu:5.1f}%  q/core-s {med[key][1]:9.0f}  lost {lost}")
+    med[key] = (qps, per_core)
+    print(f"{key[0]:8} {key[1]:16} qps {qps:9.0f}  server cpu {cpu:5.1f}%  q/core-s {per_core:9.0f}  lost {lost}")
 def ratio(a, b):
     if a in med and b in med:
         print(f"{a[0]}/{a[1]} vs {b[0]}/{b[1]}: qps {med[a][0] / med[b][0]:.3f}, q/core-s {med[a][1] / med[b][1]:.3f}")
