@@ -466,7 +466,11 @@ fn ns_per_query(dns: &str, packet: &[u8], fixed: bool) -> f64 {
     for _ in 0..5 {
         let t0 = thread_cpu_ns();
         for i in 0..500_000usize {
-            let client = if fixed { local } else { clients[i % clients.len()] };
+            let client = if fixed {
+                local
+            } else {
+                clients[i % clients.len()]
+            };
             let s = respond(&snap, client, Proto::Udp, packet, &mut out);
             assert!(s.is_some() && out.len() > 12);
         }
@@ -482,16 +486,31 @@ fn cost_of_defences_per_query() {
     let sip = |opts: Option<&[(u16, Vec<u8>)]>| packet(1, "sip.example.com", 1, 1, opts);
     let plain = sip(Some(&[]));
     let client_only = sip(Some(&[cookie_opt(&CLIENT, &[])]));
-    let valid = sip(Some(&[cookie_opt(&CLIENT, &server_cookie(SECRET, &CLIENT, now()))]));
+    let valid = sip(Some(&[cookie_opt(
+        &CLIENT,
+        &server_cookie(SECRET, &CLIENT, now()),
+    )]));
     let off = "{ cookies: { enabled: false } }";
     let cookies = format!("{{ cookies: {{ secret: {SECRET} }} }}");
     let rrl = "{ cookies: { enabled: false }, rrl: { responses_per_second: 1000000 } }";
     let rows = [
         ("no cookie, defences off", ns_per_query(off, &plain, false)),
-        ("no cookie, rrl on (not limiting)", ns_per_query(rrl, &plain, false)),
-        ("client cookie, cookies off", ns_per_query(off, &client_only, true)),
-        ("client cookie, cookies on", ns_per_query(&cookies, &client_only, true)),
-        ("valid server cookie, cookies on", ns_per_query(&cookies, &valid, true)),
+        (
+            "no cookie, rrl on (not limiting)",
+            ns_per_query(rrl, &plain, false),
+        ),
+        (
+            "client cookie, cookies off",
+            ns_per_query(off, &client_only, true),
+        ),
+        (
+            "client cookie, cookies on",
+            ns_per_query(&cookies, &client_only, true),
+        ),
+        (
+            "valid server cookie, cookies on",
+            ns_per_query(&cookies, &valid, true),
+        ),
     ];
     for (label, ns) in rows {
         println!("{label:36} {ns:7.0} ns/query");
