@@ -20,6 +20,8 @@ pub struct Snapshot {
     pub health: Arc<HealthView>,
     /// Largest UDP reply we send.
     pub udp_payload: u16,
+    /// Cookies, rate limiting, NSID (kept across reloads that leave them unchanged).
+    pub defences: Arc<crate::dns::defences::Defences>,
 }
 
 impl Snapshot {
@@ -42,9 +44,14 @@ impl Snapshot {
             previous.map(|p| &*p.steering),
         ));
         let health = Arc::new(HealthView::all_up(steering.slots));
+        let defences = crate::dns::defences::Defences::for_settings(
+            &config.dns.defences,
+            previous.map(|p| &p.defences),
+        );
         Snapshot {
             generation,
             udp_payload: config.dns.udp_payload,
+            defences,
             config,
             routing,
             steering,
@@ -61,6 +68,7 @@ impl Snapshot {
             steering: self.steering.clone(),
             health,
             udp_payload: self.udp_payload,
+            defences: self.defences.clone(),
         }
     }
 }

@@ -262,6 +262,7 @@ pub fn render() -> String {
     );
     let _ = writeln!(out, "# TYPE sipsteer_truncated_total counter");
     let _ = writeln!(out, "sipsteer_truncated_total {tc}");
+    crate::dns::defences::render(&mut out);
     if let Ok(g) = NAMED.lock()
         && let Some(n) = g.as_ref()
     {

@@ -39,7 +39,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let listen_dns = listen_dns(&main.listen, &mut sink);
     let listen_admin = listen_admin(&main.listen, &mut sink);
     admin_clash(&main.listen, &listen_dns, listen_admin, &mut sink);
-    let dns = dns_settings(main.dns.as_ref(), &mut sink);
+    let mut dns = dns_settings(main.dns.as_ref(), &mut sink);
+    dns.defences = super::defences::settings(main.dns.as_ref(), &base, &mut files, &mut sink);
     let admin = admin_settings(main.admin.as_ref(), &base, &mut sink);
     if let Some(addr) = listen_admin
         && !addr.ip().is_loopback()
@@ -326,6 +327,7 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
         tcp_max_connections: 1024,
         tcp_max_connections_per_source: 32,
         udp_workers: 0,
+        defences: Default::default(),
     };
     let Some(d) = d else { return s };
     if let Some(p) = &d.udp_payload {

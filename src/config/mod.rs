@@ -2,6 +2,7 @@
 //! typed [`Config`]. `serve`, `check` and reload all call [`load`]; it reports every error it
 //! finds, each with file, line, column and YAML path.
 
+mod defences;
 mod error;
 pub mod load_source;
 pub mod main_file;
@@ -23,6 +24,7 @@ use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData};
 use ipnet::IpNet;
 
+pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use values::parse_duration;
 
@@ -66,6 +68,8 @@ pub struct DnsSettings {
     pub tcp_max_connections_per_source: usize,
     /// UDP sockets (SO_REUSEPORT) per listen address; 0 = one per CPU.
     pub udp_workers: usize,
+    /// Cookies, rate limiting, NSID.
+    pub defences: DefenceSettings,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,7 @@ use serde_saphyr::Spanned;
 
 use super::values::{Scalar, Values};
 
-type S<T> = Spanned<T>;
+pub type S<T> = Spanned<T>;
 
 /// `sipsteer.yaml`.
 #[derive(Debug, Deserialize, Default)]
@@ -122,6 +122,46 @@ pub struct Dns {
     pub tcp_max_connections_per_source: Option<S<u32>>,
     #[serde(default)]
     pub udp_workers: Option<S<u32>>,
+    #[serde(default)]
+    pub cookies: Option<Cookies>,
+    #[serde(default)]
+    pub rrl: Option<Rrl>,
+    #[serde(default)]
+    pub nsid: Option<S<String>>,
+}
+
+/// `dns.cookies`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cookies {
+    #[serde(default)]
+    pub enabled: Option<S<bool>>,
+    #[serde(default)]
+    pub secret: Option<S<String>>,
+    #[serde(default)]
+    pub previous_secret: Option<S<String>>,
+    #[serde(default)]
+    pub secret_file: Option<S<String>>,
+}
+
+/// `dns.rrl`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rrl {
+    #[serde(default)]
+    pub enabled: Option<S<bool>>,
+    #[serde(default)]
+    pub responses_per_second: Option<S<u32>>,
+    #[serde(default)]
+    pub window: Option<S<String>>,
+    #[serde(default)]
+    pub slip: Option<S<u32>>,
+    #[serde(default)]
+    pub table_size: Option<S<u32>>,
+    #[serde(default)]
+    pub ipv4_prefix: Option<S<u8>>,
+    #[serde(default)]
+    pub ipv6_prefix: Option<S<u8>>,
 }
 
 /// One zone map, `zones/example.com.yaml`.

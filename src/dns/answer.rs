@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use super::rrl::Verdict;
 use super::steered;
 use super::wire::{self, Parsed, Query};
 use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, OptOut, Writer};
@@ -58,7 +59,11 @@ pub fn respond(
                 ecs: None,
                 dnssec_ok: e.dnssec_ok,
             });
+            let opt_at = w.mark().0;
             w.finish(flags, false, false, (rcode & 0xF) as u8, opt);
+            if !snap.defences.after_error(client, proto, rcode, out, opt_at) {
+                return None;
+            }
             return Some(Summary {
                 rcode,
                 qtype: 0,
@@ -70,6 +75,7 @@ pub fn respond(
         }
         Parsed::Query(q) => q,
     };
+    let pre = snap.defences.before(&q, client, proto);
     let limit = match (proto, q.edns) {
         (Proto::Tcp, _) => u16::MAX as usize,
         (Proto::Udp, None) => 512,
@@ -86,6 +92,7 @@ pub fn respond(
             dnssec_ok: false,
         }
         .wire_len()
+            + pre.reserve()
     });
     // Location comes from ECS when the resolver sent one, else from the packet's source.
     let located = ecs
@@ -110,7 +117,14 @@ pub fn respond(
         }),
         dnssec_ok: e.dnssec_ok,
     });
+    let opt_at = w.mark().0;
     w.finish(q.flags, a.aa, a.tc, a.rcode, opt);
+    let payload = snap.udp_payload;
+    match (snap.defences).after(&pre, &q, client, a.zone, payload, out, opt_at) {
+        Verdict::Drop => return None,
+        Verdict::Slip => a.tc = true,
+        Verdict::Send => {}
+    }
     Some(Summary {
         rcode: a.rcode as u16,
         qtype: q.qtype,

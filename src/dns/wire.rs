@@ -51,6 +51,10 @@ pub struct Edns {
     pub version: u8,
     pub dnssec_ok: bool,
     pub ecs: Option<Ecs>,
+    /// The COOKIE option (RFC 7873), well-formed.
+    pub cookie: Option<super::cookie::Cookie>,
+    /// An NSID request (RFC 5001).
+    pub nsid: bool,
 }
 
 /// A query that passed every check.
@@ -229,7 +233,11 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
             flags,
             rcode: RCODE_BADVERS,
             question: qbytes,
-            edns: Some(Edns { ecs: None, ..e }),
+            edns: Some(Edns {
+                ecs: None,
+                cookie: None,
+                ..e
+            }),
         };
     }
     Parsed::Query(Query {
@@ -267,13 +275,16 @@ fn read_sections(r: &mut Reader, skip: usize, ar: u16) -> Result<Option<Edns>, O
         if edns.is_some() || !owner_root {
             return Err(None);
         }
-        let ecs = parse_options(rdata);
-        bad_option |= ecs.is_err();
+        let options = parse_options(rdata);
+        bad_option |= options.is_err();
+        let (ecs, cookie, nsid) = options.unwrap_or((None, None, false));
         edns = Some(Edns {
             payload: class,
             version: (ttl_hi & 0xFF) as u8,
             dnssec_ok: ttl_lo & 0x8000 != 0,
-            ecs: ecs.unwrap_or(None),
+            ecs,
+            cookie,
+            nsid,
         });
     }
     if bad_option { Err(edns) } else { Ok(edns) }
@@ -287,9 +298,12 @@ fn skip_record(r: &mut Reader) -> Option<()> {
     Some(())
 }
 
-/// Reads EDNS options; only ECS is interpreted. Malformed options are an error.
-fn parse_options(mut data: &[u8]) -> Result<Option<Ecs>, ()> {
-    let mut ecs = None;
+/// The options read from an OPT record: ECS, COOKIE, whether NSID was asked.
+type Options = (Option<Ecs>, Option<super::cookie::Cookie>, bool);
+
+/// Reads EDNS options; ECS, COOKIE and NSID are interpreted. Malformed options are an error.
+fn parse_options(mut data: &[u8]) -> Result<Options, ()> {
+    let (mut ecs, mut cookie, mut nsid) = (None, None, false);
     while !data.is_empty() {
         if data.len() < 4 {
             return Err(());
@@ -303,9 +317,16 @@ fn parse_options(mut data: &[u8]) -> Result<Option<Ecs>, ()> {
             }
             ecs = Some(parse_ecs(body)?);
         }
+        if code == super::cookie::OPT_COOKIE {
+            if cookie.is_some() {
+                return Err(());
+            }
+            cookie = Some(super::cookie::Cookie::parse(body).ok_or(())?);
+        }
+        nsid |= code == super::edns::OPT_NSID;
         data = &data[4 + len..];
     }
-    Ok(ecs)
+    Ok((ecs, cookie, nsid))
 }
 
 /// RFC 7871 section 6: family, source prefix, scope prefix (0 in queries), address bytes

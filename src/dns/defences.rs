@@ -1,0 +1,270 @@
+//! The defences of an internet-facing authoritative around the answer path: DNS Cookies,
+//! response rate limiting, NSID and Extended DNS Errors. [`Defences::before`] runs once the
+//! query is parsed (checks its cookie), [`Defences::after`] once the reply is written (rate
+//! limits it, then adds the reply's EDNS options). Counters are striped per thread so that
+//! UDP workers never share a cache line.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use super::answer::Proto;
+use super::cookie::{Check, Secrets, unix_now};
+use super::edns::{self, Extra};
+use super::rrl::{Class, Limits, Rrl, Verdict};
+use super::wire::{self, Query};
+use crate::config::DefenceSettings;
+
+/// The defences of one configuration, kept across reloads that do not change them (so the
+/// rate-limiting table survives a zone edit).
+pub struct Defences {
+    settings: DefenceSettings,
+    cookies: Option<Secrets>,
+    rrl: Option<Rrl>,
+}
+
+impl std::fmt::Debug for Defences {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Defences")
+            .field("cookies", &self.cookies.is_some())
+            .field("rrl", &self.rrl.as_ref().map(Rrl::limits))
+            .field("nsid", &self.settings.nsid)
+            .finish()
+    }
+}
+
+/// What [`Defences::before`] learnt about a query.
+pub struct Pre<'d> {
+    extra: Extra<'d>,
+    /// Exempt from rate limiting: TCP, or a valid server cookie.
+    exempt: bool,
+}
+
+impl Pre<'_> {
+    /// Bytes to keep free in the reply for the options added later.
+    pub fn reserve(&self) -> usize {
+        self.extra.reserve()
+    }
+}
+
+impl Defences {
+    /// The defences for `settings`, reusing `previous` when they did not change.
+    pub fn for_settings(s: &DefenceSettings, previous: Option<&Arc<Defences>>) -> Arc<Defences> {
+        if let Some(p) = previous
+            && p.settings == *s
+        {
+            return p.clone();
+        }
+        let cookies = s.cookies.then(|| match s.secrets.is_empty() {
+            true => Secrets::Rotating(process_secret()),
+            false => Secrets::Fixed(s.secrets.iter().map(|k| k.0).collect()),
+        });
+        let rrl = s.rrl.as_ref().map(|r| {
+            let limits = Limits {
+                rate: r.responses_per_second,
+                window_us: r.window.as_micros() as u64,
+                slip: r.slip,
+                slots: r.table_size,
+                v4_prefix: r.ipv4_prefix,
+                v6_prefix: r.ipv6_prefix,
+            };
+            Rrl::new(limits, rand::random())
+        });
+        Arc::new(Defences {
+            settings: s.clone(),
+            cookies,
+            rrl,
+        })
+    }
+
+    /// Checks the query's cookie and notes the options its reply needs.
+    pub fn before(&self, q: &Query, client: IpAddr, proto: Proto) -> Pre<'_> {
+        let mut pre = Pre {
+            extra: Extra::default(),
+            exempt: proto == Proto::Tcp,
+        };
+        let Some(e) = q.edns else { return pre };
+        if e.nsid {
+            pre.extra.nsid = self.settings.nsid.as_deref();
+        }
+        if let (Some(secrets), Some(c)) = (&self.cookies, e.cookie) {
+            let (check, server) = secrets.check(&c, client, unix_now());
+            count(match check {
+                Check::ClientOnly => COOKIE_CLIENT_ONLY,
+                Check::Valid => COOKIE_VALID,
+                Check::Invalid => COOKIE_INVALID,
+            });
+            pre.extra.cookie = Some((c.client, server));
+            pre.exempt |= check == Check::Valid;
+        }
+        pre
+    }
+
+    /// Rate-limits the written reply (UDP without a valid cookie) and adds its options.
+    /// `opt_at` is where the reply's OPT record starts. Returns what became of the reply.
+    #[allow(clippy::too_many_arguments)]
+    pub fn after(
+        &self,
+        pre: &Pre,
+        q: &Query,
+        client: IpAddr,
+        zone: Option<u32>,
+        payload: u16,
+        out: &mut Vec<u8>,
+        opt_at: usize,
+    ) -> Verdict {
+        if let Some(rrl) = &self.rrl
+            && !pre.exempt
+        {
+            match rrl.check(client, classify(out, q, zone)) {
+                Verdict::Send => {}
+                Verdict::Drop => {
+                    count(RRL_DROPPED);
+                    return Verdict::Drop;
+                }
+                Verdict::Slip => {
+                    let bad = pre.extra.cookie.map(|c| Extra {
+                        cookie: Some(c),
+                        ..Extra::default()
+                    });
+                    count(if bad.is_some() {
+                        RRL_BADCOOKIE
+                    } else {
+                        RRL_SLIPPED
+                    });
+                    edns::short_reply(out, q, payload, bad.as_ref());
+                    return Verdict::Slip;
+                }
+            }
+        }
+        let mut extra = pre.extra;
+        if out.get(3).is_some_and(|f| f & 0xF == wire::RCODE_REFUSED) {
+            extra.ede = edns::refused_reason(q, zone);
+        }
+        edns::append(out, opt_at, &extra);
+        Verdict::Send
+    }
+
+    /// Rate-limits an error reply to a query that could not be parsed (UDP only; such
+    /// replies are no larger than the query, so a slip sends them unchanged) and adds an
+    /// extended error to NOTIMP. Returns whether to send it.
+    pub fn after_error(
+        &self,
+        client: IpAddr,
+        proto: Proto,
+        rcode: u16,
+        out: &mut Vec<u8>,
+        opt_at: usize,
+    ) -> bool {
+        if let Some(rrl) = &self.rrl
+            && proto == Proto::Udp
+        {
+            match rrl.check(client, Class::Error) {
+                Verdict::Send => {}
+                Verdict::Slip => count(RRL_SLIPPED),
+                Verdict::Drop => {
+                    count(RRL_DROPPED);
+                    return false;
+                }
+            }
+        }
+        if rcode == u16::from(wire::RCODE_NOTIMP) {
+            let extra = Extra {
+                ede: Some(edns::EDE_NOT_SUPPORTED),
+                ..Extra::default()
+            };
+            edns::append(out, opt_at, &extra);
+        }
+        true
+    }
+}
+
+/// The rate-limiting class of a written reply, read from its header.
+fn classify<'q>(out: &[u8], q: &'q Query, zone: Option<u32>) -> Class<'q> {
+    let z = zone.unwrap_or(u32::MAX);
+    let (Some(&f), Some(an)) = (out.get(3), out.get(6..8)) else {
+        return Class::Error;
+    };
+    let aa = out[2] & 0x04 != 0;
+    let tc = out[2] & 0x02 != 0;
+    let answers = u16::from_be_bytes([an[0], an[1]]);
+    match f & 0xF {
+        wire::RCODE_NOERROR if answers > 0 || tc => Class::Answer(q.name(), q.qtype),
+        wire::RCODE_NOERROR if aa => Class::NoData(z),
+        wire::RCODE_NOERROR => Class::Referral(z),
+        wire::RCODE_NXDOMAIN => Class::NxDomain(z),
+        _ => Class::Error,
+    }
+}
+
+/// The random secret of this process (cookies without a configured secret).
+fn process_secret() -> [u8; 16] {
+    static SECRET: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
+    *SECRET.get_or_init(rand::random)
+}
+
+const COOKIE_CLIENT_ONLY: usize = 0;
+const COOKIE_VALID: usize = 1;
+const COOKIE_INVALID: usize = 2;
+const RRL_DROPPED: usize = 3;
+const RRL_SLIPPED: usize = 4;
+const RRL_BADCOOKIE: usize = 5;
+const COUNTERS: usize = 6;
+const STRIPES: usize = 16;
+
+#[repr(align(128))]
+struct Stripe([AtomicU64; COUNTERS]);
+
+static STATS: [Stripe; STRIPES] =
+    [const { Stripe([const { AtomicU64::new(0) }; COUNTERS]) }; STRIPES];
+
+fn count(i: usize) {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+    }
+    let s = STRIPE.with(|s| *s);
+    STATS[s].0[i].fetch_add(1, Ordering::Relaxed);
+}
+
+fn total(i: usize) -> u64 {
+    STATS.iter().map(|s| s.0[i].load(Ordering::Relaxed)).sum()
+}
+
+/// Appends the counters in the Prometheus text format.
+pub fn render(out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
+        "# HELP sipsteer_dns_cookies_total queries with a DNS cookie, by what the cookie proved\n\
+         # TYPE sipsteer_dns_cookies_total counter"
+    );
+    for (i, name) in [
+        (COOKIE_CLIENT_ONLY, "client_only"),
+        (COOKIE_VALID, "valid"),
+        (COOKIE_INVALID, "invalid"),
+    ] {
+        let _ = writeln!(
+            out,
+            "sipsteer_dns_cookies_total{{result=\"{name}\"}} {}",
+            total(i)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sipsteer_rrl_responses_total UDP responses held back by rate limiting: dropped, \
+         slipped (empty and truncated) or replaced by BADCOOKIE\n\
+         # TYPE sipsteer_rrl_responses_total counter"
+    );
+    for (i, name) in [
+        (RRL_DROPPED, "dropped"),
+        (RRL_SLIPPED, "slipped"),
+        (RRL_BADCOOKIE, "badcookie"),
+    ] {
+        let _ = writeln!(
+            out,
+            "sipsteer_rrl_responses_total{{action=\"{name}\"}} {}",
+            total(i)
+        );
+    }
+}
