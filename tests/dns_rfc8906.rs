@@ -162,11 +162,15 @@ async fn rfc8906_section_8_checks() {
             r.rcode == 4 && r.answers == 0,
             &r,
         );
-        let r = udp_reply(a, &packet((15 << 11) | RD | CD, zone, SOA, opt(0, DO, &[])));
+        let r = udp_reply(
+            a,
+            &packet((15 << 11) | RD | CD | AD | AA | Z, zone, SOA, opt(0, DO, &[])),
+        );
         row(
-            "opcodeflg: NOTIMP keeps RD/CD, OPT with DO",
+            "opcodeflg: NOTIMP with opcode 15, RD/CD/AD/AA/Z not echoed (QUERY only), OPT with DO",
             r.rcode == 4
-                && r.flags & (RD | CD) == RD | CD
+                && r.flags & 0x7800 == 15 << 11
+                && r.flags & (RD | CD | AD | AA | Z) == 0
                 && r.opt.as_ref().is_some_and(|o| o.1 == DO),
             &r,
         );

@@ -266,8 +266,13 @@ impl<'b> Writer<'b> {
 
     /// Finishes the header and appends the OPT record.
     pub fn finish(self, req_flags: u16, aa: bool, tc: bool, rcode: u8, opt: Option<OptOut>) {
-        let mut flags: u16 =
-            0x8000 | (req_flags & 0x7800) | (req_flags & 0x0100) | (req_flags & 0x0010);
+        // Opcode copied; RD and CD are defined for QUERY only (RFC 1035, RFC 6840), so a reply to
+        // another opcode does not echo them.
+        let opcode = req_flags & 0x7800;
+        let mut flags: u16 = 0x8000 | opcode;
+        if opcode == 0 {
+            flags |= req_flags & (0x0100 | 0x0010);
+        }
         if aa {
             flags |= 0x0400;
         }
