@@ -164,7 +164,12 @@ async fn rfc8906_section_8_checks() {
         );
         let r = udp_reply(
             a,
-            &packet((15 << 11) | RD | CD | AD | AA | Z, zone, SOA, opt(0, DO, &[])),
+            &packet(
+                (15 << 11) | RD | CD | AD | AA | Z,
+                zone,
+                SOA,
+                opt(0, DO, &[]),
+            ),
         );
         row(
             "opcodeflg: NOTIMP with opcode 15, RD/CD/AD/AA/Z not echoed (QUERY only), OPT with DO",

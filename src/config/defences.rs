@@ -131,7 +131,8 @@ fn read_secret_file(path: &Path, files: &mut Vec<SourceFile>) -> Result<Vec<Cook
             "{shown} is not a regular file of at most 4096 bytes"
         ));
     }
-    let text = super::main_file::read(path, 4096, "cookie secret file", files).map_err(|e| e.message)?;
+    let text =
+        super::main_file::read(path, 4096, "cookie secret file", files).map_err(|e| e.message)?;
     let mut keys = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {
