@@ -197,15 +197,16 @@ fn hub_reply(r: Result<crate::health::hub::ServerReport, HubError>) -> Response 
 }
 
 /// A changing request's body, once the token is checked; `shape` shows the expected JSON.
-fn authorized_body<T>(
+/// The body is read as JSON whatever its content type (`curl -d` sends a form type).
+fn authorized_body<T: serde::de::DeserializeOwned>(
     s: &AdminState,
     headers: &HeaderMap,
-    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    body: &[u8],
     shape: &str,
 ) -> Result<T, Box<Response>> {
     authorize(s, headers)?;
-    match body {
-        Ok(Json(b)) => Ok(b),
+    match serde_json::from_slice(body) {
+        Ok(b) => Ok(b),
         Err(_) => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("body must be JSON: {shape}"),
@@ -217,12 +218,13 @@ async fn set_state(
     State(s): State<AdminState>,
     Path((region, server)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Json<StateBody>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Response {
-    let body = match authorized_body(&s, &headers, body, r#"{"state": "drain|up|down|clear"}"#) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
+    let body: StateBody =
+        match authorized_body(&s, &headers, &body, r#"{"state": "drain|up|down|clear"}"#) {
+            Ok(b) => b,
+            Err(r) => return *r,
+        };
     let force = match body.state.as_str() {
         "drain" => Force::Drain,
         "up" => Force::Up,
@@ -250,9 +252,9 @@ async fn set_load(
     State(s): State<AdminState>,
     Path((region, server)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Json<LoadBody>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Response {
-    let body = match authorized_body(&s, &headers, body, r#"{"calls": N, "cps": N}"#) {
+    let body: LoadBody = match authorized_body(&s, &headers, &body, r#"{"calls": N, "cps": N}"#) {
         Ok(b) => b,
         Err(r) => return *r,
     };

@@ -106,6 +106,7 @@ impl Reloader {
         let mut snap = Snapshot::build(cfg.clone(), geo.as_ref().map(|g| g.data.clone()), 1);
         snap.health = health(&cfg, &snap.steering);
         crate::admin::metrics::generation(1);
+        crate::admin::metrics::reload(true);
         let r = Reloader {
             path: path.to_path_buf(),
             shared: Arc::new(arc_swap::ArcSwap::from_pointee(snap)),

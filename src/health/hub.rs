@@ -50,7 +50,8 @@ pub struct ServerReport {
     pub last_code: Option<u16>,
     pub rtt_ms: Option<f64>,
     pub load: Option<LoadOut>,
-    pub headroom: Option<f32>,
+    /// Capacity left, 0 to 1, rounded to three decimals.
+    pub headroom: Option<f64>,
     pub since_secs: f64,
 }
 
@@ -197,6 +198,10 @@ impl HealthHub {
                         now,
                     ),
                 };
+                if identity.target.is_none() {
+                    // `check: none`: never probed, so up unless an operator says otherwise.
+                    health.assume_up(now);
+                }
                 health.set_forced(inner.forced.get(&key).copied(), now);
                 let slot = inner.entries.len();
                 if let Some(t) = &identity.target {
@@ -374,6 +379,11 @@ impl HealthHub {
         Ok(report(&inner, slot, now))
     }
 
+    /// Distinct addresses being probed.
+    pub fn probed_targets(&self) -> usize {
+        self.monitor.targets()
+    }
+
     /// Every server, in config order.
     pub fn servers(&self) -> Vec<ServerReport> {
         let inner = lock(&self.inner);
@@ -391,8 +401,12 @@ impl HealthHub {
             .into_iter()
             .map(|s| (s, 0.0))
             .collect();
+        let mut healthy: BTreeMap<&str, f64> = BTreeMap::new();
         for e in &inner.entries {
-            let k = match e.health.effective(now, inner.overflow_at, inner.report_ttl) {
+            let state = e.health.effective(now, inner.overflow_at, inner.report_ttl);
+            *healthy.entry(e.region.as_str()).or_default() +=
+                f64::from(u8::from(matches!(state, State::Up | State::Unknown)));
+            let k = match state {
                 State::Up => "up",
                 State::Down => "down",
                 State::Full => "full",
@@ -404,14 +418,19 @@ impl HealthHub {
         for (k, v) in counts {
             metrics::gauge!("sipsteer_servers", "state" => k).set(v);
         }
-        if let Some(t) = self.monitor.last_tick() {
-            let age = now.saturating_duration_since(t);
-            let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
-            metrics::gauge!("sipsteer_probe_last_tick_timestamp_seconds").set(
-                at.duration_since(UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64()),
-            );
+        for (region, v) in healthy {
+            metrics::gauge!("sipsteer_region_healthy_servers", "region" => region.to_string())
+                .set(v);
         }
+        metrics::gauge!("sipsteer_probe_targets").set(self.monitor.targets() as f64);
+        // Before the first probe (or with nothing to probe): the time the scheduler started.
+        let t = self.monitor.last_tick().unwrap_or(self.monitor.started());
+        let age = now.saturating_duration_since(t);
+        let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
+        metrics::gauge!("sipsteer_probe_last_tick_timestamp_seconds").set(
+            at.duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
     }
 }
 
@@ -456,7 +475,9 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
             cps: l.cps,
             age_secs: now.saturating_duration_since(l.at).as_secs_f64(),
         }),
-        headroom: h.headroom(now, inner.report_ttl).map(|x| x as f32),
+        headroom: h
+            .headroom(now, inner.report_ttl)
+            .map(|x| (x * 1000.0).round() / 1000.0),
         since_secs: now.saturating_duration_since(h.since()).as_secs_f64(),
     }
 }
