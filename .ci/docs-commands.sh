@@ -72,21 +72,21 @@ rewrite() { # the command as run: the release binary, the moved ports
       -e "s/127.0.0.1:8053/127.0.0.1:$ADMIN_PORT/g" -e "s/-p 5353/-p $DNS_PORT/g"
 }
 
+is_serve() { [[ "${1%%#*}" =~ (^|[[:space:]])serve([[:space:]]|$) ]]; }
+
 pass=0; fail=0; skip=0
 while IFS=$'\t' read -r where cmd; do
   run=$(rewrite <<<"$cmd")
-  case "$cmd" in
-    "cargo test"*)
-      skip=$((skip+1)); echo "skip $where: $cmd (the test suite runs on its own in .ci/run)"; continue ;;
-    *" serve"*)
-      (cd "$WORK" && exec bash -c "exec $run") >"$WORK/serve.log" 2>&1 &
-      SERVE_PID=$!
-      for _ in $(seq 100); do
-        curl -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null && break
-        sleep 0.2
-      done ;;
-  esac
-  if [[ "$cmd" == *" serve"* ]]; then
+  if [[ "$cmd" == "cargo test"* ]]; then
+    skip=$((skip+1)); echo "skip $where: $cmd (the test suite runs on its own in .ci/run)"; continue
+  fi
+  if is_serve "$cmd"; then # started in the background; it must come up ready
+    (cd "$WORK" && exec bash -c "exec $run") >"$WORK/serve.log" 2>&1 &
+    SERVE_PID=$!
+    for _ in $(seq 100); do
+      curl -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null && break
+      sleep 0.2
+    done
     if kill -0 "$SERVE_PID" 2>/dev/null && curl -o /dev/null "http://127.0.0.1:$ADMIN_PORT/readyz"; then
       pass=$((pass+1)); echo "ok   $where: $cmd"
     else
@@ -94,10 +94,12 @@ while IFS=$'\t' read -r where cmd; do
     fi
     continue
   fi
-  if out=$(cd "$WORK" && bash -o pipefail -c "$run" 2>&1 </dev/null); then
+  rc=0
+  out=$(cd "$WORK" && bash -o pipefail -c "$run" 2>&1 </dev/null) || rc=$?
+  if [ "$rc" = 0 ]; then
     pass=$((pass+1)); echo "ok   $where: $cmd"
   else
-    fail=$((fail+1)); echo "FAIL $where: $cmd"; echo "$out" | sed 's/^/     /'
+    fail=$((fail+1)); echo "FAIL $where (exit $rc): $cmd"; echo "$out" | sed 's/^/     /'
   fi
 done < <(extract)
 
