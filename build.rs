@@ -1,6 +1,7 @@
-//! Build script: records the git commit the binary is built from (`SIPSTEER_GIT_COMMIT`), for
-//! the startup log and `--version`. A source tarball without git builds with `unknown`; a
-//! build from elsewhere (a container build) can pass `SIPSTEER_GIT_COMMIT` itself.
+//! Build script: records the git commit a release binary is built from (`SIPSTEER_GIT_COMMIT`),
+//! for the startup log and `--version`. A source tarball without git builds with `unknown`; a
+//! build from elsewhere (a container build) can pass `SIPSTEER_GIT_COMMIT` itself. Debug
+//! builds say `debug build`.
 
 use std::process::Command;
 
@@ -15,9 +16,16 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-env-changed=SIPSTEER_GIT_COMMIT");
-    let commit = std::env::var("SIPSTEER_GIT_COMMIT")
+    let given = std::env::var("SIPSTEER_GIT_COMMIT")
         .ok()
-        .filter(|c| !c.is_empty())
+        .filter(|c| !c.is_empty());
+    // Only release builds follow HEAD: tracking it in debug builds would rebuild the crate
+    // and every test after each commit.
+    if given.is_none() && std::env::var("PROFILE").as_deref() != Ok("release") {
+        println!("cargo:rustc-env=SIPSTEER_BUILD=debug build");
+        return;
+    }
+    let commit = given
         .or_else(|| git(&["rev-parse", "--short=12", "HEAD"]))
         .unwrap_or_else(|| "unknown".into());
     // Rebuild when HEAD moves: HEAD itself (a branch switch) and the ref it points at.
@@ -31,5 +39,5 @@ fn main() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
-    println!("cargo:rustc-env=SIPSTEER_GIT_COMMIT={commit}");
+    println!("cargo:rustc-env=SIPSTEER_BUILD=commit {commit}");
 }

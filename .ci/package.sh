@@ -37,6 +37,8 @@ echo "package: $DEB"
 dpkg -i "$DEB"
 
 check "binary installed" test -x /usr/bin/sipsteer
+check "version names the commit" bash -c \
+  "/usr/bin/sipsteer --version | grep -Eq '^sipsteer [0-9.]+ \(commit ([0-9a-f]{12}|unknown)\)$'"
 check "system user" getent passwd sipsteer
 check "state dir owned by sipsteer" \
   test "$(stat -c %U "/var/lib/sipsteer")" = sipsteer

@@ -5,13 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// `sipsteer --version`: the crate version and the git commit it was built from.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("SIPSTEER_GIT_COMMIT"),
-    ")"
-);
+/// `sipsteer --version`: the crate version and the git commit a release was built from
+/// (`0.1.0 (commit 1a2b3c4d5e6f)`), or `(debug build)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("SIPSTEER_BUILD"), ")");
 
 const AFTER_HELP: &str = "\
 Environment:
