@@ -3,22 +3,28 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sipsteer::cli::{Cli, Command, GeoipCommand};
+use sipsteer::cli::{Cli, Command, GeoipCommand, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    sipsteer::startup::init_logging(cli.log_format);
+    let json = cli.log_format == LogFormat::Json;
     match cli.command {
         Command::Check { config } => {
             match sipsteer::app::load(&config, &sipsteer::app::GeoSlot::default()) {
                 Ok(loaded) => {
                     let cfg = &loaded.config;
+                    let warnings = sipsteer::lint::warnings(cfg);
+                    for w in &warnings {
+                        eprintln!("warning: {w}");
+                    }
                     println!(
-                        "{}: ok ({} zones, {} regions, {} files)",
+                        "{}: ok ({} zones, {} regions, {} files, {} warning(s))",
                         config.display(),
                         cfg.zones.len(),
                         cfg.regions.len(),
-                        cfg.files.len()
+                        cfg.files.len(),
+                        warnings.len()
                     );
                     ExitCode::SUCCESS
                 }
@@ -29,9 +35,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Serve { config } => run(async move {
+        Command::Serve { config } => run(json, async move {
             let signals = sipsteer::app::Signals::install()?;
-            let running = sipsteer::app::start(&config).await?;
+            sipsteer::startup::starting(&config);
+            let cfg = sipsteer::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+            sipsteer::startup::config_loaded(&cfg);
+            let running = sipsteer::app::start_with(&config, cfg).await?;
+            sipsteer::startup::ready(&running);
             running.run_until(signals).await
         }),
         Command::Explain {
@@ -41,7 +51,7 @@ fn main() -> ExitCode {
             live,
             name,
             rtype,
-        } => run(async move {
+        } => run(json, async move {
             let text = sipsteer::app::explain_offline(
                 &config,
                 client,
@@ -75,7 +85,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+/// Runs `f` on a runtime; an error ends the process with exit 1, logged as JSON when the
+/// logs are JSON.
+fn run(json: bool, f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,6 +103,10 @@ fn run(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     rt.shutdown_timeout(SHUTDOWN_GRACE);
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if json => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -100,13 +116,3 @@ fn run(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
 
 /// How long shutdown waits for blocking work left on the runtime before exiting anyway.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// Logs to stderr; `RUST_LOG` overrides the default `info`.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}

@@ -255,7 +255,7 @@ async fn explain_cli_reads_live_states() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("lon1 drained, lon2 drained, lon3 unknown (backup)"),
+        text.contains("lon1 drained, lon2 drained, lon3 up (backup)"),
         "{text}"
     );
     assert!(

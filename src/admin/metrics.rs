@@ -136,19 +136,26 @@ pub fn init() {
         let handle = recorder.handle();
         metrics::set_global_recorder(recorder).ok()?;
         describe();
+        // Present from the first scrape, so "absent" alerts do not fire on a healthy instance.
+        for result in ["ok", "error"] {
+            metrics::counter!("sipsteer_config_reloads_total", "result" => result).increment(0);
+        }
         Some(handle)
     });
 }
 
 fn describe() {
-    metrics::describe_counter!("sipsteer_config_reloads_total", "config reloads by result");
+    metrics::describe_counter!(
+        "sipsteer_config_reloads_total",
+        "config loads by result (the first load counts as ok)"
+    );
     metrics::describe_gauge!(
         "sipsteer_config_generation",
         "generation of the config being served"
     );
     metrics::describe_gauge!(
         "sipsteer_config_last_success_timestamp_seconds",
-        "time of the last successful reload"
+        "time of the last successful config load (the first load counts)"
     );
     metrics::describe_counter!(
         "sipsteer_probes_total",
@@ -163,6 +170,14 @@ fn describe() {
     metrics::describe_gauge!(
         "sipsteer_probe_last_tick_timestamp_seconds",
         "last time the probe scheduler ran"
+    );
+    metrics::describe_gauge!(
+        "sipsteer_region_healthy_servers",
+        "servers of a region that are answered: up, or not yet probed"
+    );
+    metrics::describe_gauge!(
+        "sipsteer_probe_targets",
+        "distinct addresses the prober probes"
     );
     metrics::describe_gauge!(
         "sipsteer_geoip_build_seconds",

@@ -250,15 +250,24 @@ fn hub_reply(r: Result<crate::health::hub::ServerReport, HubError>) -> Response 
     }
 }
 
-/// A changing request's body (the token was checked by [`require_token`]); `shape` shows the
-/// expected JSON.
-fn json_body<T>(
-    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+/// A changing request's body (the token was checked by [`require_token`]), read as JSON
+/// whatever its content type (`curl -d` sends a form type); `shape` shows the expected JSON.
+fn json_body<T: serde::de::DeserializeOwned>(
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
     shape: &str,
 ) -> Result<T, Box<Response>> {
-    match body {
-        Ok(Json(b)) => Ok(b),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(Box::new(too_large())),
+    let body = match body {
+        Ok(b) => b,
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(Box::new(too_large())),
+        Err(e) => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {e}"),
+            )));
+        }
+    };
+    match serde_json::from_slice(&body) {
+        Ok(b) => Ok(b),
         Err(_) => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("body must be JSON: {shape}"),
@@ -269,9 +278,9 @@ fn json_body<T>(
 async fn set_state(
     State(s): State<AdminState>,
     Path((region, server)): Path<(String, String)>,
-    body: Result<Json<StateBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let body = match json_body(body, r#"{"state": "drain|up|down|clear"}"#) {
+    let body: StateBody = match json_body(body, r#"{"state": "drain|up|down|clear"}"#) {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -309,9 +318,9 @@ struct LoadBody {
 async fn set_load(
     State(s): State<AdminState>,
     Path((region, server)): Path<(String, String)>,
-    body: Result<Json<LoadBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let body = match json_body(body, r#"{"calls": N, "cps": N}"#) {
+    let body: LoadBody = match json_body(body, r#"{"calls": N, "cps": N}"#) {
         Ok(b) => b,
         Err(r) => return *r,
     };

@@ -210,6 +210,7 @@ impl Reloader {
             files: files_out(&cfg.files),
             ..ReloadStatus::default()
         };
+        crate::admin::metrics::reload(true);
         Reloader {
             path: path.to_path_buf(),
             shared: Arc::new(arc_swap::ArcSwap::from_pointee(snap)),

@@ -62,7 +62,8 @@ pub struct ServerReport {
     pub last_code: Option<u16>,
     pub rtt_ms: Option<f64>,
     pub load: Option<LoadOut>,
-    pub headroom: Option<f32>,
+    /// Capacity left, 0 to 1, rounded to three decimals.
+    pub headroom: Option<f64>,
     pub since_secs: f64,
 }
 
@@ -255,6 +256,10 @@ impl HealthHub {
                         now,
                     ),
                 };
+                if identity.target.is_none() {
+                    // `check: none`: never probed, so up unless an operator says otherwise.
+                    health.assume_up(now);
+                }
                 health.set_forced(effective_forced(&inner, &key, wall).0, now);
                 let slot = inner.entries.len();
                 if let Some(t) = &identity.target {
@@ -439,6 +444,11 @@ impl HealthHub {
         self.pull.lock().ok().and_then(|g| g.clone())
     }
 
+    /// Distinct addresses being probed.
+    pub fn probed_targets(&self) -> usize {
+        self.monitor.targets()
+    }
+
     /// Every server, in config order.
     pub fn servers(&self) -> Vec<ServerReport> {
         let inner = lock(&self.inner);
@@ -456,8 +466,12 @@ impl HealthHub {
             .into_iter()
             .map(|s| (s, 0.0))
             .collect();
+        let mut healthy: BTreeMap<&str, f64> = BTreeMap::new();
         for e in &inner.entries {
-            let k = match e.health.effective(now, inner.overflow_at, inner.report_ttl) {
+            let state = e.health.effective(now, inner.overflow_at, inner.report_ttl);
+            *healthy.entry(e.region.as_str()).or_default() +=
+                f64::from(u8::from(matches!(state, State::Up | State::Unknown)));
+            let k = match state {
                 State::Up => "up",
                 State::Down => "down",
                 State::Full => "full",
@@ -471,14 +485,19 @@ impl HealthHub {
         }
         let suspect = inner.entries.iter().filter(|e| e.health.suspect()).count();
         metrics::gauge!("sipsteer_servers_suspect").set(suspect as f64);
-        if let Some(t) = self.monitor.last_tick() {
-            let age = now.saturating_duration_since(t);
-            let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
-            metrics::gauge!("sipsteer_probe_last_tick_timestamp_seconds").set(
-                at.duration_since(UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64()),
-            );
+        for (region, v) in healthy {
+            metrics::gauge!("sipsteer_region_healthy_servers", "region" => region.to_string())
+                .set(v);
         }
+        metrics::gauge!("sipsteer_probe_targets").set(self.monitor.targets() as f64);
+        // Before the first probe (or with nothing to probe): the time the scheduler started.
+        let t = self.monitor.last_tick().unwrap_or(self.monitor.started());
+        let age = now.saturating_duration_since(t);
+        let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
+        metrics::gauge!("sipsteer_probe_last_tick_timestamp_seconds").set(
+            at.duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
     }
 }
 
@@ -572,7 +591,9 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
             cps: l.cps,
             age_secs: now.saturating_duration_since(l.at).as_secs_f64(),
         }),
-        headroom: h.headroom(now, inner.report_ttl).map(|x| x as f32),
+        headroom: h
+            .headroom(now, inner.report_ttl)
+            .map(|x| (x * 1000.0).round() / 1000.0),
         since_secs: now.saturating_duration_since(h.since()).as_secs_f64(),
     }
 }

@@ -100,6 +100,11 @@ impl Monitor {
         }
     }
 
+    /// When the scheduler started.
+    pub fn started(&self) -> Instant {
+        self.origin
+    }
+
     pub fn shutdown(&self) {
         self.cancel.cancel();
     }

@@ -170,6 +170,14 @@ impl ServerHealth {
             .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
+    /// A server that is not probed: observed up from now on (until forced otherwise).
+    pub fn assume_up(&mut self, now: Instant) {
+        if self.observed != Observed::Up {
+            self.observed = Observed::Up;
+            self.since = now;
+        }
+    }
+
     pub fn set_forced(&mut self, f: Option<Forced>, now: Instant) {
         if self.forced != f {
             self.forced = f;

@@ -26,10 +26,21 @@ pub struct GeoData {
 
 impl GeoData {
     /// Opens a database (`.mmdb` or CSV) and compiles its network table.
+    /// Logs each phase, and progress every few seconds while the networks are read.
     pub fn load(path: &std::path::Path) -> anyhow::Result<GeoData> {
+        let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        tracing::info!(path = %path.display(), bytes, "geoip: opening database");
         let db = crate::geo::GeoDb::open(path)?;
-        let table = db.table()?;
         let mut info = db.info();
+        let built = crate::startup::date(info.build_epoch);
+        tracing::info!(
+            path = %path.display(),
+            database_type = %info.database_type,
+            built = %built,
+            "geoip: reading networks"
+        );
+        let table =
+            crate::startup::with_progress("geoip: still reading networks", path, || db.table())?;
         info.networks = table.len();
         Ok(GeoData {
             table,

@@ -1,0 +1,125 @@
+//! What an operator sees of a starting sipsteer: the log setup (text with colours only on a
+//! terminal, or JSON lines), the startup lines of `serve` (version, config, counts, GeoIP,
+//! listeners, one `ready` line) and progress while something slow (a GeoIP load) runs.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use crate::app::Running;
+use crate::cli::{LogFormat, VERSION};
+use crate::config::{CheckKind, Config};
+
+/// How often a slow step says it is still running.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => fmt.json().with_ansi(false).init(),
+    }
+}
+
+/// `2026-11-25` for a Unix time, `unknown` for none (0).
+pub fn date(epoch: u64) -> String {
+    if epoch == 0 {
+        return "unknown".into();
+    }
+    let t = UNIX_EPOCH + Duration::from_secs(epoch);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.get(..10).unwrap_or(&s).to_string()
+}
+
+/// The first line: what is starting, from which config.
+pub fn starting(config: &Path) {
+    tracing::info!(config = %config.display(), "sipsteer {VERSION} starting");
+}
+
+/// What the config holds, before the (possibly slow) GeoIP load.
+pub fn config_loaded(cfg: &Config) {
+    let servers: usize = cfg.regions.iter().map(|r| r.servers.len()).sum();
+    let probed = cfg
+        .regions
+        .iter()
+        .flat_map(|r| &r.servers)
+        .filter(|s| s.probe.check != CheckKind::None)
+        .count();
+    tracing::info!(
+        zones = cfg.zones.len(),
+        regions = cfg.regions.len(),
+        servers,
+        probed,
+        files = cfg.files.len(),
+        "config loaded"
+    );
+    for w in crate::lint::warnings(cfg) {
+        tracing::warn!("{w}");
+    }
+}
+
+/// The one line that says the server answers now.
+pub fn ready(r: &Running) {
+    let snap = r.shared.load();
+    let dns: Vec<String> = r.dns.iter().map(ToString::to_string).collect();
+    let admin = r.admin.map_or_else(|| "off".to_string(), |a| a.to_string());
+    let geo = snap.steering.geo.as_ref().map_or_else(
+        || "none".to_string(),
+        |g| {
+            format!(
+                "{} built {}, {} networks",
+                g.info.database_type,
+                date(g.info.build_epoch),
+                g.info.networks
+            )
+        },
+    );
+    tracing::info!(
+        dns = %dns.join(","),
+        admin = %admin,
+        geoip = %geo,
+        probe_targets = r.hub.probed_targets(),
+        generation = snap.generation,
+        "ready"
+    );
+}
+
+/// Runs `f`, logging `what` every few seconds until it returns.
+pub fn with_progress<T>(what: &str, path: &Path, f: impl FnOnce() -> T) -> T {
+    let started = Instant::now();
+    let (done, wait) = channel::<()>();
+    std::thread::scope(|s| {
+        let ticker = std::thread::Builder::new()
+            .name("progress".into())
+            .spawn_scoped(s, move || {
+                while let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(PROGRESS_EVERY) {
+                    tracing::info!(
+                        path = %path.display(),
+                        secs = started.elapsed().as_secs(),
+                        "{what}"
+                    );
+                }
+            });
+        let out = f();
+        drop(done);
+        drop(ticker);
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(date(0), "unknown");
+        assert_eq!(date(1_764_028_800), "2025-11-25");
+    }
+}
