@@ -21,8 +21,8 @@ if ! need dig || ! need mmdblookup || ! need curl; then
   fi
 fi
 
-cargo build --release --quiet
-BIN=$ROOT/target/release/sipsteer
+if [ -z "${SIPSTEER_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${SIPSTEER_BIN:-$ROOT/target/release/sipsteer}
 WORK=$(mktemp -d)
 SERVE_PID=
 cleanup() { [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null; rm -rf "$WORK"; }

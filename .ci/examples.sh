@@ -4,8 +4,8 @@
 # the pod), gives the probes a startup allowance and owns the state directory for its uid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
-BIN=$PWD/target/release/sipsteer
+if [ -z "${SIPSTEER_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${SIPSTEER_BIN:-$PWD/target/release/sipsteer}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 

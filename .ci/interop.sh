@@ -19,8 +19,9 @@ if ! need dig || ! need mmdblookup || ! need sipp || ! need curl; then
   fi
 fi
 
-cargo build --release --quiet
-BIN=target/release/sipsteer
+# SIPSTEER_BIN: a release binary already built (by .ci/run); else build one.
+if [ -z "${SIPSTEER_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${SIPSTEER_BIN:-target/release/sipsteer}
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }

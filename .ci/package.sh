@@ -31,7 +31,8 @@ cleanup() {
 trap cleanup EXIT
 
 # --- the Debian package -------------------------------------------------------------------
-DEB=$(cargo deb --quiet 2>/dev/null | tail -n1)
+# With SIPSTEER_BIN (.ci/run built the static binary already) the package takes that build.
+DEB=$(cargo deb --quiet ${SIPSTEER_BIN:+--no-build --target x86_64-unknown-linux-gnu} 2>/dev/null | tail -n1)
 [ -f "$DEB" ] || DEB=$(ls -t target/debian/sipsteer_*.deb | head -n1)
 echo "package: $DEB"
 dpkg -i "$DEB"
@@ -93,8 +94,10 @@ if ! command -v buildah >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah >/dev/null 2>&1 || true
 fi
 if command -v buildah >/dev/null 2>&1; then
-  RUSTFLAGS='-C target-feature=+crt-static' \
-    cargo build --release --quiet --target x86_64-unknown-linux-gnu
+  if [ -z "${SIPSTEER_BIN:-}" ]; then
+    RUSTFLAGS='-C target-feature=+crt-static' \
+      cargo build --release --quiet --target x86_64-unknown-linux-gnu
+  fi
   STATIC=target/x86_64-unknown-linux-gnu/release/sipsteer
   check "static binary" bash -c "file '$STATIC' | grep -q 'static' || ! ldd '$STATIC' >/dev/null 2>&1"
   check "static binary runs" "$STATIC" --version
