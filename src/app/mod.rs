@@ -27,6 +27,8 @@ pub use reload::{Outcome, ReloadStatus, Reloader};
 pub struct Running {
     /// The DNS addresses actually bound (UDP and TCP share each).
     pub dns: Vec<SocketAddr>,
+    /// The DNS over TLS and DNS over HTTPS addresses actually bound.
+    pub encrypted: crate::dns::encrypted::Bound,
     /// The admin API address actually bound, if enabled.
     pub admin: Option<SocketAddr>,
     pub hub: Arc<HealthHub>,
@@ -61,6 +63,11 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
     if let Some(f) = &cfg.operator_state_file {
         watch_set.add_file(f);
     }
+    if let Some(t) = &cfg.tls {
+        watch_set.add_file(&t.certificate);
+        watch_set.add_file(&t.key);
+    }
+    let (listen_tls, listen_https) = (cfg.listen_tls.clone(), cfg.listen_https.clone());
     let admin_addr = cfg.listen_admin;
     let token = cfg.admin.token.clone();
     let hub = HealthHub::new(cfg.health_concurrency, cfg.admin.state_file.clone());
@@ -114,6 +121,19 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         tracing::info!(%bound, "dns listening on udp and tcp");
         dns.push(bound);
     }
+    let setup = crate::dns::encrypted::Setup {
+        shared: shared.clone(),
+        stats: crate::admin::metrics::QueryStats::registered(),
+        log: qlog.clone(),
+        timeout: dns_settings.tcp_idle_timeout,
+    };
+    let encrypted = match crate::dns::encrypted::start(setup, &listen_tls, &listen_https)? {
+        Some((server, bound)) => {
+            tasks.spawn(crate::dns::encrypted::serve(server, cancel.clone()));
+            bound
+        }
+        None => Default::default(),
+    };
     tasks.spawn(crate::health::load_pull::run(
         hub.clone(),
         shared.clone(),
@@ -152,6 +172,7 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
     };
     Ok(Running {
         dns,
+        encrypted,
         admin,
         hub,
         shared,

@@ -198,7 +198,9 @@ impl Reloader {
             return Outcome::Unchanged;
         }
         st.restart_needed = (cfg.listen_dns != current.config.listen_dns
-            || cfg.listen_admin != current.config.listen_admin)
+            || cfg.listen_admin != current.config.listen_admin
+            || cfg.listen_tls != current.config.listen_tls
+            || cfg.listen_https != current.config.listen_https)
             .then(|| "listen addresses changed: restart sipsteer to apply them".to_string());
         if let Some(msg) = &st.restart_needed {
             tracing::warn!("{msg}");

@@ -15,11 +15,27 @@ use crate::snapshot::Snapshot;
 pub enum Proto {
     Udp,
     Tcp,
+    /// DNS over TLS.
+    Tls,
+    /// DNS over HTTPS.
+    Https,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+            Proto::Tls => "tls",
+            Proto::Https => "https",
+        }
+    }
 }
 
 /// What was answered, for metrics and the query log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
+    pub proto: Proto,
     pub rcode: u16,
     pub qtype: u16,
     pub truncated: bool,
@@ -60,6 +76,7 @@ pub fn respond(
             });
             w.finish(flags, false, false, (rcode & 0xF) as u8, opt);
             return Some(Summary {
+                proto,
                 rcode,
                 qtype: 0,
                 truncated: false,
@@ -71,7 +88,7 @@ pub fn respond(
         Parsed::Query(q) => q,
     };
     let limit = match (proto, q.edns) {
-        (Proto::Tcp, _) => u16::MAX as usize,
+        (Proto::Tcp | Proto::Tls | Proto::Https, _) => u16::MAX as usize,
         (Proto::Udp, None) => 512,
         (Proto::Udp, Some(e)) => e.payload.clamp(512, snap.udp_payload) as usize,
     };
@@ -112,6 +129,7 @@ pub fn respond(
     });
     w.finish(q.flags, a.aa, a.tc, a.rcode, opt);
     Some(Summary {
+        proto,
         rcode: a.rcode as u16,
         qtype: q.qtype,
         truncated: a.tc,
