@@ -126,14 +126,10 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
         stats: crate::admin::metrics::QueryStats::registered(),
         log: qlog.clone(),
         timeout: dns_settings.tcp_idle_timeout,
+        max_connections: dns_settings.tcp_max_connections,
     };
-    let encrypted = match crate::dns::encrypted::start(setup, &listen_tls, &listen_https)? {
-        Some((server, bound)) => {
-            tasks.spawn(crate::dns::encrypted::serve(server, cancel.clone()));
-            bound
-        }
-        None => Default::default(),
-    };
+    let encrypted =
+        crate::dns::encrypted::start(setup, &listen_tls, &listen_https, &mut tasks, &cancel)?;
     tasks.spawn(crate::health::load_pull::run(
         hub.clone(),
         shared.clone(),

@@ -1,8 +1,10 @@
-//! DNS over TLS (RFC 7858) and DNS over HTTPS (RFC 8484, HTTP/2, `/dns-query`), served by
-//! hickory-server's `Server` with rustls. Answers come from the same answer path as UDP and
-//! TCP ([`handler`]); the certificate comes from the current snapshot on every handshake
-//! ([`CertResolver`]), so a renewal on disk is served as soon as the config reload accepts it.
+//! DNS over TLS (RFC 7858), served by hickory-server's `Server`, and DNS over HTTPS (RFC 8484,
+//! HTTP/2, GET and POST at `/dns-query`, [`doh`]), both with rustls. Answers come from the same
+//! answer path as UDP and TCP ([`handler`]); the certificate comes from the current snapshot on
+//! every handshake ([`CertResolver`]), so a renewal on disk is served as soon as the config
+//! reload accepts it.
 
+pub mod doh;
 pub mod handler;
 
 use std::net::SocketAddr;
@@ -14,6 +16,7 @@ use hickory_server::Server;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::metrics::QueryStats;
@@ -66,6 +69,8 @@ pub struct Setup {
     pub log: Option<Arc<QueryLog>>,
     /// Handshake timeout and idle timeout between queries.
     pub timeout: Duration,
+    /// Connections per DNS over HTTPS listener.
+    pub max_connections: usize,
 }
 
 /// The bound encrypted listeners.
@@ -75,18 +80,22 @@ pub struct Bound {
     pub https: Vec<SocketAddr>,
 }
 
-/// Binds every `listen.tls` and `listen.https` address and starts hickory's server on them.
-/// Returns `None` when neither is configured.
+/// Binds every `listen.tls` and `listen.https` address and starts serving them on `tasks`
+/// until `cancel` fires: DNS over TLS through hickory-server, DNS over HTTPS through [`doh`].
 pub fn start(
     setup: Setup,
     tls: &[SocketAddr],
     https: &[SocketAddr],
-) -> Result<Option<(Server<handler::Handler>, Bound)>> {
+    tasks: &mut JoinSet<()>,
+    cancel: &CancellationToken,
+) -> Result<Bound> {
+    let mut bound = Bound::default();
     if tls.is_empty() && https.is_empty() {
-        return Ok(None);
+        return Ok(bound);
     }
-    let snap = setup.shared.load_full();
-    let first = snap
+    let first = setup
+        .shared
+        .load()
         .config
         .tls
         .as_ref()
@@ -96,36 +105,39 @@ pub fn start(
         shared: setup.shared.clone(),
         first,
     });
-    let mut server = Server::new(handler::Handler {
-        shared: setup.shared,
-        stats: setup.stats,
-        log: setup.log,
-        tls_queries: metrics::counter!("sipsteer_dns_encrypted_queries_total", "transport" => "tls"),
-        https_queries: metrics::counter!("sipsteer_dns_encrypted_queries_total", "transport" => "https"),
-    });
-    let mut bound = Bound::default();
+    let answerer = Arc::new(handler::Answerer::new(setup.shared, setup.stats, setup.log));
     let all: Vec<SocketAddr> = tls.iter().chain(https).copied().collect();
-    let dot = server_config(b"dot", resolver.clone())?;
-    for &addr in tls {
-        let l = bind(addr, &all).with_context(|| format!("cannot bind tls {addr}"))?;
-        bound.tls.push(l.local_addr()?);
-        server.register_tls_listener_with_tls_config(l, setup.timeout, dot.clone())?;
-        tracing::info!(bound = %bound.tls[bound.tls.len() - 1], "dns listening on tls");
+    if !tls.is_empty() {
+        let mut server = Server::new(handler::Handler(answerer.clone()));
+        let dot = server_config(b"dot", resolver.clone())?;
+        for &addr in tls {
+            let l = bind(addr, &all).with_context(|| format!("cannot bind tls {addr}"))?;
+            let at = l.local_addr()?;
+            server.register_tls_listener_with_tls_config(l, setup.timeout, dot.clone())?;
+            tracing::info!(bound = %at, "dns listening on tls");
+            bound.tls.push(at);
+        }
+        tasks.spawn(stop_on(server, cancel.clone()));
     }
-    let doh = server_config(b"h2", resolver)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(b"h2", resolver)?);
     for &addr in https {
         let l = bind(addr, &all).with_context(|| format!("cannot bind https {addr}"))?;
-        bound.https.push(l.local_addr()?);
-        server.register_https_listener_with_tls_config(
+        let at = l.local_addr()?;
+        let limits = doh::Limits {
+            max_connections: setup.max_connections,
+            timeout: setup.timeout,
+        };
+        tasks.spawn(doh::serve(
             l,
-            setup.timeout,
-            doh.clone(),
-            None,
-            DOH_PATH.to_string(),
-        )?;
-        tracing::info!(bound = %bound.https[bound.https.len() - 1], "dns listening on https");
+            acceptor.clone(),
+            answerer.clone(),
+            limits,
+            cancel.clone(),
+        ));
+        tracing::info!(bound = %at, "dns listening on https");
+        bound.https.push(at);
     }
-    Ok(Some((server, bound)))
+    Ok(bound)
 }
 
 fn bind(addr: SocketAddr, all: &[SocketAddr]) -> Result<tokio::net::TcpListener> {
@@ -134,9 +146,9 @@ fn bind(addr: SocketAddr, all: &[SocketAddr]) -> Result<tokio::net::TcpListener>
 }
 
 /// Runs until `cancel` fires, then stops hickory's server.
-pub async fn serve(mut server: Server<handler::Handler>, cancel: CancellationToken) {
+async fn stop_on(mut server: Server<handler::Handler>, cancel: CancellationToken) {
     cancel.cancelled().await;
     if let Err(e) = server.shutdown_gracefully().await {
-        tracing::debug!(error = %e, "encrypted listeners stopped");
+        tracing::debug!(error = %e, "dns over tls stopped");
     }
 }
