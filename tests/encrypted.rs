@@ -387,3 +387,54 @@ fn listeners_without_certificate_are_a_config_error() {
         )
     );
 }
+
+#[tokio::test]
+async fn dot_connections_over_the_cap_are_refused() {
+    let ca = TestCa::new();
+    let main = MAIN_TLS.replace("health:", "dns: { tcp_max_connections: 2 }\nhealth:");
+    let cfg = ConfigDir::new(&main, &[("example.com.yaml", STEER_ZONE)]);
+    std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
+    let (cert, key, _) = ca.leaf(1);
+    std::fs::write(cfg.path("cert.pem"), cert).expect("cert");
+    std::fs::write(cfg.path("key.pem"), key).expect("key");
+    let s = TestServer::start_in(cfg).await;
+    let addr = tls_addr(&s);
+    let first = connect(&ca, b"dot", addr).await;
+    let _second = connect(&ca, b"dot", addr).await;
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    let third = tokio::time::timeout(WAIT, ca.connector(b"dot").connect(name, tcp))
+        .await
+        .expect("refused in time");
+    assert!(third.is_err(), "a third connection was admitted");
+    drop(first);
+    // Once the server has closed its side, a new connection is admitted and answered.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let packet = query("ns1.example.com.", RecordType::A, &Q::default());
+    loop {
+        let tcp = TcpStream::connect(addr).await.expect("connect");
+        let name = ServerName::try_from("localhost").expect("name");
+        if let Ok(Ok(mut c)) =
+            tokio::time::timeout(WAIT, ca.connector(b"dot").connect(name, tcp)).await
+        {
+            let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&packet);
+            c.write_all(&framed).await.expect("write");
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).await.expect("read length");
+            let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut buf).await.expect("read body");
+            assert_eq!(
+                rrs(&parse(&buf).answers),
+                ["ns1.example.com. 300 A 192.0.2.53"]
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no connection admitted after one closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.stop().await;
+}

@@ -5,6 +5,7 @@
 //! reload accepts it.
 
 pub mod doh;
+pub mod gate;
 pub mod handler;
 
 use std::net::SocketAddr;
@@ -29,14 +30,21 @@ pub const DOH_PATH: &str = "/dns-query";
 
 /// Serves the certificate of the current snapshot; the one loaded at start if a later config
 /// has no `tls:` section (removing it takes a restart).
-#[derive(Debug)]
+/// With a gate, a handshake over the connection cap gets no certificate and fails.
+#[derive(Debug, Clone)]
 pub struct CertResolver {
     shared: Shared,
     first: Arc<CertifiedKey>,
+    gate: Option<Arc<gate::Gate>>,
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if let Some(g) = &self.gate
+            && !g.admit()
+        {
+            return None;
+        }
         let snap = self.shared.load();
         Some(
             snap.config
@@ -69,7 +77,7 @@ pub struct Setup {
     pub log: Option<Arc<QueryLog>>,
     /// Handshake timeout and idle timeout between queries.
     pub timeout: Duration,
-    /// Connections per DNS over HTTPS listener.
+    /// Connections per DNS over HTTPS listener, and over all DNS over TLS listeners.
     pub max_connections: usize,
 }
 
@@ -101,25 +109,34 @@ pub fn start(
         .as_ref()
         .map(|t| t.certified.clone())
         .context("encrypted listeners need a tls certificate and key")?;
-    let resolver = Arc::new(CertResolver {
+    let resolver = CertResolver {
         shared: setup.shared.clone(),
         first,
-    });
+        gate: None,
+    };
     let answerer = Arc::new(handler::Answerer::new(setup.shared, setup.stats, setup.log));
     let all: Vec<SocketAddr> = tls.iter().chain(https).copied().collect();
     if !tls.is_empty() {
         let mut server = Server::new(handler::Handler(answerer.clone()));
-        let dot = server_config(b"dot", resolver.clone())?;
+        let mut listeners = Vec::new();
         for &addr in tls {
             let l = bind(addr, &all).with_context(|| format!("cannot bind tls {addr}"))?;
-            let at = l.local_addr()?;
+            bound.tls.push(l.local_addr()?);
+            listeners.push(l);
+        }
+        let ports = bound.tls.iter().map(SocketAddr::port).collect();
+        let gated = CertResolver {
+            gate: Some(Arc::new(gate::Gate::new(ports, setup.max_connections))),
+            ..resolver.clone()
+        };
+        let dot = server_config(b"dot", Arc::new(gated))?;
+        for (l, at) in listeners.into_iter().zip(&bound.tls) {
             server.register_tls_listener_with_tls_config(l, setup.timeout, dot.clone())?;
             tracing::info!(bound = %at, "dns listening on tls");
-            bound.tls.push(at);
         }
         tasks.spawn(stop_on(server, cancel.clone()));
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(b"h2", resolver)?);
+    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(b"h2", Arc::new(resolver))?);
     for &addr in https {
         let l = bind(addr, &all).with_context(|| format!("cannot bind https {addr}"))?;
         let at = l.local_addr()?;
