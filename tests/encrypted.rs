@@ -438,3 +438,110 @@ async fn dot_connections_over_the_cap_are_refused() {
     }
     s.stop().await;
 }
+
+/// The status of one DoH request.
+async fn doh_status(ca: &TestCa, addr: SocketAddr, req: http::Request<()>, body: &[u8]) -> u16 {
+    let s = connect(ca, b"h2", addr).await;
+    let (mut client, conn) = h2::client::handshake(s).await.expect("h2 handshake");
+    tokio::spawn(conn);
+    let (resp, mut tx) = client.send_request(req, body.is_empty()).expect("send");
+    if !body.is_empty() {
+        tx.send_data(bytes::Bytes::copy_from_slice(body), true)
+            .expect("body");
+    }
+    let resp = tokio::time::timeout(WAIT, resp)
+        .await
+        .expect("response in time")
+        .expect("response");
+    resp.status().as_u16()
+}
+
+#[tokio::test]
+async fn doh_refuses_what_is_not_a_dns_query() {
+    let ca = TestCa::new();
+    let (s, _) = server(&ca).await;
+    let addr = https_addr(&s);
+    let packet = query("ns1.example.com.", RecordType::A, &Q::default());
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&packet);
+    let get = |uri: String| http::Request::get(uri).body(()).expect("request");
+    let cases = [
+        (
+            get(format!("https://localhost/other?dns={b64}")),
+            &[][..],
+            404,
+        ),
+        (get("https://localhost/dns-query".into()), &[][..], 400),
+        (
+            get("https://localhost/dns-query?dns=not*base64".into()),
+            &[][..],
+            400,
+        ),
+        (
+            http::Request::post("https://localhost/dns-query")
+                .header("content-type", "text/plain")
+                .body(())
+                .expect("request"),
+            &packet[..],
+            415,
+        ),
+        (
+            http::Request::put("https://localhost/dns-query")
+                .header("content-type", "application/dns-message")
+                .body(())
+                .expect("request"),
+            &packet[..],
+            405,
+        ),
+        (
+            get(format!("https://localhost/dns-query?dns={b64}")),
+            &[][..],
+            200,
+        ),
+    ];
+    for (req, body, want) in cases {
+        let uri = req.uri().clone();
+        assert_eq!(doh_status(&ca, addr, req, body).await, want, "{uri}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn encrypted_queries_are_logged_with_their_transport() {
+    let ca = TestCa::new();
+    let main = format!("{MAIN_TLS}query_log: {{ path: queries.jsonl, sample: 1 }}\n");
+    let cfg = ConfigDir::new(&main, &[("example.com.yaml", STEER_ZONE)]);
+    std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
+    let (cert, key, _) = ca.leaf(1);
+    std::fs::write(cfg.path("cert.pem"), cert).expect("cert");
+    std::fs::write(cfg.path("key.pem"), key).expect("key");
+    let s = TestServer::start_in(cfg).await;
+    let packet = query("sip.example.com.", RecordType::A, &ecs("81.2.69.0", 24));
+    dot(&ca, tls_addr(&s), &packet).await;
+    let packet = query("nope.example.com.", RecordType::A, &Q::default());
+    doh(&ca, https_addr(&s), &packet, true).await;
+    let path = s.cfg.path("queries.jsonl");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let text = loop {
+        let t = std::fs::read_to_string(&path).unwrap_or_default();
+        if t.lines().count() >= 2 {
+            break t;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "query log not written: {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert_eq!(lines[0]["proto"], "tls");
+    assert_eq!(lines[0]["name"], "sip.example.com.");
+    assert_eq!(lines[0]["region"], "uk");
+    assert_eq!(lines[0]["client"], "127.0.0.1");
+    assert_eq!(lines[1]["proto"], "https");
+    assert_eq!(lines[1]["name"], "nope.example.com.");
+    assert_eq!(lines[1]["rcode"], 3);
+    s.stop().await;
+}
