@@ -5,6 +5,8 @@
 #  - sipp (sip-tester) answers sipsteer's SIP OPTIONS probes with 200 and 503
 #  - unbound (installed when missing) resolves the steered names through sipsteer with its
 #    ECS subnet cache
+#  - kdig (knot-dnsutils, installed when missing) over DNS over TLS and DNS over HTTPS (GET
+#    and POST) with a self-signed certificate made by openssl
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

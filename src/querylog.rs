@@ -121,6 +121,7 @@ fn format_entry(e: &Entry) -> String {
     let v = serde_json::json!({
         "ts": e.at.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
         "client": e.client.to_string(),
+        "proto": e.summary.proto.as_str(),
         "ecs": ecs,
         "name": name,
         "type": hickory_proto::rr::RecordType::from(e.summary.qtype).to_string(),

@@ -296,6 +296,8 @@ async fn query_log_writes_sampled_json_lines() {
     assert_eq!(lines[0]["region"], "uk");
     assert_eq!(lines[0]["reason"], "country");
     assert_eq!(lines[0]["rcode"], 0);
+    assert_eq!(lines[0]["proto"], "udp");
+    assert_eq!(lines[1]["proto"], "tcp");
     assert_eq!(lines[1]["name"], "nope.example.com.");
     assert_eq!(lines[1]["rcode"], 3);
     assert_eq!(lines[1]["region"], serde_json::Value::Null);

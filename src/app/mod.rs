@@ -30,6 +30,8 @@ pub use signals::Signals;
 pub struct Running {
     /// The DNS addresses actually bound (UDP and TCP share each).
     pub dns: Vec<SocketAddr>,
+    /// The DNS over TLS and DNS over HTTPS addresses actually bound.
+    pub encrypted: crate::dns::encrypted::Bound,
     /// The admin API address actually bound, if enabled.
     pub admin: Option<SocketAddr>,
     pub hub: Arc<HealthHub>,
@@ -68,6 +70,7 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     let listen = cfg.listen_dns.clone();
     let dns_settings = cfg.dns.clone();
     let watch_set = crate::config::watch::WatchSet::of(cfg);
+    let (listen_tls, listen_https) = (cfg.listen_tls.clone(), cfg.listen_https.clone());
     let admin_addr = cfg.listen_admin;
     let token = cfg.admin.token.clone();
     let hub = HealthHub::new(cfg.health_concurrency, cfg.admin.state_file.clone());
@@ -126,6 +129,15 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         tracing::info!(%bound, "dns listening on udp and tcp");
         dns.push(bound);
     }
+    let setup = crate::dns::encrypted::Setup {
+        shared: shared.clone(),
+        stats: crate::admin::metrics::QueryStats::registered(),
+        log: qlog.clone(),
+        timeout: dns_settings.tcp_idle_timeout,
+        max_connections: dns_settings.tcp_max_connections,
+    };
+    let encrypted =
+        crate::dns::encrypted::start(setup, &listen_tls, &listen_https, &mut tasks, &cancel)?;
     tasks.spawn(crate::health::load_pull::run(
         hub.clone(),
         shared.clone(),
@@ -163,6 +175,7 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     };
     Ok(Running {
         dns,
+        encrypted,
         admin,
         hub,
         shared,

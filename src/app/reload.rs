@@ -276,7 +276,9 @@ impl Reloader {
             return Outcome::Unchanged;
         }
         let restart_needed = (cfg.listen_dns != current.config.listen_dns
-            || cfg.listen_admin != current.config.listen_admin)
+            || cfg.listen_admin != current.config.listen_admin
+            || cfg.listen_tls != current.config.listen_tls
+            || cfg.listen_https != current.config.listen_https)
             .then(|| "listen addresses changed: restart sipsteer to apply them".to_string());
         if let Some(msg) = &restart_needed {
             tracing::warn!("{msg}");

@@ -132,6 +132,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         };
         super::load_source::compile(l, &regions, &mut sink)
     });
+    let encrypted = super::tls::load(
+        &main,
+        &base,
+        &mut files,
+        &mut Sink {
+            file: path,
+            errors: &mut errors,
+        },
+    );
 
     if !errors.is_empty() {
         errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
@@ -155,6 +164,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         operator_state_file,
         operator,
         load_source,
+        listen_tls: encrypted.listen_tls,
+        listen_https: encrypted.listen_https,
+        tls: encrypted.files,
     })
 }
 
@@ -174,6 +186,14 @@ pub(super) fn read(
         hash: h.finish(),
     });
     Ok(text)
+}
+
+pub(super) fn lower(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
 }
 
 fn whole_file(path: &Path, message: impl Into<String>) -> ConfigError {

@@ -12,6 +12,7 @@ mod raw;
 mod records;
 mod services;
 mod steer;
+pub mod tls;
 mod values;
 pub mod watch;
 mod zone;
@@ -55,6 +56,12 @@ pub struct Config {
     pub operator: operator::OperatorStates,
     /// Load pulled from Prometheus, if configured.
     pub load_source: Option<load_source::LoadSource>,
+    /// DNS over TLS listen addresses (empty: off).
+    pub listen_tls: Vec<SocketAddr>,
+    /// DNS over HTTPS listen addresses (empty: off).
+    pub listen_https: Vec<SocketAddr>,
+    /// The certificate and key of the encrypted listeners, read and checked.
+    pub tls: Option<tls::TlsFiles>,
 }
 
 /// Transport limits of the DNS listeners.

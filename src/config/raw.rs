@@ -40,6 +40,9 @@ pub struct Main {
     /// Load pulled from Prometheus.
     #[serde(default)]
     pub load: Option<super::load_source::RawLoad>,
+    /// Certificate and key for `listen.tls` and `listen.https`.
+    #[serde(default)]
+    pub tls: Option<Tls>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +60,20 @@ pub struct Listen {
     pub dns: Option<S<Values>>,
     #[serde(default)]
     pub admin: Option<S<String>>,
+    /// DNS over TLS (RFC 7858).
+    #[serde(default)]
+    pub tls: Option<S<Values>>,
+    /// DNS over HTTPS (RFC 8484).
+    #[serde(default)]
+    pub https: Option<S<Values>>,
+}
+
+/// The certificate and key of the encrypted listeners (PEM files).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub certificate: S<String>,
+    pub key: S<String>,
 }
 
 #[derive(Debug, Deserialize)]

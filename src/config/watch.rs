@@ -54,11 +54,12 @@ impl WatchSet {
         w
     }
 
-    /// Everything a loaded config reads: its files, zone maps, GeoIP database and operator
-    /// state file.
+    /// Everything a loaded config reads: its files, zone maps, GeoIP database, operator state
+    /// file and TLS certificate and key.
     pub fn of(cfg: &super::Config) -> WatchSet {
         let mut w = WatchSet::for_config(&cfg.file, &cfg.zones_dir, cfg.geoip.as_deref());
-        if let Some(f) = &cfg.operator_state_file {
+        let tls = cfg.tls.iter().flat_map(|t| [&t.certificate, &t.key]);
+        for f in cfg.operator_state_file.iter().chain(tls) {
             w.dirs.insert(parent(f));
             if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
                 w.names.insert(n.to_owned());

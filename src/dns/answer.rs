@@ -16,11 +16,27 @@ use crate::snapshot::Snapshot;
 pub enum Proto {
     Udp,
     Tcp,
+    /// DNS over TLS.
+    Tls,
+    /// DNS over HTTPS.
+    Https,
+}
+
+impl Proto {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Proto::Udp => "udp",
+            Proto::Tcp => "tcp",
+            Proto::Tls => "tls",
+            Proto::Https => "https",
+        }
+    }
 }
 
 /// What was answered, for metrics and the query log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
+    pub proto: Proto,
     pub rcode: u16,
     pub qtype: u16,
     pub truncated: bool,
@@ -65,6 +81,7 @@ pub fn respond(
                 return None;
             }
             return Some(Summary {
+                proto,
                 rcode,
                 qtype: 0,
                 truncated: false,
@@ -77,7 +94,7 @@ pub fn respond(
     };
     let pre = snap.defences.before(&q, client, proto);
     let limit = match (proto, q.edns) {
-        (Proto::Tcp, _) => u16::MAX as usize,
+        (Proto::Tcp | Proto::Tls | Proto::Https, _) => u16::MAX as usize,
         (Proto::Udp, None) => 512,
         (Proto::Udp, Some(e)) => e.payload.clamp(512, snap.udp_payload) as usize,
     };
@@ -126,6 +143,7 @@ pub fn respond(
         Verdict::Send => {}
     }
     Some(Summary {
+        proto,
         rcode: a.rcode as u16,
         qtype: q.qtype,
         truncated: a.tc,
