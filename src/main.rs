@@ -7,7 +7,8 @@ use sipsteer::cli::{Cli, Command, GeoipCommand, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    sipsteer::startup::init_logging(cli.log_format);
+    let quiet = matches!(cli.command, Command::Check { .. });
+    sipsteer::startup::init_logging(cli.log_format, quiet);
     let json = cli.log_format == LogFormat::Json;
     match cli.command {
         Command::Check { config } => {

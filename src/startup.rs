@@ -14,10 +14,17 @@ use crate::config::{CheckKind, Config};
 /// How often a slow step says it is still running.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Logs to stderr; `RUST_LOG` overrides the default `info`.
-pub fn init_logging(format: LogFormat) {
+/// Logs to stderr; `RUST_LOG` overrides the default: `info` (hickory-server, which serves
+/// DNS over TLS, only at `error`: it logs every query at info), or only warnings for commands
+/// that print their own result (`quiet`, e.g. `check`).
+pub fn init_logging(format: LogFormat, quiet: bool) {
+    let default = if quiet {
+        "warn"
+    } else {
+        "info,hickory_server=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=error"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
