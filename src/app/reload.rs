@@ -54,9 +54,13 @@ struct GeoCache {
     data: Arc<GeoData>,
 }
 
-/// The compiled GeoIP table of the last load, reused while its file is unchanged.
+/// What the last load read and compiled, reused by the next while its files are unchanged:
+/// the GeoIP table, and the parsed and validated zone maps (see [`config::ZoneCache`]).
 #[derive(Default)]
-pub struct GeoSlot(Mutex<Option<GeoCache>>);
+pub struct GeoSlot {
+    geo: Mutex<Option<GeoCache>>,
+    zones: Mutex<config::ZoneCache>,
+}
 
 /// Why a load failed: config errors (each with file:line:col) or a GeoIP error.
 #[derive(Debug)]
@@ -95,7 +99,7 @@ pub struct Loaded {
 /// The one loader of `serve`, reloads, `check` and `explain`: the config files, then the
 /// GeoIP database (from `cache` while its file is unchanged). Blocking.
 pub fn load(path: &Path, cache: &GeoSlot) -> Result<Loaded, LoadError> {
-    let config = config::load(path).map_err(LoadError::Config)?;
+    let config = config::load_cached(path, &mut guard(&cache.zones)).map_err(LoadError::Config)?;
     let geo = geo_for(&config, cache).map_err(|e| LoadError::Geo(format!("{e:#}")))?;
     Ok(Loaded { config, geo })
 }
@@ -172,14 +176,14 @@ pub(crate) fn geo_for(cfg: &Config, cache: &GeoSlot) -> anyhow::Result<Option<Ar
         return Ok(None);
     };
     let key = geo_key(path)?;
-    if let Some(c) = guard(&cache.0).as_ref()
+    if let Some(c) = guard(&cache.geo).as_ref()
         && c.key == key
     {
         return Ok(Some(c.data.clone()));
     }
     let entry = geo_entry(path)?;
     let data = entry.data.clone();
-    *guard(&cache.0) = Some(entry);
+    *guard(&cache.geo) = Some(entry);
     Ok(Some(data))
 }
 
