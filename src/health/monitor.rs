@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::probe::{CodePolicy, ProbeResult, Target, probe};
+use super::probe::{CodePolicy, ProbeResult, Target, probe_with};
 use super::state::{Cadence, ServerHealth, Thresholds};
+use super::udp_prober::UdpProber;
 
 /// How one target is probed.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,8 @@ pub struct Monitor {
     running: Mutex<HashMap<Target, Running>>,
     slots: Arc<Semaphore>,
     results: mpsc::Sender<(Target, ProbeResult)>,
+    /// The sockets every SIP-over-UDP probe shares.
+    udp: Arc<UdpProber>,
     origin: Instant,
     /// Milliseconds after `origin` of the last probe started (0 = none yet).
     last_tick: Arc<AtomicU64>,
@@ -47,6 +50,7 @@ impl Monitor {
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             results,
+            udp: Arc::default(),
             origin: Instant::now(),
             last_tick: Arc::new(AtomicU64::new(0)),
             cancel: CancellationToken::new(),
@@ -76,6 +80,7 @@ impl Monitor {
                 spec: spec.clone(),
                 slots: self.slots.clone(),
                 results: self.results.clone(),
+                udp: self.udp.clone(),
                 origin: self.origin,
                 last_tick: self.last_tick.clone(),
                 cancel: cancel.clone(),
@@ -115,6 +120,7 @@ struct Prober {
     spec: ProbeSpec,
     slots: Arc<Semaphore>,
     results: mpsc::Sender<(Target, ProbeResult)>,
+    udp: Arc<UdpProber>,
     origin: Instant,
     last_tick: Arc<AtomicU64>,
     cancel: CancellationToken,
@@ -139,7 +145,7 @@ impl Prober {
             self.last_tick.store(ms, Ordering::Relaxed);
             let started = Instant::now();
             let result = tokio::select! {
-                r = probe(&self.spec.target, timeout, &self.spec.policy) => r,
+                r = probe_with(&self.spec.target, timeout, &self.spec.policy, Some(&self.udp)) => r,
                 _ = self.cancel.cancelled() => return,
             };
             drop(permit);
