@@ -32,7 +32,7 @@ for r in range(n // per):
 print("services:\n  sip: { regions: [" + ", ".join(f"r{r}" for r in range(n // per)) + "] }")
 PY
 sleep 2
-taskset -c 1 target/release/sipsteer serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
+taskset -c 1 "${BIN:-target/release/sipsteer}" serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
 for _ in $(seq 150); do curl -sf http://127.0.0.1:8060/readyz >/dev/null && break; sleep 0.2; done
 echo "ready: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8060/readyz)"
 CLK=$(getconf CLK_TCK)

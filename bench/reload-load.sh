@@ -37,7 +37,7 @@ YAML
 }
 zone example.com 1 > "$WORK/zones/example.com.yaml"
 for i in $(seq 2 "$ZONES"); do zone "customer$i.example" 1 > "$WORK/zones/customer$i.example.yaml"; done
-taskset -c 1 target/release/sipsteer serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
+taskset -c 1 "${BIN:-target/release/sipsteer}" serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
 for _ in $(seq 150); do dig +short +time=1 +tries=1 @127.0.0.1 -p 5300 static.example.com >/dev/null 2>&1 && break; sleep 0.2; done
 echo "startup:"; grep -E "geoip database loaded|listening" "$WORK/serve.log" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-200
 for s in 2 3 4; do

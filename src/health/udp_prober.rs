@@ -241,11 +241,14 @@ async fn receive(sock: Arc<UdpSocket>, table: Arc<Table>, v4: bool) {
             Ok((n, from)) => dispatch(&table, &buf[..n], from),
             Err(_) => {
                 // The error queue names the refused destinations; any other error is
-                // transient (the socket stays usable).
-                for (dst, errno) in super::udp_errqueue::drain(sock.as_raw_fd(), v4) {
+                // transient (the socket stays usable), but is not retried in a tight loop.
+                let errors = super::udp_errqueue::drain(sock.as_raw_fd(), v4);
+                if errors.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                for (dst, errno) in errors {
                     unreachable(&table, dst, errno);
                 }
-                tokio::task::yield_now().await;
             }
         }
     }
@@ -261,6 +264,9 @@ fn dispatch(table: &Table, datagram: &[u8], from: SocketAddr) {
             let Some(p) = r.branch.as_deref().and_then(|b| t.get_mut(b)) else {
                 return; // a stray or late reply
             };
+            if !same(p.target, from) {
+                return; // only the target answers for itself, as on a connected socket
+            }
             let call_id = r.call_id.as_deref().and_then(|c| c.split('@').next());
             let cseq = r
                 .cseq
@@ -278,7 +284,7 @@ fn dispatch(table: &Table, datagram: &[u8], from: SocketAddr) {
                 ParseError::Incomplete => "bad response: truncated datagram".to_string(),
                 ParseError::Bad(e) => format!("bad response: {e}"),
             };
-            for p in t.values_mut().filter(|p| p.target == from) {
+            for p in t.values_mut().filter(|p| same(p.target, from)) {
                 p.bad = Some(why.clone());
             }
         }
@@ -287,9 +293,14 @@ fn dispatch(table: &Table, datagram: &[u8], from: SocketAddr) {
 
 fn unreachable(table: &Table, dst: SocketAddr, errno: i32) {
     let mut t = crate::app::reload::guard(table);
-    for p in t.values_mut().filter(|p| p.target == dst) {
+    for p in t.values_mut().filter(|p| same(p.target, dst)) {
         if let Some(done) = p.done.take() {
             let _ = done.send(Reply::Unreachable(errno));
         }
     }
+}
+
+/// The same address and port (flow label and scope aside).
+fn same(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip() == b.ip() && a.port() == b.port()
 }
