@@ -5,7 +5,7 @@
 # same server, so the query throughput with N probes running can be compared with N=0.
 # Usage: bench/probe-load.sh [N] [SECONDS]     (run from the repository root after a release build)
 set -euo pipefail
-N="${1:-10000}"; SECS="${2:-60}"; BASE=20000
+N="${1:-10000}"; SECS="${2:-60}"; BASE="${BASE:-20000}"
 WORK=$(mktemp -d); mkdir -p "$WORK/zones"
 cleanup() { kill "${RESP:-}" "${SRV:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT

@@ -124,6 +124,20 @@ pub struct Reloader {
     pub stopping: CancellationToken,
 }
 
+/// CPU time of the calling thread (a reload runs on one thread: this is its cost).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a timespec we own.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if r != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -258,6 +272,7 @@ impl Reloader {
 
     fn run_once(&self, why: &str) -> Outcome {
         let started = std::time::Instant::now();
+        let cpu_started = thread_cpu();
         let current = self.shared.load_full();
         let loaded = load(&self.path, &self.geo);
         guard(&self.status).last_attempt_unix = now_unix();
@@ -305,6 +320,7 @@ impl Reloader {
             trigger = why,
             generation,
             ms = started.elapsed().as_millis() as u64,
+            cpu_ms = format_args!("{:.1}", (thread_cpu() - cpu_started).as_secs_f64() * 1e3),
             "config reloaded"
         );
         Outcome::Applied(generation)

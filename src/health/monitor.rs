@@ -3,7 +3,7 @@
 //! probes in flight, and results sent on a bounded channel. Each task keeps its own copy of
 //! the target's state machine to pick the next probe: a suspect server is re-probed at the
 //! suspect cadence. Targets are diffed on reload: unchanged ones keep running, removed ones
-//! stop.
+//! stop. Every wait ends on a common 10 ms tick ([`on_tick`]), so timers fire in batches.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -131,7 +131,7 @@ impl Prober {
         let cadence = self.spec.cadence;
         let first = cadence.interval.mul_f64(rand::random::<f64>());
         tokio::select! {
-            _ = tokio::time::sleep(first) => {}
+            _ = tokio::time::sleep_until(on_tick(first)) => {}
             _ = self.cancel.cancelled() => return,
         }
         let mut health = ServerHealth::new(self.spec.thresholds, None, Instant::now());
@@ -163,9 +163,25 @@ impl Prober {
             let (wait, next_timeout) = health.next_probe(&cadence, took, jitter);
             timeout = next_timeout;
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(on_tick(wait)) => {}
                 _ = self.cancel.cancelled() => return,
             }
         }
     }
+}
+
+/// Timers of all probes fire on a common 10 ms tick, so the probes due in one tick run in one
+/// wake-up of the runtime instead of one each.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// `after` from now, rounded up to the next tick (ticks counted from the runtime's clock).
+pub(crate) fn on_tick(after: Duration) -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let at = Instant::now() + after;
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let tick = TICK.as_nanos();
+    let rounded = since.div_ceil(tick) * tick;
+    let up = Duration::from_nanos((rounded - since) as u64);
+    tokio::time::Instant::from_std(at + up)
 }

@@ -14,6 +14,7 @@ use tokio::sync::oneshot;
 
 use std::time::Duration;
 
+use super::monitor::on_tick;
 use super::probe::{CodePolicy, Res, T1, describe, fmt_dur, io_detail};
 use super::sip::{Ids, ParseError, Response, options_request, parse_response};
 
@@ -140,16 +141,20 @@ impl UdpProber {
         let ids = Ids::random();
         let (mut tx, local) = self.open(target, &ids).await.map_err(|e| io_detail(&e))?;
         let req = options_request(target, local, "UDP", &ids);
-        let deadline = tokio::time::Instant::now() + timeout;
+        let started = tokio::time::Instant::now();
+        let deadline = on_tick(timeout);
         let mut interval = T1;
+        let mut sent = Duration::ZERO;
         loop {
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
+            if tokio::time::Instant::now() >= deadline {
                 let timed_out = format!("timeout after {}", fmt_dur(timeout));
                 return Err(tx.bad().unwrap_or(timed_out));
             }
             tx.send(req.as_bytes()).await.map_err(|e| io_detail(&e))?;
-            let wait = (now + interval).min(deadline);
+            // Retransmissions at T1, 3·T1, 7·T1... after the first send, on the common tick.
+            sent += interval;
+            let elapsed = started.elapsed();
+            let wait = on_tick(sent.saturating_sub(elapsed)).min(deadline);
             interval *= 2;
             match tokio::time::timeout_at(wait, &mut tx.rx).await {
                 Err(_) => continue,
