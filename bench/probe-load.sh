@@ -5,7 +5,7 @@
 # same server, so the query throughput with N probes running can be compared with N=0.
 # Usage: bench/probe-load.sh [N] [SECONDS]     (run from the repository root after a release build)
 set -euo pipefail
-N="${1:-10000}"; SECS="${2:-60}"; BASE=20000
+N="${1:-10000}"; SECS="${2:-60}"; BASE="${BASE:-20000}"
 WORK=$(mktemp -d); mkdir -p "$WORK/zones"
 cleanup() { kill "${RESP:-}" "${SRV:-}" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
@@ -32,7 +32,7 @@ for r in range(n // per):
 print("services:\n  sip: { regions: [" + ", ".join(f"r{r}" for r in range(n // per)) + "] }")
 PY
 sleep 2
-taskset -c 1 target/release/sipsteer serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
+taskset -c 1 "${BIN:-target/release/sipsteer}" serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
 for _ in $(seq 150); do curl -sf http://127.0.0.1:8060/readyz >/dev/null && break; sleep 0.2; done
 echo "ready: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8060/readyz)"
 CLK=$(getconf CLK_TCK)

@@ -37,14 +37,14 @@ YAML
 }
 zone example.com 1 > "$WORK/zones/example.com.yaml"
 for i in $(seq 2 "$ZONES"); do zone "customer$i.example" 1 > "$WORK/zones/customer$i.example.yaml"; done
-taskset -c 1 target/release/sipsteer serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
+taskset -c 1 "${BIN:-target/release/sipsteer}" serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
 for _ in $(seq 150); do dig +short +time=1 +tries=1 @127.0.0.1 -p 5300 static.example.com >/dev/null 2>&1 && break; sleep 0.2; done
 echo "startup:"; grep -E "geoip database loaded|listening" "$WORK/serve.log" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-200
 for s in 2 3 4; do
   zone example.com "$s" > "$WORK/zones/example.com.yaml"
   curl -s -X POST -H "Authorization: Bearer bench-token-1" http://127.0.0.1:8054/v1/reload; echo
 done
-echo "reload times (ms):"; grep "config reloaded" "$WORK/serve.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -o 'ms=[0-9]*'
+echo "reload times (wall ms, cpu ms):"; grep "config reloaded" "$WORK/serve.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -oE ' ms=[0-9]+( cpu_ms=[0-9.]+)?'
 [[ "${QUERIES:-1}" = 1 ]] || exit 0
 export DURATION="${DURATION:-10}" REPS="${REPS:-3}" QUERY_FILES="${QUERY_FILES:-b-sip-ecs}" FIXED_RATES="" NO_CHECK=1 RUN_ID="${RUN_ID:-reload-$(date +%s)}"
 (cd "$BENCH" && ./run-one.sh 127.0.0.1 5300 sipsteer-steady) | tail -4

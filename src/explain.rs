@@ -133,8 +133,7 @@ pub fn explain(
     let found = snap.routing.find_zone(&lower);
     let zone = found.map(|(z, _)| z.origin.to_string());
     let service = found
-        .and_then(|(z, _)| z.nodes.get(&lower))
-        .and_then(|n| n.steer)
+        .and_then(|(z, _)| Some(z.nodes.get(&lower)?.steer?.global(z)))
         .map(|sref| service_out(snap, sref, located, location.as_ref()));
     let ecs_scope = reply.edns.as_ref().and_then(|e| {
         match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet) {

@@ -37,7 +37,10 @@ impl Snapshot {
         generation: u64,
         previous: Option<&Snapshot>,
     ) -> Snapshot {
-        let routing = Arc::new(crate::routing::compile(&config));
+        let routing = Arc::new(crate::routing::build::compile_reusing(
+            &config,
+            previous.map(|p| &*p.routing),
+        ));
         let steering = Arc::new(crate::steering::compile_reusing(
             &config,
             geo,

@@ -18,7 +18,7 @@ use crate::files::os_reason;
 /// Environment variable read for the admin token when the config names none.
 pub const TOKEN_ENV: &str = "SIPSTEER_ADMIN_TOKEN";
 
-pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+pub fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut files = Vec::new();
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -87,15 +87,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             "no zone maps (*.yaml) in the zones directory",
         )),
         Ok(list) => {
-            for file in list {
-                match read(&file, crate::files::MAX_ZONE_MAP, "zone map", &mut files) {
-                    Ok(text) => match serde_saphyr::from_str::<raw::Zone>(&text) {
-                        Ok(z) => raw_zones.push((file, z)),
-                        Err(e) => errors.push(error::from_yaml(&file, &e)),
-                    },
+            for file in &list {
+                match cache.read(file, &mut files) {
+                    Ok(z) => raw_zones.push((file.clone(), z)),
                     Err(e) => errors.push(e),
                 }
             }
+            cache.keep_only(&list);
         }
         Err(e) => errors.extend(e.0),
     }
@@ -108,13 +106,23 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
         };
         regions.add_all(&z.regions, "regions", &defaults, &mut sink);
     }
+    cache.regions(regions.signature());
     let mut zones = Vec::new();
     for (file, z) in &raw_zones {
+        if let Some(zone) = cache.valid(file, z) {
+            zones.push(zone);
+            continue;
+        }
+        let before = errors.len();
         let mut sink = Sink {
             file,
             errors: &mut errors,
         };
         if let Some(zone) = zone::validate(z, &regions, &mut sink) {
+            let zone = std::sync::Arc::new(zone);
+            if errors.len() == before {
+                cache.set_valid(file, z, zone.clone());
+            }
             zones.push(zone);
         }
     }

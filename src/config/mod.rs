@@ -3,6 +3,7 @@
 //! finds, each with file, line, column and YAML path.
 
 mod defences;
+mod cache;
 mod error;
 pub mod load_source;
 pub mod main_file;
@@ -26,6 +27,7 @@ use hickory_proto::rr::{Name, RData};
 use ipnet::IpNet;
 
 pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
+pub use cache::ZoneCache;
 pub use error::{ConfigError, ConfigErrors};
 pub use values::parse_duration;
 
@@ -47,7 +49,8 @@ pub struct Config {
     pub query_log: Option<QueryLogSettings>,
     /// Every region, shared (from `sipsteer.yaml`) and per zone; names are unique.
     pub regions: Vec<RegionConfig>,
-    pub zones: Vec<ZoneConfig>,
+    /// Shared with the previous load where the zone map and the regions did not change.
+    pub zones: Vec<std::sync::Arc<ZoneConfig>>,
     /// Every file read, with a hash of its contents.
     pub files: Vec<SourceFile>,
     /// The operator state file, if configured (watched like the zone maps).
@@ -225,5 +228,11 @@ pub struct ServiceConfig {
 
 /// Reads and validates the config at `path` and every zone map it names.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    main_file::load(path)
+    main_file::load(path, &mut ZoneCache::default())
+}
+
+/// Like [`load`], reusing from `cache` the zone maps that did not change since it was last
+/// used (and updating it).
+pub fn load_cached(path: &Path, cache: &mut ZoneCache) -> Result<Config, ConfigErrors> {
+    main_file::load(path, cache)
 }

@@ -253,6 +253,22 @@ impl RegionTable {
         self.regions.get(i)
     }
 
+    /// What validating a zone against this table depends on (see [`super::cache`]).
+    pub(super) fn signature(&self) -> super::cache::RegionSig {
+        let mut owners: Vec<Option<PathBuf>> = vec![None; self.regions.len()];
+        for (i, owner, _, _) in self.index.values() {
+            if let Some(o) = owners.get_mut(*i) {
+                o.clone_from(owner);
+            }
+        }
+        let mut failed: Vec<String> = self.failed.iter().cloned().collect();
+        failed.sort();
+        super::cache::RegionSig {
+            regions: self.regions.iter().cloned().zip(owners).collect(),
+            failed,
+        }
+    }
+
     pub fn into_regions(self) -> Vec<RegionConfig> {
         self.regions
     }

@@ -203,12 +203,12 @@ fn soa(s: &raw::Soa, origin: &Name, sink: &mut Sink) -> Option<SOA> {
 
 /// Two files may not claim one zone.
 pub fn check_unique(
-    zones: &[ZoneConfig],
-    raw: &[(PathBuf, raw::Zone)],
+    zones: &[std::sync::Arc<ZoneConfig>],
+    raw: &[(PathBuf, std::sync::Arc<raw::Zone>)],
     errors: &mut Vec<ConfigError>,
 ) {
     let mut seen: HashMap<&Name, &PathBuf> = HashMap::new();
-    for z in zones {
+    for z in zones.iter().map(|z| &**z) {
         if let Some(first) = seen.get(&z.origin) {
             if let Some((_, rz)) = raw.iter().find(|(f, _)| *f == z.file) {
                 errors.push(ConfigError {

@@ -215,7 +215,7 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
         return;
     }
     if let Some(sref) = node.steer {
-        steered_or_nodata(snap, zone, sref, q.qtype, name, client, w, a);
+        steered_or_nodata(snap, zone, sref.global(zone), q.qtype, name, client, w, a);
         return;
     }
     if let Some(set) = node.set(q.qtype) {
@@ -286,7 +286,16 @@ impl<'z> Chase<'z> {
                 return;
             };
             if let Some(sref) = node.steer {
-                steered_or_nodata(self.snap, zone, sref, qtype, t, self.client, w, a);
+                steered_or_nodata(
+                    self.snap,
+                    zone,
+                    sref.global(zone),
+                    qtype,
+                    t,
+                    self.client,
+                    w,
+                    a,
+                );
                 return;
             }
             if !self.step(node, t, &mut target, w, a) {

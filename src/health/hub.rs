@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod force;
+mod meters;
 
 use super::monitor::{Monitor, ProbeSpec};
 use super::probe::{Check, CodePolicy, ProbeResult, Target};
@@ -100,6 +101,7 @@ struct Entry {
     identity: Identity,
     check: CheckKind,
     health: ServerHealth,
+    meters: Arc<meters::Meters>,
 }
 
 #[derive(Default)]
@@ -242,7 +244,12 @@ impl HealthHub {
                     rise: s.probe.rise,
                     fall: s.probe.fall,
                 };
-                let mut health = match old.remove(&key) {
+                let old_entry = old.remove(&key);
+                let meters = match &old_entry {
+                    Some(e) => e.meters.clone(),
+                    None => Arc::new(meters::Meters::new(&key.0, &key.1)),
+                };
+                let mut health = match old_entry {
                     Some(e) if e.identity == identity => e.health,
                     _ => ServerHealth::new(
                         Thresholds {
@@ -285,6 +292,7 @@ impl HealthHub {
                     identity,
                     check: s.probe.check,
                     health,
+                    meters,
                 });
             }
         }
@@ -336,18 +344,16 @@ impl HealthHub {
         let Some(slots) = inner.by_target.get(t).cloned() else {
             return;
         };
-        let outcome = format!("{:?}", res.outcome).to_lowercase();
         let mut changed = false;
         for i in slots {
             let e = &mut inner.entries[i];
-            let name = format!("{}/{}", e.region, e.server);
-            metrics::counter!("sipsteer_probes_total", "server" => name.clone(), "result" => outcome.clone()).increment(1);
-            if res.outcome != super::probe::Outcome::Down {
-                metrics::histogram!("sipsteer_probe_rtt_seconds", "server" => name.clone())
-                    .record(res.rtt.as_secs_f64());
-            }
+            e.meters.record(res.outcome, res.rtt);
             let was_suspect = e.health.suspect();
             let flip = e.health.apply(res, now);
+            if e.health.suspect() == was_suspect && flip.is_none() {
+                continue;
+            }
+            let name = format!("{}/{}", e.region, e.server);
             if e.health.suspect() != was_suspect {
                 if !was_suspect {
                     tracing::info!(server = %name, detail = %res.detail, "server suspect");

@@ -1,5 +1,6 @@
 //! Health of SIP servers: the SIP wire format (`sip`), one probe (`probe`), the pure state
-//! machine (`state`), the scheduler (`monitor`) and the table that ties them to the running
+//! machine (`state`), the scheduler (`monitor`) with its shared SIP-over-UDP sockets
+//! (`udp_prober`, `udp_errqueue`) and the table that ties them to the running
 //! config and publishes into the snapshot (`hub`); load pulled from Prometheus (`load_pull`).
 
 pub mod hub;
@@ -9,3 +10,5 @@ pub mod probe;
 pub mod sip;
 pub mod state;
 mod state_file;
+mod udp_errqueue;
+pub mod udp_prober;

@@ -3,7 +3,7 @@
 //! probes in flight, and results sent on a bounded channel. Each task keeps its own copy of
 //! the target's state machine to pick the next probe: a suspect server is re-probed at the
 //! suspect cadence. Targets are diffed on reload: unchanged ones keep running, removed ones
-//! stop.
+//! stop. Every wait ends on a common 10 ms tick ([`on_tick`]), so timers fire in batches.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::probe::{CodePolicy, ProbeResult, Target, probe};
+use super::probe::{CodePolicy, ProbeResult, Target, probe_with};
 use super::state::{Cadence, ServerHealth, Thresholds};
+use super::udp_prober::UdpProber;
 
 /// How one target is probed.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +35,8 @@ pub struct Monitor {
     running: Mutex<HashMap<Target, Running>>,
     slots: Arc<Semaphore>,
     results: mpsc::Sender<(Target, ProbeResult)>,
+    /// The sockets every SIP-over-UDP probe shares.
+    udp: Arc<UdpProber>,
     origin: Instant,
     /// Milliseconds after `origin` of the last probe started (0 = none yet).
     last_tick: Arc<AtomicU64>,
@@ -47,6 +50,7 @@ impl Monitor {
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             results,
+            udp: Arc::default(),
             origin: Instant::now(),
             last_tick: Arc::new(AtomicU64::new(0)),
             cancel: CancellationToken::new(),
@@ -76,6 +80,7 @@ impl Monitor {
                 spec: spec.clone(),
                 slots: self.slots.clone(),
                 results: self.results.clone(),
+                udp: self.udp.clone(),
                 origin: self.origin,
                 last_tick: self.last_tick.clone(),
                 cancel: cancel.clone(),
@@ -120,6 +125,7 @@ struct Prober {
     spec: ProbeSpec,
     slots: Arc<Semaphore>,
     results: mpsc::Sender<(Target, ProbeResult)>,
+    udp: Arc<UdpProber>,
     origin: Instant,
     last_tick: Arc<AtomicU64>,
     cancel: CancellationToken,
@@ -130,7 +136,7 @@ impl Prober {
         let cadence = self.spec.cadence;
         let first = cadence.interval.mul_f64(rand::random::<f64>());
         tokio::select! {
-            _ = tokio::time::sleep(first) => {}
+            _ = tokio::time::sleep_until(on_tick(first)) => {}
             _ = self.cancel.cancelled() => return,
         }
         let mut health = ServerHealth::new(self.spec.thresholds, None, Instant::now());
@@ -144,7 +150,7 @@ impl Prober {
             self.last_tick.store(ms, Ordering::Relaxed);
             let started = Instant::now();
             let result = tokio::select! {
-                r = probe(&self.spec.target, timeout, &self.spec.policy) => r,
+                r = probe_with(&self.spec.target, timeout, &self.spec.policy, Some(&self.udp)) => r,
                 _ = self.cancel.cancelled() => return,
             };
             drop(permit);
@@ -162,9 +168,25 @@ impl Prober {
             let (wait, next_timeout) = health.next_probe(&cadence, took, jitter);
             timeout = next_timeout;
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep_until(on_tick(wait)) => {}
                 _ = self.cancel.cancelled() => return,
             }
         }
     }
+}
+
+/// Timers of all probes fire on a common 10 ms tick, so the probes due in one tick run in one
+/// wake-up of the runtime instead of one each.
+pub(crate) const TICK: Duration = Duration::from_millis(10);
+
+/// `after` from now, rounded up to the next tick (ticks counted from the runtime's clock).
+pub(crate) fn on_tick(after: Duration) -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    let at = Instant::now() + after;
+    let since = at.saturating_duration_since(origin).as_nanos();
+    let tick = TICK.as_nanos();
+    let rounded = since.div_ceil(tick) * tick;
+    let up = Duration::from_nanos((rounded - since) as u64);
+    tokio::time::Instant::from_std(at + up)
 }

@@ -71,7 +71,7 @@ impl CodePolicy {
     }
 }
 
-const T1: Duration = Duration::from_millis(500);
+pub(super) const T1: Duration = Duration::from_millis(500);
 
 /// Receive buffer of a UDP probe. A longer datagram is cut to this size; its status line and
 /// headers are still read (see `parse_datagram`).
@@ -82,11 +82,25 @@ const TCP_CHUNK: usize = 4096;
 
 /// Runs one probe, bounded by `timeout`.
 pub async fn probe(target: &Target, timeout: Duration, policy: &CodePolicy) -> ProbeResult {
+    probe_with(target, timeout, policy, None).await
+}
+
+/// Like [`probe`], sending SIP over UDP through `udp`'s shared sockets when given (else
+/// through a socket of its own).
+pub async fn probe_with(
+    target: &Target,
+    timeout: Duration,
+    policy: &CodePolicy,
+    udp: Option<&super::udp_prober::UdpProber>,
+) -> ProbeResult {
     let start = Instant::now();
     let r = match target.check {
         Check::None => Ok((Outcome::Up, None, "not probed".to_string())),
         Check::Tcp => tcp_connect(target.addr, timeout).await,
-        Check::SipUdp => sip_udp(target.addr, timeout, policy).await,
+        Check::SipUdp => match udp {
+            Some(u) => u.sip(target.addr, timeout, policy).await,
+            None => sip_udp(target.addr, timeout, policy).await,
+        },
         Check::SipTcp => sip_tcp(target.addr, timeout, policy).await,
     };
     let rtt = start.elapsed();
@@ -106,9 +120,9 @@ pub async fn probe(target: &Target, timeout: Duration, policy: &CodePolicy) -> P
     }
 }
 
-type Res = Result<(Outcome, Option<u16>, String), String>;
+pub(super) type Res = Result<(Outcome, Option<u16>, String), String>;
 
-fn describe(code: u16, reason: &str, retry_after: Option<u32>) -> String {
+pub(super) fn describe(code: u16, reason: &str, retry_after: Option<u32>) -> String {
     let mut s = format!("{code} {reason}");
     if let Some(r) = retry_after {
         s.push_str(&format!(" (retry-after {r})"));
@@ -116,7 +130,7 @@ fn describe(code: u16, reason: &str, retry_after: Option<u32>) -> String {
     s
 }
 
-fn io_detail(e: &std::io::Error) -> String {
+pub(super) fn io_detail(e: &std::io::Error) -> String {
     match e.kind() {
         ErrorKind::ConnectionRefused => "connection refused".into(),
         ErrorKind::ConnectionReset => "connection reset".into(),
@@ -132,7 +146,7 @@ async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Res {
     }
 }
 
-fn fmt_dur(d: Duration) -> String {
+pub(super) fn fmt_dur(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
     } else {

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use hickory_proto::rr::{Name, RData, Record};
 use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
-use super::{Node, RRset, Routing, SteerKind, SteerRef, Zone, count_labels};
+use std::sync::Arc;
+
+use super::{Node, RRset, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels};
 use crate::config::{Config, ZoneConfig};
 
 /// Lowercase wire form of a name.
@@ -77,14 +79,37 @@ pub fn rrset_with_ptrs(
 
 /// Compiles every zone of the config.
 pub fn compile(cfg: &Config) -> Routing {
+    compile_reusing(cfg, None)
+}
+
+/// Like [`compile`], sharing the compiled data of `previous` for every zone whose validated
+/// config is the same one (see [`crate::config::ZoneCache`]) and whose services' regions are
+/// unchanged: a reload that changed one zone map compiles that zone only.
+pub fn compile_reusing(cfg: &Config, previous: Option<&Routing>) -> Routing {
     let mut r = Routing {
         min_apex_labels: usize::MAX,
         ..Routing::default()
     };
-    let mut service_index = 0u32;
+    let old: HashMap<*const ZoneConfig, &Arc<ZoneData>> = previous
+        .map(|p| {
+            p.zones
+                .iter()
+                .map(|z| (Arc::as_ptr(&z.source), &z.data))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut service_base = 0u32;
     for z in &cfg.zones {
-        let mut zone = zone(z, cfg, &mut service_index);
-        zone.index = r.zones.len() as u32;
+        let data = match old.get(&Arc::as_ptr(z)) {
+            Some(d) if same_regions(d, cfg) => Arc::clone(d),
+            _ => Arc::new(zone(z, cfg)),
+        };
+        let zone = Zone {
+            index: r.zones.len() as u32,
+            service_base,
+            data,
+        };
+        service_base += z.services.len() as u32;
         r.min_apex_labels = r.min_apex_labels.min(count_labels(&zone.apex));
         r.apexes.insert(zone.apex.clone(), r.zones.len());
         r.zones.push(zone);
@@ -95,7 +120,14 @@ pub fn compile(cfg: &Config) -> Routing {
     r
 }
 
-fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
+/// Whether the regions a compiled zone's services name are still the same in `cfg`.
+fn same_regions(d: &ZoneData, cfg: &Config) -> bool {
+    d.regions
+        .iter()
+        .all(|(i, reg)| cfg.regions.get(*i) == Some(reg))
+}
+
+fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
     let origin = &z.origin;
     let apex = wire_name(origin);
     // Group records by owner and type, keeping the order written.
@@ -156,11 +188,17 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
         nodes.insert(wire_name(name), node);
     }
 
-    for svc in &z.services {
+    let mut regions: Vec<(usize, crate::config::RegionConfig)> = Vec::new();
+    for (local, svc) in z.services.iter().enumerate() {
         let sref = |kind| SteerRef {
-            service: *service_index,
+            service: local as u32,
             kind,
         };
+        for &g in &svc.regions {
+            if !regions.iter().any(|(i, _)| *i == g) {
+                regions.push((g, cfg.regions[g].clone()));
+            }
+        }
         let base = wire_name(&svc.name);
         let regs: Vec<&crate::config::RegionConfig> =
             svc.regions.iter().map(|&r| &cfg.regions[r]).collect();
@@ -195,7 +233,6 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
                 }
             }
         }
-        *service_index += 1;
     }
 
     // Empty non-terminals: every ancestor between a name and the apex exists.
@@ -219,8 +256,9 @@ fn zone(z: &ZoneConfig, cfg: &Config, service_index: &mut u32) -> Zone {
         origin,
         Vec::new(),
     );
-    Zone {
-        index: 0,
+    ZoneData {
+        source: z.clone(),
+        regions,
         queries: crate::admin::metrics::zone_counter(&origin.to_string()),
         apex,
         origin: origin.clone(),

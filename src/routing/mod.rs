@@ -18,11 +18,32 @@ pub struct Routing {
     min_apex_labels: usize,
 }
 
-/// One zone.
+/// One zone: its place in this [`Routing`] and its compiled data, shared with the previous
+/// reload's routing while its zone map and the regions it names did not change.
 #[derive(Debug)]
 pub struct Zone {
     /// Position in [`Routing::zones`].
     pub index: u32,
+    /// Index in the snapshot's services of this zone's first service (a node's
+    /// [`SteerRef::service`] counts from here).
+    pub service_base: u32,
+    pub data: std::sync::Arc<ZoneData>,
+}
+
+impl std::ops::Deref for Zone {
+    type Target = ZoneData;
+    fn deref(&self) -> &ZoneData {
+        &self.data
+    }
+}
+
+/// The compiled data of one zone, independent of the other zones.
+#[derive(Debug)]
+pub struct ZoneData {
+    /// The validated zone this was compiled from.
+    pub source: std::sync::Arc<crate::config::ZoneConfig>,
+    /// The regions its services name (global index and value) when it was compiled.
+    pub regions: Vec<(usize, crate::config::RegionConfig)>,
     /// Queries answered from this zone (kept across reloads).
     pub queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Lowercase wire name of the apex.
@@ -58,9 +79,21 @@ impl Node {
 /// Which steered answer a name gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SteerRef {
-    /// Index into the snapshot's services.
+    /// Index into the snapshot's services: counted from the zone's [`Zone::service_base`] in a
+    /// node, global once [`SteerRef::global`] has been applied.
     pub service: u32,
     pub kind: SteerKind,
+}
+
+impl SteerRef {
+    /// This reference with the service index of the snapshot (a node's counts within `zone`).
+    #[inline]
+    pub fn global(self, zone: &Zone) -> SteerRef {
+        SteerRef {
+            service: zone.service_base + self.service,
+            kind: self.kind,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,151 @@
+//! What the last load of each zone map produced, reused by the next load: the parsed YAML while
+//! the file's identity (size, mtime, ctime, inode, device, symlink target) is unchanged, or,
+//! when the identity moved, while its content hash is unchanged; and the validated zone while
+//! the regions it was validated against are unchanged too. A rescan that finds nothing changed
+//! costs a `stat` per file and no parse.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::error::{self, ConfigError};
+use super::{RegionConfig, SourceFile, ZoneConfig, raw};
+
+/// Zone maps as last read, by path. Hold one per reloader; a fresh one makes a full load.
+#[derive(Default)]
+pub struct ZoneCache {
+    files: HashMap<PathBuf, Entry>,
+    /// The regions the cached validated zones were checked against.
+    regions: Option<RegionSig>,
+}
+
+struct Entry {
+    id: FileId,
+    hash: u64,
+    raw: Arc<raw::Zone>,
+    /// The zone validated from `raw` under [`ZoneCache::regions`], when it had no errors.
+    valid: Option<Arc<ZoneConfig>>,
+}
+
+/// Everything a zone's validation reads from the region table: every region (in index order)
+/// with the file that owns it (`None` = shared), and the names that failed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionSig {
+    pub regions: Vec<(RegionConfig, Option<PathBuf>)>,
+    pub failed: Vec<String>,
+}
+
+/// What `stat` says about a file: any write, replace or re-link changes one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileId {
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    ino: u64,
+    dev: u64,
+    link: Option<PathBuf>,
+}
+
+fn file_id(path: &Path) -> Option<FileId> {
+    let m = std::fs::metadata(path).ok()?;
+    let link = std::fs::symlink_metadata(path)
+        .is_ok_and(|l| l.file_type().is_symlink())
+        .then(|| std::fs::read_link(path).ok())
+        .flatten();
+    Some(FileId {
+        len: m.len(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+        ino: m.ino(),
+        dev: m.dev(),
+        link,
+    })
+}
+
+impl ZoneCache {
+    /// The parsed zone map at `path` (recording it in `files`): from the cache while the file
+    /// is unchanged, else read and parsed.
+    pub(super) fn read(
+        &mut self,
+        path: &Path,
+        files: &mut Vec<SourceFile>,
+    ) -> Result<Arc<raw::Zone>, ConfigError> {
+        let id = file_id(path);
+        if let (Some(id), Some(e)) = (&id, self.files.get(path))
+            && *id == e.id
+        {
+            files.push(SourceFile {
+                path: path.to_path_buf(),
+                hash: e.hash,
+            });
+            return Ok(e.raw.clone());
+        }
+        let text = super::main_file::read(path, crate::files::MAX_ZONE_MAP, "zone map", files);
+        let text = text.inspect_err(|_| {
+            self.files.remove(path);
+        })?;
+        let hash = files.last().map_or(0, |f| f.hash);
+        if let Some(e) = self.files.get_mut(path)
+            && e.hash == hash
+        {
+            // Touched or replaced by an identical copy: same parse.
+            if let Some(id) = id {
+                e.id = id;
+            }
+            return Ok(e.raw.clone());
+        }
+        self.files.remove(path);
+        let parsed: raw::Zone =
+            serde_saphyr::from_str(&text).map_err(|e| error::from_yaml(path, &e))?;
+        let raw = Arc::new(parsed);
+        if let Some(id) = id {
+            let valid = None;
+            let entry = Entry {
+                id,
+                hash,
+                raw: raw.clone(),
+                valid,
+            };
+            self.files.insert(path.to_path_buf(), entry);
+        }
+        Ok(raw)
+    }
+
+    /// Starts validating against `sig`: validated zones of other regions are forgotten.
+    pub(super) fn regions(&mut self, sig: RegionSig) {
+        if self.regions.as_ref() != Some(&sig) {
+            for e in self.files.values_mut() {
+                e.valid = None;
+            }
+            self.regions = Some(sig);
+        }
+    }
+
+    /// The validated zone of `raw` (read from `path` by this load), if one is cached.
+    pub(super) fn valid(&self, path: &Path, raw: &Arc<raw::Zone>) -> Option<Arc<ZoneConfig>> {
+        let e = self.files.get(path)?;
+        if Arc::ptr_eq(&e.raw, raw) {
+            e.valid.clone()
+        } else {
+            None
+        }
+    }
+
+    /// Keeps the error-free validation of `raw` for the next load.
+    pub(super) fn set_valid(&mut self, path: &Path, raw: &Arc<raw::Zone>, zone: Arc<ZoneConfig>) {
+        if let Some(e) = self.files.get_mut(path)
+            && Arc::ptr_eq(&e.raw, raw)
+        {
+            e.valid = Some(zone);
+        }
+    }
+
+    /// Forgets files that are no longer zone maps.
+    pub(super) fn keep_only(&mut self, paths: &[PathBuf]) {
+        if self.files.len() != paths.len() || paths.iter().any(|p| !self.files.contains_key(p)) {
+            let wanted: std::collections::HashSet<&PathBuf> = paths.iter().collect();
+            self.files.retain(|p, _| wanted.contains(p));
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! SIP OPTIONS over UDP through the monitor's shared sockets (one per family, a transaction
+//! table): the same answers as a probe with a socket of its own, for many targets at once,
+//! against real SIP responders on 127.0.0.1.
+
+mod support;
+
+use std::time::Duration;
+
+use sipsteer::health::probe::{Check, CodePolicy, Outcome, ProbeResult, Target, probe_with};
+use sipsteer::health::udp_prober::UdpProber;
+use support::sip::{self, Mode};
+
+const TIMEOUT: Duration = Duration::from_millis(1200);
+
+async fn run(u: &UdpProber, addr: std::net::SocketAddr) -> ProbeResult {
+    let t = Target {
+        addr,
+        check: Check::SipUdp,
+    };
+    probe_with(&t, TIMEOUT, &CodePolicy::default(), Some(u)).await
+}
+
+#[tokio::test]
+async fn every_reply_kind_at_once_through_one_socket() {
+    let cases: &[(Mode, Outcome, Option<u16>, &str)] = &[
+        (Mode::Code(200), Outcome::Up, Some(200), "200 OK"),
+        (Mode::Code(404), Outcome::Up, Some(404), "404 Not Found"),
+        (
+            Mode::Code(503),
+            Outcome::Full,
+            Some(503),
+            "503 Service Unavailable (retry-after 30)",
+        ),
+        (
+            Mode::Code(500),
+            Outcome::Down,
+            Some(500),
+            "500 Server Internal Error",
+        ),
+        (Mode::TryingThenOk, Outcome::Up, Some(200), "200 OK"),
+        (Mode::Compact, Outcome::Up, Some(200), "200 OK"),
+        (
+            Mode::Garbage,
+            Outcome::Down,
+            None,
+            "bad response: not a SIP response: `\u{16}\u{3}\u{1} hello, this is not SIP`",
+        ),
+        (Mode::Silent, Outcome::Down, None, "timeout after 1200ms"),
+        (Mode::Stray, Outcome::Down, None, "timeout after 1200ms"),
+    ];
+    let u = UdpProber::default();
+    let mut responders = Vec::new();
+    for (mode, ..) in cases {
+        responders.push(sip::udp(*mode).await);
+    }
+    let probes = responders.iter().map(|r| run(&u, r.addr));
+    let results = futures_join(probes).await;
+    for ((mode, outcome, code, detail), p) in cases.iter().zip(results) {
+        assert_eq!(
+            (p.outcome, p.code, p.detail.as_str()),
+            (*outcome, *code, *detail),
+            "{mode:?}"
+        );
+    }
+}
+
+/// Runs the futures concurrently on this task, in order.
+async fn futures_join<F: std::future::Future<Output = ProbeResult>>(
+    fs: impl Iterator<Item = F>,
+) -> Vec<ProbeResult> {
+    let mut set = Vec::new();
+    for f in fs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<ProbeResult>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(r) => out[i] = Some(r),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+#[tokio::test]
+async fn retransmits_from_t1_and_reuses_the_socket() {
+    let u = UdpProber::default();
+    let silent = sip::udp(Mode::Silent).await;
+    let p = run(&u, silent.addr).await;
+    assert_eq!(p.outcome, Outcome::Down);
+    // Sent at 0 and 500 ms (T1); 1500 ms would be next: two within 1.2 s.
+    assert_eq!(silent.count(), 2);
+    let ok = sip::udp(Mode::Code(200)).await;
+    for _ in 0..3 {
+        assert_eq!(run(&u, ok.addr).await.detail, "200 OK");
+    }
+    assert_eq!(ok.count(), 3);
+}
+
+#[tokio::test]
+async fn a_refused_port_fails_at_once_and_others_still_answer() {
+    let u = UdpProber::default();
+    let ok = sip::udp(Mode::Code(200)).await;
+    let refused = sip::refused();
+    let p = run(&u, refused).await;
+    assert_eq!(
+        (p.outcome, p.detail.as_str()),
+        (Outcome::Down, "connection refused")
+    );
+    assert_eq!(run(&u, ok.addr).await.detail, "200 OK");
+}
