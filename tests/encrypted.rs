@@ -401,6 +401,8 @@ async fn dot_connections_over_the_cap_are_refused() {
     let addr = tls_addr(&s);
     let first = connect(&ca, b"dot", addr).await;
     let _second = connect(&ca, b"dot", addr).await;
+    // The gate reads the kernel's connection table at most every 20 ms.
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let tcp = TcpStream::connect(addr).await.expect("connect");
     let name = ServerName::try_from("localhost").expect("name");
     let third = tokio::time::timeout(WAIT, ca.connector(b"dot").connect(name, tcp))
