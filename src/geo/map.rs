@@ -1,16 +1,99 @@
 //! A GeoIP map compiled for one set of regions: the whole address space cut into blocks of
-//! equal ranking (class). A lookup is one binary search; the block gives the ECS scope.
+//! equal ranking (class). A lookup reads a directory entry indexed by the top bits of the
+//! address, then searches the few blocks that entry points at; the block gives the ECS scope.
 
 use std::net::IpAddr;
 
 use super::NetworkTable;
 
+/// Bits of the address that index the directory (2^16 + 1 entries per family).
+const DIR_BITS: u32 = 16;
+
+/// One family's blocks: sorted starts (the first is 0), their classes, and the directory.
+#[derive(Debug, Default)]
+struct Blocks<T> {
+    starts: Vec<T>,
+    class: Vec<u32>,
+    /// `dir[h]`: the block holding the first address whose top [`DIR_BITS`] bits are `h`;
+    /// `dir[2^DIR_BITS]` is the last block. The block of any address with top bits `h` lies
+    /// in `dir[h]..=dir[h + 1]`.
+    dir: Vec<u32>,
+}
+
+/// An address family's integer: the top bits for the directory and the arithmetic for scopes.
+trait Addr: Copy + Ord + Into<u128> {
+    const BITS: u32;
+    fn top(self) -> usize;
+    fn from_top(h: usize) -> Self;
+}
+
+impl Addr for u32 {
+    const BITS: u32 = 32;
+    #[inline]
+    fn top(self) -> usize {
+        (self >> (32 - DIR_BITS)) as usize
+    }
+    fn from_top(h: usize) -> Self {
+        (h as u32) << (32 - DIR_BITS)
+    }
+}
+
+impl Addr for u128 {
+    const BITS: u32 = 128;
+    #[inline]
+    fn top(self) -> usize {
+        (self >> (128 - DIR_BITS)) as usize
+    }
+    fn from_top(h: usize) -> Self {
+        (h as u128) << (128 - DIR_BITS)
+    }
+}
+
+impl<T: Addr> Blocks<T> {
+    fn new(starts: Vec<T>, class: Vec<u32>) -> Blocks<T> {
+        let n = 1usize << DIR_BITS;
+        let mut dir = Vec::with_capacity(n + 1);
+        let mut i = 0usize;
+        for h in 0..n {
+            let first = T::from_top(h);
+            while starts.get(i + 1).is_some_and(|&s| s <= first) {
+                i += 1;
+            }
+            dir.push(i as u32);
+        }
+        dir.push(starts.len().saturating_sub(1) as u32);
+        Blocks { starts, class, dir }
+    }
+
+    /// The index of the block holding `x`.
+    #[inline]
+    fn find(&self, x: T) -> usize {
+        let h = x.top();
+        let a = self.dir.get(h).map_or(0, |&a| a as usize);
+        let b = self.dir.get(h + 1).map_or(a, |&b| b as usize);
+        let run = self.starts.get(a..=b).unwrap_or(&[]);
+        a + run.partition_point(|&s| s <= x).saturating_sub(1)
+    }
+
+    /// The class of `x` and the widest prefix around it that stays in its block.
+    #[inline]
+    fn lookup(&self, x: T, max: T) -> (u32, u8) {
+        let i = self.find(x);
+        let lo: u128 = self.starts.get(i).map_or(0, |&s| s.into());
+        let hi: u128 = self.starts.get(i + 1).map_or(max.into(), |&n| n.into() - 1);
+        let c = self.class.get(i).copied().unwrap_or(0);
+        (c, scope(x.into(), lo, hi, T::BITS))
+    }
+
+    fn bytes(&self) -> usize {
+        self.starts.len() * std::mem::size_of::<T>() + self.class.len() * 4 + self.dir.len() * 4
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct GeoMap {
-    v4_starts: Vec<u32>,
-    v4_class: Vec<u32>,
-    v6_starts: Vec<u128>,
-    v6_class: Vec<u32>,
+    v4: Blocks<u32>,
+    v6: Blocks<u128>,
 }
 
 /// Cuts `[0, max]` into blocks: the table's ranges mapped to classes, gaps to `gap`,
@@ -75,10 +158,8 @@ impl GeoMap {
         let (v4_starts, v4_class) = blocks(&table.v4, class_of, gap, u32::MAX);
         let (v6_starts, v6_class) = blocks(&table.v6, class_of, gap, u128::MAX);
         GeoMap {
-            v4_starts,
-            v4_class,
-            v6_starts,
-            v6_class,
+            v4: Blocks::new(v4_starts, v4_class),
+            v6: Blocks::new(v6_starts, v6_class),
         }
     }
 
@@ -86,39 +167,19 @@ impl GeoMap {
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> (u32, u8) {
         match super::canonical(ip) {
-            IpAddr::V4(a) => {
-                let x = u32::from(a);
-                let i = self
-                    .v4_starts
-                    .partition_point(|&s| s <= x)
-                    .saturating_sub(1);
-                let lo = self.v4_starts.get(i).copied().unwrap_or(0);
-                let hi = self.v4_starts.get(i + 1).map_or(u32::MAX, |n| n - 1);
-                let c = self.v4_class.get(i).copied().unwrap_or(0);
-                (c, scope(x as u128, lo as u128, hi as u128, 32))
-            }
-            IpAddr::V6(a) => {
-                let x = u128::from(a);
-                let i = self
-                    .v6_starts
-                    .partition_point(|&s| s <= x)
-                    .saturating_sub(1);
-                let lo = self.v6_starts.get(i).copied().unwrap_or(0);
-                let hi = self.v6_starts.get(i + 1).map_or(u128::MAX, |n| n - 1);
-                let c = self.v6_class.get(i).copied().unwrap_or(0);
-                (c, scope(x, lo, hi, 128))
-            }
+            IpAddr::V4(a) => self.v4.lookup(u32::from(a), u32::MAX),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a), u128::MAX),
         }
     }
 
     /// Number of blocks (both families).
     pub fn blocks(&self) -> usize {
-        self.v4_starts.len() + self.v6_starts.len()
+        self.v4.starts.len() + self.v6.starts.len()
     }
 
     /// Approximate memory held, in bytes.
     pub fn bytes(&self) -> usize {
-        self.v4_starts.len() * 8 + self.v6_starts.len() * 20
+        self.v4.bytes() + self.v6.bytes()
     }
 }
 
@@ -173,3 +234,7 @@ mod tests {
         assert_eq!(m.lookup(ip("0.1.2.3")), (1, 0));
     }
 }
+
+#[cfg(test)]
+#[path = "map_boundaries.rs"]
+mod boundaries;
