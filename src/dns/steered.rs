@@ -124,14 +124,9 @@ impl Cx<'_> {
                 let prio = 10 * (k as u16 + 1) + u16::from(s.backup);
                 let weight = srv_weight(s.weight, self.snap.health.headroom(s.slot));
                 let port = s.port_for(t);
-                let ok = w.record_with(
-                    section,
-                    owner,
-                    TYPE_SRV,
-                    self.ttl,
-                    6 + host.len(),
-                    |b| srv_rdata(b, prio, weight, port, host),
-                );
+                let ok = w.record_with(section, owner, TYPE_SRV, self.ttl, 6 + host.len(), |b| {
+                    srv_rdata(b, prio, weight, port, host)
+                });
                 if !ok {
                     w.rollback(mark);
                     return None;

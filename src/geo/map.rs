@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
+#[cfg(test)]
 use super::NetworkTable;
+use super::RangeSet;
 
 /// Bits of the address that index the directory (2^16 + 1 entries per family).
 const DIR_BITS: u32 = 16;
@@ -98,7 +100,12 @@ pub struct GeoMap {
 
 /// Cuts `[0, max]` into blocks: the table's ranges mapped to classes, gaps to `gap`,
 /// neighbours of equal class merged.
-fn blocks<T>(ranges: &[(T, T, u32)], class_of: &[u32], gap: u32, max: T) -> (Vec<T>, Vec<u32>)
+fn blocks<T>(
+    ranges: impl Iterator<Item = (T, T, u32)>,
+    class_of: &[u32],
+    gap: u32,
+    max: T,
+) -> (Vec<T>, Vec<u32>)
 where
     T: Copy + Ord + From<u8> + std::ops::Add<Output = T>,
 {
@@ -120,7 +127,7 @@ where
         starts.push(start);
         class.push(c);
     };
-    for &(first, last, loc) in ranges {
+    for (first, last, loc) in ranges {
         let c = class_of.get(loc as usize).copied().unwrap_or(gap);
         push(first, c, &mut starts, &mut class);
         if last < max {
@@ -154,9 +161,13 @@ fn scope(x: u128, lo: u128, hi: u128, bits: u32) -> u8 {
 impl GeoMap {
     /// Compiles a table: `class_of[location id]` is the class of that location, `gap` the
     /// class of addresses the table does not know.
-    pub fn compile(table: &NetworkTable, class_of: &[u32], gap: u32) -> GeoMap {
-        let (v4_starts, v4_class) = blocks(&table.v4, class_of, gap, u32::MAX);
-        let (v6_starts, v6_class) = blocks(&table.v6, class_of, gap, u128::MAX);
+    pub fn compile(table: &impl RangeSet, class_of: &[u32], gap: u32) -> GeoMap {
+        let (mut v4_starts, mut v4_class) = blocks(table.v4_ranges(), class_of, gap, u32::MAX);
+        let (mut v6_starts, mut v6_class) = blocks(table.v6_ranges(), class_of, gap, u128::MAX);
+        v4_starts.shrink_to_fit();
+        v4_class.shrink_to_fit();
+        v6_starts.shrink_to_fit();
+        v6_class.shrink_to_fit();
         GeoMap {
             v4: Blocks::new(v4_starts, v4_class),
             v6: Blocks::new(v6_starts, v6_class),

@@ -154,6 +154,15 @@ fn directory_lookup_equals_binary_search_on_a_generated_database() {
         assert!(check_v4(&m) > 4 * m.v4.starts.len());
         assert!(check_v6(&m) > 4 * m.v6.starts.len());
     }
+    // The compact table kept after loading compiles to the same blocks.
+    let classes: Vec<u32> = (0..table.locations.len() as u32).map(|l| l % 3).collect();
+    let from_table = GeoMap::compile(&table, &classes, 99);
+    let compact = crate::geo::Networks::new(table);
+    let from_compact = GeoMap::compile(&compact, &classes, 99);
+    assert_eq!(from_table.v4.starts, from_compact.v4.starts);
+    assert_eq!(from_table.v4.class, from_compact.v4.class);
+    assert_eq!(from_table.v6.starts, from_compact.v6.starts);
+    assert_eq!(from_table.v6.class, from_compact.v6.class);
 }
 
 #[test]

@@ -8,6 +8,7 @@ mod centroids;
 mod csv;
 mod db;
 mod map;
+mod networks;
 mod table;
 mod writer;
 
@@ -16,6 +17,7 @@ pub use centroids::{centroid, continent_of};
 pub use csv::{CsvError, parse as parse_csv};
 pub use db::{DbInfo, GeoDb};
 pub use map::GeoMap;
+pub use networks::{Networks, RangeSet};
 pub use table::NetworkTable;
 pub use writer::write as write_mmdb;
 

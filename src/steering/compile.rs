@@ -12,14 +12,15 @@ use ipnet::IpNet;
 use super::rank::{Ranking, fallback_ranking, rank_location, rank_pinned};
 use super::{HealthView, Reason};
 use crate::config::{AllDown, Capacity, Config, RegionConfig, Transport};
-use crate::geo::{GeoMap, NetworkTable};
+use crate::geo::{GeoMap, Networks};
 use crate::routing::build::wire_name;
 use crate::routing::names::service_names;
 
-/// A loaded GeoIP database, compiled to a table of networks and locations.
+/// A loaded GeoIP database, compiled to a table of networks and locations (kept to compile
+/// maps for new region sets and for explain; the database file's bytes are not kept).
 #[derive(Debug)]
 pub struct GeoData {
-    pub table: NetworkTable,
+    pub table: Networks,
     pub info: crate::geo::DbInfo,
     pub path: std::path::PathBuf,
 }
@@ -30,7 +31,9 @@ impl GeoData {
         let db = crate::geo::GeoDb::open(path)?;
         let table = db.table()?;
         let mut info = db.info();
+        drop(db);
         info.networks = table.len();
+        let table = Networks::new(table);
         Ok(GeoData {
             table,
             info,
