@@ -31,7 +31,8 @@ fn main() -> ExitCode {
         }
         Command::Serve { config } => run(async move {
             let signals = sipsteer::app::Signals::install()?;
-            let running = sipsteer::app::start(&config).await?;
+            let running = sipsteer::app::start_early(&config).await?;
+            running.load_geoip();
             running.run_until(signals).await
         }),
         Command::Explain {

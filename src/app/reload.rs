@@ -41,6 +41,17 @@ pub struct FileOut {
     pub hash: String,
 }
 
+/// The GeoIP database of the serving config: still compiling after a [`super::start_early`]
+/// start, in the snapshot, or refused by the load that should have brought it in (the
+/// reload status holds the error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeoState {
+    Loading,
+    Loaded,
+    Failed,
+}
+
 /// The result of one reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -253,6 +264,19 @@ impl Reloader {
     /// What the reloads did; never waits for a reload in progress.
     pub fn status(&self) -> ReloadStatus {
         guard(&self.status).clone()
+    }
+
+    /// Where the GeoIP database the serving config names stands (`None`: it names none).
+    pub fn geoip_state(&self) -> Option<GeoState> {
+        let snap = self.shared.load();
+        snap.config.geoip.as_ref()?;
+        if snap.steering.geo.is_some() {
+            Some(GeoState::Loaded)
+        } else if guard(&self.status).last_result == "error" {
+            Some(GeoState::Failed)
+        } else {
+            Some(GeoState::Loading)
+        }
     }
 
     /// Re-reads everything; swaps the snapshot if valid and changed. Single-flight: one

@@ -28,11 +28,19 @@ pub struct GeoData {
 impl GeoData {
     /// Opens a database (`.mmdb` or CSV) and compiles its network table.
     pub fn load(path: &std::path::Path) -> anyhow::Result<GeoData> {
+        let started = std::time::Instant::now();
+        let ms = || started.elapsed().as_millis() as u64;
         let db = crate::geo::GeoDb::open(path)?;
+        tracing::info!(path = %path.display(), ms = ms(), "geoip database read, walking its networks");
         let table = db.table()?;
         let mut info = db.info();
         drop(db);
         info.networks = table.len();
+        tracing::info!(
+            networks = info.networks,
+            ms = ms(),
+            "geoip networks walked, compacting"
+        );
         let table = Networks::new(table);
         Ok(GeoData {
             table,
