@@ -192,3 +192,69 @@ fn directory_lookup_equals_binary_search_on_built_blocks() {
     assert_eq!(m.lookup("255.255.255.255".parse().unwrap()), (6, 32));
     assert_eq!(m.lookup("::".parse().unwrap()), (4, 128));
 }
+
+/// Lookups per second over GeoLite2-City with six regions' classes, directory against the
+/// plain binary search (run in release, with the database linked as bench/README.md says:
+/// `cargo test --release --lib geo::map -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn lookup_speed_on_geolite2() {
+    use std::time::Instant;
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/data/GeoLite2-City.mmdb");
+    let table = GeoDb::open(&path).expect("open").table().expect("table");
+    let regions = [
+        (51.5, -0.1),
+        (50.1, 8.7),
+        (52.4, 4.9),
+        (39.0, -77.5),
+        (37.3, -121.9),
+        (1.35, 103.8),
+    ];
+    let classes: Vec<u32> = table
+        .locations
+        .iter()
+        .map(|l| {
+            let c = l.coords.unwrap_or((0.0, 0.0));
+            (0..regions.len())
+                .min_by(|&a, &b| {
+                    let da = crate::geo::distance_km(c, regions[a]);
+                    let db = crate::geo::distance_km(c, regions[b]);
+                    da.total_cmp(&db)
+                })
+                .unwrap_or(0) as u32
+        })
+        .collect();
+    let m = GeoMap::compile(&table, &classes, 99);
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let addrs: Vec<u32> = (0..4_000_000).map(|_| rng.next() as u32).collect();
+    let t = Instant::now();
+    let mut sum = 0u64;
+    for &x in &addrs {
+        let (c, s) = m.v4.lookup(x, u32::MAX);
+        sum += c as u64 + s as u64;
+    }
+    let new = t.elapsed();
+    let t = Instant::now();
+    let mut sum2 = 0u64;
+    for &x in &addrs {
+        let (c, s) = reference(&m.v4, x, u32::MAX);
+        sum2 += c as u64 + s as u64;
+    }
+    let old = t.elapsed();
+    assert_eq!(sum, sum2);
+    let longest = m.v4.dir.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let longest6 = m.v6.dir.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    println!(
+        "{} v4 blocks, {} v6 blocks, {} bytes; most blocks under one directory entry: v4 {longest}, v6 {longest6}",
+        m.v4.starts.len(),
+        m.v6.starts.len(),
+        m.bytes()
+    );
+    println!(
+        "random IPv4, {} lookups: directory {:.1} ns each, binary search {:.1} ns each",
+        addrs.len(),
+        new.as_nanos() as f64 / addrs.len() as f64,
+        old.as_nanos() as f64 / addrs.len() as f64
+    );
+}
