@@ -1,6 +1,7 @@
 //! A GeoIP map compiled for one set of regions: the whole address space cut into blocks of
-//! equal ranking (class). A lookup reads a directory entry indexed by the top bits of the
-//! address, then searches the few blocks that entry points at; the block gives the ECS scope.
+//! equal ranking (class). A lookup reads a directory entry indexed by the top 16 bits of the
+//! address (and, where that entry holds many blocks, a sub-directory entry indexed by the next
+//! 8), then searches the few blocks it points at; the block gives the ECS scope.
 
 use std::net::IpAddr;
 
@@ -10,69 +11,113 @@ use super::RangeSet;
 
 /// Bits of the address that index the directory (2^16 + 1 entries per family).
 const DIR_BITS: u32 = 16;
+/// The next bits, indexing the sub-directory of an entry that holds many blocks.
+const SUB_BITS: u32 = 8;
+/// Entries over this many blocks get a sub-directory (2^8 + 1 entries, 1 KiB).
+const SPLIT: usize = 48;
+/// A directory entry without a sub-directory.
+const NONE: u32 = u32::MAX;
 
 /// One family's blocks: sorted starts (the first is 0), their classes, and the directory.
 #[derive(Debug, Default)]
 struct Blocks<T> {
     starts: Vec<T>,
     class: Vec<u32>,
-    /// `dir[h]`: the block holding the first address whose top [`DIR_BITS`] bits are `h`;
-    /// `dir[2^DIR_BITS]` is the last block. The block of any address with top bits `h` lies
-    /// in `dir[h]..=dir[h + 1]`.
-    dir: Vec<u32>,
+    /// `dir[h][0]`: the block holding the first address whose top [`DIR_BITS`] bits are `h`
+    /// (`dir[2^DIR_BITS][0]` is the last block), so the block of any address with top bits
+    /// `h` lies in `dir[h][0]..=dir[h + 1][0]`. `dir[h][1]`: where in `sub` the entry's
+    /// sub-directory starts, or [`NONE`].
+    dir: Vec<[u32; 2]>,
+    /// Sub-directories: the same bounds for the next [`SUB_BITS`] bits, `2^SUB_BITS + 1`
+    /// entries each.
+    sub: Vec<u32>,
 }
 
-/// An address family's integer: the top bits for the directory and the arithmetic for scopes.
+/// An address family's integer: its leading bits for the directories, the arithmetic for
+/// scopes.
 trait Addr: Copy + Ord + Into<u128> {
     const BITS: u32;
-    fn top(self) -> usize;
-    fn from_top(h: usize) -> Self;
+    /// The top `bits` bits.
+    fn prefix(self, bits: u32) -> usize;
+    /// The first address whose top `bits` bits are `p`.
+    fn from_prefix(p: usize, bits: u32) -> Self;
 }
 
 impl Addr for u32 {
     const BITS: u32 = 32;
     #[inline]
-    fn top(self) -> usize {
-        (self >> (32 - DIR_BITS)) as usize
+    fn prefix(self, bits: u32) -> usize {
+        (self >> (32 - bits)) as usize
     }
-    fn from_top(h: usize) -> Self {
-        (h as u32) << (32 - DIR_BITS)
+    fn from_prefix(p: usize, bits: u32) -> Self {
+        (p as u32) << (32 - bits)
     }
 }
 
 impl Addr for u128 {
     const BITS: u32 = 128;
     #[inline]
-    fn top(self) -> usize {
-        (self >> (128 - DIR_BITS)) as usize
+    fn prefix(self, bits: u32) -> usize {
+        (self >> (128 - bits)) as usize
     }
-    fn from_top(h: usize) -> Self {
-        (h as u128) << (128 - DIR_BITS)
+    fn from_prefix(p: usize, bits: u32) -> Self {
+        (p as u128) << (128 - bits)
     }
+}
+
+/// For each prefix `first..first + n` of `bits` bits: the block holding its first address
+/// (searching from block `i`), then `last`.
+fn bounds<T: Addr>(starts: &[T], mut i: usize, first: usize, n: usize, bits: u32, last: u32) -> Vec<u32> {
+    let mut out = Vec::with_capacity(n + 1);
+    for p in first..first + n {
+        let a = T::from_prefix(p, bits);
+        while starts.get(i + 1).is_some_and(|&s| s <= a) {
+            i += 1;
+        }
+        out.push(i as u32);
+    }
+    out.push(last);
+    out
 }
 
 impl<T: Addr> Blocks<T> {
     fn new(starts: Vec<T>, class: Vec<u32>) -> Blocks<T> {
-        let n = 1usize << DIR_BITS;
-        let mut dir = Vec::with_capacity(n + 1);
-        let mut i = 0usize;
-        for h in 0..n {
-            let first = T::from_top(h);
-            while starts.get(i + 1).is_some_and(|&s| s <= first) {
-                i += 1;
+        let last = starts.len().saturating_sub(1) as u32;
+        let top = bounds(&starts, 0, 0, 1 << DIR_BITS, DIR_BITS, last);
+        let mut dir = Vec::with_capacity(top.len());
+        let mut sub = Vec::new();
+        for (h, w) in top.windows(2).enumerate() {
+            let (a, b) = (w[0], w[1]);
+            let mut off = NONE;
+            if (b - a) as usize > SPLIT {
+                off = sub.len() as u32;
+                let bits = DIR_BITS + SUB_BITS;
+                sub.extend(bounds(&starts, a as usize, h << SUB_BITS, 1 << SUB_BITS, bits, b));
             }
-            dir.push(i as u32);
+            dir.push([a, off]);
         }
-        dir.push(starts.len().saturating_sub(1) as u32);
-        Blocks { starts, class, dir }
+        dir.push([last, NONE]);
+        sub.shrink_to_fit();
+        Blocks {
+            starts,
+            class,
+            dir,
+            sub,
+        }
     }
 
     /// The index of the block holding `x`.
     #[inline]
     fn find(&self, x: T) -> usize {
-        let h = x.top();
-        let a = self.dir.get(h).map_or(0, |&a| a as usize);
-        let b = self.dir.get(h + 1).map_or(a, |&b| b as usize);
+        let h = x.prefix(DIR_BITS);
+        let [mut a, off] = self.dir.get(h).copied().unwrap_or([0, NONE]);
+        let mut b = self.dir.get(h + 1).map_or(a, |e| e[0]);
+        if off != NONE {
+            let m = off as usize + (x.prefix(DIR_BITS + SUB_BITS) & ((1 << SUB_BITS) - 1));
+            a = self.sub.get(m).copied().unwrap_or(a);
+            b = self.sub.get(m + 1).copied().unwrap_or(b);
+        }
+        let (a, b) = (a as usize, b as usize);
         let run = self.starts.get(a..=b).unwrap_or(&[]);
         a + run.partition_point(|&s| s <= x).saturating_sub(1)
     }
@@ -88,7 +133,10 @@ impl<T: Addr> Blocks<T> {
     }
 
     fn bytes(&self) -> usize {
-        self.starts.len() * std::mem::size_of::<T>() + self.class.len() * 4 + self.dir.len() * 4
+        self.starts.len() * std::mem::size_of::<T>()
+            + self.class.len() * 4
+            + self.dir.len() * 8
+            + self.sub.len() * 4
     }
 }
 

@@ -20,11 +20,18 @@ fn reference<T: Addr>(b: &Blocks<T>, x: T, max: T) -> (u32, u8) {
 /// Addresses around every block boundary and every directory boundary.
 fn probes<T: Addr>(b: &Blocks<T>, max: T, step: impl Fn(T, bool) -> Option<T>) -> Vec<T> {
     let mut out = vec![max];
+    let split: Vec<usize> = (0..1usize << DIR_BITS)
+        .filter(|&h| b.dir[h][1] != NONE)
+        .collect();
+    let subs = split.iter().flat_map(|&h| {
+        (0..1usize << SUB_BITS).map(move |m| T::from_prefix((h << SUB_BITS) | m, DIR_BITS + SUB_BITS))
+    });
     let edges = b
         .starts
         .iter()
         .copied()
-        .chain((0..1usize << DIR_BITS).map(T::from_top));
+        .chain((0..1usize << DIR_BITS).map(|h| T::from_prefix(h, DIR_BITS)))
+        .chain(subs);
     for s in edges {
         out.push(s);
         out.extend(step(s, false));
@@ -243,10 +250,11 @@ fn lookup_speed_on_geolite2() {
     }
     let old = t.elapsed();
     assert_eq!(sum, sum2);
-    let longest = m.v4.dir.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-    let longest6 = m.v6.dir.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let widest = |b: &[u32]| b.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let longest = widest(&m.v4.sub);
+    let longest6 = widest(&m.v6.sub);
     println!(
-        "{} v4 blocks, {} v6 blocks, {} bytes; most blocks under one directory entry: v4 {longest}, v6 {longest6}",
+        "{} v4 blocks, {} v6 blocks, {} bytes; most blocks under one sub-directory entry: v4 {longest}, v6 {longest6}",
         m.v4.starts.len(),
         m.v6.starts.len(),
         m.bytes()
