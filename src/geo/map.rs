@@ -67,7 +67,14 @@ impl Addr for u128 {
 
 /// For each prefix `first..first + n` of `bits` bits: the block holding its first address
 /// (searching from block `i`), then `last`.
-fn bounds<T: Addr>(starts: &[T], mut i: usize, first: usize, n: usize, bits: u32, last: u32) -> Vec<u32> {
+fn bounds<T: Addr>(
+    starts: &[T],
+    mut i: usize,
+    first: usize,
+    n: usize,
+    bits: u32,
+    last: u32,
+) -> Vec<u32> {
     let mut out = Vec::with_capacity(n + 1);
     for p in first..first + n {
         let a = T::from_prefix(p, bits);
@@ -92,7 +99,14 @@ impl<T: Addr> Blocks<T> {
             if (b - a) as usize > SPLIT {
                 off = sub.len() as u32;
                 let bits = DIR_BITS + SUB_BITS;
-                sub.extend(bounds(&starts, a as usize, h << SUB_BITS, 1 << SUB_BITS, bits, b));
+                sub.extend(bounds(
+                    &starts,
+                    a as usize,
+                    h << SUB_BITS,
+                    1 << SUB_BITS,
+                    bits,
+                    b,
+                ));
             }
             dir.push([a, off]);
         }

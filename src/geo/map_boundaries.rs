@@ -24,7 +24,8 @@ fn probes<T: Addr>(b: &Blocks<T>, max: T, step: impl Fn(T, bool) -> Option<T>) -
         .filter(|&h| b.dir[h][1] != NONE)
         .collect();
     let subs = split.iter().flat_map(|&h| {
-        (0..1usize << SUB_BITS).map(move |m| T::from_prefix((h << SUB_BITS) | m, DIR_BITS + SUB_BITS))
+        (0..1usize << SUB_BITS)
+            .map(move |m| T::from_prefix((h << SUB_BITS) | m, DIR_BITS + SUB_BITS))
     });
     let edges = b
         .starts
