@@ -170,6 +170,7 @@ fn geo_key(path: &Path) -> anyhow::Result<(PathBuf, u64, SystemTime, u64)> {
 fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
     let key = geo_key(path)?;
     let started = std::time::Instant::now();
+    large_allocations_apart();
     let data = Arc::new(GeoData::load(path)?);
     metrics::gauge!("sipsteer_geoip_build_seconds").set(started.elapsed().as_secs_f64());
     metrics::gauge!("sipsteer_geoip_build_epoch_seconds").set(data.info.build_epoch as f64);
@@ -185,6 +186,17 @@ fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
         "geoip database loaded"
     );
     Ok(GeoCache { key, data })
+}
+
+/// Maps every allocation of 1 MiB or more on its own, so the walk's large scratch vectors go
+/// back to the system when freed instead of leaving holes in the heap (glibc would otherwise
+/// raise this threshold to 32 MiB after the database's bytes are freed).
+fn large_allocations_apart() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes a tuning parameter of the allocator.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 /// Hands the heap pages freed after a GeoIP walk back to the system: the walk's scratch
@@ -330,6 +342,9 @@ impl Reloader {
         let mut snap = Snapshot::build_after(cfg.clone(), geo, generation, Some(&current));
         snap.health = (self.health)(&cfg, &snap.steering);
         self.shared.store(Arc::new(snap));
+        if !same_geo {
+            release_freed_memory();
+        }
         {
             let mut st = guard(&self.status);
             st.last_error = None;
