@@ -19,6 +19,7 @@ use crate::dns::listener;
 use crate::health::hub::HealthHub;
 use crate::snapshot::{Shared, Snapshot};
 
+mod memory;
 pub mod reload;
 pub mod signals;
 pub mod trigger;

@@ -170,11 +170,11 @@ fn geo_key(path: &Path) -> anyhow::Result<(PathBuf, u64, SystemTime, u64)> {
 fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
     let key = geo_key(path)?;
     let started = std::time::Instant::now();
-    large_allocations_apart();
+    super::memory::large_allocations_apart();
     let data = Arc::new(GeoData::load(path)?);
     metrics::gauge!("sipsteer_geoip_build_seconds").set(started.elapsed().as_secs_f64());
     metrics::gauge!("sipsteer_geoip_build_epoch_seconds").set(data.info.build_epoch as f64);
-    release_freed_memory();
+    super::memory::release_freed_memory();
     tracing::info!(
         path = %path.display(),
         networks = data.info.networks,
@@ -186,28 +186,6 @@ fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
         "geoip database loaded"
     );
     Ok(GeoCache { key, data })
-}
-
-/// Maps every allocation of 1 MiB or more on its own, so the walk's large scratch vectors go
-/// back to the system when freed instead of leaving holes in the heap (glibc would otherwise
-/// raise this threshold to 32 MiB after the database's bytes are freed).
-fn large_allocations_apart() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only changes a tuning parameter of the allocator.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
-    }
-}
-
-/// Hands the heap pages freed after a GeoIP walk back to the system: the walk's scratch
-/// (the file's bytes, decoded records, unflattened ranges) is several times the size of
-/// what stays, and the allocator would otherwise keep it resident.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages of the allocator's own arenas.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// The GeoIP data for a config, reusing the compiled table while the file is unchanged.
@@ -343,7 +321,7 @@ impl Reloader {
         snap.health = (self.health)(&cfg, &snap.steering);
         self.shared.store(Arc::new(snap));
         if !same_geo {
-            release_freed_memory();
+            super::memory::release_freed_memory();
         }
         {
             let mut st = guard(&self.status);
