@@ -127,3 +127,46 @@ async fn a_missing_database_still_stops_an_early_start() {
         )
     );
 }
+
+#[test]
+fn a_database_that_failed_is_not_read_again_until_it_changes() {
+    let cfg = ConfigDir::new(MAIN, &[("example.com.yaml", STEER_ZONE)]);
+    write_database(&cfg);
+    let db = cfg.path("geo.mmdb");
+    let good = std::fs::read(&db).expect("read");
+    let marker = b"\xab\xcd\xefMaxMind.com";
+    let at = good
+        .windows(marker.len())
+        .rposition(|w| w == marker)
+        .expect("metadata marker");
+    let mut bad = good.clone();
+    bad[at + 3] = b'X';
+    let write_in_place = |bytes: &[u8], mtime: std::time::SystemTime| {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&db)
+            .expect("open");
+        f.write_all(bytes).expect("write");
+        f.set_modified(mtime).expect("mtime");
+    };
+    let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    write_in_place(&bad, mtime);
+    let cache = sipsteer::app::GeoSlot::default();
+    let first = match sipsteer::app::load(&cfg.main(), &cache) {
+        Ok(_) => panic!("a database without metadata loaded"),
+        Err(e) => e.to_string(),
+    };
+    let prefix = format!("{}: cannot read MaxMind database: ", db.display());
+    assert!(first.starts_with(&prefix), "{first}");
+    // Same size, inode and mtime: the file counts as unchanged and is not read again.
+    write_in_place(&good, mtime);
+    match sipsteer::app::load(&cfg.main(), &cache) {
+        Ok(_) => panic!("the unchanged file was read again"),
+        Err(e) => assert_eq!(e.to_string(), first),
+    }
+    // A new mtime: read again, and now it loads.
+    write_in_place(&good, mtime + std::time::Duration::from_secs(1));
+    let loaded = sipsteer::app::load(&cfg.main(), &cache).unwrap_or_else(|e| panic!("{e}"));
+    assert!(loaded.geo.is_some());
+}

@@ -61,13 +61,17 @@ pub enum Outcome {
 }
 
 struct GeoCache {
-    key: (PathBuf, u64, SystemTime, u64),
+    key: GeoKey,
     data: Arc<GeoData>,
 }
 
-/// The compiled GeoIP table of the last load, reused while its file is unchanged.
+/// The compiled GeoIP table of the last load, reused while its file is unchanged; and the
+/// error of the last failed load, given again without reading while that file is unchanged
+/// (a bad database is not walked again on every rescan).
 #[derive(Default)]
-pub struct GeoSlot(Mutex<Option<GeoCache>>);
+pub struct GeoSlot(Mutex<Option<GeoCache>>, Mutex<Option<(GeoKey, String)>>);
+
+type GeoKey = (PathBuf, u64, SystemTime, u64);
 
 /// Why a load failed: config errors (each with file:line:col) or a GeoIP error.
 #[derive(Debug)]
@@ -153,7 +157,7 @@ pub(crate) fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn geo_key(path: &Path) -> anyhow::Result<(PathBuf, u64, SystemTime, u64)> {
+fn geo_key(path: &Path) -> anyhow::Result<GeoKey> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).map_err(|e| {
         anyhow::anyhow!(
@@ -199,7 +203,14 @@ pub(crate) fn geo_for(cfg: &Config, cache: &GeoSlot) -> anyhow::Result<Option<Ar
     {
         return Ok(Some(c.data.clone()));
     }
-    let entry = geo_entry(path)?;
+    if let Some((k, e)) = guard(&cache.1).as_ref()
+        && *k == key
+    {
+        return Err(anyhow::anyhow!("{e}"));
+    }
+    let entry = geo_entry(path).inspect_err(|e| {
+        *guard(&cache.1) = Some((key.clone(), format!("{e:#}")));
+    })?;
     let data = entry.data.clone();
     *guard(&cache.0) = Some(entry);
     Ok(Some(data))
