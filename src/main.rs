@@ -41,8 +41,9 @@ fn main() -> ExitCode {
             sipsteer::startup::starting(&config);
             let cfg = sipsteer::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             sipsteer::startup::config_loaded(&cfg);
-            let running = sipsteer::app::start_with(&config, cfg).await?;
+            let running = sipsteer::app::start_early(&config, cfg).await?;
             sipsteer::startup::ready(&running);
+            running.load_geoip();
             running.run_until(signals).await
         }),
         Command::Explain {

@@ -77,7 +77,13 @@ pub fn ready(r: &Running) {
     let dns: Vec<String> = r.dns.iter().map(ToString::to_string).collect();
     let admin = r.admin.map_or_else(|| "off".to_string(), |a| a.to_string());
     let geo = snap.steering.geo.as_ref().map_or_else(
-        || "none".to_string(),
+        || {
+            if snap.config.geoip.is_some() {
+                "loading (steered names answer in their fallback order until it is in)".to_string()
+            } else {
+                "none".to_string()
+            }
+        },
         |g| {
             format!(
                 "{} built {}, {} networks",

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AdminState;
+use crate::app::GeoState;
 use crate::app::trigger::QueueError;
 use crate::health::hub::{Force, HubError};
 
@@ -97,7 +98,14 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn readyz(State(s): State<AdminState>) -> Response {
-    if s.hub.ready() {
+    let geo = s.reloader.geoip_state();
+    if matches!(geo, Some(GeoState::Loading | GeoState::Failed)) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "geoip database not loaded yet\n",
+        )
+            .into_response()
+    } else if s.hub.ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (
@@ -120,13 +128,19 @@ async fn metrics(State(s): State<AdminState>) -> Response {
 async fn status(State(s): State<AdminState>) -> Response {
     let snap = s.reloader.shared().load_full();
     let reload = s.reloader.status();
+    let state = s.reloader.geoip_state();
     let geo = snap.steering.geo.as_ref().map(|g| {
         json!({
+            "state": state,
             "path": g.path.display().to_string(),
             "database_type": g.info.database_type,
             "build_epoch": g.info.build_epoch,
             "networks": g.info.networks,
         })
+    });
+    let geo = geo.or_else(|| {
+        let path = snap.config.geoip.as_ref()?;
+        Some(json!({ "state": state, "path": path.display().to_string() }))
     });
     let zones: Vec<_> = snap
         .config

@@ -19,11 +19,14 @@ use crate::dns::listener;
 use crate::health::hub::HealthHub;
 use crate::snapshot::{Shared, Snapshot};
 
+mod memory;
 pub mod reload;
 pub mod signals;
 pub mod trigger;
 
-pub use reload::{GeoSlot, LoadError, Loaded, Outcome, ReloadStatus, Reloader, load, load_geo};
+pub use reload::{
+    GeoSlot, GeoState, LoadError, Loaded, Outcome, ReloadStatus, Reloader, load, load_geo,
+};
 pub use signals::Signals;
 
 /// A running sipsteer.
@@ -54,6 +57,24 @@ pub async fn start(path: &Path) -> Result<Running> {
     let cache = GeoSlot::default();
     let loaded = load(path, &cache).map_err(|e| anyhow::anyhow!("{e}"))?;
     start_loaded(path, loaded, cache).await
+}
+
+/// Loads the config and starts serving at once, without waiting for its GeoIP database: the
+/// database is only opened here (so a missing or unreadable file still stops the start), and
+/// compiled on the reload thread by [`Running::load_geoip`]. Until its map is in, static names
+/// answer as usual, steered names answer in their fallback order with ECS scope 0 (as without
+/// GeoIP), and `/readyz` says not ready.
+pub async fn start_early(path: &Path, config: Config) -> Result<Running> {
+    if let Some(db) = &config.geoip {
+        let started = std::time::Instant::now();
+        crate::geo::GeoDb::open(db)?;
+        tracing::info!(
+            path = %db.display(),
+            ms = started.elapsed().as_millis() as u64,
+            "geoip database opened; compiling it in the background, steered names answer in their fallback order until it is in"
+        );
+    }
+    start_loaded(path, Loaded { config, geo: None }, GeoSlot::default()).await
 }
 
 /// Starts serving an already loaded config (its GeoIP database is loaded here).
@@ -226,6 +247,14 @@ impl Running {
     /// The current snapshot's generation.
     pub fn generation(&self) -> u64 {
         self.shared.load().generation
+    }
+
+    /// Compiles the GeoIP database of a [`start_early`] start on the reload thread; the
+    /// snapshot that carries its map replaces the one serving without it.
+    pub fn load_geoip(&self) {
+        if self.reloader.geoip_state() == Some(GeoState::Loading) {
+            self.reloader.nudge("geoip");
+        }
     }
 
     /// Stops every listener and waits for them.

@@ -41,6 +41,17 @@ pub struct FileOut {
     pub hash: String,
 }
 
+/// The GeoIP database of the serving config: still compiling after a [`super::start_early`]
+/// start, in the snapshot, or refused by the load that should have brought it in (the
+/// reload status holds the error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GeoState {
+    Loading,
+    Loaded,
+    Failed,
+}
+
 /// The result of one reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -50,17 +61,22 @@ pub enum Outcome {
 }
 
 struct GeoCache {
-    key: (PathBuf, u64, SystemTime, u64),
+    key: GeoKey,
     data: Arc<GeoData>,
 }
 
 /// What the last load read and compiled, reused by the next while its files are unchanged:
-/// the GeoIP table, and the parsed and validated zone maps (see [`config::ZoneCache`]).
+/// the GeoIP table, and the parsed and validated zone maps (see [`config::ZoneCache`]); and
+/// the error of the last failed GeoIP load, given again without reading while that file is
+/// unchanged (a bad database is not walked again on every rescan).
 #[derive(Default)]
 pub struct GeoSlot {
     geo: Mutex<Option<GeoCache>>,
     zones: Mutex<config::ZoneCache>,
+    failed: Mutex<Option<(GeoKey, String)>>,
 }
+
+type GeoKey = (PathBuf, u64, SystemTime, u64);
 
 /// Why a load failed: config errors (each with file:line:col) or a GeoIP error.
 #[derive(Debug)]
@@ -160,7 +176,7 @@ pub(crate) fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn geo_key(path: &Path) -> anyhow::Result<(PathBuf, u64, SystemTime, u64)> {
+fn geo_key(path: &Path) -> anyhow::Result<GeoKey> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).map_err(|e| {
         anyhow::anyhow!(
@@ -177,10 +193,21 @@ fn geo_key(path: &Path) -> anyhow::Result<(PathBuf, u64, SystemTime, u64)> {
 fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
     let key = geo_key(path)?;
     let started = std::time::Instant::now();
+    super::memory::large_allocations_apart();
     let data = Arc::new(GeoData::load(path)?);
     metrics::gauge!("sipsteer_geoip_build_seconds").set(started.elapsed().as_secs_f64());
     metrics::gauge!("sipsteer_geoip_build_epoch_seconds").set(data.info.build_epoch as f64);
-    tracing::info!(path = %path.display(), networks = data.info.networks, ms = started.elapsed().as_millis() as u64, "geoip database loaded");
+    super::memory::release_freed_memory();
+    tracing::info!(
+        path = %path.display(),
+        networks = data.info.networks,
+        v4_ranges = data.table.counts().0,
+        v6_ranges = data.table.counts().1,
+        locations = data.table.locations.len(),
+        table_bytes = data.table.bytes(),
+        ms = started.elapsed().as_millis() as u64,
+        "geoip database loaded"
+    );
     Ok(GeoCache { key, data })
 }
 
@@ -195,7 +222,14 @@ pub(crate) fn geo_for(cfg: &Config, cache: &GeoSlot) -> anyhow::Result<Option<Ar
     {
         return Ok(Some(c.data.clone()));
     }
-    let entry = geo_entry(path)?;
+    if let Some((k, e)) = guard(&cache.failed).as_ref()
+        && *k == key
+    {
+        return Err(anyhow::anyhow!("{e}"));
+    }
+    let entry = geo_entry(path).inspect_err(|e| {
+        *guard(&cache.failed) = Some((key.clone(), format!("{e:#}")));
+    })?;
     let data = entry.data.clone();
     *guard(&cache.geo) = Some(entry);
     Ok(Some(data))
@@ -253,6 +287,19 @@ impl Reloader {
         guard(&self.status).clone()
     }
 
+    /// Where the GeoIP database the serving config names stands (`None`: it names none).
+    pub fn geoip_state(&self) -> Option<GeoState> {
+        let snap = self.shared.load();
+        snap.config.geoip.as_ref()?;
+        if snap.steering.geo.is_some() {
+            Some(GeoState::Loaded)
+        } else if guard(&self.status).last_result == "error" {
+            Some(GeoState::Failed)
+        } else {
+            Some(GeoState::Loading)
+        }
+    }
+
     /// Re-reads everything; swaps the snapshot if valid and changed. Single-flight: one
     /// reload runs at a time, and a caller whose request came in before a run started reading
     /// shares that run's outcome instead of running again. Blocking: call it off the async
@@ -307,6 +354,9 @@ impl Reloader {
         let mut snap = Snapshot::build_after(cfg.clone(), geo, generation, Some(&current));
         snap.health = (self.health)(&cfg, &snap.steering);
         self.shared.store(Arc::new(snap));
+        if !same_geo {
+            super::memory::release_freed_memory();
+        }
         {
             let mut st = guard(&self.status);
             st.last_error = None;

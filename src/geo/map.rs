@@ -1,21 +1,173 @@
 //! A GeoIP map compiled for one set of regions: the whole address space cut into blocks of
-//! equal ranking (class). A lookup is one binary search; the block gives the ECS scope.
+//! equal ranking (class). A lookup reads a directory entry indexed by the top 16 bits of the
+//! address (and, where that entry holds many blocks, a sub-directory entry indexed by the next
+//! 8), then searches the few blocks it points at; the block gives the ECS scope.
 
 use std::net::IpAddr;
 
+#[cfg(test)]
 use super::NetworkTable;
+use super::RangeSet;
+
+/// Bits of the address that index the directory (2^16 + 1 entries per family).
+const DIR_BITS: u32 = 16;
+/// The next bits, indexing the sub-directory of an entry that holds many blocks.
+const SUB_BITS: u32 = 8;
+/// Entries over this many blocks get a sub-directory (2^8 + 1 entries, 1 KiB).
+const SPLIT: usize = 48;
+/// A directory entry without a sub-directory.
+const NONE: u32 = u32::MAX;
+
+/// One family's blocks: sorted starts (the first is 0), their classes, and the directory.
+#[derive(Debug, Default)]
+struct Blocks<T> {
+    starts: Vec<T>,
+    class: Vec<u32>,
+    /// `dir[h][0]`: the block holding the first address whose top [`DIR_BITS`] bits are `h`
+    /// (`dir[2^DIR_BITS][0]` is the last block), so the block of any address with top bits
+    /// `h` lies in `dir[h][0]..=dir[h + 1][0]`. `dir[h][1]`: where in `sub` the entry's
+    /// sub-directory starts, or [`NONE`].
+    dir: Vec<[u32; 2]>,
+    /// Sub-directories: the same bounds for the next [`SUB_BITS`] bits, `2^SUB_BITS + 1`
+    /// entries each.
+    sub: Vec<u32>,
+}
+
+/// An address family's integer: its leading bits for the directories, the arithmetic for
+/// scopes.
+trait Addr: Copy + Ord + Into<u128> {
+    const BITS: u32;
+    /// The top `bits` bits.
+    fn prefix(self, bits: u32) -> usize;
+    /// The first address whose top `bits` bits are `p`.
+    fn from_prefix(p: usize, bits: u32) -> Self;
+}
+
+impl Addr for u32 {
+    const BITS: u32 = 32;
+    #[inline]
+    fn prefix(self, bits: u32) -> usize {
+        (self >> (32 - bits)) as usize
+    }
+    fn from_prefix(p: usize, bits: u32) -> Self {
+        (p as u32) << (32 - bits)
+    }
+}
+
+impl Addr for u128 {
+    const BITS: u32 = 128;
+    #[inline]
+    fn prefix(self, bits: u32) -> usize {
+        (self >> (128 - bits)) as usize
+    }
+    fn from_prefix(p: usize, bits: u32) -> Self {
+        (p as u128) << (128 - bits)
+    }
+}
+
+/// For each prefix `first..first + n` of `bits` bits: the block holding its first address
+/// (searching from block `i`), then `last`.
+fn bounds<T: Addr>(
+    starts: &[T],
+    mut i: usize,
+    first: usize,
+    n: usize,
+    bits: u32,
+    last: u32,
+) -> Vec<u32> {
+    let mut out = Vec::with_capacity(n + 1);
+    for p in first..first + n {
+        let a = T::from_prefix(p, bits);
+        while starts.get(i + 1).is_some_and(|&s| s <= a) {
+            i += 1;
+        }
+        out.push(i as u32);
+    }
+    out.push(last);
+    out
+}
+
+impl<T: Addr> Blocks<T> {
+    fn new(starts: Vec<T>, class: Vec<u32>) -> Blocks<T> {
+        let last = starts.len().saturating_sub(1) as u32;
+        let top = bounds(&starts, 0, 0, 1 << DIR_BITS, DIR_BITS, last);
+        let mut dir = Vec::with_capacity(top.len());
+        let mut sub = Vec::new();
+        for (h, w) in top.windows(2).enumerate() {
+            let (a, b) = (w[0], w[1]);
+            let mut off = NONE;
+            if (b - a) as usize > SPLIT {
+                off = sub.len() as u32;
+                let bits = DIR_BITS + SUB_BITS;
+                sub.extend(bounds(
+                    &starts,
+                    a as usize,
+                    h << SUB_BITS,
+                    1 << SUB_BITS,
+                    bits,
+                    b,
+                ));
+            }
+            dir.push([a, off]);
+        }
+        dir.push([last, NONE]);
+        sub.shrink_to_fit();
+        Blocks {
+            starts,
+            class,
+            dir,
+            sub,
+        }
+    }
+
+    /// The index of the block holding `x`.
+    #[inline]
+    fn find(&self, x: T) -> usize {
+        let h = x.prefix(DIR_BITS);
+        let [mut a, off] = self.dir.get(h).copied().unwrap_or([0, NONE]);
+        let mut b = self.dir.get(h + 1).map_or(a, |e| e[0]);
+        if off != NONE {
+            let m = off as usize + (x.prefix(DIR_BITS + SUB_BITS) & ((1 << SUB_BITS) - 1));
+            a = self.sub.get(m).copied().unwrap_or(a);
+            b = self.sub.get(m + 1).copied().unwrap_or(b);
+        }
+        let (a, b) = (a as usize, b as usize);
+        let run = self.starts.get(a..=b).unwrap_or(&[]);
+        a + run.partition_point(|&s| s <= x).saturating_sub(1)
+    }
+
+    /// The class of `x` and the widest prefix around it that stays in its block.
+    #[inline]
+    fn lookup(&self, x: T, max: T) -> (u32, u8) {
+        let i = self.find(x);
+        let lo: u128 = self.starts.get(i).map_or(0, |&s| s.into());
+        let hi: u128 = self.starts.get(i + 1).map_or(max.into(), |&n| n.into() - 1);
+        let c = self.class.get(i).copied().unwrap_or(0);
+        (c, scope(x.into(), lo, hi, T::BITS))
+    }
+
+    fn bytes(&self) -> usize {
+        self.starts.len() * std::mem::size_of::<T>()
+            + self.class.len() * 4
+            + self.dir.len() * 8
+            + self.sub.len() * 4
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct GeoMap {
-    v4_starts: Vec<u32>,
-    v4_class: Vec<u32>,
-    v6_starts: Vec<u128>,
-    v6_class: Vec<u32>,
+    v4: Blocks<u32>,
+    v6: Blocks<u128>,
 }
 
 /// Cuts `[0, max]` into blocks: the table's ranges mapped to classes, gaps to `gap`,
 /// neighbours of equal class merged.
-fn blocks<T>(ranges: &[(T, T, u32)], class_of: &[u32], gap: u32, max: T) -> (Vec<T>, Vec<u32>)
+fn blocks<T>(
+    ranges: impl Iterator<Item = (T, T, u32)>,
+    class_of: &[u32],
+    gap: u32,
+    max: T,
+) -> (Vec<T>, Vec<u32>)
 where
     T: Copy + Ord + From<u8> + std::ops::Add<Output = T>,
 {
@@ -37,7 +189,7 @@ where
         starts.push(start);
         class.push(c);
     };
-    for &(first, last, loc) in ranges {
+    for (first, last, loc) in ranges {
         let c = class_of.get(loc as usize).copied().unwrap_or(gap);
         push(first, c, &mut starts, &mut class);
         if last < max {
@@ -71,14 +223,16 @@ fn scope(x: u128, lo: u128, hi: u128, bits: u32) -> u8 {
 impl GeoMap {
     /// Compiles a table: `class_of[location id]` is the class of that location, `gap` the
     /// class of addresses the table does not know.
-    pub fn compile(table: &NetworkTable, class_of: &[u32], gap: u32) -> GeoMap {
-        let (v4_starts, v4_class) = blocks(&table.v4, class_of, gap, u32::MAX);
-        let (v6_starts, v6_class) = blocks(&table.v6, class_of, gap, u128::MAX);
+    pub fn compile(table: &impl RangeSet, class_of: &[u32], gap: u32) -> GeoMap {
+        let (mut v4_starts, mut v4_class) = blocks(table.v4_ranges(), class_of, gap, u32::MAX);
+        let (mut v6_starts, mut v6_class) = blocks(table.v6_ranges(), class_of, gap, u128::MAX);
+        v4_starts.shrink_to_fit();
+        v4_class.shrink_to_fit();
+        v6_starts.shrink_to_fit();
+        v6_class.shrink_to_fit();
         GeoMap {
-            v4_starts,
-            v4_class,
-            v6_starts,
-            v6_class,
+            v4: Blocks::new(v4_starts, v4_class),
+            v6: Blocks::new(v6_starts, v6_class),
         }
     }
 
@@ -86,39 +240,19 @@ impl GeoMap {
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> (u32, u8) {
         match super::canonical(ip) {
-            IpAddr::V4(a) => {
-                let x = u32::from(a);
-                let i = self
-                    .v4_starts
-                    .partition_point(|&s| s <= x)
-                    .saturating_sub(1);
-                let lo = self.v4_starts.get(i).copied().unwrap_or(0);
-                let hi = self.v4_starts.get(i + 1).map_or(u32::MAX, |n| n - 1);
-                let c = self.v4_class.get(i).copied().unwrap_or(0);
-                (c, scope(x as u128, lo as u128, hi as u128, 32))
-            }
-            IpAddr::V6(a) => {
-                let x = u128::from(a);
-                let i = self
-                    .v6_starts
-                    .partition_point(|&s| s <= x)
-                    .saturating_sub(1);
-                let lo = self.v6_starts.get(i).copied().unwrap_or(0);
-                let hi = self.v6_starts.get(i + 1).map_or(u128::MAX, |n| n - 1);
-                let c = self.v6_class.get(i).copied().unwrap_or(0);
-                (c, scope(x, lo, hi, 128))
-            }
+            IpAddr::V4(a) => self.v4.lookup(u32::from(a), u32::MAX),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a), u128::MAX),
         }
     }
 
     /// Number of blocks (both families).
     pub fn blocks(&self) -> usize {
-        self.v4_starts.len() + self.v6_starts.len()
+        self.v4.starts.len() + self.v6.starts.len()
     }
 
     /// Approximate memory held, in bytes.
     pub fn bytes(&self) -> usize {
-        self.v4_starts.len() * 8 + self.v6_starts.len() * 20
+        self.v4.bytes() + self.v6.bytes()
     }
 }
 
@@ -173,3 +307,7 @@ mod tests {
         assert_eq!(m.lookup(ip("0.1.2.3")), (1, 0));
     }
 }
+
+#[cfg(test)]
+#[path = "map_boundaries.rs"]
+mod boundaries;

@@ -8,6 +8,7 @@ mod centroids;
 mod csv;
 mod db;
 mod map;
+mod networks;
 mod table;
 mod tree;
 mod writer;
@@ -17,6 +18,7 @@ pub use centroids::{centroid, continent_of};
 pub use csv::{CsvError, parse as parse_csv};
 pub use db::{DbInfo, GeoDb};
 pub use map::GeoMap;
+pub use networks::{Networks, RangeSet};
 pub use table::NetworkTable;
 pub use writer::write as write_mmdb;
 

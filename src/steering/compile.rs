@@ -12,14 +12,15 @@ use ipnet::IpNet;
 use super::rank::{Ranking, fallback_ranking, rank_location, rank_pinned};
 use super::{HealthView, Reason};
 use crate::config::{AllDown, Capacity, Config, RegionConfig, Transport};
-use crate::geo::{GeoMap, NetworkTable};
+use crate::geo::{GeoMap, Networks};
 use crate::routing::build::wire_name;
 use crate::routing::names::service_names;
 
-/// A loaded GeoIP database, compiled to a table of networks and locations.
+/// A loaded GeoIP database, compiled to a table of networks and locations (kept to compile
+/// maps for new region sets and for explain; the database file's bytes are not kept).
 #[derive(Debug)]
 pub struct GeoData {
-    pub table: NetworkTable,
+    pub table: Networks,
     pub info: crate::geo::DbInfo,
     pub path: std::path::PathBuf,
 }
@@ -28,6 +29,8 @@ impl GeoData {
     /// Opens a database (`.mmdb` or CSV) and compiles its network table.
     /// Logs each phase, and progress every few seconds while the networks are read.
     pub fn load(path: &std::path::Path) -> anyhow::Result<GeoData> {
+        let started = std::time::Instant::now();
+        let ms = || started.elapsed().as_millis() as u64;
         let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
         tracing::info!(path = %path.display(), bytes, "geoip: opening database");
         let db = crate::geo::GeoDb::open(path)?;
@@ -37,11 +40,19 @@ impl GeoData {
             path = %path.display(),
             database_type = %info.database_type,
             built = %built,
+            ms = ms(),
             "geoip: reading networks"
         );
         let table =
             crate::startup::with_progress("geoip: still reading networks", path, || db.table())?;
+        drop(db);
         info.networks = table.len();
+        tracing::info!(
+            networks = info.networks,
+            ms = ms(),
+            "geoip networks walked, compacting"
+        );
+        let table = Networks::new(table);
         Ok(GeoData {
             table,
             info,
