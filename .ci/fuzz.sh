@@ -27,6 +27,6 @@ for t in $targets; do
     mkdir -p "$corpus"
     echo "== fuzz $t for ${seconds}s"
     # New inputs go to fuzz/corpus (ignored by git); fuzz/seeds is read only.
-    cargo "${toolchain[@]}" fuzz run "$t" "$corpus" "fuzz/seeds/$t" -- \
+    cargo ${toolchain[@]+"${toolchain[@]}"} fuzz run "$t" "$corpus" "fuzz/seeds/$t" -- \
         -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
 done
