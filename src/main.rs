@@ -42,8 +42,8 @@ fn main() -> ExitCode {
             let cfg = sipsteer::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             sipsteer::startup::config_loaded(&cfg);
             let running = sipsteer::app::start_early(&config, cfg).await?;
-            sipsteer::startup::ready(&running);
             running.load_geoip();
+            sipsteer::startup::ready_when_geoip_is_in(&running);
             running.run_until(signals).await
         }),
         Command::Explain {

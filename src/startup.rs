@@ -71,36 +71,38 @@ pub fn config_loaded(cfg: &Config) {
     }
 }
 
-/// The one line that says the server answers now.
-pub fn ready(r: &Running) {
-    let snap = r.shared.load();
+/// The one line that says the server is ready: logged once the GeoIP database is compiled
+/// (at once when there is none, or when it failed and the reason was logged). DNS answers
+/// before that: static names as configured, steered names in their fallback order.
+pub fn ready_when_geoip_is_in(r: &Running) {
     let dns: Vec<String> = r.dns.iter().map(ToString::to_string).collect();
     let admin = r.admin.map_or_else(|| "off".to_string(), |a| a.to_string());
-    let geo = snap.steering.geo.as_ref().map_or_else(
-        || {
-            if snap.config.geoip.is_some() {
-                "loading (steered names answer in their fallback order until it is in)".to_string()
-            } else {
-                "none".to_string()
-            }
-        },
-        |g| {
-            format!(
-                "{} built {}, {} networks",
-                g.info.database_type,
-                date(g.info.build_epoch),
-                g.info.networks
-            )
-        },
-    );
-    tracing::info!(
-        dns = %dns.join(","),
-        admin = %admin,
-        geoip = %geo,
-        probe_targets = r.hub.probed_targets(),
-        generation = snap.generation,
-        "ready"
-    );
+    let (reloader, hub) = (r.reloader.clone(), r.hub.clone());
+    tokio::spawn(async move {
+        while reloader.geoip_state() == Some(crate::app::GeoState::Loading) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let snap = reloader.shared().load();
+        let geo = snap.steering.geo.as_ref().map_or_else(
+            || "none".to_string(),
+            |g| {
+                format!(
+                    "{} built {}, {} networks",
+                    g.info.database_type,
+                    date(g.info.build_epoch),
+                    g.info.networks
+                )
+            },
+        );
+        tracing::info!(
+            dns = %dns.join(","),
+            admin = %admin,
+            geoip = %geo,
+            probe_targets = hub.probed_targets(),
+            generation = snap.generation,
+            "ready"
+        );
+    });
 }
 
 /// Runs `f`, logging `what` every few seconds until it returns.

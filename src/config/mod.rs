@@ -2,8 +2,8 @@
 //! typed [`Config`]. `serve`, `check` and reload all call [`load`]; it reports every error it
 //! finds, each with file, line, column and YAML path.
 
-mod defences;
 mod cache;
+mod defences;
 mod error;
 pub mod load_source;
 pub mod main_file;
@@ -26,8 +26,8 @@ use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData};
 use ipnet::IpNet;
 
-pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
 pub use cache::ZoneCache;
+pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use values::parse_duration;
 
