@@ -108,7 +108,9 @@ while True:
     out.append("Content-Length: 0")
     s.sendto(("\r\n".join(out) + "\r\n\r\n").encode(), addr)
 PY
-# 100 TCP clients: connect, one query, read the answer, close; forever. Counts failures.
+# 100 TCP clients, each from its own loopback address (127.0.0.1 .. 127.0.0.100, as 100
+# resolvers would be, so the per-source connection cap does not apply): connect, one query,
+# read the answer, close; forever. Counts failures.
 cat > "$WORK/tcp_churn.py" <<'PY'
 import socket, struct, sys, threading, time
 port, n, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -117,7 +119,8 @@ ok = [0] * n; bad = [0] * n
 def client(i):
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=3) as c:
+            with socket.create_connection(("127.0.0.1", port), timeout=3,
+                                          source_address=(f"127.0.0.{i % 250 + 1}", 0)) as c:
                 c.sendall(struct.pack(">H", len(q)) + q)
                 hdr = c.recv(2)
                 ln = struct.unpack(">H", hdr)[0] if len(hdr) == 2 else 0
@@ -173,14 +176,16 @@ taskset -c "$CLIENT_CPU" dnsperf -B -s 127.0.0.1 -p "$PORT" -d "$QUERIES" -c 10 
 elapsed=$(( $(date +%s) - started ))
 rss_end=$(rss_kib "$SRV"); rss5=$(cat "$WORK/rss5.txt" 2>/dev/null || echo "")
 st=$(status)
-flips=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^sipsteer_state_flips_total/{s+=$NF} END{print s+0}')
+metrics=$(curl -s "http://127.0.0.1:$ADMIN/metrics")
+flips=$(awk '/^sipsteer_state_flips_total/{s+=$NF} END{print s+0}' <<<"$metrics")
+shed=$(awk '/^sipsteer_tcp_shed_total/{s+=$NF} END{print s+0}' <<<"$metrics")
 alive=yes; kill -0 "$SRV" 2>/dev/null || alive=no
 
 echo "== soak: $elapsed s at $RATE qps (b-sip-ecs), binary $BIN"
 grep -E "Queries sent|Queries completed|Queries lost|Response codes|Average Latency|Queries per second" "$WORK/dnsperf.txt" | sed 's/^ */  /'
-RSS_AT=$RSS_AT python3 - "$st" "$rss5" "$rss_end" "$WORK/tcp.txt" "$WORK/edits.txt" "$WORK/dnsperf.txt" "$alive" "$flips" <<'PY'
+RSS_AT=$RSS_AT python3 - "$st" "$rss5" "$rss_end" "$WORK/tcp.txt" "$WORK/edits.txt" "$WORK/dnsperf.txt" "$alive" "$flips" "$shed" <<'PY'
 import json, os, re, sys
-st, rss5, rss_end, tcpf, editsf, perff, alive, flips = sys.argv[1:]
+st, rss5, rss_end, tcpf, editsf, perff, alive, flips, shed = sys.argv[1:]
 r = json.loads(st).get("reload", {}) if st else {}
 tcp = open(tcpf).read().split() if tcpf else ["?", "?"]
 edits = open(editsf).read().strip()
@@ -192,7 +197,7 @@ servfail = codes.get("SERVFAIL", 0)
 failed = sum(v for k, v in codes.items() if k != "NOERROR")
 growth = (int(rss_end) - int(rss5)) / int(rss5) * 100 if rss5 else float("nan")
 print(f"  queries sent {sent}, lost (timed out) {lost}, non-NOERROR {failed}, SERVFAIL {servfail}")
-print(f"  tcp clients: {tcp[0]} queries answered, {tcp[1]} failed")
+print(f"  tcp clients: {tcp[0]} queries answered, {tcp[1]} failed; connections shed {shed}")
 print(f"  health flips of the flapping SIP server and load reports: {flips}")
 print(f"  zone edits written: {edits}; reloads applied {r.get('applied')}, rejected {r.get('rejected')}, unchanged {r.get('unchanged')}")
 print(f"  RSS at {os.environ['RSS_AT']} s {int(rss5)/1024:.1f} MiB, at end {int(rss_end)/1024:.1f} MiB, growth {growth:+.2f} %")

@@ -90,7 +90,7 @@ fn check_output_is_unchanged_when_all_is_well() {
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         format!(
-            "{}: ok (1 zones, 0 regions, 2 files)\n",
+            "{}: ok (1 zones, 0 regions, 2 files, 0 warning(s))\n",
             cfg.main().display()
         )
     );
