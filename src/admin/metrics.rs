@@ -139,7 +139,27 @@ pub fn init() {
         // Present from the first scrape, so "absent" alerts do not fire on a healthy instance.
         for result in ["ok", "error"] {
             metrics::counter!("sipsteer_config_reloads_total", "result" => result).increment(0);
+            metrics::counter!("sipsteer_load_queries_total", "result" => result).increment(0);
         }
+        for reason in ["evicted_idle", "full", "per_source"] {
+            metrics::counter!("sipsteer_tcp_shed_total", "reason" => reason).increment(0);
+        }
+        for reason in ["empty_frame", "not_a_query", "slow_frame"] {
+            metrics::counter!("sipsteer_tcp_bad_frames_total", "reason" => reason).increment(0);
+        }
+        for transport in ["tls", "https"] {
+            metrics::counter!("sipsteer_dns_encrypted_queries_total", "transport" => transport)
+                .increment(0);
+        }
+        for name in [
+            "sipsteer_admin_connections_shed_total",
+            "sipsteer_dns_tls_refused_total",
+            "sipsteer_state_file_errors_total",
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+        // 0 until load is pulled from Prometheus at least once.
+        metrics::gauge!("sipsteer_load_last_success_timestamp_seconds").set(0.0);
         Some(handle)
     });
 }

@@ -54,6 +54,7 @@ const RESCAN: Duration = Duration::from_secs(10);
 
 /// Loads `path` (config and GeoIP database, as `check` does) and starts serving it.
 pub async fn start(path: &Path) -> Result<Running> {
+    crate::admin::metrics::init();
     let cache = GeoSlot::default();
     let loaded = load(path, &cache).map_err(|e| anyhow::anyhow!("{e}"))?;
     start_loaded(path, loaded, cache).await
@@ -65,6 +66,7 @@ pub async fn start(path: &Path) -> Result<Running> {
 /// answer as usual, steered names answer in their fallback order with ECS scope 0 (as without
 /// GeoIP), and `/readyz` says not ready.
 pub async fn start_early(path: &Path, config: Config) -> Result<Running> {
+    crate::admin::metrics::init();
     if let Some(db) = &config.geoip {
         let started = std::time::Instant::now();
         crate::geo::GeoDb::open(db)?;
@@ -79,6 +81,7 @@ pub async fn start_early(path: &Path, config: Config) -> Result<Running> {
 
 /// Starts serving an already loaded config (its GeoIP database is loaded here).
 pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
+    crate::admin::metrics::init();
     let cache = GeoSlot::default();
     let geo = reload::geo_for(&cfg, &cache)?;
     start_loaded(path, Loaded { config: cfg, geo }, cache).await

@@ -15,6 +15,8 @@ impl Meters {
     pub(super) fn new(region: &str, server: &str) -> Meters {
         let name = format!("{region}/{server}");
         let count = |result: &'static str| metrics::counter!("sipsteer_probes_total", "server" => name.clone(), "result" => result);
+        // Present from the start (0), like the probe counters.
+        metrics::counter!("sipsteer_suspect_total", "server" => name.clone()).increment(0);
         Meters {
             up: count("up"),
             full: count("full"),
