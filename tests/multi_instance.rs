@@ -120,21 +120,26 @@ fn rfc3339_in(d: Duration) -> String {
 
 const ALL: [&str; 3] = ["10 lon1", "10 lon2", "20 fra1"];
 
+/// A second instance loading the same config directory as the first.
+async fn second_instance(dir: &std::path::Path) -> TestServer {
+    let running = sipsteer::app::start(&dir.join("sipsteer.yaml"))
+        .await
+        .expect("second instance starts");
+    TestServer {
+        cfg: ConfigDir {
+            dir: tempfile::tempdir().expect("tempdir"),
+        },
+        addr: running.dns[0],
+        running: Some(running),
+    }
+}
+
 #[tokio::test]
 async fn operator_state_file_is_shared_and_api_force_is_not() {
     let cfg = ConfigDir::new(&main_cfg(""), &[("example.com.yaml", ZONE)]);
     let dir = cfg.dir.path().to_path_buf();
     let a = TestServer::start_in(cfg).await;
-    let b_running = sipsteer::app::start(&dir.join("sipsteer.yaml"))
-        .await
-        .expect("second instance starts");
-    let b = TestServer {
-        cfg: ConfigDir {
-            dir: tempfile::tempdir().expect("tempdir"),
-        },
-        addr: b_running.dns[0],
-        running: Some(b_running),
-    };
+    let b = second_instance(&dir).await;
     for s in [&a, &b] {
         assert_eq!(srv(s.addr).await, ALL);
     }
@@ -346,16 +351,7 @@ async fn load_from_prometheus_moves_both_instances_and_fails_open() {
     let cfg = ConfigDir::new(&main_cfg(&extra), &[("example.com.yaml", ZONE)]);
     let dir = cfg.dir.path().to_path_buf();
     let a = TestServer::start_in(cfg).await;
-    let b_running = sipsteer::app::start(&dir.join("sipsteer.yaml"))
-        .await
-        .expect("second instance starts");
-    let b = TestServer {
-        cfg: ConfigDir {
-            dir: tempfile::tempdir().expect("tempdir"),
-        },
-        addr: b_running.dns[0],
-        running: Some(b_running),
-    };
+    let b = second_instance(&dir).await;
     // Wait until Prometheus has scraped and both instances pulled a load for lon1.
     let start = Instant::now();
     for s in [&a, &b] {
