@@ -80,6 +80,9 @@ while IFS=$'\t' read -r where cmd; do
   if [[ "$cmd" == "cargo test"* ]]; then
     skip=$((skip+1)); echo "skip $where: $cmd (the test suite runs on its own in .ci/run)"; continue
   fi
+  if [[ "$cmd" == ".ci/fuzz.sh"* || "$cmd" == *"fuzz run "* ]]; then
+    skip=$((skip+1)); echo "skip $where: $cmd (the fuzz targets run on their own in .ci/run)"; continue
+  fi
   if is_serve "$cmd"; then # started in the background; it must come up ready
     (cd "$WORK" && exec bash -c "exec $run") >"$WORK/serve.log" 2>&1 &
     SERVE_PID=$!
