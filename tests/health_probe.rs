@@ -15,32 +15,7 @@ async fn run(check: Check, addr: std::net::SocketAddr) -> sipsteer::health::prob
 
 #[tokio::test]
 async fn sip_over_udp() {
-    let cases: &[(Mode, Outcome, Option<u16>, &str)] = &[
-        (Mode::Code(200), Outcome::Up, Some(200), "200 OK"),
-        (Mode::Code(404), Outcome::Up, Some(404), "404 Not Found"),
-        (
-            Mode::Code(503),
-            Outcome::Full,
-            Some(503),
-            "503 Service Unavailable (retry-after 30)",
-        ),
-        (
-            Mode::Code(500),
-            Outcome::Down,
-            Some(500),
-            "500 Server Internal Error",
-        ),
-        (Mode::TryingThenOk, Outcome::Up, Some(200), "200 OK"),
-        (Mode::Compact, Outcome::Up, Some(200), "200 OK"),
-        (
-            Mode::Garbage,
-            Outcome::Down,
-            None,
-            "bad response: not a SIP response: `\u{16}\u{3}\u{1} hello, this is not SIP`",
-        ),
-        (Mode::Silent, Outcome::Down, None, "timeout after 1200ms"),
-        (Mode::Stray, Outcome::Down, None, "timeout after 1200ms"),
-    ];
+    let cases = sip::UDP_CASES;
     for (mode, outcome, code, detail) in cases {
         let r = sip::udp(*mode).await;
         let p = run(Check::SipUdp, r.addr).await;

@@ -22,32 +22,7 @@ async fn run(u: &UdpProber, addr: std::net::SocketAddr) -> ProbeResult {
 
 #[tokio::test]
 async fn every_reply_kind_at_once_through_one_socket() {
-    let cases: &[(Mode, Outcome, Option<u16>, &str)] = &[
-        (Mode::Code(200), Outcome::Up, Some(200), "200 OK"),
-        (Mode::Code(404), Outcome::Up, Some(404), "404 Not Found"),
-        (
-            Mode::Code(503),
-            Outcome::Full,
-            Some(503),
-            "503 Service Unavailable (retry-after 30)",
-        ),
-        (
-            Mode::Code(500),
-            Outcome::Down,
-            Some(500),
-            "500 Server Internal Error",
-        ),
-        (Mode::TryingThenOk, Outcome::Up, Some(200), "200 OK"),
-        (Mode::Compact, Outcome::Up, Some(200), "200 OK"),
-        (
-            Mode::Garbage,
-            Outcome::Down,
-            None,
-            "bad response: not a SIP response: `\u{16}\u{3}\u{1} hello, this is not SIP`",
-        ),
-        (Mode::Silent, Outcome::Down, None, "timeout after 1200ms"),
-        (Mode::Stray, Outcome::Down, None, "timeout after 1200ms"),
-    ];
+    let cases = sip::UDP_CASES;
     let u = UdpProber::default();
     let mut responders = Vec::new();
     for (mode, ..) in cases {

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
+use sipsteer::health::probe::Outcome;
+
 /// What a responder does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -244,3 +246,31 @@ pub fn refused() -> SocketAddr {
     drop(s);
     a
 }
+
+/// Each responder mode over UDP and the probe result it must give (1200 ms probe timeout).
+pub const UDP_CASES: &[(Mode, Outcome, Option<u16>, &str)] = &[
+    (Mode::Code(200), Outcome::Up, Some(200), "200 OK"),
+    (Mode::Code(404), Outcome::Up, Some(404), "404 Not Found"),
+    (
+        Mode::Code(503),
+        Outcome::Full,
+        Some(503),
+        "503 Service Unavailable (retry-after 30)",
+    ),
+    (
+        Mode::Code(500),
+        Outcome::Down,
+        Some(500),
+        "500 Server Internal Error",
+    ),
+    (Mode::TryingThenOk, Outcome::Up, Some(200), "200 OK"),
+    (Mode::Compact, Outcome::Up, Some(200), "200 OK"),
+    (
+        Mode::Garbage,
+        Outcome::Down,
+        None,
+        "bad response: not a SIP response: `\u{16}\u{3}\u{1} hello, this is not SIP`",
+    ),
+    (Mode::Silent, Outcome::Down, None, "timeout after 1200ms"),
+    (Mode::Stray, Outcome::Down, None, "timeout after 1200ms"),
+];
