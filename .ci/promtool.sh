@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Monitoring examples: the alert rules pass `promtool check rules` and their unit tests
 # `promtool test rules` (Debian package `prometheus`), and the Grafana dashboard is valid JSON. That every metric they name is
-# exported is checked against a real scrape in tests/ops_scrape.rs.
+# exported is checked against a real scrape in tests/it/ops_scrape.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -1,11 +1,9 @@
 //! Probes against real SIP responders on 127.0.0.1, over UDP and TCP.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::sip::{self, Mode};
 use sipsteer::health::probe::{Check, CodePolicy, Outcome, Target, probe};
-use support::sip::{self, Mode};
 
 const TIMEOUT: Duration = Duration::from_millis(1200);
 

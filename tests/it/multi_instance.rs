@@ -3,17 +3,15 @@
 //! instance stays on that instance. Load pulled from a real Prometheus (started here on
 //! loopback, scraping an exporter this test serves) moves both instances' answers.
 
-mod support;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::dns::*;
+use crate::support::http::{get, send};
 use hickory_proto::rr::RecordType;
-use support::dns::*;
-use support::http::{get, send};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "test-token-123";

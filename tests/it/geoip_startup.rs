@@ -2,14 +2,12 @@
 //! names answer in their fallback order with ECS scope 0 and `/readyz` says not ready until
 //! the database is compiled; then steered names switch to answers by location.
 
-mod support;
-
 use std::net::IpAddr;
 
+use crate::support::dns::{ConfigDir, Q, ecs_of, rrs, udp};
+use crate::support::http::get;
+use crate::support::steer::{GEO_CSV, STEER_ZONE};
 use hickory_proto::rr::RecordType;
-use support::dns::{ConfigDir, Q, ecs_of, rrs, udp};
-use support::http::get;
-use support::steer::{GEO_CSV, STEER_ZONE};
 
 const MAIN: &str = r#"
 listen: { dns: ["127.0.0.1:0"], admin: "127.0.0.1:0" }

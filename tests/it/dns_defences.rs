@@ -2,14 +2,12 @@
 //! cookies recomputed here from the configured secret), response rate limiting (exact counts
 //! of a bounded burst from one client), its exemptions, NSID and extended DNS errors.
 
-mod support;
-
 use std::hash::Hasher;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
+use crate::support::dns::*;
 use siphasher::sip::SipHasher24;
-use support::dns::*;
 
 const SECRET: &str = "e5e973e5a6b2a43f48e7dc849e37bfcf";
 const OLD_SECRET: &str = "000102030405060708090a0b0c0d0e0f";
@@ -226,7 +224,7 @@ fn check_cookie(r: &Reply, secret: &str) -> [u8; 16] {
 
 async fn metric(s: &TestServer, line: &str) -> u64 {
     let admin = s.running.as_ref().and_then(|r| r.admin).expect("admin");
-    let (status, body) = support::http::get(admin, "/metrics").await;
+    let (status, body) = crate::support::http::get(admin, "/metrics").await;
     assert_eq!(status, 200);
     body.lines()
         .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())

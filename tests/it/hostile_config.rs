@@ -2,15 +2,13 @@
 //! are broken symlinks, loops, FIFOs or directories are refused by name while the old config
 //! keeps answering; reloads never block and never race; edits at a symlink's target are seen.
 
-mod support;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::dns::*;
 use hickory_proto::rr::RecordType;
 use sipsteer::app::Outcome;
-use support::dns::*;
 
 fn zone(origin: &str, addr: &str, serial: u32) -> String {
     format!(
@@ -149,7 +147,7 @@ async fn unreadable_zone_maps_reject_the_reload_and_the_old_zone_answers() {
 
 #[tokio::test]
 async fn fifos_never_block_reloads_or_shutdown() {
-    use support::steer::{GEO_CSV, MAIN_GEO};
+    use crate::support::steer::{GEO_CSV, MAIN_GEO};
     let cfg = ConfigDir::new(
         MAIN_GEO,
         &[("example.com.yaml", &zone("example.com", "192.0.2.1", 1))],
@@ -314,7 +312,7 @@ async fn concurrent_reloads_are_single_flight_and_the_newest_config_wins() {
                     0 => gens.push(r.reload("test")),
                     1 => r.nudge("SIGHUP"),
                     _ => {
-                        let (code, body) = support::http::request(
+                        let (code, body) = crate::support::http::request(
                             admin,
                             "POST",
                             "/v1/reload",
@@ -418,14 +416,14 @@ async fn status_answers_while_a_slow_reload_runs() {
         .recv_timeout(Duration::from_secs(10))
         .expect("reload reached the compile step");
     // The reload is held mid-way: status must answer now (the client times out otherwise).
-    let (code, body) = support::http::get(addr, "/v1/status").await;
+    let (code, body) = crate::support::http::get(addr, "/v1/status").await;
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["generation"], 1);
     assert_eq!(v["reload"]["generation"], 1);
     release.send(()).expect("release");
     assert_eq!(slow.join().expect("reload"), Outcome::Applied(2));
-    let (_, body) = support::http::get(addr, "/v1/status").await;
+    let (_, body) = crate::support::http::get(addr, "/v1/status").await;
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["reload"]["generation"], 2);
     cancel.cancel();

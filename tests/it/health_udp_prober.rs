@@ -2,13 +2,11 @@
 //! table): the same answers as a probe with a socket of its own, for many targets at once,
 //! against real SIP responders on 127.0.0.1.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::sip::{self, Mode};
 use sipsteer::health::probe::{Check, CodePolicy, Outcome, ProbeResult, Target, probe_with};
 use sipsteer::health::udp_prober::UdpProber;
-use support::sip::{self, Mode};
 
 const TIMEOUT: Duration = Duration::from_millis(1200);
 

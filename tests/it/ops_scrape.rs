@@ -2,17 +2,15 @@
 //! first scrape, every metric the shipped alerts, dashboard and docs name, `check: none`
 //! servers shown up, rounded headroom, and JSON bodies sent with curl's form content type.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::support::dns::*;
+use crate::support::http::{get, send};
+use crate::support::sip::{self, Mode};
 use hickory_proto::rr::RecordType;
-use support::dns::*;
-use support::http::{get, send};
-use support::sip::{self, Mode};
 
 const TOKEN: &str = "scrape-token-123";
 

@@ -1,8 +1,6 @@
 //! Every kind of config error, asserted by message and file:line:col, plus the sample files.
 
-mod support;
-
-use support::dns::{ConfigDir, MAIN, repo_root};
+use crate::support::dns::{ConfigDir, MAIN, repo_root};
 
 const HEAD: &str =
     "zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\n";

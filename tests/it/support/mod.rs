@@ -1,5 +1,4 @@
 //! Test support: a real sipsteer started in-process on 127.0.0.1 port 0, and DNS clients.
-#![allow(dead_code)]
 
 pub mod dns;
 pub mod http;

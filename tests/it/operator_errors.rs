@@ -3,13 +3,11 @@
 //! bind; short tokens; a state file that cannot be written fails the API call and changes
 //! nothing, and a symlink planted next to it is never followed.
 
-mod support;
-
 use std::process::{Command, Output};
 
-use support::dns::*;
-use support::http::{get, send};
-use support::steer::STEER_ZONE;
+use crate::support::dns::*;
+use crate::support::http::{get, send};
+use crate::support::steer::STEER_ZONE;
 
 const ZONE: &str = "zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\nrecords:\n  ns1: { A: 192.0.2.53 }\n";
 
@@ -84,7 +82,7 @@ fn check_fails_on_a_corrupt_or_fifo_geoip_database() {
 fn check_output_is_unchanged_when_all_is_well() {
     let main = format!("{MAIN}geoip: {{ database: geo.csv }}\n");
     let cfg = ConfigDir::new(&main, &[("z.yaml", ZONE)]);
-    std::fs::write(cfg.path("geo.csv"), support::steer::GEO_CSV).expect("csv");
+    std::fs::write(cfg.path("geo.csv"), crate::support::steer::GEO_CSV).expect("csv");
     let o = sipsteer(&["check"], &cfg, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(
@@ -281,7 +279,7 @@ fn serve_stops_on_sigterm_with_fifos_in_place_of_its_files() {
     use std::time::{Duration, Instant};
     let main = format!("{MAIN}geoip: {{ database: geo.csv }}\n");
     let cfg = ConfigDir::new(&main, &[("z.yaml", ZONE)]);
-    std::fs::write(cfg.path("geo.csv"), support::steer::GEO_CSV).expect("csv");
+    std::fs::write(cfg.path("geo.csv"), crate::support::steer::GEO_CSV).expect("csv");
     let mut child = Command::new(env!("CARGO_BIN_EXE_sipsteer"))
         .args(["serve", "--config"])
         .arg(cfg.main())

@@ -2,17 +2,15 @@
 //! and idle keep-alive connections are closed by the server, DNS over TCP keeps answering,
 //! and a changing request without the right token is refused before its body is read.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use crate::support::dns::*;
+use crate::support::http::get;
+use crate::support::steer::STEER_ZONE;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::dns::*;
-use support::http::get;
-use support::steer::STEER_ZONE;
 
 const TOKEN: &str = "admin-token-42";
 

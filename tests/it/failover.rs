@@ -3,16 +3,14 @@
 //! within seconds; a single lost probe flips nothing; steady probing is unchanged; answers
 //! carry the trouble TTL while a server of their tiers is suspect.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::support::dns::*;
+use crate::support::http::get;
+use crate::support::sip::{self, Mode, Responder};
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
-use support::dns::*;
-use support::http::get;
-use support::sip::{self, Mode, Responder};
 
 /// `health` settings beyond the defaults (interval 5s, timeout 2s, fall 3, rise 2,
 /// suspect_interval 500ms, suspect_timeout 500ms).

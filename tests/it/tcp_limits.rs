@@ -2,17 +2,15 @@
 //! empty, junk and slow frames close their connection, a source over its share is shed while
 //! another source is served, and every shed is counted in the metrics.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::support::dns::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::dns::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ZONE: &str = r#"

@@ -1,12 +1,10 @@
 //! The admin API's reading endpoints: metrics that move, status and explain JSON, readiness,
 //! reload through the API, and forced states that survive a restart.
 
-mod support;
-
+use crate::support::dns::*;
+use crate::support::http::{get, send};
+use crate::support::steer::{GEO_CSV, STEER_ZONE};
 use hickory_proto::rr::RecordType;
-use support::dns::*;
-use support::http::{get, send};
-use support::steer::{GEO_CSV, STEER_ZONE};
 
 const TOKEN: &str = "admin-token-42";
 

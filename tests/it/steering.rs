@@ -1,13 +1,11 @@
 //! The pure steering core, table-driven: rankings, overrides, health, failover, all-down.
 
-mod support;
-
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::support::dns::ConfigDir;
+use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
 use sipsteer::steering::{self, HealthView, Plan, Reason, Status, Steering, Target};
-use support::dns::ConfigDir;
-use support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
 
 fn steering_from(zone: &str) -> (Steering, ConfigDir) {
     let dir = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", zone)]);
@@ -246,7 +244,10 @@ fn srv_weights_follow_headroom() {
 
 #[test]
 fn without_geoip_everyone_gets_the_fallback() {
-    let dir = ConfigDir::new(support::dns::MAIN, &[("example.com.yaml", STEER_ZONE)]);
+    let dir = ConfigDir::new(
+        crate::support::dns::MAIN,
+        &[("example.com.yaml", STEER_ZONE)],
+    );
     let cfg = sipsteer::config::load(&dir.main()).unwrap_or_else(|e| panic!("{e}"));
     let st = steering::compile(&cfg, None);
     let p = steering::plan(

@@ -1,14 +1,12 @@
 //! Health end to end: real SIP responders go silent and come back, load reports and operator
 //! actions go through the admin API, and DNS answers follow.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::dns::*;
+use crate::support::http::{get, send};
+use crate::support::sip::{self, Mode, Responder};
 use hickory_proto::rr::RecordType;
-use support::dns::*;
-use support::http::{get, send};
-use support::sip::{self, Mode, Responder};
 
 const TOKEN: &str = "test-token-123";
 

@@ -1,10 +1,8 @@
 //! Static zone answers and exact DNS behaviour, over real UDP and TCP sockets.
 
-mod support;
-
+use crate::support::dns::*;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use support::dns::*;
 
 async fn server() -> TestServer {
     TestServer::start(MAIN, &[("example.com.yaml", STATIC_ZONE)]).await

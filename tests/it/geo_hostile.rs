@@ -2,16 +2,14 @@
 //! a bounded time, at load, on a running server's reload (the old data keeps serving) and in
 //! `sipsteer explain`. The databases are written here byte by byte.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::dns::*;
+use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
 use hickory_proto::rr::RecordType;
 use sipsteer::geo::GeoDb;
-use support::dns::*;
-use support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
 
 /// MaxMind DB data-section encoding, just enough for metadata and a small record.
 struct Enc(Vec<u8>);
@@ -317,7 +315,7 @@ async fn running_server_refuses_a_crafted_database_and_keeps_serving() {
     }
     assert_eq!(london_answer(&s).await, before);
     let admin = running.admin.expect("admin");
-    let (code, body) = support::http::get(admin, "/v1/status").await;
+    let (code, body) = crate::support::http::get(admin, "/v1/status").await;
     assert_eq!(code, 200);
     let json: serde_json::Value = serde_json::from_str(&body).expect("json");
     let err = json["reload"]["last_error"].as_str().unwrap_or_default();

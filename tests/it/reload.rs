@@ -1,14 +1,12 @@
 //! Hot reload: every edit style operators and tools use, bad edits refused while the old
 //! config keeps serving, and a query loop that never fails across many reloads.
 
-mod support;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::dns::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::dns::*;
 
 fn zone(addr: &str) -> String {
     format!(
@@ -148,7 +146,7 @@ async fn bad_edit_keeps_serving_then_the_fix_applies() {
 
 #[tokio::test]
 async fn geoip_database_replace() {
-    use support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
+    use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
     let cfg = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", STEER_ZONE)]);
     std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
     let s = TestServer::start_in(cfg).await;
@@ -262,7 +260,7 @@ async fn listen_changes_need_a_restart_and_are_not_half_applied() {
 
 #[tokio::test]
 async fn query_log_writes_sampled_json_lines() {
-    use support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
+    use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
     let main = format!("{MAIN_GEO}query_log: {{ path: queries.jsonl, sample: 1 }}\n");
     let cfg = ConfigDir::new(&main, &[("example.com.yaml", STEER_ZONE)]);
     std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");

@@ -2,16 +2,14 @@
 //! compiled) publishes exactly the snapshot a full load of the same files builds, whether a
 //! zone map changed, was added or removed, or a region it names changed; and it does reuse.
 
-mod support;
-
 use std::fmt::Write;
 use std::sync::Arc;
 
+use crate::support::dns::ConfigDir;
+use crate::support::steer::GEO_CSV;
 use sipsteer::app::{GeoSlot, Outcome, Reloader};
 use sipsteer::snapshot::Snapshot;
 use sipsteer::steering::HealthView;
-use support::dns::ConfigDir;
-use support::steer::GEO_CSV;
 
 const MAIN: &str = r#"
 listen: { dns: ["127.0.0.1:0"], admin: "off" }

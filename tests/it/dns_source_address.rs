@@ -2,15 +2,13 @@
 //! wildcard listen starts beside an IPv6 one on the same port. Runs the real binary in a
 //! network namespace with several addresses on its loopback; needs root (skipped otherwise).
 
-mod support;
-
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::dns::*;
 use hickory_proto::rr::RecordType;
-use support::dns::*;
 
 const ADDRS: [&str; 4] = ["198.18.7.2", "198.18.7.3", "fd00:7::2", "fd00:7::3"];
 

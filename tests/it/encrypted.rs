@@ -3,12 +3,12 @@
 //! disk without a restart, a broken certificate refused while the old one serves, and config
 //! errors for missing or bad PEM files.
 
-mod support;
-
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::dns::*;
+use crate::support::steer::{GEO_CSV, STEER_ZONE};
 use base64::Engine;
 use hickory_proto::op::Message;
 use hickory_proto::rr::RecordType;
@@ -16,8 +16,6 @@ use hickory_proto::rr::rdata::opt::EdnsCode;
 use rcgen::{CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, ServerName};
 use sipsteer::app::Outcome;
-use support::dns::*;
-use support::steer::{GEO_CSV, STEER_ZONE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;

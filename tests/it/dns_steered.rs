@@ -1,14 +1,12 @@
 //! Steered answers over real sockets: NAPTR, SRV, A/AAAA for clients in every region, ECS
 //! echo and scope, pinned and per-server names, a Country database, and oversized answers.
 
-mod support;
-
 use std::net::IpAddr;
 
+use crate::support::dns::*;
+use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
-use support::dns::*;
-use support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
 
 async fn server_with(zone: &str, csv: &str) -> TestServer {
     let cfg = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", zone)]);

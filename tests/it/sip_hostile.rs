@@ -2,8 +2,6 @@
 //! oversized UDP reply. Each is a failed probe (or, for a valid status line, a parsed one)
 //! with bounded memory, and a server probing them keeps answering.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -164,10 +162,10 @@ async fn oversized_udp_reply_is_read_from_its_first_bytes() {
 /// region down, answers from the next one, and keeps answering.
 #[tokio::test]
 async fn server_keeps_answering_while_probing_hostile_servers() {
-    use support::dns::*;
+    use crate::support::dns::*;
     let endless = tcp_server(Hostile::EndlessHeaders).await;
     let huge = udp_server(Hostile::HugeLength).await;
-    let good = support::sip::udp(support::sip::Mode::Code(200)).await;
+    let good = crate::support::sip::udp(crate::support::sip::Mode::Code(200)).await;
     let main = r#"
 listen: { dns: ["127.0.0.1:0"], admin: "off" }
 zones: zones

@@ -3,11 +3,9 @@
 //! small buffers and TCP. Raw packets over real sockets; every row asserts the exact reply
 //! fields, and the table is printed (`--nocapture`).
 
-mod support;
-
 use std::net::SocketAddr;
 
-use support::dns::*;
+use crate::support::dns::*;
 
 const SOA: u16 = 6;
 const TXT: u16 = 16;

@@ -2,14 +2,12 @@
 //! error replies, ANY at a CNAME, CNAMEs into steered names, one region per client for A and
 //! AAAA, and names in record data compressed only where RFC 3597 allows it.
 
-mod support;
-
 use std::net::IpAddr;
 
+use crate::support::dns::*;
+use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
-use support::dns::*;
-use support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
 
 async fn steered() -> TestServer {
     let zone = format!("{STEER_ZONE}\n")
