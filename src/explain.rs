@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::dns::answer::{Proto, respond};
 use crate::geo::{canonical, distance_km};
 use crate::routing::SteerKind;
-use crate::snapshot::Snapshot;
+use crate::dns::snapshot::Snapshot;
 use crate::steering::{self, Target};
 
 #[derive(Debug, Serialize)]
@@ -129,7 +129,7 @@ pub fn explain(
         })
     });
 
-    let lower = crate::routing::build::wire_name(&qname.to_lowercase());
+    let lower = crate::config::service_names::wire_name(&qname.to_lowercase());
     let found = snap.routing.find_zone(&lower);
     let zone = found.map(|(z, _)| z.origin.to_string());
     let service = found

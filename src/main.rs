@@ -8,11 +8,11 @@ use sipsteer::cli::{Cli, Command, GeoipCommand, LogFormat};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let quiet = matches!(cli.command, Command::Check { .. });
-    sipsteer::startup::init_logging(cli.log_format, quiet);
+    sipsteer::app::startup::init_logging(cli.log_format, quiet);
     let json = cli.log_format == LogFormat::Json;
     match cli.command {
         Command::Check { config } => {
-            match sipsteer::app::load(&config, &sipsteer::app::GeoSlot::default()) {
+            match sipsteer::reload::load(&config, &sipsteer::reload::GeoSlot::default()) {
                 Ok(loaded) => {
                     let cfg = &loaded.config;
                     let warnings = sipsteer::lint::warnings(cfg);
@@ -38,12 +38,12 @@ fn main() -> ExitCode {
         }
         Command::Serve { config } => run(json, async move {
             let signals = sipsteer::app::Signals::install()?;
-            sipsteer::startup::starting(&config);
+            sipsteer::app::startup::starting(&config);
             let cfg = sipsteer::config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
-            sipsteer::startup::config_loaded(&cfg);
+            sipsteer::app::startup::config_loaded(&cfg);
             let running = sipsteer::app::start_early(&config, cfg).await?;
             running.load_geoip();
-            sipsteer::startup::ready_when_geoip_is_in(&running);
+            sipsteer::app::startup::ready_when_geoip_is_in(&running);
             running.run_until(signals).await
         }),
         Command::Explain {

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use hickory_proto::op::Message;
 use libfuzzer_sys::fuzz_target;
 use sipsteer::dns::answer::{Proto, respond};
-use sipsteer::snapshot::Snapshot;
+use sipsteer::dns::snapshot::Snapshot;
 
 fn snapshot() -> &'static Snapshot {
     static SNAP: OnceLock<Snapshot> = OnceLock::new();

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
-use crate::snapshot::Snapshot;
+use crate::dns::snapshot::Snapshot;
 use crate::steering::{HealthView, Status};
 
 /// Largest reply body read.

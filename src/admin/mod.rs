@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Reloader;
+use crate::reload::Reloader;
 use crate::health::hub::HealthHub;
 
 /// What the handlers share.

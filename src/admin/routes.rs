@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AdminState;
-use crate::app::GeoState;
-use crate::app::trigger::QueueError;
+use crate::reload::GeoState;
+use crate::reload::trigger::QueueError;
 use crate::health::hub::{Force, HubError};
 
 /// Largest request body accepted (the changing endpoints take small JSON objects).
@@ -229,11 +229,11 @@ async fn reload(State(s): State<AdminState>) -> Response {
         }
     };
     match out {
-        Ok(crate::app::Outcome::Applied(g)) => {
+        Ok(crate::reload::Outcome::Applied(g)) => {
             Json(json!({"result": "ok", "generation": g})).into_response()
         }
-        Ok(crate::app::Outcome::Unchanged) => Json(json!({"result": "unchanged"})).into_response(),
-        Ok(crate::app::Outcome::Rejected(e)) => (
+        Ok(crate::reload::Outcome::Unchanged) => Json(json!({"result": "unchanged"})).into_response(),
+        Ok(crate::reload::Outcome::Rejected(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"result": "error", "error": e})),
         )

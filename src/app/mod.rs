@@ -17,16 +17,13 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::dns::listener;
 use crate::health::hub::HealthHub;
-use crate::snapshot::{Shared, Snapshot};
+use crate::dns::snapshot::{Shared, Snapshot};
 
-mod memory;
-pub mod reload;
 pub mod signals;
-pub mod trigger;
+pub mod startup;
 
-pub use reload::{
-    GeoSlot, GeoState, LoadError, Loaded, Outcome, ReloadStatus, Reloader, load, load_geo,
-};
+use crate::lock::guard;
+use crate::reload::{self, GeoSlot, GeoState, Loaded, Reloader, load, trigger};
 pub use signals::Signals;
 
 /// A running sipsteer.
@@ -119,7 +116,7 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     let tcp_stats = crate::admin::metrics::QueryStats::registered();
     let qlog = match &reloader.shared().load().config.query_log {
         Some(q) => Some(
-            crate::querylog::QueryLog::open(&q.path, q.sample)
+            crate::dns::querylog::QueryLog::open(&q.path, q.sample)
                 .with_context(|| format!("cannot open query log {}", q.path.display()))?,
         ),
         None => None,
@@ -162,14 +159,10 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     };
     let encrypted =
         crate::dns::encrypted::start(setup, &listen_tls, &listen_https, &mut tasks, &cancel)?;
-    tasks.spawn(crate::health::load_pull::run(
-        hub.clone(),
-        shared.clone(),
-        cancel.clone(),
-    ));
+    tasks.spawn(crate::health::load_pull::run(hub.clone(), cancel.clone()));
     let (nudge, nudges) = mpsc::channel(1);
     match crate::config::watch::watch(watch_set, nudge.clone()) {
-        Ok(w) => *reload::guard(&reloader.watcher) = Some(w),
+        Ok(w) => *guard(&reloader.watcher) = Some(w),
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch config files; relying on the periodic rescan and SIGHUP");
         }

@@ -12,6 +12,7 @@ pub mod operator;
 mod raw;
 mod records;
 mod services;
+pub mod service_names;
 mod steer;
 pub mod tls;
 mod values;
@@ -25,6 +26,9 @@ use std::time::Duration;
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData};
 use ipnet::IpNet;
+
+/// Most failover tiers a service may have (and a steering plan holds).
+pub const MAX_TIERS: usize = 8;
 
 pub use cache::ZoneCache;
 pub use defences::{CookieSecret, DefenceSettings, RrlSettings};

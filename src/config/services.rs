@@ -13,7 +13,7 @@ use super::raw;
 use super::steer::{RegionTable, transports};
 use super::values::Values;
 use super::{AllDown, ServiceConfig, Transport};
-use crate::steering::MAX_TIERS;
+use super::MAX_TIERS;
 
 /// The services of one zone map.
 pub fn services(
@@ -288,12 +288,12 @@ fn generated_name_error(
     regions: &RegionTable,
 ) -> Option<String> {
     let configs: Vec<&super::RegionConfig> = regs.iter().filter_map(|&i| regions.get(i)).collect();
-    let base = crate::routing::build::wire_name(name);
-    let names = crate::routing::names::service_names(&base, transports, &configs);
+    let base = crate::config::service_names::wire_name(name);
+    let names = crate::config::service_names::service_names(&base, transports, &configs);
     let bad = names.invalid()?;
     Some(format!(
         "generated name `{}` is too long ({} octets; a name has at most 255, a label at most 63)",
-        crate::routing::names::text(bad),
+        crate::config::service_names::text(bad),
         bad.len()
     ))
 }

@@ -9,7 +9,7 @@ use super::steered;
 use super::wire::{self, Parsed, Query};
 use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, OptOut, Writer};
 use crate::routing::{Node, Zone};
-use crate::snapshot::Snapshot;
+use crate::dns::snapshot::Snapshot;
 
 /// How the query arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,8 +15,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::answer::{Proto, respond};
 use crate::admin::metrics::QueryStats;
-use crate::querylog::QueryLog;
-use crate::snapshot::Shared;
+use crate::dns::querylog::QueryLog;
+use crate::dns::snapshot::Shared;
 
 /// Whether an IPv6 listen address must be IPv6-only: when the list also has an IPv4 address
 /// on its port (`["0.0.0.0:53", "[::]:53"]`), a dual-stack socket would collide with it.

@@ -18,5 +18,7 @@ pub mod tcp;
 mod tcp_conn;
 #[cfg(target_os = "linux")]
 mod udp_batch;
+pub mod querylog;
+pub mod snapshot;
 pub mod wire;
 pub mod writer;

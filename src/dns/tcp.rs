@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::tcp_conn::{self, ConnCtx};
 use crate::admin::metrics::QueryStats;
-use crate::querylog::QueryLog;
-use crate::snapshot::Shared;
+use crate::dns::querylog::QueryLog;
+use crate::dns::snapshot::Shared;
 
 /// The bounds of the TCP listener.
 #[derive(Debug, Clone, Copy)]

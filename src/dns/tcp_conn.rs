@@ -17,8 +17,8 @@ use tokio::time::Instant;
 use super::answer::{Proto, respond};
 use super::tcp::ConnState;
 use crate::admin::metrics::QueryStats;
-use crate::querylog::QueryLog;
-use crate::snapshot::Shared;
+use crate::dns::querylog::QueryLog;
+use crate::dns::snapshot::Shared;
 
 /// Longest wait for the rest of a frame once its first byte arrived (at most the idle timeout).
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);

@@ -9,6 +9,7 @@ mod csv;
 mod db;
 mod map;
 mod networks;
+pub mod progress;
 mod table;
 mod tree;
 mod writer;

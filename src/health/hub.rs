@@ -22,7 +22,6 @@ use super::probe::{Check, CodePolicy, ProbeResult, Target};
 use super::state::{Cadence, Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
 use crate::config::operator::{ForcedState, OperatorStates};
 use crate::config::{CheckKind, Config, ServerConfig, Transport};
-use crate::snapshot::Shared;
 use crate::steering::{HealthView, RECENT_FLIP, Status, Steering};
 
 /// An operator action on one server.
@@ -119,11 +118,20 @@ struct Inner {
     report_ttl: Duration,
     /// The steering data the current entries were bound to.
     bound: Option<std::sync::Weak<Steering>>,
+    /// Where the bound config pulls load from, if anywhere.
+    load_source: Option<Arc<crate::config::load_source::LoadSource>>,
+}
+
+/// Where the hub publishes health views: the layer that owns what is being served.
+pub trait Publisher: Send + Sync {
+    /// Serves `view` from now on, if the steering data being served is still `steering` (a
+    /// reload in progress brings its own view) and the view differs from the one served.
+    fn publish(&self, steering: &Arc<Steering>, view: HealthView);
 }
 
 pub struct HealthHub {
     inner: Mutex<Inner>,
-    shared: OnceLock<Shared>,
+    publisher: OnceLock<Arc<dyn Publisher>>,
     monitor: Monitor,
     results: Mutex<Option<mpsc::Receiver<(Target, ProbeResult)>>>,
     state_file: Option<PathBuf>,
@@ -210,7 +218,7 @@ impl HealthHub {
         }
         Arc::new(HealthHub {
             inner: Mutex::new(inner),
-            shared: OnceLock::new(),
+            publisher: OnceLock::new(),
             monitor: Monitor::start(max_concurrent, tx),
             results: Mutex::new(Some(rx)),
             state_file,
@@ -309,13 +317,15 @@ impl HealthHub {
             }
         }
         inner.bound = Some(Arc::downgrade(st));
+        inner.load_source = cfg.load_source.clone().map(Arc::new);
         self.monitor.set_targets(specs.into_values().collect());
         Arc::new(view(&inner, now))
     }
 
-    /// Starts applying probe results and the once-a-second re-check; publishes into `shared`.
-    pub fn run(self: &Arc<Self>, shared: Shared, cancel: CancellationToken) {
-        let _ = self.shared.set(shared);
+    /// Starts applying probe results and the once-a-second re-check; publishes through
+    /// `publisher`.
+    pub fn run(self: &Arc<Self>, publisher: Arc<dyn Publisher>, cancel: CancellationToken) {
+        let _ = self.publisher.set(publisher);
         let rx = self.results.lock().ok().and_then(|mut r| r.take());
         let Some(mut rx) = rx else { return };
         let hub = self.clone();
@@ -383,24 +393,17 @@ impl HealthHub {
     }
 
     fn publish(&self, inner: &Inner, now: Instant) {
-        let Some(shared) = self.shared.get() else {
+        let Some(publisher) = self.publisher.get() else {
             return;
         };
-        let v = view(inner, now);
-        let cur = shared.load();
-        // Only onto the snapshot these slots belong to; a reload in progress brings its own.
-        let bound = inner.bound.as_ref().and_then(|w| w.upgrade());
-        if !bound.is_some_and(|b| Arc::ptr_eq(&b, &cur.steering)) {
-            return;
+        if let Some(bound) = inner.bound.as_ref().and_then(|w| w.upgrade()) {
+            publisher.publish(&bound, view(inner, now));
         }
-        if cur.health.status == v.status
-            && cur.health.headroom == v.headroom
-            && cur.health.suspect == v.suspect
-            && cur.health.flipped == v.flipped
-        {
-            return;
-        }
-        shared.store(Arc::new(cur.with_health(Arc::new(v))));
+    }
+
+    /// Where the bound config pulls load from.
+    pub fn load_source(&self) -> Option<Arc<crate::config::load_source::LoadSource>> {
+        lock(&self.inner).load_source.clone()
     }
 
     /// Distinct targets being probed (servers sharing an address, port and check share one).

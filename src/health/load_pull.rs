@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::hub::HealthHub;
 use crate::config::load_source::{LoadSource, ServerQueries};
-use crate::snapshot::Shared;
 
 /// Largest query result read (a vector of a few thousand series fits easily).
 pub const MAX_BODY: usize = 8 << 20;
@@ -49,11 +48,11 @@ pub struct Series {
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
-/// Polls until `cancel` fires, following the load source of the snapshot being served.
-pub async fn run(hub: Arc<HealthHub>, shared: Shared, cancel: CancellationToken) {
+/// Polls until `cancel` fires, following the load source of the config the hub is bound to.
+pub async fn run(hub: Arc<HealthHub>, cancel: CancellationToken) {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     loop {
-        let source = shared.load().config.load_source.clone();
+        let source = hub.load_source();
         let wait = match source {
             Some(src) => {
                 poll_once(&client, &src, &hub).await;

@@ -83,14 +83,14 @@ impl Transaction<'_> {
 
     /// Why the last datagram from the target could not be read, if one could not.
     pub fn bad(&self) -> Option<String> {
-        let t = crate::app::reload::guard(self.table);
+        let t = crate::lock::guard(self.table);
         t.get(&self.branch).and_then(|p| p.bad.clone())
     }
 }
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        crate::app::reload::guard(self.table).remove(&self.branch);
+        crate::lock::guard(self.table).remove(&self.branch);
     }
 }
 
@@ -116,7 +116,7 @@ impl UdpProber {
             bad: None,
             done: Some(tx),
         };
-        crate::app::reload::guard(&fam.table).insert(ids.branch.clone(), pending);
+        crate::lock::guard(&fam.table).insert(ids.branch.clone(), pending);
         let t = Transaction {
             table: &fam.table,
             branch: ids.branch.clone(),
@@ -204,7 +204,7 @@ impl Family {
 
     /// The address the OS sends from to `dst` (a route lookup, no packet sent).
     fn local_ip(&self, dst: IpAddr) -> IpAddr {
-        let mut cache = crate::app::reload::guard(&self.local);
+        let mut cache = crate::lock::guard(&self.local);
         *cache.entry(dst).or_insert_with(|| {
             let any: SocketAddr = match dst {
                 IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -260,7 +260,7 @@ async fn receive(sock: Arc<UdpSocket>, table: Arc<Table>, v4: bool) {
 }
 
 fn dispatch(table: &Table, datagram: &[u8], from: SocketAddr) {
-    let mut t = crate::app::reload::guard(table);
+    let mut t = crate::lock::guard(table);
     match parse_response(datagram) {
         Ok((r, _)) => {
             if r.code < 200 {
@@ -297,7 +297,7 @@ fn dispatch(table: &Table, datagram: &[u8], from: SocketAddr) {
 }
 
 fn unreachable(table: &Table, dst: SocketAddr, errno: i32) {
-    let mut t = crate::app::reload::guard(table);
+    let mut t = crate::lock::guard(table);
     for p in t.values_mut().filter(|p| same(p.target, dst)) {
         if let Some(done) = p.done.take() {
             let _ = done.send(Reply::Unreachable(errno));

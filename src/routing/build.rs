@@ -9,18 +9,8 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use std::sync::Arc;
 
 use super::{Node, RRset, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels};
+use crate::config::service_names::wire_name;
 use crate::config::{Config, ZoneConfig};
-
-/// Lowercase wire form of a name.
-pub fn wire_name(n: &Name) -> Box<[u8]> {
-    let mut out = Vec::with_capacity(n.len() + 1);
-    for label in n.iter() {
-        out.push(label.len() as u8);
-        out.extend(label.iter().map(u8::to_ascii_lowercase));
-    }
-    out.push(0);
-    out.into_boxed_slice()
-}
 
 /// Encodes record data without name compression.
 pub fn rdata_wire(rdata: &RData) -> Vec<u8> {
@@ -181,7 +171,7 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
             }
             node.sets.push(set);
         }
-        if name != origin && node.set(crate::dns::wire::TYPE_NS).is_some() {
+        if name != origin && node.set(crate::proto::TYPE_NS).is_some() {
             node.cut = true;
             has_cuts = true;
         }
@@ -202,7 +192,7 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
         let base = wire_name(&svc.name);
         let regs: Vec<&crate::config::RegionConfig> =
             svc.regions.iter().map(|&r| &cfg.regions[r]).collect();
-        let names = super::names::service_names(&base, &svc.transports, &regs);
+        let names = crate::config::service_names::service_names(&base, &svc.transports, &regs);
         nodes.entry(base).or_default().steer = Some(sref(SteerKind::Service));
         for (t, n) in names.srv {
             nodes.entry(n).or_default().steer = Some(sref(SteerKind::Srv(t)));
@@ -215,8 +205,8 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
             for (host, s) in rn.hosts.into_iter().zip(&reg.servers) {
                 let node = nodes.entry(host).or_default();
                 for (t, v4) in [
-                    (crate::dns::wire::TYPE_A, true),
-                    (crate::dns::wire::TYPE_AAAA, false),
+                    (crate::proto::TYPE_A, true),
+                    (crate::proto::TYPE_AAAA, false),
                 ] {
                     let items: Vec<(u32, Vec<u8>)> = s
                         .addresses
@@ -251,7 +241,7 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
     let soa_min = z.soa.minimum;
     let (soa, soa_ptrs) = super::rdata::encode(&RData::SOA(z.soa.clone()), &apex);
     let negative_soa = rrset_with_ptrs(
-        crate::dns::wire::TYPE_SOA,
+        crate::proto::TYPE_SOA,
         &[(soa_min, soa, soa_ptrs)],
         origin,
         Vec::new(),

@@ -2,7 +2,7 @@
 //! once at load, so answering is a hash lookup and a few copies.
 
 pub mod build;
-pub mod names;
+
 pub mod rdata;
 
 use std::collections::HashMap;

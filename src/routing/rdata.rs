@@ -8,7 +8,8 @@
 
 use hickory_proto::rr::{Name, RData};
 
-use super::build::{rdata_wire, wire_name};
+use super::build::rdata_wire;
+use crate::config::service_names::wire_name;
 
 /// Placeholder written where the apex pointer goes (patched by the writer).
 pub const APEX_PTR: [u8; 2] = [0xC0, 0x00];

@@ -13,8 +13,8 @@ use super::rank::{Ranking, fallback_ranking, rank_location, rank_pinned};
 use super::{HealthView, Reason};
 use crate::config::{AllDown, Capacity, Config, RegionConfig, Transport};
 use crate::geo::{GeoMap, Networks};
-use crate::routing::build::wire_name;
-use crate::routing::names::service_names;
+use crate::config::service_names::wire_name;
+use crate::config::service_names::service_names;
 
 /// A loaded GeoIP database, compiled to a table of networks and locations (kept to compile
 /// maps for new region sets and for explain; the database file's bytes are not kept).
@@ -35,7 +35,7 @@ impl GeoData {
         tracing::info!(path = %path.display(), bytes, "geoip: opening database");
         let db = crate::geo::GeoDb::open(path)?;
         let mut info = db.info();
-        let built = crate::startup::date(info.build_epoch);
+        let built = crate::geo::progress::date(info.build_epoch);
         tracing::info!(
             path = %path.display(),
             database_type = %info.database_type,
@@ -44,7 +44,7 @@ impl GeoData {
             "geoip: reading networks"
         );
         let table =
-            crate::startup::with_progress("geoip: still reading networks", path, || db.table())?;
+            crate::geo::progress::with_progress("geoip: still reading networks", path, || db.table())?;
         drop(db);
         info.networks = table.len();
         tracing::info!(

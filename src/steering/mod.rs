@@ -12,10 +12,7 @@ use std::net::IpAddr;
 pub use compile::{GeoData, Region, Server, Service, Steering, compile, compile_reusing, narrow};
 pub use rank::{Ranking, rank_location, rank_pinned};
 
-use crate::config::{AllDown, Transport};
-
-/// Most failover tiers a plan holds.
-pub const MAX_TIERS: usize = 8;
+use crate::config::{AllDown, MAX_TIERS, Transport};
 
 /// A server's state as steering sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -49,7 +46,7 @@ impl Status {
 }
 
 /// Health of every server, indexed by server slot.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HealthView {
     pub status: Vec<Status>,
     /// Remaining capacity (0..=1) when load is known; scales SRV weights.

@@ -79,8 +79,8 @@ fn text_startup_lines_in_order_without_colour() {
     let text = lines.join("\n");
     assert!(!text.contains('\u{1b}'), "ANSI codes on a pipe:\n{text}");
     let order = [
-        "INFO sipsteer::startup: sipsteer 0.1.0 (",
-        "INFO sipsteer::startup: config loaded zones=1 regions=6 servers=10 probed=0 files=2",
+        "INFO sipsteer::app::startup: sipsteer 0.1.0 (",
+        "INFO sipsteer::app::startup: config loaded zones=1 regions=6 servers=10 probed=0 files=2",
         "geoip database opened; compiling it in the background",
         "dns listening on udp and tcp bound=127.0.0.1:",
         "admin api listening bound=127.0.0.1:",
@@ -88,7 +88,7 @@ fn text_startup_lines_in_order_without_colour() {
         "geoip: reading networks path=",
         "database_type=sipsteer-csv built=unknown",
         "geoip database loaded",
-        "INFO sipsteer::startup: ready dns=127.0.0.1:",
+        "INFO sipsteer::app::startup: ready dns=127.0.0.1:",
     ];
     let at: Vec<usize> = order.iter().map(|w| position(&lines, w)).collect();
     assert!(at.windows(2).all(|w| w[0] <= w[1]), "out of order:\n{text}");

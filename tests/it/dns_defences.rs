@@ -454,7 +454,7 @@ fn ns_per_query(dns: &str, packet: &[u8], fixed: bool) -> f64 {
     );
     let dir = ConfigDir::new(&main, &[]);
     let cfg = sipsteer::config::load(&dir.main()).expect("config loads");
-    let snap = sipsteer::snapshot::Snapshot::build(std::sync::Arc::new(cfg), None, 1);
+    let snap = sipsteer::dns::snapshot::Snapshot::build(std::sync::Arc::new(cfg), None, 1);
     let mut out = Vec::with_capacity(4096);
     let clients: Vec<std::net::IpAddr> = (0..4096u32)
         .map(|i| std::net::Ipv4Addr::from(0x0A00_0001 | (i << 8)).into())

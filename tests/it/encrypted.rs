@@ -15,7 +15,7 @@ use hickory_proto::rr::RecordType;
 use hickory_proto::rr::rdata::opt::EdnsCode;
 use rcgen::{CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use rustls::pki_types::{CertificateDer, ServerName};
-use sipsteer::app::Outcome;
+use sipsteer::reload::Outcome;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;

@@ -154,8 +154,8 @@ fn a_database_that_failed_is_not_read_again_until_it_changes() {
     };
     let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     write_in_place(&bad, mtime);
-    let cache = sipsteer::app::GeoSlot::default();
-    let first = match sipsteer::app::load(&cfg.main(), &cache) {
+    let cache = sipsteer::reload::GeoSlot::default();
+    let first = match sipsteer::reload::load(&cfg.main(), &cache) {
         Ok(_) => panic!("a database without metadata loaded"),
         Err(e) => e.to_string(),
     };
@@ -163,12 +163,12 @@ fn a_database_that_failed_is_not_read_again_until_it_changes() {
     assert!(first.starts_with(&prefix), "{first}");
     // Same size, inode and mtime: the file counts as unchanged and is not read again.
     write_in_place(&good, mtime);
-    match sipsteer::app::load(&cfg.main(), &cache) {
+    match sipsteer::reload::load(&cfg.main(), &cache) {
         Ok(_) => panic!("the unchanged file was read again"),
         Err(e) => assert_eq!(e.to_string(), first),
     }
     // A new mtime: read again, and now it loads.
     write_in_place(&good, mtime + std::time::Duration::from_secs(1));
-    let loaded = sipsteer::app::load(&cfg.main(), &cache).unwrap_or_else(|e| panic!("{e}"));
+    let loaded = sipsteer::reload::load(&cfg.main(), &cache).unwrap_or_else(|e| panic!("{e}"));
     assert!(loaded.geo.is_some());
 }

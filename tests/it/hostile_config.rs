@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::dns::*;
 use hickory_proto::rr::RecordType;
-use sipsteer::app::Outcome;
+use sipsteer::reload::Outcome;
 
 fn zone(origin: &str, addr: &str, serial: u32) -> String {
     format!(
@@ -367,7 +367,7 @@ async fn concurrent_reloads_are_single_flight_and_the_newest_config_wins() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_answers_while_a_slow_reload_runs() {
-    use sipsteer::app::{GeoSlot, Reloader};
+    use sipsteer::reload::{GeoSlot, Reloader};
     use sipsteer::steering::HealthView;
     use std::sync::mpsc;
     let cfg = ConfigDir::new(
@@ -375,12 +375,12 @@ async fn status_answers_while_a_slow_reload_runs() {
         &[("example.com.yaml", &zone("example.com", "192.0.2.1", 1))],
     );
     let cache = GeoSlot::default();
-    let loaded = sipsteer::app::load(&cfg.main(), &cache).expect("loads");
+    let loaded = sipsteer::reload::load(&cfg.main(), &cache).expect("loads");
     // The health binder runs inside every reload: holding it makes the reload slow.
     let (entered_tx, entered) = mpsc::channel::<()>();
     let (release, release_rx) = mpsc::channel::<()>();
     let gate = std::sync::Mutex::new((0u32, entered_tx, release_rx));
-    let binder: Arc<sipsteer::app::reload::HealthBinder> = Arc::new(
+    let binder: Arc<sipsteer::reload::HealthBinder> = Arc::new(
         move |_: &sipsteer::config::Config, st: &Arc<sipsteer::steering::Steering>| {
             let mut g = gate.lock().expect("gate");
             g.0 += 1;

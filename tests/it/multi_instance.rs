@@ -221,7 +221,7 @@ async fn bad_operator_state_is_refused_and_the_old_one_kept() {
     );
     let r = s.running.as_ref().expect("running");
     let out = r.reloader.reload("test");
-    let sipsteer::app::Outcome::Rejected(e) = out else {
+    let sipsteer::reload::Outcome::Rejected(e) = out else {
         panic!("bad operator state applied: {out:?}");
     };
     let file = state.display().to_string();

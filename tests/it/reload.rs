@@ -219,13 +219,13 @@ async fn no_query_fails_during_many_reloads() {
             assert!(
                 matches!(
                     out,
-                    sipsteer::app::Outcome::Applied(_) | sipsteer::app::Outcome::Unchanged
+                    sipsteer::reload::Outcome::Applied(_) | sipsteer::reload::Outcome::Unchanged
                 ),
                 "{out:?}"
             );
         } else {
             assert!(
-                matches!(out, sipsteer::app::Outcome::Rejected(_)),
+                matches!(out, sipsteer::reload::Outcome::Rejected(_)),
                 "{out:?}"
             );
         }
@@ -247,7 +247,7 @@ async fn listen_changes_need_a_restart_and_are_not_half_applied() {
     let out = tokio::task::spawn_blocking(move || r.reload("test"))
         .await
         .expect("join");
-    assert!(matches!(out, sipsteer::app::Outcome::Applied(_)), "{out:?}");
+    assert!(matches!(out, sipsteer::reload::Outcome::Applied(_)), "{out:?}");
     let st = s.running.as_ref().expect("running").reloader.status();
     assert_eq!(
         st.restart_needed.as_deref(),

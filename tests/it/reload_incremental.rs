@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::support::dns::ConfigDir;
 use crate::support::steer::GEO_CSV;
-use sipsteer::app::{GeoSlot, Outcome, Reloader};
-use sipsteer::snapshot::Snapshot;
+use sipsteer::reload::{GeoSlot, Outcome, Reloader};
+use sipsteer::dns::snapshot::Snapshot;
 use sipsteer::steering::HealthView;
 
 const MAIN: &str = r#"
@@ -76,14 +76,14 @@ fn canon(s: &Snapshot) -> String {
 }
 
 fn full(cfg: &ConfigDir) -> Snapshot {
-    let loaded = sipsteer::app::load(&cfg.main(), &GeoSlot::default()).expect("full load");
+    let loaded = sipsteer::reload::load(&cfg.main(), &GeoSlot::default()).expect("full load");
     Snapshot::build(Arc::new(loaded.config), loaded.geo, 0)
 }
 
 fn reloader(cfg: &ConfigDir) -> Reloader {
     let cache = GeoSlot::default();
-    let loaded = sipsteer::app::load(&cfg.main(), &cache).expect("first load");
-    let binder: Arc<sipsteer::app::reload::HealthBinder> = Arc::new(
+    let loaded = sipsteer::reload::load(&cfg.main(), &cache).expect("first load");
+    let binder: Arc<sipsteer::reload::HealthBinder> = Arc::new(
         |_: &sipsteer::config::Config, st: &Arc<sipsteer::steering::Steering>| {
             Arc::new(HealthView::all_up(st.slots))
         },

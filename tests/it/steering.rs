@@ -11,7 +11,7 @@ fn steering_from(zone: &str) -> (Steering, ConfigDir) {
     let dir = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", zone)]);
     std::fs::write(dir.path("geo.csv"), GEO_CSV).expect("write csv");
     let cfg = sipsteer::config::load(&dir.main()).unwrap_or_else(|e| panic!("{e}"));
-    let geo = sipsteer::app::load_geo(&cfg).expect("geo loads");
+    let geo = sipsteer::reload::load_geo(&cfg).expect("geo loads");
     (steering::compile(&cfg, geo), dir)
 }
 

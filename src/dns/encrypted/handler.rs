@@ -18,8 +18,8 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 
 use crate::admin::metrics::QueryStats;
 use crate::dns::answer::{Proto, respond};
-use crate::querylog::QueryLog;
-use crate::snapshot::Shared;
+use crate::dns::querylog::QueryLog;
+use crate::dns::snapshot::Shared;
 
 /// RFC 8467 4.1: servers pad responses to a multiple of 468 octets.
 pub const PAD_BLOCK: usize = 468;

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::metrics::QueryStats;
 use crate::dns::listener;
-use crate::querylog::QueryLog;
-use crate::snapshot::Shared;
+use crate::dns::querylog::QueryLog;
+use crate::dns::snapshot::Shared;
 
 /// The HTTP path DNS over HTTPS answers on.
 pub const DOH_PATH: &str = "/dns-query";

@@ -3,8 +3,10 @@
 //! `_sip._udp.uk.sip.example.com` and `lon1.uk.sip.example.com`, in lowercase wire form.
 //! Building never fails; validation rejects a config with a name that cannot exist.
 
+use hickory_proto::rr::Name;
+
 use crate::config::{RegionConfig, Transport};
-use crate::dns::wire::MAX_NAME;
+use crate::proto::MAX_NAME;
 
 /// Every name one service generates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +137,17 @@ pub fn text(name: &[u8]) -> String {
         out.push('.');
     }
     out
+}
+
+/// Lowercase wire form of a name.
+pub fn wire_name(n: &Name) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(n.len() + 1);
+    for label in n.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+    out.into_boxed_slice()
 }
 
 #[cfg(test)]

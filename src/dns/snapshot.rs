@@ -84,7 +84,7 @@ impl Snapshot {
         &self,
         s: &crate::dns::answer::Summary,
         stats: &crate::admin::metrics::QueryStats,
-        log: Option<&crate::querylog::QueryLog>,
+        log: Option<&crate::dns::querylog::QueryLog>,
         client: std::net::IpAddr,
         packet: &[u8],
     ) {
@@ -108,3 +108,23 @@ impl Snapshot {
 
 /// The handle every listener and the supervisor share.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
+
+/// Health flips become new snapshots: the same data with the new view, swapped in only if
+/// no reload replaced the steering data meanwhile.
+impl crate::health::hub::Publisher for ArcSwap<Snapshot> {
+    fn publish(&self, steering: &Arc<Steering>, view: HealthView) {
+        let view = Arc::new(view);
+        let mut cur = self.load_full();
+        loop {
+            if !Arc::ptr_eq(&cur.steering, steering) || *cur.health == *view {
+                return;
+            }
+            let next = Arc::new(cur.with_health(view.clone()));
+            let prev = self.compare_and_swap(&cur, next);
+            if Arc::ptr_eq(&prev, &cur) {
+                return;
+            }
+            cur = arc_swap::Guard::into_inner(prev);
+        }
+    }
+}

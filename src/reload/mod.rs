@@ -12,7 +12,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, SourceFile};
-use crate::snapshot::{Shared, Snapshot};
+use crate::lock::guard;
+
+mod memory;
+pub mod trigger;
+use crate::dns::snapshot::{Shared, Snapshot};
 use crate::steering::{GeoData, HealthView, Steering};
 
 /// Gives a new snapshot its health view: carries states over for servers that did not change.
@@ -41,7 +45,7 @@ pub struct FileOut {
     pub hash: String,
 }
 
-/// The GeoIP database of the serving config: still compiling after a [`super::start_early`]
+/// The GeoIP database of the serving config: still compiling after a early start (`app::start_early`)
 /// start, in the snapshot, or refused by the load that should have brought it in (the
 /// reload status holds the error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -132,8 +136,8 @@ pub struct Reloader {
     requests: AtomicU64,
     /// The last run: the highest ticket it covered, and its outcome.
     last_run: Mutex<Option<(u64, Outcome)>>,
-    /// The reload thread's queue (see [`super::trigger`]).
-    pub(crate) queue: OnceLock<super::trigger::Queue>,
+    /// The reload thread's queue (see [`trigger`]).
+    pub(crate) queue: OnceLock<trigger::Queue>,
     /// The file watcher, re-aimed after each reload (symlink targets move).
     pub(crate) watcher: Mutex<Option<crate::config::watch::ConfigWatcher>>,
     /// Cancelled at shutdown: nobody waits for a reload any more.
@@ -172,9 +176,6 @@ fn files_out(files: &[SourceFile]) -> Vec<FileOut> {
 
 /// A mutex guard, even after a panic elsewhere (the data stays consistent: every writer
 /// assigns whole values).
-pub(crate) fn guard<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 fn geo_key(path: &Path) -> anyhow::Result<GeoKey> {
     use std::os::unix::fs::MetadataExt;
@@ -193,11 +194,11 @@ fn geo_key(path: &Path) -> anyhow::Result<GeoKey> {
 fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
     let key = geo_key(path)?;
     let started = std::time::Instant::now();
-    super::memory::large_allocations_apart();
+    memory::large_allocations_apart();
     let data = Arc::new(GeoData::load(path)?);
     metrics::gauge!("sipsteer_geoip_build_seconds").set(started.elapsed().as_secs_f64());
     metrics::gauge!("sipsteer_geoip_build_epoch_seconds").set(data.info.build_epoch as f64);
-    super::memory::release_freed_memory();
+    memory::release_freed_memory();
     tracing::info!(
         path = %path.display(),
         networks = data.info.networks,
@@ -303,7 +304,7 @@ impl Reloader {
     /// Re-reads everything; swaps the snapshot if valid and changed. Single-flight: one
     /// reload runs at a time, and a caller whose request came in before a run started reading
     /// shares that run's outcome instead of running again. Blocking: call it off the async
-    /// runtime's worker threads (the reload thread, see [`super::trigger`]).
+    /// runtime's worker threads (the reload thread, see [`trigger`]).
     pub fn reload(&self, why: &str) -> Outcome {
         let ticket = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         let _flight = guard(&self.flight);
@@ -355,7 +356,7 @@ impl Reloader {
         snap.health = (self.health)(&cfg, &snap.steering);
         self.shared.store(Arc::new(snap));
         if !same_geo {
-            super::memory::release_freed_memory();
+            memory::release_freed_memory();
         }
         {
             let mut st = guard(&self.status);

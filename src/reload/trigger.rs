@@ -8,7 +8,8 @@ use std::sync::{Arc, Weak};
 
 use tokio::sync::oneshot;
 
-use super::reload::{Outcome, Reloader, guard};
+use super::{Outcome, Reloader};
+use crate::lock::guard;
 
 /// Requests waiting for the reload thread; more are refused (a full queue already means a
 /// reload is pending).
