@@ -12,9 +12,9 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::dns::answer::{Proto, respond};
+use crate::dns::snapshot::Snapshot;
 use crate::geo::{canonical, distance_km};
 use crate::routing::SteerKind;
-use crate::dns::snapshot::Snapshot;
 use crate::steering::{self, Target};
 
 #[derive(Debug, Serialize)]

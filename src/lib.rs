@@ -21,3 +21,4 @@ pub mod proto;
 pub mod reload;
 pub mod routing;
 pub mod steering;
+pub mod telemetry;

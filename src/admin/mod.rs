@@ -15,8 +15,10 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::reload::Reloader;
+use crate::dns::stats::Counters;
 use crate::health::hub::HealthHub;
+use crate::reload::Reloader;
+use crate::telemetry::Telemetry;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -24,11 +26,14 @@ pub struct AdminState {
     pub reloader: Arc<Reloader>,
     pub hub: Arc<HealthHub>,
     pub token: Option<Arc<str>>,
+    pub telemetry: Arc<Telemetry>,
+    pub counters: Arc<Counters>,
 }
 
 /// Serves the API on `listener` until `cancel` fires (see `server`).
 pub async fn serve(listener: TcpListener, state: AdminState, cancel: CancellationToken) {
-    server::serve(listener, routes::router(state), cancel).await;
+    let telemetry = state.telemetry.clone();
+    server::serve(listener, routes::router(state), &telemetry, cancel).await;
 }
 
 /// Binds the admin listener.

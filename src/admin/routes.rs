@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::AdminState;
+use crate::health::hub::{Force, HubError};
 use crate::reload::GeoState;
 use crate::reload::trigger::QueueError;
-use crate::health::hub::{Force, HubError};
 
 /// Largest request body accepted (the changing endpoints take small JSON objects).
 pub const MAX_BODY: usize = 64 << 10;
@@ -120,7 +120,7 @@ async fn metrics(State(s): State<AdminState>) -> Response {
     s.hub.export_gauges();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        super::metrics::render(),
+        super::metrics::render(&s.telemetry, &s.counters, &s.reloader.shared().load()),
     )
         .into_response()
 }
@@ -232,7 +232,9 @@ async fn reload(State(s): State<AdminState>) -> Response {
         Ok(crate::reload::Outcome::Applied(g)) => {
             Json(json!({"result": "ok", "generation": g})).into_response()
         }
-        Ok(crate::reload::Outcome::Unchanged) => Json(json!({"result": "unchanged"})).into_response(),
+        Ok(crate::reload::Outcome::Unchanged) => {
+            Json(json!({"result": "unchanged"})).into_response()
+        }
         Ok(crate::reload::Outcome::Rejected(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
             Json(json!({"result": "error", "error": e})),

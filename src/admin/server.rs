@@ -7,6 +7,7 @@
 //! close after [`MAX_CONNECTION_AGE`], and dropped if its last reply is not taken within
 //! [`REQUEST_TIMEOUT`] more, so a client that never reads cannot keep a slot.
 
+use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,7 +35,13 @@ const MAX_HEAD: usize = 16 << 10;
 
 /// Serves `app` on `listener` until `cancel` fires, then lets requests in flight finish
 /// (at most [`SHUTDOWN_GRACE`]).
-pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    telemetry: &Telemetry,
+    cancel: CancellationToken,
+) {
+    let shed = telemetry.counter("sipsteer_admin_connections_shed_total", &[]);
     let app = app.layer(
         tower::ServiceBuilder::new()
             .layer(axum::error_handling::HandleErrorLayer::new(
@@ -57,7 +64,7 @@ pub async fn serve(listener: TcpListener, app: Router, cancel: CancellationToken
             _ = cancel.cancelled() => break,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("sipsteer_admin_connections_shed_total").increment(1);
+            shed.increment(1);
             drop(stream);
             continue;
         };

@@ -16,8 +16,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dns::listener;
-use crate::health::hub::HealthHub;
 use crate::dns::snapshot::{Shared, Snapshot};
+use crate::dns::stats::Counters;
+use crate::health::hub::HealthHub;
+use crate::telemetry::Telemetry;
 
 pub mod signals;
 pub mod startup;
@@ -38,6 +40,10 @@ pub struct Running {
     pub shared: Shared,
     pub reloader: Arc<Reloader>,
     pub config_path: PathBuf,
+    /// This instance's metrics (what `/metrics` renders, with `counters`).
+    pub telemetry: Arc<Telemetry>,
+    /// This instance's query counters.
+    pub counters: Arc<Counters>,
     /// Keeps the reload channel open even when the file watcher could not start.
     _nudge: mpsc::Sender<()>,
     cancel: CancellationToken,
@@ -51,7 +57,6 @@ const RESCAN: Duration = Duration::from_secs(10);
 
 /// Loads `path` (config and GeoIP database, as `check` does) and starts serving it.
 pub async fn start(path: &Path) -> Result<Running> {
-    crate::admin::metrics::init();
     let cache = GeoSlot::default();
     let loaded = load(path, &cache).map_err(|e| anyhow::anyhow!("{e}"))?;
     start_loaded(path, loaded, cache).await
@@ -63,7 +68,6 @@ pub async fn start(path: &Path) -> Result<Running> {
 /// answer as usual, steered names answer in their fallback order with ECS scope 0 (as without
 /// GeoIP), and `/readyz` says not ready.
 pub async fn start_early(path: &Path, config: Config) -> Result<Running> {
-    crate::admin::metrics::init();
     if let Some(db) = &config.geoip {
         let started = std::time::Instant::now();
         crate::geo::GeoDb::open(db)?;
@@ -78,7 +82,6 @@ pub async fn start_early(path: &Path, config: Config) -> Result<Running> {
 
 /// Starts serving an already loaded config (its GeoIP database is loaded here).
 pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
-    crate::admin::metrics::init();
     let cache = GeoSlot::default();
     let geo = reload::geo_for(&cfg, &cache)?;
     start_loaded(path, Loaded { config: cfg, geo }, cache).await
@@ -87,19 +90,30 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
 /// Starts serving a first load; `cache` is the GeoIP slot it filled.
 async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Running> {
     let cfg = &loaded.config;
-    crate::admin::metrics::init();
     let listen = cfg.listen_dns.clone();
     let dns_settings = cfg.dns.clone();
     let watch_set = crate::config::watch::WatchSet::of(cfg);
     let (listen_tls, listen_https) = (cfg.listen_tls.clone(), cfg.listen_https.clone());
     let admin_addr = cfg.listen_admin;
     let token = cfg.admin.token.clone();
-    let hub = HealthHub::new(cfg.health_concurrency, cfg.admin.state_file.clone());
+    let telemetry = Arc::new(Telemetry::new());
+    let counters = Counters::new();
+    let hub = HealthHub::new(
+        cfg.health_concurrency,
+        cfg.admin.state_file.clone(),
+        telemetry.clone(),
+    );
     let binder: Arc<reload::HealthBinder> = {
         let hub = hub.clone();
         Arc::new(move |cfg: &Config, st: &Arc<crate::steering::Steering>| hub.bind(cfg, st))
     };
-    let reloader = Arc::new(Reloader::first(path, loaded, cache, binder));
+    let reloader = Arc::new(Reloader::first(
+        path,
+        loaded,
+        cache,
+        binder,
+        telemetry.clone(),
+    ));
     trigger::spawn(&reloader).context("cannot start the reload thread")?;
     let shared = reloader.shared().clone();
     let cancel = CancellationToken::new();
@@ -113,7 +127,7 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         n => n,
     };
     listener_fd_limit(listen.len(), &dns_settings, admin_addr.is_some());
-    let tcp_stats = crate::admin::metrics::QueryStats::registered();
+    let tcp_tally = counters.listener();
     let qlog = match &reloader.shared().load().config.query_log {
         Some(q) => Some(
             crate::dns::querylog::QueryLog::open(&q.path, q.sample)
@@ -125,11 +139,10 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         let (udp, tcp) = bind_pair(addr, listener::v6_only(addr, &listen), workers)?;
         let bound = udp[0].local_addr()?;
         for sock in udp {
-            let stats = crate::admin::metrics::QueryStats::registered();
             threads.push(listener::spawn_udp(
                 sock,
                 shared.clone(),
-                stats,
+                counters.listener(),
                 qlog.clone(),
                 stop.clone(),
             )?);
@@ -138,13 +151,14 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         tasks.spawn(crate::dns::tcp::serve_tcp(
             tcp,
             shared.clone(),
-            tcp_stats.clone(),
+            tcp_tally.clone(),
             qlog.clone(),
             crate::dns::tcp::TcpLimits {
                 max_connections: dns_settings.tcp_max_connections,
                 per_source: dns_settings.tcp_max_connections_per_source,
                 idle: dns_settings.tcp_idle_timeout,
             },
+            telemetry.clone(),
             cancel.clone(),
         ));
         tracing::info!(%bound, "dns listening on udp and tcp");
@@ -152,7 +166,8 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     }
     let setup = crate::dns::encrypted::Setup {
         shared: shared.clone(),
-        stats: crate::admin::metrics::QueryStats::registered(),
+        tally: counters.listener(),
+        telemetry: telemetry.clone(),
         log: qlog.clone(),
         timeout: dns_settings.tcp_idle_timeout,
         max_connections: dns_settings.tcp_max_connections,
@@ -183,6 +198,8 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
                 reloader: reloader.clone(),
                 hub: hub.clone(),
                 token: token.map(Arc::from),
+                telemetry: telemetry.clone(),
+                counters: counters.clone(),
             };
             tasks.spawn(crate::admin::serve(l, state, cancel.clone()));
             tracing::info!(%bound, "admin api listening");
@@ -198,6 +215,8 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         shared,
         reloader,
         config_path: path.to_path_buf(),
+        telemetry,
+        counters,
         _nudge: nudge,
         cancel,
         stop,

@@ -10,8 +10,6 @@ use crate::app::Running;
 use crate::cli::{LogFormat, VERSION};
 use crate::config::{CheckKind, Config};
 
-/// How often a slow step says it is still running.
-
 /// Logs to stderr; `RUST_LOG` overrides the default: `info` (hickory-server, which serves
 /// DNS over TLS, only at `error`: it logs every query at info), or only warnings for commands
 /// that print their own result (`quiet`, e.g. `check`).
@@ -31,7 +29,6 @@ pub fn init_logging(format: LogFormat, quiet: bool) {
         LogFormat::Json => fmt.json().with_ansi(false).init(),
     }
 }
-
 
 /// The first line: what is starting, from which config.
 pub fn starting(config: &Path) {

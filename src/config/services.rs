@@ -7,13 +7,13 @@ use hickory_proto::rr::Name;
 use ipnet::IpNet;
 use serde_saphyr::Spanned;
 
+use super::MAX_TIERS;
 use super::error::Sink;
 use super::names;
 use super::raw;
 use super::steer::{RegionTable, transports};
 use super::values::Values;
 use super::{AllDown, ServiceConfig, Transport};
-use super::MAX_TIERS;
 
 /// The services of one zone map.
 pub fn services(

@@ -8,8 +8,8 @@ use super::rrl::Verdict;
 use super::steered;
 use super::wire::{self, Parsed, Query};
 use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, OptOut, Writer};
-use crate::routing::{Node, Zone};
 use crate::dns::snapshot::Snapshot;
+use crate::routing::{Node, Zone};
 
 /// How the query arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,12 +1,12 @@
 //! The defences of an internet-facing authoritative around the answer path: DNS Cookies,
 //! response rate limiting, NSID and Extended DNS Errors. [`Defences::before`] runs once the
 //! query is parsed (checks its cookie), [`Defences::after`] once the reply is written (rate
-//! limits it, then adds the reply's EDNS options). Counters are striped per thread so that
-//! UDP workers never share a cache line.
+//! limits it, then adds the reply's EDNS options). Their counters belong to the instance and
+//! are striped by client address, so UDP workers rarely share a cache line.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::answer::Proto;
 use super::cookie::{Check, Secrets, unix_now};
@@ -21,6 +21,8 @@ pub struct Defences {
     settings: DefenceSettings,
     cookies: Option<Secrets>,
     rrl: Option<Rrl>,
+    /// Carried over to the defences of every later configuration.
+    counts: Arc<Counts>,
 }
 
 impl std::fmt::Debug for Defences {
@@ -55,8 +57,13 @@ impl Defences {
         {
             return p.clone();
         }
+        // Cookies handed out under a random secret stay valid across a reload.
+        let secret = match previous.and_then(|p| p.cookies.as_ref()) {
+            Some(Secrets::Rotating(k)) => *k,
+            _ => rand::random(),
+        };
         let cookies = s.cookies.then(|| match s.secrets.is_empty() {
-            true => Secrets::Rotating(process_secret()),
+            true => Secrets::Rotating(secret),
             false => Secrets::Fixed(s.secrets.iter().map(|k| k.0).collect()),
         });
         let rrl = s.rrl.as_ref().map(|r| {
@@ -74,6 +81,7 @@ impl Defences {
             settings: s.clone(),
             cookies,
             rrl,
+            counts: previous.map_or_else(Arc::default, |p| p.counts.clone()),
         })
     }
 
@@ -89,11 +97,14 @@ impl Defences {
         }
         if let (Some(secrets), Some(c)) = (&self.cookies, e.cookie) {
             let (check, server) = secrets.check(&c, client, unix_now());
-            count(match check {
-                Check::ClientOnly => COOKIE_CLIENT_ONLY,
-                Check::Valid => COOKIE_VALID,
-                Check::Invalid => COOKIE_INVALID,
-            });
+            self.counts.add(
+                client,
+                match check {
+                    Check::ClientOnly => COOKIE_CLIENT_ONLY,
+                    Check::Valid => COOKIE_VALID,
+                    Check::Invalid => COOKIE_INVALID,
+                },
+            );
             pre.extra.cookie = Some((c.client, server));
             pre.exempt |= check == Check::Valid;
         }
@@ -119,7 +130,7 @@ impl Defences {
             match rrl.check(client, classify(out, q, zone)) {
                 Verdict::Send => {}
                 Verdict::Drop => {
-                    count(RRL_DROPPED);
+                    self.counts.add(client, RRL_DROPPED);
                     return Verdict::Drop;
                 }
                 Verdict::Slip => {
@@ -127,11 +138,14 @@ impl Defences {
                         cookie: Some(c),
                         ..Extra::default()
                     });
-                    count(if bad.is_some() {
-                        RRL_BADCOOKIE
-                    } else {
-                        RRL_SLIPPED
-                    });
+                    self.counts.add(
+                        client,
+                        if bad.is_some() {
+                            RRL_BADCOOKIE
+                        } else {
+                            RRL_SLIPPED
+                        },
+                    );
                     edns::short_reply(out, q, payload, bad.as_ref());
                     return Verdict::Slip;
                 }
@@ -161,9 +175,9 @@ impl Defences {
         {
             match rrl.check(client, Class::Error) {
                 Verdict::Send => {}
-                Verdict::Slip => count(RRL_SLIPPED),
+                Verdict::Slip => self.counts.add(client, RRL_SLIPPED),
                 Verdict::Drop => {
-                    count(RRL_DROPPED);
+                    self.counts.add(client, RRL_DROPPED);
                     return false;
                 }
             }
@@ -197,12 +211,6 @@ fn classify<'q>(out: &[u8], q: &'q Query, zone: Option<u32>) -> Class<'q> {
     }
 }
 
-/// The random secret of this process (cookies without a configured secret).
-fn process_secret() -> [u8; 16] {
-    static SECRET: std::sync::OnceLock<[u8; 16]> = std::sync::OnceLock::new();
-    *SECRET.get_or_init(rand::random)
-}
-
 const COOKIE_CLIENT_ONLY: usize = 0;
 const COOKIE_VALID: usize = 1;
 const COOKIE_INVALID: usize = 2;
@@ -213,58 +221,63 @@ const COUNTERS: usize = 6;
 const STRIPES: usize = 16;
 
 #[repr(align(128))]
+#[derive(Default)]
 struct Stripe([AtomicU64; COUNTERS]);
 
-static STATS: [Stripe; STRIPES] =
-    [const { Stripe([const { AtomicU64::new(0) }; COUNTERS]) }; STRIPES];
+/// The defences' counters of one instance.
+#[derive(Default)]
+struct Counts([Stripe; STRIPES]);
 
-fn count(i: usize) {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static STRIPE: usize = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
+impl Counts {
+    fn add(&self, client: IpAddr, i: usize) {
+        let spread = match client {
+            IpAddr::V4(a) => a.octets()[3] as usize,
+            IpAddr::V6(a) => a.octets()[7] as usize,
+        };
+        self.0[spread % STRIPES].0[i].fetch_add(1, Ordering::Relaxed);
     }
-    let s = STRIPE.with(|s| *s);
-    STATS[s].0[i].fetch_add(1, Ordering::Relaxed);
+
+    fn total(&self, i: usize) -> u64 {
+        self.0.iter().map(|s| s.0[i].load(Ordering::Relaxed)).sum()
+    }
 }
 
-fn total(i: usize) -> u64 {
-    STATS.iter().map(|s| s.0[i].load(Ordering::Relaxed)).sum()
-}
-
-/// Appends the counters in the Prometheus text format.
-pub fn render(out: &mut String) {
-    use std::fmt::Write as _;
-    let _ = writeln!(
-        out,
-        "# HELP sipsteer_dns_cookies_total queries with a DNS cookie, by what the cookie proved\n\
-         # TYPE sipsteer_dns_cookies_total counter"
-    );
-    for (i, name) in [
-        (COOKIE_CLIENT_ONLY, "client_only"),
-        (COOKIE_VALID, "valid"),
-        (COOKIE_INVALID, "invalid"),
-    ] {
+impl Defences {
+    /// Appends the counters in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write as _;
         let _ = writeln!(
             out,
-            "sipsteer_dns_cookies_total{{result=\"{name}\"}} {}",
-            total(i)
+            "# HELP sipsteer_dns_cookies_total queries with a DNS cookie, by what the cookie proved\n\
+         # TYPE sipsteer_dns_cookies_total counter"
         );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP sipsteer_rrl_responses_total UDP responses held back by rate limiting: dropped, \
+        for (i, name) in [
+            (COOKIE_CLIENT_ONLY, "client_only"),
+            (COOKIE_VALID, "valid"),
+            (COOKIE_INVALID, "invalid"),
+        ] {
+            let _ = writeln!(
+                out,
+                "sipsteer_dns_cookies_total{{result=\"{name}\"}} {}",
+                self.counts.total(i)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sipsteer_rrl_responses_total UDP responses held back by rate limiting: dropped, \
          slipped (empty and truncated) or replaced by BADCOOKIE\n\
          # TYPE sipsteer_rrl_responses_total counter"
-    );
-    for (i, name) in [
-        (RRL_DROPPED, "dropped"),
-        (RRL_SLIPPED, "slipped"),
-        (RRL_BADCOOKIE, "badcookie"),
-    ] {
-        let _ = writeln!(
-            out,
-            "sipsteer_rrl_responses_total{{action=\"{name}\"}} {}",
-            total(i)
         );
+        for (i, name) in [
+            (RRL_DROPPED, "dropped"),
+            (RRL_SLIPPED, "slipped"),
+            (RRL_BADCOOKIE, "badcookie"),
+        ] {
+            let _ = writeln!(
+                out,
+                "sipsteer_rrl_responses_total{{action=\"{name}\"}} {}",
+                self.counts.total(i)
+            );
+        }
     }
 }

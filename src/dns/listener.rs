@@ -14,7 +14,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::answer::{Proto, respond};
-use crate::admin::metrics::QueryStats;
+use super::stats::Tally;
 use crate::dns::querylog::QueryLog;
 use crate::dns::snapshot::Shared;
 
@@ -73,13 +73,13 @@ pub fn bind_tcp(addr: SocketAddr, only_v6: bool) -> io::Result<std::net::TcpList
 pub fn spawn_udp(
     sock: UdpSocket,
     shared: Shared,
-    stats: Arc<QueryStats>,
+    mut tally: Tally,
     log: Option<Arc<QueryLog>>,
     stop: Arc<AtomicBool>,
 ) -> io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("sipsteer-udp".into())
-        .spawn(move || serve_udp(&sock, &shared, &stats, log.as_deref(), &stop))
+        .spawn(move || serve_udp(&sock, &shared, &mut tally, log.as_deref(), &stop))
 }
 
 /// A received value, or `None` after a timeout (the loop checks for shutdown) or an error
@@ -108,7 +108,7 @@ fn received<T>(r: io::Result<T>) -> Option<T> {
 fn serve_udp(
     sock: &UdpSocket,
     shared: &Shared,
-    stats: &QueryStats,
+    tally: &mut Tally,
     log: Option<&QueryLog>,
     stop: &AtomicBool,
 ) {
@@ -126,7 +126,10 @@ fn serve_udp(
             }
             match respond(&snap, peer.ip(), Proto::Udp, req, out) {
                 Some(summary) => {
-                    snap.count_and_log(&summary, stats, log, peer.ip(), req);
+                    tally.record(&snap, &summary);
+                    if let Some(log) = log {
+                        log.note(&snap, peer.ip(), req, &summary);
+                    }
                     true
                 }
                 None => false,
@@ -143,7 +146,7 @@ fn serve_udp(
 fn serve_udp(
     sock: &UdpSocket,
     shared: &Shared,
-    stats: &QueryStats,
+    tally: &mut Tally,
     log: Option<&QueryLog>,
     stop: &AtomicBool,
 ) {
@@ -161,7 +164,10 @@ fn serve_udp(
             if let Err(e) = sock.send_to(&out, peer) {
                 tracing::debug!(error = %e, %peer, "udp send failed");
             }
-            snap.count_and_log(&summary, stats, log, peer.ip(), &req[..n]);
+            tally.record(&snap, &summary);
+            if let Some(log) = log {
+                log.note(&snap, peer.ip(), &req[..n], &summary);
+            }
         }
     }
 }

@@ -12,13 +12,14 @@ pub mod defences;
 pub mod edns;
 pub mod encrypted;
 pub mod listener;
+pub mod querylog;
 pub mod rrl;
+pub mod snapshot;
+pub mod stats;
 pub mod steered;
 pub mod tcp;
 mod tcp_conn;
 #[cfg(target_os = "linux")]
 mod udp_batch;
-pub mod querylog;
-pub mod snapshot;
 pub mod wire;
 pub mod writer;

@@ -12,6 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::dns::answer::Summary;
+use crate::dns::snapshot::Snapshot;
 
 /// Entries waiting to be written; more are dropped and counted.
 const QUEUE: usize = 8192;
@@ -53,15 +54,20 @@ impl QueryLog {
         }))
     }
 
-    /// Called for every answered query; cheap unless this one is sampled.
+    /// Called for every answered query of `snap`; cheap unless this one is sampled.
     #[inline]
-    pub fn maybe_log(
-        &self,
-        client: IpAddr,
-        packet: &[u8],
-        summary: &Summary,
-        region: Option<&str>,
-    ) {
+    pub fn note(&self, snap: &Snapshot, client: IpAddr, packet: &[u8], summary: &Summary) {
+        let region = summary
+            .steered
+            .and_then(|st| st.region)
+            .and_then(|r| snap.steering.regions.get(r))
+            .map(|r| r.name.as_str());
+        self.maybe_log(client, packet, summary, region);
+    }
+
+    /// Logs the query if it is sampled.
+    #[inline]
+    fn maybe_log(&self, client: IpAddr, packet: &[u8], summary: &Summary, region: Option<&str>) {
         let hit = COUNTER.with(|c| {
             let n = c.get().wrapping_add(1);
             c.set(if n >= self.every { 0 } else { n });

@@ -76,36 +76,6 @@ impl Snapshot {
     }
 }
 
-impl Snapshot {
-    /// Counts one answered query (zone, region, the listener's own counters) and hands it to
-    /// the query log when one is configured.
-    #[inline]
-    pub fn count_and_log(
-        &self,
-        s: &crate::dns::answer::Summary,
-        stats: &crate::admin::metrics::QueryStats,
-        log: Option<&crate::dns::querylog::QueryLog>,
-        client: std::net::IpAddr,
-        packet: &[u8],
-    ) {
-        use std::sync::atomic::Ordering::Relaxed;
-        stats.record(s);
-        if let Some(z) = s.zone.and_then(|z| self.routing.zones.get(z as usize)) {
-            z.queries.fetch_add(1, Relaxed);
-        }
-        let region = s
-            .steered
-            .and_then(|st| st.region)
-            .and_then(|r| self.steering.regions.get(r));
-        if let Some(r) = region {
-            r.answers.fetch_add(1, Relaxed);
-        }
-        if let Some(log) = log {
-            log.maybe_log(client, packet, s, region.map(|r| r.name.as_str()));
-        }
-    }
-}
-
 /// The handle every listener and the supervisor share.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
 

@@ -7,8 +7,8 @@ use super::answer::{Answer, truncate};
 use super::wire::{TYPE_A, TYPE_AAAA, TYPE_NAPTR, TYPE_SRV};
 use super::writer::{ADDITIONAL, ANSWER, Writer};
 use crate::config::Transport;
-use crate::routing::{SteerKind, SteerRef};
 use crate::dns::snapshot::Snapshot;
+use crate::routing::{SteerKind, SteerRef};
 use crate::steering::{self, Plan, Reason, Service, Steering, Target, srv_weight, tier_servers};
 
 /// What a steered answer was based on (for metrics and the query log).

@@ -19,10 +19,11 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::stats::Tally;
 use super::tcp_conn::{self, ConnCtx};
-use crate::admin::metrics::QueryStats;
 use crate::dns::querylog::QueryLog;
 use crate::dns::snapshot::Shared;
+use crate::telemetry::Telemetry;
 
 /// The bounds of the TCP listener.
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +110,7 @@ impl Table {
         peer: IpAddr,
         limits: &TcpLimits,
         cancel: &CancellationToken,
+        telemetry: &Telemetry,
     ) -> Result<(u64, Arc<ConnState>, CancellationToken), Shed> {
         let source = source_key(peer);
         if self.per_source.get(&source).copied().unwrap_or(0) >= limits.per_source {
@@ -117,7 +119,9 @@ impl Table {
         if self.conns.len() >= limits.max_connections {
             let victim = self.oldest_idle().ok_or(Shed::Full)?;
             self.remove(victim);
-            metrics::counter!("sipsteer_tcp_shed_total", "reason" => "evicted_idle").increment(1);
+            telemetry
+                .counter("sipsteer_tcp_shed_total", &[("reason", "evicted_idle")])
+                .increment(1);
         }
         let state = Arc::new(ConnState {
             idle: AtomicBool::new(true),
@@ -182,15 +186,17 @@ impl Drop for Slot {
 pub async fn serve_tcp(
     listener: TcpListener,
     shared: Shared,
-    stats: Arc<QueryStats>,
+    tally: Tally,
     log: Option<Arc<QueryLog>>,
     limits: TcpLimits,
+    telemetry: Arc<Telemetry>,
     cancel: CancellationToken,
 ) {
     let table = Arc::new(Mutex::new(Table::new()));
     let ctx = Arc::new(ConnCtx {
         shared,
-        stats,
+        tally,
+        telemetry: telemetry.clone(),
         log,
         idle: limits.idle,
     });
@@ -206,11 +212,12 @@ pub async fn serve_tcp(
             },
             _ = cancel.cancelled() => return,
         };
-        let admitted =
-            table
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .admit(peer.ip(), &limits, &cancel);
+        let admitted = table.lock().unwrap_or_else(PoisonError::into_inner).admit(
+            peer.ip(),
+            &limits,
+            &cancel,
+            &telemetry,
+        );
         match admitted {
             Ok((id, state, evict)) => {
                 let slot = Slot {
@@ -220,7 +227,9 @@ pub async fn serve_tcp(
                 spawn_connection(stream, peer, ctx.clone(), state, evict, slot);
             }
             Err(why) => {
-                metrics::counter!("sipsteer_tcp_shed_total", "reason" => why.label()).increment(1);
+                telemetry
+                    .counter("sipsteer_tcp_shed_total", &[("reason", why.label())])
+                    .increment(1);
                 drop(stream);
             }
         }
@@ -299,18 +308,19 @@ mod tests {
     async fn full_table_evicts_the_oldest_idle_or_refuses() {
         let mut t = Table::new();
         let cancel = CancellationToken::new();
+        let tm = Telemetry::new();
         let l = limits(2, 10);
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
-        let (first, s1, e1) = t.admit(a, &l, &cancel).expect("first");
-        let (_, s2, _) = t.admit(a, &l, &cancel).expect("second");
+        let (first, s1, e1) = t.admit(a, &l, &cancel, &tm).expect("first");
+        let (_, s2, _) = t.admit(a, &l, &cancel, &tm).expect("second");
         s1.last_query_ms.store(5, Ordering::Relaxed);
         s2.last_query_ms.store(9, Ordering::Relaxed);
-        let (_, s3, _) = t.admit(a, &l, &cancel).expect("third evicts");
+        let (_, s3, _) = t.admit(a, &l, &cancel, &tm).expect("third evicts");
         assert!(e1.is_cancelled());
         assert!(!t.conns.contains_key(&first));
         s2.idle.store(false, Ordering::Relaxed);
         s3.idle.store(false, Ordering::Relaxed);
-        assert_eq!(t.admit(a, &l, &cancel).err(), Some(Shed::Full));
+        assert_eq!(t.admit(a, &l, &cancel, &tm).err(), Some(Shed::Full));
         assert_eq!(t.per_source.get(&a), Some(&2));
     }
 
@@ -331,14 +341,15 @@ mod tests {
     async fn per_source_limit_counts_ipv6_by_64() {
         let mut t = Table::new();
         let cancel = CancellationToken::new();
+        let tm = Telemetry::new();
         let l = limits(10, 1);
         let x: IpAddr = "2001:db8::1".parse().expect("ip");
         let y: IpAddr = "2001:db8::2".parse().expect("ip");
         let z: IpAddr = "2001:db8:0:1::1".parse().expect("ip");
-        let (id, _, _) = t.admit(x, &l, &cancel).expect("x");
-        assert_eq!(t.admit(y, &l, &cancel).err(), Some(Shed::PerSource));
-        assert!(t.admit(z, &l, &cancel).is_ok());
+        let (id, _, _) = t.admit(x, &l, &cancel, &tm).expect("x");
+        assert_eq!(t.admit(y, &l, &cancel, &tm).err(), Some(Shed::PerSource));
+        assert!(t.admit(z, &l, &cancel, &tm).is_ok());
         t.remove(id);
-        assert!(t.admit(y, &l, &cancel).is_ok());
+        assert!(t.admit(y, &l, &cancel, &tm).is_ok());
     }
 }

@@ -15,10 +15,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::answer::{Proto, respond};
+use super::stats::Tally;
 use super::tcp::ConnState;
-use crate::admin::metrics::QueryStats;
 use crate::dns::querylog::QueryLog;
 use crate::dns::snapshot::Shared;
+use crate::telemetry::Telemetry;
 
 /// Longest wait for the rest of a frame once its first byte arrived (at most the idle timeout).
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
@@ -33,7 +34,8 @@ const RCODE_FORMERR: u16 = 1;
 /// What every connection of a listener shares.
 pub(super) struct ConnCtx {
     pub shared: Shared,
-    pub stats: Arc<QueryStats>,
+    pub tally: Tally,
+    pub telemetry: Arc<Telemetry>,
     pub log: Option<Arc<QueryLog>>,
     /// Idle timeout, and the longest wait for the client to take a batch of replies.
     pub idle: Duration,
@@ -48,13 +50,14 @@ enum Bad {
 }
 
 impl Bad {
-    fn count(self) {
+    fn count(self, t: &Telemetry) {
         let reason = match self {
             Bad::EmptyFrame => "empty_frame",
             Bad::NotAQuery => "not_a_query",
             Bad::SlowFrame => "slow_frame",
         };
-        metrics::counter!("sipsteer_tcp_bad_frames_total", "reason" => reason).increment(1);
+        t.counter("sipsteer_tcp_bad_frames_total", &[("reason", reason)])
+            .increment(1);
     }
 }
 
@@ -116,6 +119,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
     let mut rd = BufReader::with_capacity(READ_BUF, rd);
     let mut req = Vec::new();
     let mut out = Vec::with_capacity(512);
+    let mut tally = ctx.tally.clone();
     let mut queue = Queue {
         bytes: Vec::new(),
         replies: 0,
@@ -138,23 +142,26 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
         let n = match tokio::time::timeout(frame_limit, read_frame(&mut rd, &mut req)).await {
             Ok(Ok(n)) => n,
             Ok(Err(_)) => return,
-            Err(_) => return Bad::SlowFrame.count(),
+            Err(_) => return Bad::SlowFrame.count(&ctx.telemetry),
         };
         if n == 0 {
-            return Bad::EmptyFrame.count();
+            return Bad::EmptyFrame.count(&ctx.telemetry);
         }
         let rcode = {
             let snap = ctx.shared.load();
             let Some(s) = respond(&snap, peer.ip(), Proto::Tcp, &req, &mut out) else {
-                return Bad::NotAQuery.count();
+                return Bad::NotAQuery.count(&ctx.telemetry);
             };
-            snap.count_and_log(&s, &ctx.stats, ctx.log.as_deref(), peer.ip(), &req);
+            tally.record(&snap, &s);
+            if let Some(log) = &ctx.log {
+                log.note(&snap, peer.ip(), &req, &s);
+            }
             s.rcode
         };
         queue.push(&out);
         if rcode == RCODE_FORMERR {
             queue.flush(&mut wr, ctx.idle).await;
-            return Bad::NotAQuery.count();
+            return Bad::NotAQuery.count(&ctx.telemetry);
         }
         let now = Instant::now();
         st.touch(now);

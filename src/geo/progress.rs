@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::mpsc::{RecvTimeoutError, channel};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+/// How often a slow step says it is still running.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// `2026-11-25` for a Unix time, `unknown` for none (0).

@@ -23,6 +23,7 @@ use super::state::{Cadence, Capacity as StateCapacity, Forced, ServerHealth, Sta
 use crate::config::operator::{ForcedState, OperatorStates};
 use crate::config::{CheckKind, Config, ServerConfig, Transport};
 use crate::steering::{HealthView, RECENT_FLIP, Status, Steering};
+use crate::telemetry::Telemetry;
 
 /// An operator action on one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,6 +141,8 @@ pub struct HealthHub {
     /// Held while an operator action is written to the state file; holds the last write error
     /// (cleared by a successful write).
     persisting: Mutex<Option<String>>,
+    /// This instance's metrics.
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
@@ -206,7 +209,11 @@ fn status_of(s: State) -> Status {
 
 impl HealthHub {
     /// A hub with its probe scheduler; `state_file` keeps forced states across restarts.
-    pub fn new(max_concurrent: usize, state_file: Option<PathBuf>) -> Arc<HealthHub> {
+    pub fn new(
+        max_concurrent: usize,
+        state_file: Option<PathBuf>,
+        telemetry: Arc<Telemetry>,
+    ) -> Arc<HealthHub> {
         let (tx, rx) = mpsc::channel(4096);
         let mut inner = Inner {
             overflow_at: 0.8,
@@ -224,6 +231,7 @@ impl HealthHub {
             state_file,
             pull: Mutex::new(None),
             persisting: Mutex::new(None),
+            telemetry,
         })
     }
 
@@ -255,7 +263,7 @@ impl HealthHub {
                 let old_entry = old.remove(&key);
                 let meters = match &old_entry {
                     Some(e) => e.meters.clone(),
-                    None => Arc::new(meters::Meters::new(&key.0, &key.1)),
+                    None => Arc::new(meters::Meters::new(&key.0, &key.1, &self.telemetry)),
                 };
                 let mut health = match old_entry {
                     Some(e) if e.identity == identity => e.health,
@@ -367,14 +375,20 @@ impl HealthHub {
             if e.health.suspect() != was_suspect {
                 if !was_suspect {
                     tracing::info!(server = %name, detail = %res.detail, "server suspect");
-                    metrics::counter!("sipsteer_suspect_total", "server" => name.clone())
+                    self.telemetry
+                        .counter("sipsteer_suspect_total", &[("server", &name)])
                         .increment(1);
                 }
                 changed = true;
             }
             if let Some((from, to)) = flip {
                 tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
-                metrics::counter!("sipsteer_state_flips_total", "server" => name, "to" => format!("{to:?}").to_lowercase()).increment(1);
+                self.telemetry
+                    .counter(
+                        "sipsteer_state_flips_total",
+                        &[("server", &name), ("to", &format!("{to:?}").to_lowercase())],
+                    )
+                    .increment(1);
                 changed = true;
             }
         }
@@ -469,6 +483,7 @@ impl HealthHub {
 
     /// Sets the gauges read at scrape time.
     pub fn export_gauges(&self) {
+        let t = &self.telemetry;
         let inner = lock(&self.inner);
         let now = Instant::now();
         let mut counts: BTreeMap<&'static str, f64> = ["up", "down", "full", "drained", "unknown"]
@@ -490,23 +505,25 @@ impl HealthHub {
             *counts.entry(k).or_default() += 1.0;
         }
         for (k, v) in counts {
-            metrics::gauge!("sipsteer_servers", "state" => k).set(v);
+            t.gauge("sipsteer_servers", &[("state", k)]).set(v);
         }
         let suspect = inner.entries.iter().filter(|e| e.health.suspect()).count();
-        metrics::gauge!("sipsteer_servers_suspect").set(suspect as f64);
+        t.gauge("sipsteer_servers_suspect", &[]).set(suspect as f64);
         for (region, v) in healthy {
-            metrics::gauge!("sipsteer_region_healthy_servers", "region" => region.to_string())
+            t.gauge("sipsteer_region_healthy_servers", &[("region", region)])
                 .set(v);
         }
-        metrics::gauge!("sipsteer_probe_targets").set(self.monitor.targets() as f64);
+        t.gauge("sipsteer_probe_targets", &[])
+            .set(self.monitor.targets() as f64);
         // Before the first probe (or with nothing to probe): the time the scheduler started.
-        let t = self.monitor.last_tick().unwrap_or(self.monitor.started());
-        let age = now.saturating_duration_since(t);
+        let tick = self.monitor.last_tick().unwrap_or(self.monitor.started());
+        let age = now.saturating_duration_since(tick);
         let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
-        metrics::gauge!("sipsteer_probe_last_tick_timestamp_seconds").set(
-            at.duration_since(UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        );
+        t.gauge("sipsteer_probe_last_tick_timestamp_seconds", &[])
+            .set(
+                at.duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64()),
+            );
     }
 }
 

@@ -102,8 +102,11 @@ async fn poll_once(client: &HttpClient, src: &LoadSource, hub: &HealthHub) {
         Ok(_) => (o + 1, f),
         Err(_) => (o, f + 1),
     });
-    metrics::counter!("sipsteer_load_queries_total", "result" => "ok").increment(ok);
-    metrics::counter!("sipsteer_load_queries_total", "result" => "error").increment(failed);
+    let t = &hub.telemetry;
+    t.counter("sipsteer_load_queries_total", &[("result", "ok")])
+        .increment(ok);
+    t.counter("sipsteer_load_queries_total", &[("result", "error")])
+        .increment(failed);
     for s in &src.servers {
         let calls = value_for(s, s.calls.as_deref(), &results, &users);
         let cps = value_for(s, s.cps.as_deref(), &results, &users);
@@ -139,7 +142,8 @@ async fn poll_once(client: &HttpClient, src: &LoadSource, hub: &HealthHub) {
         st.last_error = first_error;
     });
     if failed == 0 {
-        metrics::gauge!("sipsteer_load_last_success_timestamp_seconds").set(now as f64);
+        t.gauge("sipsteer_load_last_success_timestamp_seconds", &[])
+            .set(now as f64);
     }
 }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, SourceFile};
 use crate::lock::guard;
+use crate::telemetry::Telemetry;
 
 mod memory;
 pub mod trigger;
@@ -67,6 +68,8 @@ pub enum Outcome {
 struct GeoCache {
     key: GeoKey,
     data: Arc<GeoData>,
+    /// Time it took to load and compile.
+    seconds: f64,
 }
 
 /// What the last load read and compiled, reused by the next while its files are unchanged:
@@ -142,6 +145,7 @@ pub struct Reloader {
     pub(crate) watcher: Mutex<Option<crate::config::watch::ConfigWatcher>>,
     /// Cancelled at shutdown: nobody waits for a reload any more.
     pub stopping: CancellationToken,
+    telemetry: Arc<Telemetry>,
 }
 
 /// CPU time of the calling thread (a reload runs on one thread: this is its cost).
@@ -174,9 +178,6 @@ fn files_out(files: &[SourceFile]) -> Vec<FileOut> {
         .collect()
 }
 
-/// A mutex guard, even after a panic elsewhere (the data stays consistent: every writer
-/// assigns whole values).
-
 fn geo_key(path: &Path) -> anyhow::Result<GeoKey> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).map_err(|e| {
@@ -196,8 +197,7 @@ fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
     let started = std::time::Instant::now();
     memory::large_allocations_apart();
     let data = Arc::new(GeoData::load(path)?);
-    metrics::gauge!("sipsteer_geoip_build_seconds").set(started.elapsed().as_secs_f64());
-    metrics::gauge!("sipsteer_geoip_build_epoch_seconds").set(data.info.build_epoch as f64);
+    let seconds = started.elapsed().as_secs_f64();
     memory::release_freed_memory();
     tracing::info!(
         path = %path.display(),
@@ -209,7 +209,7 @@ fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
         ms = started.elapsed().as_millis() as u64,
         "geoip database loaded"
     );
-    Ok(GeoCache { key, data })
+    Ok(GeoCache { key, data, seconds })
 }
 
 /// The GeoIP data for a config, reusing the compiled table while the file is unchanged.
@@ -248,11 +248,11 @@ impl Reloader {
         loaded: Loaded,
         cache: GeoSlot,
         health: Arc<HealthBinder>,
+        telemetry: Arc<Telemetry>,
     ) -> Reloader {
         let cfg = Arc::new(loaded.config);
         let mut snap = Snapshot::build(cfg.clone(), loaded.geo, 1);
         snap.health = health(&cfg, &snap.steering);
-        crate::admin::metrics::generation(1);
         let now = now_unix();
         let status = ReloadStatus {
             generation: 1,
@@ -263,8 +263,7 @@ impl Reloader {
             files: files_out(&cfg.files),
             ..ReloadStatus::default()
         };
-        crate::admin::metrics::reload(true);
-        Reloader {
+        let r = Reloader {
             path: path.to_path_buf(),
             shared: Arc::new(arc_swap::ArcSwap::from_pointee(snap)),
             status: Mutex::new(status),
@@ -276,6 +275,32 @@ impl Reloader {
             queue: OnceLock::new(),
             watcher: Mutex::new(None),
             stopping: CancellationToken::new(),
+            telemetry,
+        };
+        r.count(true, 1);
+        r
+    }
+
+    /// Counts a load by result and exports what is served: generation, GeoIP build figures.
+    fn count(&self, ok: bool, generation: u64) {
+        let t = &self.telemetry;
+        let result = if ok { "ok" } else { "error" };
+        t.counter("sipsteer_config_reloads_total", &[("result", result)])
+            .increment(1);
+        if !ok {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        t.gauge("sipsteer_config_last_success_timestamp_seconds", &[])
+            .set(now);
+        t.gauge("sipsteer_config_generation", &[])
+            .set(generation as f64);
+        if let Some(g) = guard(&self.geo.geo).as_ref() {
+            t.gauge("sipsteer_geoip_build_seconds", &[]).set(g.seconds);
+            t.gauge("sipsteer_geoip_build_epoch_seconds", &[])
+                .set(g.data.info.build_epoch as f64);
         }
     }
 
@@ -368,8 +393,7 @@ impl Reloader {
             st.last_success_unix = st.last_attempt_unix;
             st.files = files_out(&cfg.files);
         }
-        crate::admin::metrics::reload(true);
-        crate::admin::metrics::generation(generation);
+        self.count(true, generation);
         tracing::info!(
             trigger = why,
             generation,
@@ -387,7 +411,7 @@ impl Reloader {
         st.last_result = "error".into();
         if st.last_error.as_deref() != Some(&e) {
             st.rejected += 1;
-            crate::admin::metrics::reload(false);
+            self.count(false, serving);
             tracing::error!(
                 trigger = why,
                 "config rejected, still serving generation {serving}:\n{e}"

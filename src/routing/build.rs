@@ -249,7 +249,6 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
     ZoneData {
         source: z.clone(),
         regions,
-        queries: crate::admin::metrics::zone_counter(&origin.to_string()),
         apex,
         origin: origin.clone(),
         negative_soa,

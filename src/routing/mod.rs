@@ -44,8 +44,6 @@ pub struct ZoneData {
     pub source: std::sync::Arc<crate::config::ZoneConfig>,
     /// The regions its services name (global index and value) when it was compiled.
     pub regions: Vec<(usize, crate::config::RegionConfig)>,
-    /// Queries answered from this zone (kept across reloads).
-    pub queries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Lowercase wire name of the apex.
     pub apex: Box<[u8]>,
     pub origin: hickory_proto::rr::Name,

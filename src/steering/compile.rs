@@ -11,10 +11,10 @@ use ipnet::IpNet;
 
 use super::rank::{Ranking, fallback_ranking, rank_location, rank_pinned};
 use super::{HealthView, Reason};
+use crate::config::service_names::service_names;
+use crate::config::service_names::wire_name;
 use crate::config::{AllDown, Capacity, Config, RegionConfig, Transport};
 use crate::geo::{GeoMap, Networks};
-use crate::config::service_names::wire_name;
-use crate::config::service_names::service_names;
 
 /// A loaded GeoIP database, compiled to a table of networks and locations (kept to compile
 /// maps for new region sets and for explain; the database file's bytes are not kept).
@@ -44,7 +44,9 @@ impl GeoData {
             "geoip: reading networks"
         );
         let table =
-            crate::geo::progress::with_progress("geoip: still reading networks", path, || db.table())?;
+            crate::geo::progress::with_progress("geoip: still reading networks", path, || {
+                db.table()
+            })?;
         drop(db);
         info.networks = table.len();
         tracing::info!(
@@ -77,8 +79,6 @@ pub struct Steering {
 #[derive(Debug)]
 pub struct Region {
     pub name: String,
-    /// Steered answers led by this region (kept across reloads).
-    pub answers: Arc<std::sync::atomic::AtomicU64>,
     pub location: (f64, f64),
     pub min_up: usize,
     pub servers: Vec<Server>,
@@ -192,7 +192,6 @@ pub fn compile_reusing(
         .iter()
         .map(|r| Region {
             name: r.name.clone(),
-            answers: crate::admin::metrics::region_counter(&r.name),
             location: r.location,
             min_up: r.min_up,
             servers: r

@@ -295,7 +295,10 @@ async fn states_survive_reload_and_removed_servers_stop_being_probed() {
     let out = tokio::task::spawn_blocking(move || r.reload("test"))
         .await
         .expect("join");
-    assert!(matches!(out, sipsteer::reload::Outcome::Applied(_)), "{out:?}");
+    assert!(
+        matches!(out, sipsteer::reload::Outcome::Applied(_)),
+        "{out:?}"
+    );
     // uk drained and de down: every region is out, so `all_down: nearest` answers uk anyway.
     assert_eq!(srv(&s).await, ["10 lon1"]);
     let (_, servers) = get(a, "/v1/servers").await;

@@ -391,7 +391,13 @@ async fn status_answers_while_a_slow_reload_runs() {
             Arc::new(HealthView::all_up(st.slots))
         },
     );
-    let reloader = Arc::new(Reloader::first(&cfg.main(), loaded, cache, binder));
+    let reloader = Arc::new(Reloader::first(
+        &cfg.main(),
+        loaded,
+        cache,
+        binder,
+        Default::default(),
+    ));
     let listener = sipsteer::admin::bind("127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("bind");
@@ -399,8 +405,10 @@ async fn status_answers_while_a_slow_reload_runs() {
     let cancel = tokio_util::sync::CancellationToken::new();
     let state = sipsteer::admin::AdminState {
         reloader: reloader.clone(),
-        hub: sipsteer::health::hub::HealthHub::new(1, None),
+        hub: sipsteer::health::hub::HealthHub::new(1, None, Default::default()),
         token: None,
+        telemetry: Default::default(),
+        counters: Default::default(),
     };
     let server = tokio::spawn(sipsteer::admin::serve(listener, state, cancel.clone()));
     std::fs::write(

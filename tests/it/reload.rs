@@ -247,7 +247,10 @@ async fn listen_changes_need_a_restart_and_are_not_half_applied() {
     let out = tokio::task::spawn_blocking(move || r.reload("test"))
         .await
         .expect("join");
-    assert!(matches!(out, sipsteer::reload::Outcome::Applied(_)), "{out:?}");
+    assert!(
+        matches!(out, sipsteer::reload::Outcome::Applied(_)),
+        "{out:?}"
+    );
     let st = s.running.as_ref().expect("running").reloader.status();
     assert_eq!(
         st.restart_needed.as_deref(),

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::support::dns::ConfigDir;
 use crate::support::steer::GEO_CSV;
-use sipsteer::reload::{GeoSlot, Outcome, Reloader};
 use sipsteer::dns::snapshot::Snapshot;
+use sipsteer::reload::{GeoSlot, Outcome, Reloader};
 use sipsteer::steering::HealthView;
 
 const MAIN: &str = r#"
@@ -88,7 +88,7 @@ fn reloader(cfg: &ConfigDir) -> Reloader {
             Arc::new(HealthView::all_up(st.slots))
         },
     );
-    Reloader::first(&cfg.main(), loaded, cache, binder)
+    Reloader::first(&cfg.main(), loaded, cache, binder, Default::default())
 }
 
 /// Reloads and checks the result against a full load; returns the old and new snapshots.

@@ -28,15 +28,6 @@ fn main_cfg(dns: &str) -> String {
     )
 }
 
-/// The value of one exact series line in a scrape (0 when absent).
-fn series(name: &str) -> f64 {
-    sipsteer::admin::metrics::render()
-        .lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 const EVICTED: &str = r#"sipsteer_tcp_shed_total{reason="evicted_idle"}"#;
 const FULL: &str = r#"sipsteer_tcp_shed_total{reason="full"}"#;
 const PER_SOURCE: &str = r#"sipsteer_tcp_shed_total{reason="per_source"}"#;
@@ -113,7 +104,6 @@ async fn flooder(addr: SocketAddr, empty_frames: bool, stop: Arc<AtomicBool>) {
 async fn a_query_is_answered_during_a_connection_flood() {
     let main = main_cfg("tcp_max_connections: 50, tcp_max_connections_per_source: 1000");
     let s = TestServer::start(&main, &[("example.com.yaml", ZONE)]).await;
-    let (evicted, empty) = (series(EVICTED), series(EMPTY));
     let stop = Arc::new(AtomicBool::new(false));
     let mut flood = Vec::new();
     for i in 0..120 {
@@ -129,8 +119,8 @@ async fn a_query_is_answered_during_a_connection_flood() {
     for f in flood {
         let _ = tokio::time::timeout(Duration::from_secs(5), f).await;
     }
-    assert!(series(EVICTED) > evicted, "idle connections were evicted");
-    assert!(series(EMPTY) > empty, "empty frames were counted");
+    assert!(s.series(EVICTED) > 0.0, "idle connections were evicted");
+    assert!(s.series(EMPTY) > 0.0, "empty frames were counted");
     s.stop().await;
 }
 
@@ -142,7 +132,6 @@ async fn empty_and_junk_frames_close_the_connection() {
     )
     .await;
     let addr = s.addr;
-    let (empty, bad) = (series(EMPTY), series(NOT_A_QUERY));
     let closed = blocking(move || {
         let mut c = connect_from("127.0.0.1", addr);
         assert_eq!(ask(&mut c).expect("first query"), ResponseCode::NoError);
@@ -175,8 +164,13 @@ async fn empty_and_junk_frames_close_the_connection() {
     assert_eq!(&reply[..4], &[0, 12, 0x12, 0x34]);
     assert_eq!(reply[5] & 0x0F, 1, "rcode FORMERR");
     assert!(closed, "a malformed query closes the connection");
-    assert!(series(EMPTY) > empty);
-    assert!(series(NOT_A_QUERY) >= bad + 2.0);
+    assert_eq!(s.series(EMPTY), 1.0, "one empty frame");
+    assert_eq!(
+        s.series(NOT_A_QUERY),
+        2.0,
+        "the response-shaped frame and the FORMERR one"
+    );
+    assert_eq!(s.series(SLOW), 0.0);
     s.stop().await;
 }
 
@@ -185,7 +179,6 @@ async fn a_frame_that_never_completes_is_closed_and_busy_slots_shed_new_connecti
     let main = main_cfg("tcp_idle_timeout: 60s, tcp_max_connections: 3");
     let s = TestServer::start(&main, &[("example.com.yaml", ZONE)]).await;
     let addr = s.addr;
-    let (full, slow) = (series(FULL), series(SLOW));
     let (all_closed, extra_closed) = blocking(move || {
         // Three connections each send the first byte of a frame, and no more: busy, not idle.
         let mut busy: Vec<TcpStream> = (0..3).map(|_| connect_from("127.0.0.1", addr)).collect();
@@ -207,8 +200,9 @@ async fn a_frame_that_never_completes_is_closed_and_busy_slots_shed_new_connecti
         all_closed,
         "an unfinished frame is closed by the frame timeout"
     );
-    assert!(series(FULL) > full);
-    assert!(series(SLOW) >= slow + 3.0);
+    assert_eq!(s.series(FULL), 1.0, "the one connection over the cap");
+    assert_eq!(s.series(SLOW), 3.0, "the three unfinished frames");
+    assert_eq!(s.series(EVICTED), 0.0, "busy connections are never evicted");
     let r = blocking(move || ask(&mut connect_from("127.0.0.1", addr))).await;
     assert_eq!(
         r.expect("answered once the slots are free"),
@@ -222,7 +216,6 @@ async fn a_source_over_its_share_is_shed_and_another_source_is_served() {
     let main = main_cfg("tcp_max_connections_per_source: 2");
     let s = TestServer::start(&main, &[("example.com.yaml", ZONE)]).await;
     let addr = s.addr;
-    let before = series(PER_SOURCE);
     blocking(move || {
         let mut held: Vec<TcpStream> = (0..2).map(|_| connect_from("127.0.0.1", addr)).collect();
         for c in &mut held {
@@ -239,7 +232,12 @@ async fn a_source_over_its_share_is_shed_and_another_source_is_served() {
         assert_eq!(ask(&mut held[0]).expect("held"), ResponseCode::NoError);
     })
     .await;
-    assert!(series(PER_SOURCE) > before);
+    assert_eq!(
+        s.series(PER_SOURCE),
+        1.0,
+        "the third connection of one source"
+    );
+    assert_eq!(s.series(FULL), 0.0);
     s.stop().await;
 }
 

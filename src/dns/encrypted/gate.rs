@@ -22,12 +22,12 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(ports: Vec<u16>, max: usize) -> Gate {
+    pub fn new(ports: Vec<u16>, max: usize, telemetry: &crate::telemetry::Telemetry) -> Gate {
         Gate {
             ports,
             max,
             counted: Mutex::new(None),
-            refused: metrics::counter!("sipsteer_dns_tls_refused_total"),
+            refused: telemetry.counter("sipsteer_dns_tls_refused_total", &[]),
         }
     }
 

@@ -16,10 +16,11 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use crate::admin::metrics::QueryStats;
 use crate::dns::answer::{Proto, respond};
 use crate::dns::querylog::QueryLog;
 use crate::dns::snapshot::Shared;
+use crate::dns::stats::Tally;
+use crate::telemetry::Telemetry;
 
 /// RFC 8467 4.1: servers pad responses to a multiple of 468 octets.
 pub const PAD_BLOCK: usize = 468;
@@ -28,20 +29,31 @@ pub const PAD_BLOCK: usize = 468;
 /// counts and logs the query, and decodes the reply for re-encoding with padding.
 pub struct Answerer {
     pub shared: Shared,
-    pub stats: Arc<QueryStats>,
+    pub tally: std::sync::Mutex<Tally>,
     pub log: Option<Arc<QueryLog>>,
     pub tls_queries: metrics::Counter,
     pub https_queries: metrics::Counter,
 }
 
 impl Answerer {
-    pub fn new(shared: Shared, stats: Arc<QueryStats>, log: Option<Arc<QueryLog>>) -> Answerer {
+    pub fn new(
+        shared: Shared,
+        tally: Tally,
+        log: Option<Arc<QueryLog>>,
+        telemetry: &Telemetry,
+    ) -> Answerer {
+        let queries = |transport| {
+            telemetry.counter(
+                "sipsteer_dns_encrypted_queries_total",
+                &[("transport", transport)],
+            )
+        };
         Answerer {
             shared,
-            stats,
+            tally: std::sync::Mutex::new(tally),
             log,
-            tls_queries: metrics::counter!("sipsteer_dns_encrypted_queries_total", "transport" => "tls"),
-            https_queries: metrics::counter!("sipsteer_dns_encrypted_queries_total", "transport" => "https"),
+            tls_queries: queries("tls"),
+            https_queries: queries("https"),
         }
     }
 
@@ -51,7 +63,10 @@ impl Answerer {
         {
             let snap = self.shared.load();
             let summary = respond(&snap, client, proto, raw, &mut out)?;
-            snap.count_and_log(&summary, &self.stats, self.log.as_deref(), client, raw);
+            crate::lock::guard(&self.tally).record(&snap, &summary);
+            if let Some(log) = &self.log {
+                log.note(&snap, client, raw, &summary);
+            }
         }
         match proto {
             Proto::Https => self.https_queries.increment(1),

@@ -20,10 +20,11 @@ use rustls::sign::CertifiedKey;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::metrics::QueryStats;
 use crate::dns::listener;
 use crate::dns::querylog::QueryLog;
 use crate::dns::snapshot::Shared;
+use crate::dns::stats::Tally;
+use crate::telemetry::Telemetry;
 
 /// The HTTP path DNS over HTTPS answers on.
 pub const DOH_PATH: &str = "/dns-query";
@@ -73,7 +74,8 @@ fn server_config(alpn: &[u8], resolver: Arc<CertResolver>) -> Result<Arc<ServerC
 /// What the encrypted listeners share.
 pub struct Setup {
     pub shared: Shared,
-    pub stats: Arc<QueryStats>,
+    pub tally: Tally,
+    pub telemetry: Arc<Telemetry>,
     pub log: Option<Arc<QueryLog>>,
     /// Handshake timeout and idle timeout between queries.
     pub timeout: Duration,
@@ -114,7 +116,12 @@ pub fn start(
         first,
         gate: None,
     };
-    let answerer = Arc::new(handler::Answerer::new(setup.shared, setup.stats, setup.log));
+    let answerer = Arc::new(handler::Answerer::new(
+        setup.shared.clone(),
+        setup.tally,
+        setup.log,
+        &setup.telemetry,
+    ));
     let all: Vec<SocketAddr> = tls.iter().chain(https).copied().collect();
     if !tls.is_empty() {
         let mut server = Server::new(handler::Handler(answerer.clone()));
@@ -126,7 +133,11 @@ pub fn start(
         }
         let ports = bound.tls.iter().map(SocketAddr::port).collect();
         let gated = CertResolver {
-            gate: Some(Arc::new(gate::Gate::new(ports, setup.max_connections))),
+            gate: Some(Arc::new(gate::Gate::new(
+                ports,
+                setup.max_connections,
+                &setup.telemetry,
+            ))),
             ..resolver.clone()
         };
         let dot = server_config(b"dot", Arc::new(gated))?;

@@ -33,7 +33,9 @@ impl HealthHub {
                 None => next.remove(&key),
             };
             if let Err(e) = crate::health::state_file::write(file, &next) {
-                metrics::counter!("sipsteer_state_file_errors_total").increment(1);
+                self.telemetry
+                    .counter("sipsteer_state_file_errors_total", &[])
+                    .increment(1);
                 tracing::error!(server = %format!("{region}/{server}"), action = ?f, "{e}; state not changed");
                 *writing = Some(e.clone());
                 return Err(HubError::Persist(e));

@@ -12,16 +12,22 @@ pub(super) struct Meters {
 
 impl Meters {
     /// The meters of `region/server`.
-    pub(super) fn new(region: &str, server: &str) -> Meters {
+    pub(super) fn new(region: &str, server: &str, t: &crate::telemetry::Telemetry) -> Meters {
         let name = format!("{region}/{server}");
-        let count = |result: &'static str| metrics::counter!("sipsteer_probes_total", "server" => name.clone(), "result" => result);
+        let count = |result: &'static str| {
+            t.counter(
+                "sipsteer_probes_total",
+                &[("server", &name), ("result", result)],
+            )
+        };
         // Present from the start (0), like the probe counters.
-        metrics::counter!("sipsteer_suspect_total", "server" => name.clone()).increment(0);
+        t.counter("sipsteer_suspect_total", &[("server", &name)])
+            .increment(0);
         Meters {
             up: count("up"),
             full: count("full"),
             down: count("down"),
-            rtt: metrics::histogram!("sipsteer_probe_rtt_seconds", "server" => name.clone()),
+            rtt: t.histogram("sipsteer_probe_rtt_seconds", &[("server", &name)]),
         }
     }
 

@@ -78,6 +78,21 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// This instance's `/metrics` text (its own counters only).
+    pub fn metrics(&self) -> String {
+        let r = self.running.as_ref().expect("running");
+        sipsteer::admin::metrics::render(&r.telemetry, &r.counters, &r.shared.load())
+    }
+
+    /// The value of one exact series line of this instance (0 when absent).
+    pub fn series(&self, name: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub async fn start(main: &str, zones: &[(&str, &str)]) -> TestServer {
         let cfg = ConfigDir::new(main, zones);
         Self::start_in(cfg).await

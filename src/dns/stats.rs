@@ -1,0 +1,406 @@
+//! Query counters of one running instance. Each listener (a UDP worker thread, all TCP
+//! connections, the encrypted transports) counts into its own [`QueryStats`] block of plain
+//! atomics: no locks, no label hashing on the query path. Zones and regions are counted in
+//! dense arrays indexed by a stable id per name ([`Counters`] hands them out), so a reload that
+//! adds or removes zones keeps every name's count. `/metrics` sums the blocks at scrape time.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use super::answer::Summary;
+use super::snapshot::Snapshot;
+use crate::lock::guard;
+use crate::proto;
+use crate::routing::Routing;
+use crate::steering::{Reason, Steering};
+
+/// Query types counted by name; everything else is `other`.
+const TYPES: [(u16, &str); 8] = [
+    (proto::TYPE_A, "A"),
+    (proto::TYPE_AAAA, "AAAA"),
+    (proto::TYPE_NAPTR, "NAPTR"),
+    (proto::TYPE_SRV, "SRV"),
+    (proto::TYPE_SOA, "SOA"),
+    (proto::TYPE_NS, "NS"),
+    (proto::TYPE_ANY, "ANY"),
+    (0, "other"),
+];
+/// Response codes counted by name (index = rcode for 0..=5).
+const RCODES: [&str; 8] = [
+    "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
+];
+/// How an answer was decided: `static` data, a steering [`Reason`], or `all_down`.
+const REASONS: [&str; 8] = [
+    "static",
+    "network",
+    "country",
+    "continent",
+    "distance",
+    "fallback",
+    "pinned",
+    "all_down",
+];
+/// One counter per (type, rcode, reason).
+const KEYS: usize = TYPES.len() * RCODES.len() * REASONS.len();
+
+/// Zone and region ids per chunk, and chunks per block: at most `CHUNK * CHUNKS` names of
+/// each kind are counted apart; later ones share the last id.
+const CHUNK: usize = 256;
+const CHUNKS: usize = 256;
+const MAX_IDS: usize = CHUNK * CHUNKS;
+
+fn type_index(t: u16) -> usize {
+    TYPES
+        .iter()
+        .position(|(c, _)| *c == t)
+        .unwrap_or(TYPES.len() - 1)
+}
+
+fn rcode_index(r: u16) -> usize {
+    match r {
+        0..=5 => r as usize,
+        proto::RCODE_BADVERS => 6,
+        _ => RCODES.len() - 1,
+    }
+}
+
+fn reason_index(s: &Summary) -> usize {
+    match &s.steered {
+        None => 0,
+        Some(st) if st.fail_open => 7,
+        Some(st) => match st.reason {
+            Reason::Network => 1,
+            Reason::Country => 2,
+            Reason::Continent => 3,
+            Reason::Distance => 4,
+            Reason::Fallback => 5,
+            Reason::Pinned => 6,
+        },
+    }
+}
+
+fn key_index(s: &Summary) -> usize {
+    (type_index(s.qtype) * RCODES.len() + rcode_index(s.rcode)) * REASONS.len() + reason_index(s)
+}
+
+/// Counters by id, allocated a chunk at a time on first use.
+struct ById {
+    chunks: [OnceLock<Box<[AtomicU64; CHUNK]>>; CHUNKS],
+}
+
+impl ById {
+    fn new() -> ById {
+        ById {
+            chunks: [const { OnceLock::new() }; CHUNKS],
+        }
+    }
+
+    #[inline]
+    fn add(&self, id: u32) {
+        let id = (id as usize).min(MAX_IDS - 1);
+        let chunk =
+            self.chunks[id / CHUNK].get_or_init(|| Box::new([const { AtomicU64::new(0) }; CHUNK]));
+        chunk[id % CHUNK].fetch_add(1, Relaxed);
+    }
+
+    fn get(&self, id: usize) -> u64 {
+        let id = id.min(MAX_IDS - 1);
+        self.chunks[id / CHUNK]
+            .get()
+            .map_or(0, |c| c[id % CHUNK].load(Relaxed))
+    }
+}
+
+/// Counters of one listener.
+#[repr(align(128))]
+pub struct QueryStats {
+    by_key: [AtomicU64; KEYS],
+    ecs: [AtomicU64; 2],
+    truncated: AtomicU64,
+    zones: ById,
+    regions: ById,
+}
+
+impl QueryStats {
+    fn new() -> QueryStats {
+        QueryStats {
+            by_key: [const { AtomicU64::new(0) }; KEYS],
+            ecs: [const { AtomicU64::new(0) }; 2],
+            truncated: AtomicU64::new(0),
+            zones: ById::new(),
+            regions: ById::new(),
+        }
+    }
+}
+
+/// The stable ids of one compiled routing and steering: `zones[i]` is the id of zone `i`.
+struct Ids {
+    routing: Weak<Routing>,
+    steering: Weak<Steering>,
+    zones: Box<[u32]>,
+    regions: Box<[u32]>,
+}
+
+impl Ids {
+    /// Whether these ids were made for the data `snap` serves. (The weak pointers keep the
+    /// allocations, so an address is never reused while compared.)
+    fn fits(&self, snap: &Snapshot) -> bool {
+        std::ptr::eq(self.routing.as_ptr(), Arc::as_ptr(&snap.routing))
+            && std::ptr::eq(self.steering.as_ptr(), Arc::as_ptr(&snap.steering))
+    }
+}
+
+#[derive(Default)]
+struct Names {
+    zones: HashMap<String, u32>,
+    regions: HashMap<String, u32>,
+    zone_names: Vec<String>,
+    region_names: Vec<String>,
+}
+
+fn intern(map: &mut HashMap<String, u32>, names: &mut Vec<String>, name: &str) -> u32 {
+    if let Some(id) = map.get(name) {
+        return *id;
+    }
+    if names.len() >= MAX_IDS {
+        return (MAX_IDS - 1) as u32;
+    }
+    let id = names.len() as u32;
+    names.push(name.to_owned());
+    map.insert(name.to_owned(), id);
+    id
+}
+
+/// Every listener's counters of one instance, and the ids of zone and region names.
+#[derive(Default)]
+pub struct Counters {
+    blocks: Mutex<Vec<Arc<QueryStats>>>,
+    names: Mutex<Names>,
+    /// The ids of the data served last, shared by listeners that meet it.
+    current: Mutex<Option<Arc<Ids>>>,
+}
+
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Counters")
+    }
+}
+
+impl Counters {
+    pub fn new() -> Arc<Counters> {
+        Arc::new(Counters::default())
+    }
+
+    /// A new listener's counting handle, included in every scrape from now on.
+    pub fn listener(self: &Arc<Self>) -> Tally {
+        let stats = Arc::new(QueryStats::new());
+        guard(&self.blocks).push(stats.clone());
+        Tally {
+            stats,
+            counters: self.clone(),
+            ids: None,
+        }
+    }
+
+    /// The ids for the data `snap` serves (computed once per reload, then shared).
+    fn ids_for(&self, snap: &Snapshot) -> Arc<Ids> {
+        let mut cur = guard(&self.current);
+        if let Some(ids) = cur.as_ref().filter(|i| i.fits(snap)) {
+            return ids.clone();
+        }
+        let mut n = guard(&self.names);
+        let n = &mut *n;
+        let zones = snap
+            .routing
+            .zones
+            .iter()
+            .map(|z| intern(&mut n.zones, &mut n.zone_names, &z.origin.to_string()))
+            .collect();
+        let regions = snap
+            .steering
+            .regions
+            .iter()
+            .map(|r| intern(&mut n.regions, &mut n.region_names, &r.name))
+            .collect();
+        let ids = Arc::new(Ids {
+            routing: Arc::downgrade(&snap.routing),
+            steering: Arc::downgrade(&snap.steering),
+            zones,
+            regions,
+        });
+        *cur = Some(ids.clone());
+        ids
+    }
+
+    /// Appends the query counters in the Prometheus text format; the zones and regions
+    /// `snap` serves are present even before their first query.
+    pub fn render(&self, snap: &Snapshot, out: &mut String) {
+        self.ids_for(snap);
+        let blocks = guard(&self.blocks).clone();
+        let mut by_key = [0u64; KEYS];
+        let (mut ecs, mut tc) = ([0u64; 2], 0u64);
+        for s in &blocks {
+            for (i, c) in s.by_key.iter().enumerate() {
+                by_key[i] += c.load(Relaxed);
+            }
+            ecs[0] += s.ecs[0].load(Relaxed);
+            ecs[1] += s.ecs[1].load(Relaxed);
+            tc += s.truncated.load(Relaxed);
+        }
+        family(
+            out,
+            "sipsteer_queries_total",
+            "DNS queries answered, by type, rcode and steering reason",
+        );
+        for (k, v) in by_key.iter().enumerate().filter(|(_, v)| **v > 0) {
+            let (t, rest) = (
+                k / (RCODES.len() * REASONS.len()),
+                k % (RCODES.len() * REASONS.len()),
+            );
+            let (r, why) = (rest / REASONS.len(), rest % REASONS.len());
+            let _ = writeln!(
+                out,
+                "sipsteer_queries_total{{type=\"{}\",rcode=\"{}\",reason=\"{}\"}} {v}",
+                TYPES[t].1, RCODES[r], REASONS[why]
+            );
+        }
+        family(
+            out,
+            "sipsteer_queries_ecs_total",
+            "DNS queries with and without EDNS Client Subnet",
+        );
+        let _ = writeln!(
+            out,
+            "sipsteer_queries_ecs_total{{ecs=\"absent\"}} {}",
+            ecs[0]
+        );
+        let _ = writeln!(
+            out,
+            "sipsteer_queries_ecs_total{{ecs=\"present\"}} {}",
+            ecs[1]
+        );
+        family(
+            out,
+            "sipsteer_truncated_total",
+            "UDP answers sent with TC set",
+        );
+        let _ = writeln!(out, "sipsteer_truncated_total {tc}");
+        let names = guard(&self.names);
+        let by_name =
+            |out: &mut String, metric: &str, label: &str, list: &[String], zones: bool| {
+                for (id, name) in list.iter().enumerate() {
+                    let total: u64 = blocks
+                        .iter()
+                        .map(|s| if zones { &s.zones } else { &s.regions }.get(id))
+                        .sum();
+                    let _ = writeln!(out, "{metric}{{{label}=\"{name}\"}} {total}");
+                }
+            };
+        family(
+            out,
+            "sipsteer_zone_queries_total",
+            "DNS queries answered from each zone",
+        );
+        by_name(
+            out,
+            "sipsteer_zone_queries_total",
+            "zone",
+            &names.zone_names,
+            true,
+        );
+        family(
+            out,
+            "sipsteer_region_answers_total",
+            "steered answers whose first region is this one",
+        );
+        by_name(
+            out,
+            "sipsteer_region_answers_total",
+            "region",
+            &names.region_names,
+            false,
+        );
+    }
+}
+
+fn family(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+}
+
+/// One listener's way of counting: its block, and the ids of the data it served last.
+pub struct Tally {
+    stats: Arc<QueryStats>,
+    counters: Arc<Counters>,
+    ids: Option<Arc<Ids>>,
+}
+
+impl Clone for Tally {
+    /// Another handle on the same block (TCP connections of one listener).
+    fn clone(&self) -> Tally {
+        Tally {
+            stats: self.stats.clone(),
+            counters: self.counters.clone(),
+            ids: self.ids.clone(),
+        }
+    }
+}
+
+impl Tally {
+    /// Counts one answered query of `snap`.
+    #[inline]
+    pub fn record(&mut self, snap: &Snapshot, s: &Summary) {
+        let st = &*self.stats;
+        st.by_key[key_index(s)].fetch_add(1, Relaxed);
+        st.ecs[usize::from(s.ecs)].fetch_add(1, Relaxed);
+        if s.truncated {
+            st.truncated.fetch_add(1, Relaxed);
+        }
+        let region = s.steered.and_then(|x| x.region);
+        if s.zone.is_none() && region.is_none() {
+            return;
+        }
+        let ids = match &self.ids {
+            Some(i) if i.fits(snap) => i,
+            _ => self.ids.insert(self.counters.ids_for(snap)),
+        };
+        if let Some(id) = s.zone.and_then(|z| ids.zones.get(z as usize)) {
+            st.zones.add(*id);
+        }
+        if let Some(id) = region.and_then(|r| ids.regions.get(r)) {
+            st.regions.add(*id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_its_own_counter() {
+        let mut seen = std::collections::HashSet::new();
+        for t in 0..TYPES.len() {
+            for r in 0..RCODES.len() {
+                for why in 0..REASONS.len() {
+                    assert!(seen.insert((t * RCODES.len() + r) * REASONS.len() + why));
+                }
+            }
+        }
+        assert_eq!(seen.len(), KEYS);
+        assert!(seen.iter().all(|k| *k < KEYS));
+    }
+
+    #[test]
+    fn ids_past_the_cap_share_the_last_one() {
+        let mut n = Names::default();
+        for i in 0..MAX_IDS + 3 {
+            let id = intern(&mut n.zones, &mut n.zone_names, &format!("z{i}"));
+            assert_eq!(id as usize, i.min(MAX_IDS - 1));
+        }
+        let by = ById::new();
+        by.add(u32::MAX);
+        assert_eq!(by.get(MAX_IDS - 1), 1);
+    }
+}
