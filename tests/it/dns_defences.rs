@@ -258,7 +258,20 @@ async fn cookie_is_returned_and_verifies() {
     check_cookie(&r, SECRET);
     let r = ask_udp(s.addr, a_query(5, Some(&[]))).await.expect("reply");
     assert_eq!(r.opts, Some(vec![]));
-    assert!(metric(&s, "sipsteer_dns_cookies_total{result=\"valid\"}").await >= 1);
+    // Valid: the one sent back (2); client only: the first and the TCP one (1, 4); invalid:
+    // the one made with another secret (3).
+    assert_eq!(
+        metric(&s, "sipsteer_dns_cookies_total{result=\"valid\"}").await,
+        1
+    );
+    assert_eq!(
+        metric(&s, "sipsteer_dns_cookies_total{result=\"client_only\"}").await,
+        2
+    );
+    assert_eq!(
+        metric(&s, "sipsteer_dns_cookies_total{result=\"invalid\"}").await,
+        1
+    );
     s.stop().await;
 }
 

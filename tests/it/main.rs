@@ -23,6 +23,8 @@ mod health_e2e;
 mod health_probe;
 mod health_udp_prober;
 mod hostile_config;
+mod layers;
+mod metrics_exact;
 mod multi_instance;
 mod operator_errors;
 mod ops_scrape;
