@@ -179,14 +179,15 @@ impl Prober {
 /// wake-up of the runtime instead of one each.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
-/// `after` from now, rounded up to the next tick (ticks counted from the runtime's clock).
+/// `after` from now, rounded up to the next tick of a grid aligned on the wall clock (so every
+/// timer of the process shares the same ticks without a shared origin).
 pub(crate) fn on_tick(after: Duration) -> tokio::time::Instant {
-    static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let origin = *ORIGIN.get_or_init(Instant::now);
     let at = Instant::now() + after;
-    let since = at.saturating_duration_since(origin).as_nanos();
+    let wall = std::time::SystemTime::now() + after;
+    let since = wall
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let tick = TICK.as_nanos();
-    let rounded = since.div_ceil(tick) * tick;
-    let up = Duration::from_nanos((rounded - since) as u64);
+    let up = Duration::from_nanos(((tick - since % tick) % tick) as u64);
     tokio::time::Instant::from_std(at + up)
 }

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::state::Forced;
 use crate::files::os_reason;
@@ -88,17 +87,15 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
 
 /// A new temporary file next to `path`, under a name no one else holds.
 fn create_temp(path: &Path, dir: &Path) -> Result<(PathBuf, std::fs::File), String> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
     let name = path
         .file_name()
         .map_or_else(|| "state".into(), |n| n.to_string_lossy().into_owned());
     let mut last = None;
     for _ in 0..TEMP_ATTEMPTS {
         let tmp = dir.join(format!(
-            ".{name}.{}.{}.{:08x}.tmp",
+            ".{name}.{}.{:016x}.tmp",
             std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed),
-            rand::random::<u32>()
+            rand::random::<u64>()
         ));
         match open_new(&tmp) {
             Ok(f) => return Ok((tmp, f)),
