@@ -1,11 +1,25 @@
 //! sipsteer: an authoritative geo-DNS server that steers SIP traffic.
 //!
-//! The crate is laid out along the path a query takes:
+//! The map of the crate, in layers from the bottom up. A module uses only modules of lower
+//! layers (checked by `tests/it/layers.rs`; docs/architecture.md has the why):
 //!
-//! - [`config`] reads `sipsteer.yaml` and the zone maps (one loader for serve, check, reload).
-//! - [`geo`] reads GeoIP databases (mmdb or CSV) and compiles them into address blocks.
-//! - [`health`] probes SIP servers and keeps their state.
-//! - [`dns`] parses queries, builds answers and runs the UDP/TCP listeners.
+//! 1. Leaves: [`cli`] (the command line), [`files`] (bounded, non-blocking file reads),
+//!    [`lock`] (poison-tolerant locking), [`proto`] (DNS numbers), [`telemetry`] (one
+//!    instance's metrics registry, handed down from `app`).
+//! 2. [`config`]: `sipsteer.yaml`, zone maps, operator state; validation with file:line:col;
+//!    the names a service generates.
+//! 3. [`geo`]: GeoIP databases (mmdb, CSV) into network tables and address-block maps;
+//!    [`lint`]: warnings about a valid config.
+//! 4. [`routing`]: zones compiled into wire-format record sets and steered-name references.
+//! 5. [`steering`]: the pure core: ranking, health, failover tiers into an answer plan.
+//! 6. [`health`]: SIP OPTIONS and TCP probes, the per-server state machine, load reports, the
+//!    hub that publishes health views.
+//! 7. [`dns`]: the snapshot a query reads, the wire parser, the answer path, defences (cookies,
+//!    RRL), query counters and log, and the UDP/TCP/DoT/DoH listeners.
+//! 8. [`explain`]: the answer a client would get, and why (the real answer path).
+//! 9. [`reload`]: the one loader (config + GeoIP) and the reload pipeline.
+//! 10. [`admin`]: the HTTP API and `/metrics`.
+//! 11. [`app`]: starts and stops everything; startup logs.
 pub mod admin;
 pub mod app;
 pub mod cli;
