@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench/sitting.sh [ROUNDS]
+#
+# One benchmark sitting, in rotation: the UDP reflector (the machine's limit), gdnsd, sipsteer
+# before (BEFORE=binary), sipsteer after (AFTER=binary, default target/release/sipsteer) and
+# the same answer path behind hickory-server's Server (HICKORY=binary, the `hickory_server`
+# example) are started at once, each pinned to CPU 1 on its own port; then ROUNDS (3) rounds
+# of one run-one.sh pass against each in turn (workloads a, b, c at max rate, b at a fixed
+# 50k qps), and a TCP pass (c-static over TCP) against sipsteer after and hickory-server.
+# Medians per label come from the shared kit's summarize.py; this script prints the table.
+#
+# Env: KIT (~/bench), DURATION (10), RUN_ID (sitting-<time>), PERF=1 records a 10 s perf
+# profile of before and after under b-sip-ecs into $KIT/results/raw/$RUN_ID/*.perf.txt.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+KIT="${KIT:-$HOME/bench}"
+ROUNDS="${1:-3}"
+DURATION="${DURATION:-10}"
+RUN_ID="${RUN_ID:-sitting-$(date -u +%Y%m%dT%H%M%SZ)}"
+BEFORE="${BEFORE:-}"
+AFTER="${AFTER:-$ROOT/target/release/sipsteer}"
+HICKORY="${HICKORY:-$ROOT/target/release/examples/hickory_server}"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  PORT=5301 "$KIT/peers/gdnsd/stop.sh" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[[ -s "$KIT/data/GeoLite2-City.mmdb" ]] || "$KIT/setup.sh"
+mkdir -p "$ROOT/bench/data"
+ln -sf "$KIT/data/GeoLite2-City.mmdb" "$ROOT/bench/data/"
+
+# A copy of bench/sipsteer.yaml on PORT, admin API off.
+config() {
+  local port="$1" dir="$WORK/cfg-$1"
+  mkdir -p "$dir"
+  cp -r "$ROOT/bench/zones" "$dir/zones"
+  mkdir -p "$dir/data" && ln -sf "$KIT/data/GeoLite2-City.mmdb" "$dir/data/"
+  sed -e "s/127.0.0.1:5300/127.0.0.1:$port/" -e 's/admin: "127.0.0.1:8054"/admin: "off"/' \
+    "$ROOT/bench/sipsteer.yaml" > "$dir/sipsteer.yaml"
+  echo "$dir/sipsteer.yaml"
+}
+
+wait_udp() {  # wait until PORT answers a query
+  for _ in $(seq 1 300); do
+    dig +tries=1 +time=1 -p "$1" @127.0.0.1 static.example.com A >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  echo "nothing answers on port $1" >&2; return 1
+}
+
+LABELS=()
+cc -O2 -o "$WORK/udp_reflect" "$KIT/limit/udp_reflect.c"
+taskset -c 1 "$WORK/udp_reflect" 127.0.0.1 5399 & PIDS+=($!)
+LABELS+=("limit:5399")
+PORT=5301 taskset -c 1 "$KIT/peers/gdnsd/start.sh" >/dev/null
+LABELS+=("gdnsd:5301")
+if [[ -n "$BEFORE" ]]; then
+  taskset -c 1 "$BEFORE" serve --config "$(config 5302)" 2>"$WORK/before.log" & PIDS+=($!)
+  LABELS+=("sipsteer-before:5302")
+fi
+taskset -c 1 "$AFTER" serve --config "$(config 5303)" 2>"$WORK/after.log" & PIDS+=($!)
+LABELS+=("sipsteer-after:5303")
+if [[ -x "$HICKORY" ]]; then
+  taskset -c 1 "$HICKORY" "$(config 5304)" 2>"$WORK/hickory.log" & PIDS+=($!)
+  LABELS+=("hickory-server:5304")
+fi
+for l in "${LABELS[@]}"; do
+  [[ "${l%%:*}" == limit ]] || wait_udp "${l##*:}"
+done
+# Steered answers need the GeoIP map in: wait for the ready line.
+for log in "$WORK"/*.log; do
+  for _ in $(seq 1 300); do grep -q '"ready"\|ready' "$log" && break; sleep 0.2; done
+done
+
+cd "$KIT"
+for round in $(seq 1 "$ROUNDS"); do
+  for l in "${LABELS[@]}"; do
+    label="${l%%:*}" port="${l##*:}"
+    no_check=0; [[ "$label" == limit ]] && no_check=1
+    NO_CHECK="$no_check" RUN_ID="$RUN_ID" REPS=1 DURATION="$DURATION" FIXED_RATES=50000 \
+      ./run-one.sh 127.0.0.1 "$port" "$label" | grep -v '^  check:' || true
+  done
+done
+
+# TCP: the same answer path behind sipsteer's own TCP listener and behind hickory-server.
+mkdir -p "$WORK/tcp"
+printf '#!/bin/sh\nexec /usr/bin/dnsperf -m tcp "$@"\n' > "$WORK/tcp/dnsperf"
+chmod +x "$WORK/tcp/dnsperf"
+for l in "sipsteer-after:5303" "hickory-server:5304"; do
+  [[ " ${LABELS[*]} " == *" $l "* ]] || continue
+  PATH="$WORK/tcp:$PATH" NO_CHECK=1 RUN_ID="$RUN_ID" REPS="$ROUNDS" DURATION="$DURATION" \
+    QUERY_FILES="c-static" FIXED_FILES="" ./run-one.sh 127.0.0.1 "${l##*:}" "${l%%:*}-tcp" || true
+done
+
+if [[ "${PERF:-0}" == 1 ]]; then
+  for l in "sipsteer-before:5302" "sipsteer-after:5303"; do
+    [[ " ${LABELS[*]} " == *" $l "* ]] || continue
+    pid="$(ss -Hlunp "sport = :${l##*:}" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
+    out="$KIT/results/raw/$RUN_ID/${l%%:*}.perf"
+    taskset -c 0 dnsperf -B -s 127.0.0.1 -p "${l##*:}" -c 10 -q 100 -d queries/b-sip-ecs.bin -l 14 >/dev/null &
+    sleep 2
+    perf record -g -o "$out.data" -p "$pid" -- sleep 10 >/dev/null 2>&1 || true
+    wait
+    perf report -i "$out.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -40 > "$out.txt" || true
+    echo "== perf ${l%%:*}: $out.txt"; head -15 "$out.txt"
+  done
+fi
+
+echo "== sitting $RUN_ID (rows in $KIT/results/runs.tsv)"
+for l in "${LABELS[@]}" "sipsteer-after-tcp:" "hickory-server-tcp:"; do
+  python3 tools/summarize.py results/runs.tsv --run "$RUN_ID" --label "${l%%:*}" 2>/dev/null | tail -n +1 || true
+done
