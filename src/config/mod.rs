@@ -10,7 +10,7 @@ pub mod main_file;
 mod names;
 pub mod operator;
 mod raw;
-mod records;
+pub(crate) mod records;
 mod services;
 mod steer;
 pub mod tls;

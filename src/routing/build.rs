@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use hickory_proto::rr::{Name, RData, Record};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use std::sync::Arc;
 
@@ -20,19 +19,6 @@ pub fn wire_name(n: &Name) -> Box<[u8]> {
     }
     out.push(0);
     out.into_boxed_slice()
-}
-
-/// Encodes record data without name compression.
-pub fn rdata_wire(rdata: &RData) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(64);
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_canonical_form(true);
-    // Encoding into a growable buffer cannot run out of room; an error would mean a bug in
-    // the record data, which validation already parsed.
-    if rdata.emit(&mut enc).is_err() {
-        buf.clear();
-    }
-    buf
 }
 
 /// Builds one wire record set from (ttl, rdata) pairs of one type.
@@ -148,7 +134,7 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
     empty_non_terminals(&mut nodes, &apex);
 
     let soa_min = z.soa.minimum;
-    let (soa, soa_ptrs) = super::rdata::encode(&RData::SOA(z.soa.clone()), &apex);
+    let (soa, soa_ptrs) = super::rdata::soa(&z.soa, &apex);
     let negative_soa = rrset_with_ptrs(
         crate::dns::wire::TYPE_SOA,
         &[(soa_min, soa, soa_ptrs)],
@@ -210,9 +196,12 @@ fn static_node(records: &[Record], origin: &Name, apex: &[u8]) -> Node {
             .collect();
         let items: Vec<(u32, Vec<u8>, Vec<usize>)> = of_type
             .iter()
-            .map(|r| {
-                let (d, p) = super::rdata::encode(&r.data, apex);
-                (r.ttl, d, p)
+            .filter_map(|r| match super::rdata::encode(&r.data, apex) {
+                Ok((d, p)) => Some((r.ttl, d, p)),
+                Err(e) => {
+                    tracing::error!(name = %r.name, error = %e, "record left out: no wire form");
+                    None
+                }
             })
             .collect();
         let targets: Vec<Name> = of_type.iter().filter_map(|r| target(&r.data)).collect();
