@@ -31,9 +31,7 @@ pub fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, ConfigE
         file: path,
         errors: &mut errors,
     };
-    let listen_dns = listen_dns(&main.listen, &mut sink);
-    let listen_admin = listen_admin(&main.listen, &mut sink);
-    admin_clash(&main.listen, &listen_dns, listen_admin, &mut sink);
+    let (listen_dns, listen_admin) = listen(&main.listen, &mut sink);
     let mut dns = dns_settings(main.dns.as_ref(), &mut sink);
     dns.defences = super::defences::settings(main.dns.as_ref(), &base, &mut files, &mut sink);
     let admin = admin_settings(main.admin.as_ref(), &base, &mut sink);
@@ -65,9 +63,7 @@ pub fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, ConfigE
     let encrypted = super::tls::load(&main, &base, &mut files, &mut sink);
 
     if !errors.is_empty() {
-        errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-        errors.dedup();
-        return Err(ConfigErrors(errors));
+        return Err(sorted(errors));
     }
     Ok(Config {
         file: path.to_path_buf(),
@@ -90,6 +86,21 @@ pub fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, ConfigE
         listen_https: encrypted.listen_https,
         tls: encrypted.files,
     })
+}
+
+/// The errors by file and position, each once.
+fn sorted(mut errors: Vec<ConfigError>) -> ConfigErrors {
+    errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    errors.dedup();
+    ConfigErrors(errors)
+}
+
+/// `listen:`: the DNS addresses and the admin API's, which must not clash with them.
+fn listen(l: &raw::Listen, sink: &mut Sink) -> (Vec<SocketAddr>, Option<SocketAddr>) {
+    let dns = listen_dns(l, sink);
+    let admin = listen_admin(l, sink);
+    admin_clash(l, &dns, admin, sink);
+    (dns, admin)
 }
 
 /// Reads and parses `sipsteer.yaml` itself; an error here stops the load.
