@@ -92,43 +92,15 @@ pub fn explain(
     name: &str,
     rtype: RecordType,
 ) -> Result<Explanation, String> {
-    let qname = Name::from_ascii(name).map_err(|e| format!("invalid name `{name}`: {e}"))?;
-    let mut qname = qname;
+    let mut qname = Name::from_ascii(name).map_err(|e| format!("invalid name `{name}`: {e}"))?;
     qname.set_fqdn(true);
-    let mut m = Message::new(1, MessageType::Query, OpCode::Query);
-    m.add_query(Query::query(qname.clone(), rtype));
-    let mut e = Edns::new();
-    e.set_max_payload(1232);
-    if let Some(net) = ecs {
-        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
-            net.network(),
-            net.prefix_len(),
-            0,
-        )));
-    }
-    m.set_edns(e);
-    let packet = m
-        .to_vec()
-        .map_err(|e| format!("cannot encode query: {e}"))?;
+    let packet = query(&qname, rtype, ecs)?;
     let mut out = Vec::new();
     respond(snap, client, Proto::Udp, &packet, &mut out).ok_or("the query would be dropped")?;
     let reply = Message::from_vec(&out).map_err(|e| format!("cannot decode reply: {e}"))?;
 
     let located = ecs.map_or(canonical(client), |n| n.network());
-    let location = snap.steering.geo.as_ref().and_then(|g| {
-        let (first, last, id) = g.table.lookup_range(located)?;
-        let l = g.table.locations.get(id as usize)?;
-        let code = |c: Option<[u8; 2]>| c.map(|c| String::from_utf8_lossy(&c).into_owned());
-        Some(LocationOut {
-            network: format!("{first} - {last}"),
-            country: code(l.country),
-            continent: code(l.continent),
-            city: l.city.as_ref().map(|c| c.to_string()),
-            lat: l.coords.map(|c| c.0),
-            lon: l.coords.map(|c| c.1),
-        })
-    });
-
+    let location = location_out(snap, located);
     let lower = crate::config::service_names::wire_name(&qname.to_lowercase());
     let found = snap.routing.find_zone(&lower);
     let zone = found.map(|(z, _)| z.origin.to_string());
@@ -165,6 +137,7 @@ pub fn explain(
     })
 }
 
+/// What the steering core saw for the steered name `sref`, for a client at `located`.
 fn service_out(
     snap: &Snapshot,
     sref: crate::routing::SteerRef,
@@ -199,35 +172,75 @@ fn service_out(
         ranking: ranking
             .order
             .iter()
-            .map(|&pos| {
-                let r = &st.regions[svc.regions[pos as usize]];
-                RankOut {
-                    region: r.name.clone(),
-                    distance_km: coords.map(|c| (distance_km(c, r.location) * 10.0).round() / 10.0),
-                    healthy: st.region_healthy(svc.regions[pos as usize], &snap.health),
-                    servers: r
-                        .servers
-                        .iter()
-                        .map(|s| ServerOut {
-                            name: s.name.clone(),
-                            state: snap.health.status(s.slot),
-                            suspect: snap.health.suspect(s.slot),
-                            backup: s.backup,
-                            file_state: snap
-                                .config
-                                .operator
-                                .get(&(r.name.clone(), s.name.clone()))
-                                .filter(|o| o.active(std::time::SystemTime::now()))
-                                .map(|o| o.state.as_str()),
-                        })
-                        .collect(),
-                }
-            })
+            .map(|&pos| rank_out(snap, svc.regions[pos as usize], coords))
             .collect(),
         tiers: plan.tiers().iter().map(|&p| region_name(p)).collect(),
         ttl,
         trouble: ttl != svc.ttl,
     }
+}
+
+/// One region of the ranking (`region` is its global index), with its distance from the
+/// client's coordinates when known.
+fn rank_out(snap: &Snapshot, region: usize, coords: Option<(f64, f64)>) -> RankOut {
+    let st = &snap.steering;
+    let r = &st.regions[region];
+    RankOut {
+        region: r.name.clone(),
+        distance_km: coords.map(|c| (distance_km(c, r.location) * 10.0).round() / 10.0),
+        healthy: st.region_healthy(region, &snap.health),
+        servers: r
+            .servers
+            .iter()
+            .map(|s| ServerOut {
+                name: s.name.clone(),
+                state: snap.health.status(s.slot),
+                suspect: snap.health.suspect(s.slot),
+                backup: s.backup,
+                file_state: snap
+                    .config
+                    .operator
+                    .get(&(r.name.clone(), s.name.clone()))
+                    .filter(|o| o.active(std::time::SystemTime::now()))
+                    .map(|o| o.state.as_str()),
+            })
+            .collect(),
+    }
+}
+
+/// The query packet a resolver would send: EDNS with a 1232-byte payload and the ECS
+/// option when a subnet is given.
+fn query(qname: &Name, rtype: RecordType, ecs: Option<IpNet>) -> Result<Vec<u8>, String> {
+    let mut m = Message::new(1, MessageType::Query, OpCode::Query);
+    m.add_query(Query::query(qname.clone(), rtype));
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    if let Some(net) = ecs {
+        e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
+            net.network(),
+            net.prefix_len(),
+            0,
+        )));
+    }
+    m.set_edns(e);
+    m.to_vec().map_err(|e| format!("cannot encode query: {e}"))
+}
+
+/// Where the GeoIP data places `located`: its range and location; `None` without GeoIP data
+/// or when the address is not in it.
+fn location_out(snap: &Snapshot, located: IpAddr) -> Option<LocationOut> {
+    let g = snap.steering.geo.as_ref()?;
+    let (first, last, id) = g.table.lookup_range(located)?;
+    let l = g.table.locations.get(id as usize)?;
+    let code = |c: Option<[u8; 2]>| c.map(|c| String::from_utf8_lossy(&c).into_owned());
+    Some(LocationOut {
+        network: format!("{first} - {last}"),
+        country: code(l.country),
+        continent: code(l.continent),
+        city: l.city.as_ref().map(|c| c.to_string()),
+        lat: l.coords.map(|c| c.0),
+        lon: l.coords.map(|c| c.1),
+    })
 }
 
 /// The explanation as text for people.
@@ -239,97 +252,14 @@ pub fn render(e: &Explanation) -> String {
         let _ = write!(s, " (ecs {ecs})");
     }
     let _ = writeln!(s);
-    match &e.location {
-        Some(l) => {
-            let _ = writeln!(s, "network   {}", l.network);
-            let _ = writeln!(
-                s,
-                "location  {} {} {} {}",
-                l.country.as_deref().unwrap_or("-"),
-                l.continent.as_deref().unwrap_or("-"),
-                l.city.as_deref().unwrap_or("-"),
-                match (l.lat, l.lon) {
-                    (Some(a), Some(b)) => format!("({a:.2}, {b:.2})"),
-                    _ => "(no coordinates)".into(),
-                }
-            );
-        }
-        None => {
-            let _ = writeln!(s, "location  unknown ({} not in the GeoIP data)", e.located);
-        }
-    }
+    render_location(&mut s, e);
     let _ = writeln!(
         s,
         "zone      {}",
         e.zone.as_deref().unwrap_or("none (REFUSED)")
     );
     if let Some(svc) = &e.service {
-        let _ = writeln!(s, "service   {} ({})", svc.name, svc.target);
-        let _ = writeln!(
-            s,
-            "reason    {}{}",
-            svc.reason,
-            if svc.fail_open {
-                ", every region down: answering the nearest anyway"
-            } else if svc.nodata {
-                ", every region down: no records (all_down: nodata)"
-            } else {
-                ""
-            }
-        );
-        let _ = writeln!(s, "ranking");
-        for (i, r) in svc.ranking.iter().enumerate() {
-            let dist = r
-                .distance_km
-                .map_or("-".to_string(), |d| format!("{d:.0} km"));
-            let servers: Vec<String> = r
-                .servers
-                .iter()
-                .map(|x| {
-                    format!(
-                        "{} {}{}{}{}",
-                        x.name,
-                        x.state.as_str(),
-                        if x.suspect { " (suspect)" } else { "" },
-                        if x.backup { " (backup)" } else { "" },
-                        x.file_state
-                            .map(|f| format!(" (operator state file: {f})"))
-                            .unwrap_or_default()
-                    )
-                })
-                .collect();
-            let _ = writeln!(
-                s,
-                "  {}. {:<10} {:>9}  {:<9} {}",
-                i + 1,
-                r.region,
-                dist,
-                if r.healthy { "healthy" } else { "unhealthy" },
-                servers.join(", ")
-            );
-        }
-        let tiers: Vec<String> = svc
-            .tiers
-            .iter()
-            .enumerate()
-            .map(|(i, t)| format!("{t} (priority {})", 10 * (i + 1)))
-            .collect();
-        let _ = writeln!(
-            s,
-            "tiers     {}",
-            if tiers.is_empty() {
-                "none".into()
-            } else {
-                tiers.join(", ")
-            }
-        );
-        if svc.trouble {
-            let _ = writeln!(
-                s,
-                "ttl       {} (trouble: a server of the tiers is suspect, recently flipped or full)",
-                svc.ttl
-            );
-        }
+        render_service(&mut s, svc);
     }
     let _ = writeln!(
         s,
@@ -354,4 +284,99 @@ pub fn render(e: &Explanation) -> String {
         }
     }
     s
+}
+
+/// The `network` and `location` lines: where the GeoIP data places the located address.
+fn render_location(s: &mut String, e: &Explanation) {
+    let Some(l) = &e.location else {
+        let _ = writeln!(s, "location  unknown ({} not in the GeoIP data)", e.located);
+        return;
+    };
+    let _ = writeln!(s, "network   {}", l.network);
+    let _ = writeln!(
+        s,
+        "location  {} {} {} {}",
+        l.country.as_deref().unwrap_or("-"),
+        l.continent.as_deref().unwrap_or("-"),
+        l.city.as_deref().unwrap_or("-"),
+        match (l.lat, l.lon) {
+            (Some(a), Some(b)) => format!("({a:.2}, {b:.2})"),
+            _ => "(no coordinates)".into(),
+        }
+    );
+}
+
+/// The steered service: why it answered as it did, the ranking, the tiers and a trouble TTL.
+fn render_service(s: &mut String, svc: &ServiceOut) {
+    let _ = writeln!(s, "service   {} ({})", svc.name, svc.target);
+    let _ = writeln!(
+        s,
+        "reason    {}{}",
+        svc.reason,
+        if svc.fail_open {
+            ", every region down: answering the nearest anyway"
+        } else if svc.nodata {
+            ", every region down: no records (all_down: nodata)"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(s, "ranking");
+    for (i, r) in svc.ranking.iter().enumerate() {
+        render_rank(s, i, r);
+    }
+    let tiers: Vec<String> = svc
+        .tiers
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{t} (priority {})", 10 * (i + 1)))
+        .collect();
+    let _ = writeln!(
+        s,
+        "tiers     {}",
+        if tiers.is_empty() {
+            "none".into()
+        } else {
+            tiers.join(", ")
+        }
+    );
+    if svc.trouble {
+        let _ = writeln!(
+            s,
+            "ttl       {} (trouble: a server of the tiers is suspect, recently flipped or full)",
+            svc.ttl
+        );
+    }
+}
+
+/// One line of the ranking: the region's place (`i` from 0), distance, health and servers.
+fn render_rank(s: &mut String, i: usize, r: &RankOut) {
+    let dist = r
+        .distance_km
+        .map_or("-".to_string(), |d| format!("{d:.0} km"));
+    let servers: Vec<String> = r
+        .servers
+        .iter()
+        .map(|x| {
+            format!(
+                "{} {}{}{}{}",
+                x.name,
+                x.state.as_str(),
+                if x.suspect { " (suspect)" } else { "" },
+                if x.backup { " (backup)" } else { "" },
+                x.file_state
+                    .map(|f| format!(" (operator state file: {f})"))
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "  {}. {:<10} {:>9}  {:<9} {}",
+        i + 1,
+        r.region,
+        dist,
+        if r.healthy { "healthy" } else { "unhealthy" },
+        servers.join(", ")
+    );
 }

@@ -3,9 +3,12 @@
 //!
 //! At [`MAX_CONNECTIONS`] a new connection is closed at once. A request head must arrive
 //! within [`HEADER_TIMEOUT`], which also closes a keep-alive connection idle for that long.
-//! A request is answered within [`REQUEST_TIMEOUT`] (408 otherwise). A connection is asked to
-//! close after [`MAX_CONNECTION_AGE`], and dropped if its last reply is not taken within
-//! [`REQUEST_TIMEOUT`] more, so a client that never reads cannot keep a slot.
+//! Once it holds one of its route's [`MAX_IN_FLIGHT`] slots, a request is answered within
+//! [`REQUEST_TIMEOUT`] (408 otherwise). The wait for a slot is not timed, but every slot is
+//! free again within that time; overload is never answered 503 here (that status comes only
+//! from the routes themselves). A connection is asked to close after [`MAX_CONNECTION_AGE`],
+//! and dropped if its last reply is not taken within [`REQUEST_TIMEOUT`] more, so a client
+//! that never reads cannot keep a slot.
 
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub const MAX_CONNECTIONS: usize = 128;
 /// Longest wait for a request head (the first one, or the next on a keep-alive connection).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest time to answer one request, body included.
+/// Longest time to answer one request once it holds an in-flight slot, body included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests handled at once (per route); more wait for a slot.
 const MAX_IN_FLIGHT: usize = 64;

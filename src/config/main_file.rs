@@ -5,6 +5,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{self, ConfigError, ConfigErrors, Sink};
@@ -12,148 +13,57 @@ use super::raw;
 use super::steer::{HealthDefaults, RegionTable};
 use super::values::parse_duration;
 use super::zone;
-use super::{AdminSettings, CapacitySettings, Config, DnsSettings, SourceFile};
+use super::{AdminSettings, CapacitySettings, Config, DnsSettings, SourceFile, ZoneConfig};
 use crate::files::os_reason;
 
 /// Environment variable read for the admin token when the config names none.
 pub const TOKEN_ENV: &str = "SIPSTEER_ADMIN_TOKEN";
 
+/// Loads `sipsteer.yaml` and every zone map, reusing the zone maps `cache` has validated
+/// before; every problem found is reported, sorted by file and position.
 pub fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut files = Vec::new();
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-
-    let text = match read(path, crate::files::MAX_MAIN_CONFIG, "config", &mut files) {
-        Ok(t) => t,
-        Err(e) => return Err(ConfigErrors(vec![e])),
-    };
-    let main: raw::Main = match serde_saphyr::from_str(&text) {
-        Ok(m) => m,
-        Err(e) => return Err(ConfigErrors(vec![error::from_yaml(path, &e)])),
-    };
+    let main = main_yaml(path, &mut files)?;
 
     let mut sink = Sink {
         file: path,
         errors: &mut errors,
     };
-    let listen_dns = listen_dns(&main.listen, &mut sink);
-    let listen_admin = listen_admin(&main.listen, &mut sink);
-    admin_clash(&main.listen, &listen_dns, listen_admin, &mut sink);
+    let (listen_dns, listen_admin) = listen(&main.listen, &mut sink);
     let mut dns = dns_settings(main.dns.as_ref(), &mut sink);
     dns.defences = super::defences::settings(main.dns.as_ref(), &base, &mut files, &mut sink);
     let admin = admin_settings(main.admin.as_ref(), &base, &mut sink);
-    if let Some(addr) = listen_admin
-        && !addr.ip().is_loopback()
-        && admin.token.is_none()
-    {
-        let loc = main.listen.admin.as_ref().map(|a| a.referenced);
-        let msg = format!(
-            "admin API on non-loopback address {addr} needs a token (admin.token or {TOKEN_ENV})"
-        );
-        match loc {
-            Some(l) => sink.at(l, "listen.admin", msg),
-            None => sink.file(msg),
-        }
-    }
+    admin_needs_token(&main.listen, listen_admin, &admin, &mut sink);
     let capacity = capacity_settings(main.capacity.as_ref(), &mut sink);
-    let query_log = main.query_log.as_ref().and_then(|q| {
-        let sample = q.sample.as_ref().map_or(1.0, |s| s.value);
-        if let Some(s) = &q.sample
-            && !(s.value > 0.0 && s.value <= 1.0)
-        {
-            sink.on(
-                s,
-                "query_log.sample",
-                "sample must be more than 0 and at most 1",
-            );
-            return None;
-        }
-        Some(super::QueryLogSettings {
-            path: base.join(&q.path.value),
-            sample,
-        })
-    });
+    let query_log = query_log_settings(main.query_log.as_ref(), &base, &mut sink);
     let defaults = HealthDefaults::from_raw(main.health.as_ref(), &mut sink);
     let zones_dir = base.join(main.zones.as_ref().map_or("zones", |z| z.value.as_str()));
     let geoip = main.geoip.as_ref().map(|g| base.join(&g.database.value));
 
     let mut regions = RegionTable::default();
     regions.add_all(&main.regions, "regions", &defaults, &mut sink);
-
-    let mut raw_zones = Vec::new();
-    match zone_files(&zones_dir) {
-        Ok(list) if list.is_empty() => errors.push(whole_file(
-            &zones_dir,
-            "no zone maps (*.yaml) in the zones directory",
-        )),
-        Ok(list) => {
-            for file in &list {
-                match cache.read(file, &mut files) {
-                    Ok(z) => raw_zones.push((file.clone(), z)),
-                    Err(e) => errors.push(e),
-                }
-            }
-            cache.keep_only(&list);
-        }
-        Err(e) => errors.extend(e.0),
-    }
-
-    // Regions first (services of any zone may name any region), then zones.
-    for (file, z) in &raw_zones {
-        let mut sink = Sink {
-            file,
-            errors: &mut errors,
-        };
-        regions.add_all(&z.regions, "regions", &defaults, &mut sink);
-    }
-    cache.regions(regions.signature());
-    let mut zones = Vec::new();
-    for (file, z) in &raw_zones {
-        if let Some(zone) = cache.valid(file, z) {
-            zones.push(zone);
-            continue;
-        }
-        let before = errors.len();
-        let mut sink = Sink {
-            file,
-            errors: &mut errors,
-        };
-        if let Some(zone) = zone::validate(z, &regions, &mut sink) {
-            let zone = std::sync::Arc::new(zone);
-            if errors.len() == before {
-                cache.set_valid(file, z, zone.clone());
-            }
-            zones.push(zone);
-        }
-    }
-    zone::check_unique(&zones, &raw_zones, &mut errors);
+    let raw_zones = zone_maps(&zones_dir, cache, &mut files, &mut errors);
+    let zones = zone_configs(&raw_zones, &mut regions, &defaults, cache, &mut errors);
     let regions = regions.into_regions();
     let operator_state_file = main.operator_state.as_ref().map(|f| base.join(&f.value));
     let operator = match &operator_state_file {
         Some(f) => super::operator::load(f, &regions, &mut files, &mut errors),
         None => Default::default(),
     };
-    let load_source = main.load.as_ref().and_then(|l| {
-        let mut sink = Sink {
-            file: path,
-            errors: &mut errors,
-        };
-        super::load_source::compile(l, &regions, &mut sink)
-    });
-    let encrypted = super::tls::load(
-        &main,
-        &base,
-        &mut files,
-        &mut Sink {
-            file: path,
-            errors: &mut errors,
-        },
-    );
+    let mut sink = Sink {
+        file: path,
+        errors: &mut errors,
+    };
+    let load_source = main
+        .load
+        .as_ref()
+        .and_then(|l| super::load_source::compile(l, &regions, &mut sink));
+    let encrypted = super::tls::load(&main, &base, &mut files, &mut sink);
 
     if !errors.is_empty() {
-        errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
-        errors.dedup();
-        return Err(ConfigErrors(errors));
+        return Err(sorted(errors));
     }
     Ok(Config {
         file: path.to_path_buf(),
@@ -176,6 +86,136 @@ pub fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, ConfigE
         listen_https: encrypted.listen_https,
         tls: encrypted.files,
     })
+}
+
+/// The errors by file and position, each once.
+fn sorted(mut errors: Vec<ConfigError>) -> ConfigErrors {
+    errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    errors.dedup();
+    ConfigErrors(errors)
+}
+
+/// `listen:`: the DNS addresses and the admin API's, which must not clash with them.
+fn listen(l: &raw::Listen, sink: &mut Sink) -> (Vec<SocketAddr>, Option<SocketAddr>) {
+    let dns = listen_dns(l, sink);
+    let admin = listen_admin(l, sink);
+    admin_clash(l, &dns, admin, sink);
+    (dns, admin)
+}
+
+/// Reads and parses `sipsteer.yaml` itself; an error here stops the load.
+fn main_yaml(path: &Path, files: &mut Vec<SourceFile>) -> Result<raw::Main, ConfigErrors> {
+    let text = read(path, crate::files::MAX_MAIN_CONFIG, "config", files)
+        .map_err(|e| ConfigErrors(vec![e]))?;
+    serde_saphyr::from_str(&text).map_err(|e| ConfigErrors(vec![error::from_yaml(path, &e)]))
+}
+
+/// An admin API listening beyond loopback must have a token.
+fn admin_needs_token(
+    listen: &raw::Listen,
+    addr: Option<SocketAddr>,
+    admin: &AdminSettings,
+    sink: &mut Sink,
+) {
+    let Some(addr) = addr else {
+        return;
+    };
+    if addr.ip().is_loopback() || admin.token.is_some() {
+        return;
+    }
+    let msg = format!(
+        "admin API on non-loopback address {addr} needs a token (admin.token or {TOKEN_ENV})"
+    );
+    match listen.admin.as_ref().map(|a| a.referenced) {
+        Some(l) => sink.at(l, "listen.admin", msg),
+        None => sink.file(msg),
+    }
+}
+
+/// `query_log:`: the log file (relative to the config's directory) and the sampled share.
+fn query_log_settings(
+    q: Option<&raw::QueryLog>,
+    base: &Path,
+    sink: &mut Sink,
+) -> Option<super::QueryLogSettings> {
+    let q = q?;
+    let sample = q.sample.as_ref().map_or(1.0, |s| s.value);
+    if let Some(s) = &q.sample
+        && !(s.value > 0.0 && s.value <= 1.0)
+    {
+        sink.on(
+            s,
+            "query_log.sample",
+            "sample must be more than 0 and at most 1",
+        );
+        return None;
+    }
+    Some(super::QueryLogSettings {
+        path: base.join(&q.path.value),
+        sample,
+    })
+}
+
+/// Reads (or takes from `cache`) every zone map in the zones directory; `cache` forgets the
+/// files no longer there.
+fn zone_maps(
+    zones_dir: &Path,
+    cache: &mut super::ZoneCache,
+    files: &mut Vec<SourceFile>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<(PathBuf, Arc<raw::Zone>)> {
+    let mut raw_zones = Vec::new();
+    match zone_files(zones_dir) {
+        Ok(list) if list.is_empty() => errors.push(whole_file(
+            zones_dir,
+            "no zone maps (*.yaml) in the zones directory",
+        )),
+        Ok(list) => {
+            for file in &list {
+                match cache.read(file, files) {
+                    Ok(z) => raw_zones.push((file.clone(), z)),
+                    Err(e) => errors.push(e),
+                }
+            }
+            cache.keep_only(&list);
+        }
+        Err(e) => errors.extend(e.0),
+    }
+    raw_zones
+}
+
+/// Validates the zone maps: the regions they define first (services of any zone may name any
+/// region), then each zone, reusing what `cache` validated before with the same regions.
+fn zone_configs(
+    raw_zones: &[(PathBuf, Arc<raw::Zone>)],
+    regions: &mut RegionTable,
+    defaults: &HealthDefaults,
+    cache: &mut super::ZoneCache,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Arc<ZoneConfig>> {
+    for (file, z) in raw_zones {
+        let mut sink = Sink { file, errors };
+        regions.add_all(&z.regions, "regions", defaults, &mut sink);
+    }
+    cache.regions(regions.signature());
+    let mut zones = Vec::new();
+    for (file, z) in raw_zones {
+        if let Some(zone) = cache.valid(file, z) {
+            zones.push(zone);
+            continue;
+        }
+        let before = errors.len();
+        let mut sink = Sink { file, errors };
+        if let Some(zone) = zone::validate(z, regions, &mut sink) {
+            let zone = Arc::new(zone);
+            if errors.len() == before {
+                cache.set_valid(file, z, zone.clone());
+            }
+            zones.push(zone);
+        }
+    }
+    zone::check_unique(&zones, raw_zones, errors);
+    zones
 }
 
 /// Reads one config file (never blocking, at most `max` bytes) and records its hash.

@@ -10,7 +10,7 @@ pub mod main_file;
 mod names;
 pub mod operator;
 mod raw;
-mod records;
+pub(crate) mod records;
 pub mod service_names;
 mod services;
 mod steer;

@@ -2,12 +2,14 @@
 //!
 //! Values use the usual presentation format (`MX: "10 mail"`, `SRV: "10 60 5060 sip1"`);
 //! names without a final dot are relative to the zone. TXT values are plain text (no quotes
-//! needed); long ones are split into 255-byte strings.
+//! needed); long ones are split into strings of at most 255 bytes, never inside a character.
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use hickory_proto::ProtoError;
 use hickory_proto::rr::rdata::{CNAME, MX, NAPTR, NS, PTR, SRV, TXT};
 use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use super::names;
 
@@ -31,8 +33,26 @@ pub fn record_type(s: &str) -> Option<RecordType> {
     })
 }
 
-/// Parses one value of type `t`.
+/// Parses one value of type `t`. A value without a wire form (a NAPTR string over 255 bytes,
+/// say) is refused here, where its file and line are known: compiled zones never hold a
+/// record they cannot write.
 pub fn parse(t: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
+    let rdata = value(t, s, origin)?;
+    wire(&rdata).map_err(|e| format!("{t} value cannot be written as record data: {e}"))?;
+    Ok(rdata)
+}
+
+/// Record data in wire form: names written in full and lowercased (canonical form).
+pub fn wire(rdata: &RData) -> Result<Vec<u8>, ProtoError> {
+    let mut buf = Vec::with_capacity(64);
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_canonical_form(true);
+    rdata.emit(&mut enc)?;
+    Ok(buf)
+}
+
+/// The record data a value of type `t` stands for.
+fn value(t: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
     let s = s.trim();
     let name = |v: &str| names::resolve(v, origin);
     match t {
@@ -51,16 +71,7 @@ pub fn parse(t: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
             if s.len() > 4000 {
                 return Err("TXT value longer than 4000 bytes".into());
             }
-            let chunks: Vec<String> = s
-                .as_bytes()
-                .chunks(255)
-                .map(|c| String::from_utf8_lossy(c).into_owned())
-                .collect();
-            Ok(RData::TXT(TXT::new(if chunks.is_empty() {
-                vec![String::new()]
-            } else {
-                chunks
-            })))
+            Ok(RData::TXT(TXT::new(txt_strings(s))))
         }
         RecordType::MX => {
             let f = fields(s, 2, "MX", "PREFERENCE EXCHANGE")?;
@@ -82,6 +93,26 @@ pub fn parse(t: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
         }
         other => Err(format!("record type {other} is not supported")),
     }
+}
+
+/// `s` cut into strings of at most 255 bytes, never inside a character; one empty string
+/// for an empty value.
+fn txt_strings(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while !rest.is_empty() {
+        let mut end = rest.len().min(255);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (head, tail) = rest.split_at(end);
+        out.push(head.to_owned());
+        rest = tail;
+    }
+    if out.is_empty() {
+        out.push(String::new());
+    }
+    out
 }
 
 fn fields<'a>(s: &'a str, n: usize, t: &str, form: &str) -> Result<Vec<&'a str>, String> {
@@ -197,6 +228,16 @@ mod tests {
         let long = "x".repeat(600);
         match parse(RecordType::TXT, &long, &o()).unwrap() {
             RData::TXT(t) => assert_eq!(t.txt_data.len(), 3),
+            other => panic!("{other:?}"),
+        }
+        // A character across the 255-byte mark goes whole into the next string.
+        let text = format!("{}é and more", "x".repeat(254));
+        match parse(RecordType::TXT, &text, &o()).unwrap() {
+            RData::TXT(t) => {
+                let lens: Vec<usize> = t.txt_data.iter().map(|s| s.len()).collect();
+                assert_eq!(lens, [254, 11]);
+                assert_eq!(t.txt_data.concat(), text.as_bytes());
+            }
             other => panic!("{other:?}"),
         }
     }

@@ -19,11 +19,9 @@ use super::{AllDown, ServiceConfig, Transport};
 pub fn services(
     z: &raw::Zone,
     origin: &Name,
-    zone_ttl: u32,
     regions: &RegionTable,
     sink: &mut Sink,
 ) -> Vec<ServiceConfig> {
-    let _ = zone_ttl;
     let mut list: Vec<_> = z.services.iter().collect();
     list.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
     let mut out: Vec<ServiceConfig> = Vec::new();
@@ -58,7 +56,7 @@ pub fn services(
             );
             continue;
         }
-        if let Some(svc) = service(key, s, name, origin, regions, &path, sink) {
+        if let Some(svc) = service(key, s, name, regions, &path, sink) {
             out.push(svc);
         }
     }
@@ -80,6 +78,8 @@ pub fn services(
     out
 }
 
+/// Indices of the regions listed in `v` that `allowed` accepts, each once; a region that
+/// failed validation is skipped (it was reported where it is defined).
 fn region_list(
     v: &Spanned<Values>,
     path: &str,
@@ -100,44 +100,18 @@ fn region_list(
     out
 }
 
+/// Validates one service; `None` when it cannot be served (an error was reported, or every
+/// region it names failed validation and was reported there).
 fn service(
     key: &Spanned<String>,
     s: &raw::Service,
     name: Name,
-    origin: &Name,
     regions: &RegionTable,
     path: &str,
     sink: &mut Sink,
 ) -> Option<ServiceConfig> {
     let file = sink.file.to_path_buf();
-    let regs = region_list(
-        &s.regions,
-        &format!("{path}.regions"),
-        &|r| regions.usable(r, &file),
-        &|r| {
-            format!(
-                "unknown region `{r}` (define it under regions: in this file or in sipsteer.yaml)"
-            )
-        },
-        regions,
-        sink,
-    );
-    if regs.is_empty() {
-        if s.regions
-            .value
-            .items(s.regions.referenced)
-            .iter()
-            .any(|(r, _)| regions.failed(r))
-        {
-            return None;
-        }
-        sink.on(
-            &s.regions,
-            format!("{path}.regions"),
-            "a service needs at least one region",
-        );
-        return None;
-    }
+    let regs = service_regions(s, regions, path, sink)?;
     let in_service = |r: &str| regions.usable(r, &file).filter(|i| regs.contains(i));
     let transports = match &s.transports {
         None => vec![Transport::Udp, Transport::Tcp],
@@ -147,59 +121,10 @@ fn service(
         sink.on(key, path, bad);
         return None;
     }
-    let ttl = match &s.ttl {
-        None => 30,
-        Some(t) if t.value <= super::zone::MAX_TTL => t.value,
-        Some(t) => {
-            sink.on(
-                t,
-                format!("{path}.ttl"),
-                format!("ttl must be 0 to {} seconds", super::zone::MAX_TTL),
-            );
-            30
-        }
-    };
-    let trouble_ttl = match &s.trouble_ttl {
-        Some(t) if t.value > ttl => {
-            sink.on(
-                t,
-                format!("{path}.trouble_ttl"),
-                format!("trouble_ttl must not exceed the service's ttl ({ttl})"),
-            );
-            None
-        }
-        t => t.as_ref().map(|t| t.value),
-    };
-    let failover = match &s.failover {
-        None => 2.min(regs.len()),
-        Some(f) if f.value >= 1 && f.value as usize <= regs.len().min(MAX_TIERS) => {
-            f.value as usize
-        }
-        Some(f) => {
-            sink.on(
-                f,
-                format!("{path}.failover"),
-                format!(
-                    "failover must be between 1 and the number of regions ({}), at most {MAX_TIERS}",
-                    regs.len()
-                ),
-            );
-            1
-        }
-    };
-    let answers = match &s.answers {
-        None => 4,
-        Some(a) if (1..=16).contains(&a.value) => a.value as usize,
-        Some(a) => {
-            sink.on(
-                a,
-                format!("{path}.answers"),
-                "answers must be between 1 and 16",
-            );
-            4
-        }
-    };
-    let not_in = |r: &str| format!("region `{r}` is not one of this service's regions");
+    let ttl = ttl(s, path, sink);
+    let trouble_ttl = trouble_ttl(s, ttl, path, sink);
+    let failover = failover(s, regs.len(), path, sink);
+    let answers = answers(s, path, sink);
     let fallback = match &s.fallback {
         None => regs.clone(),
         Some(f) => region_list(
@@ -211,60 +136,8 @@ fn service(
             sink,
         ),
     };
-    let mut networks = Vec::new();
-    let mut nets: Vec<_> = s.networks.iter().collect();
-    nets.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
-    let mut seen = HashSet::new();
-    for (net, region) in nets {
-        let npath = format!("{path}.networks.{}", net.value);
-        let parsed = net.value.parse::<IpNet>();
-        let Ok(n) = parsed else {
-            sink.on(
-                net,
-                &npath,
-                format!(
-                    "invalid network `{}` (use CIDR, e.g. 203.0.113.0/24)",
-                    net.value
-                ),
-            );
-            continue;
-        };
-        if n.trunc() != n {
-            sink.on(
-                net,
-                &npath,
-                format!(
-                    "network `{}` has host bits set (did you mean {}?)",
-                    net.value,
-                    n.trunc()
-                ),
-            );
-            continue;
-        }
-        if !seen.insert(n) {
-            sink.on(net, &npath, "network listed twice");
-            continue;
-        }
-        match in_service(&region.value.0) {
-            Some(i) => networks.push((n, i)),
-            None => sink.on(region, &npath, not_in(&region.value.0)),
-        }
-    }
-    let all_down = match s.all_down.as_ref().map(|a| a.value.as_str()) {
-        None | Some("nearest") => AllDown::Nearest,
-        Some("nodata") => AllDown::Nodata,
-        Some(other) => {
-            if let Some(a) = &s.all_down {
-                sink.on(
-                    a,
-                    format!("{path}.all_down"),
-                    format!("unknown policy `{other}` (use nearest or nodata)"),
-                );
-            }
-            AllDown::Nearest
-        }
-    };
-    let _ = origin;
+    let networks = networks(s, &in_service, path, sink);
+    let all_down = all_down(s, path, sink);
     Some(ServiceConfig {
         label: key.value.clone(),
         name,
@@ -278,6 +151,193 @@ fn service(
         networks,
         all_down,
     })
+}
+
+/// The service's `regions:`, at least one; `None` when there are none usable.
+fn service_regions(
+    s: &raw::Service,
+    regions: &RegionTable,
+    path: &str,
+    sink: &mut Sink,
+) -> Option<Vec<usize>> {
+    let file = sink.file.to_path_buf();
+    let regs = region_list(
+        &s.regions,
+        &format!("{path}.regions"),
+        &|r| regions.usable(r, &file),
+        &|r| {
+            format!(
+                "unknown region `{r}` (define it under regions: in this file or in sipsteer.yaml)"
+            )
+        },
+        regions,
+        sink,
+    );
+    if !regs.is_empty() {
+        return Some(regs);
+    }
+    // A region that failed validation was reported where it is defined.
+    if !s
+        .regions
+        .value
+        .items(s.regions.referenced)
+        .iter()
+        .any(|(r, _)| regions.failed(r))
+    {
+        sink.on(
+            &s.regions,
+            format!("{path}.regions"),
+            "a service needs at least one region",
+        );
+    }
+    None
+}
+
+/// The message for a region that is not one of the service's regions.
+fn not_in(r: &str) -> String {
+    format!("region `{r}` is not one of this service's regions")
+}
+
+/// `ttl:` of the steered records, 30 seconds unless given.
+fn ttl(s: &raw::Service, path: &str, sink: &mut Sink) -> u32 {
+    match &s.ttl {
+        None => 30,
+        Some(t) if t.value <= super::zone::MAX_TTL => t.value,
+        Some(t) => {
+            sink.on(
+                t,
+                format!("{path}.ttl"),
+                format!("ttl must be 0 to {} seconds", super::zone::MAX_TTL),
+            );
+            30
+        }
+    }
+}
+
+/// `trouble_ttl:`, at most the service's `ttl`.
+fn trouble_ttl(s: &raw::Service, ttl: u32, path: &str, sink: &mut Sink) -> Option<u32> {
+    match &s.trouble_ttl {
+        Some(t) if t.value > ttl => {
+            sink.on(
+                t,
+                format!("{path}.trouble_ttl"),
+                format!("trouble_ttl must not exceed the service's ttl ({ttl})"),
+            );
+            None
+        }
+        t => t.as_ref().map(|t| t.value),
+    }
+}
+
+/// `failover:`, the number of regions answered: 1 to the number of regions (`n_regions`)
+/// and at most [`MAX_TIERS`]; 2 (or fewer regions) unless given.
+fn failover(s: &raw::Service, n_regions: usize, path: &str, sink: &mut Sink) -> usize {
+    match &s.failover {
+        None => 2.min(n_regions),
+        Some(f) if f.value >= 1 && f.value as usize <= n_regions.min(MAX_TIERS) => f.value as usize,
+        Some(f) => {
+            sink.on(
+                f,
+                format!("{path}.failover"),
+                format!(
+                    "failover must be between 1 and the number of regions ({n_regions}), at most {MAX_TIERS}"
+                ),
+            );
+            1
+        }
+    }
+}
+
+/// `answers:`, the most addresses in one answer: 1 to 16, 4 unless given.
+fn answers(s: &raw::Service, path: &str, sink: &mut Sink) -> usize {
+    match &s.answers {
+        None => 4,
+        Some(a) if (1..=16).contains(&a.value) => a.value as usize,
+        Some(a) => {
+            sink.on(
+                a,
+                format!("{path}.answers"),
+                "answers must be between 1 and 16",
+            );
+            4
+        }
+    }
+}
+
+/// `networks:` overrides in the order written: each network (CIDR, no host bits, listed
+/// once) with the service's region it is sent to (its index, from `in_service`).
+fn networks(
+    s: &raw::Service,
+    in_service: &dyn Fn(&str) -> Option<usize>,
+    path: &str,
+    sink: &mut Sink,
+) -> Vec<(IpNet, usize)> {
+    let mut networks = Vec::new();
+    let mut nets: Vec<_> = s.networks.iter().collect();
+    nets.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    let mut seen = HashSet::new();
+    for (net, region) in nets {
+        let npath = format!("{path}.networks.{}", net.value);
+        let Some(n) = network(net, &npath, sink) else {
+            continue;
+        };
+        if !seen.insert(n) {
+            sink.on(net, &npath, "network listed twice");
+            continue;
+        }
+        match in_service(&region.value.0) {
+            Some(i) => networks.push((n, i)),
+            None => sink.on(region, &npath, not_in(&region.value.0)),
+        }
+    }
+    networks
+}
+
+/// One network of `networks:`: CIDR without host bits.
+fn network(net: &Spanned<String>, npath: &str, sink: &mut Sink) -> Option<IpNet> {
+    let Ok(n) = net.value.parse::<IpNet>() else {
+        sink.on(
+            net,
+            npath,
+            format!(
+                "invalid network `{}` (use CIDR, e.g. 203.0.113.0/24)",
+                net.value
+            ),
+        );
+        return None;
+    };
+    if n.trunc() != n {
+        sink.on(
+            net,
+            npath,
+            format!(
+                "network `{}` has host bits set (did you mean {}?)",
+                net.value,
+                n.trunc()
+            ),
+        );
+        return None;
+    }
+    Some(n)
+}
+
+/// `all_down:`, the answer when every region is down: `nearest` (the default) or `nodata`.
+fn all_down(s: &raw::Service, path: &str, sink: &mut Sink) -> AllDown {
+    let Some(a) = &s.all_down else {
+        return AllDown::Nearest;
+    };
+    match a.value.as_str() {
+        "nearest" => AllDown::Nearest,
+        "nodata" => AllDown::Nodata,
+        other => {
+            sink.on(
+                a,
+                format!("{path}.all_down"),
+                format!("unknown policy `{other}` (use nearest or nodata)"),
+            );
+            AllDown::Nearest
+        }
+    }
 }
 
 /// A name the service would generate that cannot exist (over 255 octets, or a label over 63).

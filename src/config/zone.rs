@@ -53,7 +53,7 @@ pub fn validate(z: &raw::Zone, regions: &RegionTable, sink: &mut Sink) -> Option
         };
         out.extend(node(&name, &origin, types, ttl, &path, sink));
     }
-    let services = services::services(z, &origin, ttl, regions, sink);
+    let services = services::services(z, &origin, regions, sink);
     Some(ZoneConfig {
         origin,
         file: sink.file.to_path_buf(),

@@ -1,5 +1,9 @@
 //! Steered answers: NAPTR, SRV and A/AAAA records written from the steering core's plan.
-//! Reads the plan, writes records; decides nothing itself.
+//! The plan chooses the regions (its tiers, nearest healthy first) and the reason; this file
+//! decides how they are written: NAPTR preferences in transport order, SRV priorities by tier
+//! (10 per tier, one more for backup servers) with weights from the servers' headroom, and
+//! which of the first tier's A/AAAA addresses are answered (at most `answers`, rotated by
+//! client subnet).
 
 use std::net::IpAddr;
 

@@ -58,7 +58,8 @@ enum Dest {
 }
 
 /// The per-socket buffers; pointers inside the headers stay valid because nothing here is
-/// ever resized after [`Batch::new`].
+/// ever resized after [`Batch::new`]. Those raw pointers make it neither `Send` nor `Sync`:
+/// each UDP thread builds its own.
 pub struct Batch {
     bufs: Vec<[u8; MAX_QUERY]>,
     addrs: Vec<libc::sockaddr_storage>,
@@ -76,9 +77,6 @@ pub struct Batch {
     pub out: Vec<Vec<u8>>,
     len: usize,
 }
-
-// The raw pointers only point into the struct's own heap buffers.
-unsafe impl Send for Batch {}
 
 impl Batch {
     pub fn new(pktinfo: bool) -> Box<Batch> {

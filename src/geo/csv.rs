@@ -1,6 +1,8 @@
 //! sipsteer's CSV GeoIP format: `network,country,continent,latitude,longitude,city`.
 //! Every field but the network may be empty; `#` lines and blank lines are skipped.
 
+use std::collections::HashSet;
+
 use ipnet::IpNet;
 
 use super::Location;
@@ -21,7 +23,7 @@ pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
     let mut header = false;
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = HashSet::new();
     for (i, raw) in text.lines().enumerate() {
         let line = i + 1;
         let l = raw.trim_end_matches('\r');
@@ -40,126 +42,10 @@ pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
             header = true;
             continue;
         }
-        let fields: Vec<(usize, &str)> = {
-            let mut col = 1;
-            l.split(',')
-                .map(|f| {
-                    let c = col;
-                    col += f.len() + 1;
-                    (c, f.trim())
-                })
-                .collect()
-        };
-        if fields.len() != 6 {
-            errors.push(CsvError {
-                line,
-                column: 1,
-                message: format!("expected 6 fields, found {}", fields.len()),
-            });
-            continue;
+        match row(line, l, &mut seen) {
+            Ok(entry) => out.push(entry),
+            Err(e) => errors.extend(e),
         }
-        let mut err = |column: usize, message: String| {
-            errors.push(CsvError {
-                line,
-                column,
-                message,
-            })
-        };
-        let (c0, net) = fields[0];
-        let net: IpNet = match net.parse() {
-            Ok(n) => n,
-            Err(_) => {
-                err(
-                    c0,
-                    format!("invalid network `{net}` (use CIDR, e.g. 81.2.69.0/24)"),
-                );
-                continue;
-            }
-        };
-        if net.trunc() != net {
-            err(
-                c0,
-                format!(
-                    "network `{net}` has host bits set (did you mean {}?)",
-                    net.trunc()
-                ),
-            );
-            continue;
-        }
-        if !seen.insert(net) {
-            err(c0, format!("network `{net}` listed twice"));
-            continue;
-        }
-        let code = |(c, s): (usize, &str),
-                    what: &str,
-                    allowed: Option<&[&str]>|
-         -> Result<Option<[u8; 2]>, CsvError> {
-            if s.is_empty() {
-                return Ok(None);
-            }
-            let up = s.to_ascii_uppercase();
-            let b = up.as_bytes();
-            if b.len() != 2
-                || !b.iter().all(u8::is_ascii_alphabetic)
-                || allowed.is_some_and(|a| !a.contains(&up.as_str()))
-            {
-                return Err(CsvError {
-                    line,
-                    column: c,
-                    message: format!("bad {what} code `{s}`"),
-                });
-            }
-            Ok(Some([b[0], b[1]]))
-        };
-        let country = code(fields[1], "country", None);
-        let continent = code(fields[2], "continent", Some(&CONTINENTS));
-        let coord =
-            |(c, s): (usize, &str), what: &str, max: f64| -> Result<Option<f64>, CsvError> {
-                if s.is_empty() {
-                    return Ok(None);
-                }
-                match s.parse::<f64>() {
-                    Ok(v) if v.is_finite() && v.abs() <= max => Ok(Some(v)),
-                    _ => Err(CsvError {
-                        line,
-                        column: c,
-                        message: format!("{what} must be a number within ±{max}, got `{s}`"),
-                    }),
-                }
-            };
-        let lat = coord(fields[3], "latitude", 90.0);
-        let lon = coord(fields[4], "longitude", 180.0);
-        let (country, continent, lat, lon) = match (country, continent, lat, lon) {
-            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-            (a, b, c, d) => {
-                for e in [a.err(), b.err(), c.err(), d.err()].into_iter().flatten() {
-                    errors.push(e);
-                }
-                continue;
-            }
-        };
-        let coords = match (lat, lon) {
-            (Some(a), Some(b)) => Some((a, b)),
-            (None, None) => None,
-            _ => {
-                errors.push(CsvError {
-                    line,
-                    column: fields[3].0,
-                    message: "give both latitude and longitude, or neither".into(),
-                });
-                continue;
-            }
-        };
-        let city = (!fields[5].1.is_empty()).then(|| fields[5].1.into());
-        out.push((
-            net,
-            Location {
-                country,
-                continent,
-                coords,
-                city,
-            },
-        ));
     }
     if !header && errors.is_empty() {
         errors.push(CsvError {
@@ -172,6 +58,148 @@ pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
         Ok(out)
     } else {
         Err(errors)
+    }
+}
+
+/// One data line: its network (not in `seen` yet; added there) and its location.
+fn row(
+    line: usize,
+    l: &str,
+    seen: &mut HashSet<IpNet>,
+) -> Result<(IpNet, Location), Vec<CsvError>> {
+    let fields = match <[(usize, &str); 6]>::try_from(fields(l)) {
+        Ok(f) => f,
+        Err(f) => {
+            return Err(vec![CsvError {
+                line,
+                column: 1,
+                message: format!("expected 6 fields, found {}", f.len()),
+            }]);
+        }
+    };
+    let net = network(line, fields[0], seen).map_err(|e| vec![e])?;
+    Ok((net, location(line, &fields)?))
+}
+
+/// The fields of a line, trimmed, each with the column it starts at (1-based).
+fn fields(l: &str) -> Vec<(usize, &str)> {
+    let mut col = 1;
+    l.split(',')
+        .map(|f| {
+            let c = col;
+            col += f.len() + 1;
+            (c, f.trim())
+        })
+        .collect()
+}
+
+/// The network field: a CIDR without host bits, not listed before (it is added to `seen`).
+fn network(
+    line: usize,
+    (c, s): (usize, &str),
+    seen: &mut HashSet<IpNet>,
+) -> Result<IpNet, CsvError> {
+    let err = |message: String| CsvError {
+        line,
+        column: c,
+        message,
+    };
+    let net: IpNet = s.parse().map_err(|_| {
+        err(format!(
+            "invalid network `{s}` (use CIDR, e.g. 81.2.69.0/24)"
+        ))
+    })?;
+    if net.trunc() != net {
+        return Err(err(format!(
+            "network `{net}` has host bits set (did you mean {}?)",
+            net.trunc()
+        )));
+    }
+    if !seen.insert(net) {
+        return Err(err(format!("network `{net}` listed twice")));
+    }
+    Ok(net)
+}
+
+/// The location fields (country, continent, latitude, longitude, city); every bad field is
+/// reported.
+fn location(line: usize, fields: &[(usize, &str); 6]) -> Result<Location, Vec<CsvError>> {
+    let country = code(line, fields[1], "country", None);
+    let continent = code(line, fields[2], "continent", Some(&CONTINENTS));
+    let lat = coord(line, fields[3], "latitude", 90.0);
+    let lon = coord(line, fields[4], "longitude", 180.0);
+    let (country, continent, lat, lon) = match (country, continent, lat, lon) {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        (a, b, c, d) => {
+            return Err([a.err(), b.err(), c.err(), d.err()]
+                .into_iter()
+                .flatten()
+                .collect());
+        }
+    };
+    let coords = match (lat, lon) {
+        (Some(a), Some(b)) => Some((a, b)),
+        (None, None) => None,
+        _ => {
+            return Err(vec![CsvError {
+                line,
+                column: fields[3].0,
+                message: "give both latitude and longitude, or neither".into(),
+            }]);
+        }
+    };
+    let city = (!fields[5].1.is_empty()).then(|| fields[5].1.into());
+    Ok(Location {
+        country,
+        continent,
+        coords,
+        city,
+    })
+}
+
+/// A two-letter code (upper-cased), or none when the field is empty; `allowed` limits the
+/// codes accepted.
+fn code(
+    line: usize,
+    (c, s): (usize, &str),
+    what: &str,
+    allowed: Option<&[&str]>,
+) -> Result<Option<[u8; 2]>, CsvError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let up = s.to_ascii_uppercase();
+    let b = up.as_bytes();
+    if b.len() != 2
+        || !b.iter().all(u8::is_ascii_alphabetic)
+        || allowed.is_some_and(|a| !a.contains(&up.as_str()))
+    {
+        return Err(CsvError {
+            line,
+            column: c,
+            message: format!("bad {what} code `{s}`"),
+        });
+    }
+    Ok(Some([b[0], b[1]]))
+}
+
+/// A coordinate within ±`max`, or none when the field is empty.
+fn coord(
+    line: usize,
+    (c, s): (usize, &str),
+    what: &str,
+    max: f64,
+) -> Result<Option<f64>, CsvError> {
+    if s.is_empty() {
+        return Ok(None);
+    }
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v.abs() <= max => Ok(Some(v)),
+        _ => Err(CsvError {
+            line,
+            column: c,
+            message: format!("{what} must be a number within ±{max}, got `{s}`"),
+        }),
     }
 }
 

@@ -2,7 +2,6 @@
 //! or sipsteer's CSV compiled in memory. Country-only records get their country's centroid.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
 
 use ipnet::IpNet;
@@ -101,23 +100,6 @@ impl GeoDb {
             path: path.display().to_string(),
             source,
         })
-    }
-
-    /// The location of one address and the prefix length of its network.
-    pub fn lookup(&self, ip: IpAddr) -> Option<(Location, u8)> {
-        let ip = super::canonical(ip);
-        match &self.source {
-            Source::Mmdb(r, _) => {
-                let res = r.lookup(ip).ok()?;
-                let prefix = res.network().ok()?.prefix();
-                Some((decode(&res).ok()??, prefix))
-            }
-            Source::Csv(rows) => rows
-                .iter()
-                .filter(|(n, _)| n.contains(&ip))
-                .max_by_key(|(n, _)| n.prefix_len())
-                .map(|(n, l)| (l.clone(), n.prefix_len())),
-        }
     }
 
     pub fn info(&self) -> DbInfo {

@@ -139,46 +139,68 @@ pub fn write(entries: &[(IpNet, Location)], database_type: &str) -> Result<Vec<u
     let mut sorted: Vec<&(IpNet, Location)> = entries.iter().collect();
     sorted.sort_by_key(|(n, _)| bits(n).1);
     for (net, loc) in sorted {
-        let rec = record(loc);
-        let off = match offsets.get(&rec) {
-            Some(o) => *o,
-            None => {
-                let o = data.len() as u32;
-                data.extend_from_slice(&rec);
-                offsets.insert(rec, o);
-                o
+        let off = intern(&mut data, &mut offsets, record(loc));
+        insert(&mut nodes, net, off);
+    }
+    alias_ipv4_mapped(&mut nodes);
+
+    let node_count = nodes.len() as u64;
+    let record_size = record_size(node_count + 16 + data.len() as u64)?;
+    let mut out = Vec::with_capacity(nodes.len() * (record_size as usize / 4) + data.len() + 256);
+    write_tree(&mut out, &nodes, record_size);
+    out.extend_from_slice(&[0u8; 16]);
+    out.extend_from_slice(&data);
+    out.extend_from_slice(b"\xAB\xCD\xEFMaxMind.com");
+    out.extend_from_slice(&metadata(database_type, node_count, record_size));
+    Ok(out)
+}
+
+/// The offset of `rec` in the data section, appending it there the first time it is seen.
+fn intern(data: &mut Vec<u8>, offsets: &mut HashMap<Vec<u8>, u32>, rec: Vec<u8>) -> u32 {
+    if let Some(o) = offsets.get(&rec) {
+        return *o;
+    }
+    let o = data.len() as u32;
+    data.extend_from_slice(&rec);
+    offsets.insert(rec, o);
+    o
+}
+
+/// Points `net` at the data at `off`, splitting leaves on the way; networks must be inserted
+/// from the least to the most specific.
+fn insert(nodes: &mut Vec<[Rec; 2]>, net: &IpNet, off: u32) {
+    let (addr, len) = bits(net);
+    if len == 0 {
+        nodes[0] = [Rec::Data(off), Rec::Data(off)];
+        return;
+    }
+    let mut node = 0usize;
+    for depth in 0..len {
+        let bit = ((addr >> (127 - depth)) & 1) as usize;
+        if depth == len - 1 {
+            nodes[node][bit] = Rec::Data(off);
+            break;
+        }
+        node = match nodes[node][bit] {
+            Rec::Node(n) => n as usize,
+            other => {
+                // Split: an empty or data leaf becomes a node whose halves inherit it.
+                let inherit = if let Rec::Data(_) = other {
+                    other
+                } else {
+                    Rec::Empty
+                };
+                nodes.push([inherit, inherit]);
+                let n = nodes.len() - 1;
+                nodes[node][bit] = Rec::Node(n as u32);
+                n
             }
         };
-        let (addr, len) = bits(net);
-        if len == 0 {
-            nodes[0] = [Rec::Data(off), Rec::Data(off)];
-            continue;
-        }
-        let mut node = 0usize;
-        for depth in 0..len {
-            let bit = ((addr >> (127 - depth)) & 1) as usize;
-            if depth == len - 1 {
-                nodes[node][bit] = Rec::Data(off);
-                break;
-            }
-            node = match nodes[node][bit] {
-                Rec::Node(n) => n as usize,
-                other => {
-                    // Split: an empty or data leaf becomes a node whose halves inherit it.
-                    let inherit = if let Rec::Data(_) = other {
-                        other
-                    } else {
-                        Rec::Empty
-                    };
-                    nodes.push([inherit, inherit]);
-                    let n = nodes.len() - 1;
-                    nodes[node][bit] = Rec::Node(n as u32);
-                    n
-                }
-            };
-        }
     }
-    // Alias ::ffff:0:0/96 to the IPv4 subtree (::/96), as MaxMind's databases do.
+}
+
+/// Aliases `::ffff:0:0/96` to the IPv4 subtree (`::/96`), as MaxMind's databases do.
+fn alias_ipv4_mapped(nodes: &mut Vec<[Rec; 2]>) {
     let mut node = 0usize;
     let mut v4root = Some(Rec::Node(0));
     for _ in 0..96 {
@@ -193,44 +215,51 @@ pub fn write(entries: &[(IpNet, Location)], database_type: &str) -> Result<Vec<u
             break;
         }
     }
-    if let Some(v4) = v4root {
-        let target: u128 = 0xFFFF << 32;
-        let mut node = 0usize;
-        for depth in 0..96u32 {
-            let bit = ((target >> (127 - depth)) & 1) as usize;
-            if depth == 95 {
-                if nodes[node][bit] == Rec::Empty {
-                    nodes[node][bit] = v4;
-                }
-                break;
+    let Some(v4) = v4root else {
+        return;
+    };
+    let target: u128 = 0xFFFF << 32;
+    let mut node = 0usize;
+    for depth in 0..96u32 {
+        let bit = ((target >> (127 - depth)) & 1) as usize;
+        if depth == 95 {
+            if nodes[node][bit] == Rec::Empty {
+                nodes[node][bit] = v4;
             }
-            node = match nodes[node][bit] {
-                Rec::Node(n) => n as usize,
-                Rec::Empty => {
-                    nodes.push([Rec::Empty, Rec::Empty]);
-                    let n = nodes.len() - 1;
-                    nodes[node][bit] = Rec::Node(n as u32);
-                    n
-                }
-                Rec::Data(_) => break,
-            };
+            break;
         }
+        node = match nodes[node][bit] {
+            Rec::Node(n) => n as usize,
+            Rec::Empty => {
+                nodes.push([Rec::Empty, Rec::Empty]);
+                let n = nodes.len() - 1;
+                nodes[node][bit] = Rec::Node(n as u32);
+                n
+            }
+            Rec::Data(_) => break,
+        };
     }
+}
 
-    let node_count = nodes.len() as u64;
-    let max = node_count + 16 + data.len() as u64;
-    let record_size: u16 = if max < 1 << 24 {
-        24
+/// The smallest record size (24, 28 or 32 bits) that holds pointers up to `max`.
+fn record_size(max: u64) -> Result<u16, GeoError> {
+    if max < 1 << 24 {
+        Ok(24)
     } else if max < 1 << 28 {
-        28
+        Ok(28)
     } else if max < 1 << 32 {
-        32
+        Ok(32)
     } else {
-        return Err(GeoError::File {
+        Err(GeoError::File {
             path: String::new(),
             message: "database too large".into(),
-        });
-    };
+        })
+    }
+}
+
+/// Appends the search tree: each node's two records, `record_size` bits each.
+fn write_tree(out: &mut Vec<u8>, nodes: &[[Rec; 2]], record_size: u16) {
+    let node_count = nodes.len() as u64;
     let value = |r: Rec| -> u32 {
         match r {
             Rec::Node(n) => n,
@@ -238,8 +267,7 @@ pub fn write(entries: &[(IpNet, Location)], database_type: &str) -> Result<Vec<u
             Rec::Data(o) => (node_count + 16 + o as u64) as u32,
         }
     };
-    let mut out = Vec::with_capacity(nodes.len() * (record_size as usize / 4) + data.len() + 256);
-    for [l, r] in &nodes {
+    for [l, r] in nodes {
         let (l, r) = (value(*l), value(*r));
         match record_size {
             24 => {
@@ -257,9 +285,10 @@ pub fn write(entries: &[(IpNet, Location)], database_type: &str) -> Result<Vec<u
             }
         }
     }
-    out.extend_from_slice(&[0u8; 16]);
-    out.extend_from_slice(&data);
-    out.extend_from_slice(b"\xAB\xCD\xEFMaxMind.com");
+}
+
+/// The metadata map that follows the `\xAB\xCD\xEFMaxMind.com` marker.
+fn metadata(database_type: &str, node_count: u64, record_size: u16) -> Vec<u8> {
     let mut m = Enc(Vec::new());
     m.map(9);
     m.str("binary_format_major_version");
@@ -288,6 +317,5 @@ pub fn write(entries: &[(IpNet, Location)], database_type: &str) -> Result<Vec<u
     m.uint(6, node_count);
     m.str("record_size");
     m.uint(5, record_size as u64);
-    out.extend_from_slice(&m.0);
-    Ok(out)
+    m.0
 }

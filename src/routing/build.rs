@@ -4,26 +4,12 @@
 use std::collections::HashMap;
 
 use hickory_proto::rr::{Name, RData, Record};
-use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 
 use std::sync::Arc;
 
 use super::{Node, RRset, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels};
 use crate::config::service_names::wire_name;
 use crate::config::{Config, ZoneConfig};
-
-/// Encodes record data without name compression.
-pub fn rdata_wire(rdata: &RData) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(64);
-    let mut enc = BinEncoder::new(&mut buf);
-    enc.set_canonical_form(true);
-    // Encoding into a growable buffer cannot run out of room; an error would mean a bug in
-    // the record data, which validation already parsed.
-    if rdata.emit(&mut enc).is_err() {
-        buf.clear();
-    }
-    buf
-}
 
 /// Builds one wire record set from (ttl, rdata) pairs of one type.
 pub fn rrset(rtype: u16, items: &[(u32, Vec<u8>)], origin: &Name, targets: Vec<Name>) -> RRset {
@@ -117,10 +103,49 @@ fn same_regions(d: &ZoneData, cfg: &Config) -> bool {
         .all(|(i, reg)| cfg.regions.get(*i) == Some(reg))
 }
 
+/// Compiles one zone: its static records, the steered names of its services, the empty
+/// non-terminals between them and the apex, and the SOA of negative answers.
 fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
     let origin = &z.origin;
     let apex = wire_name(origin);
-    // Group records by owner and type, keeping the order written.
+    let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
+    let mut has_cuts = false;
+    for (name, records) in &by_owner(z) {
+        let mut node = static_node(records, origin, &apex);
+        if name != origin && node.set(crate::proto::TYPE_NS).is_some() {
+            node.cut = true;
+            has_cuts = true;
+        }
+        nodes.insert(wire_name(name), node);
+    }
+    for (local, svc) in z.services.iter().enumerate() {
+        service_nodes(&mut nodes, local as u32, svc, cfg, origin);
+    }
+    empty_non_terminals(&mut nodes, &apex);
+
+    let soa_min = z.soa.minimum;
+    let (soa, soa_ptrs) = super::rdata::soa(&z.soa, &apex);
+    let negative_soa = rrset_with_ptrs(
+        crate::proto::TYPE_SOA,
+        &[(soa_min, soa, soa_ptrs)],
+        origin,
+        Vec::new(),
+    );
+    ZoneData {
+        source: z.clone(),
+        regions: service_regions(z, cfg),
+        apex,
+        origin: origin.clone(),
+        negative_soa,
+        nodes,
+        has_cuts,
+    }
+}
+
+/// The zone's static records (SOA and NS at the apex first) grouped by owner, each owner's in
+/// the order written.
+fn by_owner(z: &ZoneConfig) -> HashMap<Name, Vec<Record>> {
+    let origin = &z.origin;
     let mut by_owner: HashMap<Name, Vec<Record>> = HashMap::new();
     let mut push = |name: &Name, ttl: u32, rdata: RData| {
         by_owner
@@ -139,93 +164,106 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
     for rec in &z.records {
         push(&rec.name, rec.ttl, rec.rdata.clone());
     }
+    by_owner
+}
 
-    let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
-    let mut has_cuts = false;
-    for (name, records) in &by_owner {
-        let mut node = Node::default();
-        let mut types: Vec<u16> = Vec::new();
-        for r in records {
-            let t = u16::from(r.record_type());
-            if !types.contains(&t) {
-                types.push(t);
-            }
+/// The node of one owner of static records: one wire record set per type, in the order the
+/// types first appear.
+fn static_node(records: &[Record], origin: &Name, apex: &[u8]) -> Node {
+    let mut node = Node::default();
+    let mut types: Vec<u16> = Vec::new();
+    for r in records {
+        let t = u16::from(r.record_type());
+        if !types.contains(&t) {
+            types.push(t);
         }
-        for t in types {
-            let of_type: Vec<&Record> = records
-                .iter()
-                .filter(|r| u16::from(r.record_type()) == t)
-                .collect();
-            let items: Vec<(u32, Vec<u8>, Vec<usize>)> = of_type
-                .iter()
-                .map(|r| {
-                    let (d, p) = super::rdata::encode(&r.data, &apex);
-                    (r.ttl, d, p)
-                })
-                .collect();
-            let targets: Vec<Name> = of_type.iter().filter_map(|r| target(&r.data)).collect();
-            let mut set = rrset_with_ptrs(t, &items, origin, targets);
-            if let Some(RData::CNAME(c)) = of_type.first().map(|r| &r.data) {
-                set.cname = Some(wire_name(&c.0));
-                set.targets = Box::new([]);
-            }
-            node.sets.push(set);
-        }
-        if name != origin && node.set(crate::proto::TYPE_NS).is_some() {
-            node.cut = true;
-            has_cuts = true;
-        }
-        nodes.insert(wire_name(name), node);
     }
-
-    let mut regions: Vec<(usize, crate::config::RegionConfig)> = Vec::new();
-    for (local, svc) in z.services.iter().enumerate() {
-        let sref = |kind| SteerRef {
-            service: local as u32,
-            kind,
-        };
-        for &g in &svc.regions {
-            if !regions.iter().any(|(i, _)| *i == g) {
-                regions.push((g, cfg.regions[g].clone()));
-            }
-        }
-        let base = wire_name(&svc.name);
-        let regs: Vec<&crate::config::RegionConfig> =
-            svc.regions.iter().map(|&r| &cfg.regions[r]).collect();
-        let names = crate::config::service_names::service_names(&base, &svc.transports, &regs);
-        nodes.entry(base).or_default().steer = Some(sref(SteerKind::Service));
-        for (t, n) in names.srv {
-            nodes.entry(n).or_default().steer = Some(sref(SteerKind::Srv(t)));
-        }
-        for (ri, (rn, reg)) in names.regions.into_iter().zip(&regs).enumerate() {
-            nodes.entry(rn.name).or_default().steer = Some(sref(SteerKind::Region(ri as u16)));
-            for (t, n) in rn.srv {
-                nodes.entry(n).or_default().steer = Some(sref(SteerKind::RegionSrv(ri as u16, t)));
-            }
-            for (host, s) in rn.hosts.into_iter().zip(&reg.servers) {
-                let node = nodes.entry(host).or_default();
-                for (t, v4) in [
-                    (crate::proto::TYPE_A, true),
-                    (crate::proto::TYPE_AAAA, false),
-                ] {
-                    let items: Vec<(u32, Vec<u8>)> = s
-                        .addresses
-                        .iter()
-                        .filter_map(|ip| match ip {
-                            std::net::IpAddr::V4(a) if v4 => Some((svc.ttl, a.octets().to_vec())),
-                            std::net::IpAddr::V6(a) if !v4 => Some((svc.ttl, a.octets().to_vec())),
-                            _ => None,
-                        })
-                        .collect();
-                    if !items.is_empty() {
-                        node.sets.push(rrset(t, &items, origin, Vec::new()));
-                    }
+    for t in types {
+        let of_type: Vec<&Record> = records
+            .iter()
+            .filter(|r| u16::from(r.record_type()) == t)
+            .collect();
+        let items: Vec<(u32, Vec<u8>, Vec<usize>)> = of_type
+            .iter()
+            .filter_map(|r| match super::rdata::encode(&r.data, apex) {
+                Ok((d, p)) => Some((r.ttl, d, p)),
+                Err(e) => {
+                    tracing::error!(name = %r.name, error = %e, "record left out: no wire form");
+                    None
                 }
-            }
+            })
+            .collect();
+        let targets: Vec<Name> = of_type.iter().filter_map(|r| target(&r.data)).collect();
+        let mut set = rrset_with_ptrs(t, &items, origin, targets);
+        if let Some(RData::CNAME(c)) = of_type.first().map(|r| &r.data) {
+            set.cname = Some(wire_name(&c.0));
+            set.targets = Box::new([]);
+        }
+        node.sets.push(set);
+    }
+    node
+}
+
+/// The steered names of service number `local` of the zone (the service, its SRV names,
+/// each region's names) and the A/AAAA records of its servers' host names.
+fn service_nodes(
+    nodes: &mut HashMap<Box<[u8]>, Node>,
+    local: u32,
+    svc: &crate::config::ServiceConfig,
+    cfg: &Config,
+    origin: &Name,
+) {
+    let sref = |kind| SteerRef {
+        service: local,
+        kind,
+    };
+    let base = wire_name(&svc.name);
+    let regs: Vec<&crate::config::RegionConfig> =
+        svc.regions.iter().map(|&r| &cfg.regions[r]).collect();
+    let names = crate::config::service_names::service_names(&base, &svc.transports, &regs);
+    nodes.entry(base).or_default().steer = Some(sref(SteerKind::Service));
+    for (t, n) in names.srv {
+        nodes.entry(n).or_default().steer = Some(sref(SteerKind::Srv(t)));
+    }
+    for (ri, (rn, reg)) in names.regions.into_iter().zip(&regs).enumerate() {
+        nodes.entry(rn.name).or_default().steer = Some(sref(SteerKind::Region(ri as u16)));
+        for (t, n) in rn.srv {
+            nodes.entry(n).or_default().steer = Some(sref(SteerKind::RegionSrv(ri as u16, t)));
+        }
+        for (host, s) in rn.hosts.into_iter().zip(&reg.servers) {
+            host_sets(
+                nodes.entry(host).or_default(),
+                &s.addresses,
+                svc.ttl,
+                origin,
+            );
         }
     }
+}
 
-    // Empty non-terminals: every ancestor between a name and the apex exists.
+/// Adds a server host name's A and AAAA record sets (those it has addresses for).
+fn host_sets(node: &mut Node, addresses: &[std::net::IpAddr], ttl: u32, origin: &Name) {
+    for (t, v4) in [
+        (crate::proto::TYPE_A, true),
+        (crate::proto::TYPE_AAAA, false),
+    ] {
+        let items: Vec<(u32, Vec<u8>)> = addresses
+            .iter()
+            .filter_map(|ip| match ip {
+                std::net::IpAddr::V4(a) if v4 => Some((ttl, a.octets().to_vec())),
+                std::net::IpAddr::V6(a) if !v4 => Some((ttl, a.octets().to_vec())),
+                _ => None,
+            })
+            .collect();
+        if !items.is_empty() {
+            node.sets.push(rrset(t, &items, origin, Vec::new()));
+        }
+    }
+}
+
+/// Adds every ancestor between a name and the apex that has no node yet (an empty
+/// non-terminal).
+fn empty_non_terminals(nodes: &mut HashMap<Box<[u8]>, Node>, apex: &[u8]) {
     let names: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
     for n in names {
         let mut cur: &[u8] = &n;
@@ -237,24 +275,17 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
             cur = p;
         }
     }
+}
 
-    let soa_min = z.soa.minimum;
-    let (soa, soa_ptrs) = super::rdata::encode(&RData::SOA(z.soa.clone()), &apex);
-    let negative_soa = rrset_with_ptrs(
-        crate::proto::TYPE_SOA,
-        &[(soa_min, soa, soa_ptrs)],
-        origin,
-        Vec::new(),
-    );
-    ZoneData {
-        source: z.clone(),
-        regions,
-        apex,
-        origin: origin.clone(),
-        negative_soa,
-        nodes,
-        has_cuts,
+/// The regions the zone's services name, with their config, in the order first named.
+fn service_regions(z: &ZoneConfig, cfg: &Config) -> Vec<(usize, crate::config::RegionConfig)> {
+    let mut regions: Vec<(usize, crate::config::RegionConfig)> = Vec::new();
+    for &g in z.services.iter().flat_map(|svc| &svc.regions) {
+        if !regions.iter().any(|(i, _)| *i == g) {
+            regions.push((g, cfg.regions[g].clone()));
+        }
     }
+    regions
 }
 
 /// Names in record data whose addresses go in the additional section.

@@ -6,16 +6,19 @@
 //! pointer whose target is filled in per reply (the apex sits inside the question name), so the
 //! offsets of those pointers are returned with the data.
 
+use hickory_proto::ProtoError;
+use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData};
 
-use super::build::rdata_wire;
+use crate::config::records;
 use crate::config::service_names::wire_name;
 
 /// Placeholder written where the apex pointer goes (patched by the writer).
 pub const APEX_PTR: [u8; 2] = [0xC0, 0x00];
 
-/// Wire data of one record and the offsets (within the data) of its apex pointers.
-pub fn encode(rdata: &RData, apex: &[u8]) -> (Vec<u8>, Vec<usize>) {
+/// Wire data of one record and the offsets (within the data) of its apex pointers; an error
+/// for data without a wire form, which validation refuses ([`crate::config::records::parse`]).
+pub fn encode(rdata: &RData, apex: &[u8]) -> Result<(Vec<u8>, Vec<usize>), ProtoError> {
     let mut out = Vec::with_capacity(64);
     let mut ptrs = Vec::new();
     match rdata {
@@ -26,20 +29,26 @@ pub fn encode(rdata: &RData, apex: &[u8]) -> (Vec<u8>, Vec<usize>) {
             out.extend_from_slice(&m.preference.to_be_bytes());
             name(&m.exchange, apex, &mut out, &mut ptrs);
         }
-        RData::SOA(s) => {
-            name(&s.mname, apex, &mut out, &mut ptrs);
-            name(&s.rname, apex, &mut out, &mut ptrs);
-            for v in [
-                s.serial,
-                s.refresh as u32,
-                s.retry as u32,
-                s.expire as u32,
-                s.minimum,
-            ] {
-                out.extend_from_slice(&v.to_be_bytes());
-            }
-        }
-        other => return (rdata_wire(other), Vec::new()),
+        RData::SOA(s) => return Ok(soa(s, apex)),
+        other => return Ok((records::wire(other)?, Vec::new())),
+    }
+    Ok((out, ptrs))
+}
+
+/// Wire data of an SOA record and the offsets of its apex pointers.
+pub fn soa(s: &SOA, apex: &[u8]) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::with_capacity(64);
+    let mut ptrs = Vec::new();
+    name(&s.mname, apex, &mut out, &mut ptrs);
+    name(&s.rname, apex, &mut out, &mut ptrs);
+    for v in [
+        s.serial,
+        s.refresh as u32,
+        s.retry as u32,
+        s.expire as u32,
+        s.minimum,
+    ] {
+        out.extend_from_slice(&v.to_be_bytes());
     }
     (out, ptrs)
 }
@@ -81,6 +90,7 @@ mod tests {
     fn compresses_only_rfc1035_types() {
         let apex = b"\x07example\x03com\x00";
         let n = |s: &str| Name::from_ascii(s).unwrap();
+        let encode = |r: &RData, apex: &[u8]| encode(r, apex).unwrap();
         let (d, p) = encode(&RData::MX(MX::new(10, n("Mail.example.com."))), apex);
         assert_eq!(d, b"\x00\x0a\x04mail\xc0\x00");
         assert_eq!(p, [7]);

@@ -143,6 +143,19 @@ fn record_syntax_and_unknown_types() {
 }
 
 #[test]
+fn record_data_without_a_wire_form() {
+    let long = "x".repeat(300);
+    assert_eq!(
+        zone_errors(&format!(
+            "records:\n  y: {{ NAPTR: '10 20 \"S\" \"SIP+D2U\" \"{long}\" .' }}\n"
+        )),
+        [
+            "zones/z.yaml:5:15: records.y.NAPTR: NAPTR value cannot be written as record data: char data length exceeds 255: 300"
+        ]
+    );
+}
+
+#[test]
 fn yaml_syntax_error_has_a_location() {
     assert_eq!(
         zone_errors("records: [\n"),
