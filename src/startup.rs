@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use crate::app::Running;
 use crate::cli::{LogFormat, VERSION};
-use crate::config::{CheckKind, Config};
+use crate::config::Config;
 
 /// How often a slow step says it is still running.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -56,7 +56,7 @@ pub fn config_loaded(cfg: &Config) {
         .regions
         .iter()
         .flat_map(|r| &r.servers)
-        .filter(|s| s.probe.check != CheckKind::None)
+        .filter(|s| s.probe.check.is_some())
         .count();
     tracing::info!(
         zones = cfg.zones.len(),

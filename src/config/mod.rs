@@ -168,22 +168,33 @@ pub struct Capacity {
     pub cps: Option<u32>,
 }
 
+/// How a server is probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CheckKind {
+pub enum Check {
     /// SIP OPTIONS over UDP.
     SipUdp,
     /// SIP OPTIONS over TCP.
     SipTcp,
     /// A TCP connect.
     Tcp,
-    /// No probing: always up unless an operator says otherwise.
-    None,
+}
+
+impl Check {
+    /// The name in the config and `/v1/servers`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::SipUdp => "sip-options-udp",
+            Check::SipTcp => "sip-options-tcp",
+            Check::Tcp => "tcp",
+        }
+    }
 }
 
 /// How one server is probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeConfig {
-    pub check: CheckKind,
+    /// `None` (`check: none`): never probed, up unless an operator says otherwise.
+    pub check: Option<Check>,
     pub interval: Duration,
     pub timeout: Duration,
     /// Re-probe spacing (start to start) and timeout while a server is suspect; used capped

@@ -18,10 +18,10 @@ mod force;
 mod meters;
 
 use super::monitor::{Monitor, ProbeSpec};
-use super::probe::{Check, CodePolicy, ProbeResult, Target};
-use super::state::{Cadence, Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
+use super::probe::{CodePolicy, ProbeResult, Target};
+use super::state::{Cadence, Forced, ServerHealth, Thresholds};
 use crate::config::operator::{ForcedState, OperatorStates};
-use crate::config::{CheckKind, Config, ServerConfig, Transport};
+use crate::config::{Check, Config, ServerConfig, Transport};
 use crate::snapshot::Shared;
 use crate::steering::{HealthView, RECENT_FLIP, Status, Steering};
 
@@ -48,17 +48,17 @@ pub struct ServerReport {
     pub region: String,
     pub server: String,
     pub state: Status,
-    pub observed: String,
+    pub observed: &'static str,
     /// Up, but its latest probes failed: being re-probed at the suspect cadence.
     pub suspect: bool,
-    pub forced: Option<String>,
+    pub forced: Option<&'static str>,
     /// Where the forced state comes from: `api` (this instance) or `file` (the operator state
     /// file, shared by every instance). The API wins while it is set.
     pub forced_by: Option<&'static str>,
     /// The operator state file's entry for this server, active or not.
     pub file_state: Option<FileStateOut>,
     pub target: Option<String>,
-    pub check: String,
+    pub check: &'static str,
     pub last_result: Option<String>,
     pub last_code: Option<u16>,
     pub rtt_ms: Option<f64>,
@@ -99,7 +99,7 @@ struct Entry {
     region: String,
     server: String,
     identity: Identity,
-    check: CheckKind,
+    check: Option<Check>,
     health: ServerHealth,
     meters: Arc<meters::Meters>,
 }
@@ -144,17 +144,15 @@ fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 /// The probe target of a server: its first address, on the port its check uses.
 fn target_of(s: &ServerConfig) -> Option<Target> {
     let ip = *s.addresses.first()?;
-    let (check, port) = match s.probe.check {
-        CheckKind::SipUdp => (Check::SipUdp, s.port),
-        CheckKind::SipTcp => (Check::SipTcp, s.port),
-        CheckKind::Tcp
+    let check = s.probe.check?;
+    let port = match check {
+        Check::Tcp
             if !s.transports.contains(&Transport::Udp)
                 && !s.transports.contains(&Transport::Tcp) =>
         {
-            (Check::Tcp, s.tls_port)
+            s.tls_port
         }
-        CheckKind::Tcp => (Check::Tcp, s.port),
-        CheckKind::None => return None,
+        _ => s.port,
     };
     Some(Target {
         addr: SocketAddr::new(ip, port),
@@ -183,16 +181,6 @@ fn effective_forced(
     match inner.file_forced.get(key) {
         Some(o) if o.active(at) => (Some(forced_of(o.state)), Some("file")),
         _ => (None, None),
-    }
-}
-
-fn status_of(s: State) -> Status {
-    match s {
-        State::Up => Status::Up,
-        State::Down => Status::Down,
-        State::Full => Status::Full,
-        State::Drained => Status::Drained,
-        State::Unknown => Status::Unknown,
     }
 }
 
@@ -256,10 +244,7 @@ impl HealthHub {
                             rise: s.probe.rise,
                             fall: s.probe.fall,
                         },
-                        s.capacity.map(|c| StateCapacity {
-                            calls: c.calls,
-                            cps: c.cps,
-                        }),
+                        s.capacity,
                         now,
                     ),
                 };
@@ -364,7 +349,7 @@ impl HealthHub {
             }
             if let Some((from, to)) = flip {
                 tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
-                metrics::counter!("sipsteer_state_flips_total", "server" => name, "to" => format!("{to:?}").to_lowercase()).increment(1);
+                metrics::counter!("sipsteer_state_flips_total", "server" => name, "to" => to.as_str()).increment(1);
                 changed = true;
             }
         }
@@ -475,16 +460,8 @@ impl HealthHub {
         let mut healthy: BTreeMap<&str, f64> = BTreeMap::new();
         for e in &inner.entries {
             let state = e.health.effective(now, inner.overflow_at, inner.report_ttl);
-            *healthy.entry(e.region.as_str()).or_default() +=
-                f64::from(u8::from(matches!(state, State::Up | State::Unknown)));
-            let k = match state {
-                State::Up => "up",
-                State::Down => "down",
-                State::Full => "full",
-                State::Drained => "drained",
-                State::Unknown => "unknown",
-            };
-            *counts.entry(k).or_default() += 1.0;
+            *healthy.entry(e.region.as_str()).or_default() += f64::from(u8::from(state.serves()));
+            *counts.entry(state.as_str()).or_default() += 1.0;
         }
         for (k, v) in counts {
             metrics::gauge!("sipsteer_servers", "state" => k).set(v);
@@ -531,7 +508,7 @@ fn view(inner: &Inner, now: Instant) -> HealthView {
         status: inner
             .entries
             .iter()
-            .map(|e| status_of(e.health.effective(now, inner.overflow_at, inner.report_ttl)))
+            .map(|e| e.health.effective(now, inner.overflow_at, inner.report_ttl))
             .collect(),
         headroom: inner
             .entries
@@ -566,10 +543,10 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
     ServerReport {
         region: e.region.clone(),
         server: e.server.clone(),
-        state: status_of(h.effective(now, inner.overflow_at, inner.report_ttl)),
-        observed: format!("{:?}", h.observed()).to_lowercase(),
+        state: h.effective(now, inner.overflow_at, inner.report_ttl),
+        observed: h.observed().as_str(),
         suspect: h.suspect(),
-        forced: h.forced().map(|f| format!("{f:?}").to_lowercase()),
+        forced: h.forced().map(Forced::as_str),
         forced_by: effective_forced(inner, &key, wall).1,
         file_state: inner.file_forced.get(&key).map(|o| FileStateOut {
             state: o.state.as_str(),
@@ -582,13 +559,7 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
             note: o.note.clone(),
         }),
         target: e.identity.target.as_ref().map(|t| t.addr.to_string()),
-        check: match e.check {
-            CheckKind::SipUdp => "sip-options-udp",
-            CheckKind::SipTcp => "sip-options-tcp",
-            CheckKind::Tcp => "tcp",
-            CheckKind::None => "none",
-        }
-        .into(),
+        check: e.check.map_or("none", Check::as_str),
         last_result: last.map(|r| r.detail.clone()),
         last_code: last.and_then(|r| r.code),
         rtt_ms: last.map(|r| r.rtt.as_secs_f64() * 1000.0),

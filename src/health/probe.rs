@@ -1,5 +1,5 @@
 //! One health probe of one target: SIP OPTIONS over UDP (retransmitted from T1 = 500 ms,
-//! doubling) or TCP, a TCP connect, or nothing. Never panics on what the network sends.
+//! doubling) or TCP, or a TCP connect. Never panics on what the network sends.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -8,16 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::sip::{Ids, MAX_MESSAGE, ParseError, options_request, parse_datagram, parse_response};
+use crate::config::Check;
 
-/// How a target is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Check {
-    SipUdp,
-    SipTcp,
-    Tcp,
-    None,
-}
+use super::sip::{Ids, MAX_MESSAGE, ParseError, options_request, parse_datagram, parse_response};
 
 /// What is probed: the identity used to run one probe per distinct target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -95,7 +88,6 @@ pub async fn probe_with(
 ) -> ProbeResult {
     let start = Instant::now();
     let r = match target.check {
-        Check::None => Ok((Outcome::Up, None, "not probed".to_string())),
         Check::Tcp => tcp_connect(target.addr, timeout).await,
         Check::SipUdp => match udp {
             Some(u) => u.sip(target.addr, timeout, policy).await,

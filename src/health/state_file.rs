@@ -9,6 +9,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde::de::value::StrDeserializer;
+
 use super::state::Forced;
 use crate::files::os_reason;
 
@@ -33,11 +37,9 @@ pub fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
                 let Some((r, s)) = k.split_once('/') else {
                     continue;
                 };
-                let f = match v.as_str() {
-                    "drained" => Forced::Drained,
-                    "up" => Forced::Up,
-                    "down" => Forced::Down,
-                    _ => continue,
+                let name: StrDeserializer<'_, serde::de::value::Error> = v.as_str().into_deserializer();
+                let Ok(f) = Forced::deserialize(name) else {
+                    continue;
                 };
                 out.insert((r.to_owned(), s.to_owned()), f);
             }
@@ -51,9 +53,9 @@ pub fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
 
 /// Writes the forced states; the error names the path and the OS reason.
 pub fn write(path: &Path, forced: &BTreeMap<(String, String), Forced>) -> Result<(), String> {
-    let map: BTreeMap<String, String> = forced
+    let map: BTreeMap<String, Forced> = forced
         .iter()
-        .map(|((r, s), f)| (format!("{r}/{s}"), format!("{f:?}").to_lowercase()))
+        .map(|((r, s), f)| (format!("{r}/{s}"), *f))
         .collect();
     let body = serde_json::to_vec_pretty(&map).map_err(|e| e.to_string());
     let r = body.and_then(|b| replace(path, &b));

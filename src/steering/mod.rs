@@ -17,7 +17,8 @@ use crate::config::{AllDown, Transport};
 /// Most failover tiers a plan holds.
 pub const MAX_TIERS: usize = 8;
 
-/// A server's state as steering sees it.
+/// A server's state: what the health hub works out (`ServerHealth::effective`) and steering
+/// answers from. The one place that says whether a server is answered ([`Status::serves`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
