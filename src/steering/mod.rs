@@ -122,9 +122,9 @@ impl Reason {
     }
 }
 
-/// What is being asked for.
+/// What a query asks steering for (a probe target is `health::probe::Target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Asked {
     /// `sip.example.com` and its SRV names: ranked for the client.
     Service,
     /// `uk.sip.example.com`: pinned to one of the service's regions (position in its list).
@@ -158,7 +158,7 @@ pub fn plan(
     st: &Steering,
     health: &HealthView,
     service: usize,
-    target: Target,
+    asked: Asked,
     client: IpAddr,
 ) -> Plan {
     let Some(svc) = st.services.get(service) else {
@@ -171,9 +171,9 @@ pub fn plan(
             empty: true,
         };
     };
-    let (ranking, scope) = match target {
-        Target::Region(pos) => (svc.pinned.get(pos as usize).unwrap_or(&svc.fallback), 0),
-        Target::Service => st.ranking_for(service, client),
+    let (ranking, scope) = match asked {
+        Asked::Region(pos) => (svc.pinned.get(pos as usize).unwrap_or(&svc.fallback), 0),
+        Asked::Service => st.ranking_for(service, client),
     };
     let mut p = Plan {
         tiers: [0; MAX_TIERS],
