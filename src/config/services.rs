@@ -10,7 +10,7 @@ use serde_saphyr::Spanned;
 use super::error::Sink;
 use super::names;
 use super::raw;
-use super::steer::{RegionTable, transports};
+use super::regions::{RegionTable, transports};
 use super::values::Values;
 use super::{AllDown, ServiceConfig, Transport};
 use crate::steering::MAX_TIERS;

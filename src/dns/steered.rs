@@ -9,7 +9,7 @@ use super::writer::{ADDITIONAL, ANSWER, Writer};
 use crate::config::Transport;
 use crate::routing::{SteerKind, SteerRef};
 use crate::snapshot::Snapshot;
-use crate::steering::{self, Plan, Reason, Service, Steering, Asked, srv_weight, tier_servers};
+use crate::steering::{self, Asked, Plan, Reason, Service, Steering, srv_weight, tier_servers};
 
 /// What a steered answer was based on (for metrics and the query log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

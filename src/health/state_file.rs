@@ -37,7 +37,8 @@ pub fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
                 let Some((r, s)) = k.split_once('/') else {
                     continue;
                 };
-                let name: StrDeserializer<'_, serde::de::value::Error> = v.as_str().into_deserializer();
+                let name: StrDeserializer<'_, serde::de::value::Error> =
+                    v.as_str().into_deserializer();
                 let Ok(f) = Forced::deserialize(name) else {
                     continue;
                 };

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::support::dns::ConfigDir;
 use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
-use sipsteer::steering::{self, HealthView, Plan, Reason, Status, Steering, Asked};
+use sipsteer::steering::{self, Asked, HealthView, Plan, Reason, Status, Steering};
 
 fn steering_from(zone: &str) -> (Steering, ConfigDir) {
     let dir = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", zone)]);

@@ -1,5 +1,5 @@
-//! Validating regions and servers (with their probe settings): the places steering can send
-//! clients to.
+//! The `regions:` section: validating regions and their servers (with their probe settings),
+//! the places steering can send clients to.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
