@@ -1,18 +1,14 @@
 //! What an operator sees of a starting sipsteer: the log setup (text with colours only on a
 //! terminal, or JSON lines), the startup lines of `serve` (version, config, counts, GeoIP,
-//! listeners, one `ready` line) and progress while something slow (a GeoIP load) runs.
+//! listeners, one `ready` line).
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::mpsc::{RecvTimeoutError, channel};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::app::Running;
 use crate::cli::{LogFormat, VERSION};
 use crate::config::Config;
-
-/// How often a slow step says it is still running.
-const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Logs to stderr; `RUST_LOG` overrides the default: `info` (hickory-server, which serves
 /// DNS over TLS, only at `error`: it logs every query at info), or only warnings for commands
@@ -32,16 +28,6 @@ pub fn init_logging(format: LogFormat, quiet: bool) {
         LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).init(),
         LogFormat::Json => fmt.json().with_ansi(false).init(),
     }
-}
-
-/// `2026-11-25` for a Unix time, `unknown` for none (0).
-pub fn date(epoch: u64) -> String {
-    if epoch == 0 {
-        return "unknown".into();
-    }
-    let t = UNIX_EPOCH + Duration::from_secs(epoch);
-    let s = humantime::format_rfc3339_seconds(t).to_string();
-    s.get(..10).unwrap_or(&s).to_string()
 }
 
 /// The first line: what is starting, from which config.
@@ -89,7 +75,7 @@ pub fn ready_when_geoip_is_in(r: &Running) {
                 format!(
                     "{} built {}, {} networks",
                     g.info.database_type,
-                    date(g.info.build_epoch),
+                    g.info.built(),
                     g.info.networks
                 )
             },
@@ -103,38 +89,4 @@ pub fn ready_when_geoip_is_in(r: &Running) {
             "ready"
         );
     });
-}
-
-/// Runs `f`, logging `what` every few seconds until it returns.
-pub fn with_progress<T>(what: &str, path: &Path, f: impl FnOnce() -> T) -> T {
-    let started = Instant::now();
-    let (done, wait) = channel::<()>();
-    std::thread::scope(|s| {
-        let ticker = std::thread::Builder::new()
-            .name("progress".into())
-            .spawn_scoped(s, move || {
-                while let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(PROGRESS_EVERY) {
-                    tracing::info!(
-                        path = %path.display(),
-                        secs = started.elapsed().as_secs(),
-                        "{what}"
-                    );
-                }
-            });
-        let out = f();
-        drop(done);
-        drop(ticker);
-        out
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(date(0), "unknown");
-        assert_eq!(date(1_764_028_800), "2025-11-25");
-    }
 }

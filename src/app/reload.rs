@@ -12,8 +12,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, SourceFile};
+use crate::geo::GeoData;
 use crate::snapshot::{Shared, Snapshot};
-use crate::steering::{GeoData, HealthView, Steering};
+use crate::steering::{HealthView, Steering};
 
 /// Gives a new snapshot its health view: carries states over for servers that did not change.
 pub type HealthBinder = dyn Fn(&Config, &Arc<Steering>) -> Arc<HealthView> + Send + Sync;

@@ -1,4 +1,5 @@
-//! GeoIP: reading MaxMind databases and sipsteer's CSV, compiling them into a table of
+//! GeoIP: reading MaxMind databases and sipsteer's CSV (and loading one for serving,
+//! `load.rs`), compiling them into a table of
 //! networks and then into address blocks of equal ranking, and writing MaxMind databases.
 //!
 //! maxminddb is used only here (`db.rs`).
@@ -7,6 +8,7 @@ mod build;
 mod centroids;
 mod csv;
 mod db;
+mod load;
 mod map;
 mod networks;
 mod table;
@@ -17,6 +19,7 @@ pub use build::{BuildSummary, build_file};
 pub use centroids::{centroid, continent_of};
 pub use csv::{CsvError, parse as parse_csv};
 pub use db::{DbInfo, GeoDb};
+pub use load::GeoData;
 pub use map::GeoMap;
 pub use networks::{Networks, RangeSet};
 pub use table::NetworkTable;

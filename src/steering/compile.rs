@@ -1,4 +1,4 @@
-//! Compiling the config (and the GeoIP table) into steering data: regions and servers with
+//! Compiling the config (and a loaded GeoIP table) into steering data: regions and servers with
 //! health slots, services with their generated names, and per region set a map from address
 //! blocks to rankings, so a query costs one lookup.
 
@@ -12,54 +12,9 @@ use ipnet::IpNet;
 use super::rank::{Ranking, fallback_ranking, rank_location, rank_pinned};
 use super::{HealthView, Reason};
 use crate::config::{AllDown, Capacity, Config, RegionConfig, Transport};
-use crate::geo::{GeoMap, Networks};
+use crate::geo::{GeoData, GeoMap};
 use crate::routing::build::wire_name;
 use crate::routing::names::service_names;
-
-/// A loaded GeoIP database, compiled to a table of networks and locations (kept to compile
-/// maps for new region sets and for explain; the database file's bytes are not kept).
-#[derive(Debug)]
-pub struct GeoData {
-    pub table: Networks,
-    pub info: crate::geo::DbInfo,
-    pub path: std::path::PathBuf,
-}
-
-impl GeoData {
-    /// Opens a database (`.mmdb` or CSV) and compiles its network table.
-    /// Logs each phase, and progress every few seconds while the networks are read.
-    pub fn load(path: &std::path::Path) -> anyhow::Result<GeoData> {
-        let started = std::time::Instant::now();
-        let ms = || started.elapsed().as_millis() as u64;
-        let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-        tracing::info!(path = %path.display(), bytes, "geoip: opening database");
-        let db = crate::geo::GeoDb::open(path)?;
-        let mut info = db.info();
-        let built = crate::startup::date(info.build_epoch);
-        tracing::info!(
-            path = %path.display(),
-            database_type = %info.database_type,
-            built = %built,
-            ms = ms(),
-            "geoip: reading networks"
-        );
-        let table =
-            crate::startup::with_progress("geoip: still reading networks", path, || db.table())?;
-        drop(db);
-        info.networks = table.len();
-        tracing::info!(
-            networks = info.networks,
-            ms = ms(),
-            "geoip networks walked, compacting"
-        );
-        let table = Networks::new(table);
-        Ok(GeoData {
-            table,
-            info,
-            path: path.to_path_buf(),
-        })
-    }
-}
 
 /// Everything steering needs, built once per config (and GeoIP) load.
 #[derive(Debug, Default)]
