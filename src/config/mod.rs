@@ -129,6 +129,9 @@ pub struct RecordConfig {
     pub rdata: RData,
 }
 
+/// The continent codes a region may list and a GeoIP database may give.
+pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
 /// A region: a place with SIP servers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionConfig {

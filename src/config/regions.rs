@@ -11,9 +11,7 @@ use serde_saphyr::Spanned;
 use super::error::Sink;
 use super::raw;
 use super::values::{Values, parse_duration};
-use super::{Capacity, Check, ProbeConfig, RegionConfig, ServerConfig, Transport};
-
-const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+use super::{CONTINENTS, Capacity, Check, ProbeConfig, RegionConfig, ServerConfig, Transport};
 
 /// Probe defaults from the top-level `health:` section.
 pub struct HealthDefaults {

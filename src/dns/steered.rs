@@ -21,6 +21,18 @@ pub struct Steered {
     pub fail_open: bool,
 }
 
+impl Steered {
+    /// The reason as the query log and metrics name it: `all_down` when every candidate was
+    /// down and the nearest was answered anyway (fail open), else the ranking's reason.
+    pub fn reason_label(&self) -> &'static str {
+        if self.fail_open {
+            "all_down"
+        } else {
+            self.reason.as_str()
+        }
+    }
+}
+
 /// Writes the steered answer for `qtype`; false when the name has no data of that type.
 pub fn answer(
     snap: &Snapshot,

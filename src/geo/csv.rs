@@ -4,6 +4,7 @@
 use ipnet::IpNet;
 
 use super::Location;
+use crate::config::CONTINENTS;
 
 /// One problem in a CSV file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +15,6 @@ pub struct CsvError {
 }
 
 const HEADER: &str = "network,country,continent,latitude,longitude,city";
-const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
 /// Parses the whole file; every error is reported.
 pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {
