@@ -34,12 +34,26 @@ pub enum Force {
     Clear,
 }
 
-#[derive(Debug)]
+/// Why an operator action or a load report was not applied.
+#[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    NotFound(String),
-    Invalid(String),
+    #[error("no server {region}/{server}")]
+    NotFound { region: String, server: String },
+    /// A load report for a server without `capacity`.
+    #[error("server {region}/{server} declares no capacity")]
+    NoCapacity { region: String, server: String },
     /// The state file could not be written (the message names it and the OS reason).
-    Persist(String),
+    #[error(transparent)]
+    Persist(#[from] super::state_file::WriteError),
+}
+
+impl HubError {
+    fn not_found(region: &str, server: &str) -> HubError {
+        HubError::NotFound {
+            region: region.to_owned(),
+            server: server.to_owned(),
+        }
+    }
 }
 
 /// What `/v1/servers` shows for one server.
@@ -409,12 +423,13 @@ impl HealthHub {
         let now = Instant::now();
         let mut inner = lock(&self.inner);
         let Some(&slot) = inner.by_name.get(&(region.to_owned(), server.to_owned())) else {
-            return Err(HubError::NotFound(format!("no server {region}/{server}")));
+            return Err(HubError::not_found(region, server));
         };
         if inner.entries[slot].identity.capacity.is_none() {
-            return Err(HubError::Invalid(format!(
-                "server {region}/{server} declares no capacity"
-            )));
+            return Err(HubError::NoCapacity {
+                region: region.to_owned(),
+                server: server.to_owned(),
+            });
         }
         inner.entries[slot].health.report_load(calls, cps, now);
         self.publish(&inner, now);

@@ -52,15 +52,27 @@ pub fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
     out
 }
 
+/// The state file could not be written; nothing was replaced.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write state file {}: {reason}", path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    /// The OS reason (and which step failed).
+    pub reason: String,
+}
+
 /// Writes the forced states; the error names the path and the OS reason.
-pub fn write(path: &Path, forced: &BTreeMap<(String, String), Forced>) -> Result<(), String> {
+pub fn write(path: &Path, forced: &BTreeMap<(String, String), Forced>) -> Result<(), WriteError> {
     let map: BTreeMap<String, Forced> = forced
         .iter()
         .map(|((r, s), f)| (format!("{r}/{s}"), *f))
         .collect();
     let body = serde_json::to_vec_pretty(&map).map_err(|e| e.to_string());
     let r = body.and_then(|b| replace(path, &b));
-    r.map_err(|e| format!("cannot write state file {}: {e}", path.display()))
+    r.map_err(|reason| WriteError {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 fn dir_of(path: &Path) -> PathBuf {
@@ -70,7 +82,7 @@ fn dir_of(path: &Path) -> PathBuf {
     }
 }
 
-/// Atomically replaces `path` with `bytes`.
+/// Atomically replaces `path` with `bytes`; the error is the reason, for [`WriteError`].
 fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let dir = dir_of(path);
     let (tmp, mut file) = create_temp(path, &dir)?;

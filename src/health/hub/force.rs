@@ -24,7 +24,7 @@ impl HealthHub {
             let mut next = {
                 let inner = lock(&self.inner);
                 if !inner.by_name.contains_key(&key) {
-                    return Err(HubError::NotFound(format!("no server {region}/{server}")));
+                    return Err(HubError::not_found(region, server));
                 }
                 inner.forced.clone()
             };
@@ -35,15 +35,15 @@ impl HealthHub {
             if let Err(e) = crate::health::state_file::write(file, &next) {
                 metrics::counter!("sipsteer_state_file_errors_total").increment(1);
                 tracing::error!(server = %format!("{region}/{server}"), action = ?f, "{e}; state not changed");
-                *writing = Some(e.clone());
-                return Err(HubError::Persist(e));
+                *writing = Some(e.to_string());
+                return Err(e.into());
             }
             *writing = None;
         }
         let now = Instant::now();
         let mut inner = lock(&self.inner);
         let Some(&slot) = inner.by_name.get(&key) else {
-            return Err(HubError::NotFound(format!("no server {region}/{server}")));
+            return Err(HubError::not_found(region, server));
         };
         match forced {
             Some(v) => inner.forced.insert(key.clone(), v),
