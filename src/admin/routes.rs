@@ -235,7 +235,7 @@ async fn reload(State(s): State<AdminState>) -> Response {
         Ok(crate::app::Outcome::Unchanged) => Json(json!({"result": "unchanged"})).into_response(),
         Ok(crate::app::Outcome::Rejected(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"result": "error", "error": e})),
+            Json(json!({"result": "error", "error": e.to_string()})),
         )
             .into_response(),
         Err(_) => error(
