@@ -16,6 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 mod force;
 mod meters;
+#[cfg(test)]
+mod tests;
 
 use super::monitor::{Monitor, ProbeSpec};
 use super::probe::{CodePolicy, ProbeResult, Target};
@@ -148,6 +150,11 @@ pub struct HealthHub {
     persisting: Mutex<Option<String>>,
 }
 
+/// The hub's clock: tokio's, which is the system's monotonic clock unless a test pauses it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     match m.lock() {
         Ok(g) => g,
@@ -224,7 +231,7 @@ impl HealthHub {
     /// Binds the hub to a (new) config: keeps health for unchanged servers, starts probing
     /// new ones, stops probing removed ones. Returns the health view for the new snapshot.
     pub fn bind(&self, cfg: &Config, st: &Arc<Steering>) -> Arc<HealthView> {
-        let now = Instant::now();
+        let now = now();
         let mut inner = lock(&self.inner);
         let mut old: HashMap<(String, String), Entry> = std::mem::take(&mut inner.entries)
             .into_iter()
@@ -337,7 +344,7 @@ impl HealthHub {
     }
 
     fn apply(&self, t: &Target, res: &ProbeResult) {
-        let now = Instant::now();
+        let now = now();
         let mut inner = lock(&self.inner);
         inner.pending.remove(t);
         let Some(slots) = inner.by_target.get(t).cloned() else {
@@ -376,7 +383,7 @@ impl HealthHub {
     /// current view if it differs from the one being served.
     fn publish_if_changed(&self) {
         let mut inner = lock(&self.inner);
-        let now = Instant::now();
+        let now = now();
         refresh_forced(&mut inner, now);
         self.publish(&inner, now);
     }
@@ -420,7 +427,7 @@ impl HealthHub {
         calls: Option<u32>,
         cps: Option<u32>,
     ) -> Result<ServerReport, HubError> {
-        let now = Instant::now();
+        let now = now();
         let mut inner = lock(&self.inner);
         let Some(&slot) = inner.by_name.get(&(region.to_owned(), server.to_owned())) else {
             return Err(HubError::not_found(region, server));
@@ -458,7 +465,7 @@ impl HealthHub {
     /// Every server, in config order.
     pub fn servers(&self) -> Vec<ServerReport> {
         let inner = lock(&self.inner);
-        let now = Instant::now();
+        let now = now();
         (0..inner.entries.len())
             .map(|i| report(&inner, i, now))
             .collect()
@@ -467,7 +474,7 @@ impl HealthHub {
     /// Sets the gauges read at scrape time.
     pub fn export_gauges(&self) {
         let inner = lock(&self.inner);
-        let now = Instant::now();
+        let now = now();
         let mut counts: BTreeMap<&'static str, f64> = ["up", "down", "full", "drained", "unknown"]
             .into_iter()
             .map(|s| (s, 0.0))

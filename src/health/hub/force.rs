@@ -1,8 +1,6 @@
 //! Operator actions on the health hub: forcing a server's state, persisted to the state file
 //! before it takes effect, and the state file's status.
 
-use std::time::Instant;
-
 use super::{Force, HealthHub, HubError, ServerReport, lock, report};
 use crate::health::state::Forced;
 
@@ -40,7 +38,7 @@ impl HealthHub {
             }
             *writing = None;
         }
-        let now = Instant::now();
+        let now = super::now();
         let mut inner = lock(&self.inner);
         let Some(&slot) = inner.by_name.get(&key) else {
             return Err(HubError::not_found(region, server));
