@@ -37,6 +37,26 @@ pub struct Location {
     pub city: Option<Box<str>>,
 }
 
+/// A location's identity, to give equal locations one index: every field, the coordinates
+/// by their bits.
+pub(crate) type LocationKey = (
+    Option<[u8; 2]>,
+    Option<[u8; 2]>,
+    Option<(u64, u64)>,
+    Option<Box<str>>,
+);
+
+impl Location {
+    pub(crate) fn key(&self) -> LocationKey {
+        (
+            self.country,
+            self.continent,
+            self.coords.map(|(a, b)| (a.to_bits(), b.to_bits())),
+            self.city.clone(),
+        )
+    }
+}
+
 /// The IPv4 form of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as IPv4 clients appear on
 /// a dual-stack socket); any other address unchanged.
 pub fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
