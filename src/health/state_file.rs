@@ -146,8 +146,23 @@ mod tests {
         let f = dir.join("state.json");
         let mut m = BTreeMap::new();
         m.insert(("uk".to_string(), "lon1".to_string()), Forced::Drained);
+        m.insert(("uk".to_string(), "lon2".to_string()), Forced::Up);
+        m.insert(("de".to_string(), "fra1".to_string()), Forced::Down);
         write(&f, &m).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "{\n  \"de/fra1\": \"down\",\n  \"uk/lon1\": \"drained\",\n  \"uk/lon2\": \"up\"\n}",
+            "the file format"
+        );
         assert_eq!(read(&f), m);
+        std::fs::write(
+            &f,
+            r#"{"uk/lon1": "Drained", "uk/lon2": "up", "nokey": "down"}"#,
+        )
+        .unwrap();
+        let only_lon2 = BTreeMap::from([(("uk".to_string(), "lon2".to_string()), Forced::Up)]);
+        assert_eq!(read(&f), only_lon2, "unknown states and keys are skipped");
+        write(&f, &m).unwrap();
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "no temporary file is left behind");
         let _ = std::fs::remove_dir_all(&dir);
