@@ -15,7 +15,7 @@ use crate::dns::answer::{Proto, respond};
 use crate::dns::snapshot::Snapshot;
 use crate::geo::{canonical, distance_km};
 use crate::routing::SteerKind;
-use crate::steering::{self, Target};
+use crate::steering::{self, Asked};
 
 #[derive(Debug, Serialize)]
 pub struct Explanation {
@@ -147,23 +147,23 @@ fn service_out(
     let st = &snap.steering;
     let si = sref.service as usize;
     let svc = &st.services[si];
-    let target = match sref.kind {
-        SteerKind::Service | SteerKind::Srv(_) => Target::Service,
-        SteerKind::Region(p) | SteerKind::RegionSrv(p, _) => Target::Region(p),
+    let asked = match sref.kind {
+        SteerKind::Service | SteerKind::Srv(_) => Asked::Service,
+        SteerKind::Region(p) | SteerKind::RegionSrv(p, _) => Asked::Region(p),
     };
-    let (ranking, _) = match target {
-        Target::Service => st.ranking_for(si, located),
-        Target::Region(p) => (&svc.pinned[p as usize], 0),
+    let (ranking, _) = match asked {
+        Asked::Service => st.ranking_for(si, located),
+        Asked::Region(p) => (&svc.pinned[p as usize], 0),
     };
-    let plan = steering::plan(st, &snap.health, si, target, located);
+    let plan = steering::plan(st, &snap.health, si, asked, located);
     let ttl = steering::answer_ttl(st, &snap.health, svc, &plan);
     let coords = loc.and_then(|l| Some((l.lat?, l.lon?)));
     let region_name = |pos: u16| st.regions[svc.regions[pos as usize]].name.clone();
     ServiceOut {
         name: svc.display.to_string(),
-        target: match target {
-            Target::Service => "ranked for the client".into(),
-            Target::Region(p) => format!("pinned to {}", region_name(p)),
+        target: match asked {
+            Asked::Service => "ranked for the client".into(),
+            Asked::Region(p) => format!("pinned to {}", region_name(p)),
         },
         reason: plan.reason.as_str().into(),
         scope: plan.scope,

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -18,9 +17,62 @@ pub const MAX_BODY: usize = 16 << 20;
 /// Longest wait for the whole exchange.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why the admin API of a running instance could not be read; names its address.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("admin url `{0}` must look like http://127.0.0.1:8053")]
+    BadUrl(String),
+    #[error("cannot connect to admin api {hostport}")]
+    Connect {
+        hostport: String,
+        source: std::io::Error,
+    },
+    #[error("http handshake with {hostport} failed")]
+    Handshake {
+        hostport: String,
+        source: hyper::Error,
+    },
+    #[error("bad admin request to {hostport}")]
+    Request {
+        hostport: String,
+        source: hyper::http::Error,
+    },
+    #[error("admin api {hostport} did not answer {path}")]
+    NoAnswer {
+        hostport: String,
+        path: String,
+        source: hyper::Error,
+    },
+    #[error("cannot read the reply of {hostport}{path}: {reason}")]
+    Body {
+        hostport: String,
+        path: String,
+        reason: String,
+    },
+    #[error("admin api {hostport} did not answer within {TIMEOUT:?}")]
+    Timeout { hostport: String },
+    #[error("admin api {hostport} answered {status} to {path}")]
+    Status {
+        hostport: String,
+        status: hyper::StatusCode,
+        path: String,
+    },
+    #[error("admin api {hostport} sent a reply to {path} that is not utf-8")]
+    NotUtf8 {
+        hostport: String,
+        path: String,
+        source: std::string::FromUtf8Error,
+    },
+    #[error("admin api {base} sent malformed json")]
+    Json {
+        base: String,
+        source: serde_json::Error,
+    },
+}
+
 /// The `host:port` of an admin url such as `http://127.0.0.1:8053`.
-fn authority(base: &str) -> Result<String> {
-    let bad = || anyhow!("admin url `{base}` must look like http://127.0.0.1:8053");
+fn authority(base: &str) -> Result<String, ClientError> {
+    let bad = || ClientError::BadUrl(base.to_owned());
     let uri: hyper::Uri = base.parse().map_err(|_| bad())?;
     if uri.scheme_str() != Some("http") || !matches!(uri.path(), "" | "/") {
         return Err(bad());
@@ -33,47 +85,78 @@ fn authority(base: &str) -> Result<String> {
 }
 
 /// `GET http://host:port/path`, returning the body of a 200 reply.
-pub async fn get(base: &str, path: &str) -> Result<String> {
+pub async fn get(base: &str, path: &str) -> Result<String, ClientError> {
     let hostport = authority(base)?;
-    let exchange = async {
-        let stream = tokio::net::TcpStream::connect(&hostport)
-            .await
-            .with_context(|| format!("cannot connect to admin api {hostport}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .with_context(|| format!("http handshake with {hostport} failed"))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, &hostport)
-            .body(Empty::<Bytes>::new())
-            .context("bad admin request")?;
-        let reply = sender
-            .send_request(req)
-            .await
-            .with_context(|| format!("admin api {hostport} did not answer {path}"))?;
-        let status = reply.status();
-        let body = Limited::new(reply.into_body(), MAX_BODY)
-            .collect()
-            .await
-            .map_err(|e| anyhow!("cannot read the reply of {hostport}{path}: {e}"))?
-            .to_bytes();
-        anyhow::Ok((status, body))
-    };
-    let (status, body) = tokio::time::timeout(TIMEOUT, exchange)
+    let (status, body) = tokio::time::timeout(TIMEOUT, exchange(&hostport, path))
         .await
-        .with_context(|| format!("admin api {hostport} did not answer within {TIMEOUT:?}"))??;
+        .map_err(|_| ClientError::Timeout {
+            hostport: hostport.clone(),
+        })??;
     if status != hyper::StatusCode::OK {
-        bail!("admin api {hostport} answered {status} to {path}");
+        return Err(ClientError::Status {
+            hostport,
+            status,
+            path: path.to_owned(),
+        });
     }
-    String::from_utf8(body.to_vec())
-        .with_context(|| format!("admin api {hostport} sent a reply to {path} that is not utf-8"))
+    String::from_utf8(body.to_vec()).map_err(|source| ClientError::NotUtf8 {
+        hostport,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// One request and its whole reply body (bounded by [`MAX_BODY`]).
+async fn exchange(hostport: &str, path: &str) -> Result<(hyper::StatusCode, Bytes), ClientError> {
+    let hostport_owned = || hostport.to_owned();
+    let stream = tokio::net::TcpStream::connect(hostport)
+        .await
+        .map_err(|source| ClientError::Connect {
+            hostport: hostport_owned(),
+            source,
+        })?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|source| ClientError::Handshake {
+            hostport: hostport_owned(),
+            source,
+        })?;
+    tokio::spawn(conn);
+    let req = hyper::Request::get(path)
+        .header(hyper::header::HOST, hostport)
+        .body(Empty::<Bytes>::new())
+        .map_err(|source| ClientError::Request {
+            hostport: hostport_owned(),
+            source,
+        })?;
+    let reply = sender
+        .send_request(req)
+        .await
+        .map_err(|source| ClientError::NoAnswer {
+            hostport: hostport_owned(),
+            path: path.to_owned(),
+            source,
+        })?;
+    let status = reply.status();
+    let body = Limited::new(reply.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| ClientError::Body {
+            hostport: hostport_owned(),
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?
+        .to_bytes();
+    Ok((status, body))
 }
 
 /// The snapshot with server states read from a running instance.
-pub async fn with_live_health(snap: Snapshot, base: &str) -> Result<Snapshot> {
+pub async fn with_live_health(snap: Snapshot, base: &str) -> Result<Snapshot, ClientError> {
     let body = get(base, "/v1/servers").await?;
-    let v: serde_json::Value =
-        serde_json::from_str(&body).context("admin api sent malformed json")?;
+    let v: serde_json::Value = serde_json::from_str(&body).map_err(|source| ClientError::Json {
+        base: base.to_owned(),
+        source,
+    })?;
     let mut live: HashMap<(String, String), Status> = HashMap::new();
     for s in v["servers"].as_array().into_iter().flatten() {
         let state: Option<Status> = serde_json::from_value(s["state"].clone()).ok();

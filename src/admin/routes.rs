@@ -237,7 +237,7 @@ async fn reload(State(s): State<AdminState>) -> Response {
         }
         Ok(crate::reload::Outcome::Rejected(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"result": "error", "error": e})),
+            Json(json!({"result": "error", "error": e.to_string()})),
         )
             .into_response(),
         Err(_) => error(
@@ -260,9 +260,14 @@ struct StateBody {
 fn hub_reply(r: Result<crate::health::hub::ServerReport, HubError>) -> Response {
     match r {
         Ok(report) => Json(report).into_response(),
-        Err(HubError::NotFound(what)) => error(StatusCode::NOT_FOUND, what),
-        Err(HubError::Invalid(what)) => error(StatusCode::BAD_REQUEST, what),
-        Err(HubError::Persist(what)) => error(StatusCode::INTERNAL_SERVER_ERROR, what),
+        Err(e) => {
+            let code = match e {
+                HubError::NotFound { .. } => StatusCode::NOT_FOUND,
+                HubError::NoCapacity { .. } => StatusCode::BAD_REQUEST,
+                HubError::Persist(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            error(code, e.to_string())
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! What an operator sees of a starting sipsteer: the log setup (text with colours only on a
 //! terminal, or JSON lines), the startup lines of `serve` (version, config, counts, GeoIP,
-//! listeners, one `ready` line) and progress while something slow (a GeoIP load) runs.
+//! listeners, one `ready` line).
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::app::Running;
 use crate::cli::{LogFormat, VERSION};
-use crate::config::{CheckKind, Config};
+use crate::config::Config;
 
 /// Logs to stderr; `RUST_LOG` overrides the default: `info` (hickory-server, which serves
 /// DNS over TLS, only at `error`: it logs every query at info), or only warnings for commands
@@ -42,7 +42,7 @@ pub fn config_loaded(cfg: &Config) {
         .regions
         .iter()
         .flat_map(|r| &r.servers)
-        .filter(|s| s.probe.check != CheckKind::None)
+        .filter(|s| s.probe.check.is_some())
         .count();
     tracing::info!(
         zones = cfg.zones.len(),
@@ -75,7 +75,7 @@ pub fn ready_when_geoip_is_in(r: &Running) {
                 format!(
                     "{} built {}, {} networks",
                     g.info.database_type,
-                    crate::geo::progress::date(g.info.build_epoch),
+                    g.info.built(),
                     g.info.networks
                 )
             },

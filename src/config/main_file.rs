@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::error::{self, ConfigError, ConfigErrors, Sink};
 use super::raw;
-use super::steer::{HealthDefaults, RegionTable};
+use super::regions::{HealthDefaults, RegionTable};
 use super::values::parse_duration;
 use super::zone;
 use super::{AdminSettings, CapacitySettings, Config, DnsSettings, SourceFile, ZoneConfig};

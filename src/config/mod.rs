@@ -11,9 +11,9 @@ mod names;
 pub mod operator;
 mod raw;
 pub(crate) mod records;
+mod regions;
 pub mod service_names;
 mod services;
-mod steer;
 pub mod tls;
 mod values;
 pub mod watch;
@@ -133,6 +133,9 @@ pub struct RecordConfig {
     pub rdata: RData,
 }
 
+/// The continent codes a region may list and a GeoIP database may give.
+pub const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+
 /// A region: a place with SIP servers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionConfig {
@@ -172,22 +175,33 @@ pub struct Capacity {
     pub cps: Option<u32>,
 }
 
+/// How a server is probed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CheckKind {
+pub enum Check {
     /// SIP OPTIONS over UDP.
     SipUdp,
     /// SIP OPTIONS over TCP.
     SipTcp,
     /// A TCP connect.
     Tcp,
-    /// No probing: always up unless an operator says otherwise.
-    None,
+}
+
+impl Check {
+    /// The name in the config and `/v1/servers`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::SipUdp => "sip-options-udp",
+            Check::SipTcp => "sip-options-tcp",
+            Check::Tcp => "tcp",
+        }
+    }
 }
 
 /// How one server is probed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeConfig {
-    pub check: CheckKind,
+    /// `None` (`check: none`): never probed, up unless an operator says otherwise.
+    pub check: Option<Check>,
     pub interval: Duration,
     pub timeout: Duration,
     /// Re-probe spacing (start to start) and timeout while a server is suspect; used capped

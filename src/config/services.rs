@@ -11,7 +11,7 @@ use super::MAX_TIERS;
 use super::error::Sink;
 use super::names;
 use super::raw;
-use super::steer::{RegionTable, transports};
+use super::regions::{RegionTable, transports};
 use super::values::Values;
 use super::{AllDown, ServiceConfig, Transport};
 

@@ -10,8 +10,8 @@ use super::error::{ConfigError, Sink};
 use super::names;
 use super::raw;
 use super::records;
+use super::regions::RegionTable;
 use super::services;
-use super::steer::RegionTable;
 use super::values::Values;
 use super::{RecordConfig, ZoneConfig};
 

@@ -133,7 +133,7 @@ fn format_entry(e: &Entry) -> String {
         "type": hickory_proto::rr::RecordType::from(e.summary.qtype).to_string(),
         "rcode": e.summary.rcode,
         "region": e.region.as_deref(),
-        "reason": e.summary.steered.map(|s| if s.fail_open { "all_down" } else { s.reason.as_str() }),
+        "reason": e.summary.steered.map(|s| s.reason_label()),
         "tc": e.summary.truncated,
     });
     let mut s = v.to_string();

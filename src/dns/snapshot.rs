@@ -6,8 +6,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::geo::GeoData;
 use crate::routing::Routing;
-use crate::steering::{GeoData, HealthView, Steering};
+use crate::steering::{HealthView, Steering};
 
 /// One consistent view of config, zones, steering data and health.
 #[derive(Debug)]

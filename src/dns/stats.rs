@@ -9,8 +9,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use super::answer::Summary;
+use super::answer::{Proto, Summary};
 use super::snapshot::Snapshot;
+use super::steered::{ALL_DOWN, Steered};
 use crate::lock::guard;
 use crate::proto;
 use crate::routing::Routing;
@@ -31,19 +32,28 @@ const TYPES: [(u16, &str); 8] = [
 const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
 ];
-/// How an answer was decided: `static` data, a steering [`Reason`], or `all_down`.
-const REASONS: [&str; 8] = [
-    "static",
-    "network",
-    "country",
-    "continent",
-    "distance",
-    "fallback",
-    "pinned",
-    "all_down",
+/// Steering reasons in their slots after `static` (slot 0); the last slot is `all_down`.
+const STEERED: [Reason; 6] = [
+    Reason::Network,
+    Reason::Country,
+    Reason::Continent,
+    Reason::Distance,
+    Reason::Fallback,
+    Reason::Pinned,
 ];
+/// How an answer was decided: static data, a steering reason, or all down.
+const REASONS: usize = STEERED.len() + 2;
+
+fn reason_name(slot: usize) -> &'static str {
+    match slot {
+        0 => "static",
+        s if s == REASONS - 1 => ALL_DOWN,
+        s => STEERED[s - 1].as_str(),
+    }
+}
+
 /// One counter per (type, rcode, reason).
-const KEYS: usize = TYPES.len() * RCODES.len() * REASONS.len();
+const KEYS: usize = TYPES.len() * RCODES.len() * REASONS;
 
 /// Zone and region ids per chunk, and chunks per block: at most `CHUNK * CHUNKS` names of
 /// each kind are counted apart; later ones share the last id.
@@ -69,7 +79,8 @@ fn rcode_index(r: u16) -> usize {
 fn reason_index(s: &Summary) -> usize {
     match &s.steered {
         None => 0,
-        Some(st) if st.fail_open => 7,
+        Some(st) if st.fail_open => REASONS - 1,
+        // Exhaustive: a new reason needs its slot in `STEERED`.
         Some(st) => match st.reason {
             Reason::Network => 1,
             Reason::Country => 2,
@@ -82,7 +93,7 @@ fn reason_index(s: &Summary) -> usize {
 }
 
 fn key_index(s: &Summary) -> usize {
-    (type_index(s.qtype) * RCODES.len() + rcode_index(s.rcode)) * REASONS.len() + reason_index(s)
+    (type_index(s.qtype) * RCODES.len() + rcode_index(s.rcode)) * REASONS + reason_index(s)
 }
 
 /// Counters by id, allocated a chunk at a time on first use.
@@ -255,15 +266,14 @@ impl Counters {
             "DNS queries answered, by type, rcode and steering reason",
         );
         for (k, v) in by_key.iter().enumerate().filter(|(_, v)| **v > 0) {
-            let (t, rest) = (
-                k / (RCODES.len() * REASONS.len()),
-                k % (RCODES.len() * REASONS.len()),
-            );
-            let (r, why) = (rest / REASONS.len(), rest % REASONS.len());
+            let (t, rest) = (k / (RCODES.len() * REASONS), k % (RCODES.len() * REASONS));
+            let (r, why) = (rest / REASONS, rest % REASONS);
             let _ = writeln!(
                 out,
                 "sipsteer_queries_total{{type=\"{}\",rcode=\"{}\",reason=\"{}\"}} {v}",
-                TYPES[t].1, RCODES[r], REASONS[why]
+                TYPES[t].1,
+                RCODES[r],
+                reason_name(why)
             );
         }
         family(
@@ -383,13 +393,46 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for t in 0..TYPES.len() {
             for r in 0..RCODES.len() {
-                for why in 0..REASONS.len() {
-                    assert!(seen.insert((t * RCODES.len() + r) * REASONS.len() + why));
+                for why in 0..REASONS {
+                    assert!(seen.insert((t * RCODES.len() + r) * REASONS + why));
                 }
             }
         }
         assert_eq!(seen.len(), KEYS);
         assert!(seen.iter().all(|k| *k < KEYS));
+    }
+
+    #[test]
+    fn every_reason_has_its_own_slot_and_name() {
+        let summary = |reason, fail_open| Summary {
+            proto: Proto::Udp,
+            rcode: 0,
+            qtype: proto::TYPE_A,
+            truncated: false,
+            ecs: false,
+            steered: Some(Steered {
+                service: 0,
+                region: None,
+                reason,
+                fail_open,
+            }),
+            zone: None,
+        };
+        for (i, r) in STEERED.iter().enumerate() {
+            let slot = reason_index(&summary(*r, false));
+            assert_eq!(slot, i + 1);
+            assert_eq!(reason_name(slot), r.as_str());
+            assert_eq!(
+                reason_name(slot),
+                summary(*r, false).steered.map_or("", |s| s.reason_label())
+            );
+        }
+        let down = summary(Reason::Distance, true);
+        assert_eq!(
+            reason_name(reason_index(&down)),
+            down.steered.map_or("", |s| s.reason_label())
+        );
+        assert_eq!(reason_name(0), "static");
     }
 
     #[test]

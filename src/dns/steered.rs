@@ -13,7 +13,7 @@ use super::writer::{ADDITIONAL, ANSWER, Writer};
 use crate::config::Transport;
 use crate::dns::snapshot::Snapshot;
 use crate::routing::{SteerKind, SteerRef};
-use crate::steering::{self, Plan, Reason, Service, Steering, Target, srv_weight, tier_servers};
+use crate::steering::{self, Asked, Plan, Reason, Service, Steering, srv_weight, tier_servers};
 
 /// What a steered answer was based on (for metrics and the query log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,21 @@ pub struct Steered {
     pub region: Option<usize>,
     pub reason: Reason,
     pub fail_open: bool,
+}
+
+/// The label of a fail-open answer (every candidate down, the nearest answered anyway).
+pub const ALL_DOWN: &str = "all_down";
+
+impl Steered {
+    /// The reason as the query log and metrics name it: `all_down` when every candidate was
+    /// down and the nearest was answered anyway (fail open), else the ranking's reason.
+    pub fn reason_label(&self) -> &'static str {
+        if self.fail_open {
+            ALL_DOWN
+        } else {
+            self.reason.as_str()
+        }
+    }
 }
 
 /// Writes the steered answer for `qtype`; false when the name has no data of that type.
@@ -40,17 +55,17 @@ pub fn answer(
     let Some(svc) = st.services.get(si) else {
         return false;
     };
-    let (target, srv) = match sref.kind {
-        SteerKind::Service => (Target::Service, None),
-        SteerKind::Srv(t) => (Target::Service, Some(t)),
-        SteerKind::Region(p) => (Target::Region(p), None),
-        SteerKind::RegionSrv(p, t) => (Target::Region(p), Some(t)),
+    let (asked, srv) = match sref.kind {
+        SteerKind::Service => (Asked::Service, None),
+        SteerKind::Srv(t) => (Asked::Service, Some(t)),
+        SteerKind::Region(p) => (Asked::Region(p), None),
+        SteerKind::RegionSrv(p, t) => (Asked::Region(p), Some(t)),
     };
     match (srv, qtype) {
         (Some(_), TYPE_SRV) | (None, TYPE_NAPTR | TYPE_A | TYPE_AAAA) => {}
         _ => return false,
     }
-    let plan = steering::plan(st, &snap.health, si, target, client);
+    let plan = steering::plan(st, &snap.health, si, asked, client);
     a.steered = Some(Steered {
         service: sref.service,
         region: plan.tiers().first().map(|&p| svc.regions[p as usize]),
@@ -83,7 +98,7 @@ pub fn answer(
                 }
             }
         }
-        (None, TYPE_NAPTR) => cx.naptr(target, w, a),
+        (None, TYPE_NAPTR) => cx.naptr(asked, w, a),
         (None, rtype) => {
             // NODATA when the client's region has no address of this family: it depends on
             // the client, so it carries the steering scope.
@@ -161,10 +176,10 @@ impl Cx<'_> {
     }
 
     /// NAPTR per transport, then the SRV sets and addresses in the additional section.
-    fn naptr(&self, target: Target, w: &mut Writer, a: &mut Answer) -> bool {
-        let srv_names = match target {
-            Target::Service => &self.svc.srv_names,
-            Target::Region(p) => &self.svc.region_srv_names[p as usize],
+    fn naptr(&self, asked: Asked, w: &mut Writer, a: &mut Answer) -> bool {
+        let srv_names = match asked {
+            Asked::Service => &self.svc.srv_names,
+            Asked::Region(p) => &self.svc.region_srv_names[p as usize],
         };
         for (i, (t, name)) in srv_names.iter().enumerate() {
             let service = steering::naptr_service(*t);

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use ipnet::IpNet;
 
 use super::Location;
+use crate::config::CONTINENTS;
 
 /// One problem in a CSV file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +17,6 @@ pub struct CsvError {
 }
 
 const HEADER: &str = "network,country,continent,latitude,longitude,city";
-const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
 
 /// Parses the whole file; every error is reported.
 pub fn parse(text: &str) -> Result<Vec<(IpNet, Location)>, Vec<CsvError>> {

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use maxminddb::{Reader, WithinOptions, geoip2};
 
 use super::table::{NetworkTable, flatten};
-use super::{GeoError, Location, centroids};
+use super::{GeoError, Location, LocationKey, centroids};
 
 /// Metadata shown in status and explain.
 #[derive(Debug, Clone)]
@@ -150,7 +150,7 @@ impl GeoDb {
             Source::Mmdb(r, networks) => {
                 // Records are shared between networks: decode each data record once.
                 let mut by_offset: HashMap<usize, Option<u32>> = HashMap::new();
-                let mut by_value: HashMap<String, u32> = HashMap::new();
+                let mut by_value: HashMap<LocationKey, u32> = HashMap::new();
                 let iter = r.networks(WithinOptions::default()).map_err(|e| {
                     file_err(Path::new(&self.path), format!("cannot walk database: {e}"))
                 })?;
@@ -183,8 +183,7 @@ impl GeoDb {
                                     )
                                 })?
                                 .map(|l| {
-                                    let key = format!("{:?}", l);
-                                    *by_value.entry(key).or_insert_with(|| {
+                                    *by_value.entry(l.key()).or_insert_with(|| {
                                         locations.push(l);
                                         (locations.len() - 1) as u32
                                     })
@@ -202,9 +201,9 @@ impl GeoDb {
                 }
             }
             Source::Csv(rows) => {
-                let mut by_value: HashMap<String, u32> = HashMap::new();
+                let mut by_value: HashMap<LocationKey, u32> = HashMap::new();
                 for (net, l) in rows {
-                    let id = *by_value.entry(format!("{l:?}")).or_insert_with(|| {
+                    let id = *by_value.entry(l.key()).or_insert_with(|| {
                         locations.push(l.clone());
                         (locations.len() - 1) as u32
                     });

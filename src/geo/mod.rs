@@ -1,4 +1,5 @@
-//! GeoIP: reading MaxMind databases and sipsteer's CSV, compiling them into a table of
+//! GeoIP: reading MaxMind databases and sipsteer's CSV (and loading one for serving,
+//! `load.rs`), compiling them into a table of
 //! networks and then into address blocks of equal ranking, and writing MaxMind databases.
 //!
 //! maxminddb is used only here (`db.rs`).
@@ -7,9 +8,9 @@ mod build;
 mod centroids;
 mod csv;
 mod db;
+mod load;
 mod map;
 mod networks;
-pub mod progress;
 mod table;
 mod tree;
 mod writer;
@@ -18,6 +19,7 @@ pub use build::{BuildSummary, build_file};
 pub use centroids::{centroid, continent_of};
 pub use csv::{CsvError, parse as parse_csv};
 pub use db::{DbInfo, GeoDb};
+pub use load::GeoData;
 pub use map::GeoMap;
 pub use networks::{Networks, RangeSet};
 pub use table::NetworkTable;
@@ -33,6 +35,26 @@ pub struct Location {
     /// (latitude, longitude) in degrees.
     pub coords: Option<(f64, f64)>,
     pub city: Option<Box<str>>,
+}
+
+/// A location's identity, to give equal locations one index: every field, the coordinates
+/// by their bits.
+pub(crate) type LocationKey = (
+    Option<[u8; 2]>,
+    Option<[u8; 2]>,
+    Option<(u64, u64)>,
+    Option<Box<str>>,
+);
+
+impl Location {
+    pub(crate) fn key(&self) -> LocationKey {
+        (
+            self.country,
+            self.continent,
+            self.coords.map(|(a, b)| (a.to_bits(), b.to_bits())),
+            self.city.clone(),
+        )
+    }
 }
 
 /// The IPv4 form of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as IPv4 clients appear on

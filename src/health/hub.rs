@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 
 mod force;
 mod meters;
+#[cfg(test)]
+mod tests;
 
 use super::monitor::{Monitor, ProbeSpec};
-use super::probe::{Check, CodePolicy, ProbeResult, Target};
-use super::state::{Cadence, Capacity as StateCapacity, Forced, ServerHealth, State, Thresholds};
+use super::probe::{CodePolicy, ProbeResult, Target};
+use super::state::{Cadence, Forced, ServerHealth, Thresholds};
 use crate::config::operator::{ForcedState, OperatorStates};
-use crate::config::{CheckKind, Config, ServerConfig, Transport};
+use crate::config::{Check, Config, ServerConfig, Transport};
 use crate::steering::{HealthView, RECENT_FLIP, Status, Steering};
 use crate::telemetry::Telemetry;
 
@@ -34,12 +36,26 @@ pub enum Force {
     Clear,
 }
 
-#[derive(Debug)]
+/// Why an operator action or a load report was not applied.
+#[derive(Debug, thiserror::Error)]
 pub enum HubError {
-    NotFound(String),
-    Invalid(String),
+    #[error("no server {region}/{server}")]
+    NotFound { region: String, server: String },
+    /// A load report for a server without `capacity`.
+    #[error("server {region}/{server} declares no capacity")]
+    NoCapacity { region: String, server: String },
     /// The state file could not be written (the message names it and the OS reason).
-    Persist(String),
+    #[error(transparent)]
+    Persist(#[from] super::state_file::WriteError),
+}
+
+impl HubError {
+    fn not_found(region: &str, server: &str) -> HubError {
+        HubError::NotFound {
+            region: region.to_owned(),
+            server: server.to_owned(),
+        }
+    }
 }
 
 /// What `/v1/servers` shows for one server.
@@ -48,17 +64,17 @@ pub struct ServerReport {
     pub region: String,
     pub server: String,
     pub state: Status,
-    pub observed: String,
+    pub observed: &'static str,
     /// Up, but its latest probes failed: being re-probed at the suspect cadence.
     pub suspect: bool,
-    pub forced: Option<String>,
+    pub forced: Option<&'static str>,
     /// Where the forced state comes from: `api` (this instance) or `file` (the operator state
     /// file, shared by every instance). The API wins while it is set.
     pub forced_by: Option<&'static str>,
     /// The operator state file's entry for this server, active or not.
     pub file_state: Option<FileStateOut>,
     pub target: Option<String>,
-    pub check: String,
+    pub check: &'static str,
     pub last_result: Option<String>,
     pub last_code: Option<u16>,
     pub rtt_ms: Option<f64>,
@@ -99,7 +115,7 @@ struct Entry {
     region: String,
     server: String,
     identity: Identity,
-    check: CheckKind,
+    check: Option<Check>,
     health: ServerHealth,
     meters: Arc<meters::Meters>,
 }
@@ -145,6 +161,11 @@ pub struct HealthHub {
     pub(crate) telemetry: Arc<Telemetry>,
 }
 
+/// The hub's clock: tokio's, which is the system's monotonic clock unless a test pauses it.
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
 fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
     match m.lock() {
         Ok(g) => g,
@@ -155,17 +176,15 @@ fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
 /// The probe target of a server: its first address, on the port its check uses.
 fn target_of(s: &ServerConfig) -> Option<Target> {
     let ip = *s.addresses.first()?;
-    let (check, port) = match s.probe.check {
-        CheckKind::SipUdp => (Check::SipUdp, s.port),
-        CheckKind::SipTcp => (Check::SipTcp, s.port),
-        CheckKind::Tcp
+    let check = s.probe.check?;
+    let port = match check {
+        Check::Tcp
             if !s.transports.contains(&Transport::Udp)
                 && !s.transports.contains(&Transport::Tcp) =>
         {
-            (Check::Tcp, s.tls_port)
+            s.tls_port
         }
-        CheckKind::Tcp => (Check::Tcp, s.port),
-        CheckKind::None => return None,
+        _ => s.port,
     };
     Some(Target {
         addr: SocketAddr::new(ip, port),
@@ -194,16 +213,6 @@ fn effective_forced(
     match inner.file_forced.get(key) {
         Some(o) if o.active(at) => (Some(forced_of(o.state)), Some("file")),
         _ => (None, None),
-    }
-}
-
-fn status_of(s: State) -> Status {
-    match s {
-        State::Up => Status::Up,
-        State::Down => Status::Down,
-        State::Full => Status::Full,
-        State::Drained => Status::Drained,
-        State::Unknown => Status::Unknown,
     }
 }
 
@@ -238,7 +247,7 @@ impl HealthHub {
     /// Binds the hub to a (new) config: keeps health for unchanged servers, starts probing
     /// new ones, stops probing removed ones. Returns the health view for the new snapshot.
     pub fn bind(&self, cfg: &Config, st: &Arc<Steering>) -> Arc<HealthView> {
-        let now = Instant::now();
+        let now = now();
         let mut inner = lock(&self.inner);
         let mut old: HashMap<(String, String), Entry> = std::mem::take(&mut inner.entries)
             .into_iter()
@@ -272,10 +281,7 @@ impl HealthHub {
                             rise: s.probe.rise,
                             fall: s.probe.fall,
                         },
-                        s.capacity.map(|c| StateCapacity {
-                            calls: c.calls,
-                            cps: c.cps,
-                        }),
+                        s.capacity,
                         now,
                     ),
                 };
@@ -356,7 +362,7 @@ impl HealthHub {
     }
 
     fn apply(&self, t: &Target, res: &ProbeResult) {
-        let now = Instant::now();
+        let now = now();
         let mut inner = lock(&self.inner);
         inner.pending.remove(t);
         let Some(slots) = inner.by_target.get(t).cloned() else {
@@ -386,7 +392,7 @@ impl HealthHub {
                 self.telemetry
                     .counter(
                         "sipsteer_state_flips_total",
-                        &[("server", &name), ("to", &format!("{to:?}").to_lowercase())],
+                        &[("server", &name), ("to", to.as_str())],
                     )
                     .increment(1);
                 changed = true;
@@ -401,7 +407,7 @@ impl HealthHub {
     /// current view if it differs from the one being served.
     fn publish_if_changed(&self) {
         let mut inner = lock(&self.inner);
-        let now = Instant::now();
+        let now = now();
         refresh_forced(&mut inner, now);
         self.publish(&inner, now);
     }
@@ -438,15 +444,16 @@ impl HealthHub {
         calls: Option<u32>,
         cps: Option<u32>,
     ) -> Result<ServerReport, HubError> {
-        let now = Instant::now();
+        let now = now();
         let mut inner = lock(&self.inner);
         let Some(&slot) = inner.by_name.get(&(region.to_owned(), server.to_owned())) else {
-            return Err(HubError::NotFound(format!("no server {region}/{server}")));
+            return Err(HubError::not_found(region, server));
         };
         if inner.entries[slot].identity.capacity.is_none() {
-            return Err(HubError::Invalid(format!(
-                "server {region}/{server} declares no capacity"
-            )));
+            return Err(HubError::NoCapacity {
+                region: region.to_owned(),
+                server: server.to_owned(),
+            });
         }
         inner.entries[slot].health.report_load(calls, cps, now);
         self.publish(&inner, now);
@@ -475,7 +482,7 @@ impl HealthHub {
     /// Every server, in config order.
     pub fn servers(&self) -> Vec<ServerReport> {
         let inner = lock(&self.inner);
-        let now = Instant::now();
+        let now = now();
         (0..inner.entries.len())
             .map(|i| report(&inner, i, now))
             .collect()
@@ -485,7 +492,7 @@ impl HealthHub {
     pub fn export_gauges(&self) {
         let t = &self.telemetry;
         let inner = lock(&self.inner);
-        let now = Instant::now();
+        let now = now();
         let mut counts: BTreeMap<&'static str, f64> = ["up", "down", "full", "drained", "unknown"]
             .into_iter()
             .map(|s| (s, 0.0))
@@ -493,16 +500,8 @@ impl HealthHub {
         let mut healthy: BTreeMap<&str, f64> = BTreeMap::new();
         for e in &inner.entries {
             let state = e.health.effective(now, inner.overflow_at, inner.report_ttl);
-            *healthy.entry(e.region.as_str()).or_default() +=
-                f64::from(u8::from(matches!(state, State::Up | State::Unknown)));
-            let k = match state {
-                State::Up => "up",
-                State::Down => "down",
-                State::Full => "full",
-                State::Drained => "drained",
-                State::Unknown => "unknown",
-            };
-            *counts.entry(k).or_default() += 1.0;
+            *healthy.entry(e.region.as_str()).or_default() += f64::from(u8::from(state.serves()));
+            *counts.entry(state.as_str()).or_default() += 1.0;
         }
         for (k, v) in counts {
             t.gauge("sipsteer_servers", &[("state", k)]).set(v);
@@ -551,7 +550,7 @@ fn view(inner: &Inner, now: Instant) -> HealthView {
         status: inner
             .entries
             .iter()
-            .map(|e| status_of(e.health.effective(now, inner.overflow_at, inner.report_ttl)))
+            .map(|e| e.health.effective(now, inner.overflow_at, inner.report_ttl))
             .collect(),
         headroom: inner
             .entries
@@ -586,10 +585,10 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
     ServerReport {
         region: e.region.clone(),
         server: e.server.clone(),
-        state: status_of(h.effective(now, inner.overflow_at, inner.report_ttl)),
-        observed: format!("{:?}", h.observed()).to_lowercase(),
+        state: h.effective(now, inner.overflow_at, inner.report_ttl),
+        observed: h.observed().as_str(),
         suspect: h.suspect(),
-        forced: h.forced().map(|f| format!("{f:?}").to_lowercase()),
+        forced: h.forced().map(Forced::as_str),
         forced_by: effective_forced(inner, &key, wall).1,
         file_state: inner.file_forced.get(&key).map(|o| FileStateOut {
             state: o.state.as_str(),
@@ -602,13 +601,7 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
             note: o.note.clone(),
         }),
         target: e.identity.target.as_ref().map(|t| t.addr.to_string()),
-        check: match e.check {
-            CheckKind::SipUdp => "sip-options-udp",
-            CheckKind::SipTcp => "sip-options-tcp",
-            CheckKind::Tcp => "tcp",
-            CheckKind::None => "none",
-        }
-        .into(),
+        check: e.check.map_or("none", Check::as_str),
         last_result: last.map(|r| r.detail.clone()),
         last_code: last.and_then(|r| r.code),
         rtt_ms: last.map(|r| r.rtt.as_secs_f64() * 1000.0),

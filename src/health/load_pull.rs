@@ -74,6 +74,29 @@ fn now_unix() -> u64 {
 }
 
 /// One round: every distinct query once, then one load report per server that got a value.
+/// Why one query brought no load; shown after the query and the Prometheus url it went to.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum PullError {
+    #[error("bad url: {0}")]
+    BadUrl(String),
+    #[error("cannot reach prometheus: {0}")]
+    Unreachable(String),
+    #[error("cannot read the reply: {0}")]
+    Body(String),
+    #[error("no reply within {}ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("reply is not JSON: {0}")]
+    NotJson(String),
+    /// Prometheus answered with an error of its own.
+    #[error("prometheus says: {0}")]
+    Failed(String),
+    #[error("unsupported result type {0} (use an instant vector or scalar query)")]
+    ResultType(String),
+    /// A reply that was not a success, with what its body said.
+    #[error("http {status}: {error}")]
+    Status { status: u16, error: Box<PullError> },
+}
+
 async fn poll_once(client: &HttpClient, src: &LoadSource, hub: &HealthHub) {
     let mut users: HashMap<&str, usize> = HashMap::new();
     for s in &src.servers {
@@ -81,7 +104,7 @@ async fn poll_once(client: &HttpClient, src: &LoadSource, hub: &HealthHub) {
             *users.entry(q.as_str()).or_default() += 1;
         }
     }
-    let mut results: HashMap<String, Result<Vec<Series>, String>> = HashMap::new();
+    let mut results: HashMap<String, Result<Vec<Series>, PullError>> = HashMap::new();
     let mut pending: Vec<String> = users.keys().map(|q| (*q).to_owned()).collect();
     let mut set = JoinSet::new();
     while !pending.is_empty() || !set.is_empty() {
@@ -152,7 +175,7 @@ async fn poll_once(client: &HttpClient, src: &LoadSource, hub: &HealthHub) {
 fn value_for(
     s: &ServerQueries,
     q: Option<&str>,
-    results: &HashMap<String, Result<Vec<Series>, String>>,
+    results: &HashMap<String, Result<Vec<Series>, PullError>>,
     users: &HashMap<&str, usize>,
 ) -> Option<u32> {
     let q = q?;
@@ -174,34 +197,37 @@ pub async fn query(
     base: &str,
     promql: &str,
     timeout: Duration,
-) -> Result<Vec<Series>, String> {
+) -> Result<Vec<Series>, PullError> {
     let qs: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("query", promql)
         .finish();
     let uri: hyper::Uri = format!("{base}/api/v1/query?{qs}")
         .parse()
-        .map_err(|e| format!("bad url: {e}"))?;
+        .map_err(|e: hyper::http::uri::InvalidUri| PullError::BadUrl(e.to_string()))?;
     let fut = async {
         let resp = client
             .get(uri)
             .await
-            .map_err(|e| format!("cannot reach prometheus: {}", error_chain(&e)))?;
+            .map_err(|e| PullError::Unreachable(error_chain(&e)))?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), MAX_BODY)
             .collect()
             .await
-            .map_err(|e| format!("cannot read the reply: {e}"))?
+            .map_err(|e| PullError::Body(e.to_string()))?
             .to_bytes();
-        Ok::<_, String>((status, body))
+        Ok::<_, PullError>((status, body))
     };
     let (status, body) = tokio::time::timeout(timeout, fut)
         .await
-        .map_err(|_| format!("no reply within {}ms", timeout.as_millis()))??;
+        .map_err(|_| PullError::Timeout(timeout))??;
     parse(&body).map_err(|e| {
         if status.is_success() {
             e
         } else {
-            format!("http {}: {e}", status.as_u16())
+            PullError::Status {
+                status: status.as_u16(),
+                error: Box::new(e),
+            }
         }
     })
 }
@@ -218,12 +244,12 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Parses the JSON of an instant query (vector or scalar).
-pub fn parse(body: &[u8]) -> Result<Vec<Series>, String> {
+pub fn parse(body: &[u8]) -> Result<Vec<Series>, PullError> {
     let v: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| format!("reply is not JSON: {e}"))?;
+        serde_json::from_slice(body).map_err(|e| PullError::NotJson(e.to_string()))?;
     if v["status"] != "success" {
         let msg = v["error"].as_str().unwrap_or("query failed");
-        return Err(format!("prometheus says: {msg}"));
+        return Err(PullError::Failed(msg.to_owned()));
     }
     let data = &v["data"];
     let sample = |x: &serde_json::Value| -> Option<f64> { x.get(1)?.as_str()?.parse().ok() };
@@ -252,10 +278,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Series>, String> {
             })
             .into_iter()
             .collect()),
-        other => Err(format!(
-            "unsupported result type {} (use an instant vector or scalar query)",
-            other.unwrap_or("none")
-        )),
+        other => Err(PullError::ResultType(other.unwrap_or("none").to_owned())),
     }
 }
 
@@ -275,10 +298,14 @@ mod tests {
         assert_eq!(s[0].value, 3.0);
         let e =
             parse(br#"{"status":"error","errorType":"bad_data","error":"parse error at char 3"}"#);
-        assert_eq!(e, Err("prometheus says: parse error at char 3".into()));
+        assert_eq!(
+            e.map_err(|e| e.to_string()),
+            Err("prometheus says: parse error at char 3".into())
+        );
         assert!(
             parse(b"<html>")
                 .unwrap_err()
+                .to_string()
                 .starts_with("reply is not JSON")
         );
     }

@@ -26,13 +26,14 @@ pub struct ProbeSpec {
     pub policy: Arc<CodePolicy>,
 }
 
-struct Running {
+/// A running prober: what it probes and how to stop it.
+struct ProbeTask {
     spec: ProbeSpec,
     cancel: CancellationToken,
 }
 
 pub struct Monitor {
-    running: Mutex<HashMap<Target, Running>>,
+    running: Mutex<HashMap<Target, ProbeTask>>,
     slots: Arc<Semaphore>,
     results: mpsc::Sender<(Target, ProbeResult)>,
     /// The sockets every SIP-over-UDP probe shares.
@@ -88,7 +89,7 @@ impl Monitor {
             if tokio::runtime::Handle::try_current().is_ok() {
                 tokio::spawn(task.run());
             }
-            running.insert(t, Running { spec, cancel });
+            running.insert(t, ProbeTask { spec, cancel });
         }
     }
 

@@ -1,5 +1,5 @@
 //! One health probe of one target: SIP OPTIONS over UDP (retransmitted from T1 = 500 ms,
-//! doubling) or TCP, a TCP connect, or nothing. Never panics on what the network sends.
+//! doubling) or TCP, or a TCP connect. Never panics on what the network sends.
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -8,16 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::sip::{Ids, MAX_MESSAGE, ParseError, options_request, parse_datagram, parse_response};
+use crate::config::Check;
 
-/// How a target is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Check {
-    SipUdp,
-    SipTcp,
-    Tcp,
-    None,
-}
+use super::sip::{Ids, MAX_MESSAGE, ParseError, options_request, parse_datagram, parse_response};
 
 /// What is probed: the identity used to run one probe per distinct target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -95,7 +88,6 @@ pub async fn probe_with(
 ) -> ProbeResult {
     let start = Instant::now();
     let r = match target.check {
-        Check::None => Ok((Outcome::Up, None, "not probed".to_string())),
         Check::Tcp => tcp_connect(target.addr, timeout).await,
         Check::SipUdp => match udp {
             Some(u) => u.sip(target.addr, timeout, policy).await,
@@ -111,16 +103,57 @@ pub async fn probe_with(
             rtt,
             detail,
         },
-        Err(detail) => ProbeResult {
+        Err(e) => ProbeResult {
             outcome: Outcome::Down,
             code: None,
             rtt,
-            detail,
+            detail: e.to_string(),
         },
     }
 }
 
-pub(super) type Res = Result<(Outcome, Option<u16>, String), String>;
+/// Why a probe got no final answer from its target (the target counts as down). The text is
+/// the probe's `detail` in `/v1/servers` and the logs, beside the server it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("connection refused")]
+    Refused,
+    #[error("connection reset")]
+    Reset,
+    #[error("network error: {0}")]
+    Network(std::io::Error),
+    #[error("timeout after {}", fmt_dur(*.0))]
+    Timeout(Duration),
+    /// What the target sent could not be read as a SIP response.
+    #[error("bad response: {0}")]
+    BadResponse(String),
+    #[error("connection closed without a final response")]
+    Closed,
+    #[error("probe socket closed")]
+    SocketClosed,
+}
+
+impl From<std::io::Error> for ProbeError {
+    fn from(e: std::io::Error) -> ProbeError {
+        match e.kind() {
+            ErrorKind::ConnectionRefused => ProbeError::Refused,
+            ErrorKind::ConnectionReset => ProbeError::Reset,
+            _ => ProbeError::Network(e),
+        }
+    }
+}
+
+impl From<ParseError> for ProbeError {
+    fn from(e: ParseError) -> ProbeError {
+        ProbeError::BadResponse(match e {
+            ParseError::Incomplete => "truncated datagram".into(),
+            ParseError::Bad(e) => e,
+        })
+    }
+}
+
+/// A final answer: its outcome, SIP code (none for a TCP connect) and detail text.
+pub(super) type Res = Result<(Outcome, Option<u16>, String), ProbeError>;
 
 pub(super) fn describe(code: u16, reason: &str, retry_after: Option<u32>) -> String {
     let mut s = format!("{code} {reason}");
@@ -130,19 +163,11 @@ pub(super) fn describe(code: u16, reason: &str, retry_after: Option<u32>) -> Str
     s
 }
 
-pub(super) fn io_detail(e: &std::io::Error) -> String {
-    match e.kind() {
-        ErrorKind::ConnectionRefused => "connection refused".into(),
-        ErrorKind::ConnectionReset => "connection reset".into(),
-        _ => format!("network error: {e}"),
-    }
-}
-
 async fn tcp_connect(addr: SocketAddr, timeout: Duration) -> Res {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok((Outcome::Up, None, "tcp connect ok".into())),
-        Ok(Err(e)) => Err(io_detail(&e)),
-        Err(_) => Err(format!("timeout after {}", fmt_dur(timeout))),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ProbeError::Timeout(timeout)),
     }
 }
 
@@ -160,30 +185,30 @@ async fn sip_udp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
     } else {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
     };
-    let sock = UdpSocket::bind(bind).await.map_err(|e| io_detail(&e))?;
-    sock.connect(addr).await.map_err(|e| io_detail(&e))?;
-    let local = sock.local_addr().map_err(|e| io_detail(&e))?;
+    let sock = UdpSocket::bind(bind).await?;
+    sock.connect(addr).await?;
+    let local = sock.local_addr()?;
     let ids = Ids::random();
     let req = options_request(addr, local, "UDP", &ids);
     let deadline = tokio::time::Instant::now() + timeout;
     let mut next_send = tokio::time::Instant::now();
     let mut interval = T1;
     let mut buf = [0u8; UDP_BUFFER];
-    let mut bad: Option<String> = None;
+    let mut bad: Option<ParseError> = None;
     loop {
         let now = tokio::time::Instant::now();
         if now >= deadline {
-            return Err(bad.unwrap_or_else(|| format!("timeout after {}", fmt_dur(timeout))));
+            return Err(bad.map_or(ProbeError::Timeout(timeout), ProbeError::from));
         }
         if now >= next_send {
-            sock.send(req.as_bytes()).await.map_err(|e| io_detail(&e))?;
+            sock.send(req.as_bytes()).await?;
             next_send = now + interval;
             interval *= 2;
         }
         let wait = next_send.min(deadline);
         match tokio::time::timeout_at(wait, sock.recv(&mut buf)).await {
             Err(_) => continue,
-            Ok(Err(e)) => return Err(io_detail(&e)),
+            Ok(Err(e)) => return Err(e.into()),
             Ok(Ok(n)) => match parse_datagram(&buf[..n], n == buf.len()) {
                 Ok(r) if r.matches(&ids) => {
                     if r.code < 200 {
@@ -196,10 +221,7 @@ async fn sip_udp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
                     ));
                 }
                 Ok(_) => continue, // a stray or late reply to another request
-                Err(ParseError::Incomplete) => {
-                    bad = Some("bad response: truncated datagram".into())
-                }
-                Err(ParseError::Bad(e)) => bad = Some(format!("bad response: {e}")),
+                Err(e) => bad = Some(e),
             },
         }
     }
@@ -207,23 +229,19 @@ async fn sip_udp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
 
 async fn sip_tcp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Res {
     let fut = async {
-        let mut s = TcpStream::connect(addr).await.map_err(|e| io_detail(&e))?;
-        let local = s.local_addr().map_err(|e| io_detail(&e))?;
+        let mut s = TcpStream::connect(addr).await?;
+        let local = s.local_addr()?;
         let ids = Ids::random();
         s.write_all(options_request(addr, local, "TCP", &ids).as_bytes())
-            .await
-            .map_err(|e| io_detail(&e))?;
+            .await?;
         // Unparsed bytes: never more than one complete message can take (`MAX_MESSAGE`).
         let mut buf: Vec<u8> = Vec::with_capacity(TCP_CHUNK);
         let mut chunk = [0u8; TCP_CHUNK];
         loop {
             let room = MAX_MESSAGE.saturating_sub(buf.len()).min(TCP_CHUNK);
-            let n = s
-                .read(&mut chunk[..room])
-                .await
-                .map_err(|e| io_detail(&e))?;
+            let n = s.read(&mut chunk[..room]).await?;
             if n == 0 {
-                return Err("connection closed without a final response".to_string());
+                return Err(ProbeError::Closed);
             }
             buf.extend_from_slice(&chunk[..n]);
             loop {
@@ -239,19 +257,19 @@ async fn sip_tcp(addr: SocketAddr, timeout: Duration, policy: &CodePolicy) -> Re
                         }
                     }
                     Err(ParseError::Incomplete) if buf.len() >= MAX_MESSAGE => {
-                        return Err(format!(
-                            "bad response: {MAX_MESSAGE} bytes without a complete message"
-                        ));
+                        return Err(ProbeError::BadResponse(format!(
+                            "{MAX_MESSAGE} bytes without a complete message"
+                        )));
                     }
                     Err(ParseError::Incomplete) => break,
-                    Err(ParseError::Bad(e)) => return Err(format!("bad response: {e}")),
+                    Err(e @ ParseError::Bad(_)) => return Err(e.into()),
                 }
             }
         }
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
-        Err(_) => Err(format!("timeout after {}", fmt_dur(timeout))),
+        Err(_) => Err(ProbeError::Timeout(timeout)),
     }
 }
 

@@ -10,23 +10,8 @@
 use std::time::{Duration, Instant};
 
 use super::probe::{Outcome, ProbeResult};
-
-/// What steering sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Unknown,
-    Up,
-    Down,
-    Full,
-    Drained,
-}
-
-impl State {
-    /// Up and Unknown serve; Full, Down and Drained don't.
-    pub fn serves(self) -> bool {
-        matches!(self, State::Up | State::Unknown)
-    }
-}
+use crate::config::Capacity;
+use crate::steering::Status;
 
 /// What the probes say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,24 +22,41 @@ pub enum Observed {
     Full,
 }
 
-/// What an operator said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+impl Observed {
+    /// The name in `/v1/servers` and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Observed::Unknown => "unknown",
+            Observed::Up => "up",
+            Observed::Down => "down",
+            Observed::Full => "full",
+        }
+    }
+}
+
+/// What an operator said. Its serde name is the one in the state file and `/v1/servers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Forced {
     Drained,
     Up,
     Down,
 }
 
+impl Forced {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Forced::Drained => "drained",
+            Forced::Up => "up",
+            Forced::Down => "down",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
     pub rise: u32,
     pub fall: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Capacity {
-    pub calls: Option<u32>,
-    pub cps: Option<u32>,
 }
 
 /// How a target's probes are spaced and bounded: the steady cadence, and the short one
@@ -211,24 +213,24 @@ impl ServerHealth {
     }
 
     /// The state steering uses.
-    pub fn effective(&self, now: Instant, overflow_at: f64, report_ttl: Duration) -> State {
+    pub fn effective(&self, now: Instant, overflow_at: f64, report_ttl: Duration) -> Status {
         match self.forced {
-            Some(Forced::Drained) => return State::Drained,
-            Some(Forced::Up) => return State::Up,
-            Some(Forced::Down) => return State::Down,
+            Some(Forced::Drained) => return Status::Drained,
+            Some(Forced::Up) => return Status::Up,
+            Some(Forced::Down) => return Status::Down,
             None => {}
         }
         match self.observed {
-            Observed::Down => State::Down,
-            Observed::Full => State::Full,
+            Observed::Down => Status::Down,
+            Observed::Full => Status::Full,
             _ if self
                 .load_fraction(now, report_ttl)
                 .is_some_and(|f| f >= overflow_at) =>
             {
-                State::Full
+                Status::Full
             }
-            Observed::Up => State::Up,
-            Observed::Unknown => State::Unknown,
+            Observed::Up => Status::Up,
+            Observed::Unknown => Status::Unknown,
         }
     }
 
@@ -299,7 +301,7 @@ mod tests {
     fn first_result_decides_then_thresholds_apply() {
         let t = Instant::now();
         let mut h = server(t);
-        assert_eq!(h.effective(t, 0.8, TTL), State::Unknown);
+        assert_eq!(h.effective(t, 0.8, TTL), Status::Unknown);
         assert!(h.effective(t, 0.8, TTL).serves());
         assert_eq!(
             run(&mut h, &[U, D, D, D, U, U], t),
@@ -331,8 +333,8 @@ mod tests {
             run(&mut h, &[U, F, F, F], t),
             [S::Up, S::Up, S::Up, S::Full]
         );
-        assert_eq!(h.effective(t, 0.8, TTL), State::Full);
-        assert!(!State::Full.serves());
+        assert_eq!(h.effective(t, 0.8, TTL), Status::Full);
+        assert!(!Status::Full.serves());
         assert_eq!(run(&mut h, &[D, D, D], t), [S::Full, S::Full, S::Down]);
         assert_eq!(
             run(&mut h, &[F, F], t),
@@ -348,22 +350,22 @@ mod tests {
         let mut h = server(t);
         run(&mut h, &[U], t);
         h.set_forced(Some(Forced::Drained), t);
-        assert_eq!(h.effective(t, 0.8, TTL), State::Drained);
+        assert_eq!(h.effective(t, 0.8, TTL), Status::Drained);
         run(&mut h, &[U, U, U], t);
         assert_eq!(
             h.effective(t, 0.8, TTL),
-            State::Drained,
+            Status::Drained,
             "probes do not undo a drain"
         );
         h.set_forced(Some(Forced::Down), t);
-        assert_eq!(h.effective(t, 0.8, TTL), State::Down);
+        assert_eq!(h.effective(t, 0.8, TTL), Status::Down);
         h.set_forced(None, t);
-        assert_eq!(h.effective(t, 0.8, TTL), State::Up);
+        assert_eq!(h.effective(t, 0.8, TTL), Status::Up);
         run(&mut h, &[D, D, D], t);
         h.set_forced(Some(Forced::Up), t);
         assert_eq!(
             h.effective(t, 0.8, TTL),
-            State::Up,
+            Status::Up,
             "forced up over observed down"
         );
         assert_eq!(h.observed(), S::Down, "observed kept apart");
@@ -375,25 +377,25 @@ mod tests {
         let mut h = server(t);
         run(&mut h, &[U], t);
         h.report_load(Some(500), Some(10), t);
-        assert_eq!(h.effective(t, 0.8, TTL), State::Up);
+        assert_eq!(h.effective(t, 0.8, TTL), Status::Up);
         assert_eq!(h.headroom(t, TTL), Some(0.5));
         h.report_load(Some(100), Some(85), t);
         assert_eq!(
             h.effective(t, 0.8, TTL),
-            State::Full,
+            Status::Full,
             "85 cps of 100 is over 0.8"
         );
         assert!((h.headroom(t, TTL).unwrap() - 0.15).abs() < 1e-9);
         let later = t + Duration::from_secs(31);
         assert_eq!(
             h.effective(later, 0.8, TTL),
-            State::Up,
+            Status::Up,
             "a stale report no longer counts"
         );
         assert_eq!(h.headroom(later, TTL), None);
         let mut no_cap = ServerHealth::new(Thresholds { rise: 2, fall: 3 }, None, t);
         no_cap.report_load(Some(10_000), None, t);
-        assert_eq!(no_cap.effective(t, 0.8, TTL), State::Unknown);
+        assert_eq!(no_cap.effective(t, 0.8, TTL), Status::Unknown);
     }
 
     const CADENCE: Cadence = Cadence {

@@ -8,6 +8,10 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+use serde::de::IntoDeserializer;
+use serde::de::value::StrDeserializer;
+
 use super::state::Forced;
 use crate::files::os_reason;
 
@@ -32,11 +36,10 @@ pub fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
                 let Some((r, s)) = k.split_once('/') else {
                     continue;
                 };
-                let f = match v.as_str() {
-                    "drained" => Forced::Drained,
-                    "up" => Forced::Up,
-                    "down" => Forced::Down,
-                    _ => continue,
+                let name: StrDeserializer<'_, serde::de::value::Error> =
+                    v.as_str().into_deserializer();
+                let Ok(f) = Forced::deserialize(name) else {
+                    continue;
                 };
                 out.insert((r.to_owned(), s.to_owned()), f);
             }
@@ -48,15 +51,27 @@ pub fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
     out
 }
 
+/// The state file could not be written; nothing was replaced.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write state file {}: {reason}", path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    /// The OS reason (and which step failed).
+    pub reason: String,
+}
+
 /// Writes the forced states; the error names the path and the OS reason.
-pub fn write(path: &Path, forced: &BTreeMap<(String, String), Forced>) -> Result<(), String> {
-    let map: BTreeMap<String, String> = forced
+pub fn write(path: &Path, forced: &BTreeMap<(String, String), Forced>) -> Result<(), WriteError> {
+    let map: BTreeMap<String, Forced> = forced
         .iter()
-        .map(|((r, s), f)| (format!("{r}/{s}"), format!("{f:?}").to_lowercase()))
+        .map(|((r, s), f)| (format!("{r}/{s}"), *f))
         .collect();
     let body = serde_json::to_vec_pretty(&map).map_err(|e| e.to_string());
     let r = body.and_then(|b| replace(path, &b));
-    r.map_err(|e| format!("cannot write state file {}: {e}", path.display()))
+    r.map_err(|reason| WriteError {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
 fn dir_of(path: &Path) -> PathBuf {
@@ -66,7 +81,7 @@ fn dir_of(path: &Path) -> PathBuf {
     }
 }
 
-/// Atomically replaces `path` with `bytes`.
+/// Atomically replaces `path` with `bytes`; the error is the reason, for [`WriteError`].
 fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let dir = dir_of(path);
     let (tmp, mut file) = create_temp(path, &dir)?;
@@ -128,8 +143,23 @@ mod tests {
         let f = dir.join("state.json");
         let mut m = BTreeMap::new();
         m.insert(("uk".to_string(), "lon1".to_string()), Forced::Drained);
+        m.insert(("uk".to_string(), "lon2".to_string()), Forced::Up);
+        m.insert(("de".to_string(), "fra1".to_string()), Forced::Down);
         write(&f, &m).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            "{\n  \"de/fra1\": \"down\",\n  \"uk/lon1\": \"drained\",\n  \"uk/lon2\": \"up\"\n}",
+            "the file format"
+        );
         assert_eq!(read(&f), m);
+        std::fs::write(
+            &f,
+            r#"{"uk/lon1": "Drained", "uk/lon2": "up", "nokey": "down"}"#,
+        )
+        .unwrap();
+        let only_lon2 = BTreeMap::from([(("uk".to_string(), "lon2".to_string()), Forced::Up)]);
+        assert_eq!(read(&f), only_lon2, "unknown states and keys are skipped");
+        write(&f, &m).unwrap();
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "no temporary file is left behind");
         let _ = std::fs::remove_dir_all(&dir);

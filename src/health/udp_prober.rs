@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use std::time::Duration;
 
 use super::monitor::on_tick;
-use super::probe::{CodePolicy, Res, T1, describe, fmt_dur, io_detail};
+use super::probe::{CodePolicy, ProbeError, Res, T1, describe};
 use super::sip::{Ids, ParseError, Response, options_request, parse_response};
 
 /// Largest datagram read (a longer one is cut and reported as truncated).
@@ -33,7 +33,7 @@ struct Pending {
     target: SocketAddr,
     call_id: String,
     /// Why the last datagram from the target could not be read, for the timeout message.
-    bad: Option<String>,
+    bad: Option<ParseError>,
     done: Option<oneshot::Sender<Reply>>,
 }
 
@@ -82,7 +82,7 @@ impl Transaction<'_> {
     }
 
     /// Why the last datagram from the target could not be read, if one could not.
-    pub fn bad(&self) -> Option<String> {
+    pub fn bad(&self) -> Option<ParseError> {
         let t = crate::lock::guard(self.table);
         t.get(&self.branch).and_then(|p| p.bad.clone())
     }
@@ -139,7 +139,7 @@ impl UdpProber {
         policy: &CodePolicy,
     ) -> Res {
         let ids = Ids::random();
-        let (mut tx, local) = self.open(target, &ids).await.map_err(|e| io_detail(&e))?;
+        let (mut tx, local) = self.open(target, &ids).await?;
         let req = options_request(target, local, "UDP", &ids);
         let started = tokio::time::Instant::now();
         let deadline = on_tick(timeout);
@@ -147,10 +147,11 @@ impl UdpProber {
         let mut sent = Duration::ZERO;
         loop {
             if tokio::time::Instant::now() >= deadline {
-                let timed_out = format!("timeout after {}", fmt_dur(timeout));
-                return Err(tx.bad().unwrap_or(timed_out));
+                return Err(tx
+                    .bad()
+                    .map_or(ProbeError::Timeout(timeout), ProbeError::from));
             }
-            tx.send(req.as_bytes()).await.map_err(|e| io_detail(&e))?;
+            tx.send(req.as_bytes()).await?;
             // Retransmissions at T1, 3·T1, 7·T1... after the first send, on the common tick.
             sent += interval;
             let elapsed = started.elapsed();
@@ -158,13 +159,13 @@ impl UdpProber {
             interval *= 2;
             match tokio::time::timeout_at(wait, &mut tx.rx).await {
                 Err(_) => continue,
-                Ok(Err(_)) => return Err("probe socket closed".into()),
+                Ok(Err(_)) => return Err(ProbeError::SocketClosed),
                 Ok(Ok(Reply::Final(r))) => {
                     let detail = describe(r.code, &r.reason, r.retry_after);
                     return Ok((policy.classify(r.code), Some(r.code), detail));
                 }
                 Ok(Ok(Reply::Unreachable(errno))) => {
-                    return Err(io_detail(&std::io::Error::from_raw_os_error(errno)));
+                    return Err(std::io::Error::from_raw_os_error(errno).into());
                 }
             }
         }
@@ -285,12 +286,8 @@ fn dispatch(table: &Table, datagram: &[u8], from: SocketAddr) {
             }
         }
         Err(e) => {
-            let why = match e {
-                ParseError::Incomplete => "bad response: truncated datagram".to_string(),
-                ParseError::Bad(e) => format!("bad response: {e}"),
-            };
             for p in t.values_mut().filter(|p| same(p.target, from)) {
-                p.bad = Some(why.clone());
+                p.bad = Some(e.clone());
             }
         }
     }

@@ -12,13 +12,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, SourceFile};
+use crate::dns::snapshot::{Shared, Snapshot};
+use crate::geo::GeoData;
 use crate::lock::guard;
+use crate::steering::{HealthView, Steering};
 use crate::telemetry::Telemetry;
 
 mod memory;
 pub mod trigger;
-use crate::dns::snapshot::{Shared, Snapshot};
-use crate::steering::{GeoData, HealthView, Steering};
 
 /// Gives a new snapshot its health view: carries states over for servers that did not change.
 pub type HealthBinder = dyn Fn(&Config, &Arc<Steering>) -> Arc<HealthView> + Send + Sync;
@@ -62,7 +63,18 @@ pub enum GeoState {
 pub enum Outcome {
     Applied(u64),
     Unchanged,
-    Rejected(String),
+    Rejected(Rejection),
+}
+
+/// Why a reload was refused; the serving config stays.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The config or its GeoIP database did not load: every problem, with its file.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The reload panicked (a bug); nothing of it was applied.
+    #[error("reload failed: internal error")]
+    Panicked,
 }
 
 struct GeoCache {
@@ -85,10 +97,13 @@ pub struct GeoSlot {
 
 type GeoKey = (PathBuf, u64, SystemTime, u64);
 
-/// Why a load failed: config errors (each with file:line:col) or a GeoIP error.
-#[derive(Debug)]
+/// Why a load failed: config errors (each with file:line:col) or a GeoIP error (with its
+/// file).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoadError {
+    #[error("{0}")]
     Config(config::ConfigErrors),
+    #[error("{0}")]
     Geo(String),
 }
 
@@ -101,17 +116,6 @@ impl LoadError {
         }
     }
 }
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoadError::Config(e) => write!(f, "{e}"),
-            LoadError::Geo(e) => f.write_str(e),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
 
 /// What one load produces: the config and the GeoIP data it names.
 pub struct Loaded {
@@ -352,7 +356,7 @@ impl Reloader {
         guard(&self.status).last_attempt_unix = now_unix();
         let Loaded { config: cfg, geo } = match loaded {
             Ok(x) => x,
-            Err(e) => return self.reject(why, e.to_string(), current.generation),
+            Err(e) => return self.reject(why, e.into(), current.generation),
         };
         let same_files = cfg.files == current.config.files;
         let same_geo = match (&geo, &current.steering.geo) {
@@ -406,7 +410,8 @@ impl Reloader {
 
     /// Records a rejected load. The same error again (the rescan, or several triggers for one
     /// edit) is one rejection: logged and counted once.
-    fn reject(&self, why: &str, e: String, serving: u64) -> Outcome {
+    fn reject(&self, why: &str, r: Rejection, serving: u64) -> Outcome {
+        let e = r.to_string();
         let mut st = guard(&self.status);
         st.last_result = "error".into();
         if st.last_error.as_deref() != Some(&e) {
@@ -416,9 +421,9 @@ impl Reloader {
                 trigger = why,
                 "config rejected, still serving generation {serving}:\n{e}"
             );
-            st.last_error = Some(e.clone());
+            st.last_error = Some(e);
         }
-        Outcome::Rejected(e)
+        Outcome::Rejected(r)
     }
 }
 

@@ -64,7 +64,7 @@ fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>) {
                     trigger = why,
                     "reload panicked; still serving the previous config"
                 );
-                Outcome::Rejected("reload failed: internal error".into())
+                Outcome::Rejected(super::Rejection::Panicked)
             });
         if let Some(w) = guard(&r.watcher).as_mut() {
             w.refresh(&r.shared().load().config);

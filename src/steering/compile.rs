@@ -1,4 +1,4 @@
-//! Compiling the config (and the GeoIP table) into steering data: regions and servers with
+//! Compiling the config (and a loaded GeoIP table) into steering data: regions and servers with
 //! health slots, services with their generated names, and per region set a map from address
 //! blocks to rankings, so a query costs one lookup.
 
@@ -11,57 +11,11 @@ use ipnet::IpNet;
 
 use super::rank::{Ranking, fallback_ranking, rank_location, rank_pinned};
 use super::{HealthView, Reason};
-use crate::config::service_names::service_names;
-use crate::config::service_names::wire_name;
-use crate::config::{AllDown, Capacity, Config, RegionConfig, Transport};
-use crate::geo::{GeoMap, Networks};
-
-/// A loaded GeoIP database, compiled to a table of networks and locations (kept to compile
-/// maps for new region sets and for explain; the database file's bytes are not kept).
-#[derive(Debug)]
-pub struct GeoData {
-    pub table: Networks,
-    pub info: crate::geo::DbInfo,
-    pub path: std::path::PathBuf,
-}
-
-impl GeoData {
-    /// Opens a database (`.mmdb` or CSV) and compiles its network table.
-    /// Logs each phase, and progress every few seconds while the networks are read.
-    pub fn load(path: &std::path::Path) -> anyhow::Result<GeoData> {
-        let started = std::time::Instant::now();
-        let ms = || started.elapsed().as_millis() as u64;
-        let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
-        tracing::info!(path = %path.display(), bytes, "geoip: opening database");
-        let db = crate::geo::GeoDb::open(path)?;
-        let mut info = db.info();
-        let built = crate::geo::progress::date(info.build_epoch);
-        tracing::info!(
-            path = %path.display(),
-            database_type = %info.database_type,
-            built = %built,
-            ms = ms(),
-            "geoip: reading networks"
-        );
-        let table =
-            crate::geo::progress::with_progress("geoip: still reading networks", path, || {
-                db.table()
-            })?;
-        drop(db);
-        info.networks = table.len();
-        tracing::info!(
-            networks = info.networks,
-            ms = ms(),
-            "geoip networks walked, compacting"
-        );
-        let table = Networks::new(table);
-        Ok(GeoData {
-            table,
-            info,
-            path: path.to_path_buf(),
-        })
-    }
-}
+use crate::config::service_names::{service_names, wire_name};
+use crate::config::{
+    AllDown, Capacity, Config, RegionConfig, ServerConfig, ServiceConfig, Transport,
+};
+use crate::geo::{GeoData, GeoMap};
 
 /// Everything steering needs, built once per config (and GeoIP) load.
 #[derive(Debug, Default)]
@@ -186,8 +140,33 @@ pub fn compile_reusing(
     geo: Option<Arc<GeoData>>,
     previous: Option<&Steering>,
 ) -> Steering {
+    let (regions, slots) = compile_regions(cfg);
+    let mut policies = Policies {
+        list: Vec::new(),
+        index: HashMap::new(),
+        previous,
+        geo: geo.as_ref(),
+    };
+    let mut services = Vec::new();
+    for z in &cfg.zones {
+        for s in &z.services {
+            services.push(compile_service(cfg, s, &mut policies));
+        }
+    }
+    let policies = policies.list;
+    Steering {
+        regions,
+        services,
+        policies,
+        slots,
+        geo,
+    }
+}
+
+/// The regions in config order, their servers numbered into health slots; and the slot count.
+fn compile_regions(cfg: &Config) -> (Vec<Region>, usize) {
     let mut slots = 0;
-    let regions: Vec<Region> = cfg
+    let regions = cfg
         .regions
         .iter()
         .map(|r| Region {
@@ -199,97 +178,110 @@ pub fn compile_reusing(
                 .iter()
                 .map(|s| {
                     slots += 1;
-                    Server {
-                        name: s.name.clone(),
-                        slot: slots - 1,
-                        backup: s.backup,
-                        weight: s.weight,
-                        port: s.port,
-                        tls_port: s.tls_port,
-                        transports: s.transports.clone(),
-                        v4: s
-                            .addresses
-                            .iter()
-                            .filter_map(|a| match a {
-                                IpAddr::V4(v) => Some(v.octets()),
-                                IpAddr::V6(_) => None,
-                            })
-                            .collect(),
-                        v6: s
-                            .addresses
-                            .iter()
-                            .filter_map(|a| match a {
-                                IpAddr::V6(v) => Some(v.octets()),
-                                IpAddr::V4(_) => None,
-                            })
-                            .collect(),
-                        capacity: s.capacity,
-                    }
+                    compile_server(s, slots - 1)
                 })
                 .collect(),
         })
         .collect();
+    (regions, slots)
+}
 
-    let mut policies: Vec<Arc<Policy>> = Vec::new();
-    let mut policy_index: HashMap<PolicyKey, usize> = HashMap::new();
-    let mut services = Vec::new();
-    for z in &cfg.zones {
-        for s in &z.services {
-            let regs: Vec<&RegionConfig> = s.regions.iter().map(|&i| &cfg.regions[i]).collect();
-            let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
-            let fallback: Vec<u16> = s.fallback.iter().map(|&g| pos_of(g)).collect();
-            let key = policy_key(&regs, &fallback);
-            let policy = *policy_index.entry(key.clone()).or_insert_with(|| {
-                let reused = previous.and_then(|p| {
-                    p.policies
-                        .iter()
-                        .find(|old| old.key == key && same_geo(old.geo.as_ref(), geo.as_ref()))
-                });
-                policies.push(match reused {
-                    Some(p) => p.clone(),
-                    None => Arc::new(build_policy(key, &regs, &fallback, geo.as_ref())),
-                });
-                policies.len() - 1
-            });
-            let mut networks: Vec<(IpNet, u16)> =
-                s.networks.iter().map(|(n, g)| (*n, pos_of(*g))).collect();
-            networks.sort_by_key(|n| std::cmp::Reverse(n.0.prefix_len()));
-            let n = regs.len() as u16;
-            let base = wire_name(&s.name);
-            let names = service_names(&base, &s.transports, &regs);
-            services.push(Service {
-                label: s.label.clone(),
-                name: base,
-                display: s.name.clone(),
-                regions: s.regions.clone(),
-                transports: s.transports.clone(),
-                ttl: s.ttl,
-                trouble_ttl: s.trouble_ttl.unwrap_or(s.ttl),
-                failover: s.failover,
-                answers: s.answers,
-                all_down: s.all_down,
-                policy,
-                fallback: fallback_ranking(regs.len(), &fallback),
-                pinned: (0..n)
-                    .map(|p| rank_pinned(p, &regs, Reason::Pinned))
-                    .collect(),
-                network_rankings: (0..n)
-                    .map(|p| rank_pinned(p, &regs, Reason::Network))
-                    .collect(),
-                networks,
-                srv_names: names.srv,
-                region_names: names.regions.iter().map(|r| r.name.clone()).collect(),
-                region_srv_names: names.regions.iter().map(|r| r.srv.clone()).collect(),
-                hosts: names.regions.into_iter().map(|r| r.hosts).collect(),
-            });
-        }
+fn compile_server(s: &ServerConfig, slot: usize) -> Server {
+    Server {
+        name: s.name.clone(),
+        slot,
+        backup: s.backup,
+        weight: s.weight,
+        port: s.port,
+        tls_port: s.tls_port,
+        transports: s.transports.clone(),
+        v4: s
+            .addresses
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V4(v) => Some(v.octets()),
+                IpAddr::V6(_) => None,
+            })
+            .collect(),
+        v6: s
+            .addresses
+            .iter()
+            .filter_map(|a| match a {
+                IpAddr::V6(v) => Some(v.octets()),
+                IpAddr::V4(_) => None,
+            })
+            .collect(),
+        capacity: s.capacity,
     }
-    Steering {
-        regions,
-        services,
-        policies,
-        slots,
-        geo,
+}
+
+/// The ranking policies built so far for one compile: one per distinct set of regions and
+/// fallback order, taken from the previous compile when its regions and database match.
+struct Policies<'a> {
+    list: Vec<Arc<Policy>>,
+    index: HashMap<PolicyKey, usize>,
+    previous: Option<&'a Steering>,
+    geo: Option<&'a Arc<GeoData>>,
+}
+
+impl Policies<'_> {
+    /// The position of the policy for these regions and fallback order, built or reused.
+    fn position(&mut self, regs: &[&RegionConfig], fallback: &[u16]) -> usize {
+        let key = policy_key(regs, fallback);
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let reused = self.previous.and_then(|p| {
+            p.policies
+                .iter()
+                .find(|old| old.key == key && same_geo(old.geo.as_ref(), self.geo))
+        });
+        let policy = match reused {
+            Some(p) => p.clone(),
+            None => Arc::new(build_policy(key.clone(), regs, fallback, self.geo)),
+        };
+        self.list.push(policy);
+        self.index.insert(key, self.list.len() - 1);
+        self.list.len() - 1
+    }
+}
+
+/// One steered name: its regions by position, its rankings and its generated names.
+fn compile_service(cfg: &Config, s: &ServiceConfig, policies: &mut Policies<'_>) -> Service {
+    let regs: Vec<&RegionConfig> = s.regions.iter().map(|&i| &cfg.regions[i]).collect();
+    let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
+    let fallback: Vec<u16> = s.fallback.iter().map(|&g| pos_of(g)).collect();
+    let policy = policies.position(&regs, &fallback);
+    let mut networks: Vec<(IpNet, u16)> =
+        s.networks.iter().map(|(n, g)| (*n, pos_of(*g))).collect();
+    networks.sort_by_key(|n| std::cmp::Reverse(n.0.prefix_len()));
+    let n = regs.len() as u16;
+    let base = wire_name(&s.name);
+    let names = service_names(&base, &s.transports, &regs);
+    Service {
+        label: s.label.clone(),
+        name: base,
+        display: s.name.clone(),
+        regions: s.regions.clone(),
+        transports: s.transports.clone(),
+        ttl: s.ttl,
+        trouble_ttl: s.trouble_ttl.unwrap_or(s.ttl),
+        failover: s.failover,
+        answers: s.answers,
+        all_down: s.all_down,
+        policy,
+        fallback: fallback_ranking(regs.len(), &fallback),
+        pinned: (0..n)
+            .map(|p| rank_pinned(p, &regs, Reason::Pinned))
+            .collect(),
+        network_rankings: (0..n)
+            .map(|p| rank_pinned(p, &regs, Reason::Network))
+            .collect(),
+        networks,
+        srv_names: names.srv,
+        region_names: names.regions.iter().map(|r| r.name.clone()).collect(),
+        region_srv_names: names.regions.iter().map(|r| r.srv.clone()).collect(),
+        hosts: names.regions.into_iter().map(|r| r.hosts).collect(),
     }
 }
 

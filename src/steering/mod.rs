@@ -9,12 +9,13 @@ mod rank;
 
 use std::net::IpAddr;
 
-pub use compile::{GeoData, Region, Server, Service, Steering, compile, compile_reusing, narrow};
+pub use compile::{Region, Server, Service, Steering, compile, compile_reusing, narrow};
 pub use rank::{Ranking, rank_location, rank_pinned};
 
 use crate::config::{AllDown, MAX_TIERS, Transport};
 
-/// A server's state as steering sees it.
+/// A server's state: what the health hub works out (`ServerHealth::effective`) and steering
+/// answers from. The one place that says whether a server is answered ([`Status::serves`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
@@ -118,9 +119,9 @@ impl Reason {
     }
 }
 
-/// What is being asked for.
+/// What a query asks steering for (a probe target is `health::probe::Target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Asked {
     /// `sip.example.com` and its SRV names: ranked for the client.
     Service,
     /// `uk.sip.example.com`: pinned to one of the service's regions (position in its list).
@@ -154,7 +155,7 @@ pub fn plan(
     st: &Steering,
     health: &HealthView,
     service: usize,
-    target: Target,
+    asked: Asked,
     client: IpAddr,
 ) -> Plan {
     let Some(svc) = st.services.get(service) else {
@@ -167,9 +168,9 @@ pub fn plan(
             empty: true,
         };
     };
-    let (ranking, scope) = match target {
-        Target::Region(pos) => (svc.pinned.get(pos as usize).unwrap_or(&svc.fallback), 0),
-        Target::Service => st.ranking_for(service, client),
+    let (ranking, scope) = match asked {
+        Asked::Region(pos) => (svc.pinned.get(pos as usize).unwrap_or(&svc.fallback), 0),
+        Asked::Service => st.ranking_for(service, client),
     };
     let mut p = Plan {
         tiers: [0; MAX_TIERS],

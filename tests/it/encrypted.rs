@@ -304,6 +304,7 @@ async fn broken_certificate_is_refused_and_the_old_one_serves() {
     let Outcome::Rejected(msg) = outcome else {
         panic!("broken certificate accepted: {outcome:?}");
     };
+    let msg = msg.to_string();
     let main = s.cfg.main();
     assert!(
         msg.starts_with(&format!(

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::support::sip::{self, Mode};
-use sipsteer::health::probe::{Check, CodePolicy, Outcome, ProbeResult, Target, probe_with};
+use sipsteer::config::Check;
+use sipsteer::health::probe::{CodePolicy, Outcome, ProbeResult, Target, probe_with};
 use sipsteer::health::udp_prober::UdpProber;
 
 const TIMEOUT: Duration = Duration::from_millis(1200);

@@ -224,6 +224,7 @@ async fn bad_operator_state_is_refused_and_the_old_one_kept() {
     let sipsteer::reload::Outcome::Rejected(e) = out else {
         panic!("bad operator state applied: {out:?}");
     };
+    let e = e.to_string();
     let file = state.display().to_string();
     assert!(
         e.contains(&format!(

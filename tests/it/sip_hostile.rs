@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_proto::rr::RecordType;
-use sipsteer::health::probe::{Check, CodePolicy, Outcome, Target, probe};
+use sipsteer::config::Check;
+use sipsteer::health::probe::{CodePolicy, Outcome, Target, probe};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::support::dns::ConfigDir;
 use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
-use sipsteer::steering::{self, HealthView, Plan, Reason, Status, Steering, Target};
+use sipsteer::steering::{self, Asked, HealthView, Plan, Reason, Status, Steering};
 
 fn steering_from(zone: &str) -> (Steering, ConfigDir) {
     let dir = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", zone)]);
@@ -61,7 +61,7 @@ fn rankings_for_clients_on_every_continent() {
         ("2a00:1000::1", ["uk", "ams"], Reason::Country, 32),
     ];
     for (client, want, reason, scope) in cases {
-        let p = steering::plan(&st, &h, 0, Target::Service, ip(client));
+        let p = steering::plan(&st, &h, 0, Asked::Service, ip(client));
         assert_eq!(names(&st, &p), want, "{client}");
         assert_eq!(p.reason, *reason, "{client}");
         assert_eq!(p.scope, *scope, "{client}");
@@ -76,7 +76,7 @@ fn country_only_rows_use_the_centroid() {
         &st,
         &HealthView::all_up(st.slots),
         0,
-        Target::Service,
+        Asked::Service,
         ip("41.80.1.1"),
     );
     // Kenya's centroid is nearer Frankfurt than London or Amsterdam.
@@ -88,14 +88,14 @@ fn country_only_rows_use_the_centroid() {
 fn network_overrides_win_longest_prefix_first() {
     let (st, _d) = steering_from(STEER_ZONE);
     let h = HealthView::all_up(st.slots);
-    let p = steering::plan(&st, &h, 0, Target::Service, ip("203.0.113.5"));
+    let p = steering::plan(&st, &h, 0, Asked::Service, ip("203.0.113.5"));
     assert_eq!(names(&st, &p), ["de", "ams"]);
     assert_eq!(
         (p.reason, p.scope),
         (Reason::Network, 25),
         "the /25 inside narrows the scope"
     );
-    let p = steering::plan(&st, &h, 0, Target::Service, ip("203.0.113.200"));
+    let p = steering::plan(&st, &h, 0, Asked::Service, ip("203.0.113.200"));
     assert_eq!(
         names(&st, &p),
         ["sg", "de"],
@@ -109,7 +109,7 @@ fn unknown_clients_get_the_fallback_order() {
     let (st, _d) = steering_from(STEER_ZONE);
     let h = HealthView::all_up(st.slots);
     for client in ["127.0.0.1", "10.1.2.3", "::1"] {
-        let p = steering::plan(&st, &h, 0, Target::Service, ip(client));
+        let p = steering::plan(&st, &h, 0, Asked::Service, ip(client));
         assert_eq!(names(&st, &p), ["us-east", "uk"], "{client}");
         assert_eq!(p.reason, Reason::Fallback);
     }
@@ -122,7 +122,7 @@ fn unhealthy_servers_and_regions_are_skipped() {
     // One uk server down: uk stays first.
     let h = health(&st, &[("lon1", Status::Down)]);
     assert_eq!(
-        names(&st, &steering::plan(&st, &h, 0, Target::Service, uk)),
+        names(&st, &steering::plan(&st, &h, 0, Asked::Service, uk)),
         ["uk", "ams"]
     );
     // Every uk server down or full: ams and de.
@@ -134,7 +134,7 @@ fn unhealthy_servers_and_regions_are_skipped() {
             ("lon3", Status::Drained),
         ],
     );
-    let p = steering::plan(&st, &h, 0, Target::Service, uk);
+    let p = steering::plan(&st, &h, 0, Asked::Service, uk);
     assert_eq!(names(&st, &p), ["ams", "de"]);
     // ams down as well: de then us-east... the next healthy in the ranking.
     let h = health(
@@ -146,7 +146,7 @@ fn unhealthy_servers_and_regions_are_skipped() {
             ("ams1", Status::Down),
         ],
     );
-    let p = steering::plan(&st, &h, 0, Target::Service, uk);
+    let p = steering::plan(&st, &h, 0, Asked::Service, uk);
     assert_eq!(names(&st, &p), ["de", "us-east"]);
 }
 
@@ -172,7 +172,7 @@ fn all_down_fails_open_or_answers_nothing() {
     let (st, _d) = steering_from(STEER_ZONE);
     let mut h = HealthView::all_up(st.slots);
     h.status.fill(Status::Down);
-    let p = steering::plan(&st, &h, 0, Target::Service, ip("81.2.69.160"));
+    let p = steering::plan(&st, &h, 0, Asked::Service, ip("81.2.69.160"));
     assert_eq!(names(&st, &p), ["uk"]);
     assert!(p.fail_open);
     let uk = st.services[0].regions[0];
@@ -186,7 +186,7 @@ fn all_down_fails_open_or_answers_nothing() {
         "fallback: [us-east, uk]",
         "fallback: [us-east, uk]\n    all_down: nodata",
     ));
-    let p = steering::plan(&st, &h, 0, Target::Service, ip("81.2.69.160"));
+    let p = steering::plan(&st, &h, 0, Asked::Service, ip("81.2.69.160"));
     assert!(p.empty && p.tiers().is_empty());
 }
 
@@ -196,7 +196,7 @@ fn pinned_regions_fail_over_to_their_nearest() {
     let all = HealthView::all_up(st.slots);
     // Position 0 is uk; its nearest is ams. The client does not matter.
     for client in ["24.0.0.1", "126.0.0.1"] {
-        let p = steering::plan(&st, &all, 0, Target::Region(0), ip(client));
+        let p = steering::plan(&st, &all, 0, Asked::Region(0), ip(client));
         assert_eq!(names(&st, &p), ["uk", "ams"]);
         assert_eq!((p.reason, p.scope), (Reason::Pinned, 0));
     }
@@ -208,10 +208,10 @@ fn pinned_regions_fail_over_to_their_nearest() {
             ("lon3", Status::Down),
         ],
     );
-    let p = steering::plan(&st, &h, 0, Target::Region(0), ip("24.0.0.1"));
+    let p = steering::plan(&st, &h, 0, Asked::Region(0), ip("24.0.0.1"));
     assert_eq!(names(&st, &p), ["ams", "de"]);
     // us-west pinned: us-east is nearest.
-    let p = steering::plan(&st, &all, 0, Target::Region(4), ip("81.2.69.1"));
+    let p = steering::plan(&st, &all, 0, Asked::Region(4), ip("81.2.69.1"));
     assert_eq!(names(&st, &p), ["us-west", "us-east"]);
 }
 
@@ -227,10 +227,10 @@ fn plans_are_deterministic() {
         "10.0.0.1",
         "203.0.113.9",
     ] {
-        let a = steering::plan(&st, &h, 0, Target::Service, ip(client));
-        let b = steering::plan(&st2, &h, 0, Target::Service, ip(client));
+        let a = steering::plan(&st, &h, 0, Asked::Service, ip(client));
+        let b = steering::plan(&st2, &h, 0, Asked::Service, ip(client));
         assert_eq!(a, b, "{client}");
-        assert_eq!(a, steering::plan(&st, &h, 0, Target::Service, ip(client)));
+        assert_eq!(a, steering::plan(&st, &h, 0, Asked::Service, ip(client)));
     }
 }
 
@@ -254,7 +254,7 @@ fn without_geoip_everyone_gets_the_fallback() {
         &st,
         &HealthView::all_up(st.slots),
         0,
-        Target::Service,
+        Asked::Service,
         ip("81.2.69.160"),
     );
     assert_eq!(names(&st, &p), ["us-east", "uk"]);
@@ -277,7 +277,7 @@ fn trouble_ttl_while_a_server_of_the_tiers_is_suspect_flipped_or_full() {
     };
     // No location: the fallback order, us-east then uk.
     let ttl = |h: &HealthView| {
-        let p = steering::plan(&st, h, 0, Target::Service, ip("10.1.2.3"));
+        let p = steering::plan(&st, h, 0, Asked::Service, ip("10.1.2.3"));
         assert_eq!(names(&st, &p), ["us-east", "uk"]);
         steering::answer_ttl(&st, h, svc, &p)
     };
@@ -295,7 +295,7 @@ fn trouble_ttl_while_a_server_of_the_tiers_is_suspect_flipped_or_full() {
     assert_eq!(ttl(&health(&st, &[("lon2", Status::Full)])), 5);
     assert_eq!(ttl(&health(&st, &[("lon2", Status::Down)])), 30);
     let (plain, _d) = steering_from(STEER_ZONE);
-    let p = steering::plan(&plain, &h, 0, Target::Service, ip("10.1.2.3"));
+    let p = steering::plan(&plain, &h, 0, Asked::Service, ip("10.1.2.3"));
     assert_eq!(
         steering::answer_ttl(&plain, &h, &plain.services[0], &p),
         30,

@@ -12,7 +12,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
 use hickory_server::Server;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
@@ -56,13 +55,32 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
+/// Why the encrypted listeners could not start; names the address concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum EncryptedError {
+    #[error("encrypted listeners need a tls certificate and key")]
+    NoCertificate,
+    #[error("cannot set up tls")]
+    Tls(#[source] rustls::Error),
+    /// `what` is `tls` or `https`.
+    #[error("cannot bind {what} {addr}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
 /// rustls settings: TLS 1.2 and 1.3 (rustls' safe defaults), one ALPN protocol, no session
 /// resumption (every handshake picks up the current certificate).
-fn server_config(alpn: &[u8], resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>> {
+fn server_config(
+    alpn: &[u8],
+    resolver: Arc<CertResolver>,
+) -> Result<Arc<ServerConfig>, EncryptedError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut c = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .context("cannot set up tls")?
+        .map_err(EncryptedError::Tls)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
     c.alpn_protocols = vec![alpn.to_vec()];
@@ -98,7 +116,7 @@ pub fn start(
     https: &[SocketAddr],
     tasks: &mut JoinSet<()>,
     cancel: &CancellationToken,
-) -> Result<Bound> {
+) -> Result<Bound, EncryptedError> {
     let mut bound = Bound::default();
     if tls.is_empty() && https.is_empty() {
         return Ok(bound);
@@ -110,7 +128,7 @@ pub fn start(
         .tls
         .as_ref()
         .map(|t| t.certified.clone())
-        .context("encrypted listeners need a tls certificate and key")?;
+        .ok_or(EncryptedError::NoCertificate)?;
     let resolver = CertResolver {
         shared: setup.shared.clone(),
         first,
@@ -127,8 +145,8 @@ pub fn start(
         let mut server = Server::new(handler::Handler(answerer.clone()));
         let mut listeners = Vec::new();
         for &addr in tls {
-            let l = bind(addr, &all).with_context(|| format!("cannot bind tls {addr}"))?;
-            bound.tls.push(l.local_addr()?);
+            let (l, at) = bind("tls", addr, &all)?;
+            bound.tls.push(at);
             listeners.push(l);
         }
         let ports = bound.tls.iter().map(SocketAddr::port).collect();
@@ -142,15 +160,20 @@ pub fn start(
         };
         let dot = server_config(b"dot", Arc::new(gated))?;
         for (l, at) in listeners.into_iter().zip(&bound.tls) {
-            server.register_tls_listener_with_tls_config(l, setup.timeout, dot.clone())?;
+            server
+                .register_tls_listener_with_tls_config(l, setup.timeout, dot.clone())
+                .map_err(|source| EncryptedError::Bind {
+                    what: "tls",
+                    addr: *at,
+                    source,
+                })?;
             tracing::info!(bound = %at, "dns listening on tls");
         }
         tasks.spawn(stop_on(server, cancel.clone()));
     }
     let acceptor = tokio_rustls::TlsAcceptor::from(server_config(b"h2", Arc::new(resolver))?);
     for &addr in https {
-        let l = bind(addr, &all).with_context(|| format!("cannot bind https {addr}"))?;
-        let at = l.local_addr()?;
+        let (l, at) = bind("https", addr, &all)?;
         let limits = doh::Limits {
             max_connections: setup.max_connections,
             timeout: setup.timeout,
@@ -168,9 +191,19 @@ pub fn start(
     Ok(bound)
 }
 
-fn bind(addr: SocketAddr, all: &[SocketAddr]) -> Result<tokio::net::TcpListener> {
-    let std = listener::bind_tcp(addr, listener::v6_only(addr, all))?;
-    Ok(tokio::net::TcpListener::from_std(std)?)
+/// Binds one listener of `what` (`tls` or `https`); returns it and the address it got.
+fn bind(
+    what: &'static str,
+    addr: SocketAddr,
+    all: &[SocketAddr],
+) -> Result<(tokio::net::TcpListener, SocketAddr), EncryptedError> {
+    let bound = listener::bind_tcp(addr, listener::v6_only(addr, all))
+        .and_then(tokio::net::TcpListener::from_std)
+        .and_then(|l| Ok((l.local_addr()?, l)));
+    match bound {
+        Ok((at, l)) => Ok((l, at)),
+        Err(source) => Err(EncryptedError::Bind { what, addr, source }),
+    }
 }
 
 /// Runs until `cancel` fires, then stops hickory's server.

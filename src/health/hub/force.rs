@@ -1,8 +1,6 @@
 //! Operator actions on the health hub: forcing a server's state, persisted to the state file
 //! before it takes effect, and the state file's status.
 
-use std::time::Instant;
-
 use super::{Force, HealthHub, HubError, ServerReport, lock, report};
 use crate::health::state::Forced;
 
@@ -24,7 +22,7 @@ impl HealthHub {
             let mut next = {
                 let inner = lock(&self.inner);
                 if !inner.by_name.contains_key(&key) {
-                    return Err(HubError::NotFound(format!("no server {region}/{server}")));
+                    return Err(HubError::not_found(region, server));
                 }
                 inner.forced.clone()
             };
@@ -37,15 +35,15 @@ impl HealthHub {
                     .counter("sipsteer_state_file_errors_total", &[])
                     .increment(1);
                 tracing::error!(server = %format!("{region}/{server}"), action = ?f, "{e}; state not changed");
-                *writing = Some(e.clone());
-                return Err(HubError::Persist(e));
+                *writing = Some(e.to_string());
+                return Err(e.into());
             }
             *writing = None;
         }
-        let now = Instant::now();
+        let now = super::now();
         let mut inner = lock(&self.inner);
         let Some(&slot) = inner.by_name.get(&key) else {
-            return Err(HubError::NotFound(format!("no server {region}/{server}")));
+            return Err(HubError::not_found(region, server));
         };
         match forced {
             Some(v) => inner.forced.insert(key.clone(), v),

@@ -1,5 +1,5 @@
-//! Validating regions and servers (with their probe settings): the places steering can send
-//! clients to.
+//! The `regions:` section: validating regions and their servers (with their probe settings),
+//! the places steering can send clients to.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -11,9 +11,7 @@ use serde_saphyr::Spanned;
 use super::error::Sink;
 use super::raw;
 use super::values::{Values, parse_duration};
-use super::{Capacity, CheckKind, ProbeConfig, RegionConfig, ServerConfig, Transport};
-
-const CONTINENTS: [&str; 7] = ["AF", "AN", "AS", "EU", "NA", "OC", "SA"];
+use super::{CONTINENTS, Capacity, Check, ProbeConfig, RegionConfig, ServerConfig, Transport};
 
 /// Probe defaults from the top-level `health:` section.
 pub struct HealthDefaults {
@@ -26,7 +24,7 @@ pub struct HealthDefaults {
 impl HealthDefaults {
     pub fn from_raw(h: Option<&raw::Health>, sink: &mut Sink) -> HealthDefaults {
         let base = ProbeConfig {
-            check: CheckKind::SipUdp,
+            check: Some(Check::SipUdp),
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
             suspect_interval: Duration::from_millis(500),
@@ -142,18 +140,19 @@ fn bad_check(s: &str) -> String {
     format!("unknown check `{s}` (use sip-options, sip-options-udp, sip-options-tcp, tcp or none)")
 }
 
-/// Resolves a check name against the transports a server speaks.
-fn check_kind(s: &str, transports: &[Transport]) -> Option<CheckKind> {
-    Some(match s {
-        "sip-options" if transports.contains(&Transport::Udp) => CheckKind::SipUdp,
-        "sip-options" if transports.contains(&Transport::Tcp) => CheckKind::SipTcp,
-        "sip-options" => CheckKind::Tcp,
-        "sip-options-udp" => CheckKind::SipUdp,
-        "sip-options-tcp" => CheckKind::SipTcp,
-        "tcp" => CheckKind::Tcp,
-        "none" => CheckKind::None,
+/// Resolves a check name against the transports a server speaks: `None` for an unknown
+/// name, `Some(None)` for `none`.
+fn check_kind(s: &str, transports: &[Transport]) -> Option<Option<Check>> {
+    Some(Some(match s {
+        "sip-options" if transports.contains(&Transport::Udp) => Check::SipUdp,
+        "sip-options" if transports.contains(&Transport::Tcp) => Check::SipTcp,
+        "sip-options" => Check::Tcp,
+        "sip-options-udp" => Check::SipUdp,
+        "sip-options-tcp" => Check::SipTcp,
+        "tcp" => Check::Tcp,
+        "none" => return Some(None),
         _ => return None,
-    })
+    }))
 }
 
 /// Whether `s` can be one DNS label of a generated name (`uk`, `lon1`, `us-east`).
