@@ -387,6 +387,8 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::answer::Proto;
+    use crate::dns::steered::Steered;
 
     #[test]
     fn every_key_is_its_own_counter() {
