@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use super::answer::{Proto, Summary};
+use super::answer::Summary;
 use super::snapshot::Snapshot;
-use super::steered::{ALL_DOWN, Steered};
+use super::steered::ALL_DOWN;
 use crate::lock::guard;
 use crate::proto;
 use crate::routing::Routing;
