@@ -106,10 +106,10 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     trigger::spawn(&reloader).context("cannot start the reload thread")?;
     let shared = reloader.shared().clone();
     let cancel = CancellationToken::new();
-    hub.run(shared.clone(), cancel.clone());
+    let mut tasks = JoinSet::new();
+    hub.run(shared.clone(), cancel.clone(), &mut tasks);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    let mut tasks = JoinSet::new();
     let mut dns = Vec::new();
     let workers = match dns_settings.udp_workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),

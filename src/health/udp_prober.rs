@@ -44,14 +44,17 @@ struct Family {
     sock: Arc<UdpSocket>,
     port: u16,
     table: Arc<Table>,
-    task: tokio::task::AbortHandle,
+    /// The receive task, until [`UdpProber::shutdown`] takes it.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Source address per destination, for the Via header (found once per destination).
     local: Mutex<HashMap<IpAddr, IpAddr>>,
 }
 
 impl Drop for Family {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(t) = crate::app::reload::guard(&self.task).take() {
+            t.abort();
+        }
     }
 }
 
@@ -129,6 +132,17 @@ impl UdpProber {
 }
 
 impl UdpProber {
+    /// Stops the receive tasks and waits for them to end; probes still open time out.
+    pub(crate) async fn shutdown(&self) {
+        for fam in [self.v4.get(), self.v6.get()].into_iter().flatten().flatten() {
+            let task = crate::app::reload::guard(&fam.task).take();
+            if let Some(t) = task {
+                t.abort();
+                let _ = t.await;
+            }
+        }
+    }
+
     /// One SIP OPTIONS probe of `target`: sent at once, retransmitted from T1 = 500 ms
     /// doubling, 1xx skipped, answered by the first final response that matches branch,
     /// Call-ID and CSeq; refused when the target's port is unreachable.
@@ -192,7 +206,7 @@ impl Family {
         let sock = Arc::new(UdpSocket::from_std(s.into())?);
         let port = sock.local_addr()?.port();
         let table: Arc<Table> = Arc::default();
-        let task = tokio::spawn(receive(sock.clone(), table.clone(), v4)).abort_handle();
+        let task = Mutex::new(Some(tokio::spawn(receive(sock.clone(), table.clone(), v4))));
         Ok(Family {
             sock,
             port,
