@@ -36,11 +36,17 @@ async fn stop(s: &mut TestServer) {
 fn answered_connection(addr: SocketAddr) -> TcpStream {
     let mut c = TcpStream::connect(addr).expect("connect");
     c.set_read_timeout(Some(WAIT)).expect("timeout");
-    write_frame(&mut c, &query("web.example.com.", RecordType::A, &Q::default()));
+    write_frame(
+        &mut c,
+        &query("web.example.com.", RecordType::A, &Q::default()),
+    );
     let reply = parse(&read_frame(&mut c));
     assert_eq!(
         rrs(&reply.answers),
-        ["web.example.com. 60 A 192.0.2.80", "web.example.com. 60 A 192.0.2.81"]
+        [
+            "web.example.com. 60 A 192.0.2.80",
+            "web.example.com. 60 A 192.0.2.81"
+        ]
     );
     c
 }
@@ -80,11 +86,10 @@ async fn open_tcp_connections_are_closed_and_every_port_is_free() {
     let mut s = TestServer::start(MAIN_ADMIN, &[("example.com.yaml", STATIC_ZONE)]).await;
     let admin = running(&s).admin.expect("admin");
     let dns = s.addr;
-    let (mut a, mut b) = tokio::task::spawn_blocking(move || {
-        (answered_connection(dns), answered_connection(dns))
-    })
-    .await
-    .expect("connections");
+    let (mut a, mut b) =
+        tokio::task::spawn_blocking(move || (answered_connection(dns), answered_connection(dns)))
+            .await
+            .expect("connections");
     let mut http = TcpStream::connect(admin).expect("admin connect");
     http.set_read_timeout(Some(WAIT)).expect("timeout");
     stop(&mut s).await;
@@ -163,11 +168,15 @@ async fn query_log_is_complete_on_disk_when_shutdown_returns() {
     let main = format!("{MAIN}query_log: {{ path: queries.jsonl, sample: 1 }}\n");
     let mut s = TestServer::start(&main, &[("example.com.yaml", STATIC_ZONE)]).await;
     for _ in 0..30 {
-        udp(s.addr, "web.example.com.", RecordType::A, &Q::default()).await;
+        udp(s.addr, "nope.example.com.", RecordType::AAAA, &Q::default()).await;
     }
-    for _ in 0..5 {
-        tcp(s.addr, "nope.example.com.", RecordType::AAAA, &Q::default()).await;
-    }
+    // Connections still open at shutdown, each with one query answered on it.
+    let dns = s.addr;
+    let mut open = tokio::task::spawn_blocking(move || {
+        (0..5).map(|_| answered_connection(dns)).collect::<Vec<_>>()
+    })
+    .await
+    .expect("connections");
     stop(&mut s).await;
     let text = std::fs::read_to_string(s.cfg.path("queries.jsonl")).expect("query log");
     let lines: Vec<serde_json::Value> = text
@@ -176,11 +185,22 @@ async fn query_log_is_complete_on_disk_when_shutdown_returns() {
         .collect();
     assert_eq!(lines.len(), 35, "{text}");
     let udp_lines = lines.iter().filter(|l| l["proto"] == "udp");
-    assert!(udp_lines.clone().all(|l| l["name"] == "web.example.com." && l["rcode"] == 0));
+    assert!(
+        udp_lines
+            .clone()
+            .all(|l| l["name"] == "nope.example.com." && l["rcode"] == 3)
+    );
     assert_eq!(udp_lines.count(), 30);
     let tcp_lines = lines.iter().filter(|l| l["proto"] == "tcp");
-    assert!(tcp_lines.clone().all(|l| l["name"] == "nope.example.com." && l["rcode"] == 3));
+    assert!(
+        tcp_lines
+            .clone()
+            .all(|l| l["name"] == "web.example.com." && l["rcode"] == 0)
+    );
     assert_eq!(tcp_lines.count(), 5);
+    for c in &mut open {
+        assert_closed(c);
+    }
 }
 
 fn health_main(check: &str) -> String {
@@ -217,7 +237,11 @@ fn health_zone(servers: &[(&str, &Responder)]) -> String {
 async fn probed(r: &Responder, n: usize) {
     let start = Instant::now();
     while r.count() < n {
-        assert!(start.elapsed() < WAIT, "probed {} times, want {n}", r.count());
+        assert!(
+            start.elapsed() < WAIT,
+            "probed {} times, want {n}",
+            r.count()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -244,7 +268,8 @@ async fn server_added_by_a_reload_on_the_reload_thread_is_probed() {
     let first = sip::udp(Mode::Code(200)).await;
     let added = sip::udp(Mode::Code(200)).await;
     let z = health_zone(&[("s1", &first)]);
-    let mut s = TestServer::start(&health_main("sip-options-udp"), &[("example.com.yaml", &z)]).await;
+    let mut s =
+        TestServer::start(&health_main("sip-options-udp"), &[("example.com.yaml", &z)]).await;
     probed(&first, 1).await;
     let z = health_zone(&[("s1", &first), ("s2", &added)]);
     std::fs::write(s.cfg.path("zones/example.com.yaml"), z).expect("write zone");
@@ -253,7 +278,10 @@ async fn server_added_by_a_reload_on_the_reload_thread_is_probed() {
         .await
         .expect("reload in time")
         .expect("reply");
-    assert!(matches!(outcome, sipsteer::app::Outcome::Applied(_)), "{outcome:?}");
+    assert!(
+        matches!(outcome, sipsteer::app::Outcome::Applied(_)),
+        "{outcome:?}"
+    );
     probed(&added, 2).await;
     stop(&mut s).await;
     let after = added.count();
