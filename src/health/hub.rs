@@ -316,7 +316,12 @@ impl HealthHub {
 
     /// Starts applying probe results and the once-a-second re-check on `tasks`; publishes
     /// into `shared`. When `cancel` fires, the task stops the probes and ends once they have.
-    pub fn run(self: &Arc<Self>, shared: Shared, cancel: CancellationToken, tasks: &mut JoinSet<()>) {
+    pub fn run(
+        self: &Arc<Self>,
+        shared: Shared,
+        cancel: CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) {
         let _ = self.shared.set(shared);
         let rx = self.results.lock().ok().and_then(|mut r| r.take());
         let Some(mut rx) = rx else { return };

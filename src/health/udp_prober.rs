@@ -134,7 +134,11 @@ impl UdpProber {
 impl UdpProber {
     /// Stops the receive tasks and waits for them to end; probes still open time out.
     pub(crate) async fn shutdown(&self) {
-        for fam in [self.v4.get(), self.v6.get()].into_iter().flatten().flatten() {
+        for fam in [self.v4.get(), self.v6.get()]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let task = crate::app::reload::guard(&fam.task).take();
             if let Some(t) = task {
                 t.abort();
