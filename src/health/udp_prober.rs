@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
@@ -52,7 +52,8 @@ struct Family {
 
 impl Drop for Family {
     fn drop(&mut self) {
-        if let Some(t) = crate::app::reload::guard(&self.task).take() {
+        let task = self.task.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = task.take() {
             t.abort();
         }
     }
@@ -139,7 +140,11 @@ impl UdpProber {
             .flatten()
             .flatten()
         {
-            let task = crate::app::reload::guard(&fam.task).take();
+            let task = fam
+                .task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
             if let Some(t) = task {
                 t.abort();
                 let _ = t.await;
