@@ -246,15 +246,21 @@ async fn probed(r: &Responder, n: usize) {
     }
 }
 
+/// Nothing reaches `r` over several probe intervals (once requests sent before shutdown
+/// returned have been read by the responder, which runs on the test's runtime).
+async fn assert_no_more_probes(r: &Responder, what: &str) {
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = r.count();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(r.count(), after, "{what}: probed after shutdown");
+}
+
 async fn probes_stop_with(check: &str, responder: Responder) {
     let z = health_zone(&[("s1", &responder)]);
     let mut s = TestServer::start(&health_main(check), &[("example.com.yaml", &z)]).await;
     probed(&responder, 3).await;
     stop(&mut s).await;
-    let after = responder.count();
-    // Several probe intervals: any probe task left running would show here.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(responder.count(), after, "{check}: probed after shutdown");
+    assert_no_more_probes(&responder, check).await;
 }
 
 #[tokio::test]
@@ -284,7 +290,5 @@ async fn server_added_by_a_reload_on_the_reload_thread_is_probed() {
     );
     probed(&added, 2).await;
     stop(&mut s).await;
-    let after = added.count();
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(added.count(), after, "probed after shutdown");
+    assert_no_more_probes(&added, "after a reload").await;
 }
