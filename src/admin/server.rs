@@ -9,6 +9,10 @@
 //! from the routes themselves). A connection is asked to close after [`MAX_CONNECTION_AGE`],
 //! and dropped if its last reply is not taken within [`REQUEST_TIMEOUT`] more, so a client
 //! that never reads cannot keep a slot.
+//!
+//! The server owns its connection tasks (a `JoinSet`): on shutdown it closes its socket, asks
+//! every connection to close once its request in flight is answered, and returns when all
+//! have ended (a connection still open after [`SHUTDOWN_GRACE`] is dropped).
 
 use crate::telemetry::Telemetry;
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Admin connections open at once.
@@ -37,7 +42,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 const MAX_HEAD: usize = 16 << 10;
 
 /// Serves `app` on `listener` until `cancel` fires, then lets requests in flight finish
-/// (at most [`SHUTDOWN_GRACE`]).
+/// (at most [`SHUTDOWN_GRACE`]) and returns when every connection has ended.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
@@ -54,6 +59,7 @@ pub async fn serve(
             .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)),
     );
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut conns = JoinSet::new();
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
@@ -64,6 +70,7 @@ pub async fn serve(
                     continue;
                 }
             },
+            Some(_) = conns.join_next() => continue,
             _ = cancel.cancelled() => break,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
@@ -71,11 +78,17 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        tokio::spawn(connection(stream, app.clone(), cancel.clone(), permit));
+        conns.spawn(connection(stream, app.clone(), cancel.clone(), permit));
     }
-    // Every connection holds a permit until it ends: all back means all done.
-    let all = slots.acquire_many(MAX_CONNECTIONS as u32);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), all).await;
+    drop(listener);
+    // Each connection ends within SHUTDOWN_GRACE of `cancel`; the margin only guards that.
+    let all = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE + Duration::from_secs(1), all)
+        .await
+        .is_err()
+    {
+        conns.shutdown().await;
+    }
 }
 
 /// Serves one connection within the bounds above.

@@ -50,6 +50,7 @@ pub struct Running {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     tasks: JoinSet<()>,
+    query_log: Option<Arc<crate::dns::querylog::QueryLog>>,
 }
 
 /// How often the config files are re-read even without file events.
@@ -117,10 +118,10 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     trigger::spawn(&reloader).context("cannot start the reload thread")?;
     let shared = reloader.shared().clone();
     let cancel = CancellationToken::new();
-    hub.run(shared.clone(), cancel.clone());
+    let mut tasks = JoinSet::new();
+    hub.run(shared.clone(), cancel.clone(), &mut tasks);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    let mut tasks = JoinSet::new();
     let mut dns = Vec::new();
     let workers = match dns_settings.udp_workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -222,6 +223,7 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         stop,
         threads,
         tasks,
+        query_log: qlog,
     })
 }
 
@@ -272,16 +274,23 @@ impl Running {
         }
     }
 
-    /// Stops every listener and waits for them.
+    /// Stops everything and returns once it has stopped: every listener (their sockets
+    /// closed, their connections ended), the health probes, the load puller, the admin API,
+    /// and last the query log (written out and its thread joined). The reload thread is not
+    /// waited for (a reload stuck on a hung filesystem must not hold up the exit).
     pub async fn shutdown(mut self) {
         self.reloader.stopping.cancel();
         self.cancel.cancel();
         self.stop.store(true, Ordering::Relaxed);
         while self.tasks.join_next().await.is_some() {}
         let threads = std::mem::take(&mut self.threads);
+        let log = self.query_log.take();
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
+            }
+            if let Some(log) = log {
+                log.close();
             }
         })
         .await;

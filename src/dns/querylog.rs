@@ -1,14 +1,16 @@
 //! The optional query log: JSON lines (client, ECS, name, type, region, reason, rcode),
 //! sampled at a configured rate. The query path only copies the packet into a bounded queue
-//! (dropping when it is full); a separate thread formats and writes.
+//! (dropping when it is full); a separate thread formats and writes. [`QueryLog::close`]
+//! writes what is queued, flushes the file and joins that thread.
 
 use std::cell::Cell;
 use std::io::Write;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::dns::answer::Summary;
@@ -25,8 +27,13 @@ struct Entry {
     region: Option<String>,
 }
 
+/// What the writer thread is sent: an entry, or `None` to flush and stop.
+type Msg = Option<Entry>;
+
 pub struct QueryLog {
-    tx: SyncSender<Entry>,
+    tx: SyncSender<Msg>,
+    /// The writer thread, until [`QueryLog::close`] joins it.
+    writer: Mutex<Option<JoinHandle<()>>>,
     /// Log one query in `every`.
     every: u32,
     pub dropped: AtomicU64,
@@ -44,11 +51,12 @@ impl QueryLog {
             .append(true)
             .open(path)?;
         let (tx, rx) = sync_channel(QUEUE);
-        std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("sipsteer-querylog".into())
             .spawn(move || writer(rx, file))?;
         Ok(Arc::new(QueryLog {
             tx,
+            writer: Mutex::new(Some(writer)),
             every: (1.0 / sample.clamp(1e-6, 1.0)).round() as u32,
             dropped: AtomicU64::new(0),
         }))
@@ -83,17 +91,32 @@ impl QueryLog {
             summary: *summary,
             region: region.map(str::to_owned),
         };
-        if let Err(TrySendError::Full(_)) = self.tx.try_send(e) {
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Some(e)) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// Writes every entry queued so far, flushes the file and joins the writer thread.
+    /// Blocking (call it off the async runtime's workers); entries logged after it are
+    /// dropped. Later calls return at once.
+    pub fn close(&self) {
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(writer) = writer else { return };
+        // Fails only when the writer already stopped (a write error).
+        let _ = self.tx.send(None);
+        let _ = writer.join();
+    }
 }
 
-fn writer(rx: Receiver<Entry>, file: std::fs::File) {
+fn writer(rx: Receiver<Msg>, file: std::fs::File) {
     let mut out = std::io::BufWriter::with_capacity(64 << 10, file);
     loop {
         match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(e) => {
+            Ok(Some(e)) => {
                 let line = format_entry(&e);
                 if out.write_all(line.as_bytes()).is_err() {
                     return;
@@ -102,7 +125,7 @@ fn writer(rx: Receiver<Entry>, file: std::fs::File) {
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 let _ = out.flush();
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Ok(None) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = out.flush();
                 return;
             }

@@ -8,6 +8,11 @@
 //! connection is closed instead, since every open one is busy answering. A source (an IPv4
 //! address, or the /64 of an IPv6 one) holding `per_source` connections has its next one
 //! closed at once. The table is locked only on accept and close, never per query.
+//!
+//! The listener owns its connection tasks (a `JoinSet`). When `cancel` fires it stops
+//! accepting and closes its socket; an idle connection closes at once, one answering a query
+//! writes that reply and closes, and any still open after [`SHUTDOWN_GRACE`] is dropped. The
+//! listener returns once every connection task has ended.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -16,6 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +30,9 @@ use super::tcp_conn::{self, ConnCtx};
 use crate::dns::querylog::QueryLog;
 use crate::dns::snapshot::Shared;
 use crate::telemetry::Telemetry;
+
+/// On shutdown, how long a connection may take to send the reply it is working on.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The bounds of the TCP listener.
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +118,6 @@ impl Table {
         &mut self,
         peer: IpAddr,
         limits: &TcpLimits,
-        cancel: &CancellationToken,
         telemetry: &Telemetry,
     ) -> Result<(u64, Arc<ConnState>, CancellationToken), Shed> {
         let source = source_key(peer);
@@ -129,7 +137,7 @@ impl Table {
             epoch: self.epoch,
         });
         state.touch(Instant::now());
-        let evict = cancel.child_token();
+        let evict = CancellationToken::new();
         let id = self.next_id;
         self.next_id += 1;
         self.conns.insert(
@@ -182,7 +190,7 @@ impl Drop for Slot {
     }
 }
 
-/// Accepts TCP connections until `cancel` fires.
+/// Accepts TCP connections until `cancel` fires, then waits for its connections to end.
 pub async fn serve_tcp(
     listener: TcpListener,
     shared: Shared,
@@ -199,7 +207,9 @@ pub async fn serve_tcp(
         telemetry: telemetry.clone(),
         log,
         idle: limits.idle,
+        stop: cancel.clone(),
     });
+    let mut conns = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -210,12 +220,12 @@ pub async fn serve_tcp(
                     continue;
                 }
             },
-            _ = cancel.cancelled() => return,
+            Some(_) = conns.join_next() => continue,
+            _ = cancel.cancelled() => break,
         };
         let admitted = table.lock().unwrap_or_else(PoisonError::into_inner).admit(
             peer.ip(),
             &limits,
-            &cancel,
             &telemetry,
         );
         match admitted {
@@ -224,7 +234,7 @@ pub async fn serve_tcp(
                     table: table.clone(),
                     id,
                 };
-                spawn_connection(stream, peer, ctx.clone(), state, evict, slot);
+                conns.spawn(connection(stream, peer, ctx.clone(), state, evict, slot));
             }
             Err(why) => {
                 telemetry
@@ -234,9 +244,12 @@ pub async fn serve_tcp(
             }
         }
     }
+    drop(listener);
+    while conns.join_next().await.is_some() {}
 }
 
-fn spawn_connection(
+/// One connection until it ends, is evicted, or outlives the shutdown grace.
+async fn connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     ctx: Arc<ConnCtx>,
@@ -244,13 +257,16 @@ fn spawn_connection(
     evict: CancellationToken,
     slot: Slot,
 ) {
-    tokio::spawn(async move {
-        let _slot = slot;
-        tokio::select! {
-            _ = tcp_conn::serve(stream, peer, &ctx, &state) => {}
-            _ = evict.cancelled() => {}
-        }
-    });
+    let _slot = slot;
+    let overdue = async {
+        ctx.stop.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = tcp_conn::serve(stream, peer, &ctx, &state) => {}
+        _ = evict.cancelled() => {}
+        _ = overdue => {}
+    }
 }
 
 /// Raises the soft limit on open files to the hard limit, and warns once when the result is
@@ -307,20 +323,19 @@ mod tests {
     #[tokio::test]
     async fn full_table_evicts_the_oldest_idle_or_refuses() {
         let mut t = Table::new();
-        let cancel = CancellationToken::new();
         let tm = Telemetry::new();
         let l = limits(2, 10);
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
-        let (first, s1, e1) = t.admit(a, &l, &cancel, &tm).expect("first");
-        let (_, s2, _) = t.admit(a, &l, &cancel, &tm).expect("second");
+        let (first, s1, e1) = t.admit(a, &l, &tm).expect("first");
+        let (_, s2, _) = t.admit(a, &l, &tm).expect("second");
         s1.last_query_ms.store(5, Ordering::Relaxed);
         s2.last_query_ms.store(9, Ordering::Relaxed);
-        let (_, s3, _) = t.admit(a, &l, &cancel, &tm).expect("third evicts");
+        let (_, s3, _) = t.admit(a, &l, &tm).expect("third evicts");
         assert!(e1.is_cancelled());
         assert!(!t.conns.contains_key(&first));
         s2.idle.store(false, Ordering::Relaxed);
         s3.idle.store(false, Ordering::Relaxed);
-        assert_eq!(t.admit(a, &l, &cancel, &tm).err(), Some(Shed::Full));
+        assert_eq!(t.admit(a, &l, &tm).err(), Some(Shed::Full));
         assert_eq!(t.per_source.get(&a), Some(&2));
     }
 
@@ -340,16 +355,15 @@ mod tests {
     #[tokio::test]
     async fn per_source_limit_counts_ipv6_by_64() {
         let mut t = Table::new();
-        let cancel = CancellationToken::new();
         let tm = Telemetry::new();
         let l = limits(10, 1);
         let x: IpAddr = "2001:db8::1".parse().expect("ip");
         let y: IpAddr = "2001:db8::2".parse().expect("ip");
         let z: IpAddr = "2001:db8:0:1::1".parse().expect("ip");
-        let (id, _, _) = t.admit(x, &l, &cancel, &tm).expect("x");
-        assert_eq!(t.admit(y, &l, &cancel, &tm).err(), Some(Shed::PerSource));
-        assert!(t.admit(z, &l, &cancel, &tm).is_ok());
+        let (id, _, _) = t.admit(x, &l, &tm).expect("x");
+        assert_eq!(t.admit(y, &l, &tm).err(), Some(Shed::PerSource));
+        assert!(t.admit(z, &l, &tm).is_ok());
         t.remove(id);
-        assert!(t.admit(y, &l, &cancel, &tm).is_ok());
+        assert!(t.admit(y, &l, &tm).is_ok());
     }
 }

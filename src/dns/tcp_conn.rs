@@ -4,6 +4,8 @@
 //! A zero-length frame, a frame that is not a query (too short, a response) or one answered
 //! FORMERR closes the connection. Only a complete query resets the idle timer; once the
 //! first byte of a frame has arrived, the whole frame must follow within [`FRAME_TIMEOUT`].
+//! Once the listener stops, an idle connection closes at once and a busy one after writing the
+//! reply it is working on.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::answer::{Proto, respond};
 use super::stats::Tally;
@@ -39,6 +42,8 @@ pub(super) struct ConnCtx {
     pub log: Option<Arc<QueryLog>>,
     /// Idle timeout, and the longest wait for the client to take a batch of replies.
     pub idle: Duration,
+    /// Fires when the listener stops.
+    pub stop: CancellationToken,
 }
 
 /// Why a connection was closed by us for what the client sent.
@@ -132,7 +137,10 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
         }
         if rd.buffer().is_empty() {
             st.idle.store(true, Ordering::Relaxed);
-            let first = tokio::time::timeout_at(deadline, rd.fill_buf()).await;
+            let first = tokio::select! {
+                r = tokio::time::timeout_at(deadline, rd.fill_buf()) => r,
+                _ = ctx.stop.cancelled() => return,
+            };
             st.idle.store(false, Ordering::Relaxed);
             match first {
                 Ok(Ok(b)) if !b.is_empty() => {}
@@ -162,6 +170,10 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
         if rcode == RCODE_FORMERR {
             queue.flush(&mut wr, ctx.idle).await;
             return Bad::NotAQuery.count(&ctx.telemetry);
+        }
+        if ctx.stop.is_cancelled() {
+            queue.flush(&mut wr, ctx.idle).await;
+            return;
         }
         let now = Instant::now();
         st.touch(now);

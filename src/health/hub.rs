@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 mod force;
@@ -336,14 +337,20 @@ impl HealthHub {
         Arc::new(view(&inner, now))
     }
 
-    /// Starts applying probe results and the once-a-second re-check; publishes through
-    /// `publisher`.
-    pub fn run(self: &Arc<Self>, publisher: Arc<dyn Publisher>, cancel: CancellationToken) {
+    /// Starts applying probe results and the once-a-second re-check on `tasks`; publishes
+    /// through `publisher`. When `cancel` fires, the task stops the probes and ends once they
+    /// have.
+    pub fn run(
+        self: &Arc<Self>,
+        publisher: Arc<dyn Publisher>,
+        cancel: CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) {
         let _ = self.publisher.set(publisher);
         let rx = self.results.lock().ok().and_then(|mut r| r.take());
         let Some(mut rx) = rx else { return };
         let hub = self.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
                 tokio::select! {
@@ -353,7 +360,7 @@ impl HealthHub {
                     },
                     _ = tick.tick() => hub.publish_if_changed(),
                     _ = cancel.cancelled() => {
-                        hub.monitor.shutdown();
+                        hub.monitor.shutdown().await;
                         return;
                     }
                 }

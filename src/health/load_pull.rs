@@ -3,16 +3,17 @@
 //! server's series picked out by its label, fed to the hub exactly like a pushed load report.
 //! When Prometheus cannot be reached or a query fails, no report is made, so the last one
 //! expires after `capacity.report_ttl` and the server's load becomes unknown (fail open).
+//! The puller owns its query tasks and its HTTP client's connection tasks: it stops and waits
+//! for them when cancelled.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -48,14 +49,44 @@ pub struct Series {
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
-/// Polls until `cancel` fires, following the load source of the config the hub is bound to.
+/// Runs the HTTP client's background tasks (its connections) in a set the puller owns.
+#[derive(Clone, Default)]
+struct Owned(Arc<Mutex<JoinSet<()>>>);
+
+impl<F> hyper::rt::Executor<F> for Owned
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        while set.try_join_next().is_some() {}
+        set.spawn(async move {
+            fut.await;
+        });
+    }
+}
+
+/// Polls until `cancel` fires, following the load source of the config the hub is bound to;
+/// then
+/// stops its queries and connections and waits for them.
 pub async fn run(hub: Arc<HealthHub>, cancel: CancellationToken) {
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let owned = Owned::default();
+    let client: HttpClient = Client::builder(owned.clone()).build_http();
+    poll(&client, &hub, &cancel).await;
+    drop(client);
+    let mut set = std::mem::take(&mut *owned.0.lock().unwrap_or_else(PoisonError::into_inner));
+    set.shutdown().await;
+}
+
+async fn poll(client: &HttpClient, hub: &HealthHub, cancel: &CancellationToken) {
     loop {
         let source = hub.load_source();
         let wait = match source {
             Some(src) => {
-                poll_once(&client, &src, &hub).await;
+                if !poll_once(client, &src, hub, cancel).await {
+                    return;
+                }
                 src.interval
             }
             None => Duration::from_secs(1),
@@ -97,7 +128,13 @@ pub enum PullError {
     Status { status: u16, error: Box<PullError> },
 }
 
-async fn poll_once(client: &HttpClient, src: &LoadSource, hub: &HealthHub) {
+/// False when `cancel` fired first (the queries in flight are stopped and waited for).
+async fn poll_once(
+    client: &HttpClient,
+    src: &LoadSource,
+    hub: &HealthHub,
+    cancel: &CancellationToken,
+) -> bool {
     let mut users: HashMap<&str, usize> = HashMap::new();
     for s in &src.servers {
         for q in [&s.calls, &s.cps].into_iter().flatten() {
@@ -117,7 +154,14 @@ async fn poll_once(client: &HttpClient, src: &LoadSource, hub: &HealthHub) {
                 (q, r)
             });
         }
-        if let Some(Ok((q, r))) = set.join_next().await {
+        let next = tokio::select! {
+            r = set.join_next() => r,
+            _ = cancel.cancelled() => {
+                set.shutdown().await;
+                return false;
+            }
+        };
+        if let Some(Ok((q, r))) = next {
             results.insert(q, r);
         }
     }
@@ -168,6 +212,7 @@ async fn poll_once(client: &HttpClient, src: &LoadSource, hub: &HealthHub) {
         t.gauge("sipsteer_load_last_success_timestamp_seconds", &[])
             .set(now as f64);
     }
+    true
 }
 
 /// The value of one server's query: the series carrying its label, or the only series of a

@@ -4,13 +4,16 @@
 //! the target's state machine to pick the next probe: a suspect server is re-probed at the
 //! suspect cadence. Targets are diffed on reload: unchanged ones keep running, removed ones
 //! stop. Every wait ends on a common 10 ms tick ([`on_tick`]), so timers fire in batches.
+//! The monitor owns its probe tasks (a `JoinSet`, spawned on the runtime it was started in,
+//! whichever thread sets the targets); [`Monitor::shutdown`] stops and waits for them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::probe::{CodePolicy, ProbeResult, Target, probe_with};
@@ -42,6 +45,10 @@ pub struct Monitor {
     /// Milliseconds after `origin` of the last probe started (0 = none yet).
     last_tick: Arc<AtomicU64>,
     cancel: CancellationToken,
+    /// The probe tasks (lock after `running`).
+    tasks: Mutex<JoinSet<()>>,
+    /// The runtime probe tasks run on; none outside a runtime.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Monitor {
@@ -55,14 +62,21 @@ impl Monitor {
             origin: Instant::now(),
             last_tick: Arc::new(AtomicU64::new(0)),
             cancel: CancellationToken::new(),
+            tasks: Mutex::new(JoinSet::new()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }
     }
 
-    /// Probes exactly these targets from now on.
+    /// Probes exactly these targets from now on (none once shut down).
     pub fn set_targets(&self, specs: Vec<ProbeSpec>) {
         let Ok(mut running) = self.running.lock() else {
             return;
         };
+        if self.cancel.is_cancelled() {
+            return;
+        }
+        let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+        while tasks.try_join_next().is_some() {}
         let wanted: HashMap<Target, ProbeSpec> =
             specs.into_iter().map(|s| (s.target.clone(), s)).collect();
         running.retain(|t, r| {
@@ -86,8 +100,8 @@ impl Monitor {
                 last_tick: self.last_tick.clone(),
                 cancel: cancel.clone(),
             };
-            if tokio::runtime::Handle::try_current().is_ok() {
-                tokio::spawn(task.run());
+            if let Some(rt) = &self.runtime {
+                tasks.spawn_on(task.run(), rt);
             }
             running.insert(t, ProbeTask { spec, cancel });
         }
@@ -111,8 +125,16 @@ impl Monitor {
         self.origin
     }
 
-    pub fn shutdown(&self) {
-        self.cancel.cancel();
+    /// Stops every probe and waits for the probe tasks and the shared UDP prober to end.
+    pub async fn shutdown(&self) {
+        let mut tasks = {
+            let _running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            self.cancel.cancel();
+            let mut tasks = self.tasks.lock().unwrap_or_else(PoisonError::into_inner);
+            std::mem::take(&mut *tasks)
+        };
+        while tasks.join_next().await.is_some() {}
+        self.udp.shutdown().await;
     }
 }
 
@@ -157,13 +179,9 @@ impl Prober {
             drop(permit);
             let took = started.elapsed();
             health.apply(&result, Instant::now());
-            if self
-                .results
-                .send((self.spec.target.clone(), result))
-                .await
-                .is_err()
-            {
-                return;
+            tokio::select! {
+                r = self.results.send((self.spec.target.clone(), result)) => if r.is_err() { return },
+                _ = self.cancel.cancelled() => return,
             }
             let jitter = 0.9 + 0.2 * rand::random::<f64>();
             let (wait, next_timeout) = health.next_probe(&cadence, took, jitter);

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
@@ -44,14 +44,18 @@ struct Family {
     sock: Arc<UdpSocket>,
     port: u16,
     table: Arc<Table>,
-    task: tokio::task::AbortHandle,
+    /// The receive task, until [`UdpProber::shutdown`] takes it.
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Source address per destination, for the Via header (found once per destination).
     local: Mutex<HashMap<IpAddr, IpAddr>>,
 }
 
 impl Drop for Family {
     fn drop(&mut self) {
-        self.task.abort();
+        let task = self.task.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = task.take() {
+            t.abort();
+        }
     }
 }
 
@@ -129,6 +133,25 @@ impl UdpProber {
 }
 
 impl UdpProber {
+    /// Stops the receive tasks and waits for them to end; probes still open time out.
+    pub(crate) async fn shutdown(&self) {
+        for fam in [self.v4.get(), self.v6.get()]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let task = fam
+                .task
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(t) = task {
+                t.abort();
+                let _ = t.await;
+            }
+        }
+    }
+
     /// One SIP OPTIONS probe of `target`: sent at once, retransmitted from T1 = 500 ms
     /// doubling, 1xx skipped, answered by the first final response that matches branch,
     /// Call-ID and CSeq; refused when the target's port is unreachable.
@@ -193,7 +216,7 @@ impl Family {
         let sock = Arc::new(UdpSocket::from_std(s.into())?);
         let port = sock.local_addr()?.port();
         let table: Arc<Table> = Arc::default();
-        let task = tokio::spawn(receive(sock.clone(), table.clone(), v4)).abort_handle();
+        let task = Mutex::new(Some(tokio::spawn(receive(sock.clone(), table.clone(), v4))));
         Ok(Family {
             sock,
             port,

@@ -546,3 +546,53 @@ async fn encrypted_queries_are_logged_with_their_transport() {
     assert_eq!(lines[1]["rcode"], 3);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_encrypted_connections_and_frees_their_ports() {
+    let ca = TestCa::new();
+    let (mut s, _) = server(&ca).await;
+    let (tls, https) = (tls_addr(&s), https_addr(&s));
+    let packet = query("ns1.example.com.", RecordType::A, &Q::default());
+    // DoT: one query answered, the connection left open.
+    let mut t = connect(&ca, b"dot", tls).await;
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&packet);
+    t.write_all(&framed).await.expect("write");
+    let mut len = [0u8; 2];
+    tokio::time::timeout(WAIT, t.read_exact(&mut len))
+        .await
+        .expect("reply in time")
+        .expect("read length");
+    // DoH: an HTTP/2 connection with one request answered, left open.
+    let h = connect(&ca, b"h2", https).await;
+    let (mut client, conn) = h2::client::handshake(h).await.expect("h2 handshake");
+    let conn = tokio::spawn(conn);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&packet);
+    let req = http::Request::get(format!("https://localhost/dns-query?dns={b64}"))
+        .body(())
+        .expect("request");
+    let (resp, _) = client.send_request(req, true).expect("send");
+    let resp = tokio::time::timeout(WAIT, resp).await.expect("in time");
+    assert_eq!(resp.expect("response").status(), 200);
+
+    let r = s.running.take().expect("running");
+    tokio::time::timeout(WAIT, r.shutdown())
+        .await
+        .expect("shutdown returns");
+    // The server said GOAWAY and closed: the client's connection ends.
+    let _ = tokio::time::timeout(WAIT, conn)
+        .await
+        .expect("doh connection closed");
+    let mut rest = Vec::new();
+    let end = tokio::time::timeout(WAIT, t.read_to_end(&mut rest))
+        .await
+        .expect("dot connection closed");
+    assert!(
+        rest.len() == usize::from(u16::from_be_bytes(len)) || end.is_err(),
+        "dot: {end:?}, {} bytes",
+        rest.len()
+    );
+    for addr in [tls, https, s.addr] {
+        std::net::TcpListener::bind(addr).unwrap_or_else(|e| panic!("{addr} still bound: {e}"));
+    }
+}

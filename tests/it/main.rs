@@ -30,6 +30,7 @@ mod operator_errors;
 mod ops_scrape;
 mod reload;
 mod reload_incremental;
+mod shutdown;
 mod sip_hostile;
 mod steering;
 mod tcp_limits;

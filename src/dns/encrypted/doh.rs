@@ -5,6 +5,10 @@
 //!
 //! Bounded: connections per listener (a semaphore, as for TCP), concurrent streams per
 //! connection, request size, handshake time and idle time between requests.
+//!
+//! The listener owns its connection tasks, and each connection its request tasks (`JoinSet`s).
+//! On shutdown a connection sends GOAWAY and finishes the requests in flight; the listener
+//! waits for its connections at most [`SHUTDOWN_GRACE`], then drops the rest and returns.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -27,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::DOH_PATH;
 use super::handler::Answerer;
 use crate::dns::answer::Proto;
+use crate::dns::tcp::SHUTDOWN_GRACE;
 
 /// Concurrent requests (HTTP/2 streams) per connection.
 pub const MAX_STREAMS: u32 = 32;
@@ -47,7 +52,7 @@ pub struct Limits {
     pub timeout: Duration,
 }
 
-/// Accepts connections until `cancel` fires.
+/// Accepts connections until `cancel` fires, then waits for them (see the module notes).
 pub async fn serve(
     listener: TcpListener,
     tls: TlsAcceptor,
@@ -59,8 +64,8 @@ pub async fn serve(
     let mut conns = JoinSet::new();
     loop {
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = cancel.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = cancel.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -71,14 +76,20 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => break,
         };
         let (tls, answerer, idle) = (tls.clone(), answerer.clone(), limits.timeout);
+        let stop = cancel.clone();
         conns.spawn(async move {
             let _permit = permit;
-            connection(stream, peer, tls, answerer, idle).await;
+            connection(stream, peer, tls, answerer, idle, stop).await;
         });
         while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let all = async { while conns.join_next().await.is_some() {} };
+    if timeout(SHUTDOWN_GRACE, all).await.is_err() {
+        conns.shutdown().await;
     }
 }
 
@@ -88,6 +99,7 @@ async fn connection(
     tls: TlsAcceptor,
     answerer: Arc<Answerer>,
     idle: Duration,
+    stop: CancellationToken,
 ) {
     stream.set_nodelay(true).ok();
     let Ok(Ok(tls)) = timeout(idle, tls.accept(stream)).await else {
@@ -102,10 +114,23 @@ async fn connection(
     };
     let mut streams = JoinSet::new();
     // Polling `accept` also drives the connection, which sends the replies.
-    while let Ok(Some(Ok((req, respond)))) = timeout(idle, conn.accept()).await {
+    loop {
+        let next = tokio::select! {
+            r = timeout(idle, conn.accept()) => r,
+            _ = stop.cancelled() => break,
+        };
+        let Ok(Some(Ok((req, respond)))) = next else {
+            return;
+        };
         streams.spawn(request(req, respond, peer.ip(), answerer.clone(), idle));
         while streams.try_join_next().is_some() {}
     }
+    // GOAWAY: requests already open are answered, then the connection closes.
+    conn.graceful_shutdown();
+    while let Some(Ok((req, respond))) = conn.accept().await {
+        streams.spawn(request(req, respond, peer.ip(), answerer.clone(), idle));
+    }
+    while streams.join_next().await.is_some() {}
 }
 
 async fn request(

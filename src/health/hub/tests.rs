@@ -74,7 +74,8 @@ fn result(outcome: Outcome) -> ProbeResult {
 async fn a_load_report_counts_for_report_ttl_then_the_recheck_publishes_its_expiry() {
     let (hub, shared, _cfg, _dir) = hub("none");
     let cancel = CancellationToken::new();
-    hub.run(shared.clone(), cancel.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    hub.run(shared.clone(), cancel.clone(), &mut tasks);
     let status = || shared.health().status(0);
     assert_eq!(status(), Status::Up, "not probed: up");
     hub.load("uk", "lon1", Some(90), None).expect("load");
@@ -98,7 +99,7 @@ async fn a_load_report_counts_for_report_ttl_then_the_recheck_publishes_its_expi
 async fn probe_results_flip_at_rise_and_fall_and_a_flip_is_recent_for_a_minute() {
     let (hub, shared, cfg, _dir) = hub("sip-options-udp");
     // Results are fed here, not probed: the probers stop before they ever run.
-    hub.monitor.shutdown();
+    hub.monitor.shutdown().await;
     let _ = hub.publisher.set(shared.clone());
     let target = target_of(&cfg.regions[0].servers[0]).expect("probed");
     let interval = Duration::from_secs(5);
