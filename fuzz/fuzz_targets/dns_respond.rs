@@ -21,7 +21,7 @@ fn snapshot() -> &'static Snapshot {
         let geo = cfg
             .geoip
             .as_deref()
-            .map(|p| Arc::new(sipsteer::steering::GeoData::load(p).expect("sample geoip")));
+            .map(|p| Arc::new(sipsteer::geo::GeoData::load(p).expect("sample geoip")));
         Snapshot::build(Arc::new(cfg), geo, 1)
     })
 }
