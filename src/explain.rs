@@ -18,7 +18,7 @@ use crate::routing::SteerKind;
 use crate::steering::{self, Asked};
 
 #[derive(Debug, Serialize)]
-pub struct Explanation {
+pub(crate) struct Explanation {
     pub client: String,
     pub ecs: Option<String>,
     /// The address steering located (the ECS address when given).
@@ -38,7 +38,7 @@ pub struct Explanation {
 }
 
 #[derive(Debug, Serialize)]
-pub struct LocationOut {
+pub(crate) struct LocationOut {
     /// The database's network holding the address: first and last address.
     pub network: String,
     pub country: Option<String>,
@@ -49,7 +49,7 @@ pub struct LocationOut {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ServiceOut {
+pub(crate) struct ServiceOut {
     pub name: String,
     pub target: String,
     pub reason: String,
@@ -66,7 +66,7 @@ pub struct ServiceOut {
 }
 
 #[derive(Debug, Serialize)]
-pub struct RankOut {
+pub(crate) struct RankOut {
     pub region: String,
     pub distance_km: Option<f64>,
     pub healthy: bool,
@@ -74,7 +74,7 @@ pub struct RankOut {
 }
 
 #[derive(Debug, Serialize)]
-pub struct ServerOut {
+pub(crate) struct ServerOut {
     pub name: String,
     pub state: steering::Status,
     /// Up, but its latest probes failed: being confirmed at the suspect cadence.
@@ -85,7 +85,7 @@ pub struct ServerOut {
 }
 
 /// Explains the answer to `name`/`rtype` for `client` (and an optional ECS subnet).
-pub fn explain(
+pub(crate) fn explain(
     snap: &Snapshot,
     client: IpAddr,
     ecs: Option<IpNet>,
@@ -237,14 +237,14 @@ fn location_out(snap: &Snapshot, located: IpAddr) -> Option<LocationOut> {
         network: format!("{first} - {last}"),
         country: code(l.country),
         continent: code(l.continent),
-        city: l.city.as_ref().map(|c| c.to_string()),
+        city: l.city.as_ref().map(std::string::ToString::to_string),
         lat: l.coords.map(|c| c.0),
         lon: l.coords.map(|c| c.1),
     })
 }
 
 /// The explanation as text for people.
-pub fn render(e: &Explanation) -> String {
+pub(crate) fn render(e: &Explanation) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "query     {} {}", e.name, e.rtype);
     let _ = write!(s, "client    {}", e.client);

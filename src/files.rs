@@ -7,21 +7,21 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Largest main config file (`sipsteer.yaml`) read.
-pub const MAX_MAIN_CONFIG: u64 = 1024 * 1024;
+pub(crate) const MAX_MAIN_CONFIG: u64 = 1024 * 1024;
 /// Largest zone map read.
-pub const MAX_ZONE_MAP: u64 = 16 * 1024 * 1024;
+pub(crate) const MAX_ZONE_MAP: u64 = 16 * 1024 * 1024;
 /// Largest GeoIP database read (GeoLite2-City is about 70 MB).
-pub const MAX_GEOIP: u64 = 512 * 1024 * 1024;
+pub(crate) const MAX_GEOIP: u64 = 512 * 1024 * 1024;
 /// Largest state file read.
-pub const MAX_STATE_FILE: u64 = 4 * 1024 * 1024;
+pub(crate) const MAX_STATE_FILE: u64 = 4 * 1024 * 1024;
 
 /// An OS error as `reason (os error N)`, lower case first letter.
-pub fn os_reason(e: &std::io::Error) -> String {
+pub(crate) fn os_reason(e: &std::io::Error) -> String {
     lower(&e.to_string())
 }
 
 /// `s` with its first letter in lower case.
-pub fn lower(s: &str) -> String {
+pub(crate) fn lower(s: &str) -> String {
     let mut c = s.chars();
     match c.next() {
         Some(f) => f.to_lowercase().chain(c).collect(),
@@ -30,7 +30,7 @@ pub fn lower(s: &str) -> String {
 }
 
 /// What a non-regular file is, for messages.
-pub fn kind_name(t: std::fs::FileType) -> &'static str {
+pub(crate) fn kind_name(t: std::fs::FileType) -> &'static str {
     if t.is_dir() {
         "a directory"
     } else if t.is_fifo() {
@@ -49,7 +49,7 @@ pub fn kind_name(t: std::fs::FileType) -> &'static str {
 /// Reads a whole regular file of at most `max` bytes. The error is the reason only (the
 /// caller adds the path and what the file is): `no such file or directory (os error 2)`,
 /// `is a fifo, not a regular file`, `is 20000000 bytes, more than the 16777216-byte limit`.
-pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
@@ -76,7 +76,7 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
 }
 
 /// Like [`read_bounded`], as UTF-8 text.
-pub fn read_text(path: &Path, max: u64) -> Result<String, String> {
+pub(crate) fn read_text(path: &Path, max: u64) -> Result<String, String> {
     let bytes = read_bounded(path, max)?;
     String::from_utf8(bytes).map_err(|_| "is not valid utf-8".to_string())
 }

@@ -3,6 +3,6 @@
 use std::sync::{Mutex, MutexGuard};
 
 /// Locks `m`, taking the data over from a holder that panicked.
-pub fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+pub(crate) fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }

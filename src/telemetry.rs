@@ -111,7 +111,7 @@ impl Telemetry {
             match name.as_str() {
                 n if n.ends_with("_total") => self.recorder.describe_counter(name, None, help),
                 n if n.ends_with("_rtt_seconds") => {
-                    self.recorder.describe_histogram(name, None, help)
+                    self.recorder.describe_histogram(name, None, help);
                 }
                 _ => self.recorder.describe_gauge(name, None, help),
             }

@@ -18,9 +18,9 @@ use crate::reload::GeoState;
 use crate::reload::trigger::QueueError;
 
 /// Largest request body accepted (the changing endpoints take small JSON objects).
-pub const MAX_BODY: usize = 64 << 10;
+pub(super) const MAX_BODY: usize = 64 << 10;
 
-pub fn router(state: AdminState) -> Router {
+pub(super) fn router(state: AdminState) -> Router {
     // The token is checked by a layer before any extractor runs, so a request without it is
     // answered before its body is read.
     let changing = Router::new()
@@ -224,7 +224,7 @@ async fn reload(State(s): State<AdminState>) -> Response {
     };
     let out = tokio::select! {
         out = rx => out,
-        _ = s.reloader.stopping.cancelled() => {
+        () = s.reloader.stopping.cancelled() => {
             return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
         }
     };

@@ -31,11 +31,11 @@ pub const MAX_CONNECTIONS: usize = 128;
 /// Longest wait for a request head (the first one, or the next on a keep-alive connection).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest time to answer one request once it holds an in-flight slot, body included.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Requests handled at once (per route); more wait for a slot.
 const MAX_IN_FLIGHT: usize = 64;
 /// After this a connection is closed once its request in flight is answered.
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+pub(super) const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 /// On shutdown, how long requests in flight may still take.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Largest request head (request line and headers).
@@ -43,7 +43,7 @@ const MAX_HEAD: usize = 16 << 10;
 
 /// Serves `app` on `listener` until `cancel` fires, then lets requests in flight finish
 /// (at most [`SHUTDOWN_GRACE`]) and returns when every connection has ended.
-pub async fn serve(
+pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
     telemetry: &Telemetry,
@@ -71,7 +71,7 @@ pub async fn serve(
                 }
             },
             Some(_) = conns.join_next() => continue,
-            _ = cancel.cancelled() => break,
+            () = cancel.cancelled() => break,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             shed.increment(1);
@@ -108,8 +108,8 @@ async fn connection(
     tokio::pin!(conn);
     let grace = tokio::select! {
         _ = conn.as_mut() => return,
-        _ = cancel.cancelled() => SHUTDOWN_GRACE,
-        _ = tokio::time::sleep(MAX_CONNECTION_AGE) => REQUEST_TIMEOUT,
+        () = cancel.cancelled() => SHUTDOWN_GRACE,
+        () = tokio::time::sleep(MAX_CONNECTION_AGE) => REQUEST_TIMEOUT,
     };
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(grace, conn).await;

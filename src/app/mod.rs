@@ -21,7 +21,7 @@ use crate::dns::stats::Counters;
 use crate::health::hub::HealthHub;
 use crate::telemetry::Telemetry;
 
-pub mod signals;
+pub(crate) mod signals;
 pub mod startup;
 
 use crate::lock::guard;
@@ -122,49 +122,16 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     hub.run(shared.clone(), cancel.clone(), &mut tasks);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    let mut dns = Vec::new();
-    let workers = match dns_settings.udp_workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
     listener_fd_limit(listen.len(), &dns_settings, admin_addr.is_some());
-    let tcp_tally = counters.listener();
-    let qlog = match &reloader.shared().load().config.query_log {
-        Some(q) => Some(
-            crate::dns::querylog::QueryLog::open(&q.path, q.sample)
-                .with_context(|| format!("cannot open query log {}", q.path.display()))?,
-        ),
-        None => None,
+    let qlog = open_query_log(&reloader.shared().load().config)?;
+    let serving = Serving {
+        shared: &shared,
+        counters: &counters,
+        telemetry: &telemetry,
+        log: &qlog,
+        cancel: &cancel,
     };
-    for &addr in &listen {
-        let (udp, tcp) = bind_pair(addr, listener::v6_only(addr, &listen), workers)?;
-        let bound = udp[0].local_addr()?;
-        for sock in udp {
-            threads.push(listener::spawn_udp(
-                sock,
-                shared.clone(),
-                counters.listener(),
-                qlog.clone(),
-                stop.clone(),
-            )?);
-        }
-        let tcp = tokio::net::TcpListener::from_std(tcp)?;
-        tasks.spawn(crate::dns::tcp::serve_tcp(
-            tcp,
-            shared.clone(),
-            tcp_tally.clone(),
-            qlog.clone(),
-            crate::dns::tcp::TcpLimits {
-                max_connections: dns_settings.tcp_max_connections,
-                per_source: dns_settings.tcp_max_connections_per_source,
-                idle: dns_settings.tcp_idle_timeout,
-            },
-            telemetry.clone(),
-            cancel.clone(),
-        ));
-        tracing::info!(%bound, "dns listening on udp and tcp");
-        dns.push(bound);
-    }
+    let dns = serving.dns(&listen, &dns_settings, &stop, &mut threads, &mut tasks)?;
     let setup = crate::dns::encrypted::Setup {
         shared: shared.clone(),
         tally: counters.listener(),
@@ -177,35 +144,22 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         crate::dns::encrypted::start(setup, &listen_tls, &listen_https, &mut tasks, &cancel)?;
     tasks.spawn(crate::health::load_pull::run(hub.clone(), cancel.clone()));
     let (nudge, nudges) = mpsc::channel(1);
-    match crate::config::watch::watch(watch_set, nudge.clone()) {
-        Ok(w) => *guard(&reloader.watcher) = Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch config files; relying on the periodic rescan and SIGHUP");
-        }
-    }
+    watch_files(&reloader, watch_set, nudge.clone());
     tasks.spawn(reload::run(
         reloader.clone(),
         nudges,
         RESCAN,
         cancel.clone(),
     ));
+    let state = crate::admin::AdminState {
+        reloader: reloader.clone(),
+        hub: hub.clone(),
+        token: token.map(Arc::from),
+        telemetry: telemetry.clone(),
+        counters: counters.clone(),
+    };
     let admin = match admin_addr {
-        Some(addr) => {
-            let l = crate::admin::bind(addr)
-                .await
-                .with_context(|| format!("cannot bind admin api {addr}"))?;
-            let bound = l.local_addr()?;
-            let state = crate::admin::AdminState {
-                reloader: reloader.clone(),
-                hub: hub.clone(),
-                token: token.map(Arc::from),
-                telemetry: telemetry.clone(),
-                counters: counters.clone(),
-            };
-            tasks.spawn(crate::admin::serve(l, state, cancel.clone()));
-            tracing::info!(%bound, "admin api listening");
-            Some(bound)
-        }
+        Some(addr) => Some(serving.admin(addr, state, &mut tasks).await?),
         None => None,
     };
     Ok(Running {
@@ -225,6 +179,102 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         tasks,
         query_log: qlog,
     })
+}
+
+/// The query log the config asks for, opened.
+fn open_query_log(cfg: &Config) -> Result<Option<Arc<crate::dns::querylog::QueryLog>>> {
+    let Some(q) = &cfg.query_log else {
+        return Ok(None);
+    };
+    let log = crate::dns::querylog::QueryLog::open(&q.path, q.sample)
+        .with_context(|| format!("cannot open query log {}", q.path.display()))?;
+    Ok(Some(log))
+}
+
+/// Watches the config's files, nudging the reload task on changes; without a watcher the
+/// periodic rescan and SIGHUP still reload.
+fn watch_files(reloader: &Reloader, set: crate::config::watch::WatchSet, nudge: mpsc::Sender<()>) {
+    match crate::config::watch::watch(set, nudge) {
+        Ok(w) => *guard(&reloader.watcher) = Some(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch config files; relying on the periodic rescan and SIGHUP");
+        }
+    }
+}
+
+/// What the listeners of one instance share.
+struct Serving<'a> {
+    shared: &'a Shared,
+    counters: &'a Arc<Counters>,
+    telemetry: &'a Arc<Telemetry>,
+    log: &'a Option<Arc<crate::dns::querylog::QueryLog>>,
+    cancel: &'a CancellationToken,
+}
+
+impl Serving<'_> {
+    /// Binds every DNS address: UDP sockets served by their own threads, and a TCP listener
+    /// on `tasks`. Returns the addresses bound.
+    fn dns(
+        &self,
+        listen: &[SocketAddr],
+        settings: &crate::config::DnsSettings,
+        stop: &Arc<AtomicBool>,
+        threads: &mut Vec<JoinHandle<()>>,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<Vec<SocketAddr>> {
+        let workers = match settings.udp_workers {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        };
+        let tcp_tally = self.counters.listener();
+        let mut dns = Vec::new();
+        for &addr in listen {
+            let (udp, tcp) = bind_pair(addr, listener::v6_only(addr, listen), workers)?;
+            let bound = udp[0].local_addr()?;
+            for sock in udp {
+                threads.push(listener::spawn_udp(
+                    sock,
+                    self.shared.clone(),
+                    self.counters.listener(),
+                    self.log.clone(),
+                    stop.clone(),
+                )?);
+            }
+            let tcp = tokio::net::TcpListener::from_std(tcp)?;
+            tasks.spawn(crate::dns::tcp::serve_tcp(
+                tcp,
+                self.shared.clone(),
+                tcp_tally.clone(),
+                self.log.clone(),
+                crate::dns::tcp::TcpLimits {
+                    max_connections: settings.tcp_max_connections,
+                    per_source: settings.tcp_max_connections_per_source,
+                    idle: settings.tcp_idle_timeout,
+                },
+                self.telemetry.clone(),
+                self.cancel.clone(),
+            ));
+            tracing::info!(%bound, "dns listening on udp and tcp");
+            dns.push(bound);
+        }
+        Ok(dns)
+    }
+
+    /// Binds the admin API on `addr` and serves it on `tasks`; returns the address bound.
+    async fn admin(
+        &self,
+        addr: SocketAddr,
+        state: crate::admin::AdminState,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<SocketAddr> {
+        let l = crate::admin::bind(addr)
+            .await
+            .with_context(|| format!("cannot bind admin api {addr}"))?;
+        let bound = l.local_addr()?;
+        tasks.spawn(crate::admin::serve(l, state, self.cancel.clone()));
+        tracing::info!(%bound, "admin api listening");
+        Ok(bound)
+    }
 }
 
 /// Makes room for every connection the TCP and admin caps allow.

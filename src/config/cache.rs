@@ -31,7 +31,7 @@ struct Entry {
 /// Everything a zone's validation reads from the region table: every region (in index order)
 /// with the file that owns it (`None` = shared), and the names that failed validation.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RegionSig {
+pub(super) struct RegionSig {
     pub regions: Vec<(RegionConfig, Option<PathBuf>)>,
     pub failed: Vec<String>,
 }

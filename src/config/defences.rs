@@ -55,7 +55,7 @@ pub struct RrlSettings {
 
 /// Reads the defence settings of `dns:`; `base` resolves `secret_file`, which joins `files`
 /// (so that editing it triggers a reload).
-pub fn settings(
+pub(super) fn settings(
     d: Option<&raw::Dns>,
     base: &Path,
     files: &mut Vec<SourceFile>,

@@ -49,14 +49,19 @@ impl fmt::Display for ConfigErrors {
 impl std::error::Error for ConfigErrors {}
 
 /// Collects errors for one file while validating it.
-pub struct Sink<'a> {
+pub(crate) struct Sink<'a> {
     pub file: &'a Path,
     pub errors: &'a mut Vec<ConfigError>,
 }
 
 impl Sink<'_> {
     /// An error at a YAML location.
-    pub fn at(&mut self, loc: Location, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn at(
+        &mut self,
+        loc: Location,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             line: loc.line(),
@@ -67,12 +72,17 @@ impl Sink<'_> {
     }
 
     /// An error about a spanned value.
-    pub fn on<T>(&mut self, v: &Spanned<T>, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn on<T>(
+        &mut self,
+        v: &Spanned<T>,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.at(v.referenced, path, message);
     }
 
     /// An error about the file as a whole.
-    pub fn file(&mut self, message: impl Into<String>) {
+    pub(crate) fn file(&mut self, message: impl Into<String>) {
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             line: 0,
@@ -84,11 +94,8 @@ impl Sink<'_> {
 }
 
 /// Turns a YAML syntax or shape error into a located config error.
-pub fn from_yaml(file: &Path, err: &serde_saphyr::Error) -> ConfigError {
-    let (line, column) = err
-        .location()
-        .map(|l| (l.line(), l.column()))
-        .unwrap_or((0, 0));
+pub(super) fn from_yaml(file: &Path, err: &serde_saphyr::Error) -> ConfigError {
+    let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
     let mut message = err.without_snippet().to_string();
     if let Some(i) = message.rfind(" at line ") {
         message.truncate(i);

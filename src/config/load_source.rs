@@ -18,7 +18,7 @@ type S<T> = Spanned<T>;
 /// The YAML shape of `load:`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawLoad {
+pub(crate) struct RawLoad {
     /// Base URL of the Prometheus HTTP API: `http://prometheus:9090`.
     pub prometheus: S<String>,
     #[serde(default)]
@@ -39,7 +39,7 @@ pub struct RawLoad {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RawQueries {
+pub(crate) struct RawQueries {
     #[serde(default)]
     pub calls: Option<S<String>>,
     #[serde(default)]
@@ -50,7 +50,7 @@ pub struct RawQueries {
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct RawMatch {
+pub(crate) struct RawMatch {
     pub label: S<String>,
     pub value: S<String>,
 }
@@ -80,7 +80,11 @@ pub struct ServerQueries {
 }
 
 /// Compiles `load:` against the regions it names.
-pub fn compile(raw: &RawLoad, regions: &[RegionConfig], sink: &mut Sink) -> Option<LoadSource> {
+pub(crate) fn compile(
+    raw: &RawLoad,
+    regions: &[RegionConfig],
+    sink: &mut Sink,
+) -> Option<LoadSource> {
     let url = raw.prometheus.value.trim_end_matches('/').to_owned();
     let ok_url = url
         .strip_prefix("http://")
@@ -94,6 +98,18 @@ pub fn compile(raw: &RawLoad, regions: &[RegionConfig], sink: &mut Sink) -> Opti
     }
     let interval = duration(&raw.interval, "load.interval", Duration::from_secs(5), sink);
     let timeout = duration(&raw.timeout, "load.timeout", Duration::from_secs(2), sink);
+    check_names(raw, regions, sink);
+    let servers = server_queries(raw, regions, sink);
+    Some(LoadSource {
+        url,
+        interval,
+        timeout,
+        servers,
+    })
+}
+
+/// Every region and `region/server` named under `load:` exists (and the server has a capacity).
+fn check_names(raw: &RawLoad, regions: &[RegionConfig], sink: &mut Sink) {
     for key in raw.regions.keys() {
         if !regions.iter().any(|r| r.name == key.value) {
             sink.on(
@@ -122,6 +138,11 @@ pub fn compile(raw: &RawLoad, regions: &[RegionConfig], sink: &mut Sink) -> Opti
             Some(_) => {}
         }
     }
+}
+
+/// The queries of every server with a capacity: its own, else its region's, else the global
+/// ones, with the variables filled in.
+fn server_queries(raw: &RawLoad, regions: &[RegionConfig], sink: &mut Sink) -> Vec<ServerQueries> {
     let global = RawQueries {
         calls: raw.calls.clone(),
         cps: raw.cps.clone(),
@@ -146,56 +167,63 @@ pub fn compile(raw: &RawLoad, regions: &[RegionConfig], sink: &mut Sink) -> Opti
                 region_q.get(r.name.as_str()).copied(),
                 Some(&global),
             ];
-            let pick_q = |f: fn(&RawQueries) -> Option<&S<String>>| {
-                layers.iter().flatten().find_map(|q| f(q))
-            };
-            let vars = Vars {
-                server: &s.name,
-                region: &r.name,
-                address: &s
-                    .addresses
-                    .first()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-                port: s.port,
-            };
-            let mut fill = |t: Option<&S<String>>, what: &str| {
-                t.and_then(|t| match vars.fill(&t.value) {
-                    Ok(q) => Some(q),
-                    Err(e) => {
-                        sink.on(t, format!("load.{what}"), e);
-                        None
-                    }
-                })
-            };
-            let calls = fill(pick_q(|q| q.calls.as_ref()), "calls");
-            let cps = fill(pick_q(|q| q.cps.as_ref()), "cps");
-            if calls.is_none() && cps.is_none() {
-                continue;
+            if let Some(q) = one_server(&layers, r, s, sink) {
+                servers.push(q);
             }
-            let matcher = layers.iter().flatten().find_map(|q| q.matcher.clone());
-            let (label, value) = match &matcher {
-                Some(m) => (
-                    m.label.value.clone(),
-                    fill(Some(&m.value), "match.value").unwrap_or_default(),
-                ),
-                None => ("server".to_owned(), s.name.clone()),
-            };
-            servers.push(ServerQueries {
-                region: r.name.clone(),
-                server: s.name.clone(),
-                calls,
-                cps,
-                label,
-                value,
-            });
         }
     }
-    Some(LoadSource {
-        url,
-        interval,
-        timeout,
-        servers,
+    servers
+}
+
+/// The queries of server `s` of region `r` from the first layer that has each.
+fn one_server(
+    layers: &[Option<&RawQueries>; 3],
+    r: &RegionConfig,
+    s: &crate::config::ServerConfig,
+    sink: &mut Sink,
+) -> Option<ServerQueries> {
+    let pick_q =
+        |f: fn(&RawQueries) -> Option<&S<String>>| layers.iter().flatten().find_map(|q| f(q));
+    let address = s
+        .addresses
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let vars = Vars {
+        server: &s.name,
+        region: &r.name,
+        address: &address,
+        port: s.port,
+    };
+    let mut fill = |t: Option<&S<String>>, what: &str| {
+        t.and_then(|t| match vars.fill(&t.value) {
+            Ok(q) => Some(q),
+            Err(e) => {
+                sink.on(t, format!("load.{what}"), e);
+                None
+            }
+        })
+    };
+    let calls = fill(pick_q(|q| q.calls.as_ref()), "calls");
+    let cps = fill(pick_q(|q| q.cps.as_ref()), "cps");
+    if calls.is_none() && cps.is_none() {
+        return None;
+    }
+    let matcher = layers.iter().flatten().find_map(|q| q.matcher.clone());
+    let (label, value) = match &matcher {
+        Some(m) => (
+            m.label.value.clone(),
+            fill(Some(&m.value), "match.value").unwrap_or_default(),
+        ),
+        None => ("server".to_owned(), s.name.clone()),
+    };
+    Some(ServerQueries {
+        region: r.name.clone(),
+        server: s.name.clone(),
+        calls,
+        cps,
+        label,
+        value,
     })
 }
 

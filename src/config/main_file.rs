@@ -17,11 +17,11 @@ use super::{AdminSettings, CapacitySettings, Config, DnsSettings, SourceFile, Zo
 use crate::files::os_reason;
 
 /// Environment variable read for the admin token when the config names none.
-pub const TOKEN_ENV: &str = "SIPSTEER_ADMIN_TOKEN";
+pub(crate) const TOKEN_ENV: &str = "SIPSTEER_ADMIN_TOKEN";
 
 /// Loads `sipsteer.yaml` and every zone map, reusing the zone maps `cache` has validated
 /// before; every problem found is reported, sorted by file and position.
-pub fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, ConfigErrors> {
+pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut files = Vec::new();
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -257,7 +257,7 @@ fn whole_file(path: &Path, message: impl Into<String>) -> ConfigError {
 /// The zone maps: `*.yaml`/`*.yml` in the directory, sorted, skipping dotfiles and editor files.
 /// Anything named like a zone map that is not a readable regular file (a broken symlink, a
 /// symlink loop, a FIFO, a directory) is an error naming it, never silently skipped.
-pub fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
+pub(crate) fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
     let dir_err = |e: std::io::Error| {
         ConfigErrors(vec![whole_file(
             dir,
@@ -305,7 +305,7 @@ fn zone_file_problem(p: &Path) -> Option<String> {
 }
 
 /// Whether a file name is a zone map (and not a dotfile, swap or backup file).
-pub fn is_zone_file(p: &Path) -> bool {
+pub(crate) fn is_zone_file(p: &Path) -> bool {
     let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
         return false;
     };
@@ -325,7 +325,7 @@ fn listen_dns(l: &raw::Listen, sink: &mut Sink) -> Vec<SocketAddr> {
                 if let Some(other) = out.iter().find(|b| clash(a, **b)) {
                     sink.at(loc, "listen.dns", clash_message(a, *other));
                 }
-                out.push(a)
+                out.push(a);
             }
             Err(_) => sink.at(
                 loc,
@@ -399,10 +399,10 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
     };
     let Some(d) = d else { return s };
     if let Some(p) = &d.udp_payload {
-        if !(512..=4096).contains(&p.value) {
-            sink.on(p, "dns.udp_payload", "must be between 512 and 4096");
-        } else {
+        if (512..=4096).contains(&p.value) {
             s.udp_payload = p.value;
+        } else {
+            sink.on(p, "dns.udp_payload", "must be between 512 and 4096");
         }
     }
     if let Some(t) = &d.tcp_idle_timeout {

@@ -5,18 +5,18 @@
 mod cache;
 mod defences;
 mod error;
-pub mod load_source;
-pub mod main_file;
+pub(crate) mod load_source;
+pub(crate) mod main_file;
 mod names;
-pub mod operator;
+pub(crate) mod operator;
 mod raw;
 pub(crate) mod records;
 mod regions;
-pub mod service_names;
+pub(crate) mod service_names;
 mod services;
-pub mod tls;
+pub(crate) mod tls;
 mod values;
-pub mod watch;
+pub(crate) mod watch;
 mod zone;
 
 use std::net::{IpAddr, SocketAddr};

@@ -3,7 +3,7 @@
 use hickory_proto::rr::Name;
 
 /// Parses a zone name (`example.com`, with or without the final dot).
-pub fn origin(s: &str) -> Result<Name, String> {
+pub(super) fn origin(s: &str) -> Result<Name, String> {
     let s = s.trim();
     if s.is_empty() || s == "." {
         return Err("zone name must not be empty or the root".into());
@@ -14,7 +14,7 @@ pub fn origin(s: &str) -> Result<Name, String> {
 }
 
 /// Resolves a name relative to `origin`; `@` is the origin, a final dot makes it absolute.
-pub fn resolve(s: &str, origin: &Name) -> Result<Name, String> {
+pub(super) fn resolve(s: &str, origin: &Name) -> Result<Name, String> {
     let s = s.trim();
     if s == "@" {
         return Ok(origin.clone());
@@ -33,7 +33,7 @@ pub fn resolve(s: &str, origin: &Name) -> Result<Name, String> {
 }
 
 /// Like [`resolve`], and the result must be the origin or below it.
-pub fn in_zone(s: &str, origin: &Name) -> Result<Name, String> {
+pub(super) fn in_zone(s: &str, origin: &Name) -> Result<Name, String> {
     let n = resolve(s, origin)?;
     if !origin.zone_of(&n) {
         return Err(format!("name `{s}` is outside the zone {origin}"));

@@ -55,7 +55,7 @@ impl OperatorState {
 }
 
 /// Forced states by (region, server).
-pub type OperatorStates = BTreeMap<(String, String), OperatorState>;
+pub(crate) type OperatorStates = BTreeMap<(String, String), OperatorState>;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -68,10 +68,10 @@ struct RawEntry {
 }
 
 /// Largest operator state file read.
-pub const MAX_BYTES: u64 = 4 << 20;
+pub(crate) const MAX_BYTES: u64 = 4 << 20;
 
 /// Reads the operator state file; a missing file means no forced states.
-pub fn load(
+pub(crate) fn load(
     path: &Path,
     regions: &[RegionConfig],
     files: &mut Vec<SourceFile>,

@@ -10,12 +10,12 @@ use serde_saphyr::Spanned;
 
 use super::values::{Scalar, Values};
 
-pub type S<T> = Spanned<T>;
+pub(super) type S<T> = Spanned<T>;
 
 /// `sipsteer.yaml`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct Main {
+pub(super) struct Main {
     #[serde(default)]
     pub listen: Listen,
     #[serde(default)]
@@ -47,7 +47,7 @@ pub struct Main {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct QueryLog {
+pub(super) struct QueryLog {
     pub path: S<String>,
     #[serde(default)]
     pub sample: Option<S<f64>>,
@@ -55,7 +55,7 @@ pub struct QueryLog {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct Listen {
+pub(super) struct Listen {
     #[serde(default)]
     pub dns: Option<S<Values>>,
     #[serde(default)]
@@ -71,20 +71,20 @@ pub struct Listen {
 /// The certificate and key of the encrypted listeners (PEM files).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Tls {
+pub(super) struct Tls {
     pub certificate: S<String>,
     pub key: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Geoip {
+pub(super) struct Geoip {
     pub database: S<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Admin {
+pub(super) struct Admin {
     #[serde(default)]
     pub token: Option<S<String>>,
     #[serde(default)]
@@ -96,7 +96,7 @@ pub struct Admin {
 /// Probe settings; the same shape serves as defaults (top level) and overrides (region, server).
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
-pub struct Health {
+pub(super) struct Health {
     #[serde(default)]
     pub check: Option<S<String>>,
     #[serde(default)]
@@ -119,7 +119,7 @@ pub struct Health {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CapacityPolicy {
+pub(super) struct CapacityPolicy {
     #[serde(default)]
     pub overflow_at: Option<S<f64>>,
     #[serde(default)]
@@ -128,7 +128,7 @@ pub struct CapacityPolicy {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Dns {
+pub(super) struct Dns {
     #[serde(default)]
     pub udp_payload: Option<S<u16>>,
     #[serde(default)]
@@ -150,7 +150,7 @@ pub struct Dns {
 /// `dns.cookies`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Cookies {
+pub(super) struct Cookies {
     #[serde(default)]
     pub enabled: Option<S<bool>>,
     #[serde(default)]
@@ -164,7 +164,7 @@ pub struct Cookies {
 /// `dns.rrl`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Rrl {
+pub(super) struct Rrl {
     #[serde(default)]
     pub enabled: Option<S<bool>>,
     #[serde(default)]
@@ -184,7 +184,7 @@ pub struct Rrl {
 /// One zone map, `zones/example.com.yaml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Zone {
+pub(super) struct Zone {
     pub zone: S<String>,
     #[serde(default)]
     pub ttl: Option<S<u32>>,
@@ -200,7 +200,7 @@ pub struct Zone {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Soa {
+pub(super) struct Soa {
     pub primary: S<String>,
     pub contact: S<String>,
     pub serial: S<u32>,
@@ -217,7 +217,7 @@ pub struct Soa {
 /// A place with SIP servers.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Region {
+pub(super) struct Region {
     pub location: S<Vec<f64>>,
     #[serde(default)]
     pub countries: Option<S<Values>>,
@@ -233,7 +233,7 @@ pub struct Region {
 /// One SIP server.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Server {
+pub(super) struct Server {
     pub address: S<Values>,
     #[serde(default)]
     pub port: Option<S<u16>>,
@@ -255,7 +255,7 @@ pub struct Server {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Capacity {
+pub(super) struct Capacity {
     #[serde(default)]
     pub calls: Option<S<u32>>,
     #[serde(default)]
@@ -265,7 +265,7 @@ pub struct Capacity {
 /// A steered name in a zone (`sip` → `sip.example.com`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Service {
+pub(super) struct Service {
     pub regions: S<Values>,
     #[serde(default)]
     pub transports: Option<S<Values>>,

@@ -14,10 +14,10 @@ use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
 use super::names;
 
 /// The record types a zone map may hold.
-pub const TYPES: &str = "A, AAAA, CNAME, MX, TXT, SRV, NAPTR, NS, CAA, PTR";
+pub(crate) const TYPES: &str = "A, AAAA, CNAME, MX, TXT, SRV, NAPTR, NS, CAA, PTR";
 
 /// Parses one record type name of a zone map.
-pub fn record_type(s: &str) -> Option<RecordType> {
+pub(crate) fn record_type(s: &str) -> Option<RecordType> {
     Some(match s {
         "A" => RecordType::A,
         "AAAA" => RecordType::AAAA,
@@ -36,14 +36,14 @@ pub fn record_type(s: &str) -> Option<RecordType> {
 /// Parses one value of type `t`. A value without a wire form (a NAPTR string over 255 bytes,
 /// say) is refused here, where its file and line are known: compiled zones never hold a
 /// record they cannot write.
-pub fn parse(t: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
+pub(crate) fn parse(t: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
     let rdata = value(t, s, origin)?;
     wire(&rdata).map_err(|e| format!("{t} value cannot be written as record data: {e}"))?;
     Ok(rdata)
 }
 
 /// Record data in wire form: names written in full and lowercased (canonical form).
-pub fn wire(rdata: &RData) -> Result<Vec<u8>, ProtoError> {
+pub(crate) fn wire(rdata: &RData) -> Result<Vec<u8>, ProtoError> {
     let mut buf = Vec::with_capacity(64);
     let mut enc = BinEncoder::new(&mut buf);
     enc.set_canonical_form(true);

@@ -14,7 +14,7 @@ use super::values::{Values, parse_duration};
 use super::{CONTINENTS, Capacity, Check, ProbeConfig, RegionConfig, ServerConfig, Transport};
 
 /// Probe defaults from the top-level `health:` section.
-pub struct HealthDefaults {
+pub(super) struct HealthDefaults {
     pub probe: ProbeConfig,
     /// `None` = pick from the server's transports.
     pub check: Option<String>,
@@ -22,7 +22,7 @@ pub struct HealthDefaults {
 }
 
 impl HealthDefaults {
-    pub fn from_raw(h: Option<&raw::Health>, sink: &mut Sink) -> HealthDefaults {
+    pub(super) fn from_raw(h: Option<&raw::Health>, sink: &mut Sink) -> HealthDefaults {
         let base = ProbeConfig {
             check: Some(Check::SipUdp),
             interval: Duration::from_secs(5),
@@ -167,7 +167,7 @@ fn is_label(s: &str) -> bool {
 
 /// Every region of the config, with where it was defined.
 #[derive(Default)]
-pub struct RegionTable {
+pub(super) struct RegionTable {
     regions: Vec<RegionConfig>,
     /// name → (index, defining file; `None` = shared from sipsteer.yaml).
     index: HashMap<String, (usize, Option<PathBuf>, PathBuf, u64)>,
@@ -177,7 +177,7 @@ pub struct RegionTable {
 }
 
 impl RegionTable {
-    pub fn add_all(
+    pub(super) fn add_all(
         &mut self,
         raw: &HashMap<Spanned<String>, raw::Region>,
         path: &str,
@@ -268,7 +268,7 @@ impl RegionTable {
         }
     }
 
-    pub fn into_regions(self) -> Vec<RegionConfig> {
+    pub(super) fn into_regions(self) -> Vec<RegionConfig> {
         self.regions
     }
 }

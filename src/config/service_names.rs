@@ -10,7 +10,7 @@ use crate::proto::MAX_NAME;
 
 /// Every name one service generates.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceNames {
+pub(crate) struct ServiceNames {
     /// SRV owners per transport.
     pub srv: Vec<(Transport, Box<[u8]>)>,
     /// Per region position of the service.
@@ -19,7 +19,7 @@ pub struct ServiceNames {
 
 /// The names of one region of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegionNames {
+pub(crate) struct RegionNames {
     /// `uk.sip.example.com`.
     pub name: Box<[u8]>,
     /// `_sip._udp.uk.sip.example.com` per transport.
@@ -29,7 +29,7 @@ pub struct RegionNames {
 }
 
 /// The two labels in front of an SRV owner.
-pub fn srv_labels(t: Transport) -> [&'static [u8]; 2] {
+pub(crate) fn srv_labels(t: Transport) -> [&'static [u8]; 2] {
     match t {
         Transport::Udp => [b"_sip", b"_udp"],
         Transport::Tcp => [b"_sip", b"_tcp"],
@@ -38,7 +38,7 @@ pub fn srv_labels(t: Transport) -> [&'static [u8]; 2] {
 }
 
 /// `labels` in front of the wire name `base`, lowercased.
-pub fn prepend(labels: &[&[u8]], base: &[u8]) -> Box<[u8]> {
+pub(crate) fn prepend(labels: &[&[u8]], base: &[u8]) -> Box<[u8]> {
     let mut out =
         Vec::with_capacity(base.len() + labels.iter().map(|l| l.len() + 1).sum::<usize>());
     for l in labels {
@@ -58,7 +58,7 @@ fn srv_of(base: &[u8], transports: &[Transport]) -> Vec<(Transport, Box<[u8]>)> 
 
 /// The names of a service at wire name `base` with these transports and regions (in the
 /// service's order).
-pub fn service_names(
+pub(crate) fn service_names(
     base: &[u8],
     transports: &[Transport],
     regions: &[&RegionConfig],
@@ -86,7 +86,7 @@ pub fn service_names(
 
 impl ServiceNames {
     /// Every generated name.
-    pub fn all(&self) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &[u8]> {
         let srv = self.srv.iter().map(|(_, n)| &n[..]);
         let regions = self.regions.iter().flat_map(|r| {
             std::iter::once(&r.name[..])
@@ -97,13 +97,13 @@ impl ServiceNames {
     }
 
     /// The first name that cannot exist in the DNS: over 255 octets, or with a label over 63.
-    pub fn invalid(&self) -> Option<&[u8]> {
+    pub(crate) fn invalid(&self) -> Option<&[u8]> {
         self.all().find(|n| !valid(n))
     }
 }
 
 /// Whether a wire name can exist: at most 255 octets, labels of 1 to 63 octets.
-pub fn valid(name: &[u8]) -> bool {
+pub(crate) fn valid(name: &[u8]) -> bool {
     if name.len() > MAX_NAME {
         return false;
     }
@@ -121,7 +121,7 @@ pub fn valid(name: &[u8]) -> bool {
 }
 
 /// A wire name in dotted text, for messages.
-pub fn text(name: &[u8]) -> String {
+pub(crate) fn text(name: &[u8]) -> String {
     let mut out = String::new();
     let mut pos = 0;
     while let Some(&l) = name.get(pos) {
@@ -140,9 +140,9 @@ pub fn text(name: &[u8]) -> String {
 }
 
 /// Lowercase wire form of a name.
-pub fn wire_name(n: &Name) -> Box<[u8]> {
+pub(crate) fn wire_name(n: &Name) -> Box<[u8]> {
     let mut out = Vec::with_capacity(n.len() + 1);
-    for label in n.iter() {
+    for label in n {
         out.push(label.len() as u8);
         out.extend(label.iter().map(u8::to_ascii_lowercase));
     }

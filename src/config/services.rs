@@ -16,7 +16,7 @@ use super::values::Values;
 use super::{AllDown, ServiceConfig, Transport};
 
 /// The services of one zone map.
-pub fn services(
+pub(super) fn services(
     z: &raw::Zone,
     origin: &Name,
     regions: &RegionTable,

@@ -41,7 +41,7 @@ impl fmt::Debug for TlsFiles {
 }
 
 /// What `listen.tls`, `listen.https` and `tls:` load into.
-pub struct Encrypted {
+pub(crate) struct Encrypted {
     pub listen_tls: Vec<SocketAddr>,
     pub listen_https: Vec<SocketAddr>,
     pub files: Option<TlsFiles>,

@@ -10,14 +10,14 @@ use serde_saphyr::{Location, Spanned};
 /// A scalar or a list of scalars (`A: 192.0.2.1` or `A: [192.0.2.1, 192.0.2.2]`).
 /// Numbers and booleans are kept as their text.
 #[derive(Debug, Clone)]
-pub enum Values {
+pub(super) enum Values {
     One(String),
     Many(Vec<Spanned<String>>),
 }
 
 impl Values {
     /// Each value with its own location (a lone scalar takes the location of the whole).
-    pub fn items(&self, whole: Location) -> Vec<(&str, Location)> {
+    pub(super) fn items(&self, whole: Location) -> Vec<(&str, Location)> {
         match self {
             Values::One(s) => vec![(s.as_str(), whole)],
             Values::Many(v) => v.iter().map(|s| (s.value.as_str(), s.referenced)).collect(),
@@ -72,7 +72,7 @@ impl<'de> Deserialize<'de> for Values {
 
 /// A scalar of any kind, kept as text.
 #[derive(Debug, Clone)]
-pub struct Scalar(pub String);
+pub(super) struct Scalar(pub String);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

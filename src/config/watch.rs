@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 /// What to watch for one config.
 #[derive(Debug, Clone)]
-pub struct WatchSet {
+pub(crate) struct WatchSet {
     pub dirs: BTreeSet<PathBuf>,
     /// File names that matter in any watched directory (the config file, the GeoIP file).
     pub names: BTreeSet<String>,
@@ -27,7 +27,11 @@ pub struct WatchSet {
 }
 
 impl WatchSet {
-    pub fn for_config(config_file: &Path, zones_dir: &Path, geoip: Option<&Path>) -> WatchSet {
+    pub(crate) fn for_config(
+        config_file: &Path,
+        zones_dir: &Path,
+        geoip: Option<&Path>,
+    ) -> WatchSet {
         let mut w = WatchSet {
             dirs: BTreeSet::new(),
             names: BTreeSet::new(),
@@ -56,7 +60,7 @@ impl WatchSet {
 
     /// Everything a loaded config reads: its files, zone maps, GeoIP database, operator state
     /// file and TLS certificate and key.
-    pub fn of(cfg: &super::Config) -> WatchSet {
+    pub(crate) fn of(cfg: &super::Config) -> WatchSet {
         let mut w = WatchSet::for_config(&cfg.file, &cfg.zones_dir, cfg.geoip.as_deref());
         let tls = cfg.tls.iter().flat_map(|t| [&t.certificate, &t.key]);
         for f in cfg.operator_state_file.iter().chain(tls) {
@@ -82,7 +86,7 @@ impl WatchSet {
     }
 
     /// Whether a change to `path` can change the config.
-    pub fn matters(&self, path: &Path) -> bool {
+    pub(crate) fn matters(&self, path: &Path) -> bool {
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             return false;
         };
@@ -120,7 +124,7 @@ fn is_change(kind: &EventKind) -> bool {
 }
 
 /// A running watcher; dropping it stops watching.
-pub struct ConfigWatcher {
+pub(crate) struct ConfigWatcher {
     watcher: RecommendedWatcher,
     filter: Arc<RwLock<WatchSet>>,
     watched: BTreeSet<PathBuf>,
@@ -130,12 +134,14 @@ pub struct ConfigWatcher {
 
 /// Starts watching; each relevant change sends a nudge on `tx` (coalesced: a full channel
 /// already means "reload pending").
-pub fn watch(set: WatchSet, tx: mpsc::Sender<()>) -> notify::Result<ConfigWatcher> {
+pub(crate) fn watch(set: WatchSet, tx: mpsc::Sender<()>) -> notify::Result<ConfigWatcher> {
     let filter = Arc::new(RwLock::new(set.clone()));
     let seen = filter.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
         Ok(ev) => {
-            let set = seen.read().unwrap_or_else(|p| p.into_inner());
+            let set = seen
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if is_change(&ev.kind) && ev.paths.iter().any(|p| set.matters(p)) {
                 let _ = tx.try_send(());
             }
@@ -154,7 +160,7 @@ pub fn watch(set: WatchSet, tx: mpsc::Sender<()>) -> notify::Result<ConfigWatche
 
 impl ConfigWatcher {
     /// Re-aims the watches at what `cfg` reads now (symlinks may point elsewhere).
-    pub fn refresh(&mut self, cfg: &super::Config) {
+    pub(crate) fn refresh(&mut self, cfg: &super::Config) {
         self.aim(WatchSet::of(cfg));
     }
 
@@ -182,7 +188,10 @@ impl ConfigWatcher {
             }
         }
         self.watched = watched;
-        *self.filter.write().unwrap_or_else(|p| p.into_inner()) = set;
+        *self
+            .filter
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
     }
 }
 

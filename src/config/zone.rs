@@ -16,9 +16,13 @@ use super::values::Values;
 use super::{RecordConfig, ZoneConfig};
 
 /// Largest TTL accepted (RFC 2181: 2^31 - 1; a week is plenty for anything here).
-pub const MAX_TTL: u32 = 604_800;
+pub(super) const MAX_TTL: u32 = 604_800;
 
-pub fn validate(z: &raw::Zone, regions: &RegionTable, sink: &mut Sink) -> Option<ZoneConfig> {
+pub(super) fn validate(
+    z: &raw::Zone,
+    regions: &RegionTable,
+    sink: &mut Sink,
+) -> Option<ZoneConfig> {
     let origin = match names::origin(&z.zone.value) {
         Ok(o) => o,
         Err(e) => {
@@ -202,7 +206,7 @@ fn soa(s: &raw::Soa, origin: &Name, sink: &mut Sink) -> Option<SOA> {
 }
 
 /// Two files may not claim one zone.
-pub fn check_unique(
+pub(super) fn check_unique(
     zones: &[std::sync::Arc<ZoneConfig>],
     raw: &[(PathBuf, std::sync::Arc<raw::Zone>)],
     errors: &mut Vec<ConfigError>,

@@ -144,7 +144,7 @@ pub fn respond(
     }
     Some(Summary {
         proto,
-        rcode: a.rcode as u16,
+        rcode: u16::from(a.rcode),
         qtype: q.qtype,
         truncated: a.tc,
         ecs: ecs.is_some_and(|e| e.source > 0),

@@ -15,9 +15,9 @@ use siphasher::sip::SipHasher24;
 use siphasher::sip128::{Hasher128, SipHasher24 as SipHasher128};
 
 /// EDNS option code of COOKIE.
-pub const OPT_COOKIE: u16 = 10;
+pub(crate) const OPT_COOKIE: u16 = 10;
 /// Length of the server cookies made here.
-pub const SERVER_LEN: usize = 16;
+pub(crate) const SERVER_LEN: usize = 16;
 /// A server cookie older than this is refused (RFC 9018 section 4.3).
 const MAX_AGE: i64 = 3600;
 /// A server cookie from further ahead than this is refused.
@@ -59,7 +59,7 @@ impl Cookie {
 
 /// What a query's cookie proved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Check {
+pub(crate) enum Check {
     /// A client cookie and no server cookie.
     ClientOnly,
     /// A server cookie this server (or one sharing its secret) made for this client.
@@ -70,7 +70,7 @@ pub enum Check {
 
 /// The keys that sign and verify server cookies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Secrets {
+pub(crate) enum Secrets {
     /// Configured: the first signs, every one verifies.
     Fixed(Vec<[u8; 16]>),
     /// A random process secret from which the key of each hour is derived.
@@ -79,7 +79,7 @@ pub enum Secrets {
 
 impl Secrets {
     /// Checks a query's cookie and returns the server cookie to send back.
-    pub fn check(&self, c: &Cookie, client: IpAddr, now: u32) -> (Check, [u8; SERVER_LEN]) {
+    pub(crate) fn check(&self, c: &Cookie, client: IpAddr, now: u32) -> (Check, [u8; SERVER_LEN]) {
         let s = c.server();
         if s.is_empty() {
             return (Check::ClientOnly, self.make(&c.client, client, now));
@@ -87,7 +87,7 @@ impl Secrets {
         let Some((ts, current)) = self.verify(c, client, now) else {
             return (Check::Invalid, self.make(&c.client, client, now));
         };
-        let age = now.wrapping_sub(ts) as i32 as i64;
+        let age = i64::from(now.wrapping_sub(ts) as i32);
         if current && age < REUSE_AGE {
             let mut same = [0u8; SERVER_LEN];
             same.copy_from_slice(s);
@@ -97,7 +97,7 @@ impl Secrets {
     }
 
     /// A fresh server cookie for this client cookie and address.
-    pub fn make(&self, cc: &[u8; 8], client: IpAddr, now: u32) -> [u8; SERVER_LEN] {
+    pub(crate) fn make(&self, cc: &[u8; 8], client: IpAddr, now: u32) -> [u8; SERVER_LEN] {
         let key = self.signing_key(now);
         let mut out = [0u8; SERVER_LEN];
         out[0] = 1;
@@ -114,7 +114,7 @@ impl Secrets {
             return None;
         }
         let ts = u32::from_be_bytes([s[4], s[5], s[6], s[7]]);
-        let age = now.wrapping_sub(ts) as i32 as i64;
+        let age = i64::from(now.wrapping_sub(ts) as i32);
         if !(-MAX_AHEAD..=MAX_AGE).contains(&age) {
             return None;
         }
@@ -137,7 +137,7 @@ impl Secrets {
 }
 
 /// SipHash-2-4 over client cookie, version, reserved bytes, timestamp and client address.
-pub fn server_hash(key: &[u8; 16], cc: &[u8; 8], head: &[u8], client: IpAddr) -> [u8; 8] {
+pub(crate) fn server_hash(key: &[u8; 16], cc: &[u8; 8], head: &[u8], client: IpAddr) -> [u8; 8] {
     let mut h = SipHasher24::new_with_key(key);
     h.write(cc);
     h.write(head);
@@ -156,7 +156,7 @@ fn derive(master: &[u8; 16], period: u32) -> [u8; 16] {
 }
 
 /// Seconds since the epoch, as cookies count them.
-pub fn unix_now() -> u32 {
+pub(crate) fn unix_now() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as u32)

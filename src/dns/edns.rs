@@ -5,18 +5,18 @@
 
 use super::wire::{Query, TYPE_OPT};
 
-pub const OPT_NSID: u16 = 3;
-pub const OPT_EDE: u16 = 15;
+pub(crate) const OPT_NSID: u16 = 3;
+pub(crate) const OPT_EDE: u16 = 15;
 /// Extended rcode 23: BADCOOKIE.
-pub const RCODE_BADCOOKIE: u16 = 23;
+pub(crate) const RCODE_BADCOOKIE: u16 = 23;
 
 /// RFC 8914 info codes used here.
-pub const EDE_NOT_AUTHORITATIVE: u16 = 20;
-pub const EDE_NOT_SUPPORTED: u16 = 21;
+pub(crate) const EDE_NOT_AUTHORITATIVE: u16 = 20;
+pub(crate) const EDE_NOT_SUPPORTED: u16 = 21;
 
 /// Options for one reply, each present or not.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Extra<'a> {
+pub(crate) struct Extra<'a> {
     /// Client cookie and the server cookie to send.
     pub cookie: Option<([u8; 8], [u8; 16])>,
     pub nsid: Option<&'a [u8]>,
@@ -26,7 +26,7 @@ pub struct Extra<'a> {
 impl Extra<'_> {
     /// Bytes these options take, error code excluded (error replies carry no records, so
     /// they always have room for it).
-    pub fn reserve(&self) -> usize {
+    pub(crate) fn reserve(&self) -> usize {
         self.cookie.map_or(0, |_| 4 + 24) + self.nsid.map_or(0, |n| 4 + n.len())
     }
 
@@ -58,7 +58,7 @@ fn option_head(out: &mut Vec<u8>, code: u16, len: usize) {
 
 /// Appends `extra` to the OPT record that starts at `opt_at` and ends the reply. Does nothing
 /// when there is no such record (a reply without EDNS).
-pub fn append(out: &mut Vec<u8>, opt_at: usize, extra: &Extra) {
+pub(crate) fn append(out: &mut Vec<u8>, opt_at: usize, extra: &Extra) {
     if extra.is_empty() || !is_last_opt(out, opt_at) {
         return;
     }
@@ -80,7 +80,7 @@ fn is_last_opt(out: &[u8], at: usize) -> bool {
 
 /// Replaces the reply with an empty one for `q`: TC set (a slip), or BADCOOKIE when a
 /// cookie is given. The OPT record is kept when the query had one.
-pub fn short_reply(out: &mut Vec<u8>, q: &Query, payload: u16, badcookie: Option<&Extra>) {
+pub(crate) fn short_reply(out: &mut Vec<u8>, q: &Query, payload: u16, badcookie: Option<&Extra>) {
     out.clear();
     out.extend_from_slice(&q.id.to_be_bytes());
     let mut flags: u16 = 0x8000 | (q.flags & 0x7800) | (q.flags & 0x0100) | (q.flags & 0x0010);
@@ -110,7 +110,7 @@ pub fn short_reply(out: &mut Vec<u8>, q: &Query, payload: u16, badcookie: Option
 }
 
 /// The extended error for a refused query, if one says more than the rcode.
-pub fn refused_reason(q: &Query, zone: Option<u32>) -> Option<u16> {
+pub(crate) fn refused_reason(q: &Query, zone: Option<u32>) -> Option<u16> {
     use super::wire::{CLASS_IN, TYPE_AXFR, TYPE_IXFR};
     if q.qclass != CLASS_IN {
         return Some(EDE_NOT_SUPPORTED);

@@ -20,7 +20,7 @@ use crate::dns::snapshot::Shared;
 
 /// Whether an IPv6 listen address must be IPv6-only: when the list also has an IPv4 address
 /// on its port (`["0.0.0.0:53", "[::]:53"]`), a dual-stack socket would collide with it.
-pub fn v6_only(addr: SocketAddr, listen: &[SocketAddr]) -> bool {
+pub(crate) fn v6_only(addr: SocketAddr, listen: &[SocketAddr]) -> bool {
     addr.is_ipv6()
         && addr.port() != 0
         && listen
@@ -31,7 +31,7 @@ pub fn v6_only(addr: SocketAddr, listen: &[SocketAddr]) -> bool {
 /// Binds `n` UDP sockets sharing one address (port 0 picks one port for all). A wildcard
 /// address gets destination-address control messages so replies leave from the address each
 /// query was sent to.
-pub fn bind_udp(addr: SocketAddr, n: usize, only_v6: bool) -> io::Result<Vec<UdpSocket>> {
+pub(crate) fn bind_udp(addr: SocketAddr, n: usize, only_v6: bool) -> io::Result<Vec<UdpSocket>> {
     let mut out = Vec::with_capacity(n);
     let mut addr = addr;
     for _ in 0..n.max(1) {
@@ -57,7 +57,7 @@ pub fn bind_udp(addr: SocketAddr, n: usize, only_v6: bool) -> io::Result<Vec<Udp
 }
 
 /// Binds a TCP listener (with SO_REUSEADDR so restarts don't wait for TIME_WAIT).
-pub fn bind_tcp(addr: SocketAddr, only_v6: bool) -> io::Result<std::net::TcpListener> {
+pub(crate) fn bind_tcp(addr: SocketAddr, only_v6: bool) -> io::Result<std::net::TcpListener> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if addr.is_ipv6() {
         s.set_only_v6(only_v6)?;
@@ -70,7 +70,7 @@ pub fn bind_tcp(addr: SocketAddr, only_v6: bool) -> io::Result<std::net::TcpList
 }
 
 /// Serves one UDP socket on a dedicated thread until `stop` is set.
-pub fn spawn_udp(
+pub(crate) fn spawn_udp(
     sock: UdpSocket,
     shared: Shared,
     mut tally: Tally,

@@ -7,19 +7,19 @@
 //! (`edns`).
 
 pub mod answer;
-pub mod cookie;
-pub mod defences;
-pub mod edns;
+pub(crate) mod cookie;
+pub(crate) mod defences;
+pub(crate) mod edns;
 pub mod encrypted;
-pub mod listener;
-pub mod querylog;
-pub mod rrl;
+pub(crate) mod listener;
+pub(crate) mod querylog;
+pub(crate) mod rrl;
 pub mod snapshot;
 pub mod stats;
-pub mod steered;
-pub mod tcp;
+pub(crate) mod steered;
+pub(crate) mod tcp;
 mod tcp_conn;
 #[cfg(target_os = "linux")]
 mod udp_batch;
-pub mod wire;
-pub mod writer;
+pub(crate) mod wire;
+pub(crate) mod writer;

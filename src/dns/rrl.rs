@@ -19,7 +19,7 @@ use siphasher::sip::SipHasher13;
 
 /// What the response is, for bucketing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class<'a> {
+pub(crate) enum Class<'a> {
     /// A positive answer: per query name and type.
     Answer(&'a [u8], u16),
     /// NXDOMAIN, per zone (a random-subdomain flood shares one bucket).
@@ -42,7 +42,7 @@ pub enum Verdict {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub rate: u32,
     /// How much excess is remembered: a client that kept flooding stays limited this long.
     pub window_us: u64,
@@ -53,7 +53,7 @@ pub struct Limits {
     pub v6_prefix: u8,
 }
 
-pub struct Rrl {
+pub(crate) struct Rrl {
     slots: Box<[AtomicU64]>,
     mask: usize,
     key: [u8; 16],
@@ -67,7 +67,7 @@ const TAT_BITS: u32 = 48;
 const TAT_MASK: u64 = (1 << TAT_BITS) - 1;
 
 impl Rrl {
-    pub fn new(limits: Limits, key: [u8; 16]) -> Rrl {
+    pub(crate) fn new(limits: Limits, key: [u8; 16]) -> Rrl {
         let n = limits.slots.clamp(1024, 1 << 24).next_power_of_two();
         let interval = (1_000_000 / u64::from(limits.rate.max(1))).max(1);
         Rrl {
@@ -81,12 +81,12 @@ impl Rrl {
         }
     }
 
-    pub fn limits(&self) -> &Limits {
+    pub(crate) fn limits(&self) -> &Limits {
         &self.limits
     }
 
     /// Counts one UDP response to `client` and says whether it may go out.
-    pub fn check(&self, client: IpAddr, class: Class) -> Verdict {
+    pub(crate) fn check(&self, client: IpAddr, class: Class) -> Verdict {
         let now = (self.start.elapsed().as_micros() as u64 + 1) & TAT_MASK;
         let h = self.hash(client, class);
         let slot = &self.slots[(h as usize) & self.mask];

@@ -26,7 +26,7 @@ pub struct Steered {
 }
 
 /// The label of a fail-open answer (every candidate down, the nearest answered anyway).
-pub const ALL_DOWN: &str = "all_down";
+pub(crate) const ALL_DOWN: &str = "all_down";
 
 impl Steered {
     /// The reason as the query log and metrics name it: `all_down` when every candidate was
@@ -41,7 +41,7 @@ impl Steered {
 }
 
 /// Writes the steered answer for `qtype`; false when the name has no data of that type.
-pub fn answer(
+pub(crate) fn answer(
     snap: &Snapshot,
     sref: SteerRef,
     qtype: u16,
@@ -144,7 +144,7 @@ impl Cx<'_> {
                 let weight = srv_weight(s.weight, self.snap.health.headroom(s.slot));
                 let port = s.port_for(t);
                 let ok = w.record_with(section, owner, TYPE_SRV, self.ttl, 6 + host.len(), |b| {
-                    srv_rdata(b, prio, weight, port, host)
+                    srv_rdata(b, prio, weight, port, host);
                 });
                 if !ok {
                     w.rollback(mark);
@@ -236,7 +236,7 @@ impl Cx<'_> {
                 break;
             };
             if !w.record_with(ANSWER, self.owner, rtype, self.ttl, addr.len(), |b| {
-                b.extend_from_slice(addr)
+                b.extend_from_slice(addr);
             }) {
                 truncate(w, a);
                 return true;
@@ -279,6 +279,6 @@ fn subnet_hash(ip: IpAddr) -> u32 {
         }
     };
     bytes.iter().fold(0x811C_9DC5u32, |h, b| {
-        (h ^ *b as u32).wrapping_mul(0x0100_0193)
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
     })
 }

@@ -32,11 +32,11 @@ use crate::dns::snapshot::Shared;
 use crate::telemetry::Telemetry;
 
 /// On shutdown, how long a connection may take to send the reply it is working on.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// The bounds of the TCP listener.
 #[derive(Debug, Clone, Copy)]
-pub struct TcpLimits {
+pub(crate) struct TcpLimits {
     /// Connections open at once, over all sources.
     pub max_connections: usize,
     /// Connections open at once from one source (IPv4 address or IPv6 /64).
@@ -57,7 +57,7 @@ pub(super) struct ConnState {
 
 impl ConnState {
     /// Notes a complete query that arrived at `now`.
-    pub fn touch(&self, now: Instant) {
+    pub(super) fn touch(&self, now: Instant) {
         let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         self.last_query_ms.store(ms, Ordering::Relaxed);
     }
@@ -99,7 +99,7 @@ impl Shed {
 fn source_key(ip: IpAddr) -> IpAddr {
     match crate::geo::canonical(ip) {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !0u128 << 64)),
-        v4 => v4,
+        v4 @ IpAddr::V4(_) => v4,
     }
 }
 
@@ -191,7 +191,7 @@ impl Drop for Slot {
 }
 
 /// Accepts TCP connections until `cancel` fires, then waits for its connections to end.
-pub async fn serve_tcp(
+pub(crate) async fn serve_tcp(
     listener: TcpListener,
     shared: Shared,
     tally: Tally,
@@ -221,7 +221,7 @@ pub async fn serve_tcp(
                 }
             },
             Some(_) = conns.join_next() => continue,
-            _ = cancel.cancelled() => break,
+            () = cancel.cancelled() => break,
         };
         let admitted = table.lock().unwrap_or_else(PoisonError::into_inner).admit(
             peer.ip(),
@@ -263,15 +263,15 @@ async fn connection(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        _ = tcp_conn::serve(stream, peer, &ctx, &state) => {}
-        _ = evict.cancelled() => {}
-        _ = overdue => {}
+        () = tcp_conn::serve(stream, peer, &ctx, &state) => {}
+        () = evict.cancelled() => {}
+        () = overdue => {}
     }
 }
 
 /// Raises the soft limit on open files to the hard limit, and warns once when the result is
 /// still below `needed` (every connection the caps allow, plus files and sockets besides).
-pub fn raise_fd_limit(needed: usize) {
+pub(crate) fn raise_fd_limit(needed: usize) {
     #[cfg(unix)]
     {
         let mut lim = libc::rlimit {
@@ -279,7 +279,7 @@ pub fn raise_fd_limit(needed: usize) {
             rlim_max: 0,
         };
         // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) } != 0 {
             return;
         }
         if lim.rlim_cur < lim.rlim_max {
@@ -288,7 +288,7 @@ pub fn raise_fd_limit(needed: usize) {
                 rlim_max: lim.rlim_max,
             };
             // SAFETY: as above.
-            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raw const raised) } == 0 {
                 lim = raised;
             }
         }
@@ -348,7 +348,10 @@ mod tests {
             rlim_max: 0,
         };
         // SAFETY: getrlimit only writes the struct passed.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(
+            unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut lim) },
+            0
+        );
         assert_eq!(lim.rlim_cur, lim.rlim_max);
     }
 

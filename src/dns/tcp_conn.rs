@@ -25,11 +25,11 @@ use crate::dns::snapshot::Shared;
 use crate::telemetry::Telemetry;
 
 /// Longest wait for the rest of a frame once its first byte arrived (at most the idle timeout).
-pub const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
 /// Replies queued for a pipelining client before we stop reading and wait for it to take them.
-pub const MAX_QUEUED_REPLIES: usize = 32;
+pub(super) const MAX_QUEUED_REPLIES: usize = 32;
 /// Bytes of replies queued before the same wait.
-pub const MAX_QUEUED_BYTES: usize = 64 << 10;
+pub(super) const MAX_QUEUED_BYTES: usize = 64 << 10;
 /// Read buffer of one connection.
 const READ_BUF: usize = 4096;
 const RCODE_FORMERR: u16 = 1;
@@ -139,7 +139,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
             st.idle.store(true, Ordering::Relaxed);
             let first = tokio::select! {
                 r = tokio::time::timeout_at(deadline, rd.fill_buf()) => r,
-                _ = ctx.stop.cancelled() => return,
+                () = ctx.stop.cancelled() => return,
             };
             st.idle.store(false, Ordering::Relaxed);
             match first {

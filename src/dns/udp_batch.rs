@@ -11,7 +11,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 
 /// Queries taken per system call at most.
-pub const BATCH: usize = 32;
+pub(super) const BATCH: usize = 32;
 /// Largest query read (EDNS queries are small; a larger one is truncated and fails to parse).
 const MAX_QUERY: usize = 4096;
 /// Control buffer per message, in u64 words for alignment: room for an `in6_pktinfo` and an
@@ -20,7 +20,7 @@ const CTRL_WORDS: usize = 16;
 
 /// Asks the kernel for each datagram's destination address (`IP_PKTINFO` for IPv4, also on a
 /// dual-stack IPv6 socket where IPv4 queries arrive mapped, and `IPV6_RECVPKTINFO`).
-pub fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
+pub(super) fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
     let on: libc::c_int = 1;
     let set = |level, name| {
         // SAFETY: a valid fd and a c_int option value of the size given.
@@ -29,7 +29,7 @@ pub fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
                 sock.as_raw_fd(),
                 level,
                 name,
-                (&on as *const libc::c_int).cast(),
+                (&raw const on).cast(),
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
             )
         };
@@ -60,7 +60,7 @@ enum Dest {
 /// The per-socket buffers; pointers inside the headers stay valid because nothing here is
 /// ever resized after [`Batch::new`]. Those raw pointers make it neither `Send` nor `Sync`:
 /// each UDP thread builds its own.
-pub struct Batch {
+pub(super) struct Batch {
     bufs: Vec<[u8; MAX_QUERY]>,
     addrs: Vec<libc::sockaddr_storage>,
     iov: Vec<libc::iovec>,
@@ -79,7 +79,7 @@ pub struct Batch {
 }
 
 impl Batch {
-    pub fn new(pktinfo: bool) -> Box<Batch> {
+    pub(super) fn new(pktinfo: bool) -> Box<Batch> {
         // SAFETY: all-zero is a valid value for these plain C structs.
         let zero_storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let zero_hdr: libc::mmsghdr = unsafe { std::mem::zeroed() };
@@ -119,12 +119,12 @@ impl Batch {
     }
 
     /// Waits for at least one query (or the socket's read timeout); returns how many arrived.
-    pub fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
+    pub(super) fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         for i in 0..BATCH {
             let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_name = (&raw mut self.addrs[i]).cast();
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut self.iov[i];
+            h.msg_iov = &raw mut self.iov[i];
             h.msg_iovlen = 1;
             if self.pktinfo {
                 h.msg_control = self.ctrl[i].as_mut_ptr().cast();
@@ -161,7 +161,7 @@ impl Batch {
 
     /// Calls `f(query, sender, reply)` for each query of the last batch; `f` returns whether
     /// to send the reply. Returns the send flags for [`Self::send`].
-    pub fn answer(
+    pub(super) fn answer(
         &mut self,
         mut f: impl FnMut(&[u8], SocketAddr, &mut Vec<u8>) -> bool,
     ) -> [bool; BATCH] {
@@ -186,7 +186,7 @@ impl Batch {
     }
 
     /// Sends `out[i]` to the sender of query `i` for every `i` in `send`.
-    pub fn send(&mut self, sock: &UdpSocket, send: &[bool]) -> io::Result<()> {
+    pub(super) fn send(&mut self, sock: &UdpSocket, send: &[bool]) -> io::Result<()> {
         let mut k = 0;
         for (i, &wanted) in send.iter().enumerate().take(self.len) {
             if !wanted {
@@ -197,9 +197,9 @@ impl Batch {
                 iov_len: self.out[i].len(),
             };
             let h = &mut self.out_hdrs[k].msg_hdr;
-            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_name = (&raw mut self.addrs[i]).cast();
             h.msg_namelen = self.hdrs[i].msg_hdr.msg_namelen;
-            h.msg_iov = &mut self.out_iov[k];
+            h.msg_iov = &raw mut self.out_iov[k];
             h.msg_iovlen = 1;
             h.msg_control = std::ptr::null_mut();
             h.msg_controllen = 0;

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub use crate::proto::*;
+pub(crate) use crate::proto::*;
 
 /// An EDNS Client Subnet option (RFC 7871), validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +55,7 @@ impl Query<'_> {
 // The query is returned by value: boxing it would cost an allocation per packet.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
-pub enum Parsed<'a> {
+pub(crate) enum Parsed<'a> {
     Query(Query<'a>),
     /// Answer with this rcode; `question` is echoed when it could be read, and an OPT is
     /// added when the request had a valid one.
@@ -142,7 +142,7 @@ fn read_qname(r: &mut Reader, lower: &mut [u8; MAX_NAME]) -> Option<usize> {
 }
 
 /// Parses a query packet.
-pub fn parse(buf: &[u8]) -> Parsed<'_> {
+pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
     if buf.len() < 12 {
         return Parsed::Drop;
     }
@@ -156,7 +156,7 @@ pub fn parse(buf: &[u8]) -> Parsed<'_> {
     let err = |rcode: u8, question, edns| Parsed::Error {
         id,
         flags,
-        rcode: rcode as u16,
+        rcode: u16::from(rcode),
         question,
         edns,
     };

@@ -5,9 +5,9 @@
 use super::wire::{Ecs, MAX_NAME, OPT_ECS, TYPE_OPT};
 use crate::routing::RRset;
 
-pub const ANSWER: usize = 0;
-pub const AUTHORITY: usize = 1;
-pub const ADDITIONAL: usize = 2;
+pub(crate) const ANSWER: usize = 0;
+pub(crate) const AUTHORITY: usize = 1;
+pub(crate) const ADDITIONAL: usize = 2;
 
 /// The OPT record of a reply.
 #[derive(Debug, Clone, Copy)]
@@ -156,7 +156,7 @@ impl<'b> Writer<'b> {
         }
         let start = self.buf.len();
         self.buf.extend_from_slice(&set.wire);
-        for &p in set.apex_ptrs.iter() {
+        for &p in &set.apex_ptrs {
             self.apex_pointer(start + p as usize);
         }
         self.counts[section] += set.count;
@@ -188,7 +188,7 @@ impl<'b> Writer<'b> {
             self.owner(owner);
             let start = self.buf.len();
             self.buf.extend_from_slice(rec);
-            for &p in set.apex_ptrs.iter() {
+            for &p in &set.apex_ptrs {
                 let p = p as usize;
                 if (from..from + rec.len()).contains(&p) {
                     self.apex_pointer(start + p - from);
@@ -279,7 +279,7 @@ impl<'b> Writer<'b> {
         if tc {
             flags |= 0x0200;
         }
-        flags |= (rcode & 0xF) as u16;
+        flags |= u16::from(rcode & 0xF);
         self.buf[2..4].copy_from_slice(&flags.to_be_bytes());
         let mut ar = self.counts[ADDITIONAL];
         if let Some(o) = opt {

@@ -204,7 +204,7 @@ fn coord(
 }
 
 /// Reads and parses a CSV file; errors carry the file name.
-pub fn read(path: &std::path::Path) -> Result<Vec<(IpNet, Location)>, super::GeoError> {
+pub(super) fn read(path: &std::path::Path) -> Result<Vec<(IpNet, Location)>, super::GeoError> {
     let text = crate::files::read_text(path, crate::files::MAX_GEOIP).map_err(|e| {
         super::GeoError::File {
             path: path.display().to_string(),

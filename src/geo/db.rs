@@ -127,14 +127,14 @@ impl GeoDb {
         let mut v6: Vec<(u128, u128, u32)> = Vec::new();
         let mut push = |net: IpNet, loc: u32| match net {
             IpNet::V4(n) => v4.push((
-                u32::from(n.network()) as u128,
-                u32::from(n.broadcast()) as u128,
+                u128::from(u32::from(n.network())),
+                u128::from(u32::from(n.broadcast())),
                 loc,
             )),
             IpNet::V6(n) => {
                 // A network covering all of ::/96 covers all of IPv4 too.
                 if n.prefix_len() < 96 && n.contains(&std::net::Ipv6Addr::UNSPECIFIED) {
-                    v4.push((0, u32::MAX as u128, loc));
+                    v4.push((0, u128::from(u32::MAX), loc));
                 }
                 // IPv4 stored in an IPv6 tree at ::/96 is served from the IPv4 table.
                 if n.prefix_len() >= 96 && u128::from(n.network()) >> 32 == 0 {

@@ -214,7 +214,7 @@ fn scope(x: u128, lo: u128, hi: u128, bits: u32) -> u8 {
     };
     let (mut a, mut b) = (0u32, bits);
     while a < b {
-        let m = (a + b) / 2;
+        let m = u32::midpoint(a, b);
         if fits(m) { b = m } else { a = m + 1 }
     }
     a as u8

@@ -120,13 +120,13 @@ fn generated_rows() -> Vec<(IpNet, Location)> {
         let a = Ipv4Addr::from((81u32 << 24) | (2 << 16) | (i << 4));
         rows.push((
             IpNet::new(IpAddr::V4(a), 28).unwrap(),
-            place((i % 2) as u64),
+            place(u64::from(i % 2)),
         ));
     }
     for _ in 0..4000 {
         let len = 16 + rng.below(113) as u8;
-        let hi = 0x2000u128 + rng.below(0x1000) as u128;
-        let x = (hi << 112) | (rng.next() as u128) << 48 | rng.next() as u128;
+        let hi = 0x2000u128 + u128::from(rng.below(0x1000));
+        let x = (hi << 112) | u128::from(rng.next()) << 48 | u128::from(rng.next());
         if let Ok(n) = IpNet::new(IpAddr::V6(Ipv6Addr::from(x)), len) {
             rows.push((n.trunc(), place(rng.below(7))));
         }
@@ -240,14 +240,14 @@ fn lookup_speed_on_geolite2() {
     let mut sum = 0u64;
     for &x in &addrs {
         let (c, s) = m.v4.lookup(x, u32::MAX);
-        sum += c as u64 + s as u64;
+        sum += u64::from(c) + u64::from(s);
     }
     let new = t.elapsed();
     let t = Instant::now();
     let mut sum2 = 0u64;
     for &x in &addrs {
         let (c, s) = reference(&m.v4, x, u32::MAX);
-        sum2 += c as u64 + s as u64;
+        sum2 += u64::from(c) + u64::from(s);
     }
     let old = t.elapsed();
     assert_eq!(sum, sum2);

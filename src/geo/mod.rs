@@ -62,7 +62,7 @@ impl Location {
 pub fn canonical(ip: std::net::IpAddr) -> std::net::IpAddr {
     match ip {
         std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-        v4 => v4,
+        v4 @ std::net::IpAddr::V4(_) => v4,
     }
 }
 
@@ -81,7 +81,7 @@ pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
 pub enum GeoError {
     #[error("{path}: {message}")]
     File { path: String, message: String },
-    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", .0.iter().map(std::string::ToString::to_string).collect::<Vec<_>>().join("\n"))]
     Csv(Vec<CsvFileError>),
 }
 

@@ -48,7 +48,7 @@ fn find<T: Ord + Copy>(ranges: &[(T, T, u32)], x: T) -> Option<&(T, T, u32)> {
 
 /// Turns possibly nested CIDR ranges into non-overlapping ranges where the most specific
 /// network wins. Input: `(first, last, loc)` with CIDR-aligned bounds.
-pub fn flatten(mut nets: Vec<(u128, u128, u32)>) -> Vec<(u128, u128, u32)> {
+pub(super) fn flatten(mut nets: Vec<(u128, u128, u32)>) -> Vec<(u128, u128, u32)> {
     nets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
     struct Open {
         last: u128,

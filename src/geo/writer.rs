@@ -125,7 +125,7 @@ fn record(l: &Location) -> Vec<u8> {
 /// The network's bits in the IPv6 tree and its prefix length there.
 fn bits(net: &IpNet) -> (u128, u8) {
     match net {
-        IpNet::V4(n) => (u32::from(n.network()) as u128, 96 + n.prefix_len()),
+        IpNet::V4(n) => (u128::from(u32::from(n.network())), 96 + n.prefix_len()),
         IpNet::V6(n) => (u128::from(n.network()), n.prefix_len()),
     }
 }
@@ -264,7 +264,7 @@ fn write_tree(out: &mut Vec<u8>, nodes: &[[Rec; 2]], record_size: u16) {
         match r {
             Rec::Node(n) => n,
             Rec::Empty => node_count as u32,
-            Rec::Data(o) => (node_count + 16 + o as u64) as u32,
+            Rec::Data(o) => (node_count + 16 + u64::from(o)) as u32,
         }
     };
     for [l, r] in nodes {
@@ -316,6 +316,6 @@ fn metadata(database_type: &str, node_count: u64, record_size: u16) -> Vec<u8> {
     m.str("node_count");
     m.uint(6, node_count);
     m.str("record_size");
-    m.uint(5, record_size as u64);
+    m.uint(5, u64::from(record_size));
     m.0
 }

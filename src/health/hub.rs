@@ -359,7 +359,7 @@ impl HealthHub {
                         None => return,
                     },
                     _ = tick.tick() => hub.publish_if_changed(),
-                    _ = cancel.cancelled() => {
+                    () = cancel.cancelled() => {
                         hub.monitor.shutdown().await;
                         return;
                     }
@@ -423,7 +423,7 @@ impl HealthHub {
         let Some(publisher) = self.publisher.get() else {
             return;
         };
-        if let Some(bound) = inner.bound.as_ref().and_then(|w| w.upgrade()) {
+        if let Some(bound) = inner.bound.as_ref().and_then(std::sync::Weak::upgrade) {
             publisher.publish(&bound, view(inner, now));
         }
     }

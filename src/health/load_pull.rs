@@ -22,7 +22,7 @@ use super::hub::HealthHub;
 use crate::config::load_source::{LoadSource, ServerQueries};
 
 /// Largest query result read (a vector of a few thousand series fits easily).
-pub const MAX_BODY: usize = 8 << 20;
+pub(crate) const MAX_BODY: usize = 8 << 20;
 /// Queries in flight at once.
 const MAX_IN_FLIGHT: usize = 8;
 
@@ -42,7 +42,7 @@ pub struct PullStatus {
 
 /// One series of an instant query's result.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Series {
+pub(crate) struct Series {
     pub labels: HashMap<String, String>,
     pub value: f64,
 }
@@ -70,7 +70,7 @@ where
 /// Polls until `cancel` fires, following the load source of the config the hub is bound to;
 /// then
 /// stops its queries and connections and waits for them.
-pub async fn run(hub: Arc<HealthHub>, cancel: CancellationToken) {
+pub(crate) async fn run(hub: Arc<HealthHub>, cancel: CancellationToken) {
     let owned = Owned::default();
     let client: HttpClient = Client::builder(owned.clone()).build_http();
     poll(&client, &hub, &cancel).await;
@@ -92,8 +92,8 @@ async fn poll(client: &HttpClient, hub: &HealthHub, cancel: &CancellationToken) 
             None => Duration::from_secs(1),
         };
         tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = cancel.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+            () = cancel.cancelled() => return,
         }
     }
 }
@@ -107,7 +107,7 @@ fn now_unix() -> u64 {
 /// One round: every distinct query once, then one load report per server that got a value.
 /// Why one query brought no load; shown after the query and the Prometheus url it went to.
 #[derive(Debug, PartialEq, thiserror::Error)]
-pub enum PullError {
+pub(crate) enum PullError {
     #[error("bad url: {0}")]
     BadUrl(String),
     #[error("cannot reach prometheus: {0}")]
@@ -156,7 +156,7 @@ async fn poll_once(
         }
         let next = tokio::select! {
             r = set.join_next() => r,
-            _ = cancel.cancelled() => {
+            () = cancel.cancelled() => {
                 set.shutdown().await;
                 return false;
             }
@@ -237,7 +237,7 @@ fn value_for(
 }
 
 /// One instant query: `GET /api/v1/query?query=…`, bounded in time and size.
-pub async fn query(
+pub(crate) async fn query(
     client: &HttpClient,
     base: &str,
     promql: &str,
@@ -289,7 +289,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Parses the JSON of an instant query (vector or scalar).
-pub fn parse(body: &[u8]) -> Result<Vec<Series>, PullError> {
+pub(crate) fn parse(body: &[u8]) -> Result<Vec<Series>, PullError> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| PullError::NotJson(e.to_string()))?;
     if v["status"] != "success" {
@@ -301,7 +301,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Series>, PullError> {
     match data["resultType"].as_str() {
         Some("vector") => Ok(data["result"]
             .as_array()
-            .map(|a| a.as_slice())
+            .map(std::vec::Vec::as_slice)
             .unwrap_or_default()
             .iter()
             .filter_map(|s| {

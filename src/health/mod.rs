@@ -4,11 +4,11 @@
 //! config and publishes into the snapshot (`hub`); load pulled from Prometheus (`load_pull`).
 
 pub mod hub;
-pub mod load_pull;
-pub mod monitor;
+pub(crate) mod load_pull;
+pub(crate) mod monitor;
 pub mod probe;
 pub mod sip;
-pub mod state;
+pub(crate) mod state;
 mod state_file;
 mod udp_errqueue;
 pub mod udp_prober;

@@ -22,7 +22,7 @@ use super::udp_prober::UdpProber;
 
 /// How one target is probed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbeSpec {
+pub(crate) struct ProbeSpec {
     pub target: Target,
     pub cadence: Cadence,
     pub thresholds: Thresholds,
@@ -35,7 +35,7 @@ struct ProbeTask {
     cancel: CancellationToken,
 }
 
-pub struct Monitor {
+pub(crate) struct Monitor {
     running: Mutex<HashMap<Target, ProbeTask>>,
     slots: Arc<Semaphore>,
     results: mpsc::Sender<(Target, ProbeResult)>,
@@ -53,7 +53,10 @@ pub struct Monitor {
 
 impl Monitor {
     /// A scheduler with no targets yet; call within a tokio runtime.
-    pub fn start(max_concurrent: usize, results: mpsc::Sender<(Target, ProbeResult)>) -> Monitor {
+    pub(crate) fn start(
+        max_concurrent: usize,
+        results: mpsc::Sender<(Target, ProbeResult)>,
+    ) -> Monitor {
         Monitor {
             running: Mutex::new(HashMap::new()),
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
@@ -68,7 +71,7 @@ impl Monitor {
     }
 
     /// Probes exactly these targets from now on (none once shut down).
-    pub fn set_targets(&self, specs: Vec<ProbeSpec>) {
+    pub(crate) fn set_targets(&self, specs: Vec<ProbeSpec>) {
         let Ok(mut running) = self.running.lock() else {
             return;
         };
@@ -108,12 +111,12 @@ impl Monitor {
     }
 
     /// Targets being probed.
-    pub fn targets(&self) -> usize {
+    pub(crate) fn targets(&self) -> usize {
         self.running.lock().map_or(0, |r| r.len())
     }
 
     /// When a probe last started: a stalled scheduler shows here.
-    pub fn last_tick(&self) -> Option<Instant> {
+    pub(crate) fn last_tick(&self) -> Option<Instant> {
         match self.last_tick.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(self.origin + Duration::from_millis(ms)),
@@ -121,12 +124,12 @@ impl Monitor {
     }
 
     /// When the scheduler started.
-    pub fn started(&self) -> Instant {
+    pub(crate) fn started(&self) -> Instant {
         self.origin
     }
 
     /// Stops every probe and waits for the probe tasks and the shared UDP prober to end.
-    pub async fn shutdown(&self) {
+    pub(crate) async fn shutdown(&self) {
         let mut tasks = {
             let _running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             self.cancel.cancel();
@@ -159,36 +162,36 @@ impl Prober {
         let cadence = self.spec.cadence;
         let first = cadence.interval.mul_f64(rand::random::<f64>());
         tokio::select! {
-            _ = tokio::time::sleep_until(on_tick(first)) => {}
-            _ = self.cancel.cancelled() => return,
+            () = tokio::time::sleep_until(on_tick(first)) => {}
+            () = self.cancel.cancelled() => return,
         }
         let mut health = ServerHealth::new(self.spec.thresholds, None, Instant::now());
         let mut timeout = cadence.timeout;
         loop {
             let permit = tokio::select! {
                 p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                _ = self.cancel.cancelled() => return,
+                () = self.cancel.cancelled() => return,
             };
             let ms = self.origin.elapsed().as_millis().max(1) as u64;
             self.last_tick.store(ms, Ordering::Relaxed);
             let started = Instant::now();
             let result = tokio::select! {
                 r = probe_with(&self.spec.target, timeout, &self.spec.policy, Some(&self.udp)) => r,
-                _ = self.cancel.cancelled() => return,
+                () = self.cancel.cancelled() => return,
             };
             drop(permit);
             let took = started.elapsed();
             health.apply(&result, Instant::now());
             tokio::select! {
                 r = self.results.send((self.spec.target.clone(), result)) => if r.is_err() { return },
-                _ = self.cancel.cancelled() => return,
+                () = self.cancel.cancelled() => return,
             }
             let jitter = 0.9 + 0.2 * rand::random::<f64>();
             let (wait, next_timeout) = health.next_probe(&cadence, took, jitter);
             timeout = next_timeout;
             tokio::select! {
-                _ = tokio::time::sleep_until(on_tick(wait)) => {}
-                _ = self.cancel.cancelled() => return,
+                () = tokio::time::sleep_until(on_tick(wait)) => {}
+                () = self.cancel.cancelled() => return,
             }
         }
     }

@@ -198,8 +198,7 @@ fn parse_head(head: &[u8]) -> Result<(Response, usize), ParseError> {
                 let first = value.split(',').next().unwrap_or("");
                 r.branch = first
                     .split(';')
-                    .filter_map(|p| p.trim().strip_prefix("branch="))
-                    .next()
+                    .find_map(|p| p.trim().strip_prefix("branch="))
                     .map(str::to_owned);
             }
             "call-id" | "i" => r.call_id = Some(value.to_owned()),
@@ -213,7 +212,7 @@ fn parse_head(head: &[u8]) -> Result<(Response, usize), ParseError> {
                 r.retry_after = value
                     .split(|c: char| !c.is_ascii_digit())
                     .next()
-                    .and_then(|v| v.parse().ok())
+                    .and_then(|v| v.parse().ok());
             }
             "content-length" | "l" => content_length = parse_length(value)?,
             _ => {}

@@ -15,7 +15,7 @@ use crate::steering::Status;
 
 /// What the probes say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Observed {
+pub(crate) enum Observed {
     Unknown,
     Up,
     Down,
@@ -24,7 +24,7 @@ pub enum Observed {
 
 impl Observed {
     /// The name in `/v1/servers` and metric labels.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Observed::Unknown => "unknown",
             Observed::Up => "up",
@@ -37,14 +37,14 @@ impl Observed {
 /// What an operator said. Its serde name is the one in the state file and `/v1/servers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Forced {
+pub(crate) enum Forced {
     Drained,
     Up,
     Down,
 }
 
 impl Forced {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Forced::Drained => "drained",
             Forced::Up => "up",
@@ -54,7 +54,7 @@ impl Forced {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Thresholds {
+pub(crate) struct Thresholds {
     pub rise: u32,
     pub fall: u32,
 }
@@ -62,7 +62,7 @@ pub struct Thresholds {
 /// How a target's probes are spaced and bounded: the steady cadence, and the short one
 /// while the server is suspect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cadence {
+pub(crate) struct Cadence {
     pub interval: Duration,
     pub timeout: Duration,
     pub suspect_interval: Duration,
@@ -70,14 +70,14 @@ pub struct Cadence {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Load {
+pub(crate) struct Load {
     pub calls: Option<u32>,
     pub cps: Option<u32>,
     pub at: Instant,
 }
 
 #[derive(Debug, Clone)]
-pub struct ServerHealth {
+pub(crate) struct ServerHealth {
     thresholds: Thresholds,
     capacity: Option<Capacity>,
     observed: Observed,
@@ -94,7 +94,11 @@ pub struct ServerHealth {
 }
 
 impl ServerHealth {
-    pub fn new(thresholds: Thresholds, capacity: Option<Capacity>, now: Instant) -> ServerHealth {
+    pub(crate) fn new(
+        thresholds: Thresholds,
+        capacity: Option<Capacity>,
+        now: Instant,
+    ) -> ServerHealth {
         ServerHealth {
             thresholds,
             capacity,
@@ -110,7 +114,7 @@ impl ServerHealth {
     }
 
     /// Applies a probe result; returns the observed flip (old, new) if there was one.
-    pub fn apply(&mut self, r: &ProbeResult, now: Instant) -> Option<(Observed, Observed)> {
+    pub(crate) fn apply(&mut self, r: &ProbeResult, now: Instant) -> Option<(Observed, Observed)> {
         self.streak = if self.streak.0 == r.outcome {
             (r.outcome, self.streak.1.saturating_add(1))
         } else {
@@ -151,14 +155,19 @@ impl ServerHealth {
     }
 
     /// Up as far as the probes tell, but the latest probes failed (fewer than `fall`).
-    pub fn suspect(&self) -> bool {
+    pub(crate) fn suspect(&self) -> bool {
         self.observed == Observed::Up && self.failing > 0
     }
 
     /// When the next probe starts (after one that took `took` ended) and its timeout. Steady:
     /// the interval scaled by `jitter` (0.9..=1.1). Suspect: at most one probe per suspect
     /// interval, start to start, so a probe that timed out is followed at once.
-    pub fn next_probe(&self, c: &Cadence, took: Duration, jitter: f64) -> (Duration, Duration) {
+    pub(crate) fn next_probe(
+        &self,
+        c: &Cadence,
+        took: Duration,
+        jitter: f64,
+    ) -> (Duration, Duration) {
         if self.suspect() {
             (c.suspect_interval.saturating_sub(took), c.suspect_timeout)
         } else {
@@ -167,20 +176,20 @@ impl ServerHealth {
     }
 
     /// Whether the state changed (not counting the first probe result) within `window`.
-    pub fn flipped_within(&self, now: Instant, window: Duration) -> bool {
+    pub(crate) fn flipped_within(&self, now: Instant, window: Duration) -> bool {
         self.changed
             .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
     /// A server that is not probed: observed up from now on (until forced otherwise).
-    pub fn assume_up(&mut self, now: Instant) {
+    pub(crate) fn assume_up(&mut self, now: Instant) {
         if self.observed != Observed::Up {
             self.observed = Observed::Up;
             self.since = now;
         }
     }
 
-    pub fn set_forced(&mut self, f: Option<Forced>, now: Instant) {
+    pub(crate) fn set_forced(&mut self, f: Option<Forced>, now: Instant) {
         if self.forced != f {
             self.forced = f;
             self.since = now;
@@ -188,7 +197,7 @@ impl ServerHealth {
         }
     }
 
-    pub fn report_load(&mut self, calls: Option<u32>, cps: Option<u32>, now: Instant) {
+    pub(crate) fn report_load(&mut self, calls: Option<u32>, cps: Option<u32>, now: Instant) {
         self.load = Some(Load {
             calls,
             cps,
@@ -203,7 +212,7 @@ impl ServerHealth {
             return None;
         }
         let frac = |used: Option<u32>, limit: Option<u32>| match (used, limit) {
-            (Some(u), Some(l)) if l > 0 => Some(u as f64 / l as f64),
+            (Some(u), Some(l)) if l > 0 => Some(f64::from(u) / f64::from(l)),
             _ => None,
         };
         match (frac(load.calls, cap.calls), frac(load.cps, cap.cps)) {
@@ -213,7 +222,7 @@ impl ServerHealth {
     }
 
     /// The state steering uses.
-    pub fn effective(&self, now: Instant, overflow_at: f64, report_ttl: Duration) -> Status {
+    pub(crate) fn effective(&self, now: Instant, overflow_at: f64, report_ttl: Duration) -> Status {
         match self.forced {
             Some(Forced::Drained) => return Status::Drained,
             Some(Forced::Up) => return Status::Up,
@@ -235,25 +244,25 @@ impl ServerHealth {
     }
 
     /// Capacity left (0..=1) while a fresh load report exists.
-    pub fn headroom(&self, now: Instant, report_ttl: Duration) -> Option<f64> {
+    pub(crate) fn headroom(&self, now: Instant, report_ttl: Duration) -> Option<f64> {
         self.load_fraction(now, report_ttl)
             .map(|f| (1.0 - f).clamp(0.0, 1.0))
     }
 
-    pub fn observed(&self) -> Observed {
+    pub(crate) fn observed(&self) -> Observed {
         self.observed
     }
-    pub fn forced(&self) -> Option<Forced> {
+    pub(crate) fn forced(&self) -> Option<Forced> {
         self.forced
     }
-    pub fn last(&self) -> Option<&ProbeResult> {
+    pub(crate) fn last(&self) -> Option<&ProbeResult> {
         self.last.as_ref()
     }
-    pub fn load(&self) -> Option<&Load> {
+    pub(crate) fn load(&self) -> Option<&Load> {
         self.load.as_ref()
     }
     /// When the observed or forced state last changed.
-    pub fn since(&self) -> Instant {
+    pub(crate) fn since(&self) -> Instant {
         self.since
     }
 }

@@ -18,7 +18,7 @@ use crate::files::os_reason;
 /// Attempts at a free temporary name before giving up.
 const TEMP_ATTEMPTS: u32 = 16;
 
-pub fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
+pub(super) fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
     let mut out = BTreeMap::new();
     let text = match crate::files::read_text(path, crate::files::MAX_STATE_FILE) {
         Ok(t) => t,
@@ -45,7 +45,7 @@ pub fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
             }
         }
         Err(e) => {
-            tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable state file")
+            tracing::warn!(file = %path.display(), error = %e, "ignoring unreadable state file");
         }
     }
     out
@@ -61,7 +61,10 @@ pub struct WriteError {
 }
 
 /// Writes the forced states; the error names the path and the OS reason.
-pub fn write(path: &Path, forced: &BTreeMap<(String, String), Forced>) -> Result<(), WriteError> {
+pub(super) fn write(
+    path: &Path,
+    forced: &BTreeMap<(String, String), Forced>,
+) -> Result<(), WriteError> {
     let map: BTreeMap<String, Forced> = forced
         .iter()
         .map(|((r, s), f)| (format!("{r}/{s}"), *f))
@@ -87,8 +90,8 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let (tmp, mut file) = create_temp(path, &dir)?;
     let written = file
         .write_all(bytes)
-        .and_then(|_| file.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, path));
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
     drop(file);
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);

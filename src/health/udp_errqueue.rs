@@ -9,7 +9,7 @@ use std::os::fd::RawFd;
 const MAX_PER_DRAIN: usize = 1024;
 
 /// Takes the queued errors of `fd`: (destination, errno) for each ICMP error.
-pub fn drain(fd: RawFd, v4: bool) -> Vec<(SocketAddr, i32)> {
+pub(super) fn drain(fd: RawFd, v4: bool) -> Vec<(SocketAddr, i32)> {
     let mut out = Vec::new();
     for _ in 0..MAX_PER_DRAIN {
         match one(fd, v4) {
@@ -34,14 +34,14 @@ fn one(fd: RawFd, v4: bool) -> Option<Option<(SocketAddr, i32)>> {
     };
     // SAFETY: as above.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+    msg.msg_name = (&raw mut name).cast();
     msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
+    msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control) as _;
     // SAFETY: every pointer in `msg` points at a live buffer of the length it declares.
-    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    let n = unsafe { libc::recvmsg(fd, &raw mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
     if n < 0 {
         return None;
     }
@@ -77,16 +77,20 @@ fn icmp_errno(msg: &libc::msghdr, v4: bool) -> Option<i32> {
 
 fn addr(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     let len = len as usize;
-    match s.ss_family as i32 {
+    match i32::from(s.ss_family) {
         libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says this storage holds a sockaddr_in.
-            let a = unsafe { *(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let a = unsafe {
+                *std::ptr::from_ref::<libc::sockaddr_storage>(s).cast::<libc::sockaddr_in>()
+            };
             let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
             Some(SocketAddrV4::new(ip, u16::from_be(a.sin_port)).into())
         }
         libc::AF_INET6 if len >= std::mem::size_of::<libc::sockaddr_in6>() => {
             // SAFETY: the family says this storage holds a sockaddr_in6.
-            let a = unsafe { *(s as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let a = unsafe {
+                *std::ptr::from_ref::<libc::sockaddr_storage>(s).cast::<libc::sockaddr_in6>()
+            };
             let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
             Some(SocketAddrV6::new(ip, u16::from_be(a.sin6_port), 0, a.sin6_scope_id).into())
         }

@@ -76,7 +76,7 @@ pub(crate) struct Transaction<'a> {
 }
 
 impl Transaction<'_> {
-    pub async fn send(&self, req: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn send(&self, req: &[u8]) -> std::io::Result<()> {
         match self.sock.send_to(req, self.target).await {
             // A refusal of another target, reported on this socket: that target's
             // transaction learns of it from the error queue.
@@ -86,7 +86,7 @@ impl Transaction<'_> {
     }
 
     /// Why the last datagram from the target could not be read, if one could not.
-    pub fn bad(&self) -> Option<ParseError> {
+    pub(crate) fn bad(&self) -> Option<ParseError> {
         let t = crate::lock::guard(self.table);
         t.get(&self.branch).and_then(|p| p.bad.clone())
     }
@@ -251,7 +251,7 @@ fn set_int(s: &socket2::Socket, level: i32, opt: i32, v: libc::c_int) -> std::io
             s.as_raw_fd(),
             level,
             opt,
-            (&v as *const libc::c_int).cast(),
+            (&raw const v).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };

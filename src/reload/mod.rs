@@ -19,7 +19,7 @@ use crate::steering::{HealthView, Steering};
 use crate::telemetry::Telemetry;
 
 mod memory;
-pub mod trigger;
+pub(crate) mod trigger;
 
 /// Gives a new snapshot its health view: carries states over for servers that did not change.
 pub type HealthBinder = dyn Fn(&Config, &Arc<Steering>) -> Arc<HealthView> + Send + Sync;
@@ -159,7 +159,7 @@ fn thread_cpu() -> Duration {
         tv_nsec: 0,
     };
     // SAFETY: a valid clock id and a pointer to a timespec we own.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &raw mut ts) };
     if r != 0 {
         return Duration::ZERO;
     }
@@ -445,7 +445,7 @@ pub async fn run(
                     loop {
                         tokio::select! {
                             more = nudges.recv() => if more.is_none() { break },
-                            _ = tokio::time::sleep(Duration::from_millis(300)) => break,
+                            () = tokio::time::sleep(Duration::from_millis(300)) => break,
                         }
                     }
                     "file change"
@@ -453,7 +453,7 @@ pub async fn run(
                 None => return,
             },
             _ = tick.tick() => "rescan",
-            _ = cancel.cancelled() => return,
+            () = cancel.cancelled() => return,
         };
         reloader.nudge(why);
     }

@@ -13,7 +13,7 @@ use crate::lock::guard;
 
 /// Requests waiting for the reload thread; more are refused (a full queue already means a
 /// reload is pending).
-pub const QUEUE_DEPTH: usize = 64;
+pub(crate) const QUEUE_DEPTH: usize = 64;
 
 struct Request {
     why: &'static str,
@@ -21,7 +21,7 @@ struct Request {
 }
 
 /// The sending side, kept in the [`Reloader`].
-pub struct Queue(SyncSender<Request>);
+pub(crate) struct Queue(SyncSender<Request>);
 
 /// Why a reload request was not queued.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,7 +33,7 @@ pub enum QueueError {
 }
 
 /// Starts the reload thread for `reloader` (once; later calls do nothing).
-pub fn spawn(reloader: &Arc<Reloader>) -> std::io::Result<()> {
+pub(crate) fn spawn(reloader: &Arc<Reloader>) -> std::io::Result<()> {
     if reloader.queue.get().is_some() {
         return Ok(());
     }

@@ -12,7 +12,12 @@ use crate::config::service_names::wire_name;
 use crate::config::{Config, ZoneConfig};
 
 /// Builds one wire record set from (ttl, rdata) pairs of one type.
-pub fn rrset(rtype: u16, items: &[(u32, Vec<u8>)], origin: &Name, targets: Vec<Name>) -> RRset {
+pub(crate) fn rrset(
+    rtype: u16,
+    items: &[(u32, Vec<u8>)],
+    origin: &Name,
+    targets: Vec<Name>,
+) -> RRset {
     let items: Vec<(u32, Vec<u8>, Vec<usize>)> = items
         .iter()
         .map(|(t, d)| (*t, d.clone(), Vec::new()))
@@ -21,7 +26,7 @@ pub fn rrset(rtype: u16, items: &[(u32, Vec<u8>)], origin: &Name, targets: Vec<N
 }
 
 /// Like [`rrset`], for data with apex pointers at the given offsets.
-pub fn rrset_with_ptrs(
+pub(crate) fn rrset_with_ptrs(
     rtype: u16,
     items: &[(u32, Vec<u8>, Vec<usize>)],
     origin: &Name,
@@ -61,7 +66,7 @@ pub fn compile(cfg: &Config) -> Routing {
 /// Like [`compile`], sharing the compiled data of `previous` for every zone whose validated
 /// config is the same one (see [`crate::config::ZoneCache`]) and whose services' regions are
 /// unchanged: a reload that changed one zone map compiles that zone only.
-pub fn compile_reusing(cfg: &Config, previous: Option<&Routing>) -> Routing {
+pub(crate) fn compile_reusing(cfg: &Config, previous: Option<&Routing>) -> Routing {
     let mut r = Routing {
         min_apex_labels: usize::MAX,
         ..Routing::default()

@@ -1,9 +1,9 @@
 //! Compiled zones: every owner name of every zone, with its record sets encoded to wire format
 //! once at load, so answering is a hash lookup and a few copies.
 
-pub mod build;
+pub(crate) mod build;
 
-pub mod rdata;
+pub(crate) mod rdata;
 
 use std::collections::HashMap;
 

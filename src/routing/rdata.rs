@@ -14,11 +14,11 @@ use crate::config::records;
 use crate::config::service_names::wire_name;
 
 /// Placeholder written where the apex pointer goes (patched by the writer).
-pub const APEX_PTR: [u8; 2] = [0xC0, 0x00];
+pub(crate) const APEX_PTR: [u8; 2] = [0xC0, 0x00];
 
 /// Wire data of one record and the offsets (within the data) of its apex pointers; an error
 /// for data without a wire form, which validation refuses ([`crate::config::records::parse`]).
-pub fn encode(rdata: &RData, apex: &[u8]) -> Result<(Vec<u8>, Vec<usize>), ProtoError> {
+pub(crate) fn encode(rdata: &RData, apex: &[u8]) -> Result<(Vec<u8>, Vec<usize>), ProtoError> {
     let mut out = Vec::with_capacity(64);
     let mut ptrs = Vec::new();
     match rdata {
@@ -36,7 +36,7 @@ pub fn encode(rdata: &RData, apex: &[u8]) -> Result<(Vec<u8>, Vec<usize>), Proto
 }
 
 /// Wire data of an SOA record and the offsets of its apex pointers.
-pub fn soa(s: &SOA, apex: &[u8]) -> (Vec<u8>, Vec<usize>) {
+pub(crate) fn soa(s: &SOA, apex: &[u8]) -> (Vec<u8>, Vec<usize>) {
     let mut out = Vec::with_capacity(64);
     let mut ptrs = Vec::new();
     name(&s.mname, apex, &mut out, &mut ptrs);
@@ -67,7 +67,7 @@ fn name(n: &Name, apex: &[u8], out: &mut Vec<u8>, ptrs: &mut Vec<usize>) {
 }
 
 /// If `name` ends with `apex`, the length of the labels in front of it.
-pub fn apex_prefix(name: &[u8], apex: &[u8]) -> Option<usize> {
+pub(crate) fn apex_prefix(name: &[u8], apex: &[u8]) -> Option<usize> {
     let mut pos = 0;
     while pos < name.len() {
         if name.len() - pos == apex.len() {

@@ -180,7 +180,7 @@ pub fn plan(
         fail_open: false,
         empty: false,
     };
-    for &pos in ranking.order.iter() {
+    for &pos in &ranking.order {
         if p.len as usize >= svc.failover.min(MAX_TIERS) {
             break;
         }
@@ -248,7 +248,7 @@ pub fn answer_ttl(st: &Steering, health: &HealthView, svc: &Service, plan: &Plan
 /// SRV weight: the configured weight, scaled by the headroom left when load is known.
 pub fn srv_weight(weight: u16, headroom: Option<f32>) -> u16 {
     match headroom {
-        Some(h) => ((weight as f32 * h.clamp(0.0, 1.0)).round() as u16).max(1),
+        Some(h) => ((f32::from(weight) * h.clamp(0.0, 1.0)).round() as u16).max(1),
         None => weight,
     }
 }

@@ -58,7 +58,7 @@ pub fn rank_location(
 }
 
 /// The fallback order, then every other region in the service's order.
-pub fn fallback_ranking(n: usize, fallback: &[u16]) -> Ranking {
+pub(super) fn fallback_ranking(n: usize, fallback: &[u16]) -> Ranking {
     let mut order: Vec<u16> = fallback.to_vec();
     order.extend((0..n as u16).filter(|i| !fallback.contains(i)));
     Ranking {

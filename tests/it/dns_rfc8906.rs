@@ -96,7 +96,7 @@ fn read(b: &[u8]) -> Reply {
         let rtype = u16_at(pos);
         let rdlen = u16_at(pos + 8) as usize;
         if rtype == 41 && i >= u16_at(6) + u16_at(8) {
-            r.rcode |= (b[pos + 4] as u16) << 4;
+            r.rcode |= u16::from(b[pos + 4]) << 4;
             r.opt = Some((
                 b[pos + 5],
                 u16_at(pos + 6),
@@ -123,6 +123,7 @@ const CD: u16 = 0x0010;
 const DO: u16 = 0x8000;
 
 #[tokio::test]
+#[expect(clippy::too_many_lines, reason = "one table row per check of the RFC")]
 async fn rfc8906_section_8_checks() {
     let s = TestServer::start(MAIN, &[("example.com.yaml", STATIC_ZONE)]).await;
     let a = s.addr;

@@ -156,7 +156,9 @@ async fn doh(ca: &TestCa, addr: SocketAddr, packet: &[u8], post: bool) -> Vec<u8
         .expect("response");
     assert_eq!(resp.status(), 200);
     assert_eq!(
-        resp.headers().get("content-type").map(|v| v.as_bytes()),
+        resp.headers()
+            .get("content-type")
+            .map(http::HeaderValue::as_bytes),
         Some(&b"application/dns-message"[..])
     );
     let mut body = resp.into_body();

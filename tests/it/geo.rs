@@ -234,7 +234,7 @@ fn million_networks() {
             Location {
                 country: Some(*b"ZZ"),
                 continent: Some(*b"EU"),
-                coords: Some((c.0 + (i % 97) as f64 * 0.01, c.1)),
+                coords: Some((c.0 + f64::from(i % 97) * 0.01, c.1)),
                 city: None,
             },
         ));

@@ -311,7 +311,7 @@ async fn running_server_refuses_a_crafted_database_and_keeps_serving() {
         .expect("join");
     match outcome {
         sipsteer::reload::Outcome::Rejected(e) => {
-            assert!(e.to_string().contains(&want), "{e}")
+            assert!(e.to_string().contains(&want), "{e}");
         }
         other => panic!("not rejected: {other:?}"),
     }

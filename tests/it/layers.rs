@@ -95,7 +95,7 @@ fn every_module_uses_only_lower_layers() {
     );
     let listed: BTreeSet<String> = LAYERS
         .iter()
-        .flat_map(|l| l.iter().map(|m| m.to_string()))
+        .flat_map(|l| l.iter().map(std::string::ToString::to_string))
         .collect();
     assert_eq!(
         modules, listed,

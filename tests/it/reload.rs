@@ -106,7 +106,7 @@ async fn configmap_data_swap() {
 async fn bad_edit_keeps_serving_then_the_fix_applies() {
     let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
     let p = s.cfg.path("zones/example.com.yaml");
-    let gen_before = s.running.as_ref().map(|r| r.generation());
+    let gen_before = s.running.as_ref().map(sipsteer::app::Running::generation);
     std::fs::write(&p, zone("192.0.2.999")).expect("write broken");
     // Wait for the reload to be attempted and rejected.
     let start = Instant::now();
@@ -133,7 +133,10 @@ async fn bad_edit_keeps_serving_then_the_fix_applies() {
         ["www.example.com. 300 A 192.0.2.1"],
         "old answers still served"
     );
-    assert_eq!(s.running.as_ref().map(|r| r.generation()), gen_before);
+    assert_eq!(
+        s.running.as_ref().map(sipsteer::app::Running::generation),
+        gen_before
+    );
 
     std::fs::write(&p, zone("192.0.2.8")).expect("write fix");
     served_within_2s(&s, "192.0.2.8").await;

@@ -111,8 +111,7 @@ fn reused(a: &Snapshot, b: &Snapshot, origin: &str) -> bool {
             .zones
             .iter()
             .find(|z| z.origin.to_string() == origin)
-            .map(|z| z.data.clone())
-            .unwrap_or_else(|| panic!("no zone {origin}"))
+            .map_or_else(|| panic!("no zone {origin}"), |z| z.data.clone())
     };
     Arc::ptr_eq(&find(a), &find(b))
 }

@@ -34,7 +34,7 @@ use crate::dns::answer::Proto;
 use crate::dns::tcp::SHUTDOWN_GRACE;
 
 /// Concurrent requests (HTTP/2 streams) per connection.
-pub const MAX_STREAMS: u32 = 32;
+pub(crate) const MAX_STREAMS: u32 = 32;
 /// Largest DNS message accepted (RFC 8484 4.1: the DNS maximum).
 const MAX_MESSAGE: usize = 65535;
 const MIME: &str = "application/dns-message";
@@ -46,14 +46,14 @@ const B64: GeneralPurpose = GeneralPurpose::new(
 );
 
 /// How one DoH listener runs.
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_connections: usize,
     /// Handshake timeout and idle timeout between requests.
     pub timeout: Duration,
 }
 
 /// Accepts connections until `cancel` fires, then waits for them (see the module notes).
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     tls: TlsAcceptor,
     answerer: Arc<Answerer>,
@@ -65,7 +65,7 @@ pub async fn serve(
     loop {
         let permit = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = cancel.cancelled() => break,
+            () = cancel.cancelled() => break,
         };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -76,7 +76,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = cancel.cancelled() => break,
+            () = cancel.cancelled() => break,
         };
         let (tls, answerer, idle) = (tls.clone(), answerer.clone(), limits.timeout);
         let stop = cancel.clone();
@@ -117,7 +117,7 @@ async fn connection(
     loop {
         let next = tokio::select! {
             r = timeout(idle, conn.accept()) => r,
-            _ = stop.cancelled() => break,
+            () = stop.cancelled() => break,
         };
         let Ok(Some(Ok((req, respond)))) = next else {
             return;

@@ -10,11 +10,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How stale the connection count may be.
-pub const REFRESH: Duration = Duration::from_millis(20);
+pub(crate) const REFRESH: Duration = Duration::from_millis(20);
 
 /// Bounds the connections on some local TCP ports.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     ports: Vec<u16>,
     max: usize,
     counted: Mutex<Option<(Instant, usize)>>,
@@ -22,7 +22,11 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(ports: Vec<u16>, max: usize, telemetry: &crate::telemetry::Telemetry) -> Gate {
+    pub(crate) fn new(
+        ports: Vec<u16>,
+        max: usize,
+        telemetry: &crate::telemetry::Telemetry,
+    ) -> Gate {
         Gate {
             ports,
             max,
@@ -32,7 +36,7 @@ impl Gate {
     }
 
     /// Whether one more handshake may complete. The connection asking is already counted.
-    pub fn admit(&self) -> bool {
+    pub(crate) fn admit(&self) -> bool {
         let now = Instant::now();
         let Ok(mut counted) = self.counted.lock() else {
             return true;
@@ -63,7 +67,7 @@ impl Gate {
 
 /// Connections in a `/proc/net/tcp` table whose local port is one of `ports` and whose state
 /// is established (01) or close-wait (08).
-pub fn count_in(table: &str, ports: &[u16]) -> usize {
+pub(crate) fn count_in(table: &str, ports: &[u16]) -> usize {
     table
         .lines()
         .skip(1)

@@ -23,11 +23,11 @@ use crate::dns::stats::Tally;
 use crate::telemetry::Telemetry;
 
 /// RFC 8467 4.1: servers pad responses to a multiple of 468 octets.
-pub const PAD_BLOCK: usize = 468;
+pub(crate) const PAD_BLOCK: usize = 468;
 
 /// The answer path for encrypted transports: runs [`respond`] on the current snapshot,
 /// counts and logs the query, and decodes the reply for re-encoding with padding.
-pub struct Answerer {
+pub(crate) struct Answerer {
     pub shared: Shared,
     pub tally: std::sync::Mutex<Tally>,
     pub log: Option<Arc<QueryLog>>,
@@ -36,7 +36,7 @@ pub struct Answerer {
 }
 
 impl Answerer {
-    pub fn new(
+    pub(crate) fn new(
         shared: Shared,
         tally: Tally,
         log: Option<Arc<QueryLog>>,
@@ -58,7 +58,7 @@ impl Answerer {
     }
 
     /// Answers one query; `None` when nothing is to be sent (not a query).
-    pub fn answer(&self, client: IpAddr, proto: Proto, raw: &[u8]) -> Option<Message> {
+    pub(crate) fn answer(&self, client: IpAddr, proto: Proto, raw: &[u8]) -> Option<Message> {
         let mut out = Vec::with_capacity(1024);
         {
             let snap = self.shared.load();
@@ -85,7 +85,12 @@ impl Answerer {
     }
 
     /// Answers one query and encodes the reply with block padding.
-    pub fn answer_padded(&self, client: IpAddr, proto: Proto, raw: &[u8]) -> Option<Message> {
+    pub(crate) fn answer_padded(
+        &self,
+        client: IpAddr,
+        proto: Proto,
+        raw: &[u8],
+    ) -> Option<Message> {
         let mut reply = self.answer(client, proto, raw)?;
         reply.edns = padded_edns(&mut reply);
         Some(reply)
@@ -93,7 +98,7 @@ impl Answerer {
 }
 
 /// hickory-server's request handler (DNS over TLS).
-pub struct Handler(pub Arc<Answerer>);
+pub(crate) struct Handler(pub Arc<Answerer>);
 
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
@@ -157,7 +162,7 @@ fn pad(edns: &mut Edns, unpadded: usize) {
     // The option's own header (code, length) is 4 octets.
     let len = unpadded + 4;
     let pad = (PAD_BLOCK - len % PAD_BLOCK) % PAD_BLOCK;
-    if len + pad <= u16::MAX as usize {
+    if u16::try_from(len + pad).is_ok() {
         edns.options_mut()
             .insert(EdnsOption::Unknown(EdnsCode::Padding.into(), vec![0; pad]));
     }

@@ -4,9 +4,9 @@
 //! every handshake ([`CertResolver`]), so a renewal on disk is served as soon as the config
 //! reload accepts it.
 
-pub mod doh;
-pub mod gate;
-pub mod handler;
+pub(crate) mod doh;
+pub(crate) mod gate;
+pub(crate) mod handler;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,7 +10,10 @@ impl HealthHub {
     /// changes and the error says why. Blocking (file I/O): call it off the async workers.
     pub fn force(&self, region: &str, server: &str, f: Force) -> Result<ServerReport, HubError> {
         // One operator action at a time, so the file always holds the latest states.
-        let mut writing = self.persisting.lock().unwrap_or_else(|p| p.into_inner());
+        let mut writing = self
+            .persisting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let key = (region.to_owned(), server.to_owned());
         let forced = match f {
             Force::Drain => Some(Forced::Drained),
@@ -62,7 +65,7 @@ impl HealthHub {
         let err = self
             .persisting
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
         Some(serde_json::json!({ "path": path.display().to_string(), "last_error": err }))
     }

@@ -10,14 +10,14 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, Record, RecordType};
 
 /// The server part of a test config: listens on port 0, admin off, probes off.
-pub const MAIN: &str = r#"
+pub(crate) const MAIN: &str = r#"
 listen: { dns: ["127.0.0.1:0"], admin: "off" }
 zones: zones
 health: { check: none }
 "#;
 
 /// A zone with one of everything static.
-pub const STATIC_ZONE: &str = r#"
+pub(crate) const STATIC_ZONE: &str = r#"
 zone: example.com
 ttl: 300
 soa: { primary: ns1, contact: hostmaster@example.com, serial: 7, minimum: 60 }
@@ -45,13 +45,13 @@ records:
 "#;
 
 /// A temporary config directory.
-pub struct ConfigDir {
+pub(crate) struct ConfigDir {
     pub dir: tempfile::TempDir,
 }
 
 impl ConfigDir {
     /// Writes `sipsteer.yaml` and `zones/NAME` files.
-    pub fn new(main: &str, zones: &[(&str, &str)]) -> ConfigDir {
+    pub(crate) fn new(main: &str, zones: &[(&str, &str)]) -> ConfigDir {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("zones")).expect("zones dir");
         std::fs::write(dir.path().join("sipsteer.yaml"), main).expect("write main");
@@ -61,17 +61,17 @@ impl ConfigDir {
         ConfigDir { dir }
     }
 
-    pub fn main(&self) -> PathBuf {
+    pub(crate) fn main(&self) -> PathBuf {
         self.dir.path().join("sipsteer.yaml")
     }
 
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
 }
 
 /// A running server and its config directory.
-pub struct TestServer {
+pub(crate) struct TestServer {
     pub cfg: ConfigDir,
     pub running: Option<sipsteer::app::Running>,
     pub addr: SocketAddr,
@@ -79,13 +79,13 @@ pub struct TestServer {
 
 impl TestServer {
     /// This instance's `/metrics` text (its own counters only).
-    pub fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         let r = self.running.as_ref().expect("running");
         sipsteer::admin::metrics::render(&r.telemetry, &r.counters, &r.shared.load())
     }
 
     /// The value of one exact series line of this instance (0 when absent).
-    pub fn series(&self, name: &str) -> f64 {
+    pub(crate) fn series(&self, name: &str) -> f64 {
         self.metrics()
             .lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
@@ -93,12 +93,12 @@ impl TestServer {
             .unwrap_or(0.0)
     }
 
-    pub async fn start(main: &str, zones: &[(&str, &str)]) -> TestServer {
+    pub(crate) async fn start(main: &str, zones: &[(&str, &str)]) -> TestServer {
         let cfg = ConfigDir::new(main, zones);
         Self::start_in(cfg).await
     }
 
-    pub async fn start_in(cfg: ConfigDir) -> TestServer {
+    pub(crate) async fn start_in(cfg: ConfigDir) -> TestServer {
         let running = sipsteer::app::start(&cfg.main())
             .await
             .expect("server starts");
@@ -110,7 +110,7 @@ impl TestServer {
         }
     }
 
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
         }
@@ -119,14 +119,14 @@ impl TestServer {
 
 /// Options of a test query.
 #[derive(Clone, Default)]
-pub struct Q {
+pub(crate) struct Q {
     pub edns: Option<u16>,
     pub ecs: Option<(IpAddr, u8)>,
     pub version: u8,
 }
 
 /// Builds a query message.
-pub fn query(name: &str, rtype: RecordType, opts: &Q) -> Vec<u8> {
+pub(crate) fn query(name: &str, rtype: RecordType, opts: &Q) -> Vec<u8> {
     let mut m = Message::new(0xBEEF, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
@@ -143,7 +143,7 @@ pub fn query(name: &str, rtype: RecordType, opts: &Q) -> Vec<u8> {
     m.to_vec().expect("encode query")
 }
 
-pub fn udp_raw(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn udp_raw(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_millis(1500)))
         .ok();
@@ -155,7 +155,7 @@ pub fn udp_raw(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
-pub fn tcp_raw(addr: SocketAddr, packet: &[u8]) -> Vec<u8> {
+pub(crate) fn tcp_raw(addr: SocketAddr, packet: &[u8]) -> Vec<u8> {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(3))).ok();
     let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
@@ -168,11 +168,11 @@ pub fn tcp_raw(addr: SocketAddr, packet: &[u8]) -> Vec<u8> {
     buf
 }
 
-pub fn parse(bytes: &[u8]) -> Message {
+pub(crate) fn parse(bytes: &[u8]) -> Message {
     Message::from_vec(bytes).expect("reply parses")
 }
 
-pub async fn udp(addr: SocketAddr, name: &str, rtype: RecordType, opts: &Q) -> Message {
+pub(crate) async fn udp(addr: SocketAddr, name: &str, rtype: RecordType, opts: &Q) -> Message {
     let p = query(name, rtype, opts);
     let r = tokio::task::spawn_blocking(move || udp_raw(addr, &p))
         .await
@@ -181,7 +181,7 @@ pub async fn udp(addr: SocketAddr, name: &str, rtype: RecordType, opts: &Q) -> M
     parse(&r)
 }
 
-pub async fn tcp(addr: SocketAddr, name: &str, rtype: RecordType, opts: &Q) -> Message {
+pub(crate) async fn tcp(addr: SocketAddr, name: &str, rtype: RecordType, opts: &Q) -> Message {
     let p = query(name, rtype, opts);
     let r = tokio::task::spawn_blocking(move || tcp_raw(addr, &p))
         .await
@@ -190,19 +190,19 @@ pub async fn tcp(addr: SocketAddr, name: &str, rtype: RecordType, opts: &Q) -> M
 }
 
 /// `name ttl TYPE data` for each record, for exact comparisons.
-pub fn rrs(records: &[Record]) -> Vec<String> {
+pub(crate) fn rrs(records: &[Record]) -> Vec<String> {
     records
         .iter()
         .map(|r| format!("{} {} {} {}", r.name, r.ttl, r.record_type(), r.data))
         .collect()
 }
 
-pub fn rcode(m: &Message) -> ResponseCode {
+pub(crate) fn rcode(m: &Message) -> ResponseCode {
     m.metadata.response_code
 }
 
 /// The ECS option of a reply: (address, source, scope).
-pub fn ecs_of(m: &Message) -> Option<(IpAddr, u8, u8)> {
+pub(crate) fn ecs_of(m: &Message) -> Option<(IpAddr, u8, u8)> {
     let e = m.edns.as_ref()?;
     match e.option(hickory_proto::rr::rdata::opt::EdnsCode::Subnet)? {
         EdnsOption::Subnet(s) => Some((s.addr(), s.source_prefix(), s.scope_prefix())),
@@ -210,6 +210,6 @@ pub fn ecs_of(m: &Message) -> Option<(IpAddr, u8, u8)> {
     }
 }
 
-pub fn repo_root() -> &'static Path {
+pub(crate) fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 /// Sends one request; returns the status code and the body.
-pub fn request(
+pub(crate) fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -54,14 +54,14 @@ pub fn request(
     (status, body)
 }
 
-pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || request(addr, "GET", &path, None, None))
         .await
         .expect("join")
 }
 
-pub async fn send(
+pub(crate) async fn send(
     addr: SocketAddr,
     method: &str,
     path: &str,

@@ -12,7 +12,7 @@ use sipsteer::health::probe::Outcome;
 
 /// What a responder does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// A final reply with this code (503 with Retry-After).
     Code(u16),
     /// 100 Trying first, then 200 OK.
@@ -51,7 +51,7 @@ fn decode(v: u16) -> Mode {
 
 /// A running responder.
 #[derive(Clone)]
-pub struct Responder {
+pub(crate) struct Responder {
     pub addr: SocketAddr,
     mode: Arc<AtomicU16>,
     pub requests: Arc<AtomicUsize>,
@@ -60,14 +60,14 @@ pub struct Responder {
 }
 
 impl Responder {
-    pub fn set(&self, m: Mode) {
+    pub(crate) fn set(&self, m: Mode) {
         self.mode.store(encode(m), Ordering::SeqCst);
     }
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
     /// Loses the next request over UDP and all its retransmissions: one lost probe.
-    pub fn lose_one(&self) {
+    pub(crate) fn lose_one(&self) {
         if let Ok(mut l) = self.lose.lock() {
             *l = Some(None);
         }
@@ -162,12 +162,12 @@ fn replies(mode: Mode, req: &str) -> Vec<Vec<u8>> {
 }
 
 /// A UDP responder on 127.0.0.1 (a fresh port).
-pub async fn udp(mode: Mode) -> Responder {
+pub(crate) async fn udp(mode: Mode) -> Responder {
     udp_on("127.0.0.1", mode).await
 }
 
 /// A UDP responder on another loopback address (`127.0.0.2`), so A answers tell servers apart.
-pub async fn udp_on(ip: &str, mode: Mode) -> Responder {
+pub(crate) async fn udp_on(ip: &str, mode: Mode) -> Responder {
     let sock = UdpSocket::bind((ip, 0)).await.expect("bind");
     let r = Responder {
         addr: sock.local_addr().expect("addr"),
@@ -196,7 +196,7 @@ pub async fn udp_on(ip: &str, mode: Mode) -> Responder {
 }
 
 /// A TCP responder on 127.0.0.1 (a fresh port).
-pub async fn tcp(mode: Mode) -> Responder {
+pub(crate) async fn tcp(mode: Mode) -> Responder {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let r = Responder {
         addr: l.local_addr().expect("addr"),
@@ -240,7 +240,7 @@ pub async fn tcp(mode: Mode) -> Responder {
 }
 
 /// An address where nothing listens (UDP and TCP).
-pub fn refused() -> SocketAddr {
+pub(crate) fn refused() -> SocketAddr {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let a = s.local_addr().expect("addr");
     drop(s);
@@ -248,7 +248,7 @@ pub fn refused() -> SocketAddr {
 }
 
 /// Each responder mode over UDP and the probe result it must give (1200 ms probe timeout).
-pub const UDP_CASES: &[(Mode, Outcome, Option<u16>, &str)] = &[
+pub(crate) const UDP_CASES: &[(Mode, Outcome, Option<u16>, &str)] = &[
     (Mode::Code(200), Outcome::Up, Some(200), "200 OK"),
     (Mode::Code(404), Outcome::Up, Some(404), "404 Not Found"),
     (

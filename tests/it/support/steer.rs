@@ -2,14 +2,14 @@
 //! clients near each of them.
 
 /// `sipsteer.yaml` with a GeoIP CSV beside it.
-pub const MAIN_GEO: &str = r#"
+pub(crate) const MAIN_GEO: &str = r#"
 listen: { dns: ["127.0.0.1:0"], admin: "off" }
 zones: zones
 geoip: { database: geo.csv }
 health: { check: none }
 "#;
 
-pub const GEO_CSV: &str = "\
+pub(crate) const GEO_CSV: &str = "\
 network,country,continent,latitude,longitude,city
 # London: two neighbouring /24s with the same ranking
 81.2.68.0/24,GB,EU,51.51,-0.13,London
@@ -38,7 +38,7 @@ network,country,continent,latitude,longitude,city
 2a00:1000::/32,GB,EU,51.51,-0.13,London
 ";
 
-pub const STEER_ZONE: &str = r#"
+pub(crate) const STEER_ZONE: &str = r#"
 zone: example.com
 ttl: 300
 soa: { primary: ns1, contact: hostmaster, serial: 1 }
