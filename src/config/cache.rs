@@ -2,7 +2,8 @@
 //! the file's identity (size, mtime, ctime, inode, device, symlink target) is unchanged, or,
 //! when the identity moved, while its content hash is unchanged; and the validated zone while
 //! the regions it was validated against are unchanged too. A rescan that finds nothing changed
-//! costs a `stat` per file and no parse.
+//! costs a `stat` per file and no parse; with [`ZoneCache::observe`], the reloader skips even
+//! the parse of the main file while no file the config was loaded from changed identity.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -18,7 +19,14 @@ pub struct ZoneCache {
     files: HashMap<PathBuf, Entry>,
     /// The regions the cached validated zones were checked against.
     regions: Option<RegionSig>,
+    /// The identities of the files the serving config was loaded from, taken before it was
+    /// read ([`Self::observe`], [`Self::loaded`]).
+    seen: Option<Identities>,
+    /// The identities taken before the load in progress.
+    pending: Option<Identities>,
 }
+
+type Identities = Vec<(PathBuf, Option<FileId>)>;
 
 struct Entry {
     id: FileId,
@@ -139,6 +147,33 @@ impl ZoneCache {
         {
             e.valid = Some(zone);
         }
+    }
+
+    /// Takes the identity of every one of `paths` (`None`: missing) before a load; whether
+    /// they are all what they were before the load of the serving config.
+    pub fn observe(&mut self, paths: Vec<PathBuf>) -> bool {
+        let now: Identities = paths
+            .into_iter()
+            .map(|p| {
+                let id = file_id(&p);
+                (p, id)
+            })
+            .collect();
+        let same = self.seen.as_ref() == Some(&now);
+        self.pending = Some(now);
+        same
+    }
+
+    /// After a load: `Some(paths)` of the config now serving when it was loaded without
+    /// errors (the identities observed before it stand for it when it names the same paths),
+    /// `None` when it was rejected (the next rescan loads again).
+    pub fn loaded(&mut self, paths: Option<&[PathBuf]>) {
+        let pending = self.pending.take();
+        self.seen = pending.filter(|ids| {
+            paths.is_some_and(|p| {
+                p.len() == ids.len() && p.iter().zip(ids).all(|(a, (b, _))| a == b)
+            })
+        });
     }
 
     /// Forgets files that are no longer zone maps.
