@@ -4,11 +4,11 @@
 # run-one.sh (dnsperf on CPU 0) exactly as sipsteer and gdnsd are.
 # Usage: bench/hickory-row.sh   (from the repository root; needs bench/data/GeoLite2-City.mmdb,
 #        see README.md, and the shared benchmark in BENCH, default ~/bench)
-# Env: PORT (5310), SERVER_CPU (1), LABEL (sipsteer-hickory), BIN (the example's binary);
+# Env: PORT (5330), SERVER_CPU (1), LABEL (sipsteer-hickory), BIN (the example's binary);
 #      run-one.sh's own knobs (DURATION, REPS, QUERY_FILES, FIXED_RATES, RUN_ID, ...) pass through.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-BENCH="${BENCH:-$HOME/bench}"; PORT="${PORT:-5310}"; SERVER_CPU="${SERVER_CPU:-1}"
+BENCH="${BENCH:-$HOME/bench}"; PORT="${PORT:-5330}"; SERVER_CPU="${SERVER_CPU:-1}"
 LABEL="${LABEL:-sipsteer-hickory}"; BIN="${BIN:-target/release/examples/hickory_server}"
 [[ -x "$BIN" ]] || cargo build --release --example hickory_server
 LOG=$(mktemp)

@@ -51,7 +51,15 @@ impl RequestHandler for Handler {
             _ => Proto::Tcp,
         };
         let mut out = Vec::with_capacity(512);
-        if respond(&self.0, request.src().ip(), proto, request.as_slice(), &mut out).is_none() {
+        if respond(
+            &self.0,
+            request.src().ip(),
+            proto,
+            request.as_slice(),
+            &mut out,
+        )
+        .is_none()
+        {
             return servfail(request);
         }
         let Ok(reply) = Message::from_vec(&out) else {
@@ -119,7 +127,10 @@ fn main() -> Result<()> {
         let mut server = Server::new(Handler(snapshot));
         server.register_socket(udp);
         server.register_listener(tcp, TCP_TIMEOUT, TCP_BUFFER);
-        eprintln!("hickory-server serving {} on {addr} (udp, tcp)", config.display());
+        eprintln!(
+            "hickory-server serving {} on {addr} (udp, tcp)",
+            config.display()
+        );
         server
             .block_until_done()
             .await
