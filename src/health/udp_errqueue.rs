@@ -1,87 +1,9 @@
-//! Reading the probe sockets' queues: the datagrams queued, many per system call
-//! (`recvmmsg`), and the error queue (`IP_RECVERR`/`IPV6_RECVERR`): which destination an ICMP
+//! Reading a UDP socket's error queue (`IP_RECVERR`/`IPV6_RECVERR`): which destination an ICMP
 //! error (port or host unreachable) was about, and its error number. An unconnected socket
 //! learns of refusals only this way.
 
-use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::RawFd;
-
-/// Datagrams taken per call at most.
-const BATCH: usize = 16;
-/// Largest datagram read whole; a longer one is cut and marked truncated.
-const MAX_DATAGRAM: usize = 8192;
-
-/// Buffers for one batch of datagrams, allocated once per socket.
-pub struct Datagrams {
-    bufs: Vec<[u8; MAX_DATAGRAM]>,
-    names: Vec<libc::sockaddr_storage>,
-    /// Per datagram: bytes read, sender address length, whether it was cut.
-    got: [(usize, libc::socklen_t, bool); BATCH],
-    n: usize,
-}
-
-impl Default for Datagrams {
-    fn default() -> Datagrams {
-        // SAFETY: all-zero is a valid value of this plain C struct.
-        let zero: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        Datagrams {
-            bufs: vec![[0; MAX_DATAGRAM]; BATCH],
-            names: vec![zero; BATCH],
-            got: [(0, 0, false); BATCH],
-            n: 0,
-        }
-    }
-}
-
-impl Datagrams {
-    /// Takes the datagrams queued on `fd` without waiting: how many, or the socket's error
-    /// (`WouldBlock` when none is queued).
-    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
-        self.n = 0;
-        // SAFETY: all-zero is a valid value of these plain C structs.
-        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
-        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for i in 0..BATCH {
-            iov[i].iov_base = self.bufs[i].as_mut_ptr().cast();
-            iov[i].iov_len = MAX_DATAGRAM;
-            let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.names[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut iov[i];
-            h.msg_iovlen = 1;
-        }
-        // SAFETY: every header points at live buffers of the sizes given, owned by `self`
-        // or by this frame, for the duration of the call.
-        let n = unsafe {
-            libc::recvmmsg(
-                fd,
-                hdrs.as_mut_ptr(),
-                BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
-                std::ptr::null_mut(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        self.n = n as usize;
-        for (got, h) in self.got.iter_mut().zip(&hdrs).take(self.n) {
-            let cut = h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
-            *got = (h.msg_len as usize, h.msg_hdr.msg_namelen, cut);
-        }
-        Ok(self.n)
-    }
-
-    /// The datagrams of the last [`Self::recv`]: bytes, sender, whether cut.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Option<SocketAddr>, bool)> {
-        (0..self.n).map(|i| {
-            let (len, namelen, cut) = self.got[i];
-            let bytes = &self.bufs[i][..len.min(MAX_DATAGRAM)];
-            (bytes, addr(&self.names[i], namelen), cut)
-        })
-    }
-}
 
 /// Most errors taken in one call (the rest wait for the next).
 const MAX_PER_DRAIN: usize = 1024;

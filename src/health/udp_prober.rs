@@ -1,18 +1,14 @@
 //! SIP OPTIONS over UDP for many targets through one socket per address family: a table of
-//! transactions in flight keyed by branch, one receive task dispatching replies to them in
-//! batches (`recvmmsg`), and refusals (ICMP port unreachable)
-//! read from the socket's error queue (`IP_RECVERR`) and given to the transactions of the
-//! address they name. A probe costs a table entry, its sends and a reply channel: its request
-//! is written into a buffer inside the probe, and its identifiers are numbers, not strings;
-//! no socket, buffer or task of its own.
+//! transactions in flight keyed by branch, one receive task dispatching replies to them, and
+//! refusals (ICMP port unreachable) read from the socket's error queue (`IP_RECVERR`) and given
+//! to the transactions of the address they name. A probe costs its request text, a table
+//! entry and its sends; no socket, buffer or task of its own.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
@@ -20,13 +16,10 @@ use std::time::Duration;
 
 use super::monitor::on_tick;
 use super::probe::{CodePolicy, Res, T1, describe, fmt_dur, io_detail};
-use super::sip::{ParseError, Response, parse_response};
-use super::udp_errqueue::Datagrams;
+use super::sip::{Ids, ParseError, Response, options_request, parse_response};
 
-/// The RFC 3261 magic cookie that starts every branch.
-const COOKIE: &str = "z9hG4bK";
-/// Room for a request: its fixed text and four addresses of at most 47 characters.
-const REQUEST_MAX: usize = 768;
+/// Largest datagram read (a longer one is cut and reported as truncated).
+const MAX_DATAGRAM: usize = 65_535;
 
 /// How a transaction ended, as seen by the receive task.
 #[derive(Debug)]
@@ -36,34 +29,15 @@ pub(crate) enum Reply {
     Unreachable(i32),
 }
 
-/// A transaction's identifiers, sent as 16 lowercase hex digits each (the branch after
-/// [`COOKIE`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ids {
-    pub branch: u64,
-    pub tag: u64,
-    pub call_id: u64,
-}
-
-impl Ids {
-    fn random() -> Ids {
-        Ids {
-            branch: rand::random(),
-            tag: rand::random(),
-            call_id: rand::random(),
-        }
-    }
-}
-
 struct Pending {
     target: SocketAddr,
-    call_id: u64,
+    call_id: String,
     /// Why the last datagram from the target could not be read, for the timeout message.
     bad: Option<String>,
     done: Option<oneshot::Sender<Reply>>,
 }
 
-type Table = Mutex<HashMap<u64, Pending>>;
+type Table = Mutex<HashMap<String, Pending>>;
 
 /// One family's socket and its transactions in flight.
 struct Family {
@@ -91,7 +65,7 @@ pub struct UdpProber {
 /// A transaction in the table; removed when dropped (finished, timed out or cancelled).
 pub(crate) struct Transaction<'a> {
     table: &'a Table,
-    branch: u64,
+    branch: String,
     pub rx: oneshot::Receiver<Reply>,
     sock: &'a UdpSocket,
     target: SocketAddr,
@@ -138,14 +112,14 @@ impl UdpProber {
         let (tx, rx) = oneshot::channel();
         let pending = Pending {
             target,
-            call_id: ids.call_id,
+            call_id: ids.call_id.clone(),
             bad: None,
             done: Some(tx),
         };
-        crate::app::reload::guard(&fam.table).insert(ids.branch, pending);
+        crate::app::reload::guard(&fam.table).insert(ids.branch.clone(), pending);
         let t = Transaction {
             table: &fam.table,
-            branch: ids.branch,
+            branch: ids.branch.clone(),
             rx,
             sock: &fam.sock,
             target,
@@ -166,10 +140,7 @@ impl UdpProber {
     ) -> Res {
         let ids = Ids::random();
         let (mut tx, local) = self.open(target, &ids).await.map_err(|e| io_detail(&e))?;
-        let mut buf = [0u8; REQUEST_MAX];
-        let len = write_request(&mut buf, target, local, &ids)
-            .ok_or_else(|| format!("request to {target} too long"))?;
-        let req = &buf[..len];
+        let req = options_request(target, local, "UDP", &ids);
         let started = tokio::time::Instant::now();
         let deadline = on_tick(timeout);
         let mut interval = T1;
@@ -179,7 +150,7 @@ impl UdpProber {
                 let timed_out = format!("timeout after {}", fmt_dur(timeout));
                 return Err(tx.bad().unwrap_or(timed_out));
             }
-            tx.send(req).await.map_err(|e| io_detail(&e))?;
+            tx.send(req.as_bytes()).await.map_err(|e| io_detail(&e))?;
             // Retransmissions at T1, 3·T1, 7·T1... after the first send, on the common tick.
             sent += interval;
             let elapsed = started.elapsed();
@@ -267,22 +238,12 @@ fn set_int(s: &socket2::Socket, level: i32, opt: i32, v: libc::c_int) -> std::io
     }
 }
 
-/// Reads replies in batches until aborted, handing each to its transaction.
+/// Reads replies until aborted, handing each to its transaction.
 async fn receive(sock: Arc<UdpSocket>, table: Arc<Table>, v4: bool) {
-    let mut batch = Datagrams::default();
+    let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let fd = sock.as_raw_fd();
-        match sock
-            .async_io(Interest::READABLE | Interest::ERROR, || batch.recv(fd))
-            .await
-        {
-            Ok(_) => {
-                for (datagram, from, cut) in batch.iter() {
-                    if let Some(from) = from {
-                        dispatch(&table, datagram, cut, from);
-                    }
-                }
-            }
+        match sock.recv_from(&mut buf).await {
+            Ok((n, from)) => dispatch(&table, &buf[..n], from),
             Err(_) => {
                 // The error queue names the refused destinations; any other error is
                 // transient (the socket stays usable), but is not retried in a tight loop.
@@ -298,91 +259,25 @@ async fn receive(sock: Arc<UdpSocket>, table: Arc<Table>, v4: bool) {
     }
 }
 
-/// The number 16 lowercase hex digits write.
-fn hex16(s: &str) -> Option<u64> {
-    let ok = s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    ok.then(|| u64::from_str_radix(s, 16).ok()).flatten()
-}
-
-/// An OPTIONS request from `local` to `target` with `ids`, written into `buf`; its length.
-fn write_request(
-    buf: &mut [u8],
-    target: SocketAddr,
-    local: SocketAddr,
-    ids: &Ids,
-) -> Option<usize> {
-    let room = buf.len();
-    let mut w = &mut buf[..];
-    let (t, via, lhost) = (HostPort(target), HostPort(local), Host(local.ip()));
-    write!(
-        w,
-        "OPTIONS sip:{t} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {via};branch={COOKIE}{:016x};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:sipsteer@{lhost}>;tag={:016x}\r\n\
-         To: <sip:{t}>\r\n\
-         Call-ID: {:016x}@{lhost}\r\n\
-         CSeq: 1 OPTIONS\r\n\
-         User-Agent: sipsteer/{}\r\n\
-         Accept: application/sdp\r\n\
-         Content-Length: 0\r\n\r\n",
-        ids.branch,
-        ids.tag,
-        ids.call_id,
-        env!("CARGO_PKG_VERSION"),
-    )
-    .ok()?;
-    Some(room - w.len())
-}
-
-/// `host:port` as a SIP URI host part (IPv6 in brackets).
-struct HostPort(SocketAddr);
-
-impl std::fmt::Display for HostPort {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", Host(self.0.ip()), self.0.port())
-    }
-}
-
-/// An address as a SIP URI host (IPv6 in brackets).
-struct Host(IpAddr);
-
-impl std::fmt::Display for Host {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            IpAddr::V4(a) => write!(f, "{a}"),
-            IpAddr::V6(a) => write!(f, "[{a}]"),
-        }
-    }
-}
-
-/// Hands one reply to its transaction; `cut`: longer than the buffer (reported as truncated).
-fn dispatch(table: &Table, datagram: &[u8], cut: bool, from: SocketAddr) {
+fn dispatch(table: &Table, datagram: &[u8], from: SocketAddr) {
     let mut t = crate::app::reload::guard(table);
-    let parsed = if cut {
-        Err(ParseError::Incomplete)
-    } else {
-        parse_response(datagram)
-    };
-    match parsed {
+    match parse_response(datagram) {
         Ok((r, _)) => {
             if r.code < 200 {
                 return;
             }
-            let branch = r.branch.as_deref().and_then(|b| b.strip_prefix(COOKIE));
-            let Some(p) = branch.and_then(hex16).and_then(|b| t.get_mut(&b)) else {
+            let Some(p) = r.branch.as_deref().and_then(|b| t.get_mut(b)) else {
                 return; // a stray or late reply
             };
             if !same(p.target, from) {
                 return; // only the target answers for itself, as on a connected socket
             }
             let call_id = r.call_id.as_deref().and_then(|c| c.split('@').next());
-            let call_id = call_id.and_then(hex16);
             let cseq = r
                 .cseq
                 .as_ref()
                 .is_some_and(|(n, m)| *n == 1 && m.eq_ignore_ascii_case("OPTIONS"));
-            if call_id == Some(p.call_id)
+            if call_id == Some(p.call_id.as_str())
                 && cseq
                 && let Some(done) = p.done.take()
             {
@@ -413,55 +308,4 @@ fn unreachable(table: &Table, dst: SocketAddr, errno: i32) {
 /// The same address and port (flow label and scope aside).
 fn same(a: SocketAddr, b: SocketAddr) -> bool {
     a.ip() == b.ip() && a.port() == b.port()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_request_is_the_one_every_transport_sends() {
-        let cases: [(SocketAddr, SocketAddr); 2] = [
-            (
-                "192.0.2.7:5060".parse().unwrap(),
-                "10.0.0.1:40000".parse().unwrap(),
-            ),
-            (
-                "[2001:db8::7]:5080".parse().unwrap(),
-                "[fd00:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
-                    .parse()
-                    .unwrap(),
-            ),
-        ];
-        let ids = Ids {
-            branch: 0x0123_4567_89ab_cdef,
-            tag: 7,
-            call_id: u64::MAX,
-        };
-        let strings = super::super::sip::Ids {
-            branch: format!("{COOKIE}0123456789abcdef"),
-            tag: "0000000000000007".into(),
-            call_id: "ffffffffffffffff".into(),
-        };
-        for (target, local) in cases {
-            let mut buf = [0u8; REQUEST_MAX];
-            let len = write_request(&mut buf, target, local, &ids).unwrap();
-            let want = super::super::sip::options_request(target, local, "UDP", &strings);
-            assert_eq!(std::str::from_utf8(&buf[..len]).unwrap(), want);
-        }
-    }
-
-    #[test]
-    fn identifiers_are_sixteen_lowercase_hex_digits() {
-        assert_eq!(hex16("0123456789abcdef"), Some(0x0123_4567_89ab_cdef));
-        for bad in [
-            "0123456789ABCDEF",
-            "123",
-            "+123456789abcdef",
-            "0123456789abcdef0",
-            "",
-        ] {
-            assert_eq!(hex16(bad), None, "{bad}");
-        }
-    }
 }
