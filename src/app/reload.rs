@@ -322,9 +322,9 @@ impl Reloader {
         let started = std::time::Instant::now();
         let cpu_started = thread_cpu();
         let current = self.shared.load_full();
-        let same_ids = guard(&self.geo.zones).observe(source_paths(&current.config));
         // The periodic rescan trusts file identities; the other triggers read everything.
-        if same_ids && why == "rescan" {
+        let rescan = why == "rescan";
+        if guard(&self.geo.zones).observe(source_paths(&current.config), rescan) {
             let mut st = guard(&self.status);
             st.last_attempt_unix = now_unix();
             st.unchanged += 1;

@@ -55,12 +55,14 @@ struct FileId {
     link: Option<PathBuf>,
 }
 
+/// One `lstat` for a plain file; a symlink is followed (`stat`) and its target read.
 fn file_id(path: &Path) -> Option<FileId> {
-    let m = std::fs::metadata(path).ok()?;
-    let link = std::fs::symlink_metadata(path)
-        .is_ok_and(|l| l.file_type().is_symlink())
-        .then(|| std::fs::read_link(path).ok())
-        .flatten();
+    let l = std::fs::symlink_metadata(path).ok()?;
+    let (m, link) = if l.file_type().is_symlink() {
+        (std::fs::metadata(path).ok()?, std::fs::read_link(path).ok())
+    } else {
+        (l, None)
+    };
     Some(FileId {
         len: m.len(),
         mtime: (m.mtime(), m.mtime_nsec()),
@@ -149,29 +151,42 @@ impl ZoneCache {
         }
     }
 
-    /// Takes the identity of every one of `paths` (`None`: missing) before a load; whether
-    /// they are all what they were before the load of the serving config.
-    pub fn observe(&mut self, paths: Vec<PathBuf>) -> bool {
-        let now: Identities = paths
+    /// Before a load: takes the identity of every one of `paths` that is not a cached zone
+    /// map (`None`: missing). With `compare`, also says whether they and the cached zone maps
+    /// among `paths` are all what they were before the load of the serving config.
+    pub fn observe(&mut self, paths: Vec<PathBuf>, compare: bool) -> bool {
+        let (zones, others): (Vec<PathBuf>, Vec<PathBuf>) =
+            paths.into_iter().partition(|p| self.files.contains_key(p));
+        let now: Identities = others
             .into_iter()
             .map(|p| {
                 let id = file_id(&p);
                 (p, id)
             })
             .collect();
-        let same = self.seen.as_ref() == Some(&now);
+        let same = compare
+            && self.seen.as_ref() == Some(&now)
+            && zones
+                .iter()
+                .all(|p| self.files.get(p).map(|e| &e.id) == file_id(p).as_ref());
         self.pending = Some(now);
         same
     }
 
     /// After a load: `Some(paths)` of the config now serving when it was loaded without
-    /// errors (the identities observed before it stand for it when it names the same paths),
-    /// `None` when it was rejected (the next rescan loads again).
+    /// errors (the identities observed before it stand for it when it names the same paths
+    /// besides its zone maps, whose identities were taken as they were read), `None` when it
+    /// was rejected (the next rescan loads again).
     pub fn loaded(&mut self, paths: Option<&[PathBuf]>) {
         let pending = self.pending.take();
+        let others = paths.map(|p| {
+            p.iter()
+                .filter(|p| !self.files.contains_key(*p))
+                .collect::<Vec<_>>()
+        });
         self.seen = pending.filter(|ids| {
-            paths.is_some_and(|p| {
-                p.len() == ids.len() && p.iter().zip(ids).all(|(a, (b, _))| a == b)
+            others.is_some_and(|o| {
+                o.len() == ids.len() && o.iter().zip(ids).all(|(a, (b, _))| *a == b)
             })
         });
     }
