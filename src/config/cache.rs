@@ -3,7 +3,8 @@
 //! when the identity moved, while its content hash is unchanged; and the validated zone while
 //! the regions it was validated against are unchanged too. A rescan that finds nothing changed
 //! costs a `stat` per file and no parse; with [`ZoneCache::observe`], the reloader skips even
-//! the parse of the main file while no file the config was loaded from changed identity.
+//! the parse of the main file while no file the config was loaded from changed identity
+//! (identities of files changed in the last seconds before that load are not trusted).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -24,7 +25,13 @@ pub struct ZoneCache {
     seen: Option<Identities>,
     /// The identities taken before the load in progress.
     pending: Option<Identities>,
+    /// When they were taken (seconds since the epoch).
+    observed_at: i64,
 }
+
+/// Seconds before an observation within which a change makes identities untrusted: a second
+/// change in the same timestamp tick, of the same size, would look the same.
+const RACY: i64 = 2;
 
 type Identities = Vec<(PathBuf, Option<FileId>)>;
 
@@ -170,6 +177,9 @@ impl ZoneCache {
                 .iter()
                 .all(|p| self.files.get(p).map(|e| &e.id) == file_id(p).as_ref());
         self.pending = Some(now);
+        self.observed_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
         same
     }
 
@@ -184,10 +194,18 @@ impl ZoneCache {
                 .filter(|p| !self.files.contains_key(*p))
                 .collect::<Vec<_>>()
         });
+        let settled = |id: &FileId| id.ctime.0.max(id.mtime.0) < self.observed_at - RACY;
+        let zones_settled = paths.is_some_and(|p| {
+            p.iter()
+                .filter_map(|p| self.files.get(p))
+                .all(|e| settled(&e.id))
+        });
         self.seen = pending.filter(|ids| {
-            others.is_some_and(|o| {
-                o.len() == ids.len() && o.iter().zip(ids).all(|(a, (b, _))| *a == b)
-            })
+            zones_settled
+                && ids.iter().all(|(_, id)| id.as_ref().is_none_or(settled))
+                && others.is_some_and(|o| {
+                    o.len() == ids.len() && o.iter().zip(ids).all(|(a, (b, _))| *a == b)
+                })
         });
     }
 
@@ -197,5 +215,87 @@ impl ZoneCache {
             let wanted: std::collections::HashSet<&PathBuf> = paths.iter().collect();
             self.files.retain(|p, _| wanted.contains(p));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ZONE: &str =
+        "zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\n";
+
+    /// A load of `paths` with the zone map read through the cache, observed long after the
+    /// files were written (a load right after a write is not trusted, see [`RACY`]).
+    fn load(c: &mut ZoneCache, paths: &[PathBuf], zone: &Path, ok: bool) {
+        c.read(zone, &mut Vec::new()).unwrap();
+        settle(c);
+        c.loaded(ok.then_some(paths));
+    }
+
+    fn settle(c: &mut ZoneCache) {
+        c.observed_at += 60;
+    }
+
+    #[test]
+    fn a_rescan_is_skipped_only_while_every_file_keeps_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let zones = dir.path().join("zones");
+        std::fs::create_dir(&zones).unwrap();
+        let (main, zone) = (
+            dir.path().join("sipsteer.yaml"),
+            zones.join("example.com.yaml"),
+        );
+        let absent = dir.path().join("operator.yaml");
+        std::fs::write(&main, "zones: zones\n").unwrap();
+        std::fs::write(&zone, ZONE).unwrap();
+        let paths = vec![main.clone(), zone.clone(), zones.clone(), absent.clone()];
+        let mut c = ZoneCache::default();
+        // The first load (at start) reads through the cache without observing.
+        c.read(&zone, &mut Vec::new()).unwrap();
+        assert!(!c.observe(paths.clone(), true), "no load observed yet");
+        load(&mut c, &paths, &zone, true);
+        assert!(c.observe(paths.clone(), true));
+        c.loaded(Some(&paths));
+        assert!(
+            !c.observe(paths.clone(), true),
+            "a load right after a write is not trusted"
+        );
+        settle(&mut c);
+        c.loaded(Some(&paths));
+        assert!(
+            !c.observe(paths.clone(), false),
+            "other triggers always load"
+        );
+        settle(&mut c);
+        c.loaded(Some(&paths));
+        let changes: [&dyn Fn(); 4] = [
+            &|| std::fs::write(&zone, format!("{ZONE}# longer\n")).unwrap(),
+            &|| std::fs::write(&main, "zones: zones # longer\n").unwrap(),
+            &|| std::fs::write(&absent, "# now present\n").unwrap(),
+            &|| std::fs::write(zones.join("other.yaml"), ZONE).unwrap(),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            assert!(c.observe(paths.clone(), true), "before change {i}");
+            settle(&mut c);
+            c.loaded(Some(&paths));
+            change();
+            assert!(!c.observe(paths.clone(), true), "change {i} unseen");
+            load(&mut c, &paths, &zone, true);
+        }
+        assert!(c.observe(paths.clone(), true));
+        load(&mut c, &paths, &zone, false);
+        assert!(
+            !c.observe(paths.clone(), true),
+            "a rejected load is loaded again"
+        );
+        load(&mut c, &paths, &zone, true);
+        let more = [paths.clone(), vec![zones.join("other.yaml")]].concat();
+        assert!(!c.observe(paths.clone(), false));
+        load(&mut c, &more, &zone, true);
+        assert!(
+            !c.observe(more, true),
+            "a load that named other paths is loaded again"
+        );
     }
 }
