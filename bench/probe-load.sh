@@ -37,16 +37,17 @@ for _ in $(seq 150); do curl -sf http://127.0.0.1:8060/readyz >/dev/null && brea
 echo "ready: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8060/readyz)"
 CLK=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }
-c0=$(cpu); t0=$(date +%s.%N)
+reload_cpu() { for t in /proc/$SRV/task/*; do if grep -q sipsteer-reload "$t/comm"; then awk '{print $14 + $15}' "$t/stat"; fi; done | head -1 || true; }
+c0=$(cpu); r0=$(reload_cpu); t0=$(date +%s.%N)
 sleep "$SECS"
-c1=$(cpu); t1=$(date +%s.%N)
+c1=$(cpu); r1=$(reload_cpu); t1=$(date +%s.%N)
 rss=$(awk '/VmRSS/{print $2}' "/proc/$SRV/status")
 probes=$(curl -s http://127.0.0.1:8060/metrics | awk '/^sipsteer_probes_total/ {s += $2} END {print s}')
 up=$(curl -s http://127.0.0.1:8060/metrics | awk '/^sipsteer_servers\{state="up"\}/ {print $2}')
 python3 - <<PY
 cpu = ($c1 - $c0) / $CLK
 wall = $t1 - $t0
-print(f"targets={$N} interval=5s window={wall:.1f}s cpu={cpu:.2f}s ({100*cpu/wall:.1f}% of one core) rss={$rss/1024:.1f} MiB probes_total={int(float('$probes' or 0))} up={'$up'}")
+print(f"targets={$N} interval=5s window={wall:.1f}s cpu={cpu:.2f}s ({100*cpu/wall:.1f}% of one core) rss={$rss/1024:.1f} MiB probes_total={int(float('$probes' or 0))} up={'$up'} reload_thread_cpu={(${r1:-0} - ${r0:-0}) / $CLK:.2f}s")
 PY
 if [[ "${QUERIES:-0}" = 1 ]]; then
   (cd "${BENCH:-$HOME/bench}" && NO_CHECK=1 QUERY_FILES=c-static FIXED_RATES="" DURATION="${DURATION:-10}" REPS="${REPS:-3}" \

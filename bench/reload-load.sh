@@ -2,6 +2,7 @@
 # Reload cost with 1,000 zones and a full GeoIP database, and DNS throughput while the zone
 # maps change every second. Needs the shared benchmark set up in ~/bench (or BENCH=dir).
 # Usage: bench/reload-load.sh            (from the repository root, after a release build)
+# RELOADS=N rewrites the zone map N times (3) once the GeoIP map is in; QUERIES=0 stops there.
 set -euo pipefail
 BENCH="${BENCH:-$HOME/bench}"; ZONES="${ZONES:-1000}"
 WORK=$(mktemp -d); mkdir -p "$WORK/zones"
@@ -40,7 +41,8 @@ for i in $(seq 2 "$ZONES"); do zone "customer$i.example" 1 > "$WORK/zones/custom
 taskset -c 1 "${BIN:-target/release/sipsteer}" serve --config "$WORK/sipsteer.yaml" 2>"$WORK/serve.log" & SRV=$!
 for _ in $(seq 150); do dig +short +time=1 +tries=1 @127.0.0.1 -p 5300 static.example.com >/dev/null 2>&1 && break; sleep 0.2; done
 echo "startup:"; grep -E "geoip database loaded|listening" "$WORK/serve.log" | sed 's/\x1b\[[0-9;]*m//g' | cut -c1-200
-for s in 2 3 4; do
+for _ in $(seq 300); do curl -sf http://127.0.0.1:8054/readyz >/dev/null && break; sleep 0.2; done
+for s in $(seq 2 $(( ${RELOADS:-3} + 1 ))); do
   zone example.com "$s" > "$WORK/zones/example.com.yaml"
   curl -s -X POST -H "Authorization: Bearer bench-token-1" http://127.0.0.1:8054/v1/reload; echo
 done

@@ -2,7 +2,9 @@
 //! the file's identity (size, mtime, ctime, inode, device, symlink target) is unchanged, or,
 //! when the identity moved, while its content hash is unchanged; and the validated zone while
 //! the regions it was validated against are unchanged too. A rescan that finds nothing changed
-//! costs a `stat` per file and no parse.
+//! costs a `stat` per file and no parse; with [`ZoneCache::observe`], the reloader skips even
+//! the parse of the main file while no file the config was loaded from changed identity
+//! (identities of files changed in the last seconds before that load are not trusted).
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -18,7 +20,20 @@ pub struct ZoneCache {
     files: HashMap<PathBuf, Entry>,
     /// The regions the cached validated zones were checked against.
     regions: Option<RegionSig>,
+    /// The identities of the files the serving config was loaded from, taken before it was
+    /// read ([`Self::observe`], [`Self::loaded`]).
+    seen: Option<Identities>,
+    /// The identities taken before the load in progress.
+    pending: Option<Identities>,
+    /// When they were taken (seconds since the epoch).
+    observed_at: i64,
 }
+
+/// Seconds before an observation within which a change makes identities untrusted: a second
+/// change in the same timestamp tick, of the same size, would look the same.
+const RACY: i64 = 2;
+
+type Identities = Vec<(PathBuf, Option<FileId>)>;
 
 struct Entry {
     id: FileId,
@@ -47,12 +62,14 @@ struct FileId {
     link: Option<PathBuf>,
 }
 
+/// One `lstat` for a plain file; a symlink is followed (`stat`) and its target read.
 fn file_id(path: &Path) -> Option<FileId> {
-    let m = std::fs::metadata(path).ok()?;
-    let link = std::fs::symlink_metadata(path)
-        .is_ok_and(|l| l.file_type().is_symlink())
-        .then(|| std::fs::read_link(path).ok())
-        .flatten();
+    let l = std::fs::symlink_metadata(path).ok()?;
+    let (m, link) = if l.file_type().is_symlink() {
+        (std::fs::metadata(path).ok()?, std::fs::read_link(path).ok())
+    } else {
+        (l, None)
+    };
     Some(FileId {
         len: m.len(),
         mtime: (m.mtime(), m.mtime_nsec()),
@@ -141,11 +158,144 @@ impl ZoneCache {
         }
     }
 
+    /// Before a load: takes the identity of every one of `paths` that is not a cached zone
+    /// map (`None`: missing). With `compare`, also says whether they and the cached zone maps
+    /// among `paths` are all what they were before the load of the serving config.
+    pub fn observe(&mut self, paths: Vec<PathBuf>, compare: bool) -> bool {
+        let (zones, others): (Vec<PathBuf>, Vec<PathBuf>) =
+            paths.into_iter().partition(|p| self.files.contains_key(p));
+        let now: Identities = others
+            .into_iter()
+            .map(|p| {
+                let id = file_id(&p);
+                (p, id)
+            })
+            .collect();
+        let same = compare
+            && self.seen.as_ref() == Some(&now)
+            && zones
+                .iter()
+                .all(|p| self.files.get(p).map(|e| &e.id) == file_id(p).as_ref());
+        self.pending = Some(now);
+        self.observed_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        same
+    }
+
+    /// After a load: `Some(paths)` of the config now serving when it was loaded without
+    /// errors (the identities observed before it stand for it when it names the same paths
+    /// besides its zone maps, whose identities were taken as they were read), `None` when it
+    /// was rejected (the next rescan loads again).
+    pub fn loaded(&mut self, paths: Option<&[PathBuf]>) {
+        let pending = self.pending.take();
+        let others = paths.map(|p| {
+            p.iter()
+                .filter(|p| !self.files.contains_key(*p))
+                .collect::<Vec<_>>()
+        });
+        let settled = |id: &FileId| id.ctime.0.max(id.mtime.0) < self.observed_at - RACY;
+        let zones_settled = paths.is_some_and(|p| {
+            p.iter()
+                .filter_map(|p| self.files.get(p))
+                .all(|e| settled(&e.id))
+        });
+        self.seen = pending.filter(|ids| {
+            zones_settled
+                && ids.iter().all(|(_, id)| id.as_ref().is_none_or(settled))
+                && others.is_some_and(|o| {
+                    o.len() == ids.len() && o.iter().zip(ids).all(|(a, (b, _))| *a == b)
+                })
+        });
+    }
+
     /// Forgets files that are no longer zone maps.
     pub(super) fn keep_only(&mut self, paths: &[PathBuf]) {
         if self.files.len() != paths.len() || paths.iter().any(|p| !self.files.contains_key(p)) {
             let wanted: std::collections::HashSet<&PathBuf> = paths.iter().collect();
             self.files.retain(|p, _| wanted.contains(p));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ZONE: &str =
+        "zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\n";
+
+    /// A load of `paths` with the zone map read through the cache, observed long after the
+    /// files were written (a load right after a write is not trusted, see [`RACY`]).
+    fn load(c: &mut ZoneCache, paths: &[PathBuf], zone: &Path, ok: bool) {
+        c.read(zone, &mut Vec::new()).unwrap();
+        settle(c);
+        c.loaded(ok.then_some(paths));
+    }
+
+    fn settle(c: &mut ZoneCache) {
+        c.observed_at += 60;
+    }
+
+    #[test]
+    fn a_rescan_is_skipped_only_while_every_file_keeps_its_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let zones = dir.path().join("zones");
+        std::fs::create_dir(&zones).unwrap();
+        let (main, zone) = (
+            dir.path().join("sipsteer.yaml"),
+            zones.join("example.com.yaml"),
+        );
+        let absent = dir.path().join("operator.yaml");
+        std::fs::write(&main, "zones: zones\n").unwrap();
+        std::fs::write(&zone, ZONE).unwrap();
+        let paths = vec![main.clone(), zone.clone(), zones.clone(), absent.clone()];
+        let mut c = ZoneCache::default();
+        // The first load (at start) reads through the cache without observing.
+        c.read(&zone, &mut Vec::new()).unwrap();
+        assert!(!c.observe(paths.clone(), true), "no load observed yet");
+        load(&mut c, &paths, &zone, true);
+        assert!(c.observe(paths.clone(), true));
+        c.loaded(Some(&paths));
+        assert!(
+            !c.observe(paths.clone(), true),
+            "a load right after a write is not trusted"
+        );
+        settle(&mut c);
+        c.loaded(Some(&paths));
+        assert!(
+            !c.observe(paths.clone(), false),
+            "other triggers always load"
+        );
+        settle(&mut c);
+        c.loaded(Some(&paths));
+        let changes: [&dyn Fn(); 4] = [
+            &|| std::fs::write(&zone, format!("{ZONE}# longer\n")).unwrap(),
+            &|| std::fs::write(&main, "zones: zones # longer\n").unwrap(),
+            &|| std::fs::write(&absent, "# now present\n").unwrap(),
+            &|| std::fs::write(zones.join("other.yaml"), ZONE).unwrap(),
+        ];
+        for (i, change) in changes.iter().enumerate() {
+            assert!(c.observe(paths.clone(), true), "before change {i}");
+            settle(&mut c);
+            c.loaded(Some(&paths));
+            change();
+            assert!(!c.observe(paths.clone(), true), "change {i} unseen");
+            load(&mut c, &paths, &zone, true);
+        }
+        assert!(c.observe(paths.clone(), true));
+        load(&mut c, &paths, &zone, false);
+        assert!(
+            !c.observe(paths.clone(), true),
+            "a rejected load is loaded again"
+        );
+        load(&mut c, &paths, &zone, true);
+        let more = [paths.clone(), vec![zones.join("other.yaml")]].concat();
+        assert!(!c.observe(paths.clone(), false));
+        load(&mut c, &more, &zone, true);
+        assert!(
+            !c.observe(more, true),
+            "a load that named other paths is loaded again"
+        );
     }
 }

@@ -352,12 +352,28 @@ impl Reloader {
         let started = std::time::Instant::now();
         let cpu_started = thread_cpu();
         let current = self.shared.load_full();
+        // The periodic rescan trusts file identities; the other triggers read everything.
+        let rescan = why == "rescan";
+        if guard(&self.geo.zones).observe(source_paths(&current.config), rescan) {
+            let mut st = guard(&self.status);
+            st.last_attempt_unix = now_unix();
+            st.unchanged += 1;
+            st.last_result = "unchanged".into();
+            return Outcome::Unchanged;
+        }
         let loaded = load(&self.path, &self.geo);
         guard(&self.status).last_attempt_unix = now_unix();
         let Loaded { config: cfg, geo } = match loaded {
             Ok(x) => x,
-            Err(e) => return self.reject(why, e.into(), current.generation),
+            Err(e) => {
+                guard(&self.geo.zones).loaded(None);
+                return self.reject(why, e.into(), current.generation);
+            }
         };
+        // A database still compiling (early start) is not identified by its file alone.
+        let complete = cfg.geoip.is_none() || geo.is_some();
+        let paths = complete.then(|| source_paths(&cfg));
+        guard(&self.geo.zones).loaded(paths.as_deref());
         let same_files = cfg.files == current.config.files;
         let same_geo = match (&geo, &current.steering.geo) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
@@ -425,6 +441,18 @@ impl Reloader {
         }
         Outcome::Rejected(r)
     }
+}
+
+/// Every path whose change can change what `config` loads to: the files it was read from,
+/// the zones directory (files added or removed), the GeoIP database and the operator state
+/// file (read only when present).
+fn source_paths(config: &Config) -> Vec<PathBuf> {
+    let files = config.files.iter().map(|f| f.path.clone());
+    let dirs = [Some(config.file.clone()), Some(config.zones_dir.clone())];
+    let optional = [config.geoip.clone(), config.operator_state_file.clone()];
+    files
+        .chain(dirs.into_iter().chain(optional).flatten())
+        .collect()
 }
 
 /// Asks the reload thread for a reload on nudges (debounced) and on a periodic rescan until
