@@ -138,20 +138,50 @@ fn head_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
     }
 }
 
-/// Unfolds continuation lines.
-fn unfold(head: &str) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
+/// The header lines with continuation lines unfolded; borrowed unless one was folded.
+fn unfold(head: &str) -> Vec<std::borrow::Cow<'_, str>> {
+    let mut lines: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(12);
     for l in head.split("\r\n") {
         if (l.starts_with(' ') || l.starts_with('\t')) && !lines.is_empty() {
             if let Some(last) = lines.last_mut() {
+                let last = last.to_mut();
                 last.push(' ');
                 last.push_str(l.trim());
             }
         } else {
-            lines.push(l.to_owned());
+            lines.push(std::borrow::Cow::Borrowed(l));
         }
     }
     lines
+}
+
+/// Which header a name is (full or compact form, any case); `None` for one not read here.
+fn header(name: &str) -> Option<Header> {
+    const NAMES: [(&str, Header); 8] = [
+        ("via", Header::Via),
+        ("v", Header::Via),
+        ("call-id", Header::CallId),
+        ("i", Header::CallId),
+        ("cseq", Header::CSeq),
+        ("retry-after", Header::RetryAfter),
+        ("content-length", Header::ContentLength),
+        ("l", Header::ContentLength),
+    ];
+    let name = name.trim();
+    NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, h)| *h)
+}
+
+/// The headers a response is matched and read by.
+#[derive(Clone, Copy)]
+enum Header {
+    Via,
+    CallId,
+    CSeq,
+    RetryAfter,
+    ContentLength,
 }
 
 /// Parses the status line and headers (without the blank line); returns the response and
@@ -193,29 +223,29 @@ fn parse_head(head: &[u8]) -> Result<(Response, usize), ParseError> {
             )));
         };
         let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "via" | "v" if r.branch.is_none() => {
+        match header(name) {
+            Some(Header::Via) if r.branch.is_none() => {
                 let first = value.split(',').next().unwrap_or("");
                 r.branch = first
                     .split(';')
                     .find_map(|p| p.trim().strip_prefix("branch="))
                     .map(str::to_owned);
             }
-            "call-id" | "i" => r.call_id = Some(value.to_owned()),
-            "cseq" => {
+            Some(Header::CallId) => r.call_id = Some(value.to_owned()),
+            Some(Header::CSeq) => {
                 let mut it = value.split_whitespace();
                 if let (Some(n), Some(m)) = (it.next().and_then(|n| n.parse().ok()), it.next()) {
                     r.cseq = Some((n, m.to_owned()));
                 }
             }
-            "retry-after" => {
+            Some(Header::RetryAfter) => {
                 r.retry_after = value
                     .split(|c: char| !c.is_ascii_digit())
                     .next()
                     .and_then(|v| v.parse().ok());
             }
-            "content-length" | "l" => content_length = parse_length(value)?,
-            _ => {}
+            Some(Header::ContentLength) => content_length = parse_length(value)?,
+            Some(Header::Via) | None => {}
         }
     }
     Ok((r, content_length))
