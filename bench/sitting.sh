@@ -65,15 +65,16 @@ fi
 taskset -c 1 "$AFTER" serve --config "$(config 5303)" 2>"$WORK/after.log" & PIDS+=($!)
 LABELS+=("sipsteer-after:5303")
 if [[ -x "$HICKORY" ]]; then
-  taskset -c 1 "$HICKORY" "$(config 5304)" 2>"$WORK/hickory.log" & PIDS+=($!)
+  taskset -c 1 "$HICKORY" "$(config 5304)" 127.0.0.1:5304 2>"$WORK/hickory.err" & PIDS+=($!)
   LABELS+=("hickory-server:5304")
 fi
 for l in "${LABELS[@]}"; do
   [[ "${l%%:*}" == limit ]] || wait_udp "${l##*:}"
 done
-# Steered answers need the GeoIP map in: wait for the ready line.
-for log in "$WORK"/*.log; do
-  for _ in $(seq 1 300); do grep -q '"ready"\|ready' "$log" && break; sleep 0.2; done
+# Steered answers need the GeoIP map in: wait for sipsteer's ready line.
+for log in "$WORK"/before.log "$WORK"/after.log; do
+  [[ -f "$log" ]] || continue
+  for _ in $(seq 1 300); do grep -q 'ready' "$log" && break; sleep 0.2; done
 done
 
 cd "$KIT"
