@@ -100,12 +100,13 @@ done
 if [[ "${PERF:-0}" == 1 ]]; then
   for l in "sipsteer-before:5302" "sipsteer-after:5303"; do
     [[ " ${LABELS[*]} " == *" $l "* ]] || continue
-    pid="$(ss -Hlunp "sport = :${l##*:}" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)"
+    pid="$(ss -Hlunp "sport = :${l##*:}" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)"
     out="$KIT/results/raw/$RUN_ID/${l%%:*}.perf"
     taskset -c 0 dnsperf -B -s 127.0.0.1 -p "${l##*:}" -c 10 -q 100 -d queries/b-sip-ecs.bin -l 14 >/dev/null &
+    load=$!
     sleep 2
-    perf record -g -o "$out.data" -p "$pid" -- sleep 10 >/dev/null 2>&1 || true
-    wait
+    perf record -F 4000 -g -o "$out.data" -p "$pid" -- sleep 10 >/dev/null 2>&1 || true
+    wait "$load" || true
     perf report -i "$out.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -40 > "$out.txt" || true
     echo "== perf ${l%%:*}: $out.txt"; head -15 "$out.txt"
   done

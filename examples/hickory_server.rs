@@ -25,9 +25,9 @@ use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo, Server};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use sipsteer::reload::{GeoSlot, load};
 use sipsteer::dns::answer::{Proto, respond};
 use sipsteer::dns::snapshot::Snapshot;
+use sipsteer::reload::{GeoSlot, load};
 
 /// Idle TCP connections are closed after this long (hickory-server's per-request timeout).
 const TCP_TIMEOUT: Duration = Duration::from_secs(10);

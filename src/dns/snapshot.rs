@@ -42,10 +42,12 @@ impl Snapshot {
             &config,
             previous.map(|p| &*p.routing),
         ));
-        let steering = Arc::new(crate::steering::compile_reusing(
+        let kept = kept_zones(&routing, previous.map(|p| &*p.routing));
+        let steering = Arc::new(crate::steering::compile_keeping(
             &config,
             geo,
             previous.map(|p| &*p.steering),
+            &kept,
         ));
         let health = Arc::new(HealthView::all_up(steering.slots));
         let defences = crate::dns::defences::Defences::for_settings(
@@ -75,6 +77,24 @@ impl Snapshot {
             defences: self.defences.clone(),
         }
     }
+}
+
+/// For each zone of `routing`, where its services started in `previous` when routing reused its
+/// compiled zone (the zone and the regions it names did not change), so steering shares them.
+fn kept_zones(routing: &Routing, previous: Option<&Routing>) -> Vec<Option<u32>> {
+    let Some(previous) = previous else {
+        return Vec::new();
+    };
+    let old: std::collections::HashMap<*const crate::routing::ZoneData, u32> = previous
+        .zones
+        .iter()
+        .map(|z| (Arc::as_ptr(&z.data), z.service_base))
+        .collect();
+    routing
+        .zones
+        .iter()
+        .map(|z| old.get(&Arc::as_ptr(&z.data)).copied())
+        .collect()
 }
 
 /// The handle every listener and the supervisor share.

@@ -22,8 +22,11 @@ use crate::geo::{GeoData, GeoMap};
 pub struct Steering {
     /// Same order as the config's regions.
     pub regions: Vec<Region>,
-    /// Same order as routing's service references (zones in order, services in order).
-    pub services: Vec<Service>,
+    /// Same order as routing's service references (zones in order, services in order);
+    /// shared with the previous compile for zones that did not change.
+    pub services: Vec<Arc<Service>>,
+    /// The ranking policy of each service (an index into `policies`).
+    service_policy: Vec<usize>,
     policies: Vec<Arc<Policy>>,
     /// Number of server slots (the length of a health view).
     pub slots: usize,
@@ -78,7 +81,6 @@ pub struct Service {
     pub failover: usize,
     pub answers: usize,
     pub all_down: AllDown,
-    policy: usize,
     pub fallback: Ranking,
     /// Per region position: that region first, then its nearest (reason Pinned).
     pub pinned: Vec<Ranking>,
@@ -140,6 +142,18 @@ pub fn compile_reusing(
     geo: Option<Arc<GeoData>>,
     previous: Option<&Steering>,
 ) -> Steering {
+    compile_keeping(cfg, geo, previous, &[])
+}
+
+/// Like [`compile_reusing`], also sharing the compiled services of unchanged zones:
+/// `kept[i]` is, for zone `i` of `cfg`, where its services started in `previous` when the zone
+/// and the regions it names did not change (routing reused its compiled zone).
+pub fn compile_keeping(
+    cfg: &Config,
+    geo: Option<Arc<GeoData>>,
+    previous: Option<&Steering>,
+    kept: &[Option<u32>],
+) -> Steering {
     let (regions, slots) = compile_regions(cfg);
     let mut policies = Policies {
         list: Vec::new(),
@@ -148,15 +162,30 @@ pub fn compile_reusing(
         geo: geo.as_ref(),
     };
     let mut services = Vec::new();
-    for z in &cfg.zones {
-        for s in &z.services {
-            services.push(compile_service(cfg, s, &mut policies));
+    let mut service_policy = Vec::new();
+    for (zi, z) in cfg.zones.iter().enumerate() {
+        let base = kept.get(zi).copied().flatten().zip(previous);
+        for (k, s) in z.services.iter().enumerate() {
+            let old = base.and_then(|(b, p)| {
+                let i = b as usize + k;
+                Some((
+                    p.services.get(i)?,
+                    p.policies.get(*p.service_policy.get(i)?)?,
+                ))
+            });
+            let (svc, policy) = match old {
+                Some((svc, policy)) => (svc.clone(), policies.adopt(policy, cfg, s)),
+                None => compile_service(cfg, s, &mut policies),
+            };
+            services.push(svc);
+            service_policy.push(policy);
         }
     }
     let policies = policies.list;
     Steering {
         regions,
         services,
+        service_policy,
         policies,
         slots,
         geo,
@@ -225,6 +254,21 @@ struct Policies<'a> {
 }
 
 impl Policies<'_> {
+    /// The position of a policy of the previous compile for service `s`: itself when it was
+    /// built on the same GeoIP data, else built or reused by key.
+    fn adopt(&mut self, old: &Arc<Policy>, cfg: &Config, s: &ServiceConfig) -> usize {
+        if !same_geo(old.geo.as_ref(), self.geo) {
+            let (regs, fallback) = regions_of(cfg, s);
+            return self.position(&regs, &fallback);
+        }
+        if let Some(&i) = self.index.get(&old.key) {
+            return i;
+        }
+        self.list.push(old.clone());
+        self.index.insert(old.key.clone(), self.list.len() - 1);
+        self.list.len() - 1
+    }
+
     /// The position of the policy for these regions and fallback order, built or reused.
     fn position(&mut self, regs: &[&RegionConfig], fallback: &[u16]) -> usize {
         let key = policy_key(regs, fallback);
@@ -246,19 +290,31 @@ impl Policies<'_> {
     }
 }
 
-/// One steered name: its regions by position, its rankings and its generated names.
-fn compile_service(cfg: &Config, s: &ServiceConfig, policies: &mut Policies<'_>) -> Service {
+/// A service's regions, and its fallback order as positions among them.
+fn regions_of<'c>(cfg: &'c Config, s: &ServiceConfig) -> (Vec<&'c RegionConfig>, Vec<u16>) {
     let regs: Vec<&RegionConfig> = s.regions.iter().map(|&i| &cfg.regions[i]).collect();
     let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
     let fallback: Vec<u16> = s.fallback.iter().map(|&g| pos_of(g)).collect();
+    (regs, fallback)
+}
+
+/// One steered name: its regions by position, its rankings and its generated names; and the
+/// position of its ranking policy.
+fn compile_service(
+    cfg: &Config,
+    s: &ServiceConfig,
+    policies: &mut Policies<'_>,
+) -> (Arc<Service>, usize) {
+    let (regs, fallback) = regions_of(cfg, s);
     let policy = policies.position(&regs, &fallback);
+    let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
     let mut networks: Vec<(IpNet, u16)> =
         s.networks.iter().map(|(n, g)| (*n, pos_of(*g))).collect();
     networks.sort_by_key(|n| std::cmp::Reverse(n.0.prefix_len()));
     let n = regs.len() as u16;
     let base = wire_name(&s.name);
     let names = service_names(&base, &s.transports, &regs);
-    Service {
+    let service = Service {
         label: s.label.clone(),
         name: base,
         display: s.name.clone(),
@@ -269,7 +325,6 @@ fn compile_service(cfg: &Config, s: &ServiceConfig, policies: &mut Policies<'_>)
         failover: s.failover,
         answers: s.answers,
         all_down: s.all_down,
-        policy,
         fallback: fallback_ranking(regs.len(), &fallback),
         pinned: (0..n)
             .map(|p| rank_pinned(p, &regs, Reason::Pinned))
@@ -282,7 +337,8 @@ fn compile_service(cfg: &Config, s: &ServiceConfig, policies: &mut Policies<'_>)
         region_names: names.regions.iter().map(|r| r.name.clone()).collect(),
         region_srv_names: names.regions.iter().map(|r| r.srv.clone()).collect(),
         hosts: names.regions.into_iter().map(|r| r.hosts).collect(),
-    }
+    };
+    (Arc::new(service), policy)
 }
 
 fn same_geo(old: Option<&std::sync::Weak<GeoData>>, new: Option<&Arc<GeoData>>) -> bool {
@@ -352,7 +408,7 @@ impl Steering {
                 return (&svc.network_rankings[*pos as usize], scope);
             }
         }
-        let policy = &self.policies[svc.policy];
+        let policy = &self.policies[self.service_policy[service]];
         match &policy.map {
             Some(map) => {
                 let (class, scope) = map.lookup(client);

@@ -9,7 +9,9 @@ mod rank;
 
 use std::net::IpAddr;
 
-pub use compile::{Region, Server, Service, Steering, compile, compile_reusing, narrow};
+pub use compile::{
+    Region, Server, Service, Steering, compile, compile_keeping, compile_reusing, narrow,
+};
 pub use rank::{Ranking, rank_location, rank_pinned};
 
 use crate::config::{AllDown, MAX_TIERS, Transport};

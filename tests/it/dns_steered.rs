@@ -325,7 +325,10 @@ async fn country_database_uses_centroids_and_country_lists() {
 /// A region with many servers: the additional section is trimmed to fit, TC only when the
 /// answer section itself does not fit.
 #[tokio::test]
-#[expect(clippy::too_many_lines, reason = "one case per answer shape, each asserted in place")]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one case per answer shape, each asserted in place"
+)]
 async fn oversized_answers_stay_valid() {
     let mut zone = String::from(
         "zone: example.com\nsoa: { primary: ns1, contact: hostmaster, serial: 1 }\nns: [ns1]\nregions:\n  big:\n    location: [50, 8]\n    servers:\n",

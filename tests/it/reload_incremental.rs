@@ -104,6 +104,22 @@ fn reload_matches_full(r: &Reloader, cfg: &ConfigDir) -> (Arc<Snapshot>, Arc<Sna
     (before, after)
 }
 
+/// Whether the zone `origin` shares its compiled steering services between two snapshots.
+fn services_shared(a: &Snapshot, b: &Snapshot, origin: &str) -> bool {
+    let services = |s: &Snapshot| {
+        let z = s
+            .routing
+            .zones
+            .iter()
+            .find(|z| z.origin.to_string() == origin)
+            .unwrap_or_else(|| panic!("no zone {origin}"));
+        let base = z.service_base as usize;
+        s.steering.services[base..base + z.source.services.len()].to_vec()
+    };
+    let (x, y) = (services(a), services(b));
+    !x.is_empty() && x.iter().zip(&y).all(|(p, q)| Arc::ptr_eq(p, q))
+}
+
 /// Whether the zone `origin` shares its compiled data between two snapshots.
 fn reused(a: &Snapshot, b: &Snapshot, origin: &str) -> bool {
     let find = |s: &Snapshot| {
@@ -140,6 +156,9 @@ fn a_changed_zone_map_is_the_only_one_recompiled() {
     assert!(reused(&old, &new, "a.example."));
     assert!(!reused(&old, &new, "b.example."));
     assert!(reused(&old, &new, "c.example."));
+    assert!(services_shared(&old, &new, "a.example."));
+    assert!(!services_shared(&old, &new, "b.example."));
+    assert!(services_shared(&old, &new, "c.example."));
     assert!(Arc::ptr_eq(
         old.steering.geo.as_ref().expect("geo"),
         new.steering.geo.as_ref().expect("geo")
