@@ -59,7 +59,7 @@ impl Cookie {
 
 /// What a query's cookie proved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Check {
+pub(crate) enum Proof {
     /// A client cookie and no server cookie.
     ClientOnly,
     /// A server cookie this server (or one sharing its secret) made for this client.
@@ -79,21 +79,21 @@ pub(crate) enum Secrets {
 
 impl Secrets {
     /// Checks a query's cookie and returns the server cookie to send back.
-    pub(crate) fn check(&self, c: &Cookie, client: IpAddr, now: u32) -> (Check, [u8; SERVER_LEN]) {
+    pub(crate) fn check(&self, c: &Cookie, client: IpAddr, now: u32) -> (Proof, [u8; SERVER_LEN]) {
         let s = c.server();
         if s.is_empty() {
-            return (Check::ClientOnly, self.make(&c.client, client, now));
+            return (Proof::ClientOnly, self.make(&c.client, client, now));
         }
         let Some((ts, current)) = self.verify(c, client, now) else {
-            return (Check::Invalid, self.make(&c.client, client, now));
+            return (Proof::Invalid, self.make(&c.client, client, now));
         };
         let age = i64::from(now.wrapping_sub(ts) as i32);
         if current && age < REUSE_AGE {
             let mut same = [0u8; SERVER_LEN];
             same.copy_from_slice(s);
-            return (Check::Valid, same);
+            return (Proof::Valid, same);
         }
-        (Check::Valid, self.make(&c.client, client, now))
+        (Proof::Valid, self.make(&c.client, client, now))
     }
 
     /// A fresh server cookie for this client cookie and address.
@@ -189,15 +189,15 @@ mod tests {
         body.extend_from_slice(&sc);
         let c = Cookie::parse(&body).unwrap();
         // Five minutes later the same cookie is valid and sent back unchanged.
-        assert_eq!(secrets.check(&c, ip, 1559731985 + 300), (Check::Valid, sc));
+        assert_eq!(secrets.check(&c, ip, 1559731985 + 300), (Proof::Valid, sc));
         // After more than half an hour a fresh one is made.
         let (check, fresh) = secrets.check(&c, ip, 1559731985 + 1900);
-        assert_eq!(check, Check::Valid);
+        assert_eq!(check, Proof::Valid);
         assert_ne!(fresh, sc);
         // After an hour, or from another address, it no longer verifies.
-        assert_eq!(secrets.check(&c, ip, 1559731985 + 3601).0, Check::Invalid);
+        assert_eq!(secrets.check(&c, ip, 1559731985 + 3601).0, Proof::Invalid);
         let other: IpAddr = "198.51.100.101".parse().unwrap();
-        assert_eq!(secrets.check(&c, other, 1559731985).0, Check::Invalid);
+        assert_eq!(secrets.check(&c, other, 1559731985).0, Proof::Invalid);
     }
 
     #[test]
@@ -212,11 +212,11 @@ mod tests {
         let c = Cookie::parse(&body).unwrap();
         let both = Secrets::Fixed(vec![new, old]);
         let (check, fresh) = both.check(&c, ip, 1010);
-        assert_eq!(check, Check::Valid);
+        assert_eq!(check, Proof::Valid);
         assert_eq!(fresh, Secrets::Fixed(vec![new]).make(&cc, ip, 1010));
         assert_eq!(
             Secrets::Fixed(vec![new]).check(&c, ip, 1010).0,
-            Check::Invalid
+            Proof::Invalid
         );
     }
 
@@ -231,7 +231,7 @@ mod tests {
         body.extend_from_slice(&sc);
         let c = Cookie::parse(&body).unwrap();
         let (check, fresh) = s.check(&c, ip, t + 200);
-        assert_eq!(check, Check::Valid);
+        assert_eq!(check, Proof::Valid);
         assert_ne!(fresh, sc, "re-signed with the new hour's key");
         assert_ne!(
             s.make(&cc, ip, t + 200)[8..],

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::answer::Proto;
-use super::cookie::{Check, Secrets, unix_now};
+use super::cookie::{Proof, Secrets, unix_now};
 use super::edns::{self, Extra};
 use super::rrl::{Class, Limits, Rrl, Verdict};
 use super::wire::{self, Query};
@@ -100,13 +100,13 @@ impl Defences {
             self.counts.add(
                 client,
                 match check {
-                    Check::ClientOnly => COOKIE_CLIENT_ONLY,
-                    Check::Valid => COOKIE_VALID,
-                    Check::Invalid => COOKIE_INVALID,
+                    Proof::ClientOnly => COOKIE_CLIENT_ONLY,
+                    Proof::Valid => COOKIE_VALID,
+                    Proof::Invalid => COOKIE_INVALID,
                 },
             );
             pre.extra.cookie = Some((c.client, server));
-            pre.exempt |= check == Check::Valid;
+            pre.exempt |= check == Proof::Valid;
         }
         pre
     }
