@@ -163,25 +163,33 @@ impl Ids {
     }
 }
 
+/// Stable ids for names: handed out in order, never reused, at most `MAX_IDS`.
 #[derive(Default)]
-struct Names {
-    zones: HashMap<String, u32>,
-    regions: HashMap<String, u32>,
-    zone_names: Vec<String>,
-    region_names: Vec<String>,
+struct Interner {
+    ids: HashMap<String, u32>,
+    names: Vec<String>,
 }
 
-fn intern(map: &mut HashMap<String, u32>, names: &mut Vec<String>, name: &str) -> u32 {
-    if let Some(id) = map.get(name) {
-        return *id;
+impl Interner {
+    /// The id of `name`, a new one the first time (past the cap, the last id).
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.ids.get(name) {
+            return *id;
+        }
+        if self.names.len() >= MAX_IDS {
+            return (MAX_IDS - 1) as u32;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
     }
-    if names.len() >= MAX_IDS {
-        return (MAX_IDS - 1) as u32;
-    }
-    let id = names.len() as u32;
-    names.push(name.to_owned());
-    map.insert(name.to_owned(), id);
-    id
+}
+
+#[derive(Default)]
+struct Names {
+    zones: Interner,
+    regions: Interner,
 }
 
 /// Every listener's counters of one instance, and the ids of zone and region names.
@@ -227,13 +235,13 @@ impl Counters {
             .routing
             .zones
             .iter()
-            .map(|z| intern(&mut n.zones, &mut n.zone_names, &z.origin.to_string()))
+            .map(|z| n.zones.id(&z.origin.to_string()))
             .collect();
         let regions = snap
             .steering
             .regions
             .iter()
-            .map(|r| intern(&mut n.regions, &mut n.region_names, &r.name))
+            .map(|r| n.regions.id(&r.name))
             .collect();
         let ids = Arc::new(Ids {
             routing: Arc::downgrade(&snap.routing),
@@ -317,7 +325,7 @@ impl Counters {
             out,
             "sipsteer_zone_queries_total",
             "zone",
-            &names.zone_names,
+            &names.zones.names,
             true,
         );
         family(
@@ -329,7 +337,7 @@ impl Counters {
             out,
             "sipsteer_region_answers_total",
             "region",
-            &names.region_names,
+            &names.regions.names,
             false,
         );
     }
@@ -439,9 +447,9 @@ mod tests {
 
     #[test]
     fn ids_past_the_cap_share_the_last_one() {
-        let mut n = Names::default();
+        let mut n = Interner::default();
         for i in 0..MAX_IDS + 3 {
-            let id = intern(&mut n.zones, &mut n.zone_names, &format!("z{i}"));
+            let id = n.id(&format!("z{i}"));
             assert_eq!(id as usize, i.min(MAX_IDS - 1));
         }
         let by = ById::new();

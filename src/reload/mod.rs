@@ -294,11 +294,8 @@ impl Reloader {
         if !ok {
             return;
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
         t.gauge("sipsteer_config_last_success_timestamp_seconds", &[])
-            .set(now);
+            .set(now_unix() as f64);
         t.gauge("sipsteer_config_generation", &[])
             .set(generation as f64);
         if let Some(g) = guard(&self.geo.geo).as_ref() {

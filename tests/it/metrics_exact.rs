@@ -23,15 +23,20 @@ fn ecs(s: &str, prefix: u8) -> Q {
     }
 }
 
+/// A server of the steering fixture, with its GeoIP CSV.
+async fn server() -> TestServer {
+    let cfg = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", STEER_ZONE)]);
+    std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
+    TestServer::start_in(cfg).await
+}
+
 fn queries(t: &str, rcode: &str, reason: &str) -> String {
     format!("sipsteer_queries_total{{type=\"{t}\",rcode=\"{rcode}\",reason=\"{reason}\"}}")
 }
 
 #[tokio::test]
 async fn a_known_set_of_queries_gives_exact_counts() {
-    let cfg = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", STEER_ZONE)]);
-    std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
-    let s = TestServer::start_in(cfg).await;
+    let s = server().await;
     let plain = Q::default();
     // Static: 3 × A over UDP, 2 × A over TCP, 1 NXDOMAIN, 1 REFUSED (outside every zone).
     for _ in 0..3 {
@@ -92,9 +97,7 @@ async fn a_known_set_of_queries_gives_exact_counts() {
 
 #[tokio::test]
 async fn a_reload_that_adds_a_zone_keeps_every_count() {
-    let cfg = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", STEER_ZONE)]);
-    std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
-    let s = TestServer::start_in(cfg).await;
+    let s = server().await;
     let plain = Q::default();
     for _ in 0..2 {
         udp(s.addr, "ns1.example.com.", RecordType::A, &plain).await;
