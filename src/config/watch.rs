@@ -50,7 +50,9 @@ impl WatchSet {
         if let Ok(entries) = std::fs::read_dir(zones_dir) {
             for e in entries.flatten() {
                 let p = e.path();
-                if super::main_file::is_zone_file(&p) {
+                // The directory entry says whether it is a symlink, without a `stat`.
+                if super::main_file::is_zone_file(&p) && e.file_type().is_ok_and(|t| t.is_symlink())
+                {
                     w.add_target(&p);
                 }
             }

@@ -38,6 +38,7 @@ pub struct ReloadStatus {
     pub rejected: u64,
     /// Set when the config asks for something only a restart can do (new listen addresses).
     pub restart_needed: Option<String>,
+    /// The files the serving config was loaded from.
     pub files: Vec<FileOut>,
 }
 
@@ -264,7 +265,6 @@ impl Reloader {
             last_attempt_unix: now,
             last_success_unix: now,
             applied: 1,
-            files: files_out(&cfg.files),
             ..ReloadStatus::default()
         };
         let r = Reloader {
@@ -311,7 +311,9 @@ impl Reloader {
 
     /// What the reloads did; never waits for a reload in progress.
     pub fn status(&self) -> ReloadStatus {
-        guard(&self.status).clone()
+        let mut status = guard(&self.status).clone();
+        status.files = files_out(&self.shared.load().config.files);
+        status
     }
 
     /// Where the GeoIP database the serving config names stands (`None`: it names none).
@@ -408,7 +410,6 @@ impl Reloader {
             st.applied += 1;
             st.last_result = "ok".into();
             st.last_success_unix = st.last_attempt_unix;
-            st.files = files_out(&cfg.files);
         }
         self.count(true, generation);
         tracing::info!(

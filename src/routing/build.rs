@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{Node, RRset, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels};
 use crate::config::service_names::wire_name;
-use crate::config::{Config, ZoneConfig};
+use crate::config::{Config, RegionConfig, ZoneConfig};
 
 /// Builds one wire record set from (ttl, rdata) pairs of one type.
 pub(crate) fn rrset(
@@ -79,11 +79,12 @@ pub(crate) fn compile_reusing(cfg: &Config, previous: Option<&Routing>) -> Routi
                 .collect()
         })
         .unwrap_or_default();
+    let mut regions = Regions::new(cfg);
     let mut service_base = 0u32;
     for z in &cfg.zones {
         let data = match old.get(&Arc::as_ptr(z)) {
-            Some(d) if same_regions(d, cfg) => Arc::clone(d),
-            _ => Arc::new(zone(z, cfg)),
+            Some(d) if regions.same(d) => Arc::clone(d),
+            _ => Arc::new(zone(z, cfg, &regions)),
         };
         let zone = Zone {
             index: r.zones.len() as u32,
@@ -101,16 +102,51 @@ pub(crate) fn compile_reusing(cfg: &Config, previous: Option<&Routing>) -> Routi
     r
 }
 
-/// Whether the regions a compiled zone's services name are still the same in `cfg`.
-fn same_regions(d: &ZoneData, cfg: &Config) -> bool {
-    d.regions
-        .iter()
-        .all(|(i, reg)| cfg.regions.get(*i) == Some(reg))
+/// The regions of one compile: shared by the zones it compiles, and compared with the
+/// copies that reused zones were compiled with.
+struct Regions<'a> {
+    cfg: &'a Config,
+    /// Each region's shared value, made when a zone compiled in this pass first names it.
+    shared: Vec<std::cell::OnceCell<Arc<RegionConfig>>>,
+    /// Whether a copy (by index and address) equals the region at its index now.
+    verdicts: HashMap<(usize, *const RegionConfig), bool>,
+}
+
+impl<'a> Regions<'a> {
+    fn new(cfg: &'a Config) -> Regions<'a> {
+        Regions {
+            cfg,
+            shared: cfg
+                .regions
+                .iter()
+                .map(|_| std::cell::OnceCell::new())
+                .collect(),
+            verdicts: HashMap::new(),
+        }
+    }
+
+    /// Region `g`'s value, shared with the other zones of this compile.
+    fn shared(&self, g: usize) -> Option<Arc<RegionConfig>> {
+        let reg = self.cfg.regions.get(g)?;
+        let cell = self.shared.get(g)?;
+        Some(Arc::clone(cell.get_or_init(|| Arc::new(reg.clone()))))
+    }
+
+    /// Whether the regions a compiled zone's services name are still the same in the config.
+    fn same(&mut self, d: &ZoneData) -> bool {
+        d.regions.iter().all(|(i, reg)| {
+            let cfg = self.cfg;
+            *self
+                .verdicts
+                .entry((*i, Arc::as_ptr(reg)))
+                .or_insert_with(|| cfg.regions.get(*i) == Some(&**reg))
+        })
+    }
 }
 
 /// Compiles one zone: its static records, the steered names of its services, the empty
 /// non-terminals between them and the apex, and the SOA of negative answers.
-fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
+fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
     let origin = &z.origin;
     let apex = wire_name(origin);
     let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
@@ -138,7 +174,7 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config) -> ZoneData {
     );
     ZoneData {
         source: z.clone(),
-        regions: service_regions(z, cfg),
+        regions: service_regions(z, regions),
         apex,
         origin: origin.clone(),
         negative_soa,
@@ -283,11 +319,13 @@ fn empty_non_terminals(nodes: &mut HashMap<Box<[u8]>, Node>, apex: &[u8]) {
 }
 
 /// The regions the zone's services name, with their config, in the order first named.
-fn service_regions(z: &ZoneConfig, cfg: &Config) -> Vec<(usize, crate::config::RegionConfig)> {
-    let mut regions: Vec<(usize, crate::config::RegionConfig)> = Vec::new();
+fn service_regions(z: &ZoneConfig, shared: &Regions<'_>) -> Vec<(usize, Arc<RegionConfig>)> {
+    let mut regions: Vec<(usize, Arc<RegionConfig>)> = Vec::new();
     for &g in z.services.iter().flat_map(|svc| &svc.regions) {
-        if !regions.iter().any(|(i, _)| *i == g) {
-            regions.push((g, cfg.regions[g].clone()));
+        if !regions.iter().any(|(i, _)| *i == g)
+            && let Some(r) = shared.shared(g)
+        {
+            regions.push((g, r));
         }
     }
     regions

@@ -42,8 +42,10 @@ impl std::ops::Deref for Zone {
 pub struct ZoneData {
     /// The validated zone this was compiled from.
     pub source: std::sync::Arc<crate::config::ZoneConfig>,
-    /// The regions its services name (global index and value) when it was compiled.
-    pub regions: Vec<(usize, crate::config::RegionConfig)>,
+    /// The regions its services name (global index and value) when it was compiled; the
+    /// values are shared by every zone compiled in the same pass, so a reload compares each
+    /// distinct value with the new config once, not once per zone.
+    pub regions: Vec<(usize, std::sync::Arc<crate::config::RegionConfig>)>,
     /// Lowercase wire name of the apex.
     pub apex: Box<[u8]>,
     pub origin: hickory_proto::rr::Name,

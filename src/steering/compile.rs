@@ -158,6 +158,7 @@ pub fn compile_keeping(
     let mut policies = Policies {
         list: Vec::new(),
         index: HashMap::new(),
+        adopted: HashMap::new(),
         previous,
         geo: geo.as_ref(),
     };
@@ -249,6 +250,9 @@ fn compile_server(s: &ServerConfig, slot: usize) -> Server {
 struct Policies<'a> {
     list: Vec<Arc<Policy>>,
     index: HashMap<PolicyKey, usize>,
+    /// Positions of policies taken over from the previous compile, by address: services of
+    /// unchanged zones find theirs without hashing its key.
+    adopted: HashMap<*const Policy, usize>,
     previous: Option<&'a Steering>,
     geo: Option<&'a Arc<GeoData>>,
 }
@@ -261,12 +265,19 @@ impl Policies<'_> {
             let (regs, fallback) = regions_of(cfg, s);
             return self.position(&regs, &fallback);
         }
-        if let Some(&i) = self.index.get(&old.key) {
+        if let Some(&i) = self.adopted.get(&Arc::as_ptr(old)) {
             return i;
         }
-        self.list.push(old.clone());
-        self.index.insert(old.key.clone(), self.list.len() - 1);
-        self.list.len() - 1
+        let i = match self.index.get(&old.key) {
+            Some(&i) => i,
+            None => {
+                self.list.push(old.clone());
+                self.index.insert(old.key.clone(), self.list.len() - 1);
+                self.list.len() - 1
+            }
+        };
+        self.adopted.insert(Arc::as_ptr(old), i);
+        i
     }
 
     /// The position of the policy for these regions and fallback order, built or reused.
