@@ -1,7 +1,9 @@
 //! A GeoIP map compiled for one set of regions: the whole address space cut into blocks of
 //! equal ranking (class). A lookup reads a directory entry indexed by the top 16 bits of the
-//! address (and, where that entry holds many blocks, a sub-directory entry indexed by the next
-//! 8), then searches the few blocks it points at; the block gives the ECS scope.
+//! address; where that whole /16 lies in one block, the entry holds the class and ECS scope
+//! and the lookup ends there. Where the entry holds many blocks, a sub-directory entry indexed
+//! by the next 8 bits either names the one block its /24 lies in (with the scope) or bounds a
+//! search over the few blocks it holds; the block gives the class.
 
 use std::net::IpAddr;
 
@@ -15,8 +17,14 @@ const DIR_BITS: u32 = 16;
 const SUB_BITS: u32 = 8;
 /// Entries over this many blocks get a sub-directory (2^8 + 1 entries, 1 KiB).
 const SPLIT: usize = 48;
-/// A directory entry without a sub-directory.
+/// A directory entry with neither a sub-directory nor a class of its own.
 const NONE: u32 = u32::MAX;
+/// Tags a directory entry's second word, or a sub-directory entry, as covering one block only.
+const LEAF: u32 = 1 << 31;
+/// A directory leaf: the class in the low bits, the scope above them.
+const DIR_CLASS_BITS: u32 = 23;
+/// A sub-directory entry: the block index in the low bits, a leaf's scope above them.
+const SUB_INDEX_BITS: u32 = 24;
 
 /// One family's blocks: sorted starts (the first is 0), their classes, and the directory.
 #[derive(Debug, Default)]
@@ -25,11 +33,13 @@ struct Blocks<T> {
     class: Vec<u32>,
     /// `dir[h][0]`: the block holding the first address whose top [`DIR_BITS`] bits are `h`
     /// (`dir[2^DIR_BITS][0]` is the last block), so the block of any address with top bits
-    /// `h` lies in `dir[h][0]..=dir[h + 1][0]`. `dir[h][1]`: where in `sub` the entry's
+    /// `h` lies in `dir[h][0]..=dir[h + 1][0]`. `dir[h][1]`: [`LEAF`] with the class and scope
+    /// when the whole prefix lies in one block, else where in `sub` the entry's
     /// sub-directory starts, or [`NONE`].
     dir: Vec<[u32; 2]>,
     /// Sub-directories: the same bounds for the next [`SUB_BITS`] bits, `2^SUB_BITS + 1`
-    /// entries each.
+    /// entries each, each a block index tagged [`LEAF`] (with the scope) when its whole
+    /// prefix lies in that block.
     sub: Vec<u32>,
 }
 
@@ -91,57 +101,114 @@ impl<T: Addr> Blocks<T> {
     fn new(starts: Vec<T>, class: Vec<u32>) -> Blocks<T> {
         let last = starts.len().saturating_sub(1) as u32;
         let top = bounds(&starts, 0, 0, 1 << DIR_BITS, DIR_BITS, last);
-        let mut dir = Vec::with_capacity(top.len());
-        let mut sub = Vec::new();
+        let mut b = Blocks {
+            starts,
+            class,
+            dir: Vec::with_capacity(top.len()),
+            sub: Vec::new(),
+        };
+        // Leaves need the block index below the scope bits (sub) or the class (dir).
+        let leaves = b.starts.len() < 1 << SUB_INDEX_BITS;
         for (h, w) in top.windows(2).enumerate() {
-            let (a, b) = (w[0], w[1]);
-            let mut off = NONE;
-            if (b - a) as usize > SPLIT {
-                off = sub.len() as u32;
+            let (lo, hi) = (w[0], w[1]);
+            let mut second = NONE;
+            if leaves && let Some(leaf) = b.dir_leaf(lo as usize, h) {
+                second = leaf;
+            } else if (hi - lo) as usize > SPLIT {
+                second = b.sub.len() as u32;
                 let bits = DIR_BITS + SUB_BITS;
-                sub.extend(bounds(
-                    &starts,
-                    a as usize,
+                let entries = bounds(
+                    &b.starts,
+                    lo as usize,
                     h << SUB_BITS,
                     1 << SUB_BITS,
                     bits,
-                    b,
-                ));
+                    hi,
+                );
+                let tagged: Vec<u32> = entries
+                    .iter()
+                    .enumerate()
+                    .map(|(m, &i)| match leaves && m < 1 << SUB_BITS {
+                        true => b.sub_leaf(i as usize, (h << SUB_BITS) | m),
+                        false => i,
+                    })
+                    .collect();
+                b.sub.extend(tagged);
             }
-            dir.push([a, off]);
+            b.dir.push([lo, second]);
         }
-        dir.push([last, NONE]);
-        sub.shrink_to_fit();
-        Blocks {
-            starts,
-            class,
-            dir,
-            sub,
-        }
+        b.dir.push([last, NONE]);
+        b.sub.shrink_to_fit();
+        b
     }
 
-    /// The index of the block holding `x`.
-    #[inline]
-    fn find(&self, x: T) -> usize {
-        let h = x.prefix(DIR_BITS);
-        let [mut a, off] = self.dir.get(h).copied().unwrap_or([0, NONE]);
-        let mut b = self.dir.get(h + 1).map_or(a, |e| e[0]);
-        if off != NONE {
-            let m = off as usize + (x.prefix(DIR_BITS + SUB_BITS) & ((1 << SUB_BITS) - 1));
-            a = self.sub.get(m).copied().unwrap_or(a);
-            b = self.sub.get(m + 1).copied().unwrap_or(b);
+    /// Whether every address with top `bits` bits `p` lies in block `i`, and then the scope
+    /// (the same for all of them: the prefix is within the block).
+    fn uniform(&self, i: usize, p: usize, bits: u32) -> Option<u8> {
+        let first = T::from_prefix(p, bits);
+        let next = self.starts.get(i + 1).copied();
+        let ends_inside = match p.checked_add(1) {
+            Some(q) if q < 1 << bits => next.is_none_or(|n| n >= T::from_prefix(q, bits)),
+            _ => next.is_none(),
+        };
+        if self.starts.get(i).is_none_or(|&s| s > first) || !ends_inside {
+            return None;
         }
-        let (a, b) = (a as usize, b as usize);
-        let run = self.starts.get(a..=b).unwrap_or(&[]);
-        a + run.partition_point(|&s| s <= x).saturating_sub(1)
+        Some(self.lookup_in(first, i).1)
+    }
+
+    /// The directory leaf for prefix `h` whose first address is in block `i`, if it is one.
+    fn dir_leaf(&self, i: usize, h: usize) -> Option<u32> {
+        let scope = self.uniform(i, h, DIR_BITS)?;
+        let class = *self.class.get(i)?;
+        (class < 1 << DIR_CLASS_BITS).then(|| LEAF | (u32::from(scope) << DIR_CLASS_BITS) | class)
+    }
+
+    /// The sub-directory entry for prefix `p` (of [`DIR_BITS`] + [`SUB_BITS`] bits) whose
+    /// first address is in block `i`: `i`, tagged as a leaf with its scope when it is one.
+    fn sub_leaf(&self, i: usize, p: usize) -> u32 {
+        match self.uniform(i, p, DIR_BITS + SUB_BITS) {
+            Some(scope) => LEAF | (u32::from(scope) << SUB_INDEX_BITS) | i as u32,
+            None => i as u32,
+        }
     }
 
     /// The class of `x` and the widest prefix around it that stays in its block.
     #[inline]
-    fn lookup(&self, x: T, max: T) -> (u32, u8) {
-        let i = self.find(x);
+    fn lookup(&self, x: T) -> (u32, u8) {
+        let h = x.prefix(DIR_BITS);
+        let [mut a, second] = self.dir.get(h).copied().unwrap_or([0, NONE]);
+        let mut b = self.dir.get(h + 1).map_or(a, |e| e[0]);
+        if second != NONE {
+            if second & LEAF != 0 {
+                let class = second & ((1 << DIR_CLASS_BITS) - 1);
+                return (class, ((second & !LEAF) >> DIR_CLASS_BITS) as u8);
+            }
+            let m = second as usize + (x.prefix(DIR_BITS + SUB_BITS) & ((1 << SUB_BITS) - 1));
+            let index = |e: u32| e & ((1 << SUB_INDEX_BITS) - 1);
+            let lo = self.sub.get(m).copied().unwrap_or(a);
+            if lo & LEAF != 0 {
+                let i = index(lo) as usize;
+                let scope = ((lo & !LEAF) >> SUB_INDEX_BITS) as u8;
+                return (self.class.get(i).copied().unwrap_or(0), scope);
+            }
+            a = index(lo);
+            b = self.sub.get(m + 1).map_or(b, |&e| index(e));
+        }
+        let (a, b) = (a as usize, b as usize);
+        let run = self.starts.get(a..=b).unwrap_or(&[]);
+        self.lookup_in(x, a + run.partition_point(|&s| s <= x).saturating_sub(1))
+    }
+
+    /// The class of `x`, which lies in block `i`, and the widest prefix around it that stays
+    /// in that block.
+    #[inline]
+    fn lookup_in(&self, x: T, i: usize) -> (u32, u8) {
         let lo: u128 = self.starts.get(i).map_or(0, |&s| s.into());
-        let hi: u128 = self.starts.get(i + 1).map_or(max.into(), |&n| n.into() - 1);
+        let hi: u128 = self
+            .starts
+            .get(i + 1)
+            .map_or(u128::MAX >> (128 - T::BITS), |&n| n.into() - 1);
         let c = self.class.get(i).copied().unwrap_or(0);
         (c, scope(x.into(), lo, hi, T::BITS))
     }
@@ -240,8 +307,8 @@ impl GeoMap {
     #[inline]
     pub fn lookup(&self, ip: IpAddr) -> (u32, u8) {
         match super::canonical(ip) {
-            IpAddr::V4(a) => self.v4.lookup(u32::from(a), u32::MAX),
-            IpAddr::V6(a) => self.v6.lookup(u128::from(a), u128::MAX),
+            IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
+            IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
         }
     }
 

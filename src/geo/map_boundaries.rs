@@ -21,7 +21,7 @@ fn reference<T: Addr>(b: &Blocks<T>, x: T, max: T) -> (u32, u8) {
 fn probes<T: Addr>(b: &Blocks<T>, max: T, step: impl Fn(T, bool) -> Option<T>) -> Vec<T> {
     let mut out = vec![max];
     let split: Vec<usize> = (0..1usize << DIR_BITS)
-        .filter(|&h| b.dir[h][1] != NONE)
+        .filter(|&h| b.dir[h][1] != NONE && b.dir[h][1] & LEAF == 0)
         .collect();
     let subs = split.iter().flat_map(|&h| {
         (0..1usize << SUB_BITS)
@@ -195,6 +195,13 @@ fn directory_lookup_equals_binary_search_on_built_blocks() {
         locations: vec![],
     };
     let m = GeoMap::compile(&t, &[4, 5, 6], 7);
+    // Every kind of entry is exercised: whole /16s in one block, /24s in one block under a
+    // sub-directory, and searches from both levels.
+    let dir_leaves = m.v4.dir.iter().filter(|e| e[1] != NONE && e[1] & LEAF != 0);
+    let sub_leaves = m.v4.sub.iter().filter(|&&e| e & LEAF != 0).count();
+    assert!(dir_leaves.count() > 30_000);
+    assert!(sub_leaves > 0 && sub_leaves < m.v4.sub.len());
+    assert!(m.v4.dir.iter().any(|e| e[1] == NONE));
     assert!(check_v4(&m) > 4 * 3000);
     assert!(check_v6(&m) > 1 << DIR_BITS);
     assert_eq!(m.lookup("255.255.255.255".parse().unwrap()), (6, 32));
@@ -239,7 +246,7 @@ fn lookup_speed_on_geolite2() {
     let t = Instant::now();
     let mut sum = 0u64;
     for &x in &addrs {
-        let (c, s) = m.v4.lookup(x, u32::MAX);
+        let (c, s) = m.v4.lookup(x);
         sum += u64::from(c) + u64::from(s);
     }
     let new = t.elapsed();
@@ -251,7 +258,13 @@ fn lookup_speed_on_geolite2() {
     }
     let old = t.elapsed();
     assert_eq!(sum, sum2);
-    let widest = |b: &[u32]| b.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let index = |e: u32| e & ((1 << SUB_INDEX_BITS) - 1);
+    let widest = |b: &[u32]| {
+        b.windows(2)
+            .map(|w| index(w[1]).saturating_sub(index(w[0])))
+            .max()
+            .unwrap_or(0)
+    };
     let longest = widest(&m.v4.sub);
     let longest6 = widest(&m.v6.sub);
     println!(
@@ -265,5 +278,35 @@ fn lookup_speed_on_geolite2() {
         addrs.len(),
         new.as_nanos() as f64 / addrs.len() as f64,
         old.as_nanos() as f64 / addrs.len() as f64
+    );
+    // Addresses where the database has networks: one in a random block each time.
+    let n = m.v4.starts.len() as u64;
+    let placed: Vec<u32> = (0..4_000_000)
+        .map(|_| {
+            let i = (rng.next() % n) as usize;
+            let next = m.v4.starts.get(i + 1).map_or(u32::MAX, |&s| s - 1);
+            let span = u64::from(next - m.v4.starts[i]) + 1;
+            m.v4.starts[i] + (rng.next() % span) as u32
+        })
+        .collect();
+    let t = Instant::now();
+    let mut sum = 0u64;
+    for &x in &placed {
+        let (c, s) = m.v4.lookup(x);
+        sum += u64::from(c) + u64::from(s);
+    }
+    let new = t.elapsed();
+    let t = Instant::now();
+    let mut sum2 = 0u64;
+    for &x in &placed {
+        let (c, s) = reference(&m.v4, x, u32::MAX);
+        sum2 += u64::from(c) + u64::from(s);
+    }
+    assert_eq!(sum, sum2);
+    println!(
+        "IPv4 in a random block, {} lookups: directory {:.1} ns each, binary search {:.1} ns each",
+        placed.len(),
+        new.as_nanos() as f64 / placed.len() as f64,
+        t.elapsed().as_nanos() as f64 / placed.len() as f64
     );
 }

@@ -7,7 +7,7 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use std::sync::Arc;
 
-use super::{Node, RRset, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels};
+use super::{NameMap, Node, RRset, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels};
 use crate::config::service_names::wire_name;
 use crate::config::{Config, RegionConfig, ZoneConfig};
 
@@ -149,7 +149,7 @@ impl<'a> Regions<'a> {
 fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
     let origin = &z.origin;
     let apex = wire_name(origin);
-    let mut nodes: HashMap<Box<[u8]>, Node> = HashMap::new();
+    let mut nodes: NameMap<Node> = NameMap::default();
     let mut has_cuts = false;
     for (name, records) in &by_owner(z) {
         let mut node = static_node(records, origin, &apex);
@@ -248,7 +248,7 @@ fn static_node(records: &[Record], origin: &Name, apex: &[u8]) -> Node {
 /// The steered names of service number `local` of the zone (the service, its SRV names,
 /// each region's names) and the A/AAAA records of its servers' host names.
 fn service_nodes(
-    nodes: &mut HashMap<Box<[u8]>, Node>,
+    nodes: &mut NameMap<Node>,
     local: u32,
     svc: &crate::config::ServiceConfig,
     cfg: &Config,
@@ -304,7 +304,7 @@ fn host_sets(node: &mut Node, addresses: &[std::net::IpAddr], ttl: u32, origin: 
 
 /// Adds every ancestor between a name and the apex that has no node yet (an empty
 /// non-terminal).
-fn empty_non_terminals(nodes: &mut HashMap<Box<[u8]>, Node>, apex: &[u8]) {
+fn empty_non_terminals(nodes: &mut NameMap<Node>, apex: &[u8]) {
     let names: Vec<Box<[u8]>> = nodes.keys().cloned().collect();
     for n in names {
         let mut cur: &[u8] = &n;

@@ -9,11 +9,15 @@ use std::collections::HashMap;
 
 pub use build::compile;
 
+/// Names (lowercase wire form) to what they hold. Looked up once or more per query, so hashed
+/// with foldhash (seeded per process) rather than SipHash; the keys come from the config.
+pub type NameMap<V> = HashMap<Box<[u8]>, V, foldhash::fast::RandomState>;
+
 /// Every zone sipsteer is authoritative for.
 #[derive(Debug, Default)]
 pub struct Routing {
     pub zones: Vec<Zone>,
-    apexes: HashMap<Box<[u8]>, usize>,
+    apexes: NameMap<usize>,
     /// Fewest labels of any apex (a shortcut for the zone search).
     min_apex_labels: usize,
 }
@@ -51,7 +55,7 @@ pub struct ZoneData {
     pub origin: hickory_proto::rr::Name,
     /// The SOA as it goes in the authority section of negative answers (TTL = SOA minimum).
     pub negative_soa: RRset,
-    pub nodes: HashMap<Box<[u8]>, Node>,
+    pub nodes: NameMap<Node>,
     /// Whether any node below the apex is a delegation.
     pub has_cuts: bool,
 }
