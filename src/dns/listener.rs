@@ -112,7 +112,8 @@ fn serve_udp(
     log: Option<&QueryLog>,
     stop: &AtomicBool,
 ) {
-    use super::udp_batch::Batch;
+    use super::udp_batch::{BATCH, Batch};
+    use super::wire;
     let pktinfo = sock.local_addr().is_ok_and(|a| a.ip().is_unspecified());
     let mut batch = Batch::new(pktinfo);
     while !stop.load(Ordering::Relaxed) {
@@ -120,7 +121,30 @@ fn serve_udp(
             continue;
         };
         let snap = shared.load();
-        let send = batch.answer(|req, peer, out| {
+        // With one GeoIP map, each lookup's cache lines are asked for two queries ahead
+        // (directory entry) and one ahead (what follows it), so the misses of a batch
+        // overlap instead of stalling one after another.
+        let map = snap.steering.sole_map().filter(|_| n > 1);
+        let mut ahead = [None; BATCH];
+        if let Some(map) = map {
+            for (i, a) in ahead.iter_mut().enumerate().take(n) {
+                *a = wire::peek_ecs(batch.query(i)).or_else(|| batch.peer(i).map(|p| p.ip()));
+            }
+            ahead
+                .iter()
+                .take(2)
+                .flatten()
+                .for_each(|&a| map.prefetch(a, true));
+        }
+        let send = batch.answer(|i, req, peer, out| {
+            if let Some(map) = map {
+                if let Some(&Some(a)) = ahead.get(i + 2) {
+                    map.prefetch(a, true);
+                }
+                if let Some(&Some(a)) = ahead.get(i + 1) {
+                    map.prefetch(a, false);
+                }
+            }
             if peer.port() == 0 {
                 return false;
             }

@@ -159,28 +159,39 @@ impl Batch {
         Ok(self.len)
     }
 
-    /// Calls `f(query, sender, reply)` for each query of the last batch; `f` returns whether
-    /// to send the reply. Returns the send flags for [`Self::send`].
+    /// Query `i` of the last batch.
+    pub(super) fn query(&self, i: usize) -> &[u8] {
+        let len = (self.hdrs[i].msg_len as usize).min(MAX_QUERY);
+        &self.bufs[i][..len]
+    }
+
+    /// The sender of query `i` of the last batch.
+    pub(super) fn peer(&self, i: usize) -> Option<SocketAddr> {
+        let namelen = self.hdrs[i].msg_hdr.msg_namelen;
+        let mut storage = socket2::SockAddrStorage::zeroed();
+        // SAFETY: SockAddrStorage wraps a sockaddr_storage; the kernel filled `addrs[i]`
+        // with `namelen` bytes of a socket address.
+        let addr = unsafe {
+            *storage.view_as::<libc::sockaddr_storage>() = self.addrs[i];
+            socket2::SockAddr::new(storage, namelen)
+        };
+        addr.as_socket()
+    }
+
+    /// Calls `f(i, query, sender, reply)` for each query of the last batch; `f` returns
+    /// whether to send the reply. Returns the send flags for [`Self::send`].
     pub(super) fn answer(
         &mut self,
-        mut f: impl FnMut(&[u8], SocketAddr, &mut Vec<u8>) -> bool,
+        mut f: impl FnMut(usize, &[u8], SocketAddr, &mut Vec<u8>) -> bool,
     ) -> [bool; BATCH] {
         let mut send = [false; BATCH];
         for (i, flag) in send.iter_mut().enumerate().take(self.len) {
-            let len = (self.hdrs[i].msg_len as usize).min(MAX_QUERY);
-            let namelen = self.hdrs[i].msg_hdr.msg_namelen;
-            let mut storage = socket2::SockAddrStorage::zeroed();
-            // SAFETY: SockAddrStorage wraps a sockaddr_storage; the kernel filled `addrs[i]`
-            // with `namelen` bytes of a socket address.
-            let addr = unsafe {
-                *storage.view_as::<libc::sockaddr_storage>() = self.addrs[i];
-                socket2::SockAddr::new(storage, namelen)
-            };
-            let Some(peer) = addr.as_socket() else {
+            let Some(peer) = self.peer(i) else {
                 continue;
             };
+            let len = (self.hdrs[i].msg_len as usize).min(MAX_QUERY);
             self.out[i].clear();
-            *flag = f(&self.bufs[i][..len], peer, &mut self.out[i]);
+            *flag = f(i, &self.bufs[i][..len], peer, &mut self.out[i]);
         }
         send
     }

@@ -141,6 +141,42 @@ fn read_qname(r: &mut Reader, lower: &mut [u8; MAX_NAME]) -> Option<usize> {
     Some(n)
 }
 
+/// The address a query would be located by when it carries a valid ECS option with a
+/// source prefix (its OPT is the first additional record): a cheap look ahead of [`parse`],
+/// used only to warm caches, so it may miss what `parse` would find.
+pub(crate) fn peek_ecs(buf: &[u8]) -> Option<IpAddr> {
+    let count = |i: usize| buf.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
+    let (an, ns, ar) = (count(6)?, count(8)?, count(10)?);
+    if count(4)? != 1 || ar == 0 {
+        return None;
+    }
+    let mut r = Reader { buf, pos: 12 };
+    r.skip_name()?;
+    r.bytes(4)?;
+    for _ in 0..usize::from(an) + usize::from(ns) {
+        skip_record(&mut r)?;
+    }
+    r.skip_name()?;
+    let (rtype, _, _, _, rdlen) = (r.u16()?, r.u16()?, r.u16()?, r.u16()?, r.u16()?);
+    let mut data = r.bytes(usize::from(rdlen))?;
+    if rtype != TYPE_OPT {
+        return None;
+    }
+    while data.len() >= 4 {
+        let code = u16::from_be_bytes([data[0], data[1]]);
+        let len = usize::from(u16::from_be_bytes([data[2], data[3]]));
+        let body = data.get(4..4 + len)?;
+        if code == OPT_ECS {
+            return parse_ecs(body)
+                .ok()
+                .filter(|e| e.source > 0)
+                .map(|e| e.addr);
+        }
+        data = &data[4 + len..];
+    }
+    None
+}
+
 /// Parses a query packet.
 pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
     if buf.len() < 12 {
@@ -402,6 +438,24 @@ mod tests {
                 matches!(parse(&p), Parsed::Error { rcode: 1, .. }),
                 "{bad:?}"
             );
+        }
+    }
+
+    #[test]
+    fn peek_finds_what_parse_finds() {
+        let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69];
+        let with = query(NAME, &opt(0, &ecs), 1);
+        let Parsed::Query(q) = parse(&with) else {
+            panic!("not a query")
+        };
+        assert_eq!(peek_ecs(&with), q.edns.and_then(|e| e.ecs).map(|e| e.addr));
+        assert_eq!(peek_ecs(&with), Some("81.2.69.0".parse().unwrap()));
+        // A /0 source locates by the packet's source; no OPT, a short packet: nothing.
+        let zero = query(NAME, &opt(0, &[0, 8, 0, 4, 0, 1, 0, 0]), 1);
+        assert_eq!(peek_ecs(&zero), None);
+        assert_eq!(peek_ecs(&query(NAME, &[], 0)), None);
+        for n in 0..with.len() {
+            assert_eq!(peek_ecs(&with[..n]), None, "cut at {n}");
         }
     }
 

@@ -213,6 +213,33 @@ impl<T: Addr> Blocks<T> {
         (c, scope(x.into(), lo, hi, T::BITS))
     }
 
+    /// Asks the CPU for the directory entry a lookup of `x` reads first.
+    #[inline]
+    fn prefetch_dir(&self, x: T) {
+        if let Some(e) = self.dir.get(x.prefix(DIR_BITS)) {
+            prefetch(e);
+        }
+    }
+
+    /// Asks the CPU for what a lookup of `x` reads after its directory entry (which should
+    /// be in cache by now): the sub-directory entry, or the first block start to search.
+    #[inline]
+    fn prefetch_next(&self, x: T) {
+        let Some(&[a, second]) = self.dir.get(x.prefix(DIR_BITS)) else {
+            return;
+        };
+        if second == NONE {
+            if let Some(s) = self.starts.get(a as usize) {
+                prefetch(s);
+            }
+        } else if second & LEAF == 0 {
+            let m = second as usize + (x.prefix(DIR_BITS + SUB_BITS) & ((1 << SUB_BITS) - 1));
+            if let Some(e) = self.sub.get(m) {
+                prefetch(e);
+            }
+        }
+    }
+
     fn bytes(&self) -> usize {
         self.starts.len() * std::mem::size_of::<T>()
             + self.class.len() * 4
@@ -266,6 +293,19 @@ where
     (starts, class)
 }
 
+/// Asks the CPU to bring the cache line holding `v` closer (a no-op where unsupported).
+#[inline]
+fn prefetch<V>(v: &V) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: a prefetch is a hint that never faults; `v` is a valid reference anyway.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(v).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
 /// The widest prefix `p` whose aligned block around `x` lies within `[lo, hi]`.
 fn scope(x: u128, lo: u128, hi: u128, bits: u32) -> u8 {
     let fits = |p: u32| {
@@ -309,6 +349,18 @@ impl GeoMap {
         match super::canonical(ip) {
             IpAddr::V4(a) => self.v4.lookup(u32::from(a)),
             IpAddr::V6(a) => self.v6.lookup(u128::from(a)),
+        }
+    }
+
+    /// Warms the cache for a coming lookup of `ip`: `first` asks for the directory entry,
+    /// else for what the lookup reads after it. A hint only: the answer never depends on it.
+    #[inline]
+    pub fn prefetch(&self, ip: IpAddr, first: bool) {
+        match (super::canonical(ip), first) {
+            (IpAddr::V4(a), true) => self.v4.prefetch_dir(u32::from(a)),
+            (IpAddr::V4(a), false) => self.v4.prefetch_next(u32::from(a)),
+            (IpAddr::V6(a), true) => self.v6.prefetch_dir(u128::from(a)),
+            (IpAddr::V6(a), false) => self.v6.prefetch_next(u128::from(a)),
         }
     }
 

@@ -430,6 +430,14 @@ impl Steering {
         }
     }
 
+    /// The GeoIP map every located answer uses, when there is exactly one (the listener
+    /// warms its cache lines ahead of the lookups).
+    pub fn sole_map(&self) -> Option<&GeoMap> {
+        let mut maps = self.policies.iter().filter_map(|p| p.map.as_ref());
+        let first = maps.next()?;
+        maps.next().is_none().then_some(first)
+    }
+
     /// A region is healthy while at least `min_up` of its servers serve.
     pub fn region_healthy(&self, region: usize, health: &HealthView) -> bool {
         self.regions.get(region).is_some_and(|r| {
