@@ -457,6 +457,23 @@ mod tests {
         for n in 0..with.len() {
             assert_eq!(peek_ecs(&with[..n]), None, "cut at {n}");
         }
+        // Mutated packets: the peek never panics and never disagrees with a parsed query.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..200_000 {
+            let mut p = with.clone();
+            for _ in 0..1 + x % 3 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let at = (x >> 8) as usize % p.len();
+                p[at] = (x >> 32) as u8;
+            }
+            if let Parsed::Query(q) = parse(&p) {
+                let parsed = q.edns.and_then(|e| e.ecs).filter(|e| e.source > 0);
+                let peeked = peek_ecs(&p);
+                assert!(peeked.is_none() || peeked == parsed.map(|e| e.addr), "{p:02x?}");
+            }
+        }
     }
 
     #[test]
