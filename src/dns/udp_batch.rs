@@ -165,17 +165,33 @@ impl Batch {
         &self.bufs[i][..len]
     }
 
-    /// The sender of query `i` of the last batch.
+    /// The sender of query `i` of the last batch, read in place from the address the kernel
+    /// filled in.
     pub(super) fn peer(&self, i: usize) -> Option<SocketAddr> {
-        let namelen = self.hdrs[i].msg_hdr.msg_namelen;
-        let mut storage = socket2::SockAddrStorage::zeroed();
-        // SAFETY: SockAddrStorage wraps a sockaddr_storage; the kernel filled `addrs[i]`
-        // with `namelen` bytes of a socket address.
-        let addr = unsafe {
-            *storage.view_as::<libc::sockaddr_storage>() = self.addrs[i];
-            socket2::SockAddr::new(storage, namelen)
-        };
-        addr.as_socket()
+        let namelen = self.hdrs[i].msg_hdr.msg_namelen as usize;
+        let storage = &self.addrs[i];
+        match libc::c_int::from(storage.ss_family) {
+            libc::AF_INET if namelen >= std::mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: the family says the storage holds a sockaddr_in, which fits in it
+                // and is less strictly aligned.
+                let a = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
+                let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+                Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
+            }
+            libc::AF_INET6 if namelen >= std::mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: as above, for a sockaddr_in6.
+                let a = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
+                let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
+                let port = u16::from_be(a.sin6_port);
+                Some(SocketAddr::V6(std::net::SocketAddrV6::new(
+                    ip,
+                    port,
+                    a.sin6_flowinfo,
+                    a.sin6_scope_id,
+                )))
+            }
+            _ => None,
+        }
     }
 
     /// Calls `f(i, query, sender, reply)` for each query of the last batch; `f` returns

@@ -471,7 +471,10 @@ mod tests {
             if let Parsed::Query(q) = parse(&p) {
                 let parsed = q.edns.and_then(|e| e.ecs).filter(|e| e.source > 0);
                 let peeked = peek_ecs(&p);
-                assert!(peeked.is_none() || peeked == parsed.map(|e| e.addr), "{p:02x?}");
+                assert!(
+                    peeked.is_none() || peeked == parsed.map(|e| e.addr),
+                    "{p:02x?}"
+                );
             }
         }
     }
