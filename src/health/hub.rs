@@ -372,11 +372,12 @@ impl HealthHub {
         let now = now();
         let mut inner = lock(&self.inner);
         inner.pending.remove(t);
-        let Some(slots) = inner.by_target.get(t).cloned() else {
+        // Taken out for the loop and put back after it, rather than copied.
+        let Some(slots) = inner.by_target.get_mut(t).map(std::mem::take) else {
             return;
         };
         let mut changed = false;
-        for i in slots {
+        for &i in &slots {
             let e = &mut inner.entries[i];
             e.meters.record(res.outcome, res.rtt);
             let was_suspect = e.health.suspect();
@@ -404,6 +405,9 @@ impl HealthHub {
                     .increment(1);
                 changed = true;
             }
+        }
+        if let Some(s) = inner.by_target.get_mut(t) {
+            *s = slots;
         }
         if changed {
             self.publish(&inner, now);
