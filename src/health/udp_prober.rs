@@ -74,9 +74,12 @@ struct Transaction<'a> {
 }
 
 impl Transaction<'_> {
-    /// Sends `req` to the target. A datagram the socket has no room for is lost, as on the
-    /// network: the retransmissions cover it.
-    fn send(&self, req: &[u8]) -> std::io::Result<()> {
+    /// Sends the request (written anew each time, so no probe keeps a buffer) to the target.
+    /// A datagram the socket has no room for is lost, as on the network: the retransmissions
+    /// cover it.
+    fn send(&self, ids: &Ids) -> std::io::Result<()> {
+        let mut buf = [0u8; MAX_REQUEST];
+        let req = request(&mut buf, self.target, ids)?;
         for _ in 0..2 {
             match self.fam.sock.send_to(req, self.target) {
                 // A refusal of another target, reported on this send (which it stopped):
@@ -173,10 +176,11 @@ impl UdpProber {
             Ok(t) => t,
             Err(e) => return (Err(e.into()), None),
         };
-        let mut buf = [0u8; MAX_REQUEST];
-        let req = match request(&mut buf, target, local, tx.id, call_id) {
-            Ok(r) => r,
-            Err(e) => return (Err(ProbeError::Network(e)), None),
+        let ids = Ids {
+            local,
+            id: tx.id,
+            tag: rand::random::<u64>(),
+            call_id,
         };
         let (started, wall) = (Instant::now(), SystemTime::now());
         let deadline = on_tick(timeout);
@@ -192,7 +196,7 @@ impl UdpProber {
                     }
                 }
             }
-            if let Err(e) = tx.send(req) {
+            if let Err(e) = tx.send(&ids) {
                 return (Err(e.into()), None);
             }
             // Retransmissions at T1, 3·T1, 7·T1... after the first send, on the common tick.
@@ -220,21 +224,29 @@ impl UdpProber {
     }
 }
 
-/// Writes the request of transaction `id` into `buf`; returns the part written.
-fn request(
-    buf: &mut [u8; MAX_REQUEST],
-    target: SocketAddr,
+/// What a probe's request says besides its target.
+struct Ids {
+    /// The address in Via and From.
     local: SocketAddr,
+    /// The transaction, in the branch.
     id: u64,
+    tag: u64,
     call_id: u64,
-) -> std::io::Result<&[u8]> {
-    let ids = RequestIds {
-        branch: &Branch(id),
-        tag: &Hex(rand::random::<u64>()),
-        call_id: &Hex(call_id),
+}
+
+/// Writes the request to `target` into `buf`; returns the part written.
+fn request<'b>(
+    buf: &'b mut [u8; MAX_REQUEST],
+    target: SocketAddr,
+    ids: &Ids,
+) -> std::io::Result<&'b [u8]> {
+    let text = RequestIds {
+        branch: &Branch(ids.id),
+        tag: &Hex(ids.tag),
+        call_id: &Hex(ids.call_id),
     };
     let mut w = &mut buf[..];
-    write_options_request(&mut w, target, local, "UDP", &ids)?;
+    write_options_request(&mut w, target, ids.local, "UDP", &text)?;
     let len = MAX_REQUEST - w.len();
     Ok(&buf[..len])
 }

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::task::Waker;
 use std::time::{Duration, SystemTime};
@@ -36,7 +37,25 @@ struct Pending {
 
 #[derive(Default)]
 pub(super) struct Table {
-    map: HashMap<u64, Pending>,
+    map: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
+}
+
+/// Hashes a transaction id to itself: ids are random already.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 /// A number as the 16 lowercase hex digits a request carries.
