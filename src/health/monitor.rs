@@ -182,11 +182,22 @@ impl Prober {
             let started = Instant::now();
             let ms = started.duration_since(self.origin).as_millis().max(1) as u64;
             self.last_tick.store(ms, Ordering::Relaxed);
-            let result = probe_with(&self.spec.target, timeout, &self.spec.policy, Some(&self.udp)).await;
+            let result = probe_with(
+                &self.spec.target,
+                timeout,
+                &self.spec.policy,
+                Some(&self.udp),
+            )
+            .await;
             drop(permit);
             let took = started.elapsed();
             health.apply(&result, Instant::now());
-            if self.results.send((self.spec.target.clone(), result)).await.is_err() {
+            if self
+                .results
+                .send((self.spec.target.clone(), result))
+                .await
+                .is_err()
+            {
                 return;
             }
             let jitter = 0.9 + 0.2 * rand::random::<f64>();
@@ -213,4 +224,3 @@ pub(crate) fn on_tick(after: Duration) -> tokio::time::Instant {
     let up = Duration::from_nanos(((tick - since % tick) % tick) as u64);
     tokio::time::Instant::from_std(at + up)
 }
-

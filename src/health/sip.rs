@@ -95,7 +95,10 @@ impl<'a> Iterator for Lines<'a> {
 fn part<'a>(line: &Cow<'a, str>, part: &str) -> Cow<'a, str> {
     if let Cow::Borrowed(l) = line {
         let start = (part.as_ptr() as usize).wrapping_sub(l.as_ptr() as usize);
-        if let Some(p) = start.checked_add(part.len()).and_then(|end| l.get(start..end)) {
+        if let Some(p) = start
+            .checked_add(part.len())
+            .and_then(|end| l.get(start..end))
+        {
             return Cow::Borrowed(p);
         }
     }

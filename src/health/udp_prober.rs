@@ -96,7 +96,9 @@ impl Transaction<'_> {
     fn answer(&self) -> impl Future<Output = Answer> + '_ {
         std::future::poll_fn(move |cx| {
             let mut s = crate::lock::guard(&self.fam.shared);
-            s.table.answer(self.id, cx.waker()).map_or(Poll::Pending, Poll::Ready)
+            s.table
+                .answer(self.id, cx.waker())
+                .map_or(Poll::Pending, Poll::Ready)
         })
     }
 
@@ -191,7 +193,9 @@ impl UdpProber {
                 match tx.settle() {
                     Some(a) => break a,
                     None => {
-                        let e = tx.bad().map_or(ProbeError::Timeout(timeout), ProbeError::from);
+                        let e = tx
+                            .bad()
+                            .map_or(ProbeError::Timeout(timeout), ProbeError::from);
                         return (Err(e), None);
                     }
                 }

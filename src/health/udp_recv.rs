@@ -78,7 +78,10 @@ fn stamp(msg: &libc::msghdr) -> Option<SystemTime> {
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
                 let t = libc::CMSG_DATA(c).cast::<libc::timespec>().read_unaligned();
-                let d = Duration::new(u64::try_from(t.tv_sec).ok()?, u32::try_from(t.tv_nsec).ok()?);
+                let d = Duration::new(
+                    u64::try_from(t.tv_sec).ok()?,
+                    u32::try_from(t.tv_nsec).ok()?,
+                );
                 return SystemTime::UNIX_EPOCH.checked_add(d);
             }
             c = libc::CMSG_NXTHDR(msg, c);

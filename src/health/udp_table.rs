@@ -224,7 +224,13 @@ mod tests {
             let b = Branch(id).to_string();
             assert_eq!(b.strip_prefix(MAGIC).and_then(parse_hex), Some(id));
         }
-        for bad in ["", "00000000deadbeef0", "00000000DEADBEEF", "+0000000deadbeef", "other0000000000000"] {
+        for bad in [
+            "",
+            "00000000deadbeef0",
+            "00000000DEADBEEF",
+            "+0000000deadbeef",
+            "other0000000000000",
+        ] {
             assert_eq!(parse_hex(bad), None, "{bad}");
         }
     }

@@ -122,6 +122,10 @@ async fn round_trip_spans_send_to_arrival() {
     let took = started.elapsed();
     responder.join().expect("responder");
     assert_eq!((p.outcome, p.detail.as_str()), (Outcome::Up, "200 OK"));
-    assert!(p.rtt >= delay, "rtt {:?} under the responder's delay", p.rtt);
+    assert!(
+        p.rtt >= delay,
+        "rtt {:?} under the responder's delay",
+        p.rtt
+    );
     assert!(p.rtt <= took, "rtt {:?} over the probe's {took:?}", p.rtt);
 }
