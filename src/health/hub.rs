@@ -370,15 +370,19 @@ impl HealthHub {
 
     fn apply(&self, t: &Target, res: &ProbeResult) {
         let now = now();
-        let mut inner = lock(&self.inner);
-        inner.pending.remove(t);
-        // Taken out for the loop and put back after it, rather than copied.
-        let Some(slots) = inner.by_target.get_mut(t).map(std::mem::take) else {
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
+        if !inner.pending.is_empty() {
+            inner.pending.remove(t);
+        }
+        let Some(slots) = inner.by_target.get(t) else {
             return;
         };
         let mut changed = false;
-        for &i in &slots {
-            let e = &mut inner.entries[i];
+        for &i in slots {
+            let Some(e) = inner.entries.get_mut(i) else {
+                continue;
+            };
             e.meters.record(res.outcome, res.rtt);
             let was_suspect = e.health.suspect();
             let flip = e.health.apply(res, now);
@@ -406,11 +410,8 @@ impl HealthHub {
                 changed = true;
             }
         }
-        if let Some(s) = inner.by_target.get_mut(t) {
-            *s = slots;
-        }
         if changed {
-            self.publish(&inner, now);
+            self.publish(inner, now);
         }
     }
 
