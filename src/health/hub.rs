@@ -217,6 +217,9 @@ fn effective_forced(
     }
 }
 
+/// Most probe results applied under one lock.
+const RESULT_BATCH: usize = 256;
+
 impl HealthHub {
     /// A hub with its probe scheduler; `state_file` keeps forced states across restarts.
     pub fn new(
@@ -352,12 +355,17 @@ impl HealthHub {
         let hub = self.clone();
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
+            // The results of the probes that ended in one tick, applied under one lock.
+            let mut batch = Vec::with_capacity(RESULT_BATCH);
             loop {
                 tokio::select! {
-                    r = rx.recv() => match r {
-                        Some((t, res)) => hub.apply(&t, &res),
-                        None => return,
-                    },
+                    n = rx.recv_many(&mut batch, RESULT_BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        hub.apply_all(&batch);
+                        batch.clear();
+                    }
                     _ = tick.tick() => hub.publish_if_changed(),
                     () = cancel.cancelled() => {
                         hub.monitor.shutdown().await;
@@ -368,16 +376,33 @@ impl HealthHub {
         });
     }
 
-    fn apply(&self, t: &Target, res: &ProbeResult) {
+    /// Applies probe results; publishes once if any changed a server's state.
+    fn apply_all(&self, results: &[(Target, ProbeResult)]) {
         let now = now();
-        let mut inner = lock(&self.inner);
-        inner.pending.remove(t);
-        let Some(slots) = inner.by_target.get(t).cloned() else {
-            return;
+        let mut guard = lock(&self.inner);
+        let inner = &mut *guard;
+        let mut changed = false;
+        for (t, res) in results {
+            changed |= self.apply_one(inner, t, res, now);
+        }
+        if changed {
+            self.publish(inner, now);
+        }
+    }
+
+    /// Applies one probe result; whether it changed a server's state.
+    fn apply_one(&self, inner: &mut Inner, t: &Target, res: &ProbeResult, now: Instant) -> bool {
+        if !inner.pending.is_empty() {
+            inner.pending.remove(t);
+        }
+        let Some(slots) = inner.by_target.get(t) else {
+            return false;
         };
         let mut changed = false;
-        for i in slots {
-            let e = &mut inner.entries[i];
+        for &i in slots {
+            let Some(e) = inner.entries.get_mut(i) else {
+                continue;
+            };
             e.meters.record(res.outcome, res.rtt);
             let was_suspect = e.health.suspect();
             let flip = e.health.apply(res, now);
@@ -405,9 +430,7 @@ impl HealthHub {
                 changed = true;
             }
         }
-        if changed {
-            self.publish(&inner, now);
-        }
+        changed
     }
 
     /// Applies operator state file entries that started or expired, then publishes the

@@ -158,41 +158,52 @@ struct Prober {
 }
 
 impl Prober {
+    /// Probes until cancelled. The cancellation is awaited once around the whole loop, not
+    /// at each of its waits.
     async fn run(self) {
+        let cancel = self.cancel.clone();
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => {}
+            () = self.probe_forever() => {}
+        }
+    }
+
+    async fn probe_forever(&self) {
         let cadence = self.spec.cadence;
         let first = cadence.interval.mul_f64(rand::random::<f64>());
-        tokio::select! {
-            () = tokio::time::sleep_until(on_tick(first)) => {}
-            () = self.cancel.cancelled() => return,
-        }
+        tokio::time::sleep_until(on_tick(first)).await;
         let mut health = ServerHealth::new(self.spec.thresholds, None, Instant::now());
         let mut timeout = cadence.timeout;
         loop {
-            let permit = tokio::select! {
-                p = self.slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-                () = self.cancel.cancelled() => return,
+            let Ok(permit) = self.slots.acquire().await else {
+                return;
             };
-            let ms = self.origin.elapsed().as_millis().max(1) as u64;
-            self.last_tick.store(ms, Ordering::Relaxed);
             let started = Instant::now();
-            let result = tokio::select! {
-                r = probe_with(&self.spec.target, timeout, &self.spec.policy, Some(&self.udp)) => r,
-                () = self.cancel.cancelled() => return,
-            };
+            let ms = started.duration_since(self.origin).as_millis().max(1) as u64;
+            self.last_tick.store(ms, Ordering::Relaxed);
+            let result = probe_with(
+                &self.spec.target,
+                timeout,
+                &self.spec.policy,
+                Some(&self.udp),
+            )
+            .await;
             drop(permit);
             let took = started.elapsed();
             health.apply(&result, Instant::now());
-            tokio::select! {
-                r = self.results.send((self.spec.target.clone(), result)) => if r.is_err() { return },
-                () = self.cancel.cancelled() => return,
+            if self
+                .results
+                .send((self.spec.target.clone(), result))
+                .await
+                .is_err()
+            {
+                return;
             }
             let jitter = 0.9 + 0.2 * rand::random::<f64>();
             let (wait, next_timeout) = health.next_probe(&cadence, took, jitter);
             timeout = next_timeout;
-            tokio::select! {
-                () = tokio::time::sleep_until(on_tick(wait)) => {}
-                () = self.cancel.cancelled() => return,
-            }
+            tokio::time::sleep_until(on_tick(wait)).await;
         }
     }
 }

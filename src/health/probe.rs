@@ -87,15 +87,17 @@ pub async fn probe_with(
     udp: Option<&super::udp_prober::UdpProber>,
 ) -> ProbeResult {
     let start = Instant::now();
-    let r = match target.check {
-        Check::Tcp => tcp_connect(target.addr, timeout).await,
+    // The probes with buffers of their own run boxed: a probe task waits in this future, and
+    // thousands of small tasks keep their timers and state close together in memory.
+    let (r, exact) = match target.check {
+        Check::Tcp => (tcp_connect(target.addr, timeout).await, None),
         Check::SipUdp => match udp {
             Some(u) => u.sip(target.addr, timeout, policy).await,
-            None => sip_udp(target.addr, timeout, policy).await,
+            None => (Box::pin(sip_udp(target.addr, timeout, policy)).await, None),
         },
-        Check::SipTcp => sip_tcp(target.addr, timeout, policy).await,
+        Check::SipTcp => (Box::pin(sip_tcp(target.addr, timeout, policy)).await, None),
     };
-    let rtt = start.elapsed();
+    let rtt = exact.unwrap_or_else(|| start.elapsed());
     match r {
         Ok((outcome, code, detail)) => ProbeResult {
             outcome,

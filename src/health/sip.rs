@@ -1,71 +1,12 @@
 //! The SIP wire format sipsteer needs for health checks (RFC 3261): building an OPTIONS
-//! request, parsing responses (compact headers, folded lines, Content-Length framing) and
-//! matching them to the request by branch, Call-ID and CSeq.
+//! request (`request`), parsing responses (compact headers, folded lines, Content-Length
+//! framing; borrowed from the datagram as a [`Head`], or owned) and matching them to the
+//! request by branch, Call-ID and CSeq.
 
-use std::net::SocketAddr;
+use std::borrow::Cow;
 
-/// Identifiers of one OPTIONS transaction.
-#[derive(Debug, Clone)]
-pub struct Ids {
-    pub branch: String,
-    pub tag: String,
-    pub call_id: String,
-}
-
-impl Ids {
-    /// Fresh random identifiers (the branch carries the RFC 3261 magic cookie).
-    pub fn random() -> Ids {
-        let r = || format!("{:016x}", rand::random::<u64>());
-        Ids {
-            branch: format!("z9hG4bK{}", r()),
-            tag: r(),
-            call_id: r(),
-        }
-    }
-}
-
-/// `host:port` as a SIP URI host part (IPv6 in brackets).
-fn hostport(a: SocketAddr) -> String {
-    match a {
-        SocketAddr::V4(v) => format!("{}:{}", v.ip(), v.port()),
-        SocketAddr::V6(v) => format!("[{}]:{}", v.ip(), v.port()),
-    }
-}
-
-fn host(a: SocketAddr) -> String {
-    match a {
-        SocketAddr::V4(v) => v.ip().to_string(),
-        SocketAddr::V6(v) => format!("[{}]", v.ip()),
-    }
-}
-
-/// An OPTIONS request from `local` to `target` over `transport` (`UDP` or `TCP`).
-pub fn options_request(
-    target: SocketAddr,
-    local: SocketAddr,
-    transport: &str,
-    ids: &Ids,
-) -> String {
-    let t = hostport(target);
-    format!(
-        "OPTIONS sip:{t} SIP/2.0\r\n\
-         Via: SIP/2.0/{transport} {via};branch={branch};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:sipsteer@{lhost}>;tag={tag}\r\n\
-         To: <sip:{t}>\r\n\
-         Call-ID: {call_id}@{lhost}\r\n\
-         CSeq: 1 OPTIONS\r\n\
-         User-Agent: sipsteer/{version}\r\n\
-         Accept: application/sdp\r\n\
-         Content-Length: 0\r\n\r\n",
-        via = hostport(local),
-        branch = ids.branch,
-        lhost = host(local),
-        tag = ids.tag,
-        call_id = ids.call_id,
-        version = env!("CARGO_PKG_VERSION"),
-    )
-}
+mod request;
+pub use request::{Ids, MAGIC, RequestIds, options_request, write_options_request};
 
 /// A parsed SIP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,24 +45,14 @@ pub fn parse_response(buf: &[u8]) -> Result<(Response, usize), ParseError> {
     if buf.len() < total {
         return Err(ParseError::Incomplete);
     }
-    Ok((r, total))
+    Ok((r.into_owned(), total))
 }
 
 /// Parses a response received as one datagram. `truncated` says the datagram may have been
 /// cut to the receive buffer: then the status line and the complete header lines are enough,
 /// and the body is not required.
 pub fn parse_datagram(buf: &[u8], truncated: bool) -> Result<Response, ParseError> {
-    if truncated {
-        let head = match head_end(buf)? {
-            Some(end) => end,
-            None => buf
-                .windows(2)
-                .rposition(|w| w == b"\r\n")
-                .ok_or(ParseError::Incomplete)?,
-        };
-        return parse_head(&buf[..head]).map(|(r, _)| r);
-    }
-    parse_response(buf).map(|(r, _)| r)
+    parse_datagram_head(buf, truncated).map(Head::into_owned)
 }
 
 /// Where the header section ends (the blank line), `None` if not yet received; an error when
@@ -139,20 +70,39 @@ fn head_end(buf: &[u8]) -> Result<Option<usize>, ParseError> {
 }
 
 /// The header lines with continuation lines unfolded; borrowed unless one was folded.
-fn unfold(head: &str) -> Vec<std::borrow::Cow<'_, str>> {
-    let mut lines: Vec<std::borrow::Cow<'_, str>> = Vec::with_capacity(12);
-    for l in head.split("\r\n") {
-        if (l.starts_with(' ') || l.starts_with('\t')) && !lines.is_empty() {
-            if let Some(last) = lines.last_mut() {
-                let last = last.to_mut();
-                last.push(' ');
-                last.push_str(l.trim());
-            }
-        } else {
-            lines.push(std::borrow::Cow::Borrowed(l));
+struct Lines<'a> {
+    it: std::iter::Peekable<std::str::Split<'a, &'static str>>,
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Cow<'a, str>;
+
+    fn next(&mut self) -> Option<Cow<'a, str>> {
+        let mut line = Cow::Borrowed(self.it.next()?);
+        while let Some(c) = self
+            .it
+            .next_if(|l| l.starts_with(' ') || l.starts_with('\t'))
+        {
+            let l = line.to_mut();
+            l.push(' ');
+            l.push_str(c.trim());
+        }
+        Some(line)
+    }
+}
+
+/// `part`, a slice of `line`, borrowed for as long as `line` is (copied if `line` is owned).
+fn part<'a>(line: &Cow<'a, str>, part: &str) -> Cow<'a, str> {
+    if let Cow::Borrowed(l) = line {
+        let start = (part.as_ptr() as usize).wrapping_sub(l.as_ptr() as usize);
+        if let Some(p) = start
+            .checked_add(part.len())
+            .and_then(|end| l.get(start..end))
+        {
+            return Cow::Borrowed(p);
         }
     }
-    lines
+    Cow::Owned(part.to_owned())
 }
 
 /// Which header a name is (full or compact form, any case); `None` for one not read here.
@@ -184,42 +134,86 @@ enum Header {
     ContentLength,
 }
 
+/// A response's status line and the headers it is matched by, borrowed from the bytes it was
+/// read from (copied only from folded lines).
+#[derive(Debug)]
+pub struct Head<'a> {
+    pub code: u16,
+    pub reason: Cow<'a, str>,
+    pub branch: Option<Cow<'a, str>>,
+    pub call_id: Option<Cow<'a, str>>,
+    pub cseq: Option<(u32, Cow<'a, str>)>,
+    pub retry_after: Option<u32>,
+}
+
+impl Head<'_> {
+    fn into_owned(self) -> Response {
+        Response {
+            code: self.code,
+            reason: self.reason.into_owned(),
+            branch: self.branch.map(Cow::into_owned),
+            call_id: self.call_id.map(Cow::into_owned),
+            cseq: self.cseq.map(|(n, m)| (n, m.into_owned())),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// Like [`parse_datagram`], without copying what it reads.
+pub fn parse_datagram_head(buf: &[u8], truncated: bool) -> Result<Head<'_>, ParseError> {
+    let (head, framed) = match head_end(buf)? {
+        Some(end) => (end, !truncated),
+        None if truncated => {
+            let end = buf.windows(2).rposition(|w| w == b"\r\n");
+            (end.ok_or(ParseError::Incomplete)?, false)
+        }
+        None => return Err(ParseError::Incomplete),
+    };
+    let (r, content_length) = parse_head(&buf[..head])?;
+    // Both terms are bounded, so this cannot overflow.
+    if framed && buf.len() < head + 4 + content_length {
+        return Err(ParseError::Incomplete);
+    }
+    Ok(r)
+}
+
 /// Parses the status line and headers (without the blank line); returns the response and
 /// its Content-Length.
-fn parse_head(head: &[u8]) -> Result<(Response, usize), ParseError> {
+fn parse_head(head: &[u8]) -> Result<(Head<'_>, usize), ParseError> {
     let head =
         std::str::from_utf8(head).map_err(|_| ParseError::Bad("headers are not UTF-8".into()))?;
-    let lines = unfold(head);
+    let mut lines = Lines {
+        it: head.split("\r\n").peekable(),
+    };
     let status = lines
-        .first()
+        .next()
         .ok_or_else(|| ParseError::Bad("empty message".into()))?;
     let mut parts = status.splitn(3, ' ');
     if parts.next() != Some("SIP/2.0") {
         return Err(ParseError::Bad(format!(
             "not a SIP response: `{}`",
-            truncate(status)
+            truncate(&status)
         )));
     }
     let code: u16 = parts
         .next()
         .and_then(|c| c.parse().ok())
         .filter(|c| (100..700).contains(c))
-        .ok_or_else(|| ParseError::Bad(format!("bad status line `{}`", truncate(status))))?;
-    let reason = parts.next().unwrap_or("").to_owned();
-    let mut r = Response {
+        .ok_or_else(|| ParseError::Bad(format!("bad status line `{}`", truncate(&status))))?;
+    let mut r = Head {
         code,
-        reason,
+        reason: part(&status, parts.next().unwrap_or("")),
         branch: None,
         call_id: None,
         cseq: None,
         retry_after: None,
     };
     let mut content_length = 0usize;
-    for l in &lines[1..] {
+    for l in lines {
         let Some((name, value)) = l.split_once(':') else {
             return Err(ParseError::Bad(format!(
                 "bad header line `{}`",
-                truncate(l)
+                truncate(&l)
             )));
         };
         let value = value.trim();
@@ -229,13 +223,13 @@ fn parse_head(head: &[u8]) -> Result<(Response, usize), ParseError> {
                 r.branch = first
                     .split(';')
                     .find_map(|p| p.trim().strip_prefix("branch="))
-                    .map(str::to_owned);
+                    .map(|b| part(&l, b));
             }
-            Some(Header::CallId) => r.call_id = Some(value.to_owned()),
+            Some(Header::CallId) => r.call_id = Some(part(&l, value)),
             Some(Header::CSeq) => {
                 let mut it = value.split_whitespace();
                 if let (Some(n), Some(m)) = (it.next().and_then(|n| n.parse().ok()), it.next()) {
-                    r.cseq = Some((n, m.to_owned()));
+                    r.cseq = Some((n, part(&l, m)));
                 }
             }
             Some(Header::RetryAfter) => {
@@ -304,37 +298,6 @@ mod tests {
     }
 
     #[test]
-    fn request_has_every_mandatory_header() {
-        let r = options_request(
-            "192.0.2.10:5060".parse().unwrap(),
-            "10.0.0.1:40000".parse().unwrap(),
-            "UDP",
-            &ids(),
-        );
-        assert!(r.starts_with("OPTIONS sip:192.0.2.10:5060 SIP/2.0\r\n"));
-        for h in [
-            "Via: SIP/2.0/UDP 10.0.0.1:40000;branch=z9hG4bKabc;rport\r\n",
-            "Max-Forwards: 70\r\n",
-            "From: <sip:sipsteer@10.0.0.1>;tag=t1\r\n",
-            "To: <sip:192.0.2.10:5060>\r\n",
-            "Call-ID: c1@10.0.0.1\r\n",
-            "CSeq: 1 OPTIONS\r\n",
-            "Content-Length: 0\r\n\r\n",
-        ] {
-            assert!(r.contains(h), "{h}");
-        }
-        let v6 = options_request(
-            "[2001:db8::1]:5060".parse().unwrap(),
-            "[::1]:5000".parse().unwrap(),
-            "TCP",
-            &ids(),
-        );
-        assert!(v6.starts_with("OPTIONS sip:[2001:db8::1]:5060 SIP/2.0\r\n"));
-        assert!(v6.contains("Via: SIP/2.0/TCP [::1]:5000;"));
-        assert!(Ids::random().branch.starts_with("z9hG4bK"));
-    }
-
-    #[test]
     fn parses_and_matches_responses() {
         let full = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:40000;branch=z9hG4bKabc;rport=40000;received=10.0.0.1\r\nFrom: <sip:sipsteer@10.0.0.1>;tag=t1\r\nTo: <sip:x>;tag=9\r\nCall-ID: c1@10.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
         let (r, n) = parse_response(full.as_bytes()).unwrap();
@@ -381,6 +344,23 @@ mod tests {
             parse_response(&[0xff, 0xfe, b'\r', b'\n', b'\r', b'\n']),
             Err(ParseError::Bad(_))
         ));
+    }
+
+    #[test]
+    fn datagram_heads_borrow_unless_a_line_was_folded() {
+        let plain = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKabc\r\ni: c1@h\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let h = parse_datagram_head(plain, false).unwrap();
+        assert!(matches!(h.reason, Cow::Borrowed("OK")));
+        assert!(matches!(h.branch, Some(Cow::Borrowed("z9hG4bKabc"))));
+        assert!(matches!(h.call_id, Some(Cow::Borrowed("c1@h"))));
+        assert!(matches!(h.cseq, Some((1, Cow::Borrowed("OPTIONS")))));
+        let folded = b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n ;branch=z9hG4bKabc\r\n\r\n";
+        let h = parse_datagram_head(folded, false).unwrap();
+        assert!(matches!(h.branch, Some(Cow::Owned(ref b)) if b == "z9hG4bKabc"));
+        assert_eq!(
+            parse_datagram_head(b"SIP/2.0 200 OK\r\nl: 3\r\n\r\nab", false).err(),
+            Some(ParseError::Incomplete)
+        );
     }
 
     #[test]

@@ -124,7 +124,14 @@ impl ServerHealth {
             Outcome::Up => 0,
             _ => self.failing.saturating_add(1),
         };
-        self.last = Some(r.clone());
+        match &mut self.last {
+            // Reuses the detail's buffer: a result every few seconds allocates nothing here.
+            Some(l) => {
+                (l.outcome, l.code, l.rtt) = (r.outcome, r.code, r.rtt);
+                l.detail.clone_from(&r.detail);
+            }
+            None => self.last = Some(r.clone()),
+        }
         let target = match r.outcome {
             Outcome::Up => Observed::Up,
             Outcome::Full => Observed::Full,

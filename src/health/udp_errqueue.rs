@@ -75,7 +75,7 @@ fn icmp_errno(msg: &libc::msghdr, v4: bool) -> Option<i32> {
     None
 }
 
-fn addr(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+pub(super) fn addr(s: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
     let len = len as usize;
     match i32::from(s.ss_family) {
         libc::AF_INET if len >= std::mem::size_of::<libc::sockaddr_in>() => {

@@ -1,50 +1,50 @@
 //! SIP OPTIONS over UDP for many targets through one socket per address family: a table of
-//! transactions in flight keyed by branch, one receive task dispatching replies to them, and
-//! refusals (ICMP port unreachable) read from the socket's error queue (`IP_RECVERR`) and given
-//! to the transactions of the address they name. A probe costs its request text, a table
-//! entry and its sends; no socket, buffer or task of its own.
+//! transactions in flight ([`super::udp_table`]) and one task per socket that reads it. The
+//! socket is not registered with the runtime, so a reply wakes nothing: while transactions
+//! are in flight the task reads every queued datagram and ICMP error (`IP_RECVERR`) once per
+//! common tick ([`on_tick`]), the same ticks the probes' timers fire on, so replies are handled
+//! in batches. The kernel stamps each datagram with its arrival time (`SO_TIMESTAMPNS`): the
+//! round trip is exact however late in the tick the reply is read, and a probe whose timer
+//! fires reads the socket before judging, so a reply that arrived in time always counts. A
+//! probe costs a table entry and its sends; no socket, buffer, task or channel of its own.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::task::Poll;
+use std::time::{Duration, Instant, SystemTime};
 
-use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
-
-use std::time::Duration;
+use tokio::sync::Notify;
 
 use super::monitor::on_tick;
-use super::probe::{CodePolicy, ProbeError, Res, T1, describe};
-use super::sip::{Ids, ParseError, Response, options_request, parse_response};
+use super::probe::{CodePolicy, ProbeError, Res, T1};
+use super::sip::{RequestIds, write_options_request};
+use super::udp_table::{Answer, Branch, Hex, Table, round_trip};
 
-/// Largest datagram read (a longer one is cut and reported as truncated).
+/// Largest datagram read (a longer one is cut and read as truncated).
 const MAX_DATAGRAM: usize = 65_535;
+/// Most datagrams read in one pass (the rest wait for the next tick; their times stay exact).
+const MAX_PER_PASS: usize = 4096;
+/// Room for a request: IPv6 addresses at their longest take under half of it.
+const MAX_REQUEST: usize = 1024;
 
-/// How a transaction ended, as seen by the receive task.
-#[derive(Debug)]
-pub(crate) enum Reply {
-    Final(Response),
-    /// An ICMP error for the target: the OS error number.
-    Unreachable(i32),
+/// What the socket's task and the probes share, under one lock.
+struct Shared {
+    table: Table,
+    buf: Box<[u8]>,
 }
-
-struct Pending {
-    target: SocketAddr,
-    call_id: String,
-    /// Why the last datagram from the target could not be read, for the timeout message.
-    bad: Option<ParseError>,
-    done: Option<oneshot::Sender<Reply>>,
-}
-
-type Table = Mutex<HashMap<String, Pending>>;
 
 /// One family's socket and its transactions in flight.
 struct Family {
-    sock: Arc<UdpSocket>,
+    sock: std::net::UdpSocket,
+    v4: bool,
     port: u16,
-    table: Arc<Table>,
-    /// The receive task, until [`UdpProber::shutdown`] takes it.
+    shared: Mutex<Shared>,
+    /// Told when a transaction opens while none were in flight.
+    wake: Arc<Notify>,
+    /// The task reading the socket, until [`UdpProber::shutdown`] takes it.
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Source address per destination, for the Via header (found once per destination).
     local: Mutex<HashMap<IpAddr, IpAddr>>,
@@ -62,78 +62,89 @@ impl Drop for Family {
 /// The shared UDP prober of a monitor. Create inside a tokio runtime.
 #[derive(Default)]
 pub struct UdpProber {
-    v4: tokio::sync::OnceCell<Option<Family>>,
-    v6: tokio::sync::OnceCell<Option<Family>>,
+    v4: tokio::sync::OnceCell<Option<Arc<Family>>>,
+    v6: tokio::sync::OnceCell<Option<Arc<Family>>>,
 }
 
 /// A transaction in the table; removed when dropped (finished, timed out or cancelled).
-pub(crate) struct Transaction<'a> {
-    table: &'a Table,
-    branch: String,
-    pub rx: oneshot::Receiver<Reply>,
-    sock: &'a UdpSocket,
+struct Transaction<'a> {
+    fam: &'a Family,
+    id: u64,
     target: SocketAddr,
 }
 
 impl Transaction<'_> {
-    pub(crate) async fn send(&self, req: &[u8]) -> std::io::Result<()> {
-        match self.sock.send_to(req, self.target).await {
-            // A refusal of another target, reported on this socket: that target's
-            // transaction learns of it from the error queue.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
-            r => r.map(|_| ()),
+    /// Sends the request (written anew each time, so no probe keeps a buffer) to the target.
+    /// A datagram the socket has no room for is lost, as on the network: the retransmissions
+    /// cover it.
+    fn send(&self, ids: &Ids) -> std::io::Result<()> {
+        let mut buf = [0u8; MAX_REQUEST];
+        let req = request(&mut buf, self.target, ids)?;
+        for _ in 0..2 {
+            match self.fam.sock.send_to(req, self.target) {
+                // A refusal of another target, reported on this send (which it stopped):
+                // that target's transaction learns of it from the error queue.
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                r => return r.map(|_| ()),
+            }
         }
+        Ok(())
+    }
+
+    /// The answer, once the socket's task has read it.
+    fn answer(&self) -> impl Future<Output = Answer> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut s = crate::lock::guard(&self.fam.shared);
+            s.table
+                .answer(self.id, cx.waker())
+                .map_or(Poll::Pending, Poll::Ready)
+        })
+    }
+
+    /// Reads the socket now, then takes the answer if there is one.
+    fn settle(&self) -> Option<Answer> {
+        self.fam.read(|s| s.table.take(self.id))
     }
 
     /// Why the last datagram from the target could not be read, if one could not.
-    pub(crate) fn bad(&self) -> Option<ParseError> {
-        let t = crate::lock::guard(self.table);
-        t.get(&self.branch).and_then(|p| p.bad.clone())
+    fn bad(&self) -> Option<super::sip::ParseError> {
+        crate::lock::guard(&self.fam.shared).table.bad(self.id)
     }
 }
 
 impl Drop for Transaction<'_> {
     fn drop(&mut self) {
-        crate::lock::guard(self.table).remove(&self.branch);
+        crate::lock::guard(&self.fam.shared).table.close(self.id);
     }
 }
 
 impl UdpProber {
-    /// Opens a transaction to `target` with `ids`; returns it and the local address to name
-    /// in the Via header.
-    pub(crate) async fn open(
+    /// Opens a transaction to `target` whose Call-ID is `call_id`; returns it and the local
+    /// address to name in the Via header.
+    async fn open(
         &self,
         target: SocketAddr,
-        ids: &Ids,
+        call_id: u64,
     ) -> std::io::Result<(Transaction<'_>, SocketAddr)> {
         let cell = if target.is_ipv4() { &self.v4 } else { &self.v6 };
         let fam = cell
             .get_or_init(|| async { Family::open(target.is_ipv4()).ok() })
             .await
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| std::io::Error::other("cannot open the probe socket"))?;
         let local = SocketAddr::new(fam.local_ip(target.ip()), fam.port);
-        let (tx, rx) = oneshot::channel();
-        let pending = Pending {
-            target,
-            call_id: ids.call_id.clone(),
-            bad: None,
-            done: Some(tx),
+        let id = {
+            let mut s = crate::lock::guard(&fam.shared);
+            if s.table.is_empty() {
+                fam.wake.notify_one();
+            }
+            s.table.open(target, call_id)
         };
-        crate::lock::guard(&fam.table).insert(ids.branch.clone(), pending);
-        let t = Transaction {
-            table: &fam.table,
-            branch: ids.branch.clone(),
-            rx,
-            sock: &fam.sock,
-            target,
-        };
-        Ok((t, local))
+        Ok((Transaction { fam, id, target }, local))
     }
-}
 
-impl UdpProber {
-    /// Stops the receive tasks and waits for them to end; probes still open time out.
+    /// Stops the sockets' tasks and waits for them to end; probes still open time out.
     pub(crate) async fn shutdown(&self) {
         for fam in [self.v4.get(), self.v6.get()]
             .into_iter()
@@ -154,49 +165,98 @@ impl UdpProber {
 
     /// One SIP OPTIONS probe of `target`: sent at once, retransmitted from T1 = 500 ms
     /// doubling, 1xx skipped, answered by the first final response that matches branch,
-    /// Call-ID and CSeq; refused when the target's port is unreachable.
+    /// Call-ID and CSeq; refused when the target's port is unreachable. With a final
+    /// response comes its round trip, from the first send to the kernel's receive time.
     pub(crate) async fn sip(
         &self,
         target: SocketAddr,
         timeout: Duration,
         policy: &CodePolicy,
-    ) -> Res {
-        let ids = Ids::random();
-        let (mut tx, local) = self.open(target, &ids).await?;
-        let req = options_request(target, local, "UDP", &ids);
-        let started = tokio::time::Instant::now();
+    ) -> (Res, Option<Duration>) {
+        let call_id = rand::random::<u64>();
+        let (tx, local) = match self.open(target, call_id).await {
+            Ok(t) => t,
+            Err(e) => return (Err(e.into()), None),
+        };
+        let ids = Ids {
+            local,
+            id: tx.id,
+            tag: rand::random::<u64>(),
+            call_id,
+        };
+        let (started, wall) = (Instant::now(), SystemTime::now());
         let deadline = on_tick(timeout);
         let mut interval = T1;
         let mut sent = Duration::ZERO;
-        loop {
+        let answer = loop {
             if tokio::time::Instant::now() >= deadline {
-                return Err(tx
-                    .bad()
-                    .map_or(ProbeError::Timeout(timeout), ProbeError::from));
+                match tx.settle() {
+                    Some(a) => break a,
+                    None => {
+                        let e = tx
+                            .bad()
+                            .map_or(ProbeError::Timeout(timeout), ProbeError::from);
+                        return (Err(e), None);
+                    }
+                }
             }
-            tx.send(req.as_bytes()).await?;
+            if let Err(e) = tx.send(&ids) {
+                return (Err(e.into()), None);
+            }
             // Retransmissions at T1, 3·T1, 7·T1... after the first send, on the common tick.
             sent += interval;
-            let elapsed = started.elapsed();
-            let wait = on_tick(sent.saturating_sub(elapsed)).min(deadline);
+            let wait = on_tick(sent.saturating_sub(started.elapsed())).min(deadline);
             interval *= 2;
-            match tokio::time::timeout_at(wait, &mut tx.rx).await {
-                Err(_) => continue,
-                Ok(Err(_)) => return Err(ProbeError::SocketClosed),
-                Ok(Ok(Reply::Final(r))) => {
-                    let detail = describe(r.code, &r.reason, r.retry_after);
-                    return Ok((policy.classify(r.code), Some(r.code), detail));
+            match tokio::time::timeout_at(wait, tx.answer()).await {
+                Ok(a) => break a,
+                Err(_) => {
+                    if let Some(a) = tx.settle() {
+                        break a;
+                    }
                 }
-                Ok(Ok(Reply::Unreachable(errno))) => {
-                    return Err(std::io::Error::from_raw_os_error(errno).into());
-                }
+            }
+        };
+        match answer {
+            Answer::Final { code, detail, at } => {
+                let rtt = round_trip(wall, started.elapsed(), at);
+                (Ok((policy.classify(code), Some(code), detail)), Some(rtt))
+            }
+            Answer::Unreachable(errno) => {
+                (Err(std::io::Error::from_raw_os_error(errno).into()), None)
             }
         }
     }
 }
 
+/// What a probe's request says besides its target.
+struct Ids {
+    /// The address in Via and From.
+    local: SocketAddr,
+    /// The transaction, in the branch.
+    id: u64,
+    tag: u64,
+    call_id: u64,
+}
+
+/// Writes the request to `target` into `buf`; returns the part written.
+fn request<'b>(
+    buf: &'b mut [u8; MAX_REQUEST],
+    target: SocketAddr,
+    ids: &Ids,
+) -> std::io::Result<&'b [u8]> {
+    let text = RequestIds {
+        branch: &Branch(ids.id),
+        tag: &Hex(ids.tag),
+        call_id: &Hex(ids.call_id),
+    };
+    let mut w = &mut buf[..];
+    write_options_request(&mut w, target, ids.local, "UDP", &text)?;
+    let len = MAX_REQUEST - w.len();
+    Ok(&buf[..len])
+}
+
 impl Family {
-    fn open(v4: bool) -> std::io::Result<Family> {
+    fn open(v4: bool) -> std::io::Result<Arc<Family>> {
         let (domain, bind, level, opt) = if v4 {
             let a: SocketAddr = (Ipv4Addr::UNSPECIFIED, 0).into();
             (socket2::Domain::IPV4, a, libc::SOL_IP, libc::IP_RECVERR)
@@ -210,20 +270,63 @@ impl Family {
         }
         s.set_nonblocking(true)?;
         set_int(&s, level, opt, 1)?;
-        // Replies of thousands of targets can arrive in one burst.
+        super::udp_recv::enable_timestamps(s.as_raw_fd())?;
+        // Replies of thousands of targets can wait for one tick.
         let _ = s.set_recv_buffer_size(4 * 1024 * 1024);
         s.bind(&bind.into())?;
-        let sock = Arc::new(UdpSocket::from_std(s.into())?);
+        let sock: std::net::UdpSocket = s.into();
         let port = sock.local_addr()?.port();
-        let table: Arc<Table> = Arc::default();
-        let task = Mutex::new(Some(tokio::spawn(receive(sock.clone(), table.clone(), v4))));
-        Ok(Family {
+        let wake = Arc::new(Notify::new());
+        let fam = Arc::new(Family {
             sock,
+            v4,
             port,
-            table,
-            task,
+            shared: Mutex::new(Shared {
+                table: Table::default(),
+                buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            }),
+            wake: wake.clone(),
+            task: Mutex::new(None),
             local: Mutex::default(),
-        })
+        });
+        let task = tokio::spawn(read_on_ticks(Arc::downgrade(&fam), wake));
+        *fam.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+        Ok(fam)
+    }
+
+    /// Reads every queued datagram and ICMP error into the table, then runs `f` on it, all
+    /// under the lock.
+    fn read<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        let mut guard = crate::lock::guard(&self.shared);
+        let s = &mut *guard;
+        let fd = self.sock.as_raw_fd();
+        for _ in 0..MAX_PER_PASS {
+            match super::udp_recv::recv(fd, &mut s.buf) {
+                Ok(Some(d)) => {
+                    if let (Some(from), Some(data)) = (d.from, s.buf.get(..d.len)) {
+                        s.table.dispatch(data, d.truncated, from, d.at);
+                    }
+                }
+                Ok(None) => break,
+                // An ICMP error pending on the socket: the error queue names its target.
+                Err(_) => {
+                    if !self.refusals(&mut s.table) {
+                        break;
+                    }
+                }
+            }
+        }
+        self.refusals(&mut s.table);
+        f(s)
+    }
+
+    /// Ends the transactions the queued ICMP errors are about; whether there were any.
+    fn refusals(&self, table: &mut Table) -> bool {
+        let errors = super::udp_errqueue::drain(self.sock.as_raw_fd(), self.v4);
+        for &(dst, errno) in &errors {
+            table.unreachable(dst, errno);
+        }
+        !errors.is_empty()
     }
 
     /// The address the OS sends from to `dst` (a route lookup, no packet sent).
@@ -244,6 +347,25 @@ impl Family {
     }
 }
 
+/// The socket's task: while transactions are in flight, reads the socket on every tick;
+/// otherwise sleeps until one opens. Ends with the family.
+async fn read_on_ticks(fam: Weak<Family>, wake: Arc<Notify>) {
+    loop {
+        let idle = match fam.upgrade() {
+            Some(f) => crate::lock::guard(&f.shared).table.is_empty(),
+            None => return,
+        };
+        if idle {
+            wake.notified().await;
+        }
+        tokio::time::sleep_until(on_tick(Duration::ZERO)).await;
+        match fam.upgrade() {
+            Some(f) => f.read(|_| ()),
+            None => return,
+        }
+    }
+}
+
 fn set_int(s: &socket2::Socket, level: i32, opt: i32, v: libc::c_int) -> std::io::Result<()> {
     // SAFETY: a valid socket, an int option, and a pointer to an int of the length given.
     let r = unsafe {
@@ -260,72 +382,4 @@ fn set_int(s: &socket2::Socket, level: i32, opt: i32, v: libc::c_int) -> std::io
     } else {
         Err(std::io::Error::last_os_error())
     }
-}
-
-/// Reads replies until aborted, handing each to its transaction.
-async fn receive(sock: Arc<UdpSocket>, table: Arc<Table>, v4: bool) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    loop {
-        match sock.recv_from(&mut buf).await {
-            Ok((n, from)) => dispatch(&table, &buf[..n], from),
-            Err(_) => {
-                // The error queue names the refused destinations; any other error is
-                // transient (the socket stays usable), but is not retried in a tight loop.
-                let errors = super::udp_errqueue::drain(sock.as_raw_fd(), v4);
-                if errors.is_empty() {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                for (dst, errno) in errors {
-                    unreachable(&table, dst, errno);
-                }
-            }
-        }
-    }
-}
-
-fn dispatch(table: &Table, datagram: &[u8], from: SocketAddr) {
-    let mut t = crate::lock::guard(table);
-    match parse_response(datagram) {
-        Ok((r, _)) => {
-            if r.code < 200 {
-                return;
-            }
-            let Some(p) = r.branch.as_deref().and_then(|b| t.get_mut(b)) else {
-                return; // a stray or late reply
-            };
-            if !same(p.target, from) {
-                return; // only the target answers for itself, as on a connected socket
-            }
-            let call_id = r.call_id.as_deref().and_then(|c| c.split('@').next());
-            let cseq = r
-                .cseq
-                .as_ref()
-                .is_some_and(|(n, m)| *n == 1 && m.eq_ignore_ascii_case("OPTIONS"));
-            if call_id == Some(p.call_id.as_str())
-                && cseq
-                && let Some(done) = p.done.take()
-            {
-                let _ = done.send(Reply::Final(r));
-            }
-        }
-        Err(e) => {
-            for p in t.values_mut().filter(|p| same(p.target, from)) {
-                p.bad = Some(e.clone());
-            }
-        }
-    }
-}
-
-fn unreachable(table: &Table, dst: SocketAddr, errno: i32) {
-    let mut t = crate::lock::guard(table);
-    for p in t.values_mut().filter(|p| same(p.target, dst)) {
-        if let Some(done) = p.done.take() {
-            let _ = done.send(Reply::Unreachable(errno));
-        }
-    }
-}
-
-/// The same address and port (flow label and scope aside).
-fn same(a: SocketAddr, b: SocketAddr) -> bool {
-    a.ip() == b.ip() && a.port() == b.port()
 }

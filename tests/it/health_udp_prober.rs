@@ -94,3 +94,38 @@ async fn a_refused_port_fails_at_once_and_others_still_answer() {
     );
     assert_eq!(run(&u, ok.addr).await.detail, "200 OK");
 }
+
+/// The round trip runs from the first send to the reply's arrival, however late in the
+/// common tick the reply is read: never less than the responder's delay, never more than the
+/// probe took.
+#[tokio::test]
+async fn round_trip_spans_send_to_arrival() {
+    let delay = Duration::from_millis(200);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let addr = sock.local_addr().expect("addr");
+    let responder = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65535];
+        let (n, peer) = sock.recv_from(&mut buf).expect("request");
+        std::thread::sleep(delay);
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let _ = sock.send_to(sip::reply(&req, 200, "OK", false).as_bytes(), peer);
+    });
+    let u = UdpProber::default();
+    let t = Target {
+        addr,
+        check: Check::SipUdp,
+    };
+    let started = std::time::Instant::now();
+    let p = probe_with(&t, Duration::from_secs(5), &CodePolicy::default(), Some(&u)).await;
+    let took = started.elapsed();
+    responder.join().expect("responder");
+    assert_eq!((p.outcome, p.detail.as_str()), (Outcome::Up, "200 OK"));
+    assert!(
+        p.rtt >= delay,
+        "rtt {:?} under the responder's delay",
+        p.rtt
+    );
+    assert!(p.rtt <= took, "rtt {:?} over the probe's {took:?}", p.rtt);
+}

@@ -104,7 +104,7 @@ async fn probe_results_flip_at_rise_and_fall_and_a_flip_is_recent_for_a_minute()
     let target = target_of(&cfg.regions[0].servers[0]).expect("probed");
     let interval = Duration::from_secs(5);
     let step = |o: Outcome| {
-        hub.apply(&target, &result(o));
+        hub.apply_all(&[(target.clone(), result(o))]);
         let h = shared.health().clone();
         (
             h.status(0),

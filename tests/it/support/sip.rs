@@ -97,7 +97,7 @@ impl Responder {
 }
 
 /// Copies Via, From, To, Call-ID and CSeq from the request into a reply.
-fn reply(req: &str, code: u16, reason: &str, compact: bool) -> String {
+pub(crate) fn reply(req: &str, code: u16, reason: &str, compact: bool) -> String {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     for line in req.split("\r\n").skip(1) {
         let lower = line.to_ascii_lowercase();

@@ -1,0 +1,237 @@
+//! The SIP-over-UDP transactions in flight on one probe socket: keyed by a random number that
+//! the request's branch carries as 16 hex digits, each holding what a reply must match (the
+//! target, the Call-ID), its answer once one came and the task waiting for it. Replies and
+//! ICMP errors are matched here without copying what they carry.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::SocketAddr;
+use std::task::Waker;
+use std::time::{Duration, SystemTime};
+
+use super::probe::describe;
+use super::sip::{MAGIC, ParseError, parse_datagram_head};
+
+/// How a transaction ended, as read from the socket.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// A final response: its code, its detail (`200 OK`) and when the kernel received it.
+    Final {
+        code: u16,
+        detail: String,
+        at: Option<SystemTime>,
+    },
+    /// An ICMP error for the target: the OS error number.
+    Unreachable(i32),
+}
+
+struct Pending {
+    target: SocketAddr,
+    call_id: u64,
+    /// Why the last datagram from the target could not be read, for the timeout message.
+    bad: Option<ParseError>,
+    answer: Option<Answer>,
+    waker: Option<Waker>,
+}
+
+#[derive(Default)]
+pub(super) struct Table {
+    map: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
+}
+
+/// Hashes a transaction id to itself: ids are random already.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// A number as the 16 lowercase hex digits a request carries.
+pub(super) struct Hex(pub u64);
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// The branch of transaction `id`: the magic cookie and the id in hex.
+pub(super) struct Branch(pub u64);
+
+impl fmt::Display for Branch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{MAGIC}{}", Hex(self.0))
+    }
+}
+
+/// The number written as [`Hex`]; `None` for any other text.
+fn parse_hex(s: &str) -> Option<u64> {
+    let hex = s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| u64::from_str_radix(s, 16).ok()).flatten()
+}
+
+impl Table {
+    pub(super) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// A new transaction to `target` whose Call-ID is `call_id`: its id.
+    pub(super) fn open(&mut self, target: SocketAddr, call_id: u64) -> u64 {
+        let mut id = rand::random::<u64>();
+        while self.map.contains_key(&id) {
+            id = rand::random::<u64>();
+        }
+        let p = Pending {
+            target,
+            call_id,
+            bad: None,
+            answer: None,
+            waker: None,
+        };
+        self.map.insert(id, p);
+        id
+    }
+
+    pub(super) fn close(&mut self, id: u64) {
+        self.map.remove(&id);
+    }
+
+    /// The answer of `id` if it has one, else `waker` is woken when it gets one.
+    pub(super) fn answer(&mut self, id: u64, waker: &Waker) -> Option<Answer> {
+        let p = self.map.get_mut(&id)?;
+        if let Some(a) = p.answer.take() {
+            return Some(a);
+        }
+        if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            p.waker = Some(waker.clone());
+        }
+        None
+    }
+
+    /// The answer of `id` if it has one, without waiting.
+    pub(super) fn take(&mut self, id: u64) -> Option<Answer> {
+        self.map.get_mut(&id).and_then(|p| p.answer.take())
+    }
+
+    /// Why the last datagram from the target of `id` could not be read, if one could not.
+    pub(super) fn bad(&self, id: u64) -> Option<ParseError> {
+        self.map.get(&id).and_then(|p| p.bad.clone())
+    }
+
+    /// Gives a datagram from `from`, received at `at`, to the transaction it answers.
+    pub(super) fn dispatch(
+        &mut self,
+        datagram: &[u8],
+        truncated: bool,
+        from: SocketAddr,
+        at: Option<SystemTime>,
+    ) {
+        let r = match parse_datagram_head(datagram, truncated) {
+            Ok(r) => r,
+            Err(e) => {
+                for p in self.map.values_mut().filter(|p| same(p.target, from)) {
+                    p.bad = Some(e.clone());
+                }
+                return;
+            }
+        };
+        if r.code < 200 {
+            return;
+        }
+        let id = r.branch.as_deref().and_then(|b| b.strip_prefix(MAGIC));
+        let Some(p) = id.and_then(parse_hex).and_then(|id| self.map.get_mut(&id)) else {
+            return; // a stray or late reply
+        };
+        if !same(p.target, from) {
+            return; // only the target answers for itself, as on a connected socket
+        }
+        let call_id = r.call_id.as_deref().and_then(|c| c.split('@').next());
+        let cseq = r
+            .cseq
+            .as_ref()
+            .is_some_and(|(n, m)| *n == 1 && m.eq_ignore_ascii_case("OPTIONS"));
+        if call_id.and_then(parse_hex) == Some(p.call_id) && cseq && p.answer.is_none() {
+            let detail = describe(r.code, &r.reason, r.retry_after);
+            p.answer = Some(Answer::Final {
+                code: r.code,
+                detail,
+                at,
+            });
+            wake(p);
+        }
+    }
+
+    /// Ends the transactions to `dst` with an ICMP error.
+    pub(super) fn unreachable(&mut self, dst: SocketAddr, errno: i32) {
+        for p in self.map.values_mut().filter(|p| same(p.target, dst)) {
+            if p.answer.is_none() {
+                p.answer = Some(Answer::Unreachable(errno));
+                wake(p);
+            }
+        }
+    }
+}
+
+/// The round trip of a reply the kernel received at `at` to a request first sent at `sent`
+/// (wall clock), `elapsed` ago: exact, but never more than `elapsed` (the wall clock may have
+/// been stepped meanwhile); `elapsed` when the kernel gave no time.
+pub(super) fn round_trip(sent: SystemTime, elapsed: Duration, at: Option<SystemTime>) -> Duration {
+    let exact = at.and_then(|at| at.duration_since(sent).ok());
+    exact.map_or(elapsed, |d| d.min(elapsed))
+}
+
+fn wake(p: &mut Pending) {
+    if let Some(w) = p.waker.take() {
+        w.wake();
+    }
+}
+
+/// The same address and port (flow label and scope aside).
+fn same(a: SocketAddr, b: SocketAddr) -> bool {
+    a.ip() == b.ip() && a.port() == b.port()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_is_the_kernel_time_bounded_by_elapsed() {
+        let sent = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let ms = Duration::from_millis;
+        assert_eq!(round_trip(sent, ms(12), Some(sent + ms(3))), ms(3));
+        assert_eq!(round_trip(sent, ms(12), None), ms(12));
+        assert_eq!(round_trip(sent, ms(12), Some(sent - ms(1))), ms(12));
+        assert_eq!(round_trip(sent, ms(12), Some(sent + ms(20))), ms(12));
+    }
+
+    #[test]
+    fn ids_round_trip_and_only_canonical_hex_matches() {
+        for id in [0, 1, 0xdead_beef, u64::MAX] {
+            assert_eq!(parse_hex(&Hex(id).to_string()), Some(id));
+            let b = Branch(id).to_string();
+            assert_eq!(b.strip_prefix(MAGIC).and_then(parse_hex), Some(id));
+        }
+        for bad in [
+            "",
+            "00000000deadbeef0",
+            "00000000DEADBEEF",
+            "+0000000deadbeef",
+            "other0000000000000",
+        ] {
+            assert_eq!(parse_hex(bad), None, "{bad}");
+        }
+    }
+}
