@@ -3,6 +3,8 @@
 # maps change every second. Needs the shared benchmark set up in ~/bench (or BENCH=dir).
 # Usage: bench/reload-load.sh            (from the repository root, after a release build)
 # RELOADS=N rewrites the zone map N times (3) once the GeoIP map is in; QUERIES=0 stops there.
+# Then ROUNDS (3) pairs of b-sip-ecs runs, one steady and one while the zone map changes every
+# second, alternating; the medians of each close the output.
 set -euo pipefail
 BENCH="${BENCH:-$HOME/bench}"; ZONES="${ZONES:-1000}"
 WORK=$(mktemp -d); mkdir -p "$WORK/zones"
@@ -48,9 +50,15 @@ for s in $(seq 2 $(( ${RELOADS:-3} + 1 ))); do
 done
 echo "reload times (wall ms, cpu ms):"; grep "config reloaded" "$WORK/serve.log" | sed 's/\x1b\[[0-9;]*m//g' | grep -oE ' ms=[0-9]+( cpu_ms=[0-9.]+)?'
 [[ "${QUERIES:-1}" = 1 ]] || exit 0
-export DURATION="${DURATION:-10}" REPS="${REPS:-3}" QUERY_FILES="${QUERY_FILES:-b-sip-ecs}" FIXED_RATES="" NO_CHECK=1 RUN_ID="${RUN_ID:-reload-$(date +%s)}"
-(cd "$BENCH" && ./run-one.sh 127.0.0.1 5300 sipsteer-steady) | tail -4
-( s=10; while true; do s=$((s+1)); zone example.com "$s" > "$WORK/zones/example.com.yaml.tmp"; mv "$WORK/zones/example.com.yaml.tmp" "$WORK/zones/example.com.yaml"; sleep 1; done ) & LOOP=$!
-(cd "$BENCH" && ./run-one.sh 127.0.0.1 5300 sipsteer-reloading) | tail -4
-kill $LOOP
-echo "reloads during the run: $(grep -c 'config reloaded' "$WORK/serve.log")"
+export DURATION="${DURATION:-10}" REPS=1 QUERY_FILES="${QUERY_FILES:-b-sip-ecs}" FIXED_RATES="" NO_CHECK=1 RUN_ID="${RUN_ID:-reload-$(date +%s)}"
+# Steady and reloading runs alternate (ROUNDS of each), so drift over the sitting hits both.
+for round in $(seq "${ROUNDS:-3}"); do
+  (cd "$BENCH" && ./run-one.sh 127.0.0.1 5300 sipsteer-steady) | grep '^| sipsteer' || true
+  ( s=$((round * 1000)); while true; do s=$((s+1)); zone example.com "$s" > "$WORK/zones/example.com.yaml.tmp"; mv "$WORK/zones/example.com.yaml.tmp" "$WORK/zones/example.com.yaml"; sleep 1; done ) & LOOP=$!
+  (cd "$BENCH" && ./run-one.sh 127.0.0.1 5300 sipsteer-reloading) | grep '^| sipsteer' || true
+  kill $LOOP; LOOP=
+done
+echo "reloads during the runs: $(grep -c 'config reloaded' "$WORK/serve.log")"
+for l in sipsteer-steady sipsteer-reloading; do
+  (cd "$BENCH" && python3 tools/summarize.py results/runs.tsv --run "$RUN_ID" --label "$l") | grep '^| sipsteer' || true
+done
