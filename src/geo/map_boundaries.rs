@@ -214,7 +214,6 @@ fn directory_lookup_equals_binary_search_on_built_blocks() {
 #[test]
 #[ignore]
 fn lookup_speed_on_geolite2() {
-    use std::time::Instant;
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/data/GeoLite2-City.mmdb");
     let table = GeoDb::open(&path).expect("open").table().expect("table");
@@ -243,21 +242,7 @@ fn lookup_speed_on_geolite2() {
     let m = GeoMap::compile(&table, &classes, 99);
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let addrs: Vec<u32> = (0..4_000_000).map(|_| rng.next() as u32).collect();
-    let t = Instant::now();
-    let mut sum = 0u64;
-    for &x in &addrs {
-        let (c, s) = m.v4.lookup(x);
-        sum += u64::from(c) + u64::from(s);
-    }
-    let new = t.elapsed();
-    let t = Instant::now();
-    let mut sum2 = 0u64;
-    for &x in &addrs {
-        let (c, s) = reference(&m.v4, x, u32::MAX);
-        sum2 += u64::from(c) + u64::from(s);
-    }
-    let old = t.elapsed();
-    assert_eq!(sum, sum2);
+    let (new, old) = time_lookups(&m, &addrs);
     let index = |e: u32| e & ((1 << SUB_INDEX_BITS) - 1);
     let widest = |b: &[u32]| {
         b.windows(2)
@@ -289,24 +274,31 @@ fn lookup_speed_on_geolite2() {
             m.v4.starts[i] + (rng.next() % span) as u32
         })
         .collect();
-    let t = Instant::now();
-    let mut sum = 0u64;
-    for &x in &placed {
-        let (c, s) = m.v4.lookup(x);
-        sum += u64::from(c) + u64::from(s);
-    }
-    let new = t.elapsed();
-    let t = Instant::now();
-    let mut sum2 = 0u64;
-    for &x in &placed {
-        let (c, s) = reference(&m.v4, x, u32::MAX);
-        sum2 += u64::from(c) + u64::from(s);
-    }
-    assert_eq!(sum, sum2);
+    let (new, old) = time_lookups(&m, &placed);
     println!(
         "IPv4 in a random block, {} lookups: directory {:.1} ns each, binary search {:.1} ns each",
         placed.len(),
         new.as_nanos() as f64 / placed.len() as f64,
-        t.elapsed().as_nanos() as f64 / placed.len() as f64
+        old.as_nanos() as f64 / placed.len() as f64
     );
+}
+
+/// The time to look up every one of `addrs`, by directory and by plain binary search (whose
+/// answers must agree).
+fn time_lookups(m: &GeoMap, addrs: &[u32]) -> (std::time::Duration, std::time::Duration) {
+    let sum = |f: &dyn Fn(u32) -> (u32, u8)| {
+        let t = std::time::Instant::now();
+        let total: u64 = addrs
+            .iter()
+            .map(|&x| {
+                let (c, s) = f(x);
+                u64::from(c) + u64::from(s)
+            })
+            .sum();
+        (t.elapsed(), total)
+    };
+    let (new, a) = sum(&|x| m.v4.lookup(x));
+    let (old, b) = sum(&|x| reference(&m.v4, x, u32::MAX));
+    assert_eq!(a, b);
+    (new, old)
 }

@@ -286,10 +286,11 @@ impl Response {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn ids() -> Ids {
+    /// Transaction ids for tests of this module and its request builder.
+    pub(in crate::health) fn ids() -> Ids {
         Ids {
             branch: "z9hG4bKabc".into(),
             tag: "t1".into(),

@@ -24,24 +24,12 @@ pub(super) fn drain(fd: RawFd, v4: bool) -> Vec<(SocketAddr, i32)> {
 /// One queued error: `None` when the queue is empty, `Some(None)` for one that is not an ICMP
 /// error about a known destination.
 fn one(fd: RawFd, v4: bool) -> Option<Option<(SocketAddr, i32)>> {
-    // SAFETY: all-zero is a valid value of these plain C structs.
+    // SAFETY: all-zero is a valid value of this plain C struct.
     let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut control = [0u64; 64];
     let mut data = [0u8; 64];
-    let mut iov = libc::iovec {
-        iov_base: data.as_mut_ptr().cast(),
-        iov_len: data.len(),
-    };
-    // SAFETY: as above.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&raw mut name).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
-    // SAFETY: every pointer in `msg` points at a live buffer of the length it declares.
-    let n = unsafe { libc::recvmsg(fd, &raw mut msg, libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT) };
+    let flags = libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT;
+    let (n, msg) = super::udp_recv::recvmsg(fd, &mut data, &mut name, &mut control, flags);
     if n < 0 {
         return None;
     }

@@ -36,25 +36,40 @@ pub(super) fn enable_timestamps(fd: RawFd) -> std::io::Result<()> {
     }
 }
 
-/// Reads one datagram without waiting: `Ok(None)` when none is queued.
-pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<Option<Datagram>> {
-    // SAFETY: all-zero is a valid value of these plain C structs.
-    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut control = [0u64; 8];
+/// One `recvmsg(flags)` on `fd`: the data into `data`, the sender into `name`, control
+/// messages into `control`. Returns the length read (negative: failed, see `errno`) and the
+/// header as the kernel left it, whose pointers aim at the arguments.
+pub(super) fn recvmsg(
+    fd: RawFd,
+    data: &mut [u8],
+    name: &mut libc::sockaddr_storage,
+    control: &mut [u64],
+    flags: libc::c_int,
+) -> (isize, libc::msghdr) {
     let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
     };
-    // SAFETY: as above.
+    // SAFETY: all-zero is a valid value of this plain C struct.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&raw mut name).cast();
+    msg.msg_name = std::ptr::from_mut(name).cast();
     msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     msg.msg_iov = &raw mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    msg.msg_controllen = std::mem::size_of_val(control) as _;
     // SAFETY: every pointer in `msg` points at a live buffer of the length it declares.
-    let n = unsafe { libc::recvmsg(fd, &raw mut msg, libc::MSG_DONTWAIT) };
+    let n = unsafe { libc::recvmsg(fd, &raw mut msg, flags) };
+    msg.msg_iov = std::ptr::null_mut();
+    (n, msg)
+}
+
+/// Reads one datagram without waiting: `Ok(None)` when none is queued.
+pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<Option<Datagram>> {
+    // SAFETY: all-zero is a valid value of this plain C struct.
+    let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut control = [0u64; 8];
+    let (n, msg) = recvmsg(fd, buf, &mut name, &mut control, libc::MSG_DONTWAIT);
     if n < 0 {
         let e = std::io::Error::last_os_error();
         return match e.kind() {

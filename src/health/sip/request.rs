@@ -116,14 +116,7 @@ pub fn write_options_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ids() -> Ids {
-        Ids {
-            branch: "z9hG4bKabc".into(),
-            tag: "t1".into(),
-            call_id: "c1".into(),
-        }
-    }
+    use crate::health::sip::tests::ids;
 
     #[test]
     fn request_has_every_mandatory_header() {
