@@ -41,6 +41,9 @@ struct Blocks<T> {
     /// entries each, each a block index tagged [`LEAF`] (with the scope) when its whole
     /// prefix lies in that block.
     sub: Vec<u32>,
+    /// The bits of a sub-directory entry that hold the block index: below the scope when
+    /// there are leaves, all but [`LEAF`] when there are too many blocks for them.
+    index_mask: u32,
 }
 
 /// An address family's integer: its leading bits for the directories, the arithmetic for
@@ -106,9 +109,13 @@ impl<T: Addr> Blocks<T> {
             class,
             dir: Vec::with_capacity(top.len()),
             sub: Vec::new(),
+            index_mask: !LEAF,
         };
         // Leaves need the block index below the scope bits (sub) or the class (dir).
         let leaves = b.starts.len() < 1 << SUB_INDEX_BITS;
+        if leaves {
+            b.index_mask = (1 << SUB_INDEX_BITS) - 1;
+        }
         for (h, w) in top.windows(2).enumerate() {
             let (lo, hi) = (w[0], w[1]);
             let mut second = NONE;
@@ -185,7 +192,7 @@ impl<T: Addr> Blocks<T> {
                 return (class, ((second & !LEAF) >> DIR_CLASS_BITS) as u8);
             }
             let m = second as usize + (x.prefix(DIR_BITS + SUB_BITS) & ((1 << SUB_BITS) - 1));
-            let index = |e: u32| e & ((1 << SUB_INDEX_BITS) - 1);
+            let index = |e: u32| e & self.index_mask;
             let lo = self.sub.get(m).copied().unwrap_or(a);
             if lo & LEAF != 0 {
                 let i = index(lo) as usize;
