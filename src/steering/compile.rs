@@ -28,6 +28,8 @@ pub struct Steering {
     /// The ranking policy of each service (an index into `policies`).
     service_policy: Vec<usize>,
     policies: Vec<Arc<Policy>>,
+    /// The policy holding the only GeoIP map, when exactly one has a map.
+    sole_map: Option<usize>,
     /// Number of server slots (the length of a health view).
     pub slots: usize,
     pub geo: Option<Arc<GeoData>>,
@@ -183,11 +185,17 @@ pub fn compile_keeping(
         }
     }
     let policies = policies.list;
+    let mut with_maps = policies.iter().enumerate().filter(|(_, p)| p.map.is_some());
+    let sole_map = match (with_maps.next(), with_maps.next()) {
+        (Some((i, _)), None) => Some(i),
+        _ => None,
+    };
     Steering {
         regions,
         services,
         service_policy,
         policies,
+        sole_map,
         slots,
         geo,
     }
@@ -433,9 +441,7 @@ impl Steering {
     /// The GeoIP map every located answer uses, when there is exactly one (the listener
     /// warms its cache lines ahead of the lookups).
     pub fn sole_map(&self) -> Option<&GeoMap> {
-        let mut maps = self.policies.iter().filter_map(|p| p.map.as_ref());
-        let first = maps.next()?;
-        maps.next().is_none().then_some(first)
+        self.policies.get(self.sole_map?)?.map.as_ref()
     }
 
     /// A region is healthy while at least `min_up` of its servers serve.
@@ -499,6 +505,29 @@ mod tests {
     }
 
     const ZONE: &str = "zone: example.com\nsoa: { primary: ns1, contact: h, serial: 1 }\nns: [ns1]\nrecords: { www: { A: 192.0.2.1 } }\nregions:\n  uk: { location: [51.5, 0], servers: { a: { address: 192.0.2.10 } } }\n  de: { location: [50, 8], servers: { b: { address: 192.0.2.20 } } }\nservices:\n  sip: { regions: [uk, de] }\n";
+
+    #[test]
+    fn the_sole_map_is_the_one_policy_map() {
+        let (cfg, _d) = load(ZONE);
+        let geo = Some(Arc::new(
+            GeoData::load(cfg.geoip.as_deref().expect("geoip")).expect("geo"),
+        ));
+        let one = compile(&cfg, geo.clone());
+        let map = one.policies[0].map.as_ref().expect("a map");
+        assert!(one.sole_map().is_some_and(|m| std::ptr::eq(m, map)));
+        assert!(
+            compile(&cfg, None).sole_map().is_none(),
+            "no database, no map"
+        );
+        let two = ZONE.replace(
+            "services:\n  sip: { regions: [uk, de] }\n",
+            "services:\n  sip: { regions: [uk, de] }\n  alt: { regions: [de, uk] }\n",
+        );
+        let (cfg2, _d2) = load(&two);
+        let both = compile(&cfg2, geo);
+        assert_eq!(both.policies.iter().filter(|p| p.map.is_some()).count(), 2);
+        assert!(both.sole_map().is_none(), "two maps: none is the sole one");
+    }
 
     #[test]
     fn reload_reuses_maps_only_when_regions_and_geoip_are_unchanged() {
