@@ -12,6 +12,14 @@ use super::values::{Scalar, Values};
 
 pub(super) type S<T> = Spanned<T>;
 
+/// A YAML mapping's entries in the order they are written (the map itself forgets it), so
+/// errors are reported and lists are built top to bottom.
+pub(super) fn in_written_order<K, V>(map: &HashMap<S<K>, V>) -> Vec<(&S<K>, &V)> {
+    let mut entries: Vec<_> = map.iter().collect();
+    entries.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    entries
+}
+
 /// `sipsteer.yaml`.
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]

@@ -191,8 +191,7 @@ impl RegionTable {
             }
             Some(f) => f == sink.file,
         };
-        let mut list: Vec<_> = raw.iter().collect();
-        list.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+        let list = raw::in_written_order(raw);
         for (key, r) in list {
             let rpath = format!("{path}.{}", key.value);
             if !is_label(&key.value) {
@@ -352,8 +351,7 @@ fn region(
         ),
         None => (defaults.probe.clone(), defaults.check.clone()),
     };
-    let mut servers: Vec<_> = r.servers.value.iter().collect();
-    servers.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    let servers = raw::in_written_order(&r.servers.value);
     let mut out = Vec::new();
     for (key, s) in servers {
         let spath = format!("{path}.servers.{}", key.value);

@@ -22,8 +22,7 @@ pub(super) fn services(
     regions: &RegionTable,
     sink: &mut Sink,
 ) -> Vec<ServiceConfig> {
-    let mut list: Vec<_> = z.services.iter().collect();
-    list.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    let list = raw::in_written_order(&z.services);
     let mut out: Vec<ServiceConfig> = Vec::new();
     for (key, s) in list {
         let path = format!("services.{}", key.value);
@@ -273,8 +272,7 @@ fn networks(
     sink: &mut Sink,
 ) -> Vec<(IpNet, usize)> {
     let mut networks = Vec::new();
-    let mut nets: Vec<_> = s.networks.iter().collect();
-    nets.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    let nets = raw::in_written_order(&s.networks);
     let mut seen = HashSet::new();
     for (net, region) in nets {
         let npath = format!("{path}.networks.{}", net.value);

@@ -43,8 +43,7 @@ pub(super) fn validate(
         sink.on(&z.ns, "ns", "a zone needs at least one NS name");
     }
 
-    let mut entries: Vec<_> = z.records.iter().collect();
-    entries.sort_by_key(|(k, _)| (k.referenced.line(), k.referenced.column()));
+    let entries = raw::in_written_order(&z.records);
     let mut out = Vec::new();
     for (key, types) in entries {
         let path = format!("records.{}", key.value);

@@ -225,6 +225,13 @@ fn compile_regions(cfg: &Config) -> (Vec<Region>, usize) {
 }
 
 fn compile_server(s: &ServerConfig, slot: usize) -> Server {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for a in &s.addresses {
+        match a {
+            IpAddr::V4(v) => v4.push(v.octets()),
+            IpAddr::V6(v) => v6.push(v.octets()),
+        }
+    }
     Server {
         name: s.name.clone(),
         slot,
@@ -233,22 +240,8 @@ fn compile_server(s: &ServerConfig, slot: usize) -> Server {
         port: s.port,
         tls_port: s.tls_port,
         transports: s.transports.clone(),
-        v4: s
-            .addresses
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V4(v) => Some(v.octets()),
-                IpAddr::V6(_) => None,
-            })
-            .collect(),
-        v6: s
-            .addresses
-            .iter()
-            .filter_map(|a| match a {
-                IpAddr::V6(v) => Some(v.octets()),
-                IpAddr::V4(_) => None,
-            })
-            .collect(),
+        v4,
+        v6,
         capacity: s.capacity,
     }
 }
