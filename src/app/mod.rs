@@ -235,7 +235,7 @@ impl Serving<'_> {
                 threads.push(listener::spawn_udp(
                     sock,
                     self.shared.clone(),
-                    self.counters.listener(),
+                    self.counters.sole_listener(),
                     self.log.clone(),
                     stop.clone(),
                 )?);

@@ -58,7 +58,8 @@ pub fn respond(
     req: &[u8],
     out: &mut Vec<u8>,
 ) -> Option<Summary> {
-    let q = match wire::parse(req) {
+    let mut lower = [0; wire::MAX_NAME];
+    let q = match wire::parse(req, &mut lower) {
         Parsed::Drop => return None,
         Parsed::Error {
             id,

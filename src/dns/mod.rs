@@ -7,6 +7,8 @@
 //! (`edns`).
 
 pub mod answer;
+#[cfg(test)]
+mod answer_speed;
 pub(crate) mod cookie;
 pub(crate) mod defences;
 pub(crate) mod edns;

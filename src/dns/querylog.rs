@@ -134,9 +134,10 @@ fn writer(rx: Receiver<Msg>, file: std::fs::File) {
 }
 
 fn format_entry(e: &Entry) -> String {
-    let (name, ecs) = match crate::dns::wire::parse(&e.packet) {
+    let mut lower = [0; crate::dns::wire::MAX_NAME];
+    let (name, ecs) = match crate::dns::wire::parse(&e.packet, &mut lower) {
         crate::dns::wire::Parsed::Query(q) => {
-            let name = hickory_proto::rr::Name::from_labels(labels(&q.question[..q.name_len]))
+            let name = hickory_proto::rr::Name::from_labels(labels(&q.question[..q.name.len()]))
                 .map(|n| n.to_string())
                 .unwrap_or_default();
             let ecs = q

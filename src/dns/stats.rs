@@ -109,11 +109,11 @@ impl ById {
     }
 
     #[inline]
-    fn add(&self, id: u32) {
+    fn add(&self, id: u32, sole: bool) {
         let id = (id as usize).min(MAX_IDS - 1);
         let chunk =
             self.chunks[id / CHUNK].get_or_init(|| Box::new([const { AtomicU64::new(0) }; CHUNK]));
-        chunk[id % CHUNK].fetch_add(1, Relaxed);
+        bump(&chunk[id % CHUNK], sole);
     }
 
     fn get(&self, id: usize) -> u64 {
@@ -121,6 +121,17 @@ impl ById {
         self.chunks[id / CHUNK]
             .get()
             .map_or(0, |c| c[id % CHUNK].load(Relaxed))
+    }
+}
+
+/// Adds one to a counter: a plain load and store when the caller is its block's only writer
+/// (no locked instruction on the UDP path), an atomic addition otherwise.
+#[inline]
+fn bump(c: &AtomicU64, sole: bool) {
+    if sole {
+        c.store(c.load(Relaxed) + 1, Relaxed);
+    } else {
+        c.fetch_add(1, Relaxed);
     }
 }
 
@@ -212,14 +223,26 @@ impl Counters {
         Arc::new(Counters::default())
     }
 
-    /// A new listener's counting handle, included in every scrape from now on.
+    /// A new listener's counting handle, included in every scrape from now on; its clones
+    /// share its block (TCP connections of one listener).
     pub fn listener(self: &Arc<Self>) -> Tally {
+        self.block(false)
+    }
+
+    /// A counting handle for one thread that is its block's only writer (a UDP socket's
+    /// thread), so it counts without locked instructions. Its clones get blocks of their own.
+    pub fn sole_listener(self: &Arc<Self>) -> Tally {
+        self.block(true)
+    }
+
+    fn block(self: &Arc<Self>, sole: bool) -> Tally {
         let stats = Arc::new(QueryStats::new());
         guard(&self.blocks).push(stats.clone());
         Tally {
             stats,
             counters: self.clone(),
             ids: None,
+            sole,
         }
     }
 
@@ -352,15 +375,22 @@ pub struct Tally {
     stats: Arc<QueryStats>,
     counters: Arc<Counters>,
     ids: Option<Arc<Ids>>,
+    /// This handle is its block's only writer ([`Counters::sole_listener`]).
+    sole: bool,
 }
 
 impl Clone for Tally {
-    /// Another handle on the same block (TCP connections of one listener).
+    /// Another handle on the same block (TCP connections of one listener); the clone of a
+    /// sole writer's handle gets a block of its own, so the sole writer stays sole.
     fn clone(&self) -> Tally {
+        if self.sole {
+            return self.counters.sole_listener();
+        }
         Tally {
             stats: self.stats.clone(),
             counters: self.counters.clone(),
             ids: self.ids.clone(),
+            sole: false,
         }
     }
 }
@@ -369,11 +399,11 @@ impl Tally {
     /// Counts one answered query of `snap`.
     #[inline]
     pub fn record(&mut self, snap: &Snapshot, s: &Summary) {
-        let st = &*self.stats;
-        st.by_key[key_index(s)].fetch_add(1, Relaxed);
-        st.ecs[usize::from(s.ecs)].fetch_add(1, Relaxed);
+        let (st, sole) = (&*self.stats, self.sole);
+        bump(&st.by_key[key_index(s)], sole);
+        bump(&st.ecs[usize::from(s.ecs)], sole);
         if s.truncated {
-            st.truncated.fetch_add(1, Relaxed);
+            bump(&st.truncated, sole);
         }
         let region = s.steered.and_then(|x| x.region);
         if s.zone.is_none() && region.is_none() {
@@ -384,10 +414,10 @@ impl Tally {
             _ => self.ids.insert(self.counters.ids_for(snap)),
         };
         if let Some(id) = s.zone.and_then(|z| ids.zones.get(z as usize)) {
-            st.zones.add(*id);
+            st.zones.add(*id, sole);
         }
         if let Some(id) = region.and_then(|r| ids.regions.get(r)) {
-            st.regions.add(*id);
+            st.regions.add(*id, sole);
         }
     }
 }
@@ -453,7 +483,34 @@ mod tests {
             assert_eq!(id as usize, i.min(MAX_IDS - 1));
         }
         let by = ById::new();
-        by.add(u32::MAX);
-        assert_eq!(by.get(MAX_IDS - 1), 1);
+        by.add(u32::MAX, false);
+        by.add(u32::MAX, true);
+        assert_eq!(by.get(MAX_IDS - 1), 2);
+    }
+
+    #[test]
+    fn a_sole_writers_clone_counts_in_a_block_of_its_own() {
+        let counters = Counters::new();
+        let sole = counters.sole_listener();
+        let shared = counters.listener();
+        let (sole2, shared2) = (sole.clone(), shared.clone());
+        assert!(sole.sole && sole2.sole && !shared.sole && !shared2.sole);
+        assert!(!Arc::ptr_eq(&sole.stats, &sole2.stats));
+        assert!(Arc::ptr_eq(&shared.stats, &shared2.stats));
+        assert_eq!(guard(&counters.blocks).len(), 3);
+        std::thread::scope(|s| {
+            for t in [sole, sole2, shared, shared2] {
+                s.spawn(move || {
+                    for _ in 0..10_000 {
+                        bump(&t.stats.ecs[1], t.sole);
+                    }
+                });
+            }
+        });
+        let total: u64 = guard(&counters.blocks)
+            .iter()
+            .map(|b| b.ecs[1].load(Relaxed))
+            .sum();
+        assert_eq!(total, 40_000);
     }
 }

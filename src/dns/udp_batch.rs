@@ -114,27 +114,32 @@ impl Batch {
                 iov_base: b.bufs[i].as_mut_ptr().cast(),
                 iov_len: MAX_QUERY,
             };
+            let h = &mut b.hdrs[i].msg_hdr;
+            h.msg_name = (&raw mut b.addrs[i]).cast();
+            h.msg_iov = &raw mut b.iov[i];
+            h.msg_iovlen = 1;
+            if pktinfo {
+                h.msg_control = b.ctrl[i].as_mut_ptr().cast();
+            }
         }
+        // Every header's lengths are set before the first receive.
+        b.len = BATCH;
         b
     }
 
     /// Waits for at least one query (or the socket's read timeout); returns how many arrived.
     pub(super) fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
-        for i in 0..BATCH {
-            let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = (&raw mut self.addrs[i]).cast();
-            h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &raw mut self.iov[i];
-            h.msg_iovlen = 1;
-            if self.pktinfo {
-                h.msg_control = self.ctrl[i].as_mut_ptr().cast();
-                h.msg_controllen = std::mem::size_of::<[u64; CTRL_WORDS]>() as _;
-            } else {
-                h.msg_control = std::ptr::null_mut();
-                h.msg_controllen = 0;
-            }
-            h.msg_flags = 0;
-            self.hdrs[i].msg_len = 0;
+        // The kernel writes back only the lengths of the headers it filled (the last batch's):
+        // those are reset; the pointers were set once in `new`.
+        let ctrl_len = if self.pktinfo {
+            std::mem::size_of::<[u64; CTRL_WORDS]>()
+        } else {
+            0
+        };
+        for hdr in &mut self.hdrs[..self.len] {
+            hdr.msg_hdr.msg_namelen =
+                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_hdr.msg_controllen = ctrl_len as _;
         }
         // SAFETY: every header points at live buffers of the sizes given, owned by `self`.
         let n = unsafe {

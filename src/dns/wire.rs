@@ -36,18 +36,16 @@ pub struct Query<'a> {
     pub flags: u16,
     /// The question as sent (name, type, class), copied into the reply as is (0x20 case kept).
     pub question: &'a [u8],
-    /// Length of the name within `question`.
-    pub name_len: usize,
-    /// The name in lower case, wire format.
-    pub lower: [u8; MAX_NAME],
+    /// The name in lower case, wire format (in the buffer the caller gave [`parse`]).
+    pub name: &'a [u8],
     pub qtype: u16,
     pub qclass: u16,
     pub edns: Option<Edns>,
 }
 
-impl Query<'_> {
-    pub fn name(&self) -> &[u8] {
-        &self.lower[..self.name_len]
+impl<'a> Query<'a> {
+    pub fn name(&self) -> &'a [u8] {
+        self.name
     }
 }
 
@@ -177,8 +175,9 @@ pub(crate) fn peek_ecs(buf: &[u8]) -> Option<IpAddr> {
     None
 }
 
-/// Parses a query packet.
-pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
+/// Parses a query packet; the question name is lowercased into `lower`, which the caller
+/// owns so that the parsed query stays small to move.
+pub(crate) fn parse<'a>(buf: &'a [u8], lower: &'a mut [u8; MAX_NAME]) -> Parsed<'a> {
     if buf.len() < 12 {
         return Parsed::Drop;
     }
@@ -197,10 +196,9 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
         edns,
     };
     let mut r = Reader { buf, pos: 12 };
-    let mut lower = [0u8; MAX_NAME];
     let question = if qd == 1 {
         let start = r.pos;
-        match read_qname(&mut r, &mut lower) {
+        match read_qname(&mut r, lower) {
             Some(n) => match (r.u16(), r.u16()) {
                 (Some(t), Some(c)) => Some((start, n, t, c)),
                 _ => None,
@@ -251,8 +249,7 @@ pub(crate) fn parse(buf: &[u8]) -> Parsed<'_> {
         id,
         flags,
         question: &buf[qstart..qstart + name_len + 4],
-        name_len,
-        lower,
+        name: &lower[..name_len],
         qtype,
         qclass,
         edns,
@@ -400,8 +397,9 @@ mod tests {
 
     #[test]
     fn plain_query() {
+        let mut l = [0; MAX_NAME];
         let p = query(NAME, &[], 0);
-        let Parsed::Query(q) = parse(&p) else {
+        let Parsed::Query(q) = parse(&p, &mut l) else {
             panic!()
         };
         assert_eq!(q.name(), b"\x03www\x07example\x03com\x00");
@@ -412,6 +410,7 @@ mod tests {
 
     #[test]
     fn ecs_valid_and_invalid() {
+        let mut l = [0; MAX_NAME];
         let ecs = |fam: u16, src: u8, scope: u8, addr: &[u8]| {
             let mut o = vec![0, 8];
             o.extend_from_slice(&(4 + addr.len() as u16).to_be_bytes());
@@ -421,7 +420,7 @@ mod tests {
             o
         };
         let p = query(NAME, &opt(0, &ecs(1, 24, 0, &[81, 2, 69])), 1);
-        let Parsed::Query(q) = parse(&p) else {
+        let Parsed::Query(q) = parse(&p, &mut l) else {
             panic!()
         };
         let e = q.edns.unwrap().ecs.unwrap();
@@ -435,7 +434,7 @@ mod tests {
         ] {
             let p = query(NAME, &opt(0, &bad), 1);
             assert!(
-                matches!(parse(&p), Parsed::Error { rcode: 1, .. }),
+                matches!(parse(&p, &mut l), Parsed::Error { rcode: 1, .. }),
                 "{bad:?}"
             );
         }
@@ -443,9 +442,10 @@ mod tests {
 
     #[test]
     fn peek_finds_what_parse_finds() {
+        let mut l = [0; MAX_NAME];
         let ecs = [0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69];
         let with = query(NAME, &opt(0, &ecs), 1);
-        let Parsed::Query(q) = parse(&with) else {
+        let Parsed::Query(q) = parse(&with, &mut l) else {
             panic!("not a query")
         };
         assert_eq!(peek_ecs(&with), q.edns.and_then(|e| e.ecs).map(|e| e.addr));
@@ -468,7 +468,7 @@ mod tests {
                 let at = (x >> 8) as usize % p.len();
                 p[at] = (x >> 32) as u8;
             }
-            if let Parsed::Query(q) = parse(&p) {
+            if let Parsed::Query(q) = parse(&p, &mut l) {
                 let parsed = q.edns.and_then(|e| e.ecs).filter(|e| e.source > 0);
                 let peeked = peek_ecs(&p);
                 assert!(
@@ -481,24 +481,25 @@ mod tests {
 
     #[test]
     fn errors() {
+        let mut l = [0; MAX_NAME];
         let mut two_opts = opt(0, &[]);
         two_opts.extend(opt(0, &[]));
         assert!(matches!(
-            parse(&query(NAME, &two_opts, 2)),
+            parse(&query(NAME, &two_opts, 2), &mut l),
             Parsed::Error { rcode: 1, .. }
         ));
         assert!(matches!(
-            parse(&query(NAME, &opt(1, &[]), 1)),
+            parse(&query(NAME, &opt(1, &[]), 1), &mut l),
             Parsed::Error { rcode: 16, .. }
         ));
         let mut resp = query(NAME, &[], 0);
         resp[2] |= 0x80;
-        assert!(matches!(parse(&resp), Parsed::Drop));
-        assert!(matches!(parse(&[0; 5]), Parsed::Drop));
+        assert!(matches!(parse(&resp, &mut l), Parsed::Drop));
+        assert!(matches!(parse(&[0; 5], &mut l), Parsed::Drop));
         let mut notify = query(NAME, &[], 0);
         notify[2] = 4 << 3;
         assert!(matches!(
-            parse(&notify),
+            parse(&notify, &mut l),
             Parsed::Error {
                 rcode: 4,
                 question: Some(_),
@@ -507,7 +508,7 @@ mod tests {
         ));
         let truncated = &query(NAME, &[], 0)[..20];
         assert!(matches!(
-            parse(truncated),
+            parse(truncated, &mut l),
             Parsed::Error {
                 rcode: 1,
                 question: None,
@@ -518,17 +519,19 @@ mod tests {
 
     #[test]
     fn error_replies_keep_a_well_formed_opt() {
+        let mut l = [0; MAX_NAME];
         let mut notimp = query(NAME, &opt(0, &[]), 1);
         notimp[2] = 2 << 3;
         let n = notimp.len();
         notimp[n - 4] = 0x80; // DO
-        let Parsed::Error { rcode, edns, .. } = parse(&notimp) else {
+        let Parsed::Error { rcode, edns, .. } = parse(&notimp, &mut l) else {
             panic!()
         };
         assert_eq!(rcode, 4);
         assert!(edns.is_some_and(|e| e.dnssec_ok && e.version == 0));
         let bad_ecs = [0, 8, 0, 7, 0, 1, 23, 0, 81, 2, 69];
-        let Parsed::Error { rcode, edns, .. } = parse(&query(NAME, &opt(0, &bad_ecs), 1)) else {
+        let Parsed::Error { rcode, edns, .. } = parse(&query(NAME, &opt(0, &bad_ecs), 1), &mut l)
+        else {
             panic!()
         };
         assert_eq!(rcode, 1);
@@ -538,7 +541,7 @@ mod tests {
         );
         let mut two_opts = opt(0, &[]);
         two_opts.extend(opt(0, &[]));
-        let Parsed::Error { edns, .. } = parse(&query(NAME, &two_opts, 2)) else {
+        let Parsed::Error { edns, .. } = parse(&query(NAME, &two_opts, 2), &mut l) else {
             panic!()
         };
         assert!(edns.is_none(), "no valid opt to answer with");
@@ -546,9 +549,10 @@ mod tests {
 
     #[test]
     fn never_panics_on_prefixes_and_garbage() {
+        let mut l = [0; MAX_NAME];
         let full = query(NAME, &opt(0, &[0, 8, 0, 7, 0, 1, 24, 0, 81, 2, 69]), 1);
         for n in 0..full.len() {
-            let _ = parse(&full[..n]);
+            let _ = parse(&full[..n], &mut l);
         }
         let mut x: u32 = 1;
         for _ in 0..20000 {
@@ -560,7 +564,7 @@ mod tests {
                 let i = x as usize % p.len();
                 p[i] = (x >> 8) as u8;
             }
-            let _ = parse(&p);
+            let _ = parse(&p, &mut l);
         }
     }
 }

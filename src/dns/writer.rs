@@ -34,8 +34,8 @@ pub struct Writer<'b> {
     buf: &'b mut Vec<u8>,
     limit: usize,
     reserve: usize,
-    lower: [u8; MAX_NAME],
-    name_len: usize,
+    /// The question name in lower case.
+    lower: &'b [u8],
     /// Offset of the zone apex within the question name.
     apex_off: usize,
     counts: [u16; 3],
@@ -47,7 +47,7 @@ impl<'b> Writer<'b> {
         buf: &'b mut Vec<u8>,
         id: u16,
         question: Option<&[u8]>,
-        lower: &[u8],
+        lower: &'b [u8],
         limit: usize,
         reserve: usize,
     ) -> Self {
@@ -58,16 +58,13 @@ impl<'b> Writer<'b> {
             buf[5] = 1;
             buf.extend_from_slice(q);
         }
-        let mut l = [0u8; MAX_NAME];
-        let n = lower.len().min(MAX_NAME);
-        l[..n].copy_from_slice(&lower[..n]);
+        let lower = &lower[..lower.len().min(MAX_NAME)];
         Writer {
             buf,
             limit,
             reserve,
-            lower: l,
-            name_len: n,
-            apex_off: n.saturating_sub(1),
+            lower,
+            apex_off: lower.len().saturating_sub(1),
             counts: [0; 3],
         }
     }
@@ -89,7 +86,7 @@ impl<'b> Writer<'b> {
     /// Drops every record (for a truncated reply).
     pub fn clear_records(&mut self) {
         let q = if self.buf[5] == 1 {
-            12 + self.name_len + 4
+            12 + self.lower.len() + 4
         } else {
             12
         };
@@ -113,12 +110,12 @@ impl<'b> Writer<'b> {
     }
 
     fn qname(&self) -> &[u8] {
-        &self.lower[..self.name_len]
+        self.lower
     }
 
     /// If `owner` ends with the zone apex, the length of the labels before it.
     fn apex_prefix(&self, owner: &[u8]) -> Option<usize> {
-        let apex = &self.lower[self.apex_off..self.name_len];
+        let apex = &self.lower[self.apex_off..];
         let mut pos = 0;
         while pos < owner.len() {
             if owner.len() - pos == apex.len() {
@@ -258,10 +255,8 @@ impl<'b> Writer<'b> {
         max_rdata: usize,
         f: impl FnOnce(&mut Vec<u8>),
     ) -> bool {
-        let mut q = [0u8; MAX_NAME];
-        let n = self.name_len;
-        q[..n].copy_from_slice(&self.lower[..n]);
-        self.record_with(section, &q[..n], rtype, ttl, max_rdata, f)
+        let qname = self.lower;
+        self.record_with(section, qname, rtype, ttl, max_rdata, f)
     }
 
     /// Finishes the header and appends the OPT record.
