@@ -10,7 +10,9 @@
 # Medians per label come from the shared kit's summarize.py; this script prints the table.
 #
 # Env: KIT (~/bench), DURATION (10), RUN_ID (sitting-<time>), PERF=1 records a 10 s perf
-# profile of before and after under b-sip-ecs into $KIT/results/raw/$RUN_ID/*.perf.txt.
+# profile of the reflector, before and after under b-sip-ecs into
+# $KIT/results/raw/$RUN_ID/*.perf.txt, and splits each one's time per query into kernel, own
+# code and libc (*.perf.split.txt).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 KIT="${KIT:-$HOME/bench}"
@@ -98,16 +100,39 @@ for l in "sipsteer-after:5303" "hickory-server:5304"; do
 done
 
 if [[ "${PERF:-0}" == 1 ]]; then
-  for l in "sipsteer-before:5302" "sipsteer-after:5303"; do
+  # Each profile comes with the rate and CPU share it was taken at, so its shares turn into
+  # microseconds per query: kernel, the server's own code, libc.
+  CLK="$(getconf CLK_TCK)"
+  for l in "limit:5399" "sipsteer-before:5302" "sipsteer-after:5303"; do
     [[ " ${LABELS[*]} " == *" $l "* ]] || continue
     pid="$(ss -Hlunp "sport = :${l##*:}" | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2 || true)"
     out="$KIT/results/raw/$RUN_ID/${l%%:*}.perf"
-    taskset -c 0 dnsperf -B -s 127.0.0.1 -p "${l##*:}" -c 10 -q 100 -d queries/b-sip-ecs.bin -l 14 >/dev/null &
+    taskset -c 0 dnsperf -B -s 127.0.0.1 -p "${l##*:}" -c 10 -q 100 -d queries/b-sip-ecs.bin -l 14 > "$out.dnsperf" 2>&1 &
     load=$!
     sleep 2
+    t0="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
     perf record -F 4000 -g -o "$out.data" -p "$pid" -- sleep 10 >/dev/null 2>&1 || true
+    t1="$(awk '{print $14 + $15}' "/proc/$pid/stat")"
     wait "$load" || true
     perf report -i "$out.data" --no-children --sort dso,symbol --stdio 2>/dev/null | grep -v '^#' | grep '%' | head -40 > "$out.txt" || true
+    perf report -i "$out.data" --no-children --sort dso --stdio -g none 2>/dev/null | grep '%' > "$out.dso.txt" || true
+    qps="$(awk '/Queries per second/{print $4}' "$out.dnsperf")"
+    python3 - "$out.dso.txt" "$qps" "$(( t1 - t0 ))" "$CLK" <<'PY' | tee "$out.split.txt"
+import sys
+shares = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    if len(parts) >= 2 and parts[0].endswith('%'):
+        shares[parts[1]] = float(parts[0].rstrip('%'))
+qps, ticks, clk = float(sys.argv[2] or 0), int(sys.argv[3]), int(sys.argv[4])
+busy = ticks / clk / 10.0  # share of one core over the 10 s profile
+us = busy / qps * 1e6 if qps else 0.0
+kernel = shares.get('[kernel.kallsyms]', 0.0)
+libc = sum(v for k, v in shares.items() if k.startswith('libc'))
+own = 100.0 - kernel - libc
+print(f"{qps:.0f} qps, {busy * 100:.0f} % busy, {us:.2f} us per query: "
+      f"kernel {us * kernel / 100:.2f}, own code {us * own / 100:.2f}, libc {us * libc / 100:.2f}")
+PY
     echo "== perf ${l%%:*}: $out.txt"; head -15 "$out.txt"
   done
 fi
