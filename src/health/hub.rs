@@ -151,7 +151,7 @@ pub struct HealthHub {
     inner: Mutex<Inner>,
     publisher: OnceLock<Arc<dyn Publisher>>,
     monitor: Monitor,
-    results: Mutex<Option<mpsc::Receiver<(Target, ProbeResult)>>>,
+    results: Mutex<Option<mpsc::Receiver<Vec<(Target, ProbeResult)>>>>,
     state_file: Option<PathBuf>,
     /// Load pulled from Prometheus, if configured.
     pull: Mutex<Option<super::load_pull::PullStatus>>,
@@ -217,8 +217,9 @@ fn effective_forced(
     }
 }
 
-/// Most probe results applied under one lock.
-const RESULT_BATCH: usize = 256;
+/// Most batches of probe results (a batch: the results of one pass of the UDP scheduler, or
+/// one result of another probe) applied under one lock.
+const RESULT_BATCHES: usize = 64;
 
 impl HealthHub {
     /// A hub with its probe scheduler; `state_file` keeps forced states across restarts.
@@ -227,7 +228,7 @@ impl HealthHub {
         state_file: Option<PathBuf>,
         telemetry: Arc<Telemetry>,
     ) -> Arc<HealthHub> {
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = mpsc::channel(1024);
         let mut inner = Inner {
             overflow_at: 0.8,
             report_ttl: Duration::from_secs(30),
@@ -356,15 +357,15 @@ impl HealthHub {
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             // The results of the probes that ended in one tick, applied under one lock.
-            let mut batch = Vec::with_capacity(RESULT_BATCH);
+            let mut batches = Vec::with_capacity(RESULT_BATCHES);
             loop {
                 tokio::select! {
-                    n = rx.recv_many(&mut batch, RESULT_BATCH) => {
+                    n = rx.recv_many(&mut batches, RESULT_BATCHES) => {
                         if n == 0 {
                             return;
                         }
-                        hub.apply_all(&batch);
-                        batch.clear();
+                        hub.apply_all(batches.iter().flatten());
+                        batches.clear();
                     }
                     _ = tick.tick() => hub.publish_if_changed(),
                     () = cancel.cancelled() => {
@@ -377,7 +378,7 @@ impl HealthHub {
     }
 
     /// Applies probe results; publishes once if any changed a server's state.
-    fn apply_all(&self, results: &[(Target, ProbeResult)]) {
+    fn apply_all<'a>(&self, results: impl IntoIterator<Item = &'a (Target, ProbeResult)>) {
         let now = now();
         let mut guard = lock(&self.inner);
         let inner = &mut *guard;

@@ -1,13 +1,13 @@
 //! The SIP-over-UDP transactions in flight on one probe socket: keyed by a random number that
 //! the request's branch carries as 16 hex digits, each holding what a reply must match (the
-//! target, the Call-ID), its answer once one came and the task waiting for it. Replies and
-//! ICMP errors are matched here without copying what they carry.
+//! target, the Call-ID), the scheduler's data of the transaction, and its answer once one
+//! came; the transactions answered since the scheduler last looked are listed in order.
+//! Replies and ICMP errors are matched here without copying what they carry.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::task::Waker;
 use std::time::{Duration, SystemTime};
 
 use super::probe::describe;
@@ -26,18 +26,29 @@ pub(crate) enum Answer {
     Unreachable(i32),
 }
 
-struct Pending {
-    target: SocketAddr,
+/// One transaction: what a reply must match, what became of it, and the scheduler's `data`.
+pub(super) struct Pending<D> {
+    pub target: SocketAddr,
     call_id: u64,
     /// Why the last datagram from the target could not be read, for the timeout message.
-    bad: Option<ParseError>,
-    answer: Option<Answer>,
-    waker: Option<Waker>,
+    pub bad: Option<ParseError>,
+    pub answer: Option<Answer>,
+    pub data: D,
 }
 
-#[derive(Default)]
-pub(super) struct Table {
-    map: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
+pub(super) struct Table<D> {
+    map: HashMap<u64, Pending<D>, BuildHasherDefault<IdHasher>>,
+    /// Transactions that got their answer, in the order they got it.
+    answered: Vec<u64>,
+}
+
+impl<D> Default for Table<D> {
+    fn default() -> Self {
+        Table {
+            map: HashMap::default(),
+            answered: Vec::new(),
+        }
+    }
 }
 
 /// Hashes a transaction id to itself: ids are random already.
@@ -82,13 +93,14 @@ fn parse_hex(s: &str) -> Option<u64> {
     hex.then(|| u64::from_str_radix(s, 16).ok()).flatten()
 }
 
-impl Table {
-    pub(super) fn is_empty(&self) -> bool {
-        self.map.is_empty()
+impl<D> Table<D> {
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
     }
 
-    /// A new transaction to `target` whose Call-ID is `call_id`: its id.
-    pub(super) fn open(&mut self, target: SocketAddr, call_id: u64) -> u64 {
+    /// A new transaction to `target` whose Call-ID is `call_id`, with the scheduler's `data`:
+    /// its id.
+    pub(super) fn open(&mut self, target: SocketAddr, call_id: u64, data: D) -> u64 {
         let mut id = rand::random::<u64>();
         while self.map.contains_key(&id) {
             id = rand::random::<u64>();
@@ -98,36 +110,30 @@ impl Table {
             call_id,
             bad: None,
             answer: None,
-            waker: None,
+            data,
         };
         self.map.insert(id, p);
         id
     }
 
-    pub(super) fn close(&mut self, id: u64) {
-        self.map.remove(&id);
+    /// Ends transaction `id`: what it was.
+    pub(super) fn close(&mut self, id: u64) -> Option<Pending<D>> {
+        self.map.remove(&id)
     }
 
-    /// The answer of `id` if it has one, else `waker` is woken when it gets one.
-    pub(super) fn answer(&mut self, id: u64, waker: &Waker) -> Option<Answer> {
-        let p = self.map.get_mut(&id)?;
-        if let Some(a) = p.answer.take() {
-            return Some(a);
-        }
-        if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            p.waker = Some(waker.clone());
-        }
-        None
+    pub(super) fn contains(&self, id: u64) -> bool {
+        self.map.contains_key(&id)
     }
 
-    /// The answer of `id` if it has one, without waiting.
-    pub(super) fn take(&mut self, id: u64) -> Option<Answer> {
-        self.map.get_mut(&id).and_then(|p| p.answer.take())
+    pub(super) fn get_mut(&mut self, id: u64) -> Option<&mut Pending<D>> {
+        self.map.get_mut(&id)
     }
 
-    /// Why the last datagram from the target of `id` could not be read, if one could not.
-    pub(super) fn bad(&self, id: u64) -> Option<ParseError> {
-        self.map.get(&id).and_then(|p| p.bad.clone())
+    /// Takes the list of transactions answered since the last call (some may have been
+    /// closed since), leaving `spare`'s room in its place.
+    pub(super) fn take_answered(&mut self, spare: &mut Vec<u64>) {
+        spare.clear();
+        std::mem::swap(&mut self.answered, spare);
     }
 
     /// Gives a datagram from `from`, received at `at`, to the transaction it answers.
@@ -150,8 +156,15 @@ impl Table {
         if r.code < 200 {
             return;
         }
-        let id = r.branch.as_deref().and_then(|b| b.strip_prefix(MAGIC));
-        let Some(p) = id.and_then(parse_hex).and_then(|id| self.map.get_mut(&id)) else {
+        let Some(id) = r
+            .branch
+            .as_deref()
+            .and_then(|b| b.strip_prefix(MAGIC))
+            .and_then(parse_hex)
+        else {
+            return; // not a reply to a probe
+        };
+        let Some(p) = self.map.get_mut(&id) else {
             return; // a stray or late reply
         };
         if !same(p.target, from) {
@@ -169,16 +182,16 @@ impl Table {
                 detail,
                 at,
             });
-            wake(p);
+            self.answered.push(id);
         }
     }
 
     /// Ends the transactions to `dst` with an ICMP error.
     pub(super) fn unreachable(&mut self, dst: SocketAddr, errno: i32) {
-        for p in self.map.values_mut().filter(|p| same(p.target, dst)) {
+        for (id, p) in self.map.iter_mut().filter(|(_, p)| same(p.target, dst)) {
             if p.answer.is_none() {
                 p.answer = Some(Answer::Unreachable(errno));
-                wake(p);
+                self.answered.push(*id);
             }
         }
     }
@@ -190,12 +203,6 @@ impl Table {
 pub(super) fn round_trip(sent: SystemTime, elapsed: Duration, at: Option<SystemTime>) -> Duration {
     let exact = at.and_then(|at| at.duration_since(sent).ok());
     exact.map_or(elapsed, |d| d.min(elapsed))
-}
-
-fn wake(p: &mut Pending) {
-    if let Some(w) = p.waker.take() {
-        w.wake();
-    }
 }
 
 /// The same address and port (flow label and scope aside).
