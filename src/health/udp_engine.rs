@@ -70,7 +70,7 @@ pub(crate) struct Sink {
 
 /// What the queue holds: a target's next probe, or a transaction's next retransmission or
 /// timeout. A key whose target or transaction is gone is skipped when it comes out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Key {
     Start { slot: u32, era: u32 },
     Flight(u64),
@@ -109,6 +109,8 @@ pub(super) struct Engine {
     results: Vec<(Target, ProbeResult)>,
     /// Room for the list of answered transactions.
     answered: Vec<u64>,
+    /// Room for the list of keys due.
+    popped: Vec<Key>,
     buf: Box<[u8]>,
 }
 
@@ -132,6 +134,7 @@ impl Engine {
             refused: Vec::new(),
             results: Vec::new(),
             answered: Vec::new(),
+            popped: Vec::new(),
             buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
         }
     }
@@ -174,12 +177,16 @@ impl Engine {
         self.read();
         self.finish_answered(now);
         self.start_waiting(now);
-        while let Some(k) = self.due.pop_due(t) {
+        let mut due = std::mem::take(&mut self.popped);
+        self.due.take_due(t, &mut due);
+        for &k in &due {
             match k {
                 Key::Start { slot, era } => self.start(slot, era, now),
                 Key::Flight(id) => self.advance(id, t, now),
             }
         }
+        due.clear();
+        self.popped = due;
         self.start_waiting(now);
         self.flush(now);
         self.compact();

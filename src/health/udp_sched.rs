@@ -1,10 +1,8 @@
 //! The pure parts of the SIP-over-UDP scheduler: time in common ticks counted from an origin
 //! on the tick grid ([`Ticks`]), the queue of what becomes due at which tick ([`Due`]: a
-//! binary heap, earliest first, ties in the order pushed), and the jitter of a target's
+//! timing wheel, earliest first, ties in the order pushed), and the jitter of a target's
 //! probes (the first at a random point of the interval, later ones ±10 %).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use super::monitor::{TICK, on_tick};
@@ -50,49 +48,83 @@ impl Ticks {
     }
 }
 
-/// What becomes due when: keys (the scheduler's names of targets and transactions) by tick,
-/// earliest first; keys due in the same tick come out in the order they were pushed.
+/// Ticks one turn of the wheel spans (10.24 s at 10 ms); a key due further ahead waits in
+/// its slot for as many turns as it takes.
+const SLOTS: usize = 1024;
+
+/// What becomes due when: keys (the scheduler's names of targets and transactions) in a
+/// timing wheel of one slot per tick, so adding and taking a key cost the same for 10 or
+/// 100,000 targets. Keys due in the same tick come out in the order they were pushed; a key
+/// pushed for a tick already taken is due at the next one.
 pub(super) struct Due<K> {
-    heap: BinaryHeap<Reverse<(u64, u64, K)>>,
-    /// Pushes so far, to order the keys of one tick.
-    seq: u64,
+    slots: Vec<Vec<(u64, K)>>,
+    /// The first tick not taken yet.
+    cursor: u64,
+    len: usize,
 }
 
-impl<K: Ord> Default for Due<K> {
+impl<K> Default for Due<K> {
     fn default() -> Self {
         Due {
-            heap: BinaryHeap::new(),
-            seq: 0,
+            slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            cursor: 0,
+            len: 0,
         }
     }
 }
 
-impl<K: Ord + Copy> Due<K> {
+impl<K: Copy> Due<K> {
     pub(super) fn push(&mut self, tick: u64, key: K) {
-        self.seq += 1;
-        self.heap.push(Reverse((tick, self.seq, key)));
+        let tick = tick.max(self.cursor);
+        self.slots[(tick % SLOTS as u64) as usize].push((tick, key));
+        self.len += 1;
     }
 
-    /// The next key due at or before tick `now`.
-    pub(super) fn pop_due(&mut self, now: u64) -> Option<K> {
-        match self.heap.peek() {
-            Some(Reverse((t, _, _))) if *t <= now => self.heap.pop().map(|Reverse(e)| e.2),
-            _ => None,
+    /// Appends the keys due at or before tick `now` to `out`, by tick, then in push order.
+    pub(super) fn take_due(&mut self, now: u64, out: &mut Vec<K>) {
+        if now < self.cursor {
+            return;
         }
+        // After a long sleep, one turn visits every slot.
+        let from = self.cursor.max(now.saturating_sub(SLOTS as u64 - 1));
+        let before = out.len();
+        for t in from..=now {
+            self.slots[(t % SLOTS as u64) as usize].retain(|&(tick, key)| {
+                let due = tick <= now;
+                if due {
+                    out.push(key);
+                }
+                !due
+            });
+        }
+        self.len -= out.len() - before;
+        self.cursor = now + 1;
     }
 
-    /// The earliest tick anything is due at.
+    /// The earliest tick a key is due at.
     pub(super) fn next(&self) -> Option<u64> {
-        self.heap.peek().map(|Reverse(e)| e.0)
+        if self.len == 0 {
+            return None;
+        }
+        for t in self.cursor..self.cursor + SLOTS as u64 {
+            let slot = &self.slots[(t % SLOTS as u64) as usize];
+            if slot.iter().any(|&(tick, _)| tick == t) {
+                return Some(t);
+            }
+        }
+        self.slots.iter().flatten().map(|&(tick, _)| tick).min()
     }
 
     pub(super) fn len(&self) -> usize {
-        self.heap.len()
+        self.len
     }
 
-    /// Keeps the keys `keep` says are still wanted (for a queue grown with stale keys).
+    /// Keeps the keys `keep` says are still wanted (for a wheel grown with stale keys).
     pub(super) fn retain(&mut self, mut keep: impl FnMut(K) -> bool) {
-        self.heap.retain(|Reverse(e)| keep(e.2));
+        for slot in &mut self.slots {
+            slot.retain(|&(_, k)| keep(k));
+        }
+        self.len = self.slots.iter().map(Vec::len).sum();
     }
 }
 
@@ -111,22 +143,47 @@ pub(super) fn jitter(r: f64) -> f64 {
 mod tests {
     use super::*;
 
+    fn take(d: &mut Due<u64>, now: u64) -> Vec<u64> {
+        let mut out = Vec::new();
+        d.take_due(now, &mut out);
+        out
+    }
+
     #[test]
     fn keys_come_out_by_tick_then_in_push_order_and_only_when_due() {
         let mut d = Due::<u64>::default();
         for (tick, key) in [(5, 50), (2, 20), (5, 51), (9, 90), (2, 21), (0, 1)] {
             d.push(tick, key);
         }
-        assert_eq!(d.next(), Some(0));
-        let mut out = Vec::new();
-        while let Some(k) = d.pop_due(5) {
-            out.push(k);
-        }
-        assert_eq!(out, [1, 20, 21, 50, 51]);
-        assert_eq!(d.pop_due(8), None, "90 is due at 9");
+        assert_eq!((d.next(), d.len()), (Some(0), 6));
+        assert_eq!(take(&mut d, 5), [1, 20, 21, 50, 51]);
+        assert_eq!(take(&mut d, 8), [0u64; 0], "90 is due at 9");
         assert_eq!(d.next(), Some(9));
-        assert_eq!(d.pop_due(9), Some(90));
-        assert_eq!((d.pop_due(u64::MAX), d.next(), d.len()), (None, None, 0));
+        d.push(3, 30);
+        assert_eq!(
+            d.next(),
+            Some(9),
+            "a tick already taken: due at the next one"
+        );
+        assert_eq!(take(&mut d, 9), [90, 30], "in push order");
+        assert_eq!((take(&mut d, 100), d.next(), d.len()), (vec![], None, 0));
+    }
+
+    #[test]
+    fn keys_many_turns_ahead_wait_their_turn() {
+        let turn = SLOTS as u64;
+        let mut d = Due::<u64>::default();
+        d.push(3 * turn + 7, 1);
+        d.push(7, 2);
+        d.push(turn + 7, 3);
+        assert_eq!(d.next(), Some(7));
+        assert_eq!(take(&mut d, 7), [2]);
+        assert_eq!(d.next(), Some(turn + 7));
+        assert_eq!(take(&mut d, 2 * turn), [3]);
+        assert_eq!(d.next(), Some(3 * turn + 7), "found beyond one turn");
+        // A sleep of many turns: one pass over the wheel finds it.
+        assert_eq!(take(&mut d, 10 * turn), [1]);
+        assert_eq!(d.len(), 0);
     }
 
     #[test]
@@ -136,11 +193,8 @@ mod tests {
             d.push(k % 3, k);
         }
         d.retain(|k| k % 2 == 0);
-        let mut out = Vec::new();
-        while let Some(k) = d.pop_due(10) {
-            out.push(k);
-        }
-        assert_eq!(out, [0, 6, 4, 2, 8]);
+        assert_eq!(d.len(), 5);
+        assert_eq!(take(&mut d, 10), [0, 6, 4, 2, 8]);
     }
 
     #[test]
