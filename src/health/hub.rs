@@ -125,7 +125,9 @@ struct Entry {
 struct Inner {
     entries: Vec<Entry>,
     by_name: HashMap<(String, String), usize>,
-    by_target: HashMap<Target, Vec<usize>>,
+    /// Hashed with foldhash (seeded per process): looked up once per probe result, and the
+    /// keys come from the config.
+    by_target: HashMap<Target, Vec<usize>, foldhash::fast::RandomState>,
     /// Targets with no result yet (readiness).
     pending: HashSet<Target>,
     /// Operator states by (region, server) set through the API, persisted.
@@ -265,6 +267,9 @@ impl HealthHub {
         inner.by_name.clear();
         inner.by_target.clear();
         let mut specs: HashMap<Target, ProbeSpec> = HashMap::new();
+        // One policy shared by the servers that keep the default codes: a probe result reads
+        // one hot line instead of one per server.
+        let default_policy = Arc::new(CodePolicy::default());
         for r in &cfg.regions {
             for s in &r.servers {
                 let key = (r.name.clone(), s.name.clone());
@@ -305,11 +310,11 @@ impl HealthHub {
                             rise: s.probe.rise,
                             fall: s.probe.fall,
                         },
-                        policy: Arc::new(if s.probe.healthy_codes.is_empty() {
-                            CodePolicy::default()
+                        policy: if s.probe.healthy_codes.is_empty() {
+                            default_policy.clone()
                         } else {
-                            CodePolicy::from_ranges(&s.probe.healthy_codes)
-                        }),
+                            Arc::new(CodePolicy::from_ranges(&s.probe.healthy_codes))
+                        },
                     });
                 }
                 inner.by_name.insert(key.clone(), slot);

@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::probe::{CodePolicy, ProbeResult, Target, probe_with};
-use super::state::{Cadence, ServerHealth, Thresholds};
+use super::state::{Cadence, Probed, Thresholds};
 use super::udp_engine::Sink;
 use super::udp_prober::UdpProber;
 use super::udp_sched::{first_delay, jitter};
@@ -197,7 +197,7 @@ impl Prober {
         let cadence = self.spec.cadence;
         let first = first_delay(cadence.interval, rand::random::<f64>());
         tokio::time::sleep_until(on_tick(first)).await;
-        let mut health = ServerHealth::new(self.spec.thresholds, None, Instant::now());
+        let mut health = Probed::new(self.spec.thresholds);
         let mut timeout = cadence.timeout;
         loop {
             let Ok(permit) = self.slots.acquire().await else {
@@ -209,7 +209,7 @@ impl Prober {
             let result = probe_with(&self.spec.target, timeout, &self.spec.policy, None).await;
             drop(permit);
             let took = started.elapsed();
-            health.apply(&result, Instant::now());
+            health.apply(result.outcome);
             let batch = vec![(self.spec.target.clone(), result)];
             if self.results.send(batch).await.is_err() {
                 return;

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::monitor::ProbeSpec;
 use super::probe::{CodePolicy, ProbeResult, Res, Target};
-use super::state::ServerHealth;
+use super::state::Probed;
 use super::udp_sched::{Due, Ticks, first_delay};
 use super::udp_send::Batch;
 use super::udp_socket::Family;
@@ -79,7 +79,7 @@ enum Key {
 /// One scheduled target.
 struct Slot {
     spec: ProbeSpec,
-    health: ServerHealth,
+    health: Probed,
     /// The next probe's timeout.
     timeout: Duration,
     /// Its transaction in flight.
@@ -213,7 +213,9 @@ impl Engine {
         if self.results.is_empty() {
             return true;
         }
-        let batch = std::mem::take(&mut self.results);
+        // The next pass's room sized like this one's, so it seldom grows.
+        let room = Vec::with_capacity(self.results.len());
+        let batch = std::mem::replace(&mut self.results, room);
         tokio::select! {
             biased;
             () = cancel.cancelled() => false,
@@ -233,10 +235,10 @@ impl Engine {
             self.set_targets(specs, now);
         }
         for o in once {
-            let owner = flight::Owner::Once {
+            let owner = flight::Owner::Once(Box::new(flight::OnceOwner {
                 reply: o.reply,
                 policy: o.policy,
-            };
+            }));
             self.open(o.target, o.timeout, owner, None, now);
         }
     }
@@ -283,7 +285,7 @@ impl Engine {
             },
         );
         self.slots[i as usize] = Some(Slot {
-            health: ServerHealth::new(spec.thresholds, None, now.into_std()),
+            health: Probed::new(spec.thresholds),
             timeout: spec.cadence.timeout,
             spec,
             flight: None,

@@ -17,8 +17,9 @@ pub(super) struct Family {
     v4: bool,
     /// The local port, named in the Via header.
     pub port: u16,
-    /// Source address per destination, for the Via header (found once per destination).
-    local: HashMap<IpAddr, IpAddr>,
+    /// Source address per destination, for the Via header (found once per destination;
+    /// looked up once per probe, the keys from the config).
+    local: HashMap<IpAddr, IpAddr, foldhash::fast::RandomState>,
 }
 
 impl Family {
@@ -46,7 +47,7 @@ impl Family {
             sock,
             v4,
             port,
-            local: HashMap::new(),
+            local: HashMap::default(),
         })
     }
 

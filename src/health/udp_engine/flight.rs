@@ -19,10 +19,13 @@ use crate::health::udp_table::{Answer, Branch, Hex, round_trip};
 pub(super) enum Owner {
     /// The target in this slot, if it is still the one `era` names.
     Target { slot: u32, era: u32 },
-    Once {
-        reply: oneshot::Sender<(Res, Option<Duration>)>,
-        policy: CodePolicy,
-    },
+    /// A one-off probe (boxed: rare, and larger than a target's).
+    Once(Box<OnceOwner>),
+}
+
+pub(super) struct OnceOwner {
+    pub reply: oneshot::Sender<(Res, Option<Duration>)>,
+    pub policy: CodePolicy,
 }
 
 pub(super) struct Flight {
@@ -90,7 +93,7 @@ impl Engine {
         let call_id = rand::random::<u64>();
         let target_slot = match owner {
             Owner::Target { slot, era } => Some((slot, era)),
-            Owner::Once { .. } => None,
+            Owner::Once(_) => None,
         };
         // A probe has at least until the next tick.
         let deadline = self.ticks.after(now, timeout).max(self.ticks.now(now) + 1);
@@ -231,8 +234,8 @@ impl Engine {
         let elapsed = tokio::time::Instant::now().saturating_duration_since(flight.started);
         let (wall, ticks) = (flight.wall, self.ticks);
         match flight.owner {
-            Owner::Once { reply, policy } => {
-                let _ = reply.send(judge(outcome, &policy, wall, elapsed));
+            Owner::Once(once) => {
+                let _ = once.reply.send(judge(outcome, &once.policy, wall, elapsed));
             }
             Owner::Target { slot, era } => {
                 let Some(s) = self.live(slot, era) else {
@@ -241,7 +244,7 @@ impl Engine {
                 s.flight = None;
                 let (res, exact) = judge(outcome, &s.spec.policy, wall, elapsed);
                 let result = ProbeResult::from_res(res, exact.unwrap_or(elapsed));
-                s.health.apply(&result, now.into_std());
+                s.health.apply(result.outcome);
                 let (wait, timeout) =
                     s.health
                         .next_probe(&s.spec.cadence, elapsed, jitter(rand::random::<f64>()));
