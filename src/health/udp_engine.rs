@@ -33,6 +33,9 @@ use flight::Flight;
 
 /// Largest datagram read (a longer one is cut and read as truncated).
 const MAX_DATAGRAM: usize = 65_535;
+/// Room for the datagrams one read takes: only the pages datagrams were read into become
+/// resident.
+const ROOM: usize = MAX_DATAGRAM * super::udp_recv::PER_CALL;
 
 /// What the task and its handle share.
 #[derive(Default)]
@@ -111,7 +114,7 @@ pub(super) struct Engine {
     answered: Vec<u64>,
     /// Room for the list of keys due.
     popped: Vec<Key>,
-    buf: Box<[u8]>,
+    room: Box<[u8]>,
 }
 
 impl Engine {
@@ -135,7 +138,7 @@ impl Engine {
             results: Vec::new(),
             answered: Vec::new(),
             popped: Vec::new(),
-            buf: vec![0u8; MAX_DATAGRAM].into_boxed_slice(),
+            room: vec![0u8; ROOM].into_boxed_slice(),
         }
     }
 

@@ -51,17 +51,20 @@ impl Family {
         })
     }
 
-    /// Reads every queued datagram and ICMP error into the table, through `buf`.
-    pub(super) fn read<D>(&self, table: &mut Table<D>, buf: &mut [u8]) {
+    /// Reads every queued datagram and ICMP error into the table, through `room` (room for
+    /// [`super::udp_recv::PER_CALL`] datagrams).
+    pub(super) fn read<D>(&self, table: &mut Table<D>, room: &mut [u8]) {
         let fd = self.sock.as_raw_fd();
-        for _ in 0..MAX_PER_PASS {
-            match super::udp_recv::recv(fd, buf) {
-                Ok(Some(d)) => {
-                    if let (Some(from), Some(data)) = (d.from, buf.get(..d.len)) {
-                        table.dispatch(data, d.truncated, from, d.at);
-                    }
+        for _ in 0..MAX_PER_PASS / super::udp_recv::PER_CALL {
+            let read = super::udp_recv::recv_many(fd, room, |data, d| {
+                if let Some(from) = d.from {
+                    table.dispatch(data, d.truncated, from, d.at);
                 }
-                Ok(None) => break,
+            });
+            match read {
+                // (Fewer than asked for is not enough: an ICMP error cuts a read short.)
+                Ok(0) => break,
+                Ok(_) => {}
                 // An ICMP error pending on the socket: the error queue names its target.
                 Err(_) => {
                     if !self.refusals(table) {

@@ -73,8 +73,15 @@ impl Hasher for IdHasher {
 pub(super) struct Hex(pub u64);
 
 impl fmt::Display for Hex {
+    /// The digits written directly, not through the formatter's padding (three per request).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 16];
+        for (i, d) in out.iter_mut().enumerate() {
+            *d = DIGITS[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        // Only ASCII digits were written.
+        f.write_str(std::str::from_utf8(&out).unwrap_or_default())
     }
 }
 
@@ -227,6 +234,7 @@ mod tests {
     #[test]
     fn ids_round_trip_and_only_canonical_hex_matches() {
         for id in [0, 1, 0xdead_beef, u64::MAX] {
+            assert_eq!(Hex(id).to_string(), format!("{id:016x}"));
             assert_eq!(parse_hex(&Hex(id).to_string()), Some(id));
             let b = Branch(id).to_string();
             assert_eq!(b.strip_prefix(MAGIC).and_then(parse_hex), Some(id));

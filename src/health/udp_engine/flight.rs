@@ -180,7 +180,7 @@ impl Engine {
             return;
         }
         for fam in [&self.v4, &self.v6].into_iter().flatten().flatten() {
-            fam.read(&mut self.table, &mut self.buf);
+            fam.read(&mut self.table, &mut self.room);
         }
     }
 
