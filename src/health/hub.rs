@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 mod force;
 mod meters;
+mod servers;
 #[cfg(test)]
 mod tests;
 
@@ -127,7 +128,7 @@ struct Inner {
     by_name: HashMap<(String, String), usize>,
     /// Hashed with foldhash (seeded per process): looked up once per probe result, and the
     /// keys come from the config.
-    by_target: HashMap<Target, Vec<usize>, foldhash::fast::RandomState>,
+    by_target: HashMap<Target, servers::Servers, foldhash::fast::RandomState>,
     /// Targets with no result yet (readiness).
     pending: HashSet<Target>,
     /// Operator states by (region, server) set through the API, persisted.
@@ -333,6 +334,7 @@ impl HealthHub {
         for t in &targets {
             let seen = inner.by_target.get(t).is_some_and(|slots| {
                 slots
+                    .as_slice()
                     .iter()
                     .any(|&i| inner.entries[i].health.last().is_some())
             });
@@ -405,7 +407,7 @@ impl HealthHub {
             return false;
         };
         let mut changed = false;
-        for &i in slots {
+        for &i in slots.as_slice() {
             let Some(e) = inner.entries.get_mut(i) else {
                 continue;
             };
