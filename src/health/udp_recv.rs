@@ -64,7 +64,7 @@ pub(super) fn recvmsg(
 }
 
 /// Most datagrams one [`recv_many`] reads.
-pub(super) const PER_CALL: usize = 32;
+pub(super) const PER_CALL: usize = 16;
 
 /// Reads up to [`PER_CALL`] datagrams without waiting, the `i`th into the `i`th of the equal
 /// parts of `room`, and gives each to `each` with its bytes; returns how many were read (0
