@@ -154,7 +154,7 @@ pub struct HealthHub {
     inner: Mutex<Inner>,
     publisher: OnceLock<Arc<dyn Publisher>>,
     monitor: Monitor,
-    results: Mutex<Option<mpsc::Receiver<Vec<(Target, ProbeResult)>>>>,
+    results: Mutex<Option<mpsc::Receiver<super::monitor::Batch>>>,
     state_file: Option<PathBuf>,
     /// Load pulled from Prometheus, if configured.
     pull: Mutex<Option<super::load_pull::PullStatus>>,

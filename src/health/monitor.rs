@@ -25,8 +25,10 @@ use super::udp_prober::UdpProber;
 use super::udp_sched::{first_delay, jitter};
 use crate::config::Check;
 
-/// Probe results on their way to the hub.
-pub(crate) type Results = mpsc::Sender<Vec<(Target, ProbeResult)>>;
+/// Probe results on their way to the hub, a batch at a time.
+pub(crate) type Results = mpsc::Sender<Batch>;
+/// The probe results of one pass of the UDP scheduler, or one result of another probe.
+pub(crate) type Batch = Vec<(Target, ProbeResult)>;
 
 /// How one target is probed.
 #[derive(Debug, Clone, PartialEq)]

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::monitor::ProbeSpec;
@@ -63,7 +63,7 @@ pub(super) struct Once {
 
 /// Where the results of scheduled probes go, and what bounds them.
 pub(crate) struct Sink {
-    pub results: mpsc::Sender<Vec<(Target, ProbeResult)>>,
+    pub results: super::monitor::Results,
     /// Probes in flight (shared with the monitor's other probes).
     pub slots: Arc<Semaphore>,
     /// Milliseconds after `origin` at which a probe last started.
@@ -298,10 +298,8 @@ impl Engine {
 
     /// Stops probing the target in slot `i`, ending its transaction in flight.
     fn remove(&mut self, i: u32) {
-        if let Some(s) = self.slots[i as usize].take() {
-            if let Some(id) = s.flight {
-                self.table.close(id);
-            }
+        if let Some(id) = self.slots[i as usize].take().and_then(|s| s.flight) {
+            self.table.close(id);
         }
         self.eras[i as usize] = self.eras[i as usize].wrapping_add(1);
         self.free.push(i);
