@@ -79,6 +79,14 @@ enum Key {
     Flight(u64),
 }
 
+/// A place for a target, and its era: bumped each time the place is freed, so keys naming
+/// an earlier target miss (kept beside the target: one line to read for both).
+#[derive(Default)]
+struct Place {
+    era: u32,
+    slot: Option<Slot>,
+}
+
 /// One scheduled target.
 struct Slot {
     spec: ProbeSpec,
@@ -94,9 +102,7 @@ pub(super) struct Engine {
     sink: Option<Sink>,
     ticks: Ticks,
     due: Due<Key>,
-    slots: Vec<Option<Slot>>,
-    /// Per slot index: bumped each time the index is freed, so old keys miss.
-    eras: Vec<u32>,
+    slots: Vec<Place>,
     free: Vec<u32>,
     by_target: HashMap<Target, u32>,
     /// Targets due while `max_concurrent` probes were in flight, in the order they became due.
@@ -125,7 +131,6 @@ impl Engine {
             ticks: Ticks::start(),
             due: Due::default(),
             slots: Vec::new(),
-            eras: Vec::new(),
             free: Vec::new(),
             by_target: HashMap::new(),
             waiting: VecDeque::new(),
@@ -255,7 +260,7 @@ impl Engine {
             .by_target
             .iter()
             .filter(|(t, i)| {
-                let spec = slots[**i as usize].as_ref().map(|s| &s.spec);
+                let spec = slots[**i as usize].slot.as_ref().map(|s| &s.spec);
                 wanted.get(*t) != spec
             })
             .map(|(t, i)| (t.clone(), *i))
@@ -275,8 +280,7 @@ impl Engine {
     /// A new target, its first probe at a random point of its interval.
     fn add(&mut self, spec: ProbeSpec, now: tokio::time::Instant) -> u32 {
         let i = self.free.pop().unwrap_or_else(|| {
-            self.slots.push(None);
-            self.eras.push(0);
+            self.slots.push(Place::default());
             (self.slots.len() - 1) as u32
         });
         let first = first_delay(spec.cadence.interval, rand::random::<f64>());
@@ -284,10 +288,10 @@ impl Engine {
             self.ticks.after(now, first),
             Key::Start {
                 slot: i,
-                era: self.eras[i as usize],
+                era: self.slots[i as usize].era,
             },
         );
-        self.slots[i as usize] = Some(Slot {
+        self.slots[i as usize].slot = Some(Slot {
             health: Probed::new(spec.thresholds),
             timeout: spec.cadence.timeout,
             spec,
@@ -298,19 +302,21 @@ impl Engine {
 
     /// Stops probing the target in slot `i`, ending its transaction in flight.
     fn remove(&mut self, i: u32) {
-        if let Some(id) = self.slots[i as usize].take().and_then(|s| s.flight) {
+        let place = &mut self.slots[i as usize];
+        place.era = place.era.wrapping_add(1);
+        if let Some(id) = place.slot.take().and_then(|s| s.flight) {
             self.table.close(id);
         }
-        self.eras[i as usize] = self.eras[i as usize].wrapping_add(1);
         self.free.push(i);
     }
 
     /// The slot `slot` if it still holds the target `era` named.
     fn live(&mut self, slot: u32, era: u32) -> Option<&mut Slot> {
-        if self.eras.get(slot as usize) != Some(&era) {
+        let place = self.slots.get_mut(slot as usize)?;
+        if place.era != era {
             return None;
         }
-        self.slots.get_mut(slot as usize)?.as_mut()
+        place.slot.as_mut()
     }
 
     /// The target in `slot` is due: probes it if a probe may start, else it waits its turn.
@@ -369,12 +375,11 @@ impl Engine {
         if self.due.len() <= 2 * live + 4096 {
             return;
         }
-        let (eras, slots, table) = (&self.eras, &self.slots, &self.table);
+        let (slots, table) = (&self.slots, &self.table);
         self.due.retain(|k| match k {
-            Key::Start { slot, era } => {
-                eras.get(slot as usize) == Some(&era)
-                    && slots.get(slot as usize).is_some_and(Option::is_some)
-            }
+            Key::Start { slot, era } => slots
+                .get(slot as usize)
+                .is_some_and(|p| p.era == era && p.slot.is_some()),
             Key::Flight(id) => table.contains(id),
         });
     }
