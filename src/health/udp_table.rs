@@ -5,7 +5,6 @@
 //! Replies and ICMP errors are matched here without copying what they carry.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -69,32 +68,8 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A number as the 16 lowercase hex digits a request carries.
-pub(super) struct Hex(pub u64);
-
-impl fmt::Display for Hex {
-    /// The digits written directly, not through the formatter's padding (three per request).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut out = [0u8; 16];
-        for (i, d) in out.iter_mut().enumerate() {
-            *d = DIGITS[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
-        }
-        // Only ASCII digits were written.
-        f.write_str(std::str::from_utf8(&out).unwrap_or_default())
-    }
-}
-
-/// The branch of transaction `id`: the magic cookie and the id in hex.
-pub(super) struct Branch(pub u64);
-
-impl fmt::Display for Branch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{MAGIC}{}", Hex(self.0))
-    }
-}
-
-/// The number written as [`Hex`]; `None` for any other text.
+/// The number a request carries as 16 lowercase hex digits
+/// ([`crate::health::sip::push_options_request`]); `None` for any other text.
 fn parse_hex(s: &str) -> Option<u64> {
     let hex = s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     hex.then(|| u64::from_str_radix(s, 16).ok()).flatten()
@@ -234,9 +209,12 @@ mod tests {
     #[test]
     fn ids_round_trip_and_only_canonical_hex_matches() {
         for id in [0, 1, 0xdead_beef, u64::MAX] {
-            assert_eq!(Hex(id).to_string(), format!("{id:016x}"));
-            assert_eq!(parse_hex(&Hex(id).to_string()), Some(id));
-            let b = Branch(id).to_string();
+            let mut hex = Vec::new();
+            crate::health::sip::push_hex(&mut hex, id);
+            let hex = String::from_utf8(hex).unwrap();
+            assert_eq!(hex, format!("{id:016x}"));
+            assert_eq!(parse_hex(&hex), Some(id));
+            let b = format!("{MAGIC}{hex}");
             assert_eq!(b.strip_prefix(MAGIC).and_then(parse_hex), Some(id));
         }
         for bad in [

@@ -10,10 +10,10 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::{Engine, Key};
 use crate::health::probe::{CodePolicy, ProbeError, ProbeResult, Res, T1};
-use crate::health::sip::{RequestIds, write_options_request};
+use crate::health::sip::{NumericIds, push_options_request};
 use crate::health::udp_sched::jitter;
 use crate::health::udp_socket::Family;
-use crate::health::udp_table::{Answer, Branch, Hex, round_trip};
+use crate::health::udp_table::{Answer, round_trip};
 
 /// Whose the transaction is.
 pub(super) enum Owner {
@@ -135,14 +135,15 @@ impl Engine {
         } else {
             &mut self.send6
         };
-        let ids = RequestIds {
-            branch: &Branch(id),
-            tag: &Hex(f.tag),
-            call_id: &Hex(f.call_id),
+        let ids = NumericIds {
+            branch: id,
+            tag: f.tag,
+            call_id: f.call_id,
         };
         let local = f.local;
         let written = batch.push(target, id, |w| {
-            write_options_request(w, target, local, "UDP", &ids)
+            push_options_request(w, target, local, &ids);
+            Ok(())
         });
         f.sent += f.interval;
         f.interval *= 2;
