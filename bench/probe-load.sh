@@ -3,6 +3,8 @@
 # at a 5 s interval, all answered by sip_responder.py on loopback.
 # With QUERIES=1 it then runs the shared benchmark's run-one.sh (static queries) against the
 # same server, so the query throughput with N probes running can be compared with N=0.
+# With PERF=path it records a call-graph profile of the server (`perf record -g`) over the
+# window into that file.
 # Usage: bench/probe-load.sh [N] [SECONDS]     (run from the repository root after a release build)
 set -euo pipefail
 N="${1:-10000}"; SECS="${2:-60}"; BASE="${BASE:-20000}"
@@ -38,16 +40,22 @@ echo "ready: $(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8060/read
 CLK=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$SRV/stat"; }
 reload_cpu() { for t in /proc/$SRV/task/*; do if grep -q sipsteer-reload "$t/comm"; then awk '{print $14 + $15}' "$t/stat"; fi; done | head -1 || true; }
-c0=$(cpu); r0=$(reload_cpu); t0=$(date +%s.%N)
-sleep "$SECS"
-c1=$(cpu); r1=$(reload_cpu); t1=$(date +%s.%N)
+# Voluntary context switches of every thread of the server (its sleeps and waits).
+vcs() { cat /proc/$SRV/task/*/status 2>/dev/null | awk '/^voluntary_ctxt_switches/ {s += $2} END {print s + 0}'; }
+c0=$(cpu); r0=$(reload_cpu); v0=$(vcs); t0=$(date +%s.%N)
+if [[ -n "${PERF:-}" ]]; then
+  perf record -q -g -o "$PERF" -p "$SRV" -- sleep "$SECS" 2>/dev/null
+else
+  sleep "$SECS"
+fi
+c1=$(cpu); r1=$(reload_cpu); v1=$(vcs); t1=$(date +%s.%N)
 rss=$(awk '/VmRSS/{print $2}' "/proc/$SRV/status")
 probes=$(curl -s http://127.0.0.1:8060/metrics | awk '/^sipsteer_probes_total/ {s += $2} END {print s}')
 up=$(curl -s http://127.0.0.1:8060/metrics | awk '/^sipsteer_servers\{state="up"\}/ {print $2}')
 python3 - <<PY
 cpu = ($c1 - $c0) / $CLK
 wall = $t1 - $t0
-print(f"targets={$N} interval=5s window={wall:.1f}s cpu={cpu:.2f}s ({100*cpu/wall:.1f}% of one core) rss={$rss/1024:.1f} MiB probes_total={int(float('$probes' or 0))} up={'$up'} reload_thread_cpu={(${r1:-0} - ${r0:-0}) / $CLK:.2f}s")
+print(f"targets={$N} interval=5s window={wall:.1f}s cpu={cpu:.2f}s ({100*cpu/wall:.2f}% of one core) rss={$rss/1024:.1f} MiB vcsw/s={($v1 - $v0) / wall:.0f} probes_total={int(float('$probes' or 0))} up={'$up'} reload_thread_cpu={(${r1:-0} - ${r0:-0}) / $CLK:.2f}s")
 PY
 if [[ "${QUERIES:-0}" = 1 ]]; then
   (cd "${BENCH:-$HOME/bench}" && NO_CHECK=1 QUERY_FILES=c-static FIXED_RATES="" DURATION="${DURATION:-10}" REPS="${REPS:-3}" \

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 mod force;
 mod meters;
+mod servers;
 #[cfg(test)]
 mod tests;
 
@@ -125,7 +126,9 @@ struct Entry {
 struct Inner {
     entries: Vec<Entry>,
     by_name: HashMap<(String, String), usize>,
-    by_target: HashMap<Target, Vec<usize>>,
+    /// Hashed with foldhash (seeded per process): looked up once per probe result, and the
+    /// keys come from the config.
+    by_target: HashMap<Target, servers::Servers, foldhash::fast::RandomState>,
     /// Targets with no result yet (readiness).
     pending: HashSet<Target>,
     /// Operator states by (region, server) set through the API, persisted.
@@ -151,7 +154,7 @@ pub struct HealthHub {
     inner: Mutex<Inner>,
     publisher: OnceLock<Arc<dyn Publisher>>,
     monitor: Monitor,
-    results: Mutex<Option<mpsc::Receiver<(Target, ProbeResult)>>>,
+    results: Mutex<Option<mpsc::Receiver<super::monitor::Batch>>>,
     state_file: Option<PathBuf>,
     /// Load pulled from Prometheus, if configured.
     pull: Mutex<Option<super::load_pull::PullStatus>>,
@@ -217,8 +220,9 @@ fn effective_forced(
     }
 }
 
-/// Most probe results applied under one lock.
-const RESULT_BATCH: usize = 256;
+/// Most batches of probe results (a batch: the results of one pass of the UDP scheduler, or
+/// one result of another probe) applied under one lock.
+const RESULT_BATCHES: usize = 64;
 
 impl HealthHub {
     /// A hub with its probe scheduler; `state_file` keeps forced states across restarts.
@@ -227,7 +231,7 @@ impl HealthHub {
         state_file: Option<PathBuf>,
         telemetry: Arc<Telemetry>,
     ) -> Arc<HealthHub> {
-        let (tx, rx) = mpsc::channel(4096);
+        let (tx, rx) = mpsc::channel(1024);
         let mut inner = Inner {
             overflow_at: 0.8,
             report_ttl: Duration::from_secs(30),
@@ -264,6 +268,9 @@ impl HealthHub {
         inner.by_name.clear();
         inner.by_target.clear();
         let mut specs: HashMap<Target, ProbeSpec> = HashMap::new();
+        // One policy shared by the servers that keep the default codes: a probe result reads
+        // one hot line instead of one per server.
+        let default_policy = Arc::new(CodePolicy::default());
         for r in &cfg.regions {
             for s in &r.servers {
                 let key = (r.name.clone(), s.name.clone());
@@ -304,11 +311,11 @@ impl HealthHub {
                             rise: s.probe.rise,
                             fall: s.probe.fall,
                         },
-                        policy: Arc::new(if s.probe.healthy_codes.is_empty() {
-                            CodePolicy::default()
+                        policy: if s.probe.healthy_codes.is_empty() {
+                            default_policy.clone()
                         } else {
-                            CodePolicy::from_ranges(&s.probe.healthy_codes)
-                        }),
+                            Arc::new(CodePolicy::from_ranges(&s.probe.healthy_codes))
+                        },
                     });
                 }
                 inner.by_name.insert(key.clone(), slot);
@@ -327,6 +334,7 @@ impl HealthHub {
         for t in &targets {
             let seen = inner.by_target.get(t).is_some_and(|slots| {
                 slots
+                    .as_slice()
                     .iter()
                     .any(|&i| inner.entries[i].health.last().is_some())
             });
@@ -356,15 +364,15 @@ impl HealthHub {
         tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             // The results of the probes that ended in one tick, applied under one lock.
-            let mut batch = Vec::with_capacity(RESULT_BATCH);
+            let mut batches = Vec::with_capacity(RESULT_BATCHES);
             loop {
                 tokio::select! {
-                    n = rx.recv_many(&mut batch, RESULT_BATCH) => {
+                    n = rx.recv_many(&mut batches, RESULT_BATCHES) => {
                         if n == 0 {
                             return;
                         }
-                        hub.apply_all(&batch);
-                        batch.clear();
+                        hub.apply_all(batches.iter().flatten());
+                        batches.clear();
                     }
                     _ = tick.tick() => hub.publish_if_changed(),
                     () = cancel.cancelled() => {
@@ -377,7 +385,7 @@ impl HealthHub {
     }
 
     /// Applies probe results; publishes once if any changed a server's state.
-    fn apply_all(&self, results: &[(Target, ProbeResult)]) {
+    fn apply_all<'a>(&self, results: impl IntoIterator<Item = &'a (Target, ProbeResult)>) {
         let now = now();
         let mut guard = lock(&self.inner);
         let inner = &mut *guard;
@@ -399,7 +407,7 @@ impl HealthHub {
             return false;
         };
         let mut changed = false;
-        for &i in slots {
+        for &i in slots.as_slice() {
             let Some(e) = inner.entries.get_mut(i) else {
                 continue;
             };

@@ -1,11 +1,13 @@
-//! The probe scheduler: one task per distinct target, probing at its interval with jitter
-//! (the first probe at a random point of the interval, later ones ±10%), a semaphore bounding
-//! probes in flight, and results sent on a bounded channel. Each task keeps its own copy of
-//! the target's state machine to pick the next probe: a suspect server is re-probed at the
-//! suspect cadence. Targets are diffed on reload: unchanged ones keep running, removed ones
-//! stop. Every wait ends on a common 10 ms tick ([`on_tick`]), so timers fire in batches.
-//! The monitor owns its probe tasks (a `JoinSet`, spawned on the runtime it was started in,
-//! whichever thread sets the targets); [`Monitor::shutdown`] stops and waits for them.
+//! The probe scheduler. SIP-over-UDP targets all go to one task, the shared UDP prober's
+//! ([`super::udp_engine`]); every other target (SIP over TCP, TCP connect) gets a task of its
+//! own. Either way a target is probed at its interval with jitter (the first probe at a random
+//! point of the interval, later ones ±10%), a semaphore bounds probes in flight, and results
+//! go to the hub on a bounded channel, in batches. Each target keeps its own copy of its state
+//! machine to pick the next probe: a suspect server is re-probed at the suspect cadence.
+//! Targets are diffed on reload: unchanged ones keep their schedule, removed ones stop. Every
+//! wait ends on a common 10 ms tick ([`on_tick`]), so timers fire in batches. The monitor owns
+//! its probe tasks (spawned on the runtime it was started in, whichever thread sets the
+//! targets); [`Monitor::shutdown`] stops and waits for them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +19,16 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::probe::{CodePolicy, ProbeResult, Target, probe_with};
-use super::state::{Cadence, ServerHealth, Thresholds};
+use super::state::{Cadence, Probed, Thresholds};
+use super::udp_engine::Sink;
 use super::udp_prober::UdpProber;
+use super::udp_sched::{first_delay, jitter};
+use crate::config::Check;
+
+/// Probe results on their way to the hub, a batch at a time.
+pub(crate) type Results = mpsc::Sender<Batch>;
+/// The probe results of one pass of the UDP scheduler, or one result of another probe.
+pub(crate) type Batch = Vec<(Target, ProbeResult)>;
 
 /// How one target is probed.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,18 +39,19 @@ pub(crate) struct ProbeSpec {
     pub policy: Arc<CodePolicy>,
 }
 
-/// A running prober: what it probes and how to stop it.
+/// A target being probed: how, and how to stop its task (none for SIP over UDP, which the
+/// shared UDP prober schedules).
 struct ProbeTask {
     spec: ProbeSpec,
-    cancel: CancellationToken,
+    cancel: Option<CancellationToken>,
 }
 
 pub(crate) struct Monitor {
     running: Mutex<HashMap<Target, ProbeTask>>,
     slots: Arc<Semaphore>,
-    results: mpsc::Sender<(Target, ProbeResult)>,
-    /// The sockets every SIP-over-UDP probe shares.
-    udp: Arc<UdpProber>,
+    results: Results,
+    /// The scheduler and sockets of every SIP-over-UDP probe.
+    udp: UdpProber,
     origin: Instant,
     /// Milliseconds after `origin` of the last probe started (0 = none yet).
     last_tick: Arc<AtomicU64>,
@@ -53,17 +64,22 @@ pub(crate) struct Monitor {
 
 impl Monitor {
     /// A scheduler with no targets yet; call within a tokio runtime.
-    pub(crate) fn start(
-        max_concurrent: usize,
-        results: mpsc::Sender<(Target, ProbeResult)>,
-    ) -> Monitor {
+    pub(crate) fn start(max_concurrent: usize, results: Results) -> Monitor {
+        let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
+        let (origin, last_tick) = (Instant::now(), Arc::new(AtomicU64::new(0)));
+        let udp = UdpProber::scheduling(Sink {
+            results: results.clone(),
+            slots: slots.clone(),
+            last_tick: last_tick.clone(),
+            origin,
+        });
         Monitor {
             running: Mutex::new(HashMap::new()),
-            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            slots,
             results,
-            udp: Arc::default(),
-            origin: Instant::now(),
-            last_tick: Arc::new(AtomicU64::new(0)),
+            udp,
+            origin,
+            last_tick,
             cancel: CancellationToken::new(),
             tasks: Mutex::new(JoinSet::new()),
             runtime: tokio::runtime::Handle::try_current().ok(),
@@ -82,10 +98,16 @@ impl Monitor {
         while tasks.try_join_next().is_some() {}
         let wanted: HashMap<Target, ProbeSpec> =
             specs.into_iter().map(|s| (s.target.clone(), s)).collect();
+        let udp: Vec<ProbeSpec> = wanted
+            .values()
+            .filter(|s| s.target.check == Check::SipUdp)
+            .cloned()
+            .collect();
+        self.udp.set_targets(udp, self.runtime.as_ref());
         running.retain(|t, r| {
             let keep = wanted.get(t) == Some(&r.spec);
-            if !keep {
-                r.cancel.cancel();
+            if !keep && let Some(c) = &r.cancel {
+                c.cancel();
             }
             keep
         });
@@ -93,12 +115,15 @@ impl Monitor {
             if running.contains_key(&t) {
                 continue;
             }
+            if spec.target.check == Check::SipUdp {
+                running.insert(t, ProbeTask { spec, cancel: None });
+                continue;
+            }
             let cancel = self.cancel.child_token();
             let task = Prober {
                 spec: spec.clone(),
                 slots: self.slots.clone(),
                 results: self.results.clone(),
-                udp: self.udp.clone(),
                 origin: self.origin,
                 last_tick: self.last_tick.clone(),
                 cancel: cancel.clone(),
@@ -106,6 +131,7 @@ impl Monitor {
             if let Some(rt) = &self.runtime {
                 tasks.spawn_on(task.run(), rt);
             }
+            let cancel = Some(cancel);
             running.insert(t, ProbeTask { spec, cancel });
         }
     }
@@ -128,7 +154,7 @@ impl Monitor {
         self.origin
     }
 
-    /// Stops every probe and waits for the probe tasks and the shared UDP prober to end.
+    /// Stops every probe and waits for the probe tasks and the shared UDP prober's task to end.
     pub(crate) async fn shutdown(&self) {
         let mut tasks = {
             let _running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
@@ -147,11 +173,11 @@ impl Drop for Monitor {
     }
 }
 
+/// The task of one target probed otherwise than SIP over UDP.
 struct Prober {
     spec: ProbeSpec,
     slots: Arc<Semaphore>,
-    results: mpsc::Sender<(Target, ProbeResult)>,
-    udp: Arc<UdpProber>,
+    results: Results,
     origin: Instant,
     last_tick: Arc<AtomicU64>,
     cancel: CancellationToken,
@@ -171,9 +197,9 @@ impl Prober {
 
     async fn probe_forever(&self) {
         let cadence = self.spec.cadence;
-        let first = cadence.interval.mul_f64(rand::random::<f64>());
+        let first = first_delay(cadence.interval, rand::random::<f64>());
         tokio::time::sleep_until(on_tick(first)).await;
-        let mut health = ServerHealth::new(self.spec.thresholds, None, Instant::now());
+        let mut health = Probed::new(self.spec.thresholds);
         let mut timeout = cadence.timeout;
         loop {
             let Ok(permit) = self.slots.acquire().await else {
@@ -182,25 +208,15 @@ impl Prober {
             let started = Instant::now();
             let ms = started.duration_since(self.origin).as_millis().max(1) as u64;
             self.last_tick.store(ms, Ordering::Relaxed);
-            let result = probe_with(
-                &self.spec.target,
-                timeout,
-                &self.spec.policy,
-                Some(&self.udp),
-            )
-            .await;
+            let result = probe_with(&self.spec.target, timeout, &self.spec.policy, None).await;
             drop(permit);
             let took = started.elapsed();
-            health.apply(&result, Instant::now());
-            if self
-                .results
-                .send((self.spec.target.clone(), result))
-                .await
-                .is_err()
-            {
+            health.apply(result.outcome);
+            let batch = vec![(self.spec.target.clone(), result)];
+            if self.results.send(batch).await.is_err() {
                 return;
             }
-            let jitter = 0.9 + 0.2 * rand::random::<f64>();
+            let jitter = jitter(rand::random::<f64>());
             let (wait, next_timeout) = health.next_probe(&cadence, took, jitter);
             timeout = next_timeout;
             tokio::time::sleep_until(on_tick(wait)).await;

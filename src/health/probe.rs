@@ -97,20 +97,26 @@ pub async fn probe_with(
         },
         Check::SipTcp => (Box::pin(sip_tcp(target.addr, timeout, policy)).await, None),
     };
-    let rtt = exact.unwrap_or_else(|| start.elapsed());
-    match r {
-        Ok((outcome, code, detail)) => ProbeResult {
-            outcome,
-            code,
-            rtt,
-            detail,
-        },
-        Err(e) => ProbeResult {
-            outcome: Outcome::Down,
-            code: None,
-            rtt,
-            detail: e.to_string(),
-        },
+    ProbeResult::from_res(r, exact.unwrap_or_else(|| start.elapsed()))
+}
+
+impl ProbeResult {
+    /// The result of a probe that ended with `r` after `rtt`.
+    pub(super) fn from_res(r: Res, rtt: Duration) -> ProbeResult {
+        match r {
+            Ok((outcome, code, detail)) => ProbeResult {
+                outcome,
+                code,
+                rtt,
+                detail,
+            },
+            Err(e) => ProbeResult {
+                outcome: Outcome::Down,
+                code: None,
+                rtt,
+                detail: e.to_string(),
+            },
+        }
     }
 }
 

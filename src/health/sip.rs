@@ -6,7 +6,11 @@
 use std::borrow::Cow;
 
 mod request;
+mod request_bytes;
 pub use request::{Ids, MAGIC, RequestIds, options_request, write_options_request};
+#[cfg(test)]
+pub(crate) use request_bytes::push_hex;
+pub(crate) use request_bytes::{NumericIds, push_options_request};
 
 /// A parsed SIP response.
 #[derive(Debug, Clone, PartialEq, Eq)]

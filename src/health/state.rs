@@ -4,14 +4,17 @@
 //! takes `fall` consecutive failures (or 503s) to leave `up`, and `rise` consecutive successes
 //! to come back. An up server with at least one failure in its current streak is *suspect*:
 //! its prober re-probes it at the short suspect cadence until the streak reaches `fall` or a
-//! success clears it ([`ServerHealth::next_probe`]). An operator's forced state is kept apart
+//! success clears it ([`Probed::next_probe`]). An operator's forced state is kept apart
 //! and wins. Load reports, while fresh, make a server `full` at `overflow_at` of its capacity.
 
 use std::time::{Duration, Instant};
 
-use super::probe::{Outcome, ProbeResult};
+mod probed;
+
+use super::probe::ProbeResult;
 use crate::config::Capacity;
 use crate::steering::Status;
+pub(crate) use probed::Probed;
 
 /// What the probes say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,13 +81,8 @@ pub(crate) struct Load {
 
 #[derive(Debug, Clone)]
 pub(crate) struct ServerHealth {
-    thresholds: Thresholds,
+    probed: Probed,
     capacity: Option<Capacity>,
-    observed: Observed,
-    /// The outcome of the current streak and its length.
-    streak: (Outcome, u32),
-    /// Consecutive results that were not up (down and full alike).
-    failing: u32,
     forced: Option<Forced>,
     load: Option<Load>,
     last: Option<ProbeResult>,
@@ -100,11 +98,8 @@ impl ServerHealth {
         now: Instant,
     ) -> ServerHealth {
         ServerHealth {
-            thresholds,
+            probed: Probed::new(thresholds),
             capacity,
-            observed: Observed::Unknown,
-            streak: (Outcome::Up, 0),
-            failing: 0,
             forced: None,
             load: None,
             last: None,
@@ -115,15 +110,6 @@ impl ServerHealth {
 
     /// Applies a probe result; returns the observed flip (old, new) if there was one.
     pub(crate) fn apply(&mut self, r: &ProbeResult, now: Instant) -> Option<(Observed, Observed)> {
-        self.streak = if self.streak.0 == r.outcome {
-            (r.outcome, self.streak.1.saturating_add(1))
-        } else {
-            (r.outcome, 1)
-        };
-        self.failing = match r.outcome {
-            Outcome::Up => 0,
-            _ => self.failing.saturating_add(1),
-        };
         match &mut self.last {
             // Reuses the detail's buffer: a result every few seconds allocates nothing here.
             Some(l) => {
@@ -132,54 +118,23 @@ impl ServerHealth {
             }
             None => self.last = Some(r.clone()),
         }
-        let target = match r.outcome {
-            Outcome::Up => Observed::Up,
-            Outcome::Full => Observed::Full,
-            Outcome::Down => Observed::Down,
-        };
-        if target == self.observed {
-            return None;
-        }
-        let (needed, have) = match (self.observed, target) {
-            (Observed::Unknown, _) => (1, self.streak.1),
-            // Leaving up: `fall` failures in a row, down and full alike; the last one decides.
-            (Observed::Up, _) => (self.thresholds.fall, self.failing),
-            // A full server going down: the fall threshold.
-            (Observed::Full, Observed::Down) => (self.thresholds.fall, self.streak.1),
-            // Coming back (to up, or to alive-but-full): the rise threshold.
-            _ => (self.thresholds.rise, self.streak.1),
-        };
-        if have < needed {
-            return None;
-        }
-        let old = self.observed;
-        self.observed = target;
+        let (old, new) = self.probed.apply(r.outcome)?;
         self.since = now;
         if old != Observed::Unknown {
             self.changed = Some(now);
         }
-        Some((old, target))
+        Some((old, new))
     }
 
     /// Up as far as the probes tell, but the latest probes failed (fewer than `fall`).
     pub(crate) fn suspect(&self) -> bool {
-        self.observed == Observed::Up && self.failing > 0
+        self.probed.suspect()
     }
 
-    /// When the next probe starts (after one that took `took` ended) and its timeout. Steady:
-    /// the interval scaled by `jitter` (0.9..=1.1). Suspect: at most one probe per suspect
-    /// interval, start to start, so a probe that timed out is followed at once.
-    pub(crate) fn next_probe(
-        &self,
-        c: &Cadence,
-        took: Duration,
-        jitter: f64,
-    ) -> (Duration, Duration) {
-        if self.suspect() {
-            (c.suspect_interval.saturating_sub(took), c.suspect_timeout)
-        } else {
-            (c.interval.mul_f64(jitter), c.timeout)
-        }
+    /// When the next probe starts and its timeout ([`Probed::next_probe`]).
+    #[cfg(test)]
+    fn next_probe(&self, c: &Cadence, took: Duration, jitter: f64) -> (Duration, Duration) {
+        self.probed.next_probe(c, took, jitter)
     }
 
     /// Whether the state changed (not counting the first probe result) within `window`.
@@ -190,8 +145,8 @@ impl ServerHealth {
 
     /// A server that is not probed: observed up from now on (until forced otherwise).
     pub(crate) fn assume_up(&mut self, now: Instant) {
-        if self.observed != Observed::Up {
-            self.observed = Observed::Up;
+        if self.probed.observed != Observed::Up {
+            self.probed.observed = Observed::Up;
             self.since = now;
         }
     }
@@ -236,7 +191,7 @@ impl ServerHealth {
             Some(Forced::Down) => return Status::Down,
             None => {}
         }
-        match self.observed {
+        match self.probed.observed {
             Observed::Down => Status::Down,
             Observed::Full => Status::Full,
             _ if self
@@ -257,7 +212,7 @@ impl ServerHealth {
     }
 
     pub(crate) fn observed(&self) -> Observed {
-        self.observed
+        self.probed.observed
     }
     pub(crate) fn forced(&self) -> Option<Forced> {
         self.forced
@@ -277,6 +232,7 @@ impl ServerHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::probe::Outcome;
 
     const TTL: Duration = Duration::from_secs(30);
 

@@ -1,14 +1,13 @@
-//! Reading one datagram from a non-blocking UDP socket with the time the kernel received it
+//! Reading datagrams from a non-blocking UDP socket with the time the kernel received each
 //! (`SO_TIMESTAMPNS`), so a reply read later than it arrived still yields its exact round
-//! trip.
+//! trip: one at a time, or up to [`PER_CALL`] in one `recvmmsg` (Linux).
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::{Duration, SystemTime};
 
-/// One datagram read into the caller's buffer.
+/// What came with one datagram read into the caller's buffer.
 pub(super) struct Datagram {
-    pub len: usize,
     pub from: Option<SocketAddr>,
     /// Longer than the buffer: cut to it.
     pub truncated: bool,
@@ -64,8 +63,96 @@ pub(super) fn recvmsg(
     (n, msg)
 }
 
-/// Reads one datagram without waiting: `Ok(None)` when none is queued.
-pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<Option<Datagram>> {
+/// Most datagrams one [`recv_many`] reads.
+pub(super) const PER_CALL: usize = 16;
+
+/// Reads up to [`PER_CALL`] datagrams without waiting, the `i`th into the `i`th of the equal
+/// parts of `room`, and gives each to `each` with its bytes; returns how many were read (0
+/// when none is queued).
+#[cfg(target_os = "linux")]
+pub(super) fn recv_many(
+    fd: RawFd,
+    room: &mut [u8],
+    mut each: impl FnMut(&[u8], Datagram),
+) -> std::io::Result<usize> {
+    let size = room.len() / PER_CALL;
+    // SAFETY: all-zero is a valid value of these plain C structs.
+    let mut names: [libc::sockaddr_storage; PER_CALL] = unsafe { std::mem::zeroed() };
+    let mut controls = [[0u64; 8]; PER_CALL];
+    let mut iovs: [libc::iovec; PER_CALL] = unsafe { std::mem::zeroed() };
+    let mut hdrs: [libc::mmsghdr; PER_CALL] = unsafe { std::mem::zeroed() };
+    for (i, part) in room.chunks_exact_mut(size).take(PER_CALL).enumerate() {
+        iovs[i] = libc::iovec {
+            iov_base: part.as_mut_ptr().cast(),
+            iov_len: part.len(),
+        };
+        let h = &mut hdrs[i].msg_hdr;
+        h.msg_name = (&raw mut names[i]).cast();
+        h.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        h.msg_iov = &raw mut iovs[i];
+        h.msg_iovlen = 1;
+        h.msg_control = controls[i].as_mut_ptr().cast();
+        h.msg_controllen = std::mem::size_of_val(&controls[i]) as _;
+    }
+    // SAFETY: each header points at a live name, control buffer and iovec, and each iovec at
+    // its own part of `room`.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            hdrs.as_mut_ptr(),
+            PER_CALL as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.kind() {
+            std::io::ErrorKind::WouldBlock => Ok(0),
+            _ => Err(e),
+        };
+    }
+    let n = n as usize;
+    for (h, part) in hdrs.iter().zip(room.chunks_exact(size)).take(n) {
+        let len = (h.msg_len as usize).min(size);
+        let d = Datagram {
+            from: super::udp_errqueue::addr(&names_of(h), h.msg_hdr.msg_namelen),
+            truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+            at: stamp(&h.msg_hdr),
+        };
+        each(&part[..len], d);
+    }
+    Ok(n)
+}
+
+/// The sender's address a `recvmmsg` header points at.
+#[cfg(target_os = "linux")]
+fn names_of(h: &libc::mmsghdr) -> libc::sockaddr_storage {
+    // SAFETY: the header's name points at a live sockaddr_storage (see `recv_many`).
+    unsafe { h.msg_hdr.msg_name.cast::<libc::sockaddr_storage>().read() }
+}
+
+/// One datagram at a time where there is no `recvmmsg`.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn recv_many(
+    fd: RawFd,
+    room: &mut [u8],
+    mut each: impl FnMut(&[u8], Datagram),
+) -> std::io::Result<usize> {
+    let buf = &mut room[..room.len() / PER_CALL];
+    match recv(fd, buf)? {
+        Some((len, d)) => {
+            each(&buf[..len], d);
+            Ok(1)
+        }
+        None => Ok(0),
+    }
+}
+
+/// Reads one datagram without waiting: its length and what came with it, `Ok(None)` when
+/// none is queued.
+#[cfg(any(test, not(target_os = "linux")))]
+pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<Option<(usize, Datagram)>> {
     // SAFETY: all-zero is a valid value of this plain C struct.
     let mut name: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut control = [0u64; 8];
@@ -77,12 +164,12 @@ pub(super) fn recv(fd: RawFd, buf: &mut [u8]) -> std::io::Result<Option<Datagram
             _ => Err(e),
         };
     }
-    Ok(Some(Datagram {
-        len: (n as usize).min(buf.len()),
+    let d = Datagram {
         from: super::udp_errqueue::addr(&name, msg.msg_namelen),
         truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
         at: stamp(&msg),
-    }))
+    };
+    Ok(Some(((n as usize).min(buf.len()), d)))
 }
 
 /// The `SCM_TIMESTAMPNS` time in `msg`'s control data.
@@ -107,6 +194,54 @@ fn stamp(msg: &libc::msghdr) -> Option<SystemTime> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn many_datagrams_in_one_call_each_with_its_sender_time_and_length() {
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_nonblocking(true).unwrap();
+        enable_timestamps(rx.as_raw_fd()).unwrap();
+        let txs: Vec<std::net::UdpSocket> = (0..3)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let mut room = vec![0u8; PER_CALL * 8];
+        assert_eq!(recv_many(rx.as_raw_fd(), &mut room, |_, _| {}).unwrap(), 0);
+        let before = SystemTime::now();
+        let n = PER_CALL + 5;
+        for i in 0..n {
+            let msg = format!("m{i:02}").repeat(1 + i % 3);
+            txs[i % 3]
+                .send_to(msg.as_bytes(), rx.local_addr().unwrap())
+                .unwrap();
+        }
+        let mut got = Vec::new();
+        for _ in 0..500 {
+            recv_many(rx.as_raw_fd(), &mut room, |data, d| {
+                got.push((
+                    String::from_utf8_lossy(data).into_owned(),
+                    d.from,
+                    d.truncated,
+                    d.at,
+                ));
+            })
+            .unwrap();
+            if got.len() >= n {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(got.len(), n);
+        for (i, (text, from, truncated, at)) in got.iter().enumerate() {
+            let full = format!("m{i:02}").repeat(1 + i % 3);
+            // Each part of the room holds 8 bytes: longer datagrams are cut and say so.
+            assert_eq!(
+                (text.as_str(), *truncated),
+                (&full[..full.len().min(8)], full.len() > 8)
+            );
+            assert_eq!(*from, txs[i % 3].local_addr().ok());
+            let at = at.expect("a kernel timestamp");
+            assert!(at >= before && at <= SystemTime::now());
+        }
+    }
+
     use std::os::fd::AsRawFd;
 
     use super::*;
@@ -128,10 +263,10 @@ mod tests {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        let d = d.expect("the datagram");
+        let (len, d) = d.expect("the datagram");
         let at = d.at.expect("a kernel timestamp");
         assert!(at >= before && at <= SystemTime::now());
-        assert_eq!((d.len, d.truncated), (4, true));
+        assert_eq!((len, d.truncated), (4, true));
         assert_eq!(d.from, tx.local_addr().ok());
         assert_eq!(&buf, b"hell");
     }

@@ -1,13 +1,12 @@
 //! The SIP-over-UDP transactions in flight on one probe socket: keyed by a random number that
 //! the request's branch carries as 16 hex digits, each holding what a reply must match (the
-//! target, the Call-ID), its answer once one came and the task waiting for it. Replies and
-//! ICMP errors are matched here without copying what they carry.
+//! target, the Call-ID), the scheduler's data of the transaction, and its answer once one
+//! came; the transactions answered since the scheduler last looked are listed in order.
+//! Replies and ICMP errors are matched here without copying what they carry.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::task::Waker;
 use std::time::{Duration, SystemTime};
 
 use super::probe::describe;
@@ -26,18 +25,29 @@ pub(crate) enum Answer {
     Unreachable(i32),
 }
 
-struct Pending {
-    target: SocketAddr,
+/// One transaction: what a reply must match, what became of it, and the scheduler's `data`.
+pub(super) struct Pending<D> {
+    pub target: SocketAddr,
     call_id: u64,
     /// Why the last datagram from the target could not be read, for the timeout message.
-    bad: Option<ParseError>,
-    answer: Option<Answer>,
-    waker: Option<Waker>,
+    pub bad: Option<ParseError>,
+    pub answer: Option<Answer>,
+    pub data: D,
 }
 
-#[derive(Default)]
-pub(super) struct Table {
-    map: HashMap<u64, Pending, BuildHasherDefault<IdHasher>>,
+pub(super) struct Table<D> {
+    map: HashMap<u64, Pending<D>, BuildHasherDefault<IdHasher>>,
+    /// Transactions that got their answer, in the order they got it.
+    answered: Vec<u64>,
+}
+
+impl<D> Default for Table<D> {
+    fn default() -> Self {
+        Table {
+            map: HashMap::default(),
+            answered: Vec::new(),
+        }
+    }
 }
 
 /// Hashes a transaction id to itself: ids are random already.
@@ -58,37 +68,21 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A number as the 16 lowercase hex digits a request carries.
-pub(super) struct Hex(pub u64);
-
-impl fmt::Display for Hex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-/// The branch of transaction `id`: the magic cookie and the id in hex.
-pub(super) struct Branch(pub u64);
-
-impl fmt::Display for Branch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{MAGIC}{}", Hex(self.0))
-    }
-}
-
-/// The number written as [`Hex`]; `None` for any other text.
+/// The number a request carries as 16 lowercase hex digits
+/// ([`crate::health::sip::push_options_request`]); `None` for any other text.
 fn parse_hex(s: &str) -> Option<u64> {
     let hex = s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     hex.then(|| u64::from_str_radix(s, 16).ok()).flatten()
 }
 
-impl Table {
-    pub(super) fn is_empty(&self) -> bool {
-        self.map.is_empty()
+impl<D> Table<D> {
+    pub(super) fn len(&self) -> usize {
+        self.map.len()
     }
 
-    /// A new transaction to `target` whose Call-ID is `call_id`: its id.
-    pub(super) fn open(&mut self, target: SocketAddr, call_id: u64) -> u64 {
+    /// A new transaction to `target` whose Call-ID is `call_id`, with the scheduler's `data`:
+    /// its id.
+    pub(super) fn open(&mut self, target: SocketAddr, call_id: u64, data: D) -> u64 {
         let mut id = rand::random::<u64>();
         while self.map.contains_key(&id) {
             id = rand::random::<u64>();
@@ -98,36 +92,30 @@ impl Table {
             call_id,
             bad: None,
             answer: None,
-            waker: None,
+            data,
         };
         self.map.insert(id, p);
         id
     }
 
-    pub(super) fn close(&mut self, id: u64) {
-        self.map.remove(&id);
+    /// Ends transaction `id`: what it was.
+    pub(super) fn close(&mut self, id: u64) -> Option<Pending<D>> {
+        self.map.remove(&id)
     }
 
-    /// The answer of `id` if it has one, else `waker` is woken when it gets one.
-    pub(super) fn answer(&mut self, id: u64, waker: &Waker) -> Option<Answer> {
-        let p = self.map.get_mut(&id)?;
-        if let Some(a) = p.answer.take() {
-            return Some(a);
-        }
-        if !p.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            p.waker = Some(waker.clone());
-        }
-        None
+    pub(super) fn contains(&self, id: u64) -> bool {
+        self.map.contains_key(&id)
     }
 
-    /// The answer of `id` if it has one, without waiting.
-    pub(super) fn take(&mut self, id: u64) -> Option<Answer> {
-        self.map.get_mut(&id).and_then(|p| p.answer.take())
+    pub(super) fn get_mut(&mut self, id: u64) -> Option<&mut Pending<D>> {
+        self.map.get_mut(&id)
     }
 
-    /// Why the last datagram from the target of `id` could not be read, if one could not.
-    pub(super) fn bad(&self, id: u64) -> Option<ParseError> {
-        self.map.get(&id).and_then(|p| p.bad.clone())
+    /// Takes the list of transactions answered since the last call (some may have been
+    /// closed since), leaving `spare`'s room in its place.
+    pub(super) fn take_answered(&mut self, spare: &mut Vec<u64>) {
+        spare.clear();
+        std::mem::swap(&mut self.answered, spare);
     }
 
     /// Gives a datagram from `from`, received at `at`, to the transaction it answers.
@@ -150,8 +138,15 @@ impl Table {
         if r.code < 200 {
             return;
         }
-        let id = r.branch.as_deref().and_then(|b| b.strip_prefix(MAGIC));
-        let Some(p) = id.and_then(parse_hex).and_then(|id| self.map.get_mut(&id)) else {
+        let Some(id) = r
+            .branch
+            .as_deref()
+            .and_then(|b| b.strip_prefix(MAGIC))
+            .and_then(parse_hex)
+        else {
+            return; // not a reply to a probe
+        };
+        let Some(p) = self.map.get_mut(&id) else {
             return; // a stray or late reply
         };
         if !same(p.target, from) {
@@ -169,16 +164,16 @@ impl Table {
                 detail,
                 at,
             });
-            wake(p);
+            self.answered.push(id);
         }
     }
 
     /// Ends the transactions to `dst` with an ICMP error.
     pub(super) fn unreachable(&mut self, dst: SocketAddr, errno: i32) {
-        for p in self.map.values_mut().filter(|p| same(p.target, dst)) {
+        for (id, p) in self.map.iter_mut().filter(|(_, p)| same(p.target, dst)) {
             if p.answer.is_none() {
                 p.answer = Some(Answer::Unreachable(errno));
-                wake(p);
+                self.answered.push(*id);
             }
         }
     }
@@ -190,12 +185,6 @@ impl Table {
 pub(super) fn round_trip(sent: SystemTime, elapsed: Duration, at: Option<SystemTime>) -> Duration {
     let exact = at.and_then(|at| at.duration_since(sent).ok());
     exact.map_or(elapsed, |d| d.min(elapsed))
-}
-
-fn wake(p: &mut Pending) {
-    if let Some(w) = p.waker.take() {
-        w.wake();
-    }
 }
 
 /// The same address and port (flow label and scope aside).
@@ -220,8 +209,12 @@ mod tests {
     #[test]
     fn ids_round_trip_and_only_canonical_hex_matches() {
         for id in [0, 1, 0xdead_beef, u64::MAX] {
-            assert_eq!(parse_hex(&Hex(id).to_string()), Some(id));
-            let b = Branch(id).to_string();
+            let mut hex = Vec::new();
+            crate::health::sip::push_hex(&mut hex, id);
+            let hex = String::from_utf8(hex).unwrap();
+            assert_eq!(hex, format!("{id:016x}"));
+            assert_eq!(parse_hex(&hex), Some(id));
+            let b = format!("{MAGIC}{hex}");
             assert_eq!(b.strip_prefix(MAGIC).and_then(parse_hex), Some(id));
         }
         for bad in [
