@@ -34,5 +34,7 @@ pub(crate) mod lock;
 pub(crate) mod proto;
 pub mod reload;
 pub mod routing;
+#[cfg(unix)]
+pub(crate) mod sockopt;
 pub mod steering;
 pub mod telemetry;

@@ -21,24 +21,7 @@ const CTRL_WORDS: usize = 16;
 /// Asks the kernel for each datagram's destination address (`IP_PKTINFO` for IPv4, also on a
 /// dual-stack IPv6 socket where IPv4 queries arrive mapped, and `IPV6_RECVPKTINFO`).
 pub(super) fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
-    let on: libc::c_int = 1;
-    let set = |level, name| {
-        // SAFETY: a valid fd and a c_int option value of the size given.
-        let r = unsafe {
-            libc::setsockopt(
-                sock.as_raw_fd(),
-                level,
-                name,
-                (&raw const on).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
-    };
+    let set = |level, name| crate::sockopt::set_int(sock.as_raw_fd(), level, name, 1);
     if ipv6 {
         set(libc::IPPROTO_IPV6, libc::IPV6_RECVPKTINFO)?;
         // IPv4 queries on a dual-stack socket; fails harmlessly on a v6-only one.

@@ -17,22 +17,7 @@ pub(super) struct Datagram {
 
 /// Asks the kernel to stamp every datagram `fd` receives with its arrival time.
 pub(super) fn enable_timestamps(fd: RawFd) -> std::io::Result<()> {
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket, an int option, and a pointer to an int of the length given.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            (&raw const on).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    crate::sockopt::set_int(fd, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1)
 }
 
 /// One `recvmsg(flags)` on `fd`: the data into `data`, the sender into `name`, control

@@ -36,7 +36,7 @@ impl Family {
             s.set_only_v6(true)?;
         }
         s.set_nonblocking(true)?;
-        set_int(&s, level, opt, 1)?;
+        crate::sockopt::set_int(s.as_raw_fd(), level, opt, 1)?;
         super::udp_recv::enable_timestamps(s.as_raw_fd())?;
         // Replies of thousands of targets can wait for one tick.
         let _ = s.set_recv_buffer_size(4 * 1024 * 1024);
@@ -99,23 +99,5 @@ impl Family {
                 })
                 .map_or(any.ip(), |a| a.ip())
         })
-    }
-}
-
-fn set_int(s: &socket2::Socket, level: i32, opt: i32, v: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: a valid socket, an int option, and a pointer to an int of the length given.
-    let r = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            opt,
-            (&raw const v).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
