@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 
 use std::time::Duration;
 
@@ -48,7 +47,7 @@ pub struct Running {
     _nudge: mpsc::Sender<()>,
     cancel: CancellationToken,
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<listener::UdpThread>,
     tasks: JoinSet<()>,
     query_log: Option<Arc<crate::dns::querylog::QueryLog>>,
 }
@@ -219,7 +218,7 @@ impl Serving<'_> {
         listen: &[SocketAddr],
         settings: &crate::config::DnsSettings,
         stop: &Arc<AtomicBool>,
-        threads: &mut Vec<JoinHandle<()>>,
+        threads: &mut Vec<listener::UdpThread>,
         tasks: &mut JoinSet<()>,
     ) -> Result<Vec<SocketAddr>> {
         let workers = match settings.udp_workers {
@@ -334,10 +333,11 @@ impl Running {
         self.stop.store(true, Ordering::Relaxed);
         while self.tasks.join_next().await.is_some() {}
         let threads = std::mem::take(&mut self.threads);
+        threads.iter().for_each(listener::UdpThread::wake);
         let log = self.query_log.take();
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
-                let _ = t.join();
+                t.join();
             }
             if let Some(log) = log {
                 log.close();

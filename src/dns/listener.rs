@@ -1,15 +1,16 @@
 //! UDP and TCP listeners around the answer path.
 //!
 //! UDP: several sockets per address (SO_REUSEPORT), each served by its own thread that
-//! receives, answers and sends without spawning anything per packet. TCP sockets are bound
-//! here and served by `tcp`.
+//! receives, answers and sends without spawning anything per packet. The thread blocks in
+//! the receive call with no timeout (a timer armed and cancelled per wait costs CPU at
+//! moderate load); shutdown wakes it by shutting its socket for reading ([`UdpThread`]).
+//! TCP sockets are bound here and served by `tcp`.
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -49,8 +50,10 @@ pub(crate) fn bind_udp(addr: SocketAddr, n: usize, only_v6: bool) -> io::Result<
             super::udp_batch::enable_pktinfo(&sock, addr.is_ipv6())?;
         }
         addr = sock.local_addr()?;
-        // A read timeout lets the thread notice shutdown.
-        sock.set_read_timeout(Some(Duration::from_millis(250)))?;
+        // Where a blocked receive cannot be woken by shutting the socket, a read timeout
+        // lets the thread notice shutdown.
+        #[cfg(not(target_os = "linux"))]
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(250)))?;
         out.push(sock);
     }
     Ok(out)
@@ -69,17 +72,39 @@ pub(crate) fn bind_tcp(addr: SocketAddr, only_v6: bool) -> io::Result<std::net::
     Ok(s.into())
 }
 
-/// Serves one UDP socket on a dedicated thread until `stop` is set.
+/// A UDP listener's thread, with a second handle on its socket to wake it for shutdown.
+pub(crate) struct UdpThread {
+    thread: JoinHandle<()>,
+    sock: UdpSocket,
+}
+
+impl UdpThread {
+    /// Wakes the thread if it waits in a receive; it then sees `stop` (set before this) and
+    /// ends. Shutting a UDP socket for reading wakes its blocked readers and makes later
+    /// receives return at once, on Linux even though the call reports `ENOTCONN`.
+    pub(crate) fn wake(&self) {
+        let _ = socket2::SockRef::from(&self.sock).shutdown(std::net::Shutdown::Read);
+    }
+
+    /// Waits for the thread to end (after [`UdpThread::wake`]).
+    pub(crate) fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// Serves one UDP socket on a dedicated thread until `stop` is set and the thread is woken.
 pub(crate) fn spawn_udp(
     sock: UdpSocket,
     shared: Shared,
     mut tally: Tally,
     log: Option<Arc<QueryLog>>,
     stop: Arc<AtomicBool>,
-) -> io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
+) -> io::Result<UdpThread> {
+    let wake = sock.try_clone()?;
+    let thread = std::thread::Builder::new()
         .name("sipsteer-udp".into())
-        .spawn(move || serve_udp(&sock, &shared, &mut tally, log.as_deref(), &stop))
+        .spawn(move || serve_udp(&sock, &shared, &mut tally, log.as_deref(), &stop))?;
+    Ok(UdpThread { thread, sock: wake })
 }
 
 /// A received value, or `None` after a timeout (the loop checks for shutdown) or an error

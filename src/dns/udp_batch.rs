@@ -110,7 +110,8 @@ impl Batch {
         b
     }
 
-    /// Waits for at least one query (or the socket's read timeout); returns how many arrived.
+    /// Waits for at least one query (or for the socket to be shut, see
+    /// [`super::listener::UdpThread::wake`]); returns how many arrived.
     pub(super) fn recv(&mut self, sock: &UdpSocket) -> io::Result<usize> {
         // The kernel writes back only the lengths of the headers it filled (the last batch's):
         // those are reset; the pointers were set once in `new`.

@@ -120,6 +120,25 @@ fn connection_mid_query(addr: SocketAddr, part: usize) -> (TcpStream, Vec<u8>) {
     (c, second[part..].to_vec())
 }
 
+/// UDP threads block in their receive with no timeout: shutdown must wake each one, busy or
+/// idle, and their sockets must all be closed when it returns.
+#[tokio::test]
+async fn every_udp_thread_ends_whether_it_has_served_or_not() {
+    let main = r#"
+listen: { dns: ["127.0.0.1:0"] }
+zones: zones
+health: { check: none }
+dns: { udp_workers: 8 }
+"#;
+    let mut s = TestServer::start(main, &[("example.com.yaml", STATIC_ZONE)]).await;
+    let dns = s.addr;
+    // One source port reaches one of the eight sockets; the others stay idle.
+    let reply = udp(dns, "web.example.com.", RecordType::A, &Q::default()).await;
+    assert_eq!(rrs(&reply.answers).len(), 2);
+    stop(&mut s).await;
+    assert_free(dns);
+}
+
 #[tokio::test]
 async fn query_being_read_at_shutdown_is_answered_then_the_connection_closes() {
     let mut s = TestServer::start(MAIN, &[("example.com.yaml", STATIC_ZONE)]).await;
