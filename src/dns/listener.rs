@@ -137,15 +137,27 @@ fn serve_udp(
     log: Option<&QueryLog>,
     stop: &AtomicBool,
 ) {
-    use super::udp_batch::{BATCH, Batch};
+    use super::udp_batch::{self, BATCH, Batch};
     use super::wire;
-    let pktinfo = sock.local_addr().is_ok_and(|a| a.ip().is_unspecified());
+    let local = sock.local_addr().ok();
+    let pktinfo = local.is_some_and(|a| a.ip().is_unspecified());
+    let ipv6 = local.is_some_and(|a| a.is_ipv6());
     let mut batch = Batch::new(pktinfo);
+    // Don't Fragment as the socket has it; set when the first batch's config is known and
+    // again whenever a reload moves `dns.udp_payload` across the limit.
+    let mut dont_fragment = None;
     while !stop.load(Ordering::Relaxed) {
         let Some(n) = received(batch.recv(sock)) else {
             continue;
         };
         let snap = shared.load();
+        let df = udp_batch::dont_fragment(snap.udp_payload);
+        if dont_fragment != Some(df) {
+            if let Err(e) = udp_batch::set_dont_fragment(sock, ipv6, df) {
+                tracing::debug!(error = %e, "cannot set don't fragment");
+            }
+            dont_fragment = Some(df);
+        }
         // With one GeoIP map, each lookup's cache lines are asked for two queries ahead
         // (directory entry) and one ahead (what follows it), so the misses of a batch
         // overlap instead of stalling one after another.

@@ -5,6 +5,10 @@
 //! On a wildcard socket (`0.0.0.0`, `[::]`) each query's destination address is read from its
 //! `IP_PKTINFO`/`IPV6_PKTINFO` control message and given back on the reply, so the reply
 //! leaves from the address the query was sent to (see [`enable_pktinfo`]).
+//!
+//! While the configured UDP payload fits any path, replies are never fragmented: Don't
+//! Fragment is set whatever path-MTU information says, and no IP ID is drawn for them
+//! ([`dont_fragment`], RFC 9715).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -29,6 +33,41 @@ pub(super) fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
         Ok(())
     } else {
         set(libc::IPPROTO_IP, libc::IP_PKTINFO)
+    }
+}
+
+/// Largest configured UDP payload (`dns.udp_payload`) whose replies leave with Don't Fragment
+/// set: 1232 bytes and the IPv6 and UDP headers fit the smallest IPv6 MTU (1280), so such a
+/// reply crosses any link whole. A larger setting asks for replies that may need fragments.
+pub(super) const DONT_FRAGMENT_MAX_PAYLOAD: u16 = 1232;
+
+/// Whether replies leave with Don't Fragment set under a configured UDP payload of `payload`.
+pub(super) fn dont_fragment(payload: u16) -> bool {
+    payload <= DONT_FRAGMENT_MAX_PAYLOAD
+}
+
+/// Makes the socket's replies unfragmentable, or restores the kernel's default.
+///
+/// On: `IP_PMTUDISC_PROBE` (and `IPV6_PMTUDISC_PROBE`) sets DF on every reply and ignores
+/// path-MTU information, which a forged ICMP message could lower to force fragments. Such
+/// an IPv4 datagram carries IP ID 0: the kernel draws none, which saves it a hash and an
+/// atomic increment on a shared counter per reply. Off: `IP_PMTUDISC_WANT`, the default,
+/// which sets DF only while a datagram fits the path MTU it has learnt, fragments what does
+/// not, and draws an IP ID for every datagram.
+pub(super) fn set_dont_fragment(sock: &UdpSocket, ipv6: bool, on: bool) -> io::Result<()> {
+    let fd = sock.as_raw_fd();
+    let (v4, v6) = if on {
+        (libc::IP_PMTUDISC_PROBE, libc::IPV6_PMTUDISC_PROBE)
+    } else {
+        (libc::IP_PMTUDISC_WANT, libc::IPV6_PMTUDISC_WANT)
+    };
+    if ipv6 {
+        crate::sockopt::set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, v6)?;
+        // IPv4 replies on a dual-stack socket; fails harmlessly on a v6-only one.
+        crate::sockopt::set_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v4).ok();
+        Ok(())
+    } else {
+        crate::sockopt::set_int(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, v4)
     }
 }
 

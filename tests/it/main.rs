@@ -8,6 +8,7 @@ mod admin_limits;
 mod cli_logs;
 mod config_errors;
 mod dns_defences;
+mod dns_dont_fragment;
 mod dns_rfc;
 mod dns_rfc8906;
 mod dns_source_address;
