@@ -18,32 +18,13 @@ if [[ $# -lt 2 ]]; then
   sed -n '2,12p' "$0"; exit 2
 fi
 ROUNDS="$1"; shift
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  PORT=5301 "$KIT/peers/gdnsd/stop.sh" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-[[ -s "$KIT/data/GeoLite2-City.mmdb" ]] || "$KIT/setup.sh"
-
-# A copy of bench/sipsteer.yaml on PORT, admin API off.
-config() {
-  local port="$1" dir="$WORK/cfg-$1"
-  mkdir -p "$dir/data"
-  cp -r "$ROOT/bench/zones" "$dir/zones"
-  ln -sf "$KIT/data/GeoLite2-City.mmdb" "$dir/data/"
-  sed -e "s/127.0.0.1:5300/127.0.0.1:$port/" -e 's/admin: "127.0.0.1:8054"/admin: "off"/' \
-    "$ROOT/bench/sipsteer.yaml" > "$dir/sipsteer.yaml"
-  echo "$dir/sipsteer.yaml"
-}
+# shellcheck source=bench/side-by-side.sh
+source "$ROOT/bench/side-by-side.sh"
 
 LABELS=()   # label:port:pid
-cc -O2 -o "$WORK/udp_reflect" "$KIT/limit/udp_reflect.c"
-taskset -c 1 "$WORK/udp_reflect" 127.0.0.1 5399 & PIDS+=($!)
-LABELS+=("limit:5399:$!")
-PORT=5301 taskset -c 1 "$KIT/peers/gdnsd/start.sh" >/dev/null
+start_reflector
+LABELS+=("limit:5399:${PIDS[-1]}")
+start_gdnsd
 sleep 1
 LABELS+=("gdnsd:5301:$(ss -Hlunp 'sport = :5301' | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)")
 port=5320

@@ -22,29 +22,10 @@ RUN_ID="${RUN_ID:-sitting-$(date -u +%Y%m%dT%H%M%SZ)}"
 BEFORE="${BEFORE:-}"
 AFTER="${AFTER:-$ROOT/target/release/sipsteer}"
 HICKORY="${HICKORY:-$ROOT/target/release/examples/hickory_server}"
-WORK="$(mktemp -d)"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  PORT=5301 "$KIT/peers/gdnsd/stop.sh" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-[[ -s "$KIT/data/GeoLite2-City.mmdb" ]] || "$KIT/setup.sh"
+# shellcheck source=bench/side-by-side.sh
+source "$ROOT/bench/side-by-side.sh"
 mkdir -p "$ROOT/bench/data"
 ln -sf "$KIT/data/GeoLite2-City.mmdb" "$ROOT/bench/data/"
-
-# A copy of bench/sipsteer.yaml on PORT, admin API off.
-config() {
-  local port="$1" dir="$WORK/cfg-$1"
-  mkdir -p "$dir"
-  cp -r "$ROOT/bench/zones" "$dir/zones"
-  mkdir -p "$dir/data" && ln -sf "$KIT/data/GeoLite2-City.mmdb" "$dir/data/"
-  sed -e "s/127.0.0.1:5300/127.0.0.1:$port/" -e 's/admin: "127.0.0.1:8054"/admin: "off"/' \
-    "$ROOT/bench/sipsteer.yaml" > "$dir/sipsteer.yaml"
-  echo "$dir/sipsteer.yaml"
-}
 
 wait_udp() {  # wait until PORT answers a query
   for _ in $(seq 1 300); do
@@ -55,10 +36,9 @@ wait_udp() {  # wait until PORT answers a query
 }
 
 LABELS=()
-cc -O2 -o "$WORK/udp_reflect" "$KIT/limit/udp_reflect.c"
-taskset -c 1 "$WORK/udp_reflect" 127.0.0.1 5399 & PIDS+=($!)
+start_reflector
 LABELS+=("limit:5399")
-PORT=5301 taskset -c 1 "$KIT/peers/gdnsd/start.sh" >/dev/null
+start_gdnsd
 LABELS+=("gdnsd:5301")
 if [[ -n "$BEFORE" ]]; then
   taskset -c 1 "$BEFORE" serve --config "$(config 5302)" 2>"$WORK/before.log" & PIDS+=($!)
