@@ -111,10 +111,7 @@ async fn replies_carry_dont_fragment_and_no_ip_id_until_the_payload_limit_is_rai
     );
 
     std::fs::write(s.cfg.main(), MAIN_LARGE).expect("write");
-    let reloader = s.running.as_ref().expect("running").reloader.clone();
-    let out = tokio::task::spawn_blocking(move || reloader.reload("test"))
-        .await
-        .expect("join");
+    let out = s.reload().await;
     assert!(
         matches!(out, sipsteer::reload::Outcome::Applied(_)),
         "{out:?}"

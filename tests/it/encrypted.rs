@@ -299,10 +299,7 @@ async fn broken_certificate_is_refused_and_the_old_one_serves() {
         "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n",
     );
     let running = s.running.as_ref().expect("running");
-    let reloader = running.reloader.clone();
-    let outcome = tokio::task::spawn_blocking(move || reloader.reload("test"))
-        .await
-        .expect("join");
+    let outcome = s.reload().await;
     let Outcome::Rejected(msg) = outcome else {
         panic!("broken certificate accepted: {outcome:?}");
     };

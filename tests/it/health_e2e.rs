@@ -291,10 +291,7 @@ async fn states_survive_reload_and_removed_servers_stop_being_probed() {
 
     // Reload without ams: uk stays drained, de stays down, ams is no longer probed.
     std::fs::write(s.cfg.path("zones/example.com.yaml"), zone(&uk, &de, None)).expect("write");
-    let r = s.running.as_ref().expect("running").reloader.clone();
-    let out = tokio::task::spawn_blocking(move || r.reload("test"))
-        .await
-        .expect("join");
+    let out = s.reload().await;
     assert!(
         matches!(out, sipsteer::reload::Outcome::Applied(_)),
         "{out:?}"

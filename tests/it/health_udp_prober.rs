@@ -333,10 +333,7 @@ async fn a_reload_keeps_unchanged_targets_probed_and_stops_removed_ones() {
     until(&s, "every server up", |r| r.iter().all(|x| x.2 == "up")).await;
     std::fs::write(s.cfg.path("zones/example.com.yaml"), zone_of(&ports[..5])).expect("write");
     let run = s.running.as_ref().expect("running");
-    let reloader = run.reloader.clone();
-    let out = tokio::task::spawn_blocking(move || reloader.reload("test"))
-        .await
-        .expect("join");
+    let out = s.reload().await;
     assert!(
         matches!(out, sipsteer::reload::Outcome::Applied(_)),
         "{out:?}"

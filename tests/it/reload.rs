@@ -246,10 +246,7 @@ async fn listen_changes_need_a_restart_and_are_not_half_applied() {
     let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
     std::fs::write(s.cfg.main(), MAIN.replace("127.0.0.1:0", "127.0.0.1:1")).expect("write");
     std::fs::write(s.cfg.path("zones/example.com.yaml"), zone("192.0.2.9")).expect("write");
-    let r = s.running.as_ref().expect("running").reloader.clone();
-    let out = tokio::task::spawn_blocking(move || r.reload("test"))
-        .await
-        .expect("join");
+    let out = s.reload().await;
     assert!(
         matches!(out, sipsteer::reload::Outcome::Applied(_)),
         "{out:?}"

@@ -110,6 +110,15 @@ impl TestServer {
         }
     }
 
+    /// Runs one reload now, on a blocking thread as the reload thread would, and returns its
+    /// outcome.
+    pub(crate) async fn reload(&self) -> sipsteer::reload::Outcome {
+        let r = self.running.as_ref().expect("running").reloader.clone();
+        tokio::task::spawn_blocking(move || r.reload("test"))
+            .await
+            .expect("join")
+    }
+
     pub(crate) async fn stop(mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;
