@@ -116,7 +116,7 @@ pub fn respond(
     let located = ecs
         .filter(|e| e.source > 0)
         .map_or(crate::geo::canonical(client), |e| e.addr);
-    let mut w = Writer::new(out, q.id, Some(q.question), q.name(), limit, opt_reserve);
+    let mut w = Writer::new(out, q.id, Some(q.question), q.name, limit, opt_reserve);
     let mut a = Answer {
         rcode: wire::RCODE_NOERROR,
         aa: true,
@@ -184,7 +184,7 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
         }
         _ => {}
     }
-    let name = q.name();
+    let name = q.name;
     let Some((zone, apex_off)) = snap.routing.find_zone(name) else {
         a.rcode = wire::RCODE_REFUSED;
         a.aa = false;

@@ -203,7 +203,7 @@ fn classify<'q>(out: &[u8], q: &'q Query, zone: Option<u32>) -> Class<'q> {
     let tc = out[2] & 0x02 != 0;
     let answers = u16::from_be_bytes([an[0], an[1]]);
     match f & 0xF {
-        wire::RCODE_NOERROR if answers > 0 || tc => Class::Answer(q.name(), q.qtype),
+        wire::RCODE_NOERROR if answers > 0 || tc => Class::Answer(q.name, q.qtype),
         wire::RCODE_NOERROR if aa => Class::NoData(z),
         wire::RCODE_NOERROR => Class::Referral(z),
         wire::RCODE_NXDOMAIN => Class::NxDomain(z),

@@ -39,7 +39,7 @@ pub(super) fn enable_pktinfo(sock: &UdpSocket, ipv6: bool) -> io::Result<()> {
 /// Largest configured UDP payload (`dns.udp_payload`) whose replies leave with Don't Fragment
 /// set: 1232 bytes and the IPv6 and UDP headers fit the smallest IPv6 MTU (1280), so such a
 /// reply crosses any link whole. A larger setting asks for replies that may need fragments.
-pub(super) const DONT_FRAGMENT_MAX_PAYLOAD: u16 = 1232;
+const DONT_FRAGMENT_MAX_PAYLOAD: u16 = 1232;
 
 /// Whether replies leave with Don't Fragment set under a configured UDP payload of `payload`.
 pub(super) fn dont_fragment(payload: u16) -> bool {

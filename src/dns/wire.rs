@@ -43,12 +43,6 @@ pub struct Query<'a> {
     pub edns: Option<Edns>,
 }
 
-impl<'a> Query<'a> {
-    pub fn name(&self) -> &'a [u8] {
-        self.name
-    }
-}
-
 /// What to do with a packet.
 // The query is returned by value: boxing it would cost an allocation per packet.
 #[allow(clippy::large_enum_variant)]
@@ -402,7 +396,7 @@ mod tests {
         let Parsed::Query(q) = parse(&p, &mut l) else {
             panic!()
         };
-        assert_eq!(q.name(), b"\x03www\x07example\x03com\x00");
+        assert_eq!(q.name, b"\x03www\x07example\x03com\x00");
         assert_eq!(&q.question[..4], b"\x03WwW");
         assert_eq!((q.qtype, q.qclass, q.id), (1, 1, 0x1234));
         assert!(q.edns.is_none());
