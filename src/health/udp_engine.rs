@@ -13,8 +13,8 @@
 
 mod flight;
 
-use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -255,6 +255,10 @@ impl Engine {
     fn set_targets(&mut self, specs: Vec<ProbeSpec>, now: tokio::time::Instant) {
         let wanted: HashMap<Target, ProbeSpec> =
             specs.into_iter().map(|s| (s.target.clone(), s)).collect();
+        let ips: HashSet<IpAddr> = wanted.keys().map(|t| t.addr.ip()).collect();
+        for fam in [&mut self.v4, &mut self.v6].into_iter().flatten().flatten() {
+            fam.retain_local(|ip| ips.contains(ip));
+        }
         let slots = &self.slots;
         let gone: Vec<(Target, u32)> = self
             .by_target

@@ -85,6 +85,12 @@ impl Family {
         !errors.is_empty()
     }
 
+    /// Forgets the source addresses found for destinations `keep` refuses (those no longer
+    /// probed), so reloads that change targets do not pile them up.
+    pub(super) fn retain_local(&mut self, keep: impl Fn(&IpAddr) -> bool) {
+        self.local.retain(|dst, _| keep(dst));
+    }
+
     /// The address the OS sends from to `dst` (a route lookup, no packet sent).
     pub(super) fn local_ip(&mut self, dst: IpAddr) -> IpAddr {
         *self.local.entry(dst).or_insert_with(|| {
@@ -99,5 +105,21 @@ impl Family {
                 })
                 .map_or(any.ip(), |a| a.ip())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_addresses_of_destinations_no_longer_probed_are_forgotten() {
+        let mut f = Family::open(true).expect("socket");
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+        assert!(f.local_ip(a).is_loopback());
+        assert!(f.local_ip(b).is_loopback());
+        assert_eq!(f.local.len(), 2);
+        f.retain_local(|d| *d == b);
+        assert_eq!(f.local.keys().collect::<Vec<_>>(), [&b]);
     }
 }
