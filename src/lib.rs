@@ -6,24 +6,26 @@
 //! 1. Leaves: [`cli`] (the command line), [`files`] (bounded, non-blocking file reads),
 //!    [`lock`] (poison-tolerant locking), [`proto`] (DNS numbers), [`telemetry`] (one
 //!    instance's metrics registry, handed down from `app`).
-//! 2. [`config`]: `sipsteer.yaml`, zone maps, operator state; validation with file:line:col;
+//! 2. [`conns`]: admission of stream connections (caps, share per source, idle eviction).
+//! 3. [`config`]: `sipsteer.yaml`, zone maps, operator state; validation with file:line:col;
 //!    the names a service generates.
-//! 3. [`geo`]: GeoIP databases (mmdb, CSV) into network tables and address-block maps;
+//! 4. [`geo`]: GeoIP databases (mmdb, CSV) into network tables and address-block maps;
 //!    [`lint`]: warnings about a valid config.
-//! 4. [`routing`]: zones compiled into wire-format record sets and steered-name references.
-//! 5. [`steering`]: the pure core: ranking, health, failover tiers into an answer plan.
-//! 6. [`health`]: SIP OPTIONS and TCP probes, the per-server state machine, load reports, the
+//! 5. [`routing`]: zones compiled into wire-format record sets and steered-name references.
+//! 6. [`steering`]: the pure core: ranking, health, failover tiers into an answer plan.
+//! 7. [`health`]: SIP OPTIONS and TCP probes, the per-server state machine, load reports, the
 //!    hub that publishes health views.
-//! 7. [`dns`]: the snapshot a query reads, the wire parser, the answer path, defences (cookies,
+//! 8. [`dns`]: the snapshot a query reads, the wire parser, the answer path, defences (cookies,
 //!    RRL), query counters and log, and the UDP/TCP/DoT/DoH listeners.
-//! 8. [`explain`]: the answer a client would get, and why (the real answer path).
-//! 9. [`reload`]: the one loader (config + GeoIP) and the reload pipeline.
-//! 10. [`admin`]: the HTTP API and `/metrics`.
-//! 11. [`app`]: starts and stops everything; startup logs.
+//! 9. [`explain`]: the answer a client would get, and why (the real answer path).
+//! 10. [`reload`]: the one loader (config + GeoIP) and the reload pipeline.
+//! 11. [`admin`]: the HTTP API and `/metrics`.
+//! 12. [`app`]: starts and stops everything; startup logs.
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub(crate) mod conns;
 pub mod dns;
 pub(crate) mod explain;
 pub(crate) mod files;

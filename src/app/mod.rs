@@ -246,8 +246,10 @@ impl Serving<'_> {
                 tcp_tally.clone(),
                 self.log.clone(),
                 crate::dns::tcp::TcpLimits {
-                    max_connections: settings.tcp_max_connections,
-                    per_source: settings.tcp_max_connections_per_source,
+                    conns: crate::conns::Limits {
+                        max: settings.tcp_max_connections,
+                        per_source: settings.tcp_max_connections_per_source,
+                    },
                     idle: settings.tcp_idle_timeout,
                 },
                 self.telemetry.clone(),

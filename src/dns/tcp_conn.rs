@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -19,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::answer::{Proto, respond};
 use super::stats::Tally;
-use super::tcp::ConnState;
+use crate::conns::Conn;
 use crate::dns::querylog::QueryLog;
 use crate::dns::snapshot::Shared;
 use crate::telemetry::Telemetry;
@@ -118,7 +117,7 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Serves one connection until it closes, times out or sends something bad.
-pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx, st: &ConnState) {
+pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx, st: &Conn) {
     stream.set_nodelay(true).ok();
     let (rd, mut wr) = stream.split();
     let mut rd = BufReader::with_capacity(READ_BUF, rd);
@@ -136,12 +135,12 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
             return;
         }
         if rd.buffer().is_empty() {
-            st.idle.store(true, Ordering::Relaxed);
+            st.set_idle(true);
             let first = tokio::select! {
                 r = tokio::time::timeout_at(deadline, rd.fill_buf()) => r,
                 () = ctx.stop.cancelled() => return,
             };
-            st.idle.store(false, Ordering::Relaxed);
+            st.set_idle(false);
             match first {
                 Ok(Ok(b)) if !b.is_empty() => {}
                 _ => return,
