@@ -237,7 +237,7 @@ async fn reload(State(s): State<AdminState>) -> Response {
         }
         Ok(crate::reload::Outcome::Rejected(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"result": "error", "error": e.to_string()})),
+            Json(json!({"result": "error", "error": e.summary(), "errors": e.count()})),
         )
             .into_response(),
         Err(_) => error(
