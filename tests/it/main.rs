@@ -4,6 +4,7 @@ mod support;
 
 mod admin_api;
 mod admin_client;
+mod admin_errors;
 mod admin_limits;
 mod cli_logs;
 mod config_errors;
