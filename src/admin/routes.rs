@@ -15,7 +15,6 @@ use serde_json::json;
 
 use super::AdminState;
 use crate::health::hub::{Force, HubError};
-use crate::reload::GeoState;
 use crate::reload::trigger::QueueError;
 
 /// Largest request body accepted (the changing endpoints take small JSON objects).
@@ -30,8 +29,12 @@ pub(super) fn router(state: AdminState) -> Router {
         .route("/v1/servers/{region}/{server}/load", put(set_load))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        // GET is answered ahead of the router (see `probes`); the routes serve HEAD.
+        .route("/healthz", get(|| async { super::probes::healthz() }))
+        .route(
+            "/readyz",
+            get(|State(s): State<AdminState>| async move { super::probes::readyz(&s) }),
+        )
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/explain", get(explain))
@@ -96,25 +99,6 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn readyz(State(s): State<AdminState>) -> Response {
-    let geo = s.reloader.geoip_state();
-    if matches!(geo, Some(GeoState::Loading | GeoState::Failed)) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "geoip database not loaded yet\n",
-        )
-            .into_response()
-    } else if s.hub.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "first probe round not finished\n",
-        )
-            .into_response()
-    }
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {

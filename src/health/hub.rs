@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -166,6 +167,8 @@ pub struct HealthHub {
     persisting: Mutex<Option<String>>,
     /// This instance's metrics.
     pub(crate) telemetry: Arc<Telemetry>,
+    /// Every probed server has had a result (`pending` is empty), readable without the lock.
+    ready: AtomicBool,
 }
 
 /// The hub's clock: tokio's, which is the system's monotonic clock unless a test pauses it.
@@ -254,6 +257,7 @@ impl HealthHub {
             pull: Mutex::new(None),
             persisting: Mutex::new(None),
             telemetry,
+            ready: AtomicBool::new(true),
         })
     }
 
@@ -347,6 +351,8 @@ impl HealthHub {
                 inner.pending.insert(t.clone());
             }
         }
+        self.ready
+            .store(inner.pending.is_empty(), Ordering::Release);
         inner.bound = Some(Arc::downgrade(st));
         inner.load_source = cfg.load_source.clone().map(Arc::new);
         self.monitor.set_targets(specs.into_values().collect());
@@ -398,6 +404,8 @@ impl HealthHub {
         for (t, res) in results {
             changed |= self.apply_one(inner, t, res, now);
         }
+        self.ready
+            .store(inner.pending.is_empty(), Ordering::Release);
         if changed {
             self.publish(inner, now);
         }
@@ -474,9 +482,9 @@ impl HealthHub {
         self.monitor.targets()
     }
 
-    /// True once every probed server has had a result.
+    /// True once every probed server has had a result. Never waits for the hub's lock.
     pub fn ready(&self) -> bool {
-        lock(&self.inner).pending.is_empty()
+        self.ready.load(Ordering::Acquire)
     }
 
     /// Records a load report.

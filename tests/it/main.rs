@@ -2,6 +2,7 @@
 
 mod support;
 
+mod admin_admission;
 mod admin_api;
 mod admin_client;
 mod admin_errors;
