@@ -138,15 +138,18 @@ async fn connection(stream: TcpStream, service: ConnService, cancel: Cancellatio
     tokio::pin!(conn);
     let evicted = entry.evicted();
     tokio::pin!(evicted);
+    // Biased: once evicted, a connection serves nothing more, even with a request ready.
     let grace = tokio::select! {
-        _ = conn.as_mut() => return,
+        biased;
         () = evicted.as_mut() => return,
+        _ = conn.as_mut() => return,
         () = cancel.cancelled() => SHUTDOWN_GRACE,
         () = tokio::time::sleep(MAX_CONNECTION_AGE) => REQUEST_TIMEOUT,
     };
     conn.as_mut().graceful_shutdown();
     tokio::select! {
-        _ = tokio::time::timeout(grace, conn) => {}
+        biased;
         () = evicted => {}
+        _ = tokio::time::timeout(grace, conn) => {}
     }
 }

@@ -167,7 +167,8 @@ async fn at_the_cap_the_oldest_idle_connection_gives_way() {
         first.write_all(SLOW_HEAD).expect("write");
         let mut held = fill(a, first);
         let probe = get_from("127.0.0.2", a, "/healthz");
-        let oldest = finish(&mut held[0], b"\r\n");
+        // Closed by the server without a word (its header timeout is seconds away).
+        let oldest = finish(&mut held[0], b"");
         let next = finish(&mut held[1], b"Connection: close\r\n\r\n").map(|(l, _)| l);
         (probe, oldest, next)
     })
@@ -184,7 +185,7 @@ async fn at_the_cap_the_oldest_idle_connection_gives_way() {
 async fn a_connection_with_a_request_being_handled_is_not_evicted() {
     let s = server().await;
     let a = admin(&s);
-    let (probe, busy, next) = blocking(move || {
+    let (probe, busy, next, other) = blocking(move || {
         // The oldest connection has a request in flight: its handler waits for the body.
         let body = br#"{"state":"drain"}"#;
         let mut first = connect_from("127.0.0.9", a);
@@ -200,8 +201,10 @@ async fn a_connection_with_a_request_being_handled_is_not_evicted() {
         let mut held = fill(a, first);
         let probe = get_from("127.0.0.2", a, "/healthz");
         let busy = finish(&mut held[0], body).map(|(l, _)| l);
-        let next = finish(&mut held[1], b"\r\n");
-        (probe, busy, next)
+        // The oldest idle one was closed instead; the others stay.
+        let next = finish(&mut held[1], b"");
+        let other = finish(&mut held[2], b"Connection: close\r\n\r\n").map(|(l, _)| l);
+        (probe, busy, next, other)
     })
     .await;
     assert_eq!(probe, ok("ok\n"));
@@ -211,6 +214,7 @@ async fn a_connection_with_a_request_being_handled_is_not_evicted() {
         "the busy one answered"
     );
     assert_eq!(next, None, "the oldest idle one was closed instead");
+    assert_eq!(other.as_deref(), Some("HTTP/1.1 200 OK"));
     assert_eq!(s.series(EVICTED), 1.0);
     s.stop().await;
 }
