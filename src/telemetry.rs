@@ -81,6 +81,11 @@ impl Telemetry {
         for reason in ["evicted_idle", "full", "per_source"] {
             self.counter("sipsteer_tcp_shed_total", &[("reason", reason)])
                 .increment(0);
+            self.counter(
+                "sipsteer_admin_connections_shed_total",
+                &[("reason", reason)],
+            )
+            .increment(0);
         }
         for reason in ["empty_frame", "not_a_query", "slow_frame"] {
             self.counter("sipsteer_tcp_bad_frames_total", &[("reason", reason)])
@@ -94,7 +99,6 @@ impl Telemetry {
             .increment(0);
         }
         for name in [
-            "sipsteer_admin_connections_shed_total",
             "sipsteer_dns_tls_refused_total",
             "sipsteer_state_file_errors_total",
         ] {
@@ -189,7 +193,7 @@ const HELP: &[(&str, &str)] = &[
     ),
     (
         "sipsteer_admin_connections_shed_total",
-        "admin api connections closed at once because the connection cap was reached",
+        "admin api connections shed: an idle one evicted for a new one, or a new one closed (full, per_source)",
     ),
     (
         "sipsteer_dns_encrypted_queries_total",

@@ -4,10 +4,12 @@
 
 pub mod client;
 pub mod metrics;
+mod probes;
 mod routes;
 mod server;
+mod service;
 
-pub use server::{HEADER_TIMEOUT, MAX_CONNECTIONS};
+pub use server::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,7 +35,8 @@ pub struct AdminState {
 /// Serves the API on `listener` until `cancel` fires (see `server`).
 pub async fn serve(listener: TcpListener, state: AdminState, cancel: CancellationToken) {
     let telemetry = state.telemetry.clone();
-    server::serve(listener, routes::router(state), &telemetry, cancel).await;
+    let app = routes::router(state.clone());
+    server::serve(listener, app, state, &telemetry, cancel).await;
 }
 
 /// Binds the admin listener.

@@ -1,6 +1,7 @@
 //! The admin API's routes and handlers.
 
 use std::net::IpAddr;
+use std::time::SystemTime;
 
 use axum::Json;
 use axum::Router;
@@ -14,7 +15,6 @@ use serde_json::json;
 
 use super::AdminState;
 use crate::health::hub::{Force, HubError};
-use crate::reload::GeoState;
 use crate::reload::trigger::QueueError;
 
 /// Largest request body accepted (the changing endpoints take small JSON objects).
@@ -29,8 +29,12 @@ pub(super) fn router(state: AdminState) -> Router {
         .route("/v1/servers/{region}/{server}/load", put(set_load))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
+        // GET is answered ahead of the router (see `probes`); the routes serve HEAD.
+        .route("/healthz", get(|| async { super::probes::healthz() }))
+        .route(
+            "/readyz",
+            get(|State(s): State<AdminState>| async move { super::probes::readyz(&s) }),
+        )
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/explain", get(explain))
@@ -95,25 +99,6 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-async fn readyz(State(s): State<AdminState>) -> Response {
-    let geo = s.reloader.geoip_state();
-    if matches!(geo, Some(GeoState::Loading | GeoState::Failed)) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "geoip database not loaded yet\n",
-        )
-            .into_response()
-    } else if s.hub.ready() {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "first probe round not finished\n",
-        )
-            .into_response()
-    }
 }
 
 async fn metrics(State(s): State<AdminState>) -> Response {
@@ -237,7 +222,7 @@ async fn reload(State(s): State<AdminState>) -> Response {
         }
         Ok(crate::reload::Outcome::Rejected(e)) => (
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"result": "error", "error": e.to_string()})),
+            Json(json!({"result": "error", "error": e.summary(), "errors": e.count()})),
         )
             .into_response(),
         Err(_) => error(
@@ -252,9 +237,17 @@ async fn servers(State(s): State<AdminState>) -> Response {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StateBody {
     state: String,
+    #[serde(default)]
+    until: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
 }
+
+/// Longest `note` of a forced state (it is kept in the state file and shown in `/v1/servers`).
+pub(super) const MAX_NOTE: usize = 1024;
 
 /// The reply to a change of one server: its new report, or why there is none.
 fn hub_reply(r: Result<crate::health::hub::ServerReport, HubError>) -> Response {
@@ -289,6 +282,18 @@ fn json_body<T: serde::de::DeserializeOwned>(
     };
     match serde_json::from_slice(&body) {
         Ok(b) => Ok(b),
+        // A well-formed body of the wrong shape: serde names the field (unknown, missing or
+        // of the wrong type).
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            let mut msg = e.to_string();
+            if let Some(i) = msg.rfind(" at line ") {
+                msg.truncate(i);
+            }
+            Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                format!("{msg} (use {shape})"),
+            )))
+        }
         Err(_) => Err(Box::new(error(
             StatusCode::BAD_REQUEST,
             format!("body must be JSON: {shape}"),
@@ -301,7 +306,7 @@ async fn set_state(
     Path((region, server)): Path<(String, String)>,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let body: StateBody = match json_body(body, r#"{"state": "drain|up|down|clear"}"#) {
+    let body: StateBody = match json_body(body, STATE_SHAPE) {
         Ok(b) => b,
         Err(r) => return *r,
     };
@@ -317,9 +322,14 @@ async fn set_state(
             );
         }
     };
+    let (until, note) = match until_and_note(force, body.until, body.note) {
+        Ok(x) => x,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
     // The state file is written (and fsynced) before the answer: off the async workers.
     let hub = s.hub.clone();
-    match tokio::task::spawn_blocking(move || hub.force(&region, &server, force)).await {
+    let set = move || hub.force(&region, &server, force, until, note);
+    match tokio::task::spawn_blocking(set).await {
         Ok(r) => hub_reply(r),
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -328,7 +338,38 @@ async fn set_state(
     }
 }
 
+const STATE_SHAPE: &str =
+    r#"{"state": "drain|up|down|clear", "until": "2026-12-01T06:00:00Z", "note": "text"}"#;
+
+/// Checks the optional end and note of a forced state: an end in the future (read like the
+/// operator state file's `until`), a note of at most [`MAX_NOTE`] bytes, neither with `clear`.
+fn until_and_note(
+    force: Force,
+    until: Option<String>,
+    note: Option<String>,
+) -> Result<(Option<SystemTime>, Option<String>), String> {
+    if force == Force::Clear && (until.is_some() || note.is_some()) {
+        return Err("`until` and `note` go with drain, up or down, not with clear".into());
+    }
+    let until = match until {
+        None => None,
+        Some(text) => {
+            let at =
+                crate::config::operator::parse_until(&text).map_err(|e| format!("until: {e}"))?;
+            if at <= SystemTime::now() {
+                return Err(format!("until: `{text}` is in the past"));
+            }
+            Some(at)
+        }
+    };
+    if note.as_ref().is_some_and(|n| n.len() > MAX_NOTE) {
+        return Err(format!("note: longer than {MAX_NOTE} bytes"));
+    }
+    Ok((until, note))
+}
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LoadBody {
     #[serde(default)]
     calls: Option<u32>,

@@ -1,33 +1,44 @@
 //! The admin API's HTTP/1.1 server: its own accept loop serving the axum router through
 //! hyper, so that connections are capped and every phase of one is bounded in time.
 //!
-//! At [`MAX_CONNECTIONS`] a new connection is closed at once. A request head must arrive
-//! within [`HEADER_TIMEOUT`], which also closes a keep-alive connection idle for that long.
-//! Once it holds one of its route's [`MAX_IN_FLIGHT`] slots, a request is answered within
-//! [`REQUEST_TIMEOUT`] (408 otherwise). The wait for a slot is not timed, but every slot is
-//! free again within that time; overload is never answered 503 here (that status comes only
-//! from the routes themselves). A connection is asked to close after [`MAX_CONNECTION_AGE`],
-//! and dropped if its last reply is not taken within [`REQUEST_TIMEOUT`] more, so a client
-//! that never reads cannot keep a slot.
+//! Every connection is accepted, then admitted or closed by a [`Conns`] table: a source (an
+//! IPv4 address, an IPv6 /64) holds at most [`MAX_CONNECTIONS_PER_SOURCE`] and its next one
+//! is closed at once; at [`MAX_CONNECTIONS`] the idle connection (no request being handled,
+//! see `service`) with the oldest request is closed for the new one, or the new one when every
+//! connection is busy. So one source never takes every place, and slow request heads from
+//! many sources give way to a new client. `/healthz` and `/readyz` are answered ahead of the
+//! router (`probes`).
+//!
+//! A request head must arrive within [`HEADER_TIMEOUT`], which also closes a keep-alive
+//! connection idle for that long. Once it holds one of its route's [`MAX_IN_FLIGHT`] slots, a
+//! request is answered within [`REQUEST_TIMEOUT`] (408 otherwise). The wait for a slot is not
+//! timed, but every slot is free again within that time; overload is never answered 503 here
+//! (that status comes only from the routes themselves). A connection is asked to close after
+//! [`MAX_CONNECTION_AGE`], and dropped if its last reply is not taken within
+//! [`REQUEST_TIMEOUT`] more, so a client that never reads cannot keep a slot.
 //!
 //! The server owns its connection tasks (a `JoinSet`): on shutdown it closes its socket, asks
 //! every connection to close once its request in flight is answered, and returns when all
 //! have ended (a connection still open after [`SHUTDOWN_GRACE`] is dropped).
 
-use crate::telemetry::Telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::AdminState;
+use super::service::ConnService;
+use crate::conns::{Admitted, Conn, Conns, Limits};
+use crate::telemetry::Telemetry;
+
 /// Admin connections open at once.
 pub const MAX_CONNECTIONS: usize = 128;
+/// Admin connections open at once from one source (an IPv4 address, an IPv6 /64).
+pub const MAX_CONNECTIONS_PER_SOURCE: usize = 16;
 /// Longest wait for a request head (the first one, or the next on a keep-alive connection).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest time to answer one request once it holds an in-flight slot, body included.
@@ -46,10 +57,18 @@ const MAX_HEAD: usize = 16 << 10;
 pub(super) async fn serve(
     listener: TcpListener,
     app: Router,
+    state: AdminState,
     telemetry: &Telemetry,
     cancel: CancellationToken,
 ) {
-    let shed = telemetry.counter("sipsteer_admin_connections_shed_total", &[]);
+    let shed = |reason| {
+        telemetry
+            .counter(
+                "sipsteer_admin_connections_shed_total",
+                &[("reason", reason)],
+            )
+            .increment(1);
+    };
     let app = app.layer(
         tower::ServiceBuilder::new()
             .layer(axum::error_handling::HandleErrorLayer::new(
@@ -58,12 +77,15 @@ pub(super) async fn serve(
             .layer(tower::timeout::TimeoutLayer::new(REQUEST_TIMEOUT))
             .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT)),
     );
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let table = Conns::new(Limits {
+        max: MAX_CONNECTIONS,
+        per_source: MAX_CONNECTIONS_PER_SOURCE,
+    });
     let mut conns = JoinSet::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok((s, _)) => s,
+                Ok(x) => x,
                 Err(e) => {
                     tracing::debug!(error = %e, "admin accept failed");
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -73,12 +95,23 @@ pub(super) async fn serve(
             Some(_) = conns.join_next() => continue,
             () = cancel.cancelled() => break,
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            shed.increment(1);
-            drop(stream);
-            continue;
-        };
-        conns.spawn(connection(stream, app.clone(), cancel.clone(), permit));
+        match table.admit(peer.ip()) {
+            Ok(Admitted { conn, evicted }) => {
+                if evicted {
+                    shed("evicted_idle");
+                }
+                let service = ConnService {
+                    app: app.clone(),
+                    state: state.clone(),
+                    conn: Arc::new(conn),
+                };
+                conns.spawn(connection(stream, service, cancel.clone()));
+            }
+            Err(why) => {
+                shed(why.label());
+                drop(stream);
+            }
+        }
     }
     drop(listener);
     // Each connection ends within SHUTDOWN_GRACE of `cancel`; the margin only guards that.
@@ -91,26 +124,32 @@ pub(super) async fn serve(
     }
 }
 
-/// Serves one connection within the bounds above.
-async fn connection(
-    stream: TcpStream,
-    app: Router,
-    cancel: CancellationToken,
-    _permit: OwnedSemaphorePermit,
-) {
+/// Serves one connection within the bounds above; an evicted connection is closed at once
+/// (it was idle when the table chose it).
+async fn connection(stream: TcpStream, service: ConnService, cancel: CancellationToken) {
     stream.set_nodelay(true).ok();
+    let entry: Arc<Conn> = service.conn.clone();
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD);
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
+    let evicted = entry.evicted();
+    tokio::pin!(evicted);
+    // Biased: once evicted, a connection serves nothing more, even with a request ready.
     let grace = tokio::select! {
+        biased;
+        () = evicted.as_mut() => return,
         _ = conn.as_mut() => return,
         () = cancel.cancelled() => SHUTDOWN_GRACE,
         () = tokio::time::sleep(MAX_CONNECTION_AGE) => REQUEST_TIMEOUT,
     };
     conn.as_mut().graceful_shutdown();
-    let _ = tokio::time::timeout(grace, conn).await;
+    tokio::select! {
+        biased;
+        () = evicted => {}
+        _ = tokio::time::timeout(grace, conn) => {}
+    }
 }

@@ -164,17 +164,10 @@ fn entry_state(key: &str, e: &RawEntry, sink: &mut Sink) -> Option<OperatorState
     };
     let until = match &e.until {
         None => None,
-        Some(u) => match humantime::parse_rfc3339_weak(u.value.trim()) {
+        Some(u) => match parse_until(&u.value) {
             Ok(t) => Some(t),
             Err(err) => {
-                sink.on(
-                    u,
-                    format!("{key}.until"),
-                    format!(
-                        "invalid time `{}`: {err} (use RFC 3339 UTC, e.g. 2026-12-01T06:00:00Z)",
-                        u.value
-                    ),
-                );
+                sink.on(u, format!("{key}.until"), err);
                 return None;
             }
         },
@@ -184,5 +177,14 @@ fn entry_state(key: &str, e: &RawEntry, sink: &mut Sink) -> Option<OperatorState
         until,
         note: e.note.as_ref().map(|n| n.value.clone()),
         from_region: false,
+    })
+}
+
+/// Reads an `until` time as the operator state file and the admin API take it: RFC 3339 in
+/// UTC (a space may stand for the `T`, the `Z` may be left out, fractional seconds are
+/// optional). The error quotes the text and says what to write.
+pub(crate) fn parse_until(text: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(text.trim()).map_err(|err| {
+        format!("invalid time `{text}`: {err} (use RFC 3339 UTC, e.g. 2026-12-01T06:00:00Z)")
     })
 }

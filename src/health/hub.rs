@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 mod force;
+pub use force::ApiStateOut;
 mod meters;
 mod servers;
 #[cfg(test)]
@@ -73,6 +75,8 @@ pub struct ServerReport {
     /// Where the forced state comes from: `api` (this instance) or `file` (the operator state
     /// file, shared by every instance). The API wins while it is set.
     pub forced_by: Option<&'static str>,
+    /// The state set through the admin API, active or not.
+    pub api_state: Option<ApiStateOut>,
     /// The operator state file's entry for this server, active or not.
     pub file_state: Option<FileStateOut>,
     pub target: Option<String>,
@@ -132,7 +136,7 @@ struct Inner {
     /// Targets with no result yet (readiness).
     pending: HashSet<Target>,
     /// Operator states by (region, server) set through the API, persisted.
-    forced: BTreeMap<(String, String), Forced>,
+    forced: super::state_file::ApiStates,
     /// Operator states from the operator state file of the bound config.
     file_forced: OperatorStates,
     overflow_at: f64,
@@ -163,6 +167,8 @@ pub struct HealthHub {
     persisting: Mutex<Option<String>>,
     /// This instance's metrics.
     pub(crate) telemetry: Arc<Telemetry>,
+    /// Every probed server has had a result (`pending` is empty), readable without the lock.
+    ready: AtomicBool,
 }
 
 /// The hub's clock: tokio's, which is the system's monotonic clock unless a test pauses it.
@@ -211,8 +217,10 @@ fn effective_forced(
     key: &(String, String),
     at: SystemTime,
 ) -> (Option<Forced>, Option<&'static str>) {
-    if let Some(f) = inner.forced.get(key) {
-        return (Some(*f), Some("api"));
+    if let Some(f) = inner.forced.get(key)
+        && f.active(at)
+    {
+        return (Some(f.state), Some("api"));
     }
     match inner.file_forced.get(key) {
         Some(o) if o.active(at) => (Some(forced_of(o.state)), Some("file")),
@@ -249,6 +257,7 @@ impl HealthHub {
             pull: Mutex::new(None),
             persisting: Mutex::new(None),
             telemetry,
+            ready: AtomicBool::new(true),
         })
     }
 
@@ -342,6 +351,8 @@ impl HealthHub {
                 inner.pending.insert(t.clone());
             }
         }
+        self.ready
+            .store(inner.pending.is_empty(), Ordering::Release);
         inner.bound = Some(Arc::downgrade(st));
         inner.load_source = cfg.load_source.clone().map(Arc::new);
         self.monitor.set_targets(specs.into_values().collect());
@@ -393,6 +404,8 @@ impl HealthHub {
         for (t, res) in results {
             changed |= self.apply_one(inner, t, res, now);
         }
+        self.ready
+            .store(inner.pending.is_empty(), Ordering::Release);
         if changed {
             self.publish(inner, now);
         }
@@ -469,9 +482,9 @@ impl HealthHub {
         self.monitor.targets()
     }
 
-    /// True once every probed server has had a result.
+    /// True once every probed server has had a result. Never waits for the hub's lock.
     pub fn ready(&self) -> bool {
-        lock(&self.inner).pending.is_empty()
+        self.ready.load(Ordering::Acquire)
     }
 
     /// Records a load report.
@@ -564,9 +577,9 @@ impl HealthHub {
     }
 }
 
-/// Re-applies the forced state in effect to every server (file entries expire by time).
+/// Re-applies the forced state in effect to every server (entries expire by time).
 fn refresh_forced(inner: &mut Inner, now: Instant) {
-    if inner.file_forced.is_empty() {
+    if inner.file_forced.is_empty() && inner.forced.values().all(|f| f.until.is_none()) {
         return;
     }
     let wall = SystemTime::now();
@@ -577,7 +590,7 @@ fn refresh_forced(inner: &mut Inner, now: Instant) {
         );
         let f = effective_forced(inner, &key, wall).0;
         if inner.entries[i].health.forced() != f {
-            tracing::info!(server = %format!("{}/{}", key.0, key.1), forced = ?f, "operator state file entry applied or expired");
+            tracing::info!(server = %format!("{}/{}", key.0, key.1), forced = ?f, "forced state applied or expired");
             inner.entries[i].health.set_forced(f, now);
         }
     }
@@ -628,6 +641,7 @@ fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
         suspect: h.suspect(),
         forced: h.forced().map(Forced::as_str),
         forced_by: effective_forced(inner, &key, wall).1,
+        api_state: force::api_state_out(inner, &key, wall),
         file_state: inner.file_forced.get(&key).map(|o| FileStateOut {
             state: o.state.as_str(),
             until_unix: o

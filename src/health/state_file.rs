@@ -1,24 +1,97 @@
-//! The state file: operator-forced server states (`{"uk/lon1": "drained"}`), read at start
-//! and written on every change. A write is atomic and durable: a fresh temporary file in the
-//! same directory (created with `O_EXCL | O_NOFOLLOW`, so a planted symlink is never
-//! followed), fsynced, renamed over the state file, then the directory fsynced.
+//! The state file: server states forced through the admin API, read at start and written on
+//! every change. A state alone is written as a string, one with an end or a note as an
+//! object: `{"uk/lon1": "drained", "uk/lon2": {"state": "down", "until":
+//! "2026-12-01T06:00:00Z", "note": "kernel upgrade"}}`. A write is atomic and durable: a
+//! fresh temporary file in the same directory (created with `O_EXCL | O_NOFOLLOW`, so a
+//! planted symlink is never followed), fsynced, renamed over the state file, then the
+//! directory fsynced.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use serde::Deserialize;
 use serde::de::IntoDeserializer;
 use serde::de::value::StrDeserializer;
+use serde_json::Value;
 
 use super::state::Forced;
 use crate::files::os_reason;
 
+/// A state forced through the admin API: what the state file keeps for one server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiForced {
+    pub state: Forced,
+    /// No longer applies from this time on.
+    pub until: Option<SystemTime>,
+    pub note: Option<String>,
+}
+
+impl ApiForced {
+    /// Whether it applies at `now`.
+    pub(crate) fn active(&self, now: SystemTime) -> bool {
+        self.until.is_none_or(|u| now < u)
+    }
+
+    fn from_json(v: &Value) -> Option<ApiForced> {
+        let state = |name: &str| {
+            let name: StrDeserializer<'_, serde::de::value::Error> = name.into_deserializer();
+            Forced::deserialize(name).ok()
+        };
+        match v {
+            Value::String(s) => Some(ApiForced {
+                state: state(s)?,
+                until: None,
+                note: None,
+            }),
+            Value::Object(m) => {
+                let until = match m.get("until") {
+                    None | Some(Value::Null) => None,
+                    Some(u) => Some(crate::config::operator::parse_until(u.as_str()?).ok()?),
+                };
+                let note = match m.get("note") {
+                    None | Some(Value::Null) => None,
+                    Some(n) => Some(n.as_str()?.to_owned()),
+                };
+                Some(ApiForced {
+                    state: state(m.get("state")?.as_str()?)?,
+                    until,
+                    note,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        if self.until.is_none() && self.note.is_none() {
+            return Value::from(self.state.as_str());
+        }
+        let mut m = serde_json::Map::new();
+        m.insert("state".into(), self.state.as_str().into());
+        if let Some(u) = self.until {
+            m.insert(
+                "until".into(),
+                humantime::format_rfc3339(u).to_string().into(),
+            );
+        }
+        if let Some(n) = &self.note {
+            m.insert("note".into(), n.clone().into());
+        }
+        Value::Object(m)
+    }
+}
+
+/// Forced states by (region, server).
+pub(crate) type ApiStates = BTreeMap<(String, String), ApiForced>;
+
 /// Attempts at a free temporary name before giving up.
 const TEMP_ATTEMPTS: u32 = 16;
 
-pub(super) fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
+/// The forced states of the state file; entries it cannot read are skipped.
+pub(super) fn read(path: &Path) -> ApiStates {
     let mut out = BTreeMap::new();
     let text = match crate::files::read_text(path, crate::files::MAX_STATE_FILE) {
         Ok(t) => t,
@@ -29,16 +102,14 @@ pub(super) fn read(path: &Path) -> BTreeMap<(String, String), Forced> {
             return out;
         }
     };
-    let parsed: Result<BTreeMap<String, String>, _> = serde_json::from_str(&text);
+    let parsed: Result<BTreeMap<String, Value>, _> = serde_json::from_str(&text);
     match parsed {
         Ok(map) => {
             for (k, v) in map {
                 let Some((r, s)) = k.split_once('/') else {
                     continue;
                 };
-                let name: StrDeserializer<'_, serde::de::value::Error> =
-                    v.as_str().into_deserializer();
-                let Ok(f) = Forced::deserialize(name) else {
+                let Some(f) = ApiForced::from_json(&v) else {
                     continue;
                 };
                 out.insert((r.to_owned(), s.to_owned()), f);
@@ -61,13 +132,10 @@ pub struct WriteError {
 }
 
 /// Writes the forced states; the error names the path and the OS reason.
-pub(super) fn write(
-    path: &Path,
-    forced: &BTreeMap<(String, String), Forced>,
-) -> Result<(), WriteError> {
-    let map: BTreeMap<String, Forced> = forced
+pub(super) fn write(path: &Path, forced: &ApiStates) -> Result<(), WriteError> {
+    let map: BTreeMap<String, Value> = forced
         .iter()
-        .map(|((r, s), f)| (format!("{r}/{s}"), *f))
+        .map(|((r, s), f)| (format!("{r}/{s}"), f.to_json()))
         .collect();
     let body = serde_json::to_vec_pretty(&map).map_err(|e| e.to_string());
     let r = body.and_then(|b| replace(path, &b));
@@ -138,16 +206,28 @@ fn open_new(tmp: &Path) -> std::io::Result<std::fs::File> {
 mod tests {
     use super::*;
 
+    fn plain(state: Forced) -> ApiForced {
+        ApiForced {
+            state,
+            until: None,
+            note: None,
+        }
+    }
+
+    fn key(r: &str, s: &str) -> (String, String) {
+        (r.to_string(), s.to_string())
+    }
+
     #[test]
     fn writes_and_reads_back() {
         let dir = std::env::temp_dir().join(format!("sipsteer-state-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("state.json");
-        let mut m = BTreeMap::new();
-        m.insert(("uk".to_string(), "lon1".to_string()), Forced::Drained);
-        m.insert(("uk".to_string(), "lon2".to_string()), Forced::Up);
-        m.insert(("de".to_string(), "fra1".to_string()), Forced::Down);
+        let mut m = ApiStates::new();
+        m.insert(key("uk", "lon1"), plain(Forced::Drained));
+        m.insert(key("uk", "lon2"), plain(Forced::Up));
+        m.insert(key("de", "fra1"), plain(Forced::Down));
         write(&f, &m).unwrap();
         assert_eq!(
             std::fs::read_to_string(&f).unwrap(),
@@ -157,14 +237,62 @@ mod tests {
         assert_eq!(read(&f), m);
         std::fs::write(
             &f,
-            r#"{"uk/lon1": "Drained", "uk/lon2": "up", "nokey": "down"}"#,
+            r#"{"uk/lon1": "Drained", "uk/lon2": "up", "nokey": "down", "uk/lon3": {"state": "down", "until": "soon"}, "uk/lon4": 7}"#,
         )
         .unwrap();
-        let only_lon2 = BTreeMap::from([(("uk".to_string(), "lon2".to_string()), Forced::Up)]);
-        assert_eq!(read(&f), only_lon2, "unknown states and keys are skipped");
+        let only_lon2 = ApiStates::from([(key("uk", "lon2"), plain(Forced::Up))]);
+        assert_eq!(
+            read(&f),
+            only_lon2,
+            "unknown states, keys and times are skipped"
+        );
         write(&f, &m).unwrap();
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().collect();
         assert_eq!(left.len(), 1, "no temporary file is left behind");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_end_and_a_note_make_an_object() {
+        let dir = std::env::temp_dir().join(format!("sipsteer-state-until-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("state.json");
+        let until = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_796_104_800);
+        let m = ApiStates::from([
+            (
+                key("uk", "lon1"),
+                ApiForced {
+                    state: Forced::Drained,
+                    until: Some(until),
+                    note: Some("kernel \"upgrade\"".into()),
+                },
+            ),
+            (
+                key("uk", "lon2"),
+                ApiForced {
+                    state: Forced::Down,
+                    until: None,
+                    note: Some("disk".into()),
+                },
+            ),
+        ]);
+        write(&f, &m).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&f).unwrap(),
+            r#"{
+  "uk/lon1": {
+    "note": "kernel \"upgrade\"",
+    "state": "drained",
+    "until": "2026-12-01T06:00:00Z"
+  },
+  "uk/lon2": {
+    "note": "disk",
+    "state": "down"
+  }
+}"#
+        );
+        assert_eq!(read(&f), m);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

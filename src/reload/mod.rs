@@ -19,7 +19,10 @@ use crate::steering::{HealthView, Steering};
 use crate::telemetry::Telemetry;
 
 mod memory;
+mod summary;
 pub(crate) mod trigger;
+
+pub use summary::{MAX_PROBLEM_BYTES, MAX_REPORTED};
 
 /// Gives a new snapshot its health view: carries states over for servers that did not change.
 pub type HealthBinder = dyn Fn(&Config, &Arc<Steering>) -> Arc<HealthView> + Send + Sync;
@@ -30,7 +33,11 @@ pub struct ReloadStatus {
     pub generation: u64,
     /// `ok`, `unchanged` or `error`.
     pub last_result: String,
+    /// The last refused load's problems, the first [`MAX_REPORTED`] of them
+    /// ([`Rejection::summary`]).
     pub last_error: Option<String>,
+    /// How many problems the last refused load had.
+    pub last_error_count: Option<usize>,
     pub last_attempt_unix: u64,
     pub last_success_unix: u64,
     pub applied: u64,
@@ -382,6 +389,7 @@ impl Reloader {
         if same_files && same_geo {
             let mut st = guard(&self.status);
             st.last_error = None;
+            st.last_error_count = None;
             st.unchanged += 1;
             st.last_result = "unchanged".into();
             return Outcome::Unchanged;
@@ -405,6 +413,7 @@ impl Reloader {
         {
             let mut st = guard(&self.status);
             st.last_error = None;
+            st.last_error_count = None;
             st.restart_needed = restart_needed;
             st.generation = generation;
             st.applied += 1;
@@ -420,24 +429,6 @@ impl Reloader {
             "config reloaded"
         );
         Outcome::Applied(generation)
-    }
-
-    /// Records a rejected load. The same error again (the rescan, or several triggers for one
-    /// edit) is one rejection: logged and counted once.
-    fn reject(&self, why: &str, r: Rejection, serving: u64) -> Outcome {
-        let e = r.to_string();
-        let mut st = guard(&self.status);
-        st.last_result = "error".into();
-        if st.last_error.as_deref() != Some(&e) {
-            st.rejected += 1;
-            self.count(false, serving);
-            tracing::error!(
-                trigger = why,
-                "config rejected, still serving generation {serving}:\n{e}"
-            );
-            st.last_error = Some(e);
-        }
-        Outcome::Rejected(r)
     }
 }
 

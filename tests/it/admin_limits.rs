@@ -1,6 +1,7 @@
-//! The admin API under hostile clients: connections over the cap are shed, slow request heads
-//! and idle keep-alive connections are closed by the server, DNS over TCP keeps answering,
-//! and a changing request without the right token is refused before its body is read.
+//! The admin API under hostile clients: connections over the cap make idle ones give way, slow
+//! request heads and idle keep-alive connections are closed by the server, DNS over TCP keeps
+//! answering, and a changing request without the right token is refused before its body is
+//! read.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -32,6 +33,17 @@ fn admin(s: &TestServer) -> SocketAddr {
 
 fn connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect(addr).expect("connect admin");
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    s
+}
+
+/// A connection to `to` from the loopback address `from`.
+fn connect_from(from: &str, to: SocketAddr) -> TcpStream {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("sock");
+    let src: SocketAddr = format!("{from}:0").parse().expect("addr");
+    s.bind(&src.into()).expect("bind client");
+    s.connect(&to.into()).expect("connect");
+    let s: TcpStream = s.into();
     s.set_read_timeout(Some(Duration::from_secs(20))).ok();
     s
 }
@@ -68,10 +80,12 @@ async fn slow_heads_over_the_cap_do_not_keep_the_api_or_dns_down() {
     let s = server(false).await;
     let (a, dns) = (admin(&s), s.addr);
     let over = sipsteer::admin::MAX_CONNECTIONS + 22;
+    let share = sipsteer::admin::MAX_CONNECTIONS_PER_SOURCE;
     let slow: Vec<TcpStream> = tokio::task::spawn_blocking(move || {
         (0..over)
-            .map(|_| {
-                let mut c = connect(a);
+            .map(|i| {
+                // Sources 127.0.0.10 and up, each within its share.
+                let mut c = connect_from(&format!("127.0.0.{}", 10 + i / share), a);
                 c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
                     .expect("write");
                 c
@@ -95,9 +109,13 @@ async fn slow_heads_over_the_cap_do_not_keep_the_api_or_dns_down() {
     .expect("join");
     assert_eq!(closed, over);
     assert_eq!(
-        s.series("sipsteer_admin_connections_shed_total"),
+        s.series(r#"sipsteer_admin_connections_shed_total{reason="evicted_idle"}"#),
         22.0,
-        "the connections over the cap were shed"
+        "each connection over the cap closed an idle one"
+    );
+    assert_eq!(
+        s.series(r#"sipsteer_admin_connections_shed_total{reason="per_source"}"#),
+        0.0
     );
     let (code, body) = get(a, "/healthz").await;
     assert_eq!((code, body.as_str()), (200, "ok\n"));

@@ -2,8 +2,10 @@
 
 mod support;
 
+mod admin_admission;
 mod admin_api;
 mod admin_client;
+mod admin_errors;
 mod admin_limits;
 mod cli_logs;
 mod config_errors;

@@ -207,7 +207,7 @@ async fn curl_form_bodies_and_rounded_headroom() {
     assert_eq!(code, 400);
     assert_eq!(
         body,
-        r#"{"error":"body must be JSON: {\"state\": \"drain|up|down|clear\"}"}"#
+        r#"{"error":"body must be JSON: {\"state\": \"drain|up|down|clear\", \"until\": \"2026-12-01T06:00:00Z\", \"note\": \"text\"}"}"#
     );
     let (code, _) = send(
         a,
