@@ -152,8 +152,11 @@ impl Defences {
             }
         }
         let mut extra = pre.extra;
-        if out.get(3).is_some_and(|f| f & 0xF == wire::RCODE_REFUSED) {
-            extra.ede = edns::refused_reason(q, zone);
+        match out.get(3).map(|f| f & 0xF) {
+            Some(wire::RCODE_REFUSED) => extra.ede = edns::refused_reason(q, zone),
+            // The answer path's only SERVFAIL: a steered name before the GeoIP map is in.
+            Some(wire::RCODE_SERVFAIL) => extra.ede = Some(edns::EDE_NOT_READY),
+            _ => {}
         }
         edns::append(out, opt_at, &extra);
         Verdict::Send

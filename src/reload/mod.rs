@@ -366,6 +366,7 @@ impl Reloader {
             Ok(x) => x,
             Err(e) => {
                 guard(&self.geo.zones).loaded(None);
+                self.end_warmup_servfail();
                 return self.reject(why, e.into(), current.generation);
             }
         };
@@ -424,6 +425,24 @@ impl Reloader {
 
     /// Records a rejected load. The same error again (the rescan, or several triggers for one
     /// edit) is one rejection: logged and counted once.
+    /// A refused load while steered names answer SERVFAIL for want of the GeoIP map: they
+    /// answer in fallback order from now on (health flips meanwhile are kept).
+    fn end_warmup_servfail(&self) {
+        if !self.shared.load().warmup_servfail {
+            return;
+        }
+        self.shared.rcu(|cur| {
+            if cur.warmup_servfail {
+                Arc::new(cur.warmup_failed())
+            } else {
+                cur.clone()
+            }
+        });
+        tracing::warn!(
+            "geoip database not loaded: steered names answer in their fallback order instead of SERVFAIL"
+        );
+    }
+
     fn reject(&self, why: &str, r: Rejection, serving: u64) -> Outcome {
         let e = r.to_string();
         let mut st = guard(&self.status);

@@ -20,6 +20,7 @@ mod failover;
 mod geo;
 mod geo_hostile;
 mod geoip_startup;
+mod geoip_warmup;
 mod health_e2e;
 mod health_probe;
 mod health_udp_prober;
