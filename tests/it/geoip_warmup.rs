@@ -19,7 +19,7 @@ use sipsteer::reload::GeoState;
 fn main_with(geoip: &str) -> String {
     format!(
         "listen: {{ dns: [\"127.0.0.1:0\"], admin: \"127.0.0.1:0\" }}\nzones: zones\n\
-         geoip: {geoip}\nhealth: {{ check: none }}\n"
+         geoip: {geoip}\nhealth: {{ check: none }}\nquery_log: {{ path: queries.log }}\n"
     )
 }
 
@@ -361,7 +361,23 @@ async fn with_servfail_steered_names_fail_until_the_map_is_in() {
     assert_eq!(rcode(&m), ResponseCode::NoError);
     assert_eq!(rrs(&m.answers), ["sip.example.com. 30 A 192.0.2.60"]);
     assert_eq!(ecs_of(&m), Some(("1.128.0.0".parse().expect("ip"), 24, 16)));
-    s.stop().await;
+    // Shut down (the query log is complete then), keeping the config directory.
+    let mut s = s;
+    s.running.take().expect("running").shutdown().await;
+    // The query log names them too: the five SERVFAILs of steered names, no region.
+    let text = std::fs::read_to_string(s.cfg.path("queries.log")).expect("query log");
+    let warmup: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .filter(|v: &serde_json::Value| v["reason"] == "warmup")
+        .collect();
+    assert_eq!(warmup.len(), 5, "{text}");
+    assert!(
+        warmup
+            .iter()
+            .all(|v| v["rcode"] == 2 && v["region"].is_null()),
+        "{text}"
+    );
 }
 
 /// A database that cannot be compiled must not leave steered names failing: a fleet shares
