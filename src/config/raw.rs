@@ -190,6 +190,8 @@ pub(super) struct Rrl {
     #[serde(default)]
     pub responses_per_second: Option<S<u32>>,
     #[serde(default)]
+    pub all_per_second: Option<S<u32>>,
+    #[serde(default)]
     pub window: Option<S<String>>,
     #[serde(default)]
     pub slip: Option<S<u32>>,

@@ -11,6 +11,7 @@ mod dns_defences;
 mod dns_dont_fragment;
 mod dns_rfc;
 mod dns_rfc8906;
+mod dns_rrl_prefix;
 mod dns_source_address;
 mod dns_static;
 mod dns_steered;
