@@ -508,6 +508,7 @@ fn cost_of_defences_per_query() {
     let off = "{ cookies: { enabled: false } }";
     let cookies = format!("{{ cookies: {{ secret: {SECRET} }} }}");
     let rrl = "{ cookies: { enabled: false }, rrl: { responses_per_second: 1000000 } }";
+    let rrl_all = "{ cookies: { enabled: false }, rrl: { responses_per_second: 1000000, all_per_second: 10000000 } }";
     let rows = [
         ("no cookie, defences off", ns_per_query(off, &plain, false)),
         (
@@ -526,13 +527,18 @@ fn cost_of_defences_per_query() {
             "valid server cookie, cookies on",
             ns_per_query(&cookies, &valid, true),
         ),
+        (
+            "no cookie, rrl + all_per_second (not limiting)",
+            ns_per_query(rrl_all, &plain, false),
+        ),
     ];
     for (label, ns) in rows {
-        println!("{label:36} {ns:7.0} ns/query");
+        println!("{label:46} {ns:7.0} ns/query");
     }
     println!(
-        "rrl {:.3}, cookie made {:.3}, cookie verified {:.3} (cost ratios to off)",
+        "rrl {:.3}, rrl + all_per_second {:.3}, cookie made {:.3}, cookie verified {:.3} (cost ratios to off)",
         rows[1].1 / rows[0].1,
+        rows[5].1 / rows[0].1,
         rows[3].1 / rows[2].1,
         rows[4].1 / rows[2].1
     );
