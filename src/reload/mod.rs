@@ -423,8 +423,6 @@ impl Reloader {
         Outcome::Applied(generation)
     }
 
-    /// Records a rejected load. The same error again (the rescan, or several triggers for one
-    /// edit) is one rejection: logged and counted once.
     /// A refused load while steered names answer SERVFAIL for want of the GeoIP map: they
     /// answer in fallback order from now on (health flips meanwhile are kept).
     fn end_warmup_servfail(&self) {
@@ -443,6 +441,8 @@ impl Reloader {
         );
     }
 
+    /// Records a rejected load. The same error again (the rescan, or several triggers for one
+    /// edit) is one rejection: logged and counted once.
     fn reject(&self, why: &str, r: Rejection, serving: u64) -> Outcome {
         let e = r.to_string();
         let mut st = guard(&self.status);
