@@ -115,6 +115,23 @@ fn kept_zones(routing: &Routing, previous: Option<&Routing>) -> Vec<Option<u32>>
         .collect()
 }
 
+/// After a refused load while steered names answer SERVFAIL for want of the GeoIP map: they
+/// answer in fallback order from now on (health flips published meanwhile are kept). Returns
+/// whether anything changed.
+pub fn end_warmup_servfail(shared: &ArcSwap<Snapshot>) -> bool {
+    if !shared.load().warmup_servfail {
+        return false;
+    }
+    shared.rcu(|cur| {
+        if cur.warmup_servfail {
+            Arc::new(cur.warmup_failed())
+        } else {
+            cur.clone()
+        }
+    });
+    true
+}
+
 /// The handle every listener and the supervisor share.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
 

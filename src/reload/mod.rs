@@ -366,7 +366,11 @@ impl Reloader {
             Ok(x) => x,
             Err(e) => {
                 guard(&self.geo.zones).loaded(None);
-                self.end_warmup_servfail();
+                if crate::dns::snapshot::end_warmup_servfail(&self.shared) {
+                    tracing::warn!(
+                        "geoip database not loaded: steered names answer in their fallback order instead of SERVFAIL"
+                    );
+                }
                 return self.reject(why, e.into(), current.generation);
             }
         };
@@ -421,24 +425,6 @@ impl Reloader {
             "config reloaded"
         );
         Outcome::Applied(generation)
-    }
-
-    /// A refused load while steered names answer SERVFAIL for want of the GeoIP map: they
-    /// answer in fallback order from now on (health flips meanwhile are kept).
-    fn end_warmup_servfail(&self) {
-        if !self.shared.load().warmup_servfail {
-            return;
-        }
-        self.shared.rcu(|cur| {
-            if cur.warmup_servfail {
-                Arc::new(cur.warmup_failed())
-            } else {
-                cur.clone()
-            }
-        });
-        tracing::warn!(
-            "geoip database not loaded: steered names answer in their fallback order instead of SERVFAIL"
-        );
     }
 
     /// Records a rejected load. The same error again (the rescan, or several triggers for one
