@@ -1,27 +1,36 @@
 #!/usr/bin/env bash
-# bench/defences.sh: amplification table and the throughput cost of DNS Cookies and RRL.
+# bench/defences.sh: amplification tables and the throughput cost of DNS Cookies and RRL.
 #
 #   BENCH=~/bench bench/defences.sh      (BENCH: a copy of the shared benchmark, for run-one.sh)
+#   BEFORE=/path/to/old/sipsteer ONLY=amplification bench/defences.sh
 #
-# Starts five sipsteer instances from target/release (build it first), all pinned to CPU 1:
-#   5391 sample zone, udp_payload 4096               (amplification)
+# Starts sipsteer instances from target/release (build it first), all pinned to CPU 1:
+#   5391 sample zone, udp_payload 4096               (amplification per query type)
 #   5392 the same with rrl: 5/s, slip 2              (amplification under RRL)
 #   5393 bench zone, cookies off, rrl off            (baseline)
 #   5394 bench zone, cookies on (fixed secret)
 #   5395 bench zone, rrl on at 1,000,000/s           (the accounting cost; nothing is limited)
-# then prints the amplification table and runs dnsperf (run-one.sh, REPS=1 x DURATION s) in
-# ROUNDS rounds over the configurations, back to back, and prints medians and ratios.
+#   5396 sample zone, rrl: {} (100/s per name, slip 2)           (a flood spread over names)
+#   5397 the same with all_per_second: 1000
+#   5398 the same with all_per_second: 200
+#   5399 sample zone, rrl: 5/s, slip 1                (client-cookie floods: BADCOOKIE slips)
+# and, when BEFORE names another sipsteer binary, 5400 and 5401 as 5396 and 5399 with it.
+# Prints the amplification tables, then (unless ONLY=amplification) runs dnsperf
+# (run-one.sh, REPS=1 x DURATION s) in ROUNDS rounds over the configurations, back to back,
+# and prints medians and ratios.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="${BENCH:-$HOME/bench}"
 ROUNDS="${ROUNDS:-3}"; DURATION="${DURATION:-10}"
 BIN="$REPO/target/release/sipsteer"
+BEFORE="${BEFORE:-}"
+ONLY="${ONLY:-}"
 TMP="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$TMP"; }
 trap cleanup EXIT
 
-serve() {  # serve NAME PORT ZONES_DIR DNS_SETTINGS
+serve() {  # serve NAME PORT ZONES_DIR DNS_SETTINGS [BINARY]
   local dir="$TMP/$1"
   mkdir -p "$dir"
   cat > "$dir/sipsteer.yaml" <<EOF
@@ -30,7 +39,7 @@ zones: $3
 health: { check: none }
 dns: { udp_workers: 1, $4 }
 EOF
-  taskset -c 1 "$BIN" serve --config "$dir/sipsteer.yaml" > "$dir/log" 2>&1 &
+  taskset -c 1 "${5:-$BIN}" serve --config "$dir/sipsteer.yaml" > "$dir/log" 2>&1 &
   PIDS+=($!)
 }
 
@@ -40,10 +49,31 @@ serve amp-rrl 5392 "$REPO/zones" "udp_payload: 4096, rrl: { responses_per_second
 serve base 5393 "$REPO/bench/zones" "cookies: { enabled: false }"
 serve cookies 5394 "$REPO/bench/zones" "cookies: { secret: $SECRET }"
 serve rrl 5395 "$REPO/bench/zones" "cookies: { enabled: false }, rrl: { responses_per_second: 1000000 }"
+serve spread 5396 "$REPO/zones" "rrl: {}"
+serve spread-all1000 5397 "$REPO/zones" "rrl: { all_per_second: 1000 }"
+serve spread-all200 5398 "$REPO/zones" "rrl: { all_per_second: 200 }"
+serve cookie-slip1 5399 "$REPO/zones" "rrl: { responses_per_second: 5, slip: 1 }"
+if [ -n "$BEFORE" ]; then
+  serve before-spread 5400 "$REPO/zones" "rrl: {}" "$BEFORE"
+  serve before-cookie 5401 "$REPO/zones" "rrl: { responses_per_second: 5, slip: 1 }" "$BEFORE"
+fi
 sleep 2
 
 echo "== amplification (DNS bytes out / bytes in)"
 python3 "$REPO/bench/amplification.py" 5391 5392
+echo
+echo "== a spoofed flood spread over every name/type pair (one victim)"
+spread=("rrl defaults=5396" "all_per_second 1000=5397" "all_per_second 200=5398")
+cookie=("slip 1=5399")
+if [ -n "$BEFORE" ]; then
+  spread=("before: rrl defaults=5400" "${spread[@]}")
+  cookie=("before: slip 1=5401" "${cookie[@]}")
+fi
+python3 "$REPO/bench/amplification.py" spread "${spread[@]}"
+echo
+echo "== a spoofed flood of client-cookie queries (one victim, rrl 5/s)"
+python3 "$REPO/bench/amplification.py" cookie "${cookie[@]}"
+[ "$ONLY" = amplification ] && exit 0
 
 # Query files: sip.example.com A with EDNS and a client cookie only, or with the valid server
 # cookie that the cookies instance hands out to 127.0.0.1 (valid for an hour).

@@ -63,6 +63,9 @@ pub(crate) struct ServiceOut {
     /// suspect, recently flipped or full.
     pub ttl: u32,
     pub trouble: bool,
+    /// The answer is SERVFAIL: the GeoIP map is not compiled yet and `geoip.warmup.answer`
+    /// is `servfail`.
+    pub servfail: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -176,7 +179,8 @@ fn service_out(
             .collect(),
         tiers: plan.tiers().iter().map(|&p| region_name(p)).collect(),
         ttl,
-        trouble: ttl != svc.ttl,
+        trouble: ttl != svc.ttl && plan.reason != steering::Reason::Warmup,
+        servfail: plan.reason == steering::Reason::Warmup && snap.warmup_servfail,
     }
 }
 
@@ -313,12 +317,19 @@ fn render_service(s: &mut String, svc: &ServiceOut) {
         s,
         "reason    {}{}",
         svc.reason,
-        if svc.fail_open {
-            ", every region down: answering the nearest anyway"
+        if svc.servfail {
+            ", GeoIP database not compiled yet: SERVFAIL (geoip.warmup.answer: servfail)".into()
+        } else if svc.reason == "warmup" {
+            format!(
+                ", GeoIP database not compiled yet: the fallback order, TTL at most {}",
+                svc.ttl
+            )
+        } else if svc.fail_open {
+            ", every region down: answering the nearest anyway".into()
         } else if svc.nodata {
-            ", every region down: no records (all_down: nodata)"
+            ", every region down: no records (all_down: nodata)".into()
         } else {
-            ""
+            String::new()
         }
     );
     let _ = writeln!(s, "ranking");

@@ -19,6 +19,7 @@ pub(crate) const OPT_ECS: u16 = 8;
 
 pub(crate) const RCODE_NOERROR: u8 = 0;
 pub(crate) const RCODE_FORMERR: u8 = 1;
+pub(crate) const RCODE_SERVFAIL: u8 = 2;
 pub(crate) const RCODE_NXDOMAIN: u8 = 3;
 pub(crate) const RCODE_NOTIMP: u8 = 4;
 pub(crate) const RCODE_REFUSED: u8 = 5;

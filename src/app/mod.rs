@@ -65,16 +65,23 @@ pub async fn start(path: &Path) -> Result<Running> {
 /// Loads the config and starts serving at once, without waiting for its GeoIP database: the
 /// database is only opened here (so a missing or unreadable file still stops the start), and
 /// compiled on the reload thread by [`Running::load_geoip`]. Until its map is in, static names
-/// answer as usual, steered names answer in their fallback order with ECS scope 0 (as without
-/// GeoIP), and `/readyz` says not ready.
+/// answer as usual, steered names that need the map answer as `geoip.warmup` says (their
+/// fallback order with a short TTL, or SERVFAIL), and `/readyz` says not ready.
 pub async fn start_early(path: &Path, config: Config) -> Result<Running> {
     if let Some(db) = &config.geoip {
         let started = std::time::Instant::now();
         crate::geo::GeoDb::open(db)?;
+        let until = match config.warmup.answer {
+            crate::config::WarmupAnswer::Fallback => format!(
+                "in their fallback order (TTL at most {} s)",
+                config.warmup.ttl
+            ),
+            crate::config::WarmupAnswer::Servfail => "SERVFAIL".to_string(),
+        };
         tracing::info!(
             path = %db.display(),
             ms = started.elapsed().as_millis() as u64,
-            "geoip database opened; compiling it in the background, steered names answer in their fallback order until it is in"
+            "geoip database opened; compiling it in the background, steered names answer {until} until it is in"
         );
     }
     start_loaded(path, Loaded { config, geo: None }, GeoSlot::default()).await

@@ -46,6 +46,8 @@ impl Default for DefenceSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RrlSettings {
     pub responses_per_second: u32,
+    /// Responses per second of one client prefix across all names; `None` = no such budget.
+    pub all_per_second: Option<u32>,
     pub window: Duration,
     pub slip: u8,
     pub table_size: usize,
@@ -166,6 +168,7 @@ fn parse_secret(s: &str) -> Result<CookieSecret, String> {
 fn rrl(r: &raw::Rrl, sink: &mut Sink) -> Option<RrlSettings> {
     let mut s = RrlSettings {
         responses_per_second: 100,
+        all_per_second: None,
         window: Duration::from_secs(5),
         slip: 2,
         table_size: 65536,
@@ -180,6 +183,16 @@ fn rrl(r: &raw::Rrl, sink: &mut Sink) -> Option<RrlSettings> {
                 v,
                 "dns.rrl.responses_per_second",
                 "must be between 1 and 1000000",
+            ),
+        }
+    }
+    if let Some(v) = &r.all_per_second {
+        match v.value {
+            1..=10_000_000 => s.all_per_second = Some(v.value),
+            _ => sink.on(
+                v,
+                "dns.rrl.all_per_second",
+                "must be between 1 and 10000000",
             ),
         }
     }

@@ -41,6 +41,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
     let defaults = HealthDefaults::from_raw(main.health.as_ref(), &mut sink);
     let zones_dir = base.join(main.zones.as_ref().map_or("zones", |z| z.value.as_str()));
     let geoip = main.geoip.as_ref().map(|g| base.join(&g.database.value));
+    let warmup = super::warmup::settings(main.geoip.as_ref(), &mut sink);
 
     let mut regions = RegionTable::default();
     regions.add_all(&main.regions, "regions", &defaults, &mut sink);
@@ -72,6 +73,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         dns,
         zones_dir,
         geoip,
+        warmup,
         admin,
         capacity,
         health_concurrency: defaults.max_concurrent,

@@ -16,6 +16,7 @@ pub(crate) mod service_names;
 mod services;
 pub(crate) mod tls;
 mod values;
+mod warmup;
 pub(crate) mod watch;
 mod zone;
 
@@ -34,6 +35,7 @@ pub use cache::ZoneCache;
 pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
 pub use error::{ConfigError, ConfigErrors};
 pub use values::parse_duration;
+pub use warmup::{Warmup, WarmupAnswer};
 
 /// Everything sipsteer serves, validated. Immutable once loaded.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct Config {
     pub dns: DnsSettings,
     pub zones_dir: PathBuf,
     pub geoip: Option<PathBuf>,
+    /// How steered names answer until the GeoIP database is compiled (`geoip.warmup`).
+    pub warmup: Warmup,
     pub admin: AdminSettings,
     pub capacity: CapacitySettings,
     pub health_concurrency: usize,

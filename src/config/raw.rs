@@ -88,6 +88,18 @@ pub(super) struct Tls {
 #[serde(deny_unknown_fields)]
 pub(super) struct Geoip {
     pub database: S<String>,
+    #[serde(default)]
+    pub warmup: Option<Warmup>,
+}
+
+/// `geoip.warmup`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Warmup {
+    #[serde(default)]
+    pub answer: Option<S<String>>,
+    #[serde(default)]
+    pub ttl: Option<S<u32>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -177,6 +189,8 @@ pub(super) struct Rrl {
     pub enabled: Option<S<bool>>,
     #[serde(default)]
     pub responses_per_second: Option<S<u32>>,
+    #[serde(default)]
+    pub all_per_second: Option<S<u32>>,
     #[serde(default)]
     pub window: Option<S<String>>,
     #[serde(default)]

@@ -258,10 +258,18 @@ fn steered_or_nodata(
     w: &mut Writer,
     a: &mut Answer,
 ) {
+    let mark = w.mark();
     if !steered::answer(snap, sref, qtype, owner, client, w, a) {
         let scope = a.scope;
         negative(zone, wire::RCODE_NOERROR, w, a);
         a.scope = scope;
+        // A NODATA from the fallback order before the GeoIP map is in is cached no longer
+        // than the warm-up answers.
+        if let (Some(ttl), Some(st)) = (snap.steering.warmup_ttl, a.steered)
+            && st.reason == crate::steering::Reason::Warmup
+        {
+            w.cap_ttls(mark, ttl);
+        }
     }
 }
 

@@ -69,6 +69,7 @@ impl Defences {
         let rrl = s.rrl.as_ref().map(|r| {
             let limits = Limits {
                 rate: r.responses_per_second,
+                all_rate: r.all_per_second.unwrap_or(0),
                 window_us: r.window.as_micros() as u64,
                 slip: r.slip,
                 slots: r.table_size,
@@ -127,7 +128,11 @@ impl Defences {
         if let Some(rrl) = &self.rrl
             && !pre.exempt
         {
-            match rrl.check(client, classify(out, q, zone)) {
+            let d = rrl.check(client, classify(out, q, zone), pre.extra.cookie.is_some());
+            if d.by_prefix {
+                self.counts.add(client, RRL_BY_PREFIX);
+            }
+            match d.verdict {
                 Verdict::Send => {}
                 Verdict::Drop => {
                     self.counts.add(client, RRL_DROPPED);
@@ -152,8 +157,11 @@ impl Defences {
             }
         }
         let mut extra = pre.extra;
-        if out.get(3).is_some_and(|f| f & 0xF == wire::RCODE_REFUSED) {
-            extra.ede = edns::refused_reason(q, zone);
+        match out.get(3).map(|f| f & 0xF) {
+            Some(wire::RCODE_REFUSED) => extra.ede = edns::refused_reason(q, zone),
+            // The answer path's only SERVFAIL: a steered name before the GeoIP map is in.
+            Some(wire::RCODE_SERVFAIL) => extra.ede = Some(edns::EDE_NOT_READY),
+            _ => {}
         }
         edns::append(out, opt_at, &extra);
         Verdict::Send
@@ -173,7 +181,11 @@ impl Defences {
         if let Some(rrl) = &self.rrl
             && proto == Proto::Udp
         {
-            match rrl.check(client, Class::Error) {
+            let d = rrl.check(client, Class::Error, false);
+            if d.by_prefix {
+                self.counts.add(client, RRL_BY_PREFIX);
+            }
+            match d.verdict {
                 Verdict::Send => {}
                 Verdict::Slip => self.counts.add(client, RRL_SLIPPED),
                 Verdict::Drop => {
@@ -217,7 +229,8 @@ const COOKIE_INVALID: usize = 2;
 const RRL_DROPPED: usize = 3;
 const RRL_SLIPPED: usize = 4;
 const RRL_BADCOOKIE: usize = 5;
-const COUNTERS: usize = 6;
+const RRL_BY_PREFIX: usize = 6;
+const COUNTERS: usize = 7;
 const STRIPES: usize = 16;
 
 #[repr(align(128))]
@@ -279,5 +292,13 @@ impl Defences {
                 self.counts.total(i)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP sipsteer_rrl_prefix_limited_total UDP responses held back (dropped, slipped \
+         or replaced by BADCOOKIE) because their client prefix exceeded dns.rrl.all_per_second\n\
+         # TYPE sipsteer_rrl_prefix_limited_total counter\n\
+         sipsteer_rrl_prefix_limited_total {}",
+            self.counts.total(RRL_BY_PREFIX)
+        );
     }
 }

@@ -11,6 +11,7 @@ pub(crate) const OPT_EDE: u16 = 15;
 pub(crate) const RCODE_BADCOOKIE: u16 = 23;
 
 /// RFC 8914 info codes used here.
+pub(crate) const EDE_NOT_READY: u16 = 14;
 pub(crate) const EDE_NOT_AUTHORITATIVE: u16 = 20;
 pub(crate) const EDE_NOT_SUPPORTED: u16 = 21;
 

@@ -23,6 +23,10 @@ pub struct Snapshot {
     pub udp_payload: u16,
     /// Cookies, rate limiting, NSID (kept across reloads that leave them unchanged).
     pub defences: Arc<crate::dns::defences::Defences>,
+    /// Steered names that need the GeoIP map answer SERVFAIL: the map is not compiled yet and
+    /// `geoip.warmup.answer` is `servfail` (cleared when the load that should bring it in
+    /// is refused, see [`Snapshot::warmup_failed`]).
+    pub warmup_servfail: bool,
 }
 
 impl Snapshot {
@@ -50,6 +54,8 @@ impl Snapshot {
             &kept,
         ));
         let health = Arc::new(HealthView::all_up(steering.slots));
+        let warmup_servfail = steering.warmup_ttl.is_some()
+            && config.warmup.answer == crate::config::WarmupAnswer::Servfail;
         let defences = crate::dns::defences::Defences::for_settings(
             &config.dns.defences,
             previous.map(|p| &p.defences),
@@ -62,6 +68,7 @@ impl Snapshot {
             routing,
             steering,
             health,
+            warmup_servfail,
         }
     }
 
@@ -75,6 +82,17 @@ impl Snapshot {
             health,
             udp_payload: self.udp_payload,
             defences: self.defences.clone(),
+            warmup_servfail: self.warmup_servfail,
+        }
+    }
+
+    /// The same data answering in fallback order instead of SERVFAIL while the GeoIP map is
+    /// missing: published when the load that should have compiled it was refused, so a bad
+    /// database (shared by a whole fleet) never leaves steered names failing.
+    pub fn warmup_failed(&self) -> Snapshot {
+        Snapshot {
+            warmup_servfail: false,
+            ..self.with_health(self.health.clone())
         }
     }
 }
@@ -95,6 +113,23 @@ fn kept_zones(routing: &Routing, previous: Option<&Routing>) -> Vec<Option<u32>>
         .iter()
         .map(|z| old.get(&Arc::as_ptr(&z.data)).copied())
         .collect()
+}
+
+/// After a refused load while steered names answer SERVFAIL for want of the GeoIP map: they
+/// answer in fallback order from now on (health flips published meanwhile are kept). Returns
+/// whether anything changed.
+pub fn end_warmup_servfail(shared: &ArcSwap<Snapshot>) -> bool {
+    if !shared.load().warmup_servfail {
+        return false;
+    }
+    shared.rcu(|cur| {
+        if cur.warmup_servfail {
+            Arc::new(cur.warmup_failed())
+        } else {
+            cur.clone()
+        }
+    });
+    true
 }
 
 /// The handle every listener and the supervisor share.

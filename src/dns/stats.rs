@@ -33,13 +33,14 @@ const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
 ];
 /// Steering reasons in their slots after `static` (slot 0); the last slot is `all_down`.
-const STEERED: [Reason; 6] = [
+const STEERED: [Reason; 7] = [
     Reason::Network,
     Reason::Country,
     Reason::Continent,
     Reason::Distance,
     Reason::Fallback,
     Reason::Pinned,
+    Reason::Warmup,
 ];
 /// How an answer was decided: static data, a steering reason, or all down.
 const REASONS: usize = STEERED.len() + 2;
@@ -88,6 +89,7 @@ fn reason_index(s: &Summary) -> usize {
             Reason::Distance => 4,
             Reason::Fallback => 5,
             Reason::Pinned => 6,
+            Reason::Warmup => 7,
         },
     }
 }

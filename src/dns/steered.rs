@@ -66,12 +66,26 @@ pub(crate) fn answer(
         _ => return false,
     }
     let plan = steering::plan(st, &snap.health, si, asked, client);
+    let servfail = plan.reason == Reason::Warmup && snap.warmup_servfail;
     a.steered = Some(Steered {
         service: sref.service,
-        region: plan.tiers().first().map(|&p| svc.regions[p as usize]),
+        region: plan
+            .tiers()
+            .first()
+            .filter(|_| !servfail)
+            .map(|&p| svc.regions[p as usize]),
         reason: plan.reason,
         fail_open: plan.fail_open,
     });
+    if servfail {
+        // Before the GeoIP map is in: no answer rather than one for the wrong region, so a
+        // resolver asks another name server (and caches nothing of ours).
+        w.clear_records();
+        a.rcode = super::wire::RCODE_SERVFAIL;
+        a.aa = false;
+        a.scope = 0;
+        return true;
+    }
     if plan.empty {
         return false;
     }

@@ -94,6 +94,34 @@ impl<'b> Writer<'b> {
         self.counts = [0; 3];
     }
 
+    /// Lowers to `ttl` the TTL of every record written since `m` that is longer.
+    pub fn cap_ttls(&mut self, m: (usize, [u16; 3]), ttl: u32) {
+        let mut pos = m.0;
+        while pos < self.buf.len() {
+            // The owner: labels ending in the root or in a compression pointer.
+            loop {
+                let Some(&b) = self.buf.get(pos) else { return };
+                match b {
+                    0 => pos += 1,
+                    b if b & 0xC0 == 0xC0 => pos += 2,
+                    b => {
+                        pos += 1 + b as usize;
+                        continue;
+                    }
+                }
+                break;
+            }
+            let Some(fixed) = self.buf.get_mut(pos..pos + 10) else {
+                return;
+            };
+            let old = u32::from_be_bytes([fixed[4], fixed[5], fixed[6], fixed[7]]);
+            if old > ttl {
+                fixed[4..8].copy_from_slice(&ttl.to_be_bytes());
+            }
+            pos += 10 + u16::from_be_bytes([fixed[8], fixed[9]]) as usize;
+        }
+    }
+
     fn fits(&self, n: usize) -> bool {
         self.buf.len() + n + self.reserve <= self.limit
     }

@@ -373,6 +373,11 @@ impl Reloader {
             Ok(x) => x,
             Err(e) => {
                 guard(&self.geo.zones).loaded(None);
+                if crate::dns::snapshot::end_warmup_servfail(&self.shared) {
+                    tracing::warn!(
+                        "geoip database not loaded: steered names answer in their fallback order instead of SERVFAIL"
+                    );
+                }
                 return self.reject(why, e.into(), current.generation);
             }
         };

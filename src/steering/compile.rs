@@ -33,6 +33,9 @@ pub struct Steering {
     /// Number of server slots (the length of a health view).
     pub slots: usize,
     pub geo: Option<Arc<GeoData>>,
+    /// Set while the config names a GeoIP database that is not compiled yet: the largest TTL
+    /// of an answer that needs it (`geoip.warmup.ttl`).
+    pub warmup_ttl: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -197,6 +200,7 @@ pub fn compile_keeping(
         policies,
         sole_map,
         slots,
+        warmup_ttl: (cfg.geoip.is_some() && geo.is_none()).then_some(cfg.warmup.ttl),
         geo,
     }
 }
@@ -427,7 +431,9 @@ impl Steering {
                 let r = policy.rankings.get(class as usize).unwrap_or(&svc.fallback);
                 (r, narrow(client, scope, &svc.networks))
             }
-            None => (&svc.fallback, 0),
+            // No map (none configured, or not compiled yet): the fallback order, for every
+            // client outside the overrides.
+            None => (&svc.fallback, narrow(client, 0, &svc.networks)),
         }
     }
 

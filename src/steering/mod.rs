@@ -106,6 +106,9 @@ pub enum Reason {
     Fallback,
     /// A per-region name: that region first, then the regions nearest to it.
     Pinned,
+    /// The GeoIP database is not compiled yet (after a start): the service's fallback order
+    /// with the warm-up TTL, or SERVFAIL (`geoip.warmup`).
+    Warmup,
 }
 
 impl Reason {
@@ -117,6 +120,7 @@ impl Reason {
             Reason::Distance => "distance",
             Reason::Fallback => "fallback",
             Reason::Pinned => "pinned",
+            Reason::Warmup => "warmup",
         }
     }
 }
@@ -174,10 +178,15 @@ pub fn plan(
         Asked::Region(pos) => (svc.pinned.get(pos as usize).unwrap_or(&svc.fallback), 0),
         Asked::Service => st.ranking_for(service, client),
     };
+    // Before the GeoIP map is compiled only the fallback ranking stands for a location.
+    let reason = match ranking.reason {
+        Reason::Fallback if st.warmup_ttl.is_some() => Reason::Warmup,
+        r => r,
+    };
     let mut p = Plan {
         tiers: [0; MAX_TIERS],
         len: 0,
-        reason: ranking.reason,
+        reason,
         scope,
         fail_open: false,
         empty: false,
@@ -233,18 +242,23 @@ pub fn tier_servers<'a>(
 }
 
 /// The TTL of a planned answer: the service's trouble TTL while any server of its tier
-/// regions is in trouble, else its TTL.
+/// regions is in trouble, else its TTL; at most the warm-up TTL for a warm-up answer.
 pub fn answer_ttl(st: &Steering, health: &HealthView, svc: &Service, plan: &Plan) -> u32 {
-    if svc.trouble_ttl >= svc.ttl {
-        return svc.ttl;
+    let ttl = if svc.trouble_ttl >= svc.ttl {
+        svc.ttl
+    } else {
+        let troubled = plan.tiers().iter().any(|&pos| {
+            svc.regions
+                .get(pos as usize)
+                .and_then(|&r| st.regions.get(r))
+                .is_some_and(|r| r.servers.iter().any(|s| health.troubled(s.slot)))
+        });
+        if troubled { svc.trouble_ttl } else { svc.ttl }
+    };
+    match st.warmup_ttl {
+        Some(w) if plan.reason == Reason::Warmup => ttl.min(w),
+        _ => ttl,
     }
-    let troubled = plan.tiers().iter().any(|&pos| {
-        svc.regions
-            .get(pos as usize)
-            .and_then(|&r| st.regions.get(r))
-            .is_some_and(|r| r.servers.iter().any(|s| health.troubled(s.slot)))
-    });
-    if troubled { svc.trouble_ttl } else { svc.ttl }
 }
 
 /// SRV weight: the configured weight, scaled by the headroom left when load is known.

@@ -9,21 +9,21 @@ use std::time::Duration;
 use crate::support::dns::*;
 use siphasher::sip::SipHasher24;
 
-const SECRET: &str = "e5e973e5a6b2a43f48e7dc849e37bfcf";
+pub(crate) const SECRET: &str = "e5e973e5a6b2a43f48e7dc849e37bfcf";
 const OLD_SECRET: &str = "000102030405060708090a0b0c0d0e0f";
 const OTHER_SECRET: &str = "ffeeddccbbaa99887766554433221100";
-const CLIENT: [u8; 8] = *b"client01";
-const COOKIE: u16 = 10;
+pub(crate) const CLIENT: [u8; 8] = *b"client01";
+pub(crate) const COOKIE: u16 = 10;
 const NSID: u16 = 3;
-const EDE: u16 = 15;
+pub(crate) const EDE: u16 = 15;
 
-fn main_with(dns: &str) -> String {
+pub(crate) fn main_with(dns: &str) -> String {
     format!(
         "listen: {{ dns: [\"127.0.0.1:0\"], admin: \"127.0.0.1:0\" }}\nzones: zones\nhealth: {{ check: none }}\ndns: {dns}\n"
     )
 }
 
-async fn server(dns: &str) -> TestServer {
+pub(crate) async fn server(dns: &str) -> TestServer {
     TestServer::start(&main_with(dns), &[("example.com.yaml", STATIC_ZONE)]).await
 }
 
@@ -35,7 +35,7 @@ fn key(hex: &str) -> [u8; 16] {
     k
 }
 
-fn now() -> u32 {
+pub(crate) fn now() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
@@ -43,7 +43,7 @@ fn now() -> u32 {
 }
 
 /// The RFC 9018 server cookie for client 127.0.0.1.
-fn server_cookie(secret: &str, cc: &[u8; 8], ts: u32) -> [u8; 16] {
+pub(crate) fn server_cookie(secret: &str, cc: &[u8; 8], ts: u32) -> [u8; 16] {
     let mut out = [0u8; 16];
     out[0] = 1;
     out[4..8].copy_from_slice(&ts.to_be_bytes());
@@ -55,14 +55,14 @@ fn server_cookie(secret: &str, cc: &[u8; 8], ts: u32) -> [u8; 16] {
     out
 }
 
-fn cookie_opt(cc: &[u8; 8], sc: &[u8]) -> (u16, Vec<u8>) {
+pub(crate) fn cookie_opt(cc: &[u8; 8], sc: &[u8]) -> (u16, Vec<u8>) {
     let mut v = cc.to_vec();
     v.extend_from_slice(sc);
     (COOKIE, v)
 }
 
 /// A query with RD set; with an OPT record (payload 1232) carrying `opts` when given.
-fn packet(
+pub(crate) fn packet(
     id: u16,
     name: &str,
     qtype: u16,
@@ -95,24 +95,26 @@ fn packet(
     p
 }
 
-fn a_query(id: u16, opts: Option<&[(u16, Vec<u8>)]>) -> Vec<u8> {
+pub(crate) fn a_query(id: u16, opts: Option<&[(u16, Vec<u8>)]>) -> Vec<u8> {
     packet(id, "web.example.com", 1, 1, opts)
 }
 
 /// The parts of a reply these tests look at, read straight from the wire.
 #[derive(Debug)]
-struct Reply {
-    id: u16,
-    tc: bool,
+pub(crate) struct Reply {
+    pub id: u16,
+    pub tc: bool,
     /// The full rcode (header and OPT).
-    rcode: u16,
-    answers: u16,
+    pub rcode: u16,
+    pub answers: u16,
     /// EDNS options, `None` without an OPT record.
-    opts: Option<Vec<(u16, Vec<u8>)>>,
+    pub opts: Option<Vec<(u16, Vec<u8>)>>,
+    /// Bytes on the wire.
+    pub len: usize,
 }
 
 impl Reply {
-    fn opt(&self, code: u16) -> Option<&[u8]> {
+    pub(crate) fn opt(&self, code: u16) -> Option<&[u8]> {
         let opts = self.opts.as_ref()?;
         opts.iter().find(|(c, _)| *c == code).map(|(_, v)| &v[..])
     }
@@ -139,6 +141,7 @@ fn read_reply(b: &[u8]) -> Reply {
         rcode: u16::from(b[3] & 0xF),
         answers: word(6),
         opts: None,
+        len: b.len(),
     };
     let mut i = 12;
     for _ in 0..word(4) {
@@ -168,14 +171,14 @@ fn read_reply(b: &[u8]) -> Reply {
     r
 }
 
-async fn ask_udp(addr: SocketAddr, p: Vec<u8>) -> Option<Reply> {
+pub(crate) async fn ask_udp(addr: SocketAddr, p: Vec<u8>) -> Option<Reply> {
     tokio::task::spawn_blocking(move || udp_raw(addr, &p))
         .await
         .expect("join")
         .map(|b| read_reply(&b))
 }
 
-async fn ask_tcp(addr: SocketAddr, p: Vec<u8>) -> Reply {
+pub(crate) async fn ask_tcp(addr: SocketAddr, p: Vec<u8>) -> Reply {
     let b = tokio::task::spawn_blocking(move || tcp_raw(addr, &p))
         .await
         .expect("join");
@@ -184,7 +187,7 @@ async fn ask_tcp(addr: SocketAddr, p: Vec<u8>) -> Reply {
 
 /// Sends every packet from one socket at once, then gathers replies until none comes for
 /// a second.
-async fn burst(addr: SocketAddr, packets: Vec<Vec<u8>>) -> Vec<Reply> {
+pub(crate) async fn burst(addr: SocketAddr, packets: Vec<Vec<u8>>) -> Vec<Reply> {
     tokio::task::spawn_blocking(move || {
         let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
         sock.set_read_timeout(Some(Duration::from_secs(1))).ok();
@@ -207,7 +210,7 @@ async fn burst(addr: SocketAddr, packets: Vec<Vec<u8>>) -> Vec<Reply> {
 
 /// Checks a returned COOKIE option: our client cookie and a server cookie made with
 /// `secret` within the last minute. Returns the server cookie.
-fn check_cookie(r: &Reply, secret: &str) -> [u8; 16] {
+pub(crate) fn check_cookie(r: &Reply, secret: &str) -> [u8; 16] {
     let c = r.opt(COOKIE).expect("cookie returned");
     assert_eq!(c.len(), 24);
     assert_eq!(c[..8], CLIENT);
@@ -222,7 +225,7 @@ fn check_cookie(r: &Reply, secret: &str) -> [u8; 16] {
     c[8..].try_into().expect("16 bytes")
 }
 
-async fn metric(s: &TestServer, line: &str) -> u64 {
+pub(crate) async fn metric(s: &TestServer, line: &str) -> u64 {
     let admin = s.running.as_ref().and_then(|r| r.admin).expect("admin");
     let (status, body) = crate::support::http::get(admin, "/metrics").await;
     assert_eq!(status, 200);
@@ -339,14 +342,15 @@ async fn valid_cookie_and_tcp_are_exempt() {
         assert_eq!((r.tc, r.answers), (false, 2));
     }
     // Without a valid cookie the same client is limited: one answer, then BADCOOKIE with a
-    // fresh cookie for those that sent a client cookie.
+    // fresh cookie for those that sent a client cookie, for every second excess query only
+    // (a BADCOOKIE reply is larger than its query; see `dns_rrl_prefix.rs`).
     let bad = server_cookie(OTHER_SECRET, &CLIENT, now());
-    let invalid: Vec<_> = (0..4)
+    let invalid: Vec<_> = (0..5)
         .map(|i| a_query(400 + i, Some(&[cookie_opt(&CLIENT, &bad)])))
         .collect();
     let mut replies = burst(s.addr, invalid).await;
     replies.sort_by_key(|r| r.rcode);
-    assert_eq!(replies.len(), 4);
+    assert_eq!(replies.len(), 3);
     assert_eq!((replies[0].rcode, replies[0].answers), (0, 2));
     for r in &replies[1..] {
         assert_eq!((r.rcode, r.answers, r.tc), (23, 0, false), "BADCOOKIE");
@@ -504,6 +508,7 @@ fn cost_of_defences_per_query() {
     let off = "{ cookies: { enabled: false } }";
     let cookies = format!("{{ cookies: {{ secret: {SECRET} }} }}");
     let rrl = "{ cookies: { enabled: false }, rrl: { responses_per_second: 1000000 } }";
+    let rrl_all = "{ cookies: { enabled: false }, rrl: { responses_per_second: 1000000, all_per_second: 10000000 } }";
     let rows = [
         ("no cookie, defences off", ns_per_query(off, &plain, false)),
         (
@@ -522,13 +527,18 @@ fn cost_of_defences_per_query() {
             "valid server cookie, cookies on",
             ns_per_query(&cookies, &valid, true),
         ),
+        (
+            "no cookie, rrl + all_per_second (not limiting)",
+            ns_per_query(rrl_all, &plain, false),
+        ),
     ];
     for (label, ns) in rows {
-        println!("{label:36} {ns:7.0} ns/query");
+        println!("{label:46} {ns:7.0} ns/query");
     }
     println!(
-        "rrl {:.3}, cookie made {:.3}, cookie verified {:.3} (cost ratios to off)",
+        "rrl {:.3}, rrl + all_per_second {:.3}, cookie made {:.3}, cookie verified {:.3} (cost ratios to off)",
         rows[1].1 / rows[0].1,
+        rows[5].1 / rows[0].1,
         rows[3].1 / rows[2].1,
         rows[4].1 / rows[2].1
     );

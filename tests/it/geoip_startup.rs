@@ -1,6 +1,7 @@
 //! Starting without waiting for the GeoIP database: static names answer at once, steered
-//! names answer in their fallback order with ECS scope 0 and `/readyz` says not ready until
-//! the database is compiled; then steered names switch to answers by location.
+//! names answer in their fallback order (warm-up answers, see `geoip_warmup.rs`) and `/readyz`
+//! says not ready until the database is compiled; then steered names switch to answers by
+//! location.
 
 use std::net::IpAddr;
 
@@ -61,18 +62,22 @@ async fn static_names_answer_while_geoip_compiles_and_steering_follows_it() {
     let (dns, admin) = (running.dns[0], running.admin.expect("admin"));
 
     // Before the compile: static answers, steered answers in the fallback order (us-east
-    // first) for every client, scope 0, and not ready.
+    // first) for every client outside the overrides, with the warm-up TTL, and not ready.
     assert_eq!(geoip_state(admin).await, "loading");
     let m = udp(dns, "ns1.example.com.", RecordType::A, &Q::default()).await;
     assert_eq!(rrs(&m.answers), ["ns1.example.com. 300 A 192.0.2.53"]);
-    for (net, prefix) in [("81.2.69.0", 24), ("1.128.0.0", 24), ("2a00:1000::", 48)] {
+    for (net, prefix, scope) in [
+        ("81.2.69.0", 24, 1),
+        ("1.128.0.0", 24, 1),
+        ("2a00:1000::", 48, 0),
+    ] {
         let m = udp(dns, "sip.example.com.", RecordType::A, &ecs(net, prefix)).await;
         assert_eq!(
             rrs(&m.answers),
-            ["sip.example.com. 30 A 192.0.2.40"],
+            ["sip.example.com. 5 A 192.0.2.40"],
             "{net}"
         );
-        assert_eq!(ecs_of(&m), Some((net.parse().expect("ip"), prefix, 0)));
+        assert_eq!(ecs_of(&m), Some((net.parse().expect("ip"), prefix, scope)));
     }
     let (code, body) = get(admin, "/readyz").await;
     assert_eq!(
