@@ -31,6 +31,7 @@ mod operator_errors;
 mod ops_scrape;
 mod reload;
 mod reload_incremental;
+mod reload_triggers;
 mod shutdown;
 mod sip_hostile;
 mod steering;
