@@ -2,11 +2,22 @@
 //! a request here, and one dedicated thread runs them, coalescing requests that arrive while
 //! a reload runs. Nothing async ever waits on a reload's file reads, and shutdown never joins
 //! this thread: a reload stuck on a hung filesystem cannot stop the process from exiting.
+//!
+//! While the config has a TLS certificate, the thread also checks the certificate and key
+//! files itself between requests (one `stat` each every [`CERT_POLL`]), so a renewal reaches
+//! new handshakes within a second even where the file watcher sees nothing: a directory it
+//! cannot watch, a network filesystem, a directory symlink swapped above the files, events
+//! lost to a full queue.
 
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::oneshot;
+
+use crate::config::Config;
 
 use super::{Outcome, Reloader};
 use crate::lock::guard;
@@ -39,16 +50,48 @@ pub(crate) fn spawn(reloader: &Arc<Reloader>) -> std::io::Result<()> {
     }
     let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_DEPTH);
     let weak = Arc::downgrade(reloader);
+    // The files as the first load found them (give or take the moments since it read them).
+    let certs = CertPoll {
+        seen: CertPoll::stamps(&reloader.shared().load().config),
+        pending: None,
+    };
     std::thread::Builder::new()
         .name("sipsteer-reload".into())
-        .spawn(move || serve(weak, rx))?;
+        .spawn(move || serve(weak, rx, certs))?;
     let _ = reloader.queue.set(Queue(tx));
     Ok(())
 }
 
+/// How often the certificate and key are checked for a change (see the module notes).
+pub(crate) const CERT_POLL: Duration = Duration::from_millis(250);
+
 /// Runs queued reloads until the [`Reloader`] (and with it the queue) is dropped.
-fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>) {
-    while let Ok(first) = rx.recv() {
+fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>, mut certs: CertPoll) {
+    loop {
+        let polling = reloader
+            .upgrade()
+            .is_some_and(|r| r.shared().load().config.tls.is_some());
+        let first = if polling {
+            match rx.recv_timeout(CERT_POLL) {
+                Ok(req) => req,
+                Err(RecvTimeoutError::Timeout) => {
+                    let Some(r) = reloader.upgrade() else { return };
+                    if !certs.due(&r.shared().load().config) {
+                        continue;
+                    }
+                    Request {
+                        why: "certificate change",
+                        reply: None,
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        } else {
+            match rx.recv() {
+                Ok(req) => req,
+                Err(_) => return,
+            }
+        };
         let mut batch = vec![first];
         while let Ok(more) = rx.try_recv() {
             batch.push(more);
@@ -57,6 +100,7 @@ fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>) {
             return;
         };
         let why = batch[0].why;
+        let before = CertPoll::stamps(&r.shared().load().config);
         // A bug in one reload must not take reloads down for good.
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.reload(why)))
             .unwrap_or_else(|_| {
@@ -66,6 +110,7 @@ fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>) {
                 );
                 Outcome::Rejected(super::Rejection::Panicked)
             });
+        certs.reloaded(before);
         if let Some(w) = guard(&r.watcher).as_mut() {
             w.refresh(&r.shared().load().config);
         }
@@ -75,6 +120,61 @@ fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>) {
                 let _ = reply.send(out.clone());
             }
         }
+    }
+}
+
+/// What `stat` says about one file (symlinks followed): a rename over it, an in-place write or
+/// a symlink re-aimed anywhere on its path changes one of these. `None`: cannot be read.
+type Stamp = Option<(u64, u64, u64, i64, i64, i64, i64)>;
+
+/// The certificate and key as the last reload found them, and a change seen by the last poll.
+struct CertPoll {
+    seen: Vec<(PathBuf, Stamp)>,
+    pending: Option<Vec<(PathBuf, Stamp)>>,
+}
+
+impl CertPoll {
+    fn stamps(cfg: &Config) -> Vec<(PathBuf, Stamp)> {
+        let files = cfg.tls.iter().flat_map(|t| [&t.certificate, &t.key]);
+        files
+            .map(|p| {
+                let m = std::fs::metadata(p).ok();
+                let stamp = m.map(|m| {
+                    let (mtime, ctime) = ((m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec()));
+                    (
+                        m.dev(),
+                        m.ino(),
+                        m.len(),
+                        mtime.0,
+                        mtime.1,
+                        ctime.0,
+                        ctime.1,
+                    )
+                });
+                (p.clone(), stamp)
+            })
+            .collect()
+    }
+
+    /// Whether the files changed since the last reload and then held still for one poll (so a
+    /// certificate renamed in just before its key is not loaded alone).
+    fn due(&mut self, cfg: &Config) -> bool {
+        let now = Self::stamps(cfg);
+        if self.seen == now {
+            self.pending = None;
+            return false;
+        }
+        if self.pending.as_ref() == Some(&now) {
+            return true;
+        }
+        self.pending = Some(now);
+        false
+    }
+
+    /// A reload ran; `before` is what the files were just before it read them.
+    fn reloaded(&mut self, before: Vec<(PathBuf, Stamp)>) {
+        self.seen = before;
+        self.pending = None;
     }
 }
 
