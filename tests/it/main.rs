@@ -36,3 +36,4 @@ mod shutdown;
 mod sip_hostile;
 mod steering;
 mod tcp_limits;
+mod zone_limits;
