@@ -125,7 +125,7 @@ fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>, mut certs: CertPoll) {
 
 /// What `stat` says about one file (symlinks followed): a rename over it, an in-place write or
 /// a symlink re-aimed anywhere on its path changes one of these. `None`: cannot be read.
-type Stamp = Option<(u64, u64, u64, i64, i64, i64, i64)>;
+type Stamp = Option<(u64, u64, u64, (i64, i64, i64, i64))>;
 
 /// The certificate and key as the last reload found them, and a change seen by the last poll.
 struct CertPoll {
@@ -138,18 +138,9 @@ impl CertPoll {
         let files = cfg.tls.iter().flat_map(|t| [&t.certificate, &t.key]);
         files
             .map(|p| {
-                let m = std::fs::metadata(p).ok();
-                let stamp = m.map(|m| {
-                    let (mtime, ctime) = ((m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec()));
-                    (
-                        m.dev(),
-                        m.ino(),
-                        m.len(),
-                        mtime.0,
-                        mtime.1,
-                        ctime.0,
-                        ctime.1,
-                    )
+                let stamp = std::fs::metadata(p).ok().map(|m| {
+                    let times = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+                    (m.dev(), m.ino(), m.len(), times)
                 });
                 (p.clone(), stamp)
             })

@@ -1,9 +1,10 @@
 //! What makes a reload happen, with the periodic rescan set far out (`reload.rescan: 1h`) so
 //! only the trigger under test can apply an edit: a zone edit served while another zone map is
 //! rewritten every 100 ms (the debounce has a maximum delay), a zone edit seen by the watcher
-//! of the real binary started with a relative `--config`, and a renewed certificate that the
-//! watcher cannot see (behind a directory symlink swapped above it) reaching new DNS over TLS
-//! and DNS over HTTPS handshakes.
+//! of the real binary started with a relative `--config`, an edit of a file the config reads
+//! besides the usual ones (the cookie secret file) seen by the watcher, a renewed certificate
+//! that the watcher cannot see (behind a directory symlink swapped above it) reaching new DNS
+//! over TLS and DNS over HTTPS handshakes, and `reload.rescan` checked.
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
@@ -322,4 +323,27 @@ fn reload_rescan_is_checked() {
             .collect();
         assert_eq!(got, [format!("sipsteer.yaml:6:11: reload.rescan: {msg}")]);
     }
+}
+
+#[tokio::test]
+async fn an_edit_of_any_file_the_config_reads_is_seen_by_the_watcher() {
+    let main = format!("{MAIN_NO_RESCAN}dns: {{ cookies: {{ secret_file: secret.txt }} }}\n");
+    let cfg = ConfigDir::new(
+        &main,
+        &[("example.com.yaml", &zone("example.com", "192.0.2.1"))],
+    );
+    std::fs::write(cfg.path("secret.txt"), "00112233445566778899aabbccddeeff\n").expect("secret");
+    let s = TestServer::start_in(cfg).await;
+    let running = s.running.as_ref().expect("running");
+    let first = running.generation();
+    replace(
+        &s.cfg.path("secret.txt"),
+        "ffeeddccbbaa99887766554433221100\n",
+    );
+    let start = Instant::now();
+    while running.generation() == first {
+        assert!(start.elapsed() < DEADLINE, "secret file edit not seen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.stop().await;
 }
