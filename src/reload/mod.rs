@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, SourceFile};
@@ -20,6 +19,8 @@ use crate::telemetry::Telemetry;
 
 mod memory;
 pub(crate) mod trigger;
+
+pub use trigger::run;
 
 /// Gives a new snapshot its health view: carries states over for servers that did not change.
 pub type HealthBinder = dyn Fn(&Config, &Arc<Steering>) -> Arc<HealthView> + Send + Sync;
@@ -451,52 +452,4 @@ fn source_paths(config: &Config) -> Vec<PathBuf> {
     files
         .chain(dirs.into_iter().chain(optional).flatten())
         .collect()
-}
-
-/// Quiet time that ends a burst of file events (editors write in bursts: rename, write, chmod).
-pub(crate) const DEBOUNCE_QUIET: Duration = Duration::from_millis(300);
-/// Longest wait after the first event of a burst: a file rewritten without pause (a log, a
-/// generator, an attacker) cannot hold reloads off for longer than this.
-pub(crate) const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
-
-/// Asks the reload thread for a reload on nudges (debounced: [`DEBOUNCE_QUIET`] without an
-/// event, at most [`DEBOUNCE_MAX`] after the first) and on the periodic rescan (every
-/// `reload.rescan` of the serving config), until `cancel` fires; never waits for the reload
-/// itself. Neither trigger starves the other.
-pub async fn run(
-    reloader: Arc<Reloader>,
-    mut nudges: mpsc::Receiver<()>,
-    cancel: CancellationToken,
-) {
-    use tokio::time::{Instant, sleep_until};
-    let mut last_rescan = Instant::now();
-    loop {
-        // Read each time: a reload may have changed it.
-        let next_rescan = last_rescan + reloader.shared().load().config.rescan;
-        let why = tokio::select! {
-            // A due rescan goes first: a stream of file events cannot postpone it.
-            biased;
-            () = cancel.cancelled() => return,
-            () = sleep_until(next_rescan) => {
-                last_rescan = Instant::now();
-                "rescan"
-            }
-            n = nudges.recv() => match n {
-                Some(()) => {
-                    let deadline = Instant::now() + DEBOUNCE_MAX;
-                    loop {
-                        let quiet = (Instant::now() + DEBOUNCE_QUIET).min(deadline);
-                        tokio::select! {
-                            more = nudges.recv() => if more.is_none() { break },
-                            () = sleep_until(quiet) => break,
-                            () = cancel.cancelled() => return,
-                        }
-                    }
-                    "file change"
-                }
-                None => return,
-            },
-        };
-        reloader.nudge(why);
-    }
 }

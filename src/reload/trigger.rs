@@ -2,6 +2,7 @@
 //! a request here, and one dedicated thread runs them, coalescing requests that arrive while
 //! a reload runs. Nothing async ever waits on a reload's file reads, and shutdown never joins
 //! this thread: a reload stuck on a hung filesystem cannot stop the process from exiting.
+//! File events are debounced and the periodic rescan is timed by [`run`], on the runtime.
 //!
 //! While the config has a TLS certificate, the thread also checks the certificate and key
 //! files itself between requests (one `stat` each every [`CERT_POLL`]), so a renewal reaches
@@ -15,7 +16,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 
@@ -193,5 +195,53 @@ impl Reloader {
             TrySendError::Full(_) => QueueError::Full,
             TrySendError::Disconnected(_) => QueueError::Stopped,
         })
+    }
+}
+
+/// Quiet time that ends a burst of file events (editors write in bursts: rename, write, chmod).
+pub(crate) const DEBOUNCE_QUIET: Duration = Duration::from_millis(300);
+/// Longest wait after the first event of a burst: a file rewritten without pause (a log, a
+/// generator, an attacker) cannot hold reloads off for longer than this.
+pub(crate) const DEBOUNCE_MAX: Duration = Duration::from_secs(1);
+
+/// Asks the reload thread for a reload on nudges (debounced: [`DEBOUNCE_QUIET`] without an
+/// event, at most [`DEBOUNCE_MAX`] after the first) and on the periodic rescan (every
+/// `reload.rescan` of the serving config), until `cancel` fires; never waits for the reload
+/// itself. Neither trigger starves the other.
+pub async fn run(
+    reloader: Arc<Reloader>,
+    mut nudges: mpsc::Receiver<()>,
+    cancel: CancellationToken,
+) {
+    use tokio::time::{Instant, sleep_until};
+    let mut last_rescan = Instant::now();
+    loop {
+        // Read each time: a reload may have changed it.
+        let next_rescan = last_rescan + reloader.shared().load().config.rescan;
+        let why = tokio::select! {
+            // A due rescan goes first: a stream of file events cannot postpone it.
+            biased;
+            () = cancel.cancelled() => return,
+            () = sleep_until(next_rescan) => {
+                last_rescan = Instant::now();
+                "rescan"
+            }
+            n = nudges.recv() => match n {
+                Some(()) => {
+                    let deadline = Instant::now() + DEBOUNCE_MAX;
+                    loop {
+                        let quiet = (Instant::now() + DEBOUNCE_QUIET).min(deadline);
+                        tokio::select! {
+                            more = nudges.recv() => if more.is_none() { break },
+                            () = sleep_until(quiet) => break,
+                            () = cancel.cancelled() => return,
+                        }
+                    }
+                    "file change"
+                }
+                None => return,
+            },
+        };
+        reloader.nudge(why);
     }
 }
