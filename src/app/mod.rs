@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use std::time::Duration;
-
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -51,9 +49,6 @@ pub struct Running {
     tasks: JoinSet<()>,
     query_log: Option<Arc<crate::dns::querylog::QueryLog>>,
 }
-
-/// How often the config files are re-read even without file events.
-const RESCAN: Duration = Duration::from_secs(10);
 
 /// Loads `path` (config and GeoIP database, as `check` does) and starts serving it.
 pub async fn start(path: &Path) -> Result<Running> {
@@ -151,12 +146,7 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     tasks.spawn(crate::health::load_pull::run(hub.clone(), cancel.clone()));
     let (nudge, nudges) = mpsc::channel(1);
     watch_files(&reloader, watch_set, nudge.clone());
-    tasks.spawn(reload::run(
-        reloader.clone(),
-        nudges,
-        RESCAN,
-        cancel.clone(),
-    ));
+    tasks.spawn(reload::run(reloader.clone(), nudges, cancel.clone()));
     let state = crate::admin::AdminState {
         reloader: reloader.clone(),
         hub: hub.clone(),

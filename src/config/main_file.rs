@@ -62,6 +62,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         .as_ref()
         .and_then(|l| super::load_source::compile(l, &regions, &mut sink));
     let encrypted = super::tls::load(&main, &base, &mut files, &mut sink);
+    let rescan = super::watch::rescan(main.reload.as_ref(), &mut sink);
 
     if !errors.is_empty() {
         return Err(sorted(errors));
@@ -87,6 +88,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         listen_tls: encrypted.listen_tls,
         listen_https: encrypted.listen_https,
         tls: encrypted.files,
+        rescan,
     })
 }
 

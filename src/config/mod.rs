@@ -73,6 +73,8 @@ pub struct Config {
     pub listen_https: Vec<SocketAddr>,
     /// The certificate and key of the encrypted listeners, read and checked.
     pub tls: Option<tls::TlsFiles>,
+    /// How often the files are checked for changes a file watcher may have missed.
+    pub rescan: Duration,
 }
 
 /// Transport limits of the DNS listeners.

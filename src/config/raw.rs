@@ -51,6 +51,17 @@ pub(super) struct Main {
     /// Certificate and key for `listen.tls` and `listen.https`.
     #[serde(default)]
     pub tls: Option<Tls>,
+    /// How reloads are triggered.
+    #[serde(default)]
+    pub reload: Option<Reload>,
+}
+
+/// `reload:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Reload {
+    #[serde(default)]
+    pub rescan: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

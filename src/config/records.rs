@@ -33,13 +33,15 @@ pub(crate) fn record_type(s: &str) -> Option<RecordType> {
     })
 }
 
-/// Parses one value of type `t`. A value without a wire form (a NAPTR string over 255 bytes,
-/// say) is refused here, where its file and line are known: compiled zones never hold a
-/// record they cannot write.
-pub(crate) fn parse(t: RecordType, s: &str, origin: &Name) -> Result<RData, String> {
+/// Parses one value of type `t`, with its record data in canonical wire form (what tells two
+/// values apart, and bounds its size in a reply). A value without a wire form (a NAPTR string
+/// over 255 bytes, say) is refused here, where its file and line are known: compiled zones
+/// never hold a record they cannot write.
+pub(crate) fn parse(t: RecordType, s: &str, origin: &Name) -> Result<(RData, Vec<u8>), String> {
     let rdata = value(t, s, origin)?;
-    wire(&rdata).map_err(|e| format!("{t} value cannot be written as record data: {e}"))?;
-    Ok(rdata)
+    let bytes =
+        wire(&rdata).map_err(|e| format!("{t} value cannot be written as record data: {e}"))?;
+    Ok((rdata, bytes))
 }
 
 /// Record data in wire form: names written in full and lowercased (canonical form).
@@ -195,12 +197,16 @@ mod tests {
     #[test]
     fn parses_each_type() {
         assert_eq!(
-            parse(RecordType::MX, "10 mail", &o()).unwrap().to_string(),
+            parse(RecordType::MX, "10 mail", &o())
+                .unwrap()
+                .0
+                .to_string(),
             "10 mail.example.com."
         );
         assert_eq!(
             parse(RecordType::SRV, "10 60 5060 sip1.example.net.", &o())
                 .unwrap()
+                .0
                 .to_string(),
             "10 60 5060 sip1.example.net."
         );
@@ -209,7 +215,8 @@ mod tests {
             r#"10 20 "S" "SIP+D2U" "" _sip._udp"#,
             &o(),
         )
-        .unwrap();
+        .unwrap()
+        .0;
         assert_eq!(
             n.to_string(),
             "10 20 \"S\" \"SIP+D2U\" \"\" _sip._udp.example.com."
@@ -226,13 +233,13 @@ mod tests {
                 .contains("MX needs 2 fields")
         );
         let long = "x".repeat(600);
-        match parse(RecordType::TXT, &long, &o()).unwrap() {
+        match parse(RecordType::TXT, &long, &o()).unwrap().0 {
             RData::TXT(t) => assert_eq!(t.txt_data.len(), 3),
             other => panic!("{other:?}"),
         }
         // A character across the 255-byte mark goes whole into the next string.
         let text = format!("{}é and more", "x".repeat(254));
-        match parse(RecordType::TXT, &text, &o()).unwrap() {
+        match parse(RecordType::TXT, &text, &o()).unwrap().0 {
             RData::TXT(t) => {
                 let lens: Vec<usize> = t.txt_data.iter().map(|s| s.len()).collect();
                 assert_eq!(lens, [254, 11]);

@@ -11,6 +11,7 @@ use serde_saphyr::Spanned;
 use super::error::Sink;
 use super::raw;
 use super::values::{Values, parse_duration};
+use super::zone::MAX_RECORDS_PER_NAME;
 use super::{CONTINENTS, Capacity, Check, ProbeConfig, RegionConfig, ServerConfig, Transport};
 
 /// Probe defaults from the top-level `health:` section.
@@ -405,9 +406,16 @@ fn server(
     sink: &mut Sink,
 ) -> Option<ServerConfig> {
     let mut addresses = Vec::new();
+    let mut seen = HashSet::new();
     for (a, loc) in s.address.value.items(s.address.referenced) {
+        // The server's host name answers with them all.
+        if addresses.len() == MAX_RECORDS_PER_NAME {
+            let msg = format!("more than {MAX_RECORDS_PER_NAME} addresses at one server");
+            sink.at(loc, format!("{path}.address"), msg);
+            break;
+        }
         match a.parse::<IpAddr>() {
-            Ok(ip) if !addresses.contains(&ip) => addresses.push(ip),
+            Ok(ip) if seen.insert(ip) => addresses.push(ip),
             Ok(_) => sink.at(
                 loc,
                 format!("{path}.address"),

@@ -1,18 +1,52 @@
-//! Watching the config files for changes: the directories of `sipsteer.yaml`, the zone maps
-//! and the GeoIP database (never the files themselves: an atomic replace would leave a file
-//! watch on a dead inode). Events are filtered (reads, dotfiles, swap and backup files are
-//! ignored; Kubernetes ConfigMap `..data` swaps count) and passed on as a nudge; the caller
-//! debounces and reloads. A file that is a symlink (a zone map pointing into a git checkout,
-//! a stow tree, a ConfigMap data dir) has its resolved directory watched too, so an edit at
-//! the target is seen at once; the set is re-aimed after every reload.
+//! Watching the config files for changes: the directories of `sipsteer.yaml`, the zone maps,
+//! the GeoIP database and every other file a config reads (never the files themselves: an
+//! atomic replace would leave a file watch on a dead inode). Events are filtered (reads,
+//! dotfiles, swap and backup files are ignored; Kubernetes ConfigMap `..data` swaps count) and
+//! passed on as a nudge; the caller debounces and reloads. Every path is made absolute once, as
+//! notify reports them, so a relative `--config` is watched like an absolute one. A file that is
+//! a symlink (a zone map pointing into a git checkout, a stow tree, a ConfigMap data dir) has
+//! its resolved directory watched too, so an edit at the target is seen at once; the set is
+//! re-aimed after every reload. Events lost to a full kernel queue ask for a reload too. Also
+//! here: `reload.rescan`, the period of the rescan that catches what a watcher missed.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
+
+use super::error::Sink;
+use super::raw;
+
+/// How often every file is checked when `reload.rescan` is not set.
+pub(crate) const DEFAULT_RESCAN: Duration = Duration::from_secs(10);
+
+/// `reload.rescan`: 1s to 24h.
+pub(super) fn rescan(r: Option<&raw::Reload>, sink: &mut Sink) -> Duration {
+    let Some(v) = r.and_then(|r| r.rescan.as_ref()) else {
+        return DEFAULT_RESCAN;
+    };
+    match super::parse_duration(&v.value) {
+        Ok(d) if d >= Duration::from_secs(1) => d,
+        Ok(_) => {
+            sink.on(v, "reload.rescan", "must be at least 1s");
+            DEFAULT_RESCAN
+        }
+        Err(e) => {
+            sink.on(v, "reload.rescan", e);
+            DEFAULT_RESCAN
+        }
+    }
+}
+
+/// `p` made absolute against the working directory, as notify reports watched paths (no
+/// symlink is resolved); unchanged if the working directory is gone.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
 
 /// What to watch for one config.
 #[derive(Debug, Clone)]
@@ -39,15 +73,12 @@ impl WatchSet {
             targets: BTreeSet::new(),
         };
         for f in std::iter::once(config_file).chain(geoip) {
-            w.dirs.insert(parent(f));
-            if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
-                w.names.insert(n.to_owned());
-            }
-            w.add_target(f);
+            w.add_file(f);
         }
-        w.dirs.insert(zones_dir.to_path_buf());
-        w.zone_dirs.insert(zones_dir.to_path_buf());
-        if let Ok(entries) = std::fs::read_dir(zones_dir) {
+        let zones_dir = absolute(zones_dir);
+        w.dirs.insert(zones_dir.clone());
+        w.zone_dirs.insert(zones_dir.clone());
+        if let Ok(entries) = std::fs::read_dir(&zones_dir) {
             for e in entries.flatten() {
                 let p = e.path();
                 // The directory entry says whether it is a symlink, without a `stat`.
@@ -61,18 +92,27 @@ impl WatchSet {
     }
 
     /// Everything a loaded config reads: its files, zone maps, GeoIP database, operator state
-    /// file and TLS certificate and key.
+    /// file (also while it is missing), TLS certificate and key, cookie secret file.
     pub(crate) fn of(cfg: &super::Config) -> WatchSet {
         let mut w = WatchSet::for_config(&cfg.file, &cfg.zones_dir, cfg.geoip.as_deref());
-        let tls = cfg.tls.iter().flat_map(|t| [&t.certificate, &t.key]);
-        for f in cfg.operator_state_file.iter().chain(tls) {
-            w.dirs.insert(parent(f));
-            if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
-                w.names.insert(n.to_owned());
+        let read = cfg.files.iter().map(|f| &f.path);
+        for f in cfg.operator_state_file.iter().chain(read) {
+            let f = absolute(f);
+            if !w.zone_dirs.contains(&parent(&f)) {
+                w.add_file(&f);
             }
-            w.add_target(f);
         }
         w
+    }
+
+    /// One file outside the zones directory: its directory is watched and its name matters.
+    fn add_file(&mut self, f: &Path) {
+        let f = absolute(f);
+        self.dirs.insert(parent(&f));
+        if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
+            self.names.insert(n.to_owned());
+        }
+        self.add_target(&f);
     }
 
     /// Where a symlink finally points: its directory is watched and its path matters.
@@ -144,7 +184,9 @@ pub(crate) fn watch(set: WatchSet, tx: mpsc::Sender<()>) -> notify::Result<Confi
             let set = seen
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            if is_change(&ev.kind) && ev.paths.iter().any(|p| set.matters(p)) {
+            // A full kernel queue drops events: reload, something may have changed.
+            if ev.need_rescan() || (is_change(&ev.kind) && ev.paths.iter().any(|p| set.matters(p)))
+            {
                 let _ = tx.try_send(());
             }
         }
@@ -223,5 +265,16 @@ mod tests {
         assert!(is_change(&EventKind::Access(AccessKind::Close(
             AccessMode::Write
         ))));
+    }
+
+    /// notify reports absolute paths; a relative config is compared in the same form.
+    #[test]
+    fn relative_paths_match_absolute_events() {
+        let w = WatchSet::for_config(Path::new("sipsteer.yaml"), Path::new("zones"), None);
+        let cwd = std::env::current_dir().unwrap();
+        assert!(w.matters(&cwd.join("zones/example.com.yaml")));
+        assert!(w.matters(&cwd.join("sipsteer.yaml")));
+        assert!(w.dirs.contains(&cwd) && w.dirs.contains(&cwd.join("zones")));
+        assert!(!w.matters(&cwd.join("other/example.com.yaml")));
     }
 }

@@ -1,6 +1,7 @@
-//! Validating one zone map: name, TTL, SOA, NS set and static records.
+//! Validating one zone map: name, TTL, SOA, NS set and static records, each record set and
+//! owner name bounded so that its answer fits one DNS message.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use hickory_proto::rr::rdata::SOA;
@@ -18,6 +19,29 @@ use super::{RecordConfig, ZoneConfig};
 /// Largest TTL accepted (RFC 2181: 2^31 - 1; a week is plenty for anything here).
 pub(super) const MAX_TTL: u32 = 604_800;
 
+/// Most records at one owner name, all types together (the SOA and NS set at the apex
+/// included): far above any real use, and it bounds what one name costs to load.
+pub(crate) const MAX_RECORDS_PER_NAME: usize = 1024;
+
+/// Bytes of a 65,535-byte reply kept beside the header, the question and the records for the
+/// OPT record (ECS, a cookie, NSID, padding) and a CNAME leading to the set.
+const REPLY_ROOM: usize = 1024;
+
+/// The bytes a record set may take in a reply to a query for `owner`: each record with its
+/// owner compressed to a pointer, record data with names written in full.
+fn set_room(owner: &Name) -> usize {
+    let question = wire_len(owner) + 4;
+    usize::from(u16::MAX) - 12 - question - REPLY_ROOM
+}
+
+/// A name's length in wire form, uncompressed.
+fn wire_len(n: &Name) -> usize {
+    n.iter().map(|label| label.len() + 1).sum::<usize>() + 1
+}
+
+/// One record's bytes in a reply: owner pointer, type, class, TTL, length, then the data.
+const RECORD_HEAD: usize = 12;
+
 pub(super) fn validate(
     z: &raw::Zone,
     regions: &RegionTable,
@@ -32,19 +56,10 @@ pub(super) fn validate(
     };
     let ttl = ttl(z.ttl.as_ref(), 300, "ttl", sink);
     let soa = soa(&z.soa.value, &origin, sink);
-    let mut ns = Vec::new();
-    for (s, loc) in z.ns.value.items(z.ns.referenced) {
-        match names::resolve(s, &origin) {
-            Ok(n) => ns.push(n),
-            Err(e) => sink.at(loc, "ns", e),
-        }
-    }
-    if ns.is_empty() {
-        sink.on(&z.ns, "ns", "a zone needs at least one NS name");
-    }
-
+    let ns = ns_set(z, &origin, sink);
     let entries = raw::in_written_order(&z.records);
     let mut out = Vec::new();
+    let mut owners: HashMap<Name, &str> = HashMap::new();
     for (key, types) in entries {
         let path = format!("records.{}", key.value);
         let name = match names::in_zone(&key.value, &origin) {
@@ -54,7 +69,15 @@ pub(super) fn validate(
                 continue;
             }
         };
-        out.extend(node(&name, &origin, types, ttl, &path, sink));
+        if let Some(first) = owners.get(&name) {
+            let msg = format!("`{}` is the same name as `{first}`", key.value);
+            sink.on(key, &path, msg);
+            continue;
+        }
+        owners.insert(name.clone(), &key.value);
+        // The apex holds the SOA and the NS set too.
+        let held = if name == origin { 1 + ns.len() } else { 0 };
+        out.extend(node(&name, &origin, types, ttl, held, &path, sink));
     }
     let services = services::services(z, &origin, regions, sink);
     Some(ZoneConfig {
@@ -68,19 +91,92 @@ pub(super) fn validate(
     })
 }
 
-/// The records of one owner name.
+/// `ns:`: the zone's NS names, each once, as many as one name may hold and fitting a reply.
+fn ns_set(z: &raw::Zone, origin: &Name, sink: &mut Sink) -> Vec<Name> {
+    let mut ns = Vec::new();
+    let mut seen = HashSet::new();
+    let mut bytes = 0;
+    for (s, loc) in z.ns.value.items(z.ns.referenced) {
+        if ns.len() + 1 == MAX_RECORDS_PER_NAME {
+            let msg = format!("more than {MAX_RECORDS_PER_NAME} records at one name");
+            sink.at(loc, "ns", msg);
+            break;
+        }
+        match names::resolve(s, origin) {
+            Ok(n) if seen.insert(n.clone()) => {
+                bytes += RECORD_HEAD + wire_len(&n);
+                ns.push(n);
+            }
+            Ok(_) => sink.at(loc, "ns", format!("duplicate NS name `{s}`")),
+            Err(e) => sink.at(loc, "ns", e),
+        }
+    }
+    if ns.is_empty() {
+        sink.on(&z.ns, "ns", "a zone needs at least one NS name");
+    }
+    if bytes > set_room(origin) {
+        sink.on(&z.ns, "ns", too_big(RecordType::NS, bytes, origin));
+    }
+    ns
+}
+
+fn too_big(t: RecordType, bytes: usize, owner: &Name) -> String {
+    format!(
+        "the {t} records take {bytes} bytes, more than the {} that fit in one reply at this name",
+        set_room(owner)
+    )
+}
+
+/// The values of one type at one name: each once (by canonical record data, so a hash set
+/// finds repeats however many values there are), at most `room` of them; their reply bytes.
+fn values(
+    t: RecordType,
+    v: &serde_saphyr::Spanned<Values>,
+    origin: &Name,
+    room: usize,
+    tpath: &str,
+    sink: &mut Sink,
+) -> (Vec<RData>, usize) {
+    let mut rdatas = Vec::new();
+    let mut seen = HashSet::new();
+    let mut bytes = 0;
+    for (s, loc) in v.value.items(v.referenced) {
+        if rdatas.len() == room {
+            let msg = format!("more than {MAX_RECORDS_PER_NAME} records at one name");
+            sink.at(loc, tpath, msg);
+            break;
+        }
+        match records::parse(t, s, origin) {
+            Ok((r, wire)) => {
+                let len = RECORD_HEAD + wire.len();
+                if seen.insert(wire) {
+                    bytes += len;
+                    rdatas.push(r);
+                } else {
+                    sink.at(loc, tpath, format!("duplicate value `{s}`"));
+                }
+            }
+            Err(e) => sink.at(loc, tpath, e),
+        }
+    }
+    (rdatas, bytes)
+}
+
+/// The records of one owner name, which already holds `held` records (the apex's SOA and NS).
 fn node(
     name: &Name,
     origin: &Name,
     types: &HashMap<serde_saphyr::Spanned<String>, serde_saphyr::Spanned<Values>>,
     zone_ttl: u32,
+    mut held: usize,
     path: &str,
     sink: &mut Sink,
 ) -> Vec<RecordConfig> {
     let mut node_ttl = zone_ttl;
     type Set<'a> = (RecordType, &'a serde_saphyr::Spanned<String>, Vec<RData>);
     let mut sets: BTreeMap<(u64, u64), Set> = BTreeMap::new();
-    for (tkey, v) in types {
+    // In written order, so the record over the bound is the one written last.
+    for (tkey, v) in raw::in_written_order(types) {
         let tpath = format!("{path}.{}", tkey.value);
         if tkey.value == "ttl" {
             match &v.value {
@@ -112,13 +208,15 @@ fn node(
             );
             continue;
         }
-        let mut rdatas = Vec::new();
-        for (s, loc) in v.value.items(v.referenced) {
-            match records::parse(t, s, origin) {
-                Ok(r) if !rdatas.contains(&r) => rdatas.push(r),
-                Ok(_) => sink.at(loc, &tpath, format!("duplicate value `{s}`")),
-                Err(e) => sink.at(loc, &tpath, e),
-            }
+        if held >= MAX_RECORDS_PER_NAME {
+            let msg = format!("more than {MAX_RECORDS_PER_NAME} records at one name");
+            sink.on(v, &tpath, msg);
+            continue;
+        }
+        let (rdatas, bytes) = values(t, v, origin, MAX_RECORDS_PER_NAME - held, &tpath, sink);
+        held += rdatas.len();
+        if bytes > set_room(name) {
+            sink.on(tkey, &tpath, too_big(t, bytes, name));
         }
         if rdatas.is_empty() && matches!(&v.value, Values::Many(m) if m.is_empty()) {
             sink.on(

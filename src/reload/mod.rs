@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, SourceFile};
@@ -23,6 +22,7 @@ mod summary;
 pub(crate) mod trigger;
 
 pub use summary::{MAX_PROBLEM_BYTES, MAX_REPORTED};
+pub use trigger::run;
 
 /// Gives a new snapshot its health view: carries states over for servers that did not change.
 pub type HealthBinder = dyn Fn(&Config, &Arc<Steering>) -> Arc<HealthView> + Send + Sync;
@@ -447,36 +447,4 @@ fn source_paths(config: &Config) -> Vec<PathBuf> {
     files
         .chain(dirs.into_iter().chain(optional).flatten())
         .collect()
-}
-
-/// Asks the reload thread for a reload on nudges (debounced) and on a periodic rescan until
-/// `cancel` fires; never waits for the reload itself.
-pub async fn run(
-    reloader: Arc<Reloader>,
-    mut nudges: mpsc::Receiver<()>,
-    rescan: Duration,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(rescan);
-    tick.tick().await;
-    loop {
-        let why = tokio::select! {
-            n = nudges.recv() => match n {
-                Some(()) => {
-                    // Debounce: editors write in bursts (rename, write, chmod).
-                    loop {
-                        tokio::select! {
-                            more = nudges.recv() => if more.is_none() { break },
-                            () = tokio::time::sleep(Duration::from_millis(300)) => break,
-                        }
-                    }
-                    "file change"
-                }
-                None => return,
-            },
-            _ = tick.tick() => "rescan",
-            () = cancel.cancelled() => return,
-        };
-        reloader.nudge(why);
-    }
 }
