@@ -21,9 +21,9 @@ mod servers;
 #[cfg(test)]
 mod tests;
 
-use super::monitor::{Monitor, ProbeSpec};
-use super::probe::{CodePolicy, ProbeResult, Target};
-use super::state::{Cadence, Forced, ServerHealth, Thresholds};
+use super::monitor::Monitor;
+use super::state::{Forced, ServerHealth};
+use super::vocab::{Cadence, CodePolicy, ProbeResult, ProbeSpec, Target, Thresholds};
 use crate::config::operator::{ForcedState, OperatorStates};
 use crate::config::{Check, Config, ServerConfig, Transport};
 use crate::steering::{HealthView, RECENT_FLIP, Status, Steering};
@@ -154,7 +154,7 @@ pub struct HealthHub {
     inner: Mutex<Inner>,
     publisher: OnceLock<Arc<dyn Publisher>>,
     monitor: Monitor,
-    results: Mutex<Option<mpsc::Receiver<super::monitor::Batch>>>,
+    results: Mutex<Option<mpsc::Receiver<super::vocab::Batch>>>,
     state_file: Option<PathBuf>,
     /// Load pulled from Prometheus, if configured.
     pull: Mutex<Option<super::load_pull::PullStatus>>,
@@ -220,8 +220,8 @@ fn effective_forced(
     }
 }
 
-/// Most batches of probe results (a batch: the results of one pass of the UDP scheduler, or
-/// one result of another probe) applied under one lock.
+/// Most batches of probe results (a batch: the results of one pass of the probe engine)
+/// applied under one lock.
 const RESULT_BATCHES: usize = 64;
 
 impl HealthHub {
