@@ -21,6 +21,7 @@ mod geo;
 mod geo_hostile;
 mod geoip_startup;
 mod health_e2e;
+mod health_engine;
 mod health_probe;
 mod health_udp_prober;
 mod hostile_config;
