@@ -73,6 +73,7 @@ impl<'a> Iterator for Cmsgs<'a> {
 }
 
 /// The destination address of a received datagram (`IP_PKTINFO`, `IPV6_PKTINFO`).
+#[inline]
 pub(crate) fn destination(mut c: Cmsgs<'_>) -> Option<IpAddr> {
     c.find_map(|m| match (m.level, m.kind) {
         (libc::IPPROTO_IP, libc::IP_PKTINFO) => m
@@ -144,6 +145,7 @@ impl Default for Source {
 
 impl Source {
     /// Sets the source address `ip`; returns the control length to send (`CMSG_SPACE`).
+    #[inline]
     pub(crate) fn set(&mut self, ip: IpAddr) -> usize {
         let mut header: libc::cmsghdr = plain::zeroed();
         match ip {

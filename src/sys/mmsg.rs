@@ -130,6 +130,12 @@ impl Mmsg {
                 h.msg_control = ctrl.wrapping_add(i).cast();
             }
         }
+        // A send header's iovec is its own too; its name and control message vary.
+        let out_iov = m.out_iov.as_mut_ptr();
+        for (k, h) in m.out_hdrs.iter_mut().enumerate() {
+            h.msg_hdr.msg_iov = out_iov.wrapping_add(k);
+            h.msg_hdr.msg_iovlen = 1;
+        }
         m
     }
 
@@ -169,23 +175,27 @@ impl Mmsg {
     }
 
     /// The `i`th datagram of the last receive (cut to `part` bytes).
+    #[inline]
     pub(crate) fn datagram(&self, i: usize) -> &[u8] {
         let len = (self.hdrs[i].msg_len as usize).min(self.part);
         &self.room[i * self.part..][..len]
     }
 
     /// Whether the `i`th datagram was longer than `part` bytes.
+    #[inline]
     pub(crate) fn truncated(&self, i: usize) -> bool {
         self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0
     }
 
     /// Whether the `i`th datagram's control messages did not all fit.
+    #[inline]
     pub(crate) fn control_truncated(&self, i: usize) -> bool {
         self.hdrs[i].msg_hdr.msg_flags & libc::MSG_CTRUNC != 0
     }
 
     /// The `i`th datagram's sender (for the error queue: the destination of the datagram
     /// the error is about).
+    #[inline]
     pub(crate) fn source(&self, i: usize) -> Option<SocketAddr> {
         if i >= self.filled {
             return None;
@@ -208,6 +218,7 @@ impl Mmsg {
     }
 
     /// The `i`th datagram's control messages (none unless the shape asked for them).
+    #[inline]
     pub(crate) fn control(&self, i: usize) -> Cmsgs<'_> {
         if !self.control {
             return Cmsgs::new(&[]);
@@ -239,47 +250,47 @@ pub(crate) struct Outbox<'m, 'd> {
 impl<'d> Outbox<'_, 'd> {
     /// Adds `data` for `to`, leaving from `source` when given; false (and nothing added)
     /// when the outbox is full or `to` names no received datagram.
+    #[inline(always)]
     pub(crate) fn push(&mut self, data: &'d [u8], to: To, source: Option<IpAddr>) -> bool {
         let k = self.len;
         let m = &mut *self.m;
-        if k >= m.out_hdrs.len() {
+        let (Some(out), Some(iov)) = (m.out_hdrs.get_mut(k), m.out_iov.get_mut(k)) else {
             return false;
-        }
+        };
         let (name, namelen) = match to {
-            To::Sender(i) if i < m.filled => (
-                m.names.as_mut_ptr().wrapping_add(i),
-                m.hdrs[i].msg_hdr.msg_namelen,
-            ),
-            To::Sender(_) => return false,
+            To::Sender(i) => match m.hdrs.get(i) {
+                Some(r) if i < m.filled => {
+                    (m.names.as_mut_ptr().wrapping_add(i), r.msg_hdr.msg_namelen)
+                }
+                _ => return false,
+            },
             To::Addr(a) => {
+                let Some(slot) = m.out_names.get_mut(k) else {
+                    return false;
+                };
                 let a = SockAddr::from(a);
                 let len = a.len();
-                m.out_names[k] = a.as_storage();
+                *slot = a.as_storage();
                 (m.out_names.as_mut_ptr().wrapping_add(k), len)
             }
         };
-        m.out_iov[k] = libc::iovec {
+        *iov = libc::iovec {
             iov_base: data.as_ptr().cast_mut().cast(),
             iov_len: data.len(),
         };
-        let (control, control_len) = match source {
-            Some(ip) => {
-                let len = m.out_ctrl[k].set(ip);
-                (m.out_ctrl.as_mut_ptr().wrapping_add(k).cast(), len)
-            }
-            None => (std::ptr::null_mut(), 0),
-        };
-        let iov = m.out_iov.as_mut_ptr().wrapping_add(k);
-        let out = &mut m.out_hdrs[k];
         let h = &mut out.msg_hdr;
         h.msg_name = name.cast();
         h.msg_namelen = namelen;
-        h.msg_iov = iov;
-        h.msg_iovlen = 1;
-        h.msg_control = control;
-        h.msg_controllen = control_len as _;
-        h.msg_flags = 0;
-        out.msg_len = 0;
+        match source.and_then(|ip| m.out_ctrl.get_mut(k).map(|c| c.set(ip))) {
+            Some(len) => {
+                h.msg_control = m.out_ctrl.as_mut_ptr().wrapping_add(k).cast();
+                h.msg_controllen = len as _;
+            }
+            None => {
+                h.msg_control = std::ptr::null_mut();
+                h.msg_controllen = 0;
+            }
+        }
         self.len += 1;
         true
     }
