@@ -4,7 +4,8 @@
 //! layers (checked by `tests/it/layers.rs`; docs/architecture.md has the why):
 //!
 //! 1. Leaves: [`cli`] (the command line), [`files`] (bounded, non-blocking file reads),
-//!    [`lock`] (poison-tolerant locking), [`proto`] (DNS numbers), [`telemetry`] (one
+//!    [`lock`] (poison-tolerant locking), [`proto`] (DNS numbers), [`sys`] (raw sockets:
+//!    batched datagram I/O, control messages, socket options), [`telemetry`] (one
 //!    instance's metrics registry, handed down from `app`).
 //! 2. [`conns`]: admission of stream connections (caps, share per source, idle eviction).
 //! 3. [`config`]: `sipsteer.yaml`, zone maps, operator state; validation with file:line:col;
@@ -36,7 +37,7 @@ pub(crate) mod lock;
 pub(crate) mod proto;
 pub mod reload;
 pub mod routing;
-#[cfg(unix)]
-pub(crate) mod sockopt;
 pub mod steering;
+#[cfg(unix)]
+pub(crate) mod sys;
 pub mod telemetry;

@@ -4,32 +4,36 @@
 //! states persist in the state file and survive reloads and restarts; observed health
 //! survives reloads for servers whose identity did not change.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+mod apply;
 mod force;
 pub use force::ApiStateOut;
+mod gauges;
 mod meters;
+mod report;
 mod servers;
 #[cfg(test)]
 mod tests;
 
-use super::monitor::{Monitor, ProbeSpec};
-use super::probe::{CodePolicy, ProbeResult, Target};
-use super::state::{Cadence, Forced, ServerHealth, Thresholds};
+use super::monitor::Monitor;
+use super::state::{Forced, ServerHealth};
+use super::vocab::{Cadence, CodePolicy, ProbeSpec, Target, Thresholds};
 use crate::config::operator::{ForcedState, OperatorStates};
 use crate::config::{Check, Config, ServerConfig, Transport};
-use crate::steering::{HealthView, RECENT_FLIP, Status, Steering};
+use crate::steering::{HealthView, RECENT_FLIP, Steering};
 use crate::telemetry::Telemetry;
+use report::report;
+pub use report::{FileStateOut, LoadOut, ServerReport};
 
 /// An operator action on one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,52 +64,6 @@ impl HubError {
             server: server.to_owned(),
         }
     }
-}
-
-/// What `/v1/servers` shows for one server.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerReport {
-    pub region: String,
-    pub server: String,
-    pub state: Status,
-    pub observed: &'static str,
-    /// Up, but its latest probes failed: being re-probed at the suspect cadence.
-    pub suspect: bool,
-    pub forced: Option<&'static str>,
-    /// Where the forced state comes from: `api` (this instance) or `file` (the operator state
-    /// file, shared by every instance). The API wins while it is set.
-    pub forced_by: Option<&'static str>,
-    /// The state set through the admin API, active or not.
-    pub api_state: Option<ApiStateOut>,
-    /// The operator state file's entry for this server, active or not.
-    pub file_state: Option<FileStateOut>,
-    pub target: Option<String>,
-    pub check: &'static str,
-    pub last_result: Option<String>,
-    pub last_code: Option<u16>,
-    pub rtt_ms: Option<f64>,
-    pub load: Option<LoadOut>,
-    /// Capacity left, 0 to 1, rounded to three decimals.
-    pub headroom: Option<f64>,
-    pub since_secs: f64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FileStateOut {
-    pub state: &'static str,
-    /// Unix seconds after which the entry no longer applies.
-    pub until_unix: Option<u64>,
-    pub active: bool,
-    /// The entry names the whole region.
-    pub region_wide: bool,
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LoadOut {
-    pub calls: Option<u32>,
-    pub cps: Option<u32>,
-    pub age_secs: f64,
 }
 
 /// What makes a server "the same" across reloads: health carries over only if this matches.
@@ -158,7 +116,7 @@ pub struct HealthHub {
     inner: Mutex<Inner>,
     publisher: OnceLock<Arc<dyn Publisher>>,
     monitor: Monitor,
-    results: Mutex<Option<mpsc::Receiver<super::monitor::Batch>>>,
+    results: Mutex<Option<mpsc::Receiver<super::vocab::Batch>>>,
     state_file: Option<PathBuf>,
     /// Load pulled from Prometheus, if configured.
     pull: Mutex<Option<super::load_pull::PullStatus>>,
@@ -228,8 +186,8 @@ fn effective_forced(
     }
 }
 
-/// Most batches of probe results (a batch: the results of one pass of the UDP scheduler, or
-/// one result of another probe) applied under one lock.
+/// Most batches of probe results (a batch: the results of one pass of the probe engine)
+/// applied under one lock.
 const RESULT_BATCHES: usize = 64;
 
 impl HealthHub {
@@ -395,65 +353,6 @@ impl HealthHub {
         });
     }
 
-    /// Applies probe results; publishes once if any changed a server's state.
-    fn apply_all<'a>(&self, results: impl IntoIterator<Item = &'a (Target, ProbeResult)>) {
-        let now = now();
-        let mut guard = lock(&self.inner);
-        let inner = &mut *guard;
-        let mut changed = false;
-        for (t, res) in results {
-            changed |= self.apply_one(inner, t, res, now);
-        }
-        self.ready
-            .store(inner.pending.is_empty(), Ordering::Release);
-        if changed {
-            self.publish(inner, now);
-        }
-    }
-
-    /// Applies one probe result; whether it changed a server's state.
-    fn apply_one(&self, inner: &mut Inner, t: &Target, res: &ProbeResult, now: Instant) -> bool {
-        if !inner.pending.is_empty() {
-            inner.pending.remove(t);
-        }
-        let Some(slots) = inner.by_target.get(t) else {
-            return false;
-        };
-        let mut changed = false;
-        for &i in slots.as_slice() {
-            let Some(e) = inner.entries.get_mut(i) else {
-                continue;
-            };
-            e.meters.record(res.outcome, res.rtt);
-            let was_suspect = e.health.suspect();
-            let flip = e.health.apply(res, now);
-            if e.health.suspect() == was_suspect && flip.is_none() {
-                continue;
-            }
-            let name = format!("{}/{}", e.region, e.server);
-            if e.health.suspect() != was_suspect {
-                if !was_suspect {
-                    tracing::info!(server = %name, detail = %res.detail, "server suspect");
-                    self.telemetry
-                        .counter("sipsteer_suspect_total", &[("server", &name)])
-                        .increment(1);
-                }
-                changed = true;
-            }
-            if let Some((from, to)) = flip {
-                tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
-                self.telemetry
-                    .counter(
-                        "sipsteer_state_flips_total",
-                        &[("server", &name), ("to", to.as_str())],
-                    )
-                    .increment(1);
-                changed = true;
-            }
-        }
-        changed
-    }
-
     /// Applies operator state file entries that started or expired, then publishes the
     /// current view if it differs from the one being served.
     fn publish_if_changed(&self) {
@@ -538,43 +437,6 @@ impl HealthHub {
             .map(|i| report(&inner, i, now))
             .collect()
     }
-
-    /// Sets the gauges read at scrape time.
-    pub fn export_gauges(&self) {
-        let t = &self.telemetry;
-        let inner = lock(&self.inner);
-        let now = now();
-        let mut counts: BTreeMap<&'static str, f64> = ["up", "down", "full", "drained", "unknown"]
-            .into_iter()
-            .map(|s| (s, 0.0))
-            .collect();
-        let mut healthy: BTreeMap<&str, f64> = BTreeMap::new();
-        for e in &inner.entries {
-            let state = e.health.effective(now, inner.overflow_at, inner.report_ttl);
-            *healthy.entry(e.region.as_str()).or_default() += f64::from(u8::from(state.serves()));
-            *counts.entry(state.as_str()).or_default() += 1.0;
-        }
-        for (k, v) in counts {
-            t.gauge("sipsteer_servers", &[("state", k)]).set(v);
-        }
-        let suspect = inner.entries.iter().filter(|e| e.health.suspect()).count();
-        t.gauge("sipsteer_servers_suspect", &[]).set(suspect as f64);
-        for (region, v) in healthy {
-            t.gauge("sipsteer_region_healthy_servers", &[("region", region)])
-                .set(v);
-        }
-        t.gauge("sipsteer_probe_targets", &[])
-            .set(self.monitor.targets() as f64);
-        // Before the first probe (or with nothing to probe): the time the scheduler started.
-        let tick = self.monitor.last_tick().unwrap_or(self.monitor.started());
-        let age = now.saturating_duration_since(tick);
-        let at = SystemTime::now().checked_sub(age).unwrap_or(UNIX_EPOCH);
-        t.gauge("sipsteer_probe_last_tick_timestamp_seconds", &[])
-            .set(
-                at.duration_since(UNIX_EPOCH)
-                    .map_or(0.0, |d| d.as_secs_f64()),
-            );
-    }
 }
 
 /// Re-applies the forced state in effect to every server (entries expire by time).
@@ -624,47 +486,5 @@ fn cadence(p: &crate::config::ProbeConfig) -> Cadence {
         timeout: p.timeout,
         suspect_interval: p.suspect_interval.min(p.interval),
         suspect_timeout: p.suspect_timeout.min(p.timeout),
-    }
-}
-
-fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
-    let e = &inner.entries[i];
-    let h = &e.health;
-    let last = h.last();
-    let key = (e.region.clone(), e.server.clone());
-    let wall = SystemTime::now();
-    ServerReport {
-        region: e.region.clone(),
-        server: e.server.clone(),
-        state: h.effective(now, inner.overflow_at, inner.report_ttl),
-        observed: h.observed().as_str(),
-        suspect: h.suspect(),
-        forced: h.forced().map(Forced::as_str),
-        forced_by: effective_forced(inner, &key, wall).1,
-        api_state: force::api_state_out(inner, &key, wall),
-        file_state: inner.file_forced.get(&key).map(|o| FileStateOut {
-            state: o.state.as_str(),
-            until_unix: o
-                .until
-                .and_then(|u| u.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_secs()),
-            active: o.active(wall),
-            region_wide: o.from_region,
-            note: o.note.clone(),
-        }),
-        target: e.identity.target.as_ref().map(|t| t.addr.to_string()),
-        check: e.check.map_or("none", Check::as_str),
-        last_result: last.map(|r| r.detail.clone()),
-        last_code: last.and_then(|r| r.code),
-        rtt_ms: last.map(|r| r.rtt.as_secs_f64() * 1000.0),
-        load: h.load().map(|l| LoadOut {
-            calls: l.calls,
-            cps: l.cps,
-            age_secs: now.saturating_duration_since(l.at).as_secs_f64(),
-        }),
-        headroom: h
-            .headroom(now, inner.report_ttl)
-            .map(|x| (x * 1000.0).round() / 1000.0),
-        since_secs: now.saturating_duration_since(h.since()).as_secs_f64(),
     }
 }

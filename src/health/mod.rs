@@ -1,9 +1,10 @@
-//! Health of SIP servers: the SIP wire format (`sip`), one probe (`probe`), the pure state
-//! machine (`state`), the scheduler (`monitor`) with the one task that runs every SIP-over-UDP
-//! probe (`udp_prober` its handle, `udp_engine` the task, `udp_sched` its queue and jitter,
-//! `udp_table` its transactions, `udp_socket`, `udp_send`, `udp_recv`, `udp_errqueue` its
-//! sockets) and the table that ties them to the running config and publishes into the
-//! snapshot (`hub`); load pulled from Prometheus (`load_pull`).
+//! Health of SIP servers. The words every part speaks (`vocab`: targets, probe specs,
+//! results, the common tick); the SIP wire format (`sip`); the checks over TCP (`tcp`); the
+//! probe engine that schedules every probe and runs SIP over UDP (`udp`, one entry:
+//! [`udp::UdpProber`]); one probe outside the scheduler (`probe`); the pure state machine
+//! (`state`); the hub's handle on the engine (`monitor`) and the table that ties probes to the
+//! running config and publishes into the snapshot (`hub`, with the operator state file in
+//! `state_file`); load pulled from Prometheus (`load_pull`).
 
 pub mod hub;
 pub(crate) mod load_pull;
@@ -12,11 +13,6 @@ pub mod probe;
 pub mod sip;
 pub(crate) mod state;
 mod state_file;
-mod udp_engine;
-mod udp_errqueue;
-pub mod udp_prober;
-mod udp_recv;
-mod udp_sched;
-mod udp_send;
-mod udp_socket;
-mod udp_table;
+mod tcp;
+pub mod udp;
+pub(crate) mod vocab;

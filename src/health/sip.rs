@@ -1,16 +1,14 @@
 //! The SIP wire format sipsteer needs for health checks (RFC 3261): building an OPTIONS
-//! request (`request`), parsing responses (compact headers, folded lines, Content-Length
-//! framing; borrowed from the datagram as a [`Head`], or owned) and matching them to the
-//! request by branch, Call-ID and CSeq.
+//! request (`request`, one encoder for UDP and TCP), parsing responses (compact headers,
+//! folded lines, Content-Length framing; borrowed from the datagram as a [`Head`], or owned)
+//! and matching them to the request by branch, Call-ID and CSeq.
 
 use std::borrow::Cow;
 
 mod request;
-mod request_bytes;
-pub use request::{Ids, MAGIC, RequestIds, options_request, write_options_request};
-#[cfg(test)]
-pub(crate) use request_bytes::push_hex;
-pub(crate) use request_bytes::{NumericIds, push_options_request};
+pub use request::{Ids, MAGIC, push_options_request};
+
+use request::parse_hex;
 
 /// A parsed SIP response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,10 +21,13 @@ pub struct Response {
     pub retry_after: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why bytes are not (yet) a SIP response; the text is a probe's `bad response: ...` detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// More bytes are needed (TCP).
+    #[error("truncated datagram")]
     Incomplete,
+    #[error("{0}")]
     Bad(String),
 }
 
@@ -274,50 +275,85 @@ fn truncate(s: &str) -> &str {
     &s[..end]
 }
 
+/// The transaction number a branch carries after the magic cookie, if it is one of ours.
+pub fn branch_id(branch: &str) -> Option<u64> {
+    branch.strip_prefix(MAGIC).and_then(parse_hex)
+}
+
+/// Whether a response with this Call-ID and CSeq answers the OPTIONS request whose Call-ID
+/// number is `call_id` (the branch is matched by the caller).
+fn answers(call_id: Option<&str>, cseq: Option<(u32, &str)>, want: u64) -> bool {
+    let call_id = call_id
+        .and_then(|c| c.split('@').next())
+        .and_then(parse_hex);
+    let cseq = cseq.is_some_and(|(n, m)| n == 1 && m.eq_ignore_ascii_case("OPTIONS"));
+    call_id == Some(want) && cseq
+}
+
+impl Head<'_> {
+    /// The transaction number this response's branch carries, if it is one of ours.
+    pub fn branch_id(&self) -> Option<u64> {
+        self.branch.as_deref().and_then(branch_id)
+    }
+
+    /// Whether this answers the OPTIONS request whose Call-ID number is `call_id`.
+    pub fn answers(&self, call_id: u64) -> bool {
+        let cseq = self.cseq.as_ref().map(|(n, m)| (*n, m.as_ref()));
+        answers(self.call_id.as_deref(), cseq, call_id)
+    }
+}
+
 impl Response {
     /// Whether this answers the request with `ids`.
     pub fn matches(&self, ids: &Ids) -> bool {
-        self.branch.as_deref() == Some(ids.branch.as_str())
-            && self
-                .call_id
-                .as_deref()
-                .is_some_and(|c| c.split('@').next() == Some(ids.call_id.as_str()))
-            && self
-                .cseq
-                .as_ref()
-                .is_some_and(|(n, m)| *n == 1 && m.eq_ignore_ascii_case("OPTIONS"))
+        let cseq = self.cseq.as_ref().map(|(n, m)| (*n, m.as_str()));
+        self.branch.as_deref().and_then(branch_id) == Some(ids.branch)
+            && answers(self.call_id.as_deref(), cseq, ids.call_id)
     }
 }
 
 #[cfg(test)]
-pub(super) mod tests {
+mod tests {
     use super::*;
 
-    /// Transaction ids for tests of this module and its request builder.
-    pub(in crate::health) fn ids() -> Ids {
+    /// Transaction ids for tests of this module: branch `z9hG4bK...abc`, Call-ID `...c1`.
+    fn ids() -> Ids {
         Ids {
-            branch: "z9hG4bKabc".into(),
-            tag: "t1".into(),
-            call_id: "c1".into(),
+            branch: 0xabc,
+            tag: 0x71,
+            call_id: 0xc1,
         }
+    }
+
+    /// `text` with the ids of [`ids`] written out in full.
+    fn ours(text: &str) -> String {
+        text.replace("z9hG4bKabc", "z9hG4bK0000000000000abc")
+            .replace("c1@", "00000000000000c1@")
+            .replace("Call-ID: c1\r", "Call-ID: 00000000000000c1\r")
     }
 
     #[test]
     fn parses_and_matches_responses() {
-        let full = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:40000;branch=z9hG4bKabc;rport=40000;received=10.0.0.1\r\nFrom: <sip:sipsteer@10.0.0.1>;tag=t1\r\nTo: <sip:x>;tag=9\r\nCall-ID: c1@10.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+        let full = &ours(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:40000;branch=z9hG4bKabc;rport=40000;received=10.0.0.1\r\nFrom: <sip:sipsteer@10.0.0.1>;tag=t1\r\nTo: <sip:x>;tag=9\r\nCall-ID: c1@10.0.0.1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        );
         let (r, n) = parse_response(full.as_bytes()).unwrap();
         assert_eq!((r.code, r.reason.as_str(), n), (200, "OK", full.len()));
         assert!(r.matches(&ids()));
 
-        let compact = "SIP/2.0 503 Service Unavailable\r\nv: SIP/2.0/UDP h;branch=z9hG4bKabc\r\ni: c1@h\r\nCSeq: 1 OPTIONS\r\nRetry-After: 30 (busy)\r\nl: 0\r\n\r\n";
+        let compact = ours(
+            "SIP/2.0 503 Service Unavailable\r\nv: SIP/2.0/UDP h;branch=z9hG4bKabc\r\ni: c1@h\r\nCSeq: 1 OPTIONS\r\nRetry-After: 30 (busy)\r\nl: 0\r\n\r\n",
+        );
         let (r, _) = parse_response(compact.as_bytes()).unwrap();
         assert_eq!((r.code, r.retry_after), (503, Some(30)));
         assert!(r.matches(&ids()));
 
-        let folded = "SIP/2.0 404 Not Found\r\nVia: SIP/2.0/UDP h\r\n ;branch=z9hG4bKabc\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\r\n";
+        let folded = ours(
+            "SIP/2.0 404 Not Found\r\nVia: SIP/2.0/UDP h\r\n ;branch=z9hG4bKabc\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n\r\n",
+        );
         assert!(parse_response(folded.as_bytes()).unwrap().0.matches(&ids()));
 
-        let other = full.replace("z9hG4bKabc", "z9hG4bKzzz");
+        let other = full.replace("0000000000000abc", "0000000000000fff");
         assert!(!parse_response(other.as_bytes()).unwrap().0.matches(&ids()));
         let wrong_cseq = full.replace("CSeq: 1 OPTIONS", "CSeq: 2 INVITE");
         assert!(

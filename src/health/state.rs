@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod probed;
 
-use super::probe::ProbeResult;
+use super::vocab::{Cadence, ProbeResult, Thresholds};
 use crate::config::Capacity;
 use crate::steering::Status;
 pub(crate) use probed::Probed;
@@ -54,22 +54,6 @@ impl Forced {
             Forced::Down => "down",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Thresholds {
-    pub rise: u32,
-    pub fall: u32,
-}
-
-/// How a target's probes are spaced and bounded: the steady cadence, and the short one
-/// while the server is suspect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cadence {
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub suspect_interval: Duration,
-    pub suspect_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -232,7 +216,7 @@ impl ServerHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::probe::Outcome;
+    use crate::health::vocab::Outcome;
 
     const TTL: Duration = Duration::from_secs(30);
 

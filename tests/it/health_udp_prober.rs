@@ -13,7 +13,7 @@ use crate::support::dns::TestServer;
 use crate::support::sip::{self, Mode, Responder};
 use sipsteer::config::Check;
 use sipsteer::health::probe::{CodePolicy, Outcome, ProbeResult, Target, probe_with};
-use sipsteer::health::udp_prober::UdpProber;
+use sipsteer::health::udp::UdpProber;
 
 const TIMEOUT: Duration = Duration::from_millis(1200);
 

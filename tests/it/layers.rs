@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules from the bottom up; a module may use the modules of earlier layers only.
 const LAYERS: &[&[&str]] = &[
-    &["cli", "files", "lock", "proto", "sockopt", "telemetry"],
+    &["cli", "files", "lock", "proto", "sys", "telemetry"],
     &["conns"],
     &["config"],
     &["geo", "lint"],

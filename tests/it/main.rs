@@ -25,6 +25,7 @@ mod geo_hostile;
 mod geoip_startup;
 mod geoip_warmup;
 mod health_e2e;
+mod health_engine;
 mod health_probe;
 mod health_udp_prober;
 mod hostile_config;

@@ -1,7 +1,7 @@
 //! The per-server probe metrics, registered once per server (at the reload that adds it) and
 //! kept across reloads, so a probe result costs a few atomic adds, not a registry lookup.
 
-use super::super::probe::Outcome;
+use crate::health::vocab::Outcome;
 
 pub(super) struct Meters {
     up: metrics::Counter,

@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
-use crate::health::probe::Outcome;
+use crate::health::vocab::{Outcome, ProbeResult};
 use crate::lock::guard;
+use crate::steering::Status;
 
 const ZONE: &str = "zone: example.com\nsoa: { primary: ns1, contact: h, serial: 1 }\nns: [ns1]\nrecords: { ns1: { A: 192.0.2.53 } }\nregions:\n  uk: { location: [51.5, 0], servers: { lon1: { address: 127.0.0.1, port: 9, capacity: { calls: 100 } } } }\nservices:\n  sip: { regions: [uk] }\n";
 

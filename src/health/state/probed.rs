@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::{Cadence, Observed, Thresholds};
-use crate::health::probe::Outcome;
+use crate::health::vocab::Outcome;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Probed {

@@ -1,26 +1,36 @@
-//! SIP OPTIONS over UDP for many targets through one socket per address family, all run by
-//! one task on the common tick ([`super::udp_engine`]): a monitor hands it its SIP-over-UDP
-//! targets to schedule, and anyone may ask it for a one-off probe ([`UdpProber::sip`]). A probe
-//! costs a table entry and its sends; no socket, buffer, task, timer or channel of its own.
-//! The kernel stamps each reply with its arrival time (`SO_TIMESTAMPNS`), so the round trip is
-//! exact however late in the tick the reply is read, and a probe's timeout is judged only after
-//! the sockets were read in that tick, so a reply that arrived in time always counts.
+//! The probe engine and its one entry, [`UdpProber`]: one task that schedules every probe of
+//! a monitor on the common tick and runs SIP OPTIONS over UDP for all of them through one
+//! socket per address family (`engine`, with its transactions in `flight` and `table`, its
+//! wheel in `schedule`, its targets in `targets`, its sockets in `io`); TCP checks run as short tasks it spawns. Anyone
+//! may also ask it for a one-off SIP-over-UDP probe ([`UdpProber::sip`]), which takes the same
+//! path as a scheduled one. A UDP probe costs a table entry and its sends; no socket, buffer,
+//! task, timer or channel of its own. The kernel stamps each reply with its arrival time
+//! (`SO_TIMESTAMPNS`), so the round trip is exact however late in the tick the reply is read,
+//! and a probe's timeout is judged only after the sockets were read in that tick, so a reply
+//! that arrived in time always counts.
+
+mod engine;
+mod flight;
+mod io;
+mod schedule;
+mod table;
+mod targets;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::monitor::ProbeSpec;
-use super::probe::{CodePolicy, ProbeError, Res};
-use super::udp_engine::{Engine, Once, Shared, Sink};
+use crate::health::vocab::{CodePolicy, ProbeError, ProbeSpec, Res};
+pub(crate) use engine::Sink;
+use engine::{Engine, Once, Shared};
 
-/// The shared UDP prober of a monitor, or a standalone one for one-off probes.
+/// The probe engine of a monitor, or a standalone one for one-off probes.
 pub struct UdpProber {
-    shared: Arc<Shared>,
+    shared: std::sync::Arc<Shared>,
     /// Where scheduled results go, until the task starts with it.
     sink: Mutex<Option<Sink>>,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -37,7 +47,7 @@ impl Default for UdpProber {
 impl UdpProber {
     fn new(sink: Option<Sink>) -> UdpProber {
         UdpProber {
-            shared: Arc::default(),
+            shared: std::sync::Arc::default(),
             sink: Mutex::new(sink),
             task: Mutex::new(None),
             cancel: CancellationToken::new(),
@@ -67,7 +77,8 @@ impl UdpProber {
         *task = Some(rt.spawn(engine.run(self.cancel.clone())));
     }
 
-    /// Probes exactly these SIP-over-UDP targets from now on, on the task running on `rt`.
+    /// Probes exactly these targets from now on, whatever their check, on the task running
+    /// on `rt`.
     pub(crate) fn set_targets(&self, specs: Vec<ProbeSpec>, rt: Option<&tokio::runtime::Handle>) {
         let running = crate::lock::guard(&self.task).is_some();
         if specs.is_empty() && !running {
@@ -78,8 +89,8 @@ impl UdpProber {
         self.ensure_task(rt);
     }
 
-    /// Stops the task and waits for it to end; probes still open end with
-    /// `probe socket closed`.
+    /// Stops the task and waits for it (and the checks it runs) to end; probes still open
+    /// end with `probe socket closed`.
     pub(crate) async fn shutdown(&self) {
         self.cancel.cancel();
         let task = crate::lock::guard(&self.task).take();

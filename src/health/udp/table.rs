@@ -1,4 +1,4 @@
-//! The SIP-over-UDP transactions in flight on one probe socket: keyed by a random number that
+//! The SIP-over-UDP transactions in flight on the probe sockets: keyed by a random number that
 //! the request's branch carries as 16 hex digits, each holding what a reply must match (the
 //! target, the Call-ID), the scheduler's data of the transaction, and its answer once one
 //! came; the transactions answered since the scheduler last looked are listed in order.
@@ -9,8 +9,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
-use super::probe::describe;
-use super::sip::{MAGIC, ParseError, parse_datagram_head};
+use crate::health::sip::{ParseError, parse_datagram_head};
+use crate::health::vocab::describe;
 
 /// How a transaction ended, as read from the socket.
 #[derive(Debug)]
@@ -66,13 +66,6 @@ impl Hasher for IdHasher {
     fn write_u64(&mut self, n: u64) {
         self.0 = n;
     }
-}
-
-/// The number a request carries as 16 lowercase hex digits
-/// ([`crate::health::sip::push_options_request`]); `None` for any other text.
-fn parse_hex(s: &str) -> Option<u64> {
-    let hex = s.len() == 16 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    hex.then(|| u64::from_str_radix(s, 16).ok()).flatten()
 }
 
 impl<D> Table<D> {
@@ -138,12 +131,7 @@ impl<D> Table<D> {
         if r.code < 200 {
             return;
         }
-        let Some(id) = r
-            .branch
-            .as_deref()
-            .and_then(|b| b.strip_prefix(MAGIC))
-            .and_then(parse_hex)
-        else {
+        let Some(id) = r.branch_id() else {
             return; // not a reply to a probe
         };
         let Some(p) = self.map.get_mut(&id) else {
@@ -152,12 +140,7 @@ impl<D> Table<D> {
         if !same(p.target, from) {
             return; // only the target answers for itself, as on a connected socket
         }
-        let call_id = r.call_id.as_deref().and_then(|c| c.split('@').next());
-        let cseq = r
-            .cseq
-            .as_ref()
-            .is_some_and(|(n, m)| *n == 1 && m.eq_ignore_ascii_case("OPTIONS"));
-        if call_id.and_then(parse_hex) == Some(p.call_id) && cseq && p.answer.is_none() {
+        if r.answers(p.call_id) && p.answer.is_none() {
             let detail = describe(r.code, &r.reason, r.retry_after);
             p.answer = Some(Answer::Final {
                 code: r.code,
@@ -204,27 +187,5 @@ mod tests {
         assert_eq!(round_trip(sent, ms(12), None), ms(12));
         assert_eq!(round_trip(sent, ms(12), Some(sent - ms(1))), ms(12));
         assert_eq!(round_trip(sent, ms(12), Some(sent + ms(20))), ms(12));
-    }
-
-    #[test]
-    fn ids_round_trip_and_only_canonical_hex_matches() {
-        for id in [0, 1, 0xdead_beef, u64::MAX] {
-            let mut hex = Vec::new();
-            crate::health::sip::push_hex(&mut hex, id);
-            let hex = String::from_utf8(hex).unwrap();
-            assert_eq!(hex, format!("{id:016x}"));
-            assert_eq!(parse_hex(&hex), Some(id));
-            let b = format!("{MAGIC}{hex}");
-            assert_eq!(b.strip_prefix(MAGIC).and_then(parse_hex), Some(id));
-        }
-        for bad in [
-            "",
-            "00000000deadbeef0",
-            "00000000DEADBEEF",
-            "+0000000deadbeef",
-            "other0000000000000",
-        ] {
-            assert_eq!(parse_hex(bad), None, "{bad}");
-        }
     }
 }

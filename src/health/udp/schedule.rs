@@ -1,11 +1,10 @@
-//! The pure parts of the SIP-over-UDP scheduler: time in common ticks counted from an origin
-//! on the tick grid ([`Ticks`]), the queue of what becomes due at which tick ([`Due`]: a
-//! timing wheel, earliest first, ties in the order pushed), and the jitter of a target's
-//! probes (the first at a random point of the interval, later ones ±10 %).
+//! The pure parts of the probe engine's schedule: time in common ticks counted from an origin
+//! on the tick grid ([`Ticks`]), and the queue of what becomes due at which tick ([`Due`]: a
+//! timing wheel, earliest first, ties in the order pushed).
 
 use std::time::Duration;
 
-use super::monitor::{TICK, on_tick};
+use crate::health::vocab::{TICK, on_tick};
 
 /// Time as whole ticks after an origin that lies on the common tick grid.
 #[derive(Debug, Clone, Copy)]
@@ -128,17 +127,6 @@ impl<K: Copy> Due<K> {
     }
 }
 
-/// When a new target's first probe starts: `r` (0..1) of the way into its interval, so the
-/// probes of targets added together spread over the interval.
-pub(super) fn first_delay(interval: Duration, r: f64) -> Duration {
-    interval.mul_f64(r.clamp(0.0, 1.0))
-}
-
-/// The factor (0.9..=1.1) a steady interval is scaled by, from `r` (0..1).
-pub(super) fn jitter(r: f64) -> f64 {
-    0.9 + 0.2 * r.clamp(0.0, 1.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,22 +203,5 @@ mod tests {
             51,
             "a wake at a tick's start is in it"
         );
-    }
-
-    #[test]
-    fn first_probes_spread_over_the_interval_and_jitter_stays_within_ten_percent() {
-        let i = Duration::from_secs(5);
-        assert_eq!(first_delay(i, 0.0), Duration::ZERO);
-        assert_eq!(first_delay(i, 0.5), Duration::from_millis(2500));
-        assert!(first_delay(i, 0.999_999) < i);
-        assert_eq!(first_delay(i, 7.0), i, "clamped");
-        assert!((jitter(0.0) - 0.9).abs() < 1e-12);
-        assert!((jitter(1.0) - 1.1).abs() < 1e-12);
-        for _ in 0..10_000 {
-            let j = jitter(rand::random::<f64>());
-            assert!((0.9..=1.1).contains(&j), "{j}");
-            let f = first_delay(i, rand::random::<f64>());
-            assert!(f <= i, "{f:?}");
-        }
     }
 }

@@ -1,0 +1,99 @@
+//! What `/v1/servers` and the operator actions show of one server: its state, where a forced
+//! state comes from, its last probe and its load.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::{Inner, effective_forced};
+use crate::config::Check;
+use crate::health::state::Forced;
+use crate::steering::Status;
+
+/// What `/v1/servers` shows for one server.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerReport {
+    pub region: String,
+    pub server: String,
+    pub state: Status,
+    pub observed: &'static str,
+    /// Up, but its latest probes failed: being re-probed at the suspect cadence.
+    pub suspect: bool,
+    pub forced: Option<&'static str>,
+    /// Where the forced state comes from: `api` (this instance) or `file` (the operator state
+    /// file, shared by every instance). The API wins while it is set.
+    pub forced_by: Option<&'static str>,
+    /// The state set through the admin API, active or not.
+    pub api_state: Option<super::ApiStateOut>,
+    /// The operator state file's entry for this server, active or not.
+    pub file_state: Option<FileStateOut>,
+    pub target: Option<String>,
+    pub check: &'static str,
+    pub last_result: Option<String>,
+    pub last_code: Option<u16>,
+    pub rtt_ms: Option<f64>,
+    pub load: Option<LoadOut>,
+    /// Capacity left, 0 to 1, rounded to three decimals.
+    pub headroom: Option<f64>,
+    pub since_secs: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStateOut {
+    pub state: &'static str,
+    /// Unix seconds after which the entry no longer applies.
+    pub until_unix: Option<u64>,
+    pub active: bool,
+    /// The entry names the whole region.
+    pub region_wide: bool,
+    pub note: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadOut {
+    pub calls: Option<u32>,
+    pub cps: Option<u32>,
+    pub age_secs: f64,
+}
+
+pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
+    let e = &inner.entries[i];
+    let h = &e.health;
+    let last = h.last();
+    let key = (e.region.clone(), e.server.clone());
+    let wall = SystemTime::now();
+    ServerReport {
+        region: e.region.clone(),
+        server: e.server.clone(),
+        state: h.effective(now, inner.overflow_at, inner.report_ttl),
+        observed: h.observed().as_str(),
+        suspect: h.suspect(),
+        forced: h.forced().map(Forced::as_str),
+        forced_by: effective_forced(inner, &key, wall).1,
+        api_state: super::force::api_state_out(inner, &key, wall),
+        file_state: inner.file_forced.get(&key).map(|o| FileStateOut {
+            state: o.state.as_str(),
+            until_unix: o
+                .until
+                .and_then(|u| u.duration_since(UNIX_EPOCH).ok())
+                .map(|d| d.as_secs()),
+            active: o.active(wall),
+            region_wide: o.from_region,
+            note: o.note.clone(),
+        }),
+        target: e.identity.target.as_ref().map(|t| t.addr.to_string()),
+        check: e.check.map_or("none", Check::as_str),
+        last_result: last.map(|r| r.detail.clone()),
+        last_code: last.and_then(|r| r.code),
+        rtt_ms: last.map(|r| r.rtt.as_secs_f64() * 1000.0),
+        load: h.load().map(|l| LoadOut {
+            calls: l.calls,
+            cps: l.cps,
+            age_secs: now.saturating_duration_since(l.at).as_secs_f64(),
+        }),
+        headroom: h
+            .headroom(now, inner.report_ttl)
+            .map(|x| (x * 1000.0).round() / 1000.0),
+        since_secs: now.saturating_duration_since(h.since()).as_secs_f64(),
+    }
+}
