@@ -61,11 +61,12 @@ impl WatchSet {
     }
 
     /// Everything a loaded config reads: its files, zone maps, GeoIP database, operator state
-    /// file and TLS certificate and key.
+    /// file, TLS certificate and key, and the load source's CA and secret files.
     pub(crate) fn of(cfg: &super::Config) -> WatchSet {
         let mut w = WatchSet::for_config(&cfg.file, &cfg.zones_dir, cfg.geoip.as_deref());
         let tls = cfg.tls.iter().flat_map(|t| [&t.certificate, &t.key]);
-        for f in cfg.operator_state_file.iter().chain(tls) {
+        let load = cfg.load_source.iter().flat_map(|l| &l.files);
+        for f in cfg.operator_state_file.iter().chain(tls).chain(load) {
             w.dirs.insert(parent(f));
             if let Some(n) = f.file_name().and_then(|n| n.to_str()) {
                 w.names.insert(n.to_owned());

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 mod force;
+mod load_round;
 mod meters;
 mod servers;
 #[cfg(test)]
