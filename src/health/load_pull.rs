@@ -37,6 +37,11 @@ pub use status::PullStatus;
 /// Queries in flight at once.
 const MAX_IN_FLIGHT: usize = 8;
 
+/// The trust anchors a client was built for (`None`: the built-in roots).
+type Trust = Option<Vec<CertificateDer<'static>>>;
+/// One round's replies, by query (`None`: not run).
+type Replies = Vec<Option<Result<reply::Reply, PullError>>>;
+
 /// Polls until `cancel` fires, following the load source of the config the hub is bound to;
 /// then stops its queries and connections and waits for them.
 pub(crate) async fn run(hub: Arc<HealthHub>, cancel: CancellationToken) {
@@ -50,10 +55,7 @@ pub(crate) async fn run(hub: Arc<HealthHub>, cancel: CancellationToken) {
 pub(super) struct Puller {
     hub: Arc<HealthHub>,
     owned: Owned,
-    client: Option<(
-        Option<Vec<CertificateDer<'static>>>,
-        Result<HttpClient, String>,
-    )>,
+    client: Option<(Trust, Result<HttpClient, String>)>,
     plan: Option<Arc<Plan>>,
 }
 
@@ -149,7 +151,7 @@ impl Puller {
     fn account(
         &self,
         plan: &Plan,
-        replies: &[Option<Result<reply::Reply, PullError>>],
+        replies: &Replies,
         loads: &round::Loads<'_>,
         recorded: usize,
         started: Instant,
@@ -230,9 +232,8 @@ async fn queries(
     client: &HttpClient,
     plan: &Arc<Plan>,
     cancel: &CancellationToken,
-) -> Option<Vec<Option<Result<reply::Reply, PullError>>>> {
-    let mut replies: Vec<Option<Result<reply::Reply, PullError>>> =
-        (0..plan.queries.len()).map(|_| None).collect();
+) -> Option<Replies> {
+    let mut replies: Replies = (0..plan.queries.len()).map(|_| None).collect();
     let mut pending = 0..plan.queries.len();
     let mut set = JoinSet::new();
     loop {
