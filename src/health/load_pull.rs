@@ -114,7 +114,7 @@ impl Puller {
     /// A client trusting the CA of `src`, built again only when that changed.
     fn client(&mut self, src: &LoadSource) -> Result<HttpClient, String> {
         if self.client.as_ref().is_none_or(|(ca, _)| *ca != src.ca) {
-            let c = fetch::client(src.ca.as_deref(), self.owned.clone()).map_err(|e| e.to_string());
+            let c = fetch::client(src.ca.as_deref(), self.owned.clone());
             self.client = Some((src.ca.clone(), c));
         }
         match &self.client {

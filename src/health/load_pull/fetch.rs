@@ -95,18 +95,17 @@ impl Owned {
     }
 }
 
-/// A client trusting `ca` (or the built-in roots when there is none).
+/// A client trusting `ca` (or the built-in roots when there is none); the error says why
+/// TLS cannot be set up.
 pub(super) fn client(
     ca: Option<&[CertificateDer<'static>]>,
     exec: Owned,
-) -> Result<HttpClient, PullError> {
+) -> Result<HttpClient, String> {
     let mut roots = rustls::RootCertStore::empty();
     match ca {
         Some(certs) => {
             for c in certs {
-                roots
-                    .add(c.clone())
-                    .map_err(|e| PullError::Tls(e.to_string()))?;
+                roots.add(c.clone()).map_err(|e| e.to_string())?;
             }
         }
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -114,7 +113,7 @@ pub(super) fn client(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| PullError::Tls(e.to_string()))?
+        .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let mut http = HttpConnector::new();
