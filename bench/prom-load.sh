@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # What a Prometheus reply costs sipsteer: a fake Prometheus (bench/fake_prometheus.py) answers
-# every load query with one vector of SERIES series (the first SERVERS of them belong to the
-# config's servers), and sipsteer pulls it every INTERVAL for DURATION seconds. Prints the
-# server's RSS (before the first round, then the peak and the last sample), the time a round
+# every load query with one vector of SERIES series (the last SERVERS of them belong to the
+# config's servers; FIRST=1 puts them first), and sipsteer pulls it every INTERVAL for DURATION seconds. Prints the
+# server's RSS (without a load source, then the peak and the last sample with it), the time a round
 # takes (from the gaps between the fake's requests, minus the interval; and `last_round_ms`
 # from /v1/status where the binary reports it), and TCP DNS throughput (dnsperf, static
-# answers) without a load source and while rounds run.
+# answers, two runs each) without a load source and while rounds run.
 # Usage: bench/prom-load.sh [SERIES] [SERVERS]       (defaults 100000 and 10000)
 #   BIN=path        the binary (target/release/sipsteer)
 #   QUERIES=N       distinct queries per round (1): one global, N-1 per-region overrides, each
@@ -13,6 +13,9 @@
 #   INTERVAL=1s     load.interval
 #   DURATION=60     seconds of load pulling measured
 #   TCP=10          seconds of each dnsperf run over TCP (0: none)
+#   MAX_SERIES=N    sets load.max_series (binaries that have it; default: not set)
+#   FIRST=1         the servers' series first in the reply (default: last, the worst case
+#                   for a search per server)
 # Run from the repository root after a release build. Loopback only.
 set -euo pipefail
 SERIES="${1:-100000}"; SERVERS="${2:-10000}"
@@ -55,6 +58,7 @@ load:
   calls: 'sum by (server) (sip_active_calls)'
   match: { label: server, value: "\$region/\$server" }
 YAML
+  [[ -z "${MAX_SERIES:-}" ]] || echo "  max_series: $MAX_SERIES"
   if (( QUERIES > 1 )); then
     echo "  regions:"
     for q in $(seq 1 $((QUERIES - 1))); do
@@ -73,7 +77,7 @@ stop() { kill "$SRV"; wait "$SRV" 2>/dev/null || true; SRV=; }
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$SRV/status"; }
 hwm() { awk '/^VmHWM/ {print $2}' "/proc/$SRV/status"; }
 qps() {
-  [[ "$TCP" != 0 ]] && command -v dnsperf >/dev/null || { echo "-"; return; }
+  if [[ "$TCP" = 0 ]] || ! command -v dnsperf >/dev/null; then echo "-"; return; fi
   printf 'static.bench.test A\n' > "$WORK/q"
   dnsperf -m tcp -s 127.0.0.1 -p "$DNS" -d "$WORK/q" -l "$TCP" -c 10 -q 100 2>/dev/null |
     awk '/Queries per second/ {print $4}'
@@ -81,27 +85,27 @@ qps() {
 
 echo "series=$SERIES servers=$SERVERS queries=$QUERIES interval=$INTERVAL bin=$BIN"
 start without
-base_rss=$(rss); base_qps=$(qps)
+base_qps="$(qps) $(qps)"; base_rss=$(rss)
 stop
 
 python3 bench/fake_prometheus.py --port "$PROM" --series "$SERIES" --regions "$REGIONS" \
-  --per-region "$PER" --log "$WORK/requests" & FAKE=$!
+  --per-region "$PER" --log "$WORK/requests" ${FIRST:+--servers-first} & FAKE=$!
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$PROM/api/v1/query?query=x" && break; sleep 0.2; done
 : > "$WORK/requests"
 start with
-t0=$(date +%s); peak=0; last=0; busy_qps="-"
-[[ "$TCP" != 0 ]] && { busy_qps=$(qps); }
+t0=$(date +%s); peak=0; last=0
+busy_qps="$(qps) $(qps)"
 while (( $(date +%s) - t0 < DURATION )); do
   last=$(rss); (( last > peak )) && peak=$last
   sleep 0.5
 done
 last=$(rss); (( last > peak )) && peak=$last
 hw=$(hwm)
-status=$(curl -s "http://127.0.0.1:$ADMIN/v1/status")
+curl -s "http://127.0.0.1:$ADMIN/v1/status" > "$WORK/status.json"
 stop
 
-STATUS="$status" python3 - "$WORK/requests" "$INTERVAL" <<PY
-import json, os, sys
+python3 - "$WORK/requests" "$INTERVAL" "$WORK/status.json" <<PY
+import json, sys
 from collections import defaultdict
 iv = sys.argv[2]
 interval = float(iv[:-2]) / 1000 if iv.endswith("ms") else float(iv.rstrip("s"))
@@ -110,9 +114,9 @@ for line in open(sys.argv[1]):
     t, q = line.rstrip("\n").split("\t", 1)
     times[q].append(float(t))
 rounds = sorted(b - a - interval for ts in times.values() for a, b in zip(ts, ts[1:]))
-status = json.loads(os.environ.get("STATUS") or "{}").get("load_pull") or {}
+status = json.load(open(sys.argv[3])).get("load_pull") or {}
 mib = lambda kb: f"{int(kb) / 1024:.0f} MiB"
-print(f"rss: before the first round {mib($base_rss)} (no load source), peak {mib($peak)}, "
+print(f"rss: {mib($base_rss)} without a load source (after the same TCP runs), peak {mib($peak)}, "
       f"last {mib($last)}, VmHWM {mib($hw)}")
 if rounds:
     print(f"round: {len(rounds)} measured, median {rounds[len(rounds) // 2]:.3f} s, "
