@@ -2,12 +2,12 @@
 # Fuzzing: builds the cargo-fuzz targets under fuzz/ and runs each for a short bounded time
 # from the committed seeds. Fails on any crash, panic, leak or timeout a target reports.
 #   FUZZ_SECONDS=N   seconds per target (default 20)
-#   FUZZ_TARGETS="a b"  which targets (default: all four)
+#   FUZZ_TARGETS="a b"  which targets (default: all five)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-20}"
-targets="${FUZZ_TARGETS:-dns_respond sip_response zone_map geoip_reader}"
+targets="${FUZZ_TARGETS:-dns_respond sip_response zone_map geoip_reader load_reply}"
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked

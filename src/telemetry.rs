@@ -87,6 +87,14 @@ impl Telemetry {
             )
             .increment(0);
         }
+        for reason in ["nan", "inf", "negative", "not_a_number"] {
+            self.counter("sipsteer_load_values_rejected_total", &[("reason", reason)])
+                .increment(0);
+        }
+        for limit in ["series", "bytes", "token", "depth"] {
+            self.counter("sipsteer_load_replies_refused_total", &[("limit", limit)])
+                .increment(0);
+        }
         for reason in ["empty_frame", "not_a_query", "slow_frame"] {
             self.counter("sipsteer_tcp_bad_frames_total", &[("reason", reason)])
                 .increment(0);
@@ -214,6 +222,14 @@ const HELP: &[(&str, &str)] = &[
     (
         "sipsteer_load_last_success_timestamp_seconds",
         "last time every load query succeeded",
+    ),
+    (
+        "sipsteer_load_values_rejected_total",
+        "load values from Prometheus refused, by reason (nan, inf, negative, not_a_number)",
+    ),
+    (
+        "sipsteer_load_replies_refused_total",
+        "Prometheus replies refused over a cap (series, bytes, token, depth), failing their query",
     ),
 ];
 

@@ -1,17 +1,25 @@
 //! `load:` in `sipsteer.yaml`: load pulled from Prometheus instead of (or beside) pushed
 //! reports. PromQL templates for current calls and calls per second, globally, per region and
 //! per server, with `$server`, `$region`, `$address` and `$port` filled in per server; each
-//! server's series is picked out of a shared query's result by a label.
+//! server's series is picked out of a shared query's result by a label. How Prometheus is
+//! reached (https, credentials) and the caps on a reply are in `access`.
+
+mod access;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::RegionConfig;
 use super::error::Sink;
-use super::values::parse_duration;
+use super::values::{Scalar, parse_duration};
+use super::{RegionConfig, SourceFile};
+
+pub(crate) use access::Credential;
 
 type S<T> = Spanned<T>;
 
@@ -19,8 +27,25 @@ type S<T> = Spanned<T>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLoad {
-    /// Base URL of the Prometheus HTTP API: `http://prometheus:9090`.
+    /// Base URL of the Prometheus HTTP API: `http://prometheus:9090`, `https://…`.
     pub prometheus: S<String>,
+    /// PEM file of the CA certificates that replace the built-in roots (https only).
+    #[serde(default)]
+    pub ca_file: Option<S<String>>,
+    #[serde(default)]
+    pub bearer_token: Option<S<String>>,
+    #[serde(default)]
+    pub bearer_token_env: Option<S<String>>,
+    #[serde(default)]
+    pub bearer_token_file: Option<S<String>>,
+    #[serde(default)]
+    pub basic_auth: Option<S<access::RawBasicAuth>>,
+    /// Most series one reply may hold.
+    #[serde(default)]
+    pub max_series: Option<S<u64>>,
+    /// Most bytes one reply may hold (`65536`, `64MiB`).
+    #[serde(default)]
+    pub(super) max_bytes: Option<S<Scalar>>,
     #[serde(default)]
     pub interval: Option<S<String>>,
     #[serde(default)]
@@ -58,10 +83,20 @@ pub(crate) struct RawMatch {
 /// Where load comes from, compiled.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadSource {
-    /// `http://host:port` (no trailing slash).
+    /// `http://host:port` or `https://host:port` (no trailing slash).
     pub url: String,
     pub interval: Duration,
     pub timeout: Duration,
+    /// Trust anchors replacing the built-in roots (from `ca_file`).
+    pub ca: Option<Vec<CertificateDer<'static>>>,
+    /// Sent as `Authorization` with every query.
+    pub auth: Option<Credential>,
+    /// A reply with more series fails its query.
+    pub max_series: usize,
+    /// A reply with more bytes fails its query.
+    pub max_bytes: u64,
+    /// The CA and secret files read: a change to one reloads the config.
+    pub files: Vec<PathBuf>,
     /// One entry per server with a capacity and at least one query.
     pub servers: Vec<ServerQueries>,
 }
@@ -79,31 +114,29 @@ pub struct ServerQueries {
     pub value: String,
 }
 
-/// Compiles `load:` against the regions it names.
+/// Compiles `load:` against the regions it names; `base` resolves the CA and secret files,
+/// which join `files`.
 pub(crate) fn compile(
     raw: &RawLoad,
     regions: &[RegionConfig],
+    base: &Path,
+    files: &mut Vec<SourceFile>,
     sink: &mut Sink,
 ) -> Option<LoadSource> {
-    let url = raw.prometheus.value.trim_end_matches('/').to_owned();
-    let ok_url = url
-        .strip_prefix("http://")
-        .is_some_and(|rest| !rest.is_empty() && !rest.contains(['?', '#', ' ']));
-    if !ok_url {
-        sink.on(
-            &raw.prometheus,
-            "load.prometheus",
-            "must be an http:// URL of the Prometheus server, e.g. http://127.0.0.1:9090",
-        );
-    }
+    let access = access::access(raw, base, files, sink);
     let interval = duration(&raw.interval, "load.interval", Duration::from_secs(5), sink);
     let timeout = duration(&raw.timeout, "load.timeout", Duration::from_secs(2), sink);
     check_names(raw, regions, sink);
     let servers = server_queries(raw, regions, sink);
     Some(LoadSource {
-        url,
+        url: access.url,
         interval,
         timeout,
+        ca: access.ca,
+        auth: access.auth,
+        max_series: access.max_series,
+        max_bytes: access.max_bytes,
+        files: access.files,
         servers,
     })
 }

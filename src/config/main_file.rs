@@ -60,7 +60,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
     let load_source = main
         .load
         .as_ref()
-        .and_then(|l| super::load_source::compile(l, &regions, &mut sink));
+        .and_then(|l| super::load_source::compile(l, &regions, &base, &mut files, &mut sink));
     let encrypted = super::tls::load(&main, &base, &mut files, &mut sink);
     let rescan = super::watch::rescan(main.reload.as_ref(), &mut sink);
 

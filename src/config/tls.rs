@@ -153,7 +153,7 @@ fn certified(
 
 /// Reads a PEM file (bounded, regular files only, never blocking on a FIFO) and records its
 /// hash so a renewal on disk counts as a config change.
-fn read_pem(path: &Path, files: &mut Vec<SourceFile>) -> Result<Vec<u8>, String> {
+pub(super) fn read_pem(path: &Path, files: &mut Vec<SourceFile>) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::OpenOptionsExt;
     let fail = |e: std::io::Error| format!("cannot read {}: {}", path.display(), io_msg(&e));
     let f = std::fs::OpenOptions::new()
@@ -184,7 +184,7 @@ fn io_msg(e: &std::io::Error) -> String {
     lower(s)
 }
 
-fn chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+pub(super) fn chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("bad PEM: {}", lower(&e.to_string())))?;

@@ -92,11 +92,12 @@ impl WatchSet {
     }
 
     /// Everything a loaded config reads: its files, zone maps, GeoIP database, operator state
-    /// file (also while it is missing), TLS certificate and key, cookie secret file.
+    /// file (also while it is missing), TLS certificate and key, cookie secret file, the load source's CA and secret files.
     pub(crate) fn of(cfg: &super::Config) -> WatchSet {
         let mut w = WatchSet::for_config(&cfg.file, &cfg.zones_dir, cfg.geoip.as_deref());
         let read = cfg.files.iter().map(|f| &f.path);
-        for f in cfg.operator_state_file.iter().chain(read) {
+        let load = cfg.load_source.iter().flat_map(|l| &l.files);
+        for f in cfg.operator_state_file.iter().chain(read).chain(load) {
             let f = absolute(f);
             if !w.zone_dirs.contains(&parent(&f)) {
                 w.add_file(&f);

@@ -19,6 +19,7 @@ mod apply;
 mod force;
 pub use force::ApiStateOut;
 mod gauges;
+mod load_round;
 mod meters;
 mod report;
 mod servers;

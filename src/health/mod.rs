@@ -7,7 +7,7 @@
 //! `state_file`); load pulled from Prometheus (`load_pull`).
 
 pub mod hub;
-pub(crate) mod load_pull;
+pub mod load_pull;
 pub(crate) mod monitor;
 pub mod probe;
 pub mod sip;

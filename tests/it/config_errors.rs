@@ -374,7 +374,7 @@ fn load_source_errors() {
         "{HEAD}regions:\n  uk:\n    location: [51.5, 0]\n    servers:\n      lon1: {{ address: 192.0.2.1, capacity: {{ calls: 10 }} }}\n      lon2: {{ address: 192.0.2.2 }}\nservices:\n  sip: {{ regions: [uk] }}\n"
     );
     let main = format!(
-        "{MAIN}load:\n  prometheus: https://prom:9090\n  interval: 0s\n  calls: 'sum(x{{s=\"$srv\"}})'\n  regions: {{ xx: {{ cps: 'y' }} }}\n  servers: {{ uk/lon2: {{ cps: 'y' }}, uk/nope: {{ cps: 'y' }} }}\n"
+        "{MAIN}load:\n  prometheus: ftp://prom:9090\n  interval: 0s\n  calls: 'sum(x{{s=\"$srv\"}})'\n  regions: {{ xx: {{ cps: 'y' }} }}\n  servers: {{ uk/lon2: {{ cps: 'y' }}, uk/nope: {{ cps: 'y' }} }}\n"
     );
     let base = MAIN.lines().count();
     let got = errors(&main, &zone);
@@ -384,7 +384,7 @@ fn load_source_errors() {
         [
             at(
                 2,
-                "15: load.prometheus: must be an http:// URL of the Prometheus server, e.g. http://127.0.0.1:9090"
+                "15: load.prometheus: must be an http:// or https:// URL of the Prometheus server, e.g. http://127.0.0.1:9090"
             ),
             at(3, "13: load.interval: must be between 100ms and 1h"),
             at(
