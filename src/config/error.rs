@@ -112,3 +112,23 @@ pub(super) fn from_yaml(file: &Path, err: &serde_saphyr::Error) -> ConfigError {
         message,
     }
 }
+
+/// An error about a file as a whole (no line or column).
+pub(super) fn whole_file(path: &Path, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message: message.into(),
+    }
+}
+
+/// A message from elsewhere (an OS or library error) with its first letter in lower case.
+pub(super) fn lower(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
