@@ -123,12 +123,3 @@ pub(super) fn whole_file(path: &Path, message: impl Into<String>) -> ConfigError
         message: message.into(),
     }
 }
-
-/// A message from elsewhere (an OS or library error) with its first letter in lower case.
-pub(super) fn lower(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
-}

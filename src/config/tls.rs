@@ -14,8 +14,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::error::Sink;
-use super::error::lower;
 use super::{SourceFile, raw};
+use crate::files::lower;
 
 /// Largest PEM file read (a chain of a few certificates is a few KiB).
 const MAX_PEM: u64 = 1 << 20;
