@@ -34,12 +34,12 @@ use ipnet::IpNet;
 pub const MAX_TIERS: usize = 8;
 
 /// Largest TTL accepted (RFC 2181: 2^31 - 1; a week is plenty for anything here).
-pub(crate) const MAX_TTL: u32 = 604_800;
+const MAX_TTL: u32 = 604_800;
 
 /// Most records at one owner name, all types together (the SOA and NS set at the apex
 /// included): far above any real use, and it bounds what one name costs to load. A server's
 /// addresses count too: its host name answers with them all.
-pub(crate) const MAX_RECORDS_PER_NAME: usize = 1024;
+const MAX_RECORDS_PER_NAME: usize = 1024;
 
 pub use cache::ZoneCache;
 pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
