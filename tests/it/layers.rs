@@ -60,7 +60,7 @@ fn cross_uses(c: &Crate) -> BTreeSet<(String, String, String)> {
             continue;
         };
         for n in &f.named {
-            let Some(to) = c.resolve(n).and_then(|p| p.into_iter().next()) else {
+            let Some(to) = c.resolve(f, n).and_then(|p| p.into_iter().next()) else {
                 continue;
             };
             if to != *top && c.is_child(&[], &to) {
@@ -132,7 +132,7 @@ fn sibling_uses(c: &Crate) -> BTreeMap<ModPath, BTreeMap<(String, String), Vec<S
     for f in &c.files {
         let k = f.module.len();
         for n in f.named.iter().filter(|n| n.scope == f.module) {
-            let (Some(Some(name)), Some(to)) = (&n.import, c.resolve(n)) else {
+            let (Some(Some(name)), Some(to)) = (&n.import, c.resolve(f, n)) else {
                 continue;
             };
             if to.len() > k + 1 && to[..k] == f.module[..] && c.is_child(&f.module, &to[k]) {
@@ -144,7 +144,7 @@ fn sibling_uses(c: &Crate) -> BTreeMap<ModPath, BTreeMap<(String, String), Vec<S
     let mut out: BTreeMap<ModPath, BTreeMap<(String, String), Vec<String>>> = BTreeMap::new();
     for f in &c.files {
         for n in &f.named {
-            let Some(to) = c.resolve(n) else { continue };
+            let Some(to) = c.resolve(f, n) else { continue };
             for k in 1..n.scope.len() {
                 let module = &n.scope[..k];
                 if to.len() <= k || to[..k] != *module {
@@ -284,7 +284,7 @@ fn the_checker_resolves_groups_and_super_super() {
 }
 
 #[test]
-fn the_checker_finds_a_cycle_through_a_group_and_a_reexport() {
+fn the_checker_finds_a_cycle_through_a_group_a_reexport_and_an_alias() {
     let c = Crate::of(&[
         ("", "mod m;"),
         (
@@ -293,13 +293,23 @@ fn the_checker_finds_a_cycle_through_a_group_and_a_reexport() {
         ),
         ("m::a", "use super::{Thing, c};"),
         ("m::b", "fn g() { crate::m::a::x(); }"),
-        ("m::c", "use super::*;"),
+        (
+            "m::c",
+            "use super::*; use crate::m as parent; fn h() { parent::b::z(); a::x(); }",
+        ),
     ]);
     let edges = sibling_uses(&c);
     let m = &edges[&vec!["m".to_string()]];
     let pairs: Vec<_> = m.keys().cloned().collect();
     let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
-    assert_eq!(pairs, [pair("a", "b"), pair("a", "c"), pair("b", "a")]);
-    let set: BTreeSet<String> = ["a", "b"].map(String::from).into();
+    let want = [
+        pair("a", "b"),
+        pair("a", "c"),
+        pair("b", "a"),
+        pair("c", "a"),
+        pair("c", "b"),
+    ];
+    assert_eq!(pairs, want);
+    let set: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
     assert_eq!(cycles(m), [set]);
 }

@@ -1,7 +1,8 @@
 //! The library's source as the structure rules read it: the module tree from `src/lib.rs`
 //! down (`mod` items, `#[path]`, inline modules), and every path each file names — in code,
 //! in macro arguments and in `use` items, groups flattened — resolved to where it lands
-//! (`crate::`, `self::`, `super::` however many times, or a child module's name).
+//! (`crate::`, `self::`, `super::` however many times, a child module's name, or a name a `use`
+//! brought in).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,10 @@ pub(super) struct File {
     /// The module the file is.
     pub(super) module: ModPath,
     pub(super) named: Vec<Named>,
+    /// The names `use` items bring into each scope of the file, and the paths they stand for.
+    imports: BTreeMap<(ModPath, String), Vec<String>>,
+    /// The modules whose names a glob (`use super::*`) brings into each scope.
+    globs: BTreeMap<ModPath, Vec<Vec<String>>>,
     pub(super) lines: usize,
 }
 
@@ -113,32 +118,74 @@ impl Crate {
         };
         scan.visit_file(&ast);
         let (named, decls) = (scan.named, scan.decls);
+        let mut imports = BTreeMap::new();
+        let mut globs: BTreeMap<ModPath, Vec<Vec<String>>> = BTreeMap::new();
+        for n in &named {
+            match &n.import {
+                Some(Some(name)) => {
+                    let key = (n.scope.clone(), name.clone());
+                    imports.entry(key).or_insert_with(|| n.segments.clone());
+                }
+                Some(None) => globs
+                    .entry(n.scope.clone())
+                    .or_default()
+                    .push(n.segments.clone()),
+                None => {}
+            }
+        }
         self.files.push(File {
             rel,
             module,
             named,
+            imports,
+            globs,
             lines: text.lines().count(),
         });
         decls
     }
 
-    /// The path from the crate root that `n` names (modules first, then perhaps an item), or
-    /// `None` when it does not start in this crate (`std::`, a local name, a dependency).
-    pub(super) fn resolve(&self, n: &Named) -> Option<ModPath> {
-        let segs = &n.segments;
+    /// The path from the crate root that `n` (named in `file`) names: modules first, then
+    /// perhaps an item; `None` when it does not start in this crate (`std::`, a local name, a
+    /// dependency).
+    pub(super) fn resolve(&self, file: &File, n: &Named) -> Option<ModPath> {
+        self.resolve_in(file, &n.scope, &n.segments, n.import.is_some(), 0)
+    }
+
+    fn resolve_in(
+        &self,
+        file: &File,
+        scope: &[String],
+        segs: &[String],
+        import: bool,
+        depth: u8,
+    ) -> Option<ModPath> {
         let first = segs.first()?.as_str();
         let (mut out, rest) = match first {
             "crate" => (ModPath::new(), &segs[1..]),
-            "self" => (n.scope.clone(), &segs[1..]),
+            "self" => (scope.to_vec(), &segs[1..]),
             "super" => {
                 let ups = segs.iter().take_while(|s| *s == "super").count();
-                let keep = n.scope.len().checked_sub(ups)?;
-                (n.scope[..keep].to_vec(), &segs[ups..])
+                let keep = scope.len().checked_sub(ups)?;
+                (scope[..keep].to_vec(), &segs[ups..])
             }
             // A child module by its name alone: in a `use`, or as the head of a longer path
             // (a module name alone is not a value).
-            name if self.is_child(&n.scope, name) && (n.import.is_some() || segs.len() > 1) => {
-                (n.scope.clone(), &segs[..])
+            name if self.is_child(scope, name) && (import || segs.len() > 1) => {
+                (scope.to_vec(), segs)
+            }
+            // A name a `use` brought in (`use super::regions;`, then `regions::x`), or a
+            // module a glob brought in (`use super::*;`, then `regions::x`).
+            name if segs.len() > 1 && depth < 8 => {
+                let key = (scope.to_vec(), name.to_string());
+                if let Some(to) = file.imports.get(&key) {
+                    let base = self.resolve_in(file, scope, to, true, depth + 1)?;
+                    (base, &segs[1..])
+                } else {
+                    let globs = file.globs.get(scope)?.iter();
+                    let mut from =
+                        globs.filter_map(|g| self.resolve_in(file, scope, g, true, depth + 1));
+                    (from.find(|m| self.is_child(m, name))?, segs)
+                }
             }
             _ => return None,
         };
