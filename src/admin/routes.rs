@@ -16,6 +16,7 @@ use serde_json::json;
 use super::AdminState;
 use crate::health::hub::{Force, HubError};
 use crate::reload::trigger::QueueError;
+use crate::reload::{Outcome, Trigger};
 
 /// Largest request body accepted (the changing endpoints take small JSON objects).
 pub(super) const MAX_BODY: usize = 64 << 10;
@@ -192,7 +193,7 @@ async fn explain(
 }
 
 async fn reload(State(s): State<AdminState>) -> Response {
-    let rx = match s.reloader.request("api") {
+    let rx = match s.reloader.request(Trigger::Api) {
         Ok(rx) => rx,
         Err(QueueError::Full) => {
             return error(
@@ -213,22 +214,21 @@ async fn reload(State(s): State<AdminState>) -> Response {
             return error(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
         }
     };
-    match out {
-        Ok(crate::reload::Outcome::Applied(g)) => {
-            Json(json!({"result": "ok", "generation": g})).into_response()
-        }
-        Ok(crate::reload::Outcome::Unchanged) => {
-            Json(json!({"result": "unchanged"})).into_response()
-        }
-        Ok(crate::reload::Outcome::Rejected(e)) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"result": "error", "error": e.summary(), "errors": e.count()})),
-        )
-            .into_response(),
-        Err(_) => error(
+    let Ok(out) = out else {
+        return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "reload thread stopped before answering",
-        ),
+        );
+    };
+    let result = out.result();
+    match out {
+        Outcome::Applied(g) => Json(json!({"result": result, "generation": g})).into_response(),
+        Outcome::Unchanged => Json(json!({"result": result})).into_response(),
+        Outcome::Rejected(e) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"result": result, "error": e.summary(), "errors": e.count()})),
+        )
+            .into_response(),
     }
 }
 

@@ -318,7 +318,7 @@ impl Running {
     /// snapshot that carries its map replaces the one serving without it.
     pub fn load_geoip(&self) {
         if self.reloader.geoip_state() == Some(GeoState::Loading) {
-            self.reloader.nudge("geoip");
+            self.reloader.nudge(reload::Trigger::Geoip);
         }
     }
 

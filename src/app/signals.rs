@@ -30,7 +30,7 @@ impl Signals {
                 _ = self.int.recv() => return,
                 _ = self.hup.recv() => {
                     tracing::info!("SIGHUP: reloading");
-                    reloader.nudge("SIGHUP");
+                    reloader.nudge(crate::reload::Trigger::Sighup);
                 }
             }
         }

@@ -98,7 +98,7 @@ impl ZoneCache {
             });
             return Ok(e.raw.clone());
         }
-        let text = super::main_file::read(path, crate::files::MAX_ZONE_MAP, "zone map", files);
+        let text = super::source::read(path, crate::files::MAX_ZONE_MAP, "zone map", files);
         let text = text.inspect_err(|_| {
             self.files.remove(path);
         })?;

@@ -134,7 +134,7 @@ fn read_secret_file(path: &Path, files: &mut Vec<SourceFile>) -> Result<Vec<Cook
         ));
     }
     let text =
-        super::main_file::read(path, 4096, "cookie secret file", files).map_err(|e| e.message)?;
+        super::source::read(path, 4096, "cookie secret file", files).map_err(|e| e.message)?;
     let mut keys = Vec::new();
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with('#') {

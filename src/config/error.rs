@@ -112,3 +112,14 @@ pub(super) fn from_yaml(file: &Path, err: &serde_saphyr::Error) -> ConfigError {
         message,
     }
 }
+
+/// An error about a file as a whole (no line or column).
+pub(super) fn whole_file(path: &Path, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        file: path.to_path_buf(),
+        line: 0,
+        column: 0,
+        path: String::new(),
+        message: message.into(),
+    }
+}

@@ -1,20 +1,19 @@
 //! Loading `sipsteer.yaml`: listen addresses, limits, defaults, shared regions, then every
 //! zone map in the zones directory.
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::error::{self, ConfigError, ConfigErrors, Sink};
+use super::error::{self, ConfigError, ConfigErrors, Sink, whole_file};
+use super::probe::HealthDefaults;
 use super::raw;
-use super::regions::{HealthDefaults, RegionTable};
+use super::regions::RegionTable;
+use super::source::{read, zone_files};
 use super::values::parse_duration;
 use super::zone;
 use super::{AdminSettings, CapacitySettings, Config, DnsSettings, SourceFile, ZoneConfig};
-use crate::files::os_reason;
 
 /// Environment variable read for the admin token when the config names none.
 pub(crate) const TOKEN_ENV: &str = "SIPSTEER_ADMIN_TOKEN";
@@ -220,109 +219,6 @@ fn zone_configs(
     }
     zone::check_unique(&zones, raw_zones, errors);
     zones
-}
-
-/// Reads one config file (never blocking, at most `max` bytes) and records its hash.
-pub(super) fn read(
-    path: &Path,
-    max: u64,
-    what: &str,
-    files: &mut Vec<SourceFile>,
-) -> Result<String, ConfigError> {
-    let text = crate::files::read_text(path, max)
-        .map_err(|e| whole_file(path, format!("cannot read {what}: {e}")))?;
-    let mut h = DefaultHasher::new();
-    text.hash(&mut h);
-    files.push(SourceFile {
-        path: path.to_path_buf(),
-        hash: h.finish(),
-    });
-    Ok(text)
-}
-
-pub(super) fn lower(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().chain(c).collect(),
-        None => String::new(),
-    }
-}
-
-fn whole_file(path: &Path, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        file: path.to_path_buf(),
-        line: 0,
-        column: 0,
-        path: String::new(),
-        message: message.into(),
-    }
-}
-
-/// The zone maps: `*.yaml`/`*.yml` in the directory, sorted, skipping dotfiles and editor files.
-/// Anything named like a zone map that is not a readable regular file (a broken symlink, a
-/// symlink loop, a FIFO, a directory) is an error naming it, never silently skipped.
-pub(crate) fn zone_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigErrors> {
-    let dir_err = |e: std::io::Error| {
-        ConfigErrors(vec![whole_file(
-            dir,
-            format!("cannot read zones directory: {}", os_reason(&e)),
-        )])
-    };
-    let mut out = Vec::new();
-    let mut errors = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(dir_err)? {
-        let entry = entry.map_err(dir_err)?;
-        let p = entry.path();
-        if !is_zone_file(&p) {
-            continue;
-        }
-        // The directory entry's type needs no `stat`; symlinks and the rest are checked.
-        if entry.file_type().is_ok_and(|t| t.is_file()) {
-            out.push(p);
-            continue;
-        }
-        match zone_file_problem(&p) {
-            None => out.push(p),
-            Some(why) => errors.push(whole_file(&p, format!("cannot read zone map: {why}"))),
-        }
-    }
-    if !errors.is_empty() {
-        errors.sort_by(|a, b| a.file.cmp(&b.file));
-        return Err(ConfigErrors(errors));
-    }
-    // Names of one directory: byte order, the order of `Path` comparison here, but cheaper.
-    out.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
-    Ok(out)
-}
-
-/// Why a zone map path cannot be read as a regular file (stat only: never opens it).
-fn zone_file_problem(p: &Path) -> Option<String> {
-    match std::fs::metadata(p) {
-        Ok(m) if m.is_file() => None,
-        Ok(m) => Some(format!(
-            "is {}, not a regular file",
-            crate::files::kind_name(m.file_type())
-        )),
-        Err(e) => {
-            let link = std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink());
-            let suffix = match (link, e.raw_os_error()) {
-                (true, Some(libc::ELOOP)) => " (symlink loop)",
-                (true, _) => " (broken symlink)",
-                _ => "",
-            };
-            Some(format!("{}{suffix}", os_reason(&e)))
-        }
-    }
-}
-
-/// Whether a file name is a zone map (and not a dotfile, swap or backup file).
-pub(crate) fn is_zone_file(p: &Path) -> bool {
-    let Some(name) = p.file_name().and_then(|n| n.to_str()) else {
-        return false;
-    };
-    !name.starts_with('.')
-        && !name.ends_with('~')
-        && (name.ends_with(".yaml") || name.ends_with(".yml"))
 }
 
 fn listen_dns(l: &raw::Listen, sink: &mut Sink) -> Vec<SocketAddr> {

@@ -9,11 +9,13 @@ pub(crate) mod load_source;
 pub(crate) mod main_file;
 mod names;
 pub(crate) mod operator;
+mod probe;
 mod raw;
 pub(crate) mod records;
 mod regions;
 pub(crate) mod service_names;
 mod services;
+mod source;
 pub(crate) mod tls;
 mod values;
 mod warmup;
@@ -30,6 +32,14 @@ use ipnet::IpNet;
 
 /// Most failover tiers a service may have (and a steering plan holds).
 pub const MAX_TIERS: usize = 8;
+
+/// Largest TTL accepted (RFC 2181: 2^31 - 1; a week is plenty for anything here).
+const MAX_TTL: u32 = 604_800;
+
+/// Most records at one owner name, all types together (the SOA and NS set at the apex
+/// included): far above any real use, and it bounds what one name costs to load. A server's
+/// addresses count too: its host name answers with them all.
+const MAX_RECORDS_PER_NAME: usize = 1024;
 
 pub use cache::ZoneCache;
 pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
@@ -116,6 +126,8 @@ pub struct CapacitySettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceFile {
     pub path: PathBuf,
+    /// SipHash-2-4 of the contents with a fixed key (`source::content_hash`): the same on
+    /// every build.
     pub hash: u64,
 }
 

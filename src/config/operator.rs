@@ -81,7 +81,7 @@ pub(crate) fn load(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return OperatorStates::new(),
         _ => {}
     }
-    let text = match super::main_file::read(path, MAX_BYTES, "operator state file", files) {
+    let text = match super::source::read(path, MAX_BYTES, "operator state file", files) {
         Ok(t) => t,
         Err(e) => {
             errors.push(e);

@@ -201,12 +201,12 @@ fn not_in(r: &str) -> String {
 fn ttl(s: &raw::Service, path: &str, sink: &mut Sink) -> u32 {
     match &s.ttl {
         None => 30,
-        Some(t) if t.value <= super::zone::MAX_TTL => t.value,
+        Some(t) if t.value <= super::MAX_TTL => t.value,
         Some(t) => {
             sink.on(
                 t,
                 format!("{path}.ttl"),
-                format!("ttl must be 0 to {} seconds", super::zone::MAX_TTL),
+                format!("ttl must be 0 to {} seconds", super::MAX_TTL),
             );
             30
         }

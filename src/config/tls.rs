@@ -3,9 +3,7 @@
 //! matching the certificate) while the config loads, so `sipsteer check` validates them and a
 //! broken renewal is refused like any other config error while the old certificate serves on.
 
-use std::collections::hash_map::DefaultHasher;
 use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -16,8 +14,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
 use super::error::Sink;
-use super::main_file::lower;
 use super::{SourceFile, raw};
+use crate::files::lower;
 
 /// Largest PEM file read (a chain of a few certificates is a few KiB).
 const MAX_PEM: u64 = 1 << 20;
@@ -169,11 +167,9 @@ pub(super) fn read_pem(path: &Path, files: &mut Vec<SourceFile>) -> Result<Vec<u
     if bytes.len() as u64 > MAX_PEM {
         return Err(format!("{}: larger than {MAX_PEM} bytes", path.display()));
     }
-    let mut h = DefaultHasher::new();
-    bytes.hash(&mut h);
     files.push(SourceFile {
         path: path.to_path_buf(),
-        hash: h.finish(),
+        hash: super::source::content_hash(&bytes),
     });
     Ok(bytes)
 }

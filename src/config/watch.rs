@@ -82,8 +82,7 @@ impl WatchSet {
             for e in entries.flatten() {
                 let p = e.path();
                 // The directory entry says whether it is a symlink, without a `stat`.
-                if super::main_file::is_zone_file(&p) && e.file_type().is_ok_and(|t| t.is_symlink())
-                {
+                if super::source::is_zone_file(&p) && e.file_type().is_ok_and(|t| t.is_symlink()) {
                     w.add_target(&p);
                 }
             }
@@ -145,7 +144,7 @@ impl WatchSet {
             return true;
         }
         let dir = parent(path);
-        self.zone_dirs.contains(&dir) && super::main_file::is_zone_file(path)
+        self.zone_dirs.contains(&dir) && super::source::is_zone_file(path)
     }
 }
 

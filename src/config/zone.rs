@@ -14,14 +14,7 @@ use super::records;
 use super::regions::RegionTable;
 use super::services;
 use super::values::Values;
-use super::{RecordConfig, ZoneConfig};
-
-/// Largest TTL accepted (RFC 2181: 2^31 - 1; a week is plenty for anything here).
-pub(super) const MAX_TTL: u32 = 604_800;
-
-/// Most records at one owner name, all types together (the SOA and NS set at the apex
-/// included): far above any real use, and it bounds what one name costs to load.
-pub(crate) const MAX_RECORDS_PER_NAME: usize = 1024;
+use super::{MAX_RECORDS_PER_NAME, MAX_TTL, RecordConfig, ZoneConfig};
 
 /// Bytes of a 65,535-byte reply kept beside the header, the question and the records for the
 /// OPT record (ECS, a cookie, NSID, padding) and a CNAME leading to the set.

@@ -77,7 +77,7 @@ pub fn distance_km(a: (f64, f64), b: (f64, f64)) -> f64 {
 }
 
 /// A GeoIP problem, with the file it is about.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GeoError {
     #[error("{path}: {message}")]
     File { path: String, message: String },
@@ -86,7 +86,7 @@ pub enum GeoError {
 }
 
 /// A CSV error with its file.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvFileError {
     pub path: String,
     pub error: CsvError,

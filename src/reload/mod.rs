@@ -7,64 +7,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, SourceFile};
+use crate::config::{self, Config};
 use crate::dns::snapshot::{Shared, Snapshot};
-use crate::geo::GeoData;
+use crate::geo::{GeoData, GeoError};
 use crate::lock::guard;
 use crate::steering::{HealthView, Steering};
 use crate::telemetry::Telemetry;
 
+mod cache;
 mod memory;
+mod status;
 mod summary;
 pub(crate) mod trigger;
 
+pub(crate) use cache::geo_for;
+pub use cache::{GeoSlot, load_geo};
+pub use status::{FileOut, GeoState, ReloadResult, ReloadStatus};
 pub use summary::{MAX_PROBLEM_BYTES, MAX_REPORTED};
-pub use trigger::run;
+pub use trigger::{Trigger, run};
 
 /// Gives a new snapshot its health view: carries states over for servers that did not change.
 pub type HealthBinder = dyn Fn(&Config, &Arc<Steering>) -> Arc<HealthView> + Send + Sync;
-
-/// What the last reloads did (shown in `/v1/status`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ReloadStatus {
-    pub generation: u64,
-    /// `ok`, `unchanged` or `error`.
-    pub last_result: String,
-    /// The last refused load's problems, the first [`MAX_REPORTED`] of them
-    /// ([`Rejection::summary`]).
-    pub last_error: Option<String>,
-    /// How many problems the last refused load had.
-    pub last_error_count: Option<usize>,
-    pub last_attempt_unix: u64,
-    pub last_success_unix: u64,
-    pub applied: u64,
-    pub unchanged: u64,
-    pub rejected: u64,
-    /// Set when the config asks for something only a restart can do (new listen addresses).
-    pub restart_needed: Option<String>,
-    /// The files the serving config was loaded from.
-    pub files: Vec<FileOut>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct FileOut {
-    pub path: String,
-    pub hash: String,
-}
-
-/// The GeoIP database of the serving config: still compiling after a early start (`app::start_early`)
-/// start, in the snapshot, or refused by the load that should have brought it in (the
-/// reload status holds the error).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum GeoState {
-    Loading,
-    Loaded,
-    Failed,
-}
 
 /// The result of one reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +37,17 @@ pub enum Outcome {
     Applied(u64),
     Unchanged,
     Rejected(Rejection),
+}
+
+impl Outcome {
+    /// How it ended, as `/v1/status` and `POST /v1/reload` name it.
+    pub fn result(&self) -> ReloadResult {
+        match self {
+            Outcome::Applied(_) => ReloadResult::Ok,
+            Outcome::Unchanged => ReloadResult::Unchanged,
+            Outcome::Rejected(_) => ReloadResult::Error,
+        }
+    }
 }
 
 /// Why a reload was refused; the serving config stays.
@@ -85,26 +61,6 @@ pub enum Rejection {
     Panicked,
 }
 
-struct GeoCache {
-    key: GeoKey,
-    data: Arc<GeoData>,
-    /// Time it took to load and compile.
-    seconds: f64,
-}
-
-/// What the last load read and compiled, reused by the next while its files are unchanged:
-/// the GeoIP table, and the parsed and validated zone maps (see [`config::ZoneCache`]); and
-/// the error of the last failed GeoIP load, given again without reading while that file is
-/// unchanged (a bad database is not walked again on every rescan).
-#[derive(Default)]
-pub struct GeoSlot {
-    geo: Mutex<Option<GeoCache>>,
-    zones: Mutex<config::ZoneCache>,
-    failed: Mutex<Option<(GeoKey, String)>>,
-}
-
-type GeoKey = (PathBuf, u64, SystemTime, u64);
-
 /// Why a load failed: config errors (each with file:line:col) or a GeoIP error (with its
 /// file).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,7 +68,7 @@ pub enum LoadError {
     #[error("{0}")]
     Config(config::ConfigErrors),
     #[error("{0}")]
-    Geo(String),
+    Geo(GeoError),
 }
 
 impl LoadError {
@@ -135,7 +91,7 @@ pub struct Loaded {
 /// GeoIP database (from `cache` while its file is unchanged). Blocking.
 pub fn load(path: &Path, cache: &GeoSlot) -> Result<Loaded, LoadError> {
     let config = config::load_cached(path, &mut guard(&cache.zones)).map_err(LoadError::Config)?;
-    let geo = geo_for(&config, cache).map_err(|e| LoadError::Geo(format!("{e:#}")))?;
+    let geo = geo_for(&config, cache).map_err(LoadError::Geo)?;
     Ok(Loaded { config, geo })
 }
 
@@ -180,79 +136,6 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn files_out(files: &[SourceFile]) -> Vec<FileOut> {
-    files
-        .iter()
-        .map(|f| FileOut {
-            path: f.path.display().to_string(),
-            hash: format!("{:016x}", f.hash),
-        })
-        .collect()
-}
-
-fn geo_key(path: &Path) -> anyhow::Result<GeoKey> {
-    use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).map_err(|e| {
-        anyhow::anyhow!(
-            "{}: cannot read GeoIP database: {}",
-            path.display(),
-            crate::files::os_reason(&e)
-        )
-    })?;
-    let modified = m.modified().unwrap_or(UNIX_EPOCH);
-    Ok((path.to_path_buf(), m.len(), modified, m.ino()))
-}
-
-/// Loads and compiles the GeoIP database a config names.
-fn geo_entry(path: &Path) -> anyhow::Result<GeoCache> {
-    let key = geo_key(path)?;
-    let started = std::time::Instant::now();
-    memory::large_allocations_apart();
-    let data = Arc::new(GeoData::load(path)?);
-    let seconds = started.elapsed().as_secs_f64();
-    memory::release_freed_memory();
-    tracing::info!(
-        path = %path.display(),
-        networks = data.info.networks,
-        v4_ranges = data.table.counts().0,
-        v6_ranges = data.table.counts().1,
-        locations = data.table.locations.len(),
-        table_bytes = data.table.bytes(),
-        ms = started.elapsed().as_millis() as u64,
-        "geoip database loaded"
-    );
-    Ok(GeoCache { key, data, seconds })
-}
-
-/// The GeoIP data for a config, reusing the compiled table while the file is unchanged.
-pub(crate) fn geo_for(cfg: &Config, cache: &GeoSlot) -> anyhow::Result<Option<Arc<GeoData>>> {
-    let Some(path) = &cfg.geoip else {
-        return Ok(None);
-    };
-    let key = geo_key(path)?;
-    if let Some(c) = guard(&cache.geo).as_ref()
-        && c.key == key
-    {
-        return Ok(Some(c.data.clone()));
-    }
-    if let Some((k, e)) = guard(&cache.failed).as_ref()
-        && *k == key
-    {
-        return Err(anyhow::anyhow!("{e}"));
-    }
-    let entry = geo_entry(path).inspect_err(|e| {
-        *guard(&cache.failed) = Some((key.clone(), format!("{e:#}")));
-    })?;
-    let data = entry.data.clone();
-    *guard(&cache.geo) = Some(entry);
-    Ok(Some(data))
-}
-
-/// Loads and compiles the GeoIP database the config names, uncached.
-pub fn load_geo(cfg: &Config) -> anyhow::Result<Option<Arc<GeoData>>> {
-    geo_for(cfg, &GeoSlot::default())
-}
-
 impl Reloader {
     /// Starts from a first load (see [`load`]; `cache` is the slot it used).
     pub fn first(
@@ -265,15 +148,7 @@ impl Reloader {
         let cfg = Arc::new(loaded.config);
         let mut snap = Snapshot::build(cfg.clone(), loaded.geo, 1);
         snap.health = health(&cfg, &snap.steering);
-        let now = now_unix();
-        let status = ReloadStatus {
-            generation: 1,
-            last_result: "ok".into(),
-            last_attempt_unix: now,
-            last_success_unix: now,
-            applied: 1,
-            ..ReloadStatus::default()
-        };
+        let status = ReloadStatus::first(now_unix());
         let r = Reloader {
             path: path.to_path_buf(),
             shared: Arc::new(arc_swap::ArcSwap::from_pointee(snap)),
@@ -288,17 +163,20 @@ impl Reloader {
             stopping: CancellationToken::new(),
             telemetry,
         };
-        r.count(true, 1);
+        r.count(ReloadResult::Ok, 1);
         r
     }
 
-    /// Counts a load by result and exports what is served: generation, GeoIP build figures.
-    fn count(&self, ok: bool, generation: u64) {
+    /// Counts a load by result (applied or refused) and, when applied, exports what is
+    /// served: generation, GeoIP build figures.
+    fn count(&self, result: ReloadResult, generation: u64) {
         let t = &self.telemetry;
-        let result = if ok { "ok" } else { "error" };
-        t.counter("sipsteer_config_reloads_total", &[("result", result)])
-            .increment(1);
-        if !ok {
+        t.counter(
+            "sipsteer_config_reloads_total",
+            &[("result", result.as_str())],
+        )
+        .increment(1);
+        if result != ReloadResult::Ok {
             return;
         }
         t.gauge("sipsteer_config_last_success_timestamp_seconds", &[])
@@ -319,7 +197,7 @@ impl Reloader {
     /// What the reloads did; never waits for a reload in progress.
     pub fn status(&self) -> ReloadStatus {
         let mut status = guard(&self.status).clone();
-        status.files = files_out(&self.shared.load().config.files);
+        status.files = status::files_out(&self.shared.load().config.files);
         status
     }
 
@@ -329,7 +207,7 @@ impl Reloader {
         snap.config.geoip.as_ref()?;
         if snap.steering.geo.is_some() {
             Some(GeoState::Loaded)
-        } else if guard(&self.status).last_result == "error" {
+        } else if guard(&self.status).last_result == ReloadResult::Error {
             Some(GeoState::Failed)
         } else {
             Some(GeoState::Loading)
@@ -340,7 +218,7 @@ impl Reloader {
     /// reload runs at a time, and a caller whose request came in before a run started reading
     /// shares that run's outcome instead of running again. Blocking: call it off the async
     /// runtime's worker threads (the reload thread, see [`trigger`]).
-    pub fn reload(&self, why: &str) -> Outcome {
+    pub fn reload(&self, why: Trigger) -> Outcome {
         let ticket = self.requests.fetch_add(1, Ordering::SeqCst) + 1;
         let _flight = guard(&self.flight);
         if let Some((covered, out)) = guard(&self.last_run).as_ref()
@@ -354,17 +232,17 @@ impl Reloader {
         out
     }
 
-    fn run_once(&self, why: &str) -> Outcome {
+    fn run_once(&self, why: Trigger) -> Outcome {
         let started = std::time::Instant::now();
         let cpu_started = thread_cpu();
         let current = self.shared.load_full();
         // The periodic rescan trusts file identities; the other triggers read everything.
-        let rescan = why == "rescan";
+        let rescan = why == Trigger::Rescan;
         if guard(&self.geo.zones).observe(source_paths(&current.config), rescan) {
             let mut st = guard(&self.status);
             st.last_attempt_unix = now_unix();
             st.unchanged += 1;
-            st.last_result = "unchanged".into();
+            st.last_result = ReloadResult::Unchanged;
             return Outcome::Unchanged;
         }
         let loaded = load(&self.path, &self.geo);
@@ -396,7 +274,7 @@ impl Reloader {
             st.last_error = None;
             st.last_error_count = None;
             st.unchanged += 1;
-            st.last_result = "unchanged".into();
+            st.last_result = ReloadResult::Unchanged;
             return Outcome::Unchanged;
         }
         let restart_needed = (cfg.listen_dns != current.config.listen_dns
@@ -422,12 +300,12 @@ impl Reloader {
             st.restart_needed = restart_needed;
             st.generation = generation;
             st.applied += 1;
-            st.last_result = "ok".into();
+            st.last_result = ReloadResult::Ok;
             st.last_success_unix = st.last_attempt_unix;
         }
-        self.count(true, generation);
+        self.count(ReloadResult::Ok, generation);
         tracing::info!(
-            trigger = why,
+            trigger = why.as_str(),
             generation,
             ms = started.elapsed().as_millis() as u64,
             cpu_ms = format_args!("{:.1}", (thread_cpu() - cpu_started).as_secs_f64() * 1e3),

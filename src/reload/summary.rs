@@ -2,7 +2,7 @@
 //! [`MAX_REPORTED`] problems, each cut at [`MAX_PROBLEM_BYTES`], then how many more there
 //! are. `sipsteer check` prints them all.
 
-use super::{LoadError, Outcome, Rejection, Reloader};
+use super::{LoadError, Outcome, Rejection, ReloadResult, Reloader, Trigger};
 use crate::lock::guard;
 
 /// Problems of one refused reload written out in full.
@@ -32,7 +32,7 @@ impl Rejection {
                     push_cut(&mut out, &e.to_string());
                 }
             }
-            Rejection::Load(LoadError::Geo(e)) => push_cut(&mut out, e),
+            Rejection::Load(LoadError::Geo(e)) => push_cut(&mut out, &e.to_string()),
             Rejection::Panicked => push_cut(&mut out, &self.to_string()),
         }
         let more = self.count().saturating_sub(MAX_REPORTED);
@@ -50,11 +50,11 @@ impl Reloader {
     /// Records a rejected load, reported as its [`Rejection::summary`]. The same error again
     /// (the rescan, or several triggers for one edit) is one rejection: logged and counted
     /// once. The log line is written after the status lock is released.
-    pub(super) fn reject(&self, why: &str, r: Rejection, serving: u64) -> Outcome {
+    pub(super) fn reject(&self, why: Trigger, r: Rejection, serving: u64) -> Outcome {
         let e = r.summary();
         let fresh = {
             let mut st = guard(&self.status);
-            st.last_result = "error".into();
+            st.last_result = ReloadResult::Error;
             let fresh = st.last_error.as_deref() != Some(&e);
             if fresh {
                 st.rejected += 1;
@@ -64,9 +64,9 @@ impl Reloader {
             fresh
         };
         if fresh {
-            self.count(false, serving);
+            self.count(ReloadResult::Error, serving);
             tracing::error!(
-                trigger = why,
+                trigger = why.as_str(),
                 "config rejected, still serving generation {serving}:\n{e}"
             );
         }

@@ -24,12 +24,50 @@ use crate::config::Config;
 use super::{Outcome, Reloader};
 use crate::lock::guard;
 
+/// What asked for a reload. Its name ([`Trigger::as_str`]) is the `trigger` field of the
+/// reload log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A watched file changed (events debounced by [`run`]).
+    FileChange,
+    /// The periodic rescan (`reload.rescan`): the only trigger that trusts file identities.
+    Rescan,
+    /// SIGHUP.
+    Sighup,
+    /// `POST /v1/reload`.
+    Api,
+    /// The GeoIP database of an early start is to be compiled.
+    Geoip,
+    /// The certificate or key of the encrypted listeners changed on disk.
+    CertificateChange,
+}
+
+impl Trigger {
+    /// The name written in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::FileChange => "file change",
+            Trigger::Rescan => "rescan",
+            Trigger::Sighup => "SIGHUP",
+            Trigger::Api => "api",
+            Trigger::Geoip => "geoip",
+            Trigger::CertificateChange => "certificate change",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Requests waiting for the reload thread; more are refused (a full queue already means a
 /// reload is pending).
 pub(crate) const QUEUE_DEPTH: usize = 64;
 
 struct Request {
-    why: &'static str,
+    why: Trigger,
     reply: Option<oneshot::Sender<Outcome>>,
 }
 
@@ -82,7 +120,7 @@ fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>, mut certs: CertPoll) {
                         continue;
                     }
                     Request {
-                        why: "certificate change",
+                        why: Trigger::CertificateChange,
                         reply: None,
                     }
                 }
@@ -107,7 +145,7 @@ fn serve(reloader: Weak<Reloader>, rx: Receiver<Request>, mut certs: CertPoll) {
         let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.reload(why)))
             .unwrap_or_else(|_| {
                 tracing::error!(
-                    trigger = why,
+                    trigger = why.as_str(),
                     "reload panicked; still serving the previous config"
                 );
                 Outcome::Rejected(super::Rejection::Panicked)
@@ -173,7 +211,7 @@ impl CertPoll {
 
 impl Reloader {
     /// Asks for a reload and returns at once; the outcome arrives on the receiver.
-    pub fn request(&self, why: &'static str) -> Result<oneshot::Receiver<Outcome>, QueueError> {
+    pub fn request(&self, why: Trigger) -> Result<oneshot::Receiver<Outcome>, QueueError> {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Request {
             why,
@@ -183,9 +221,9 @@ impl Reloader {
     }
 
     /// Asks for a reload without waiting for it (a full queue already means one is pending).
-    pub fn nudge(&self, why: &'static str) {
+    pub fn nudge(&self, why: Trigger) {
         if let Err(QueueError::Stopped) = self.enqueue(Request { why, reply: None }) {
-            tracing::warn!(trigger = why, "reload thread is not running");
+            tracing::warn!(trigger = why.as_str(), "reload thread is not running");
         }
     }
 
@@ -224,7 +262,7 @@ pub async fn run(
             () = cancel.cancelled() => return,
             () = sleep_until(next_rescan) => {
                 last_rescan = Instant::now();
-                "rescan"
+                Trigger::Rescan
             }
             n = nudges.recv() => match n {
                 Some(()) => {
@@ -237,7 +275,7 @@ pub async fn run(
                             () = cancel.cancelled() => return,
                         }
                     }
-                    "file change"
+                    Trigger::FileChange
                 }
                 None => return,
             },

@@ -2,19 +2,17 @@
 //! health slots, services with their generated names, and per region set a map from address
 //! blocks to rankings, so a query costs one lookup.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use hickory_proto::rr::Name;
 use ipnet::IpNet;
 
-use super::rank::{Ranking, fallback_ranking, rank_location, rank_pinned};
+use super::policy::{Policies, Policy, regions_of};
+use super::rank::{Ranking, fallback_ranking, rank_pinned};
 use super::{HealthView, Reason};
 use crate::config::service_names::{service_names, wire_name};
-use crate::config::{
-    AllDown, Capacity, Config, RegionConfig, ServerConfig, ServiceConfig, Transport,
-};
+use crate::config::{AllDown, Capacity, Config, ServerConfig, ServiceConfig, Transport};
 use crate::geo::{GeoData, GeoMap};
 
 /// Everything steering needs, built once per config (and GeoIP) load.
@@ -103,38 +101,6 @@ pub struct Service {
     pub hosts: Vec<Vec<Box<[u8]>>>,
 }
 
-#[derive(Debug)]
-struct Policy {
-    /// What the rankings depend on: the regions (location, country and continent lists, in
-    /// order), the fallback order, and the GeoIP data.
-    key: PolicyKey,
-    geo: Option<std::sync::Weak<GeoData>>,
-    map: Option<GeoMap>,
-    rankings: Vec<Ranking>,
-}
-
-type PolicyKey = (
-    Vec<(String, u64, u64, Vec<[u8; 2]>, Vec<[u8; 2]>)>,
-    Vec<u16>,
-);
-
-fn policy_key(regs: &[&RegionConfig], fallback: &[u16]) -> PolicyKey {
-    (
-        regs.iter()
-            .map(|r| {
-                (
-                    r.name.clone(),
-                    r.location.0.to_bits(),
-                    r.location.1.to_bits(),
-                    r.countries.clone(),
-                    r.continents.clone(),
-                )
-            })
-            .collect(),
-        fallback.to_vec(),
-    )
-}
-
 /// Builds the steering data for a config and an optional GeoIP database.
 pub fn compile(cfg: &Config, geo: Option<Arc<GeoData>>) -> Steering {
     compile_reusing(cfg, geo, None)
@@ -160,13 +126,7 @@ pub fn compile_keeping(
     kept: &[Option<u32>],
 ) -> Steering {
     let (regions, slots) = compile_regions(cfg);
-    let mut policies = Policies {
-        list: Vec::new(),
-        index: HashMap::new(),
-        adopted: HashMap::new(),
-        previous,
-        geo: geo.as_ref(),
-    };
+    let mut policies = Policies::new(previous.map(|p| p.policies.as_slice()), geo.as_ref());
     let mut services = Vec::new();
     let mut service_policy = Vec::new();
     for (zi, z) in cfg.zones.iter().enumerate() {
@@ -187,7 +147,7 @@ pub fn compile_keeping(
             service_policy.push(policy);
         }
     }
-    let policies = policies.list;
+    let policies = policies.into_list();
     let mut with_maps = policies.iter().enumerate().filter(|(_, p)| p.map.is_some());
     let sole_map = match (with_maps.next(), with_maps.next()) {
         (Some((i, _)), None) => Some(i),
@@ -250,70 +210,6 @@ fn compile_server(s: &ServerConfig, slot: usize) -> Server {
     }
 }
 
-/// The ranking policies built so far for one compile: one per distinct set of regions and
-/// fallback order, taken from the previous compile when its regions and database match.
-struct Policies<'a> {
-    list: Vec<Arc<Policy>>,
-    index: HashMap<PolicyKey, usize>,
-    /// Positions of policies taken over from the previous compile, by address: services of
-    /// unchanged zones find theirs without hashing its key.
-    adopted: HashMap<*const Policy, usize>,
-    previous: Option<&'a Steering>,
-    geo: Option<&'a Arc<GeoData>>,
-}
-
-impl Policies<'_> {
-    /// The position of a policy of the previous compile for service `s`: itself when it was
-    /// built on the same GeoIP data, else built or reused by key.
-    fn adopt(&mut self, old: &Arc<Policy>, cfg: &Config, s: &ServiceConfig) -> usize {
-        if !same_geo(old.geo.as_ref(), self.geo) {
-            let (regs, fallback) = regions_of(cfg, s);
-            return self.position(&regs, &fallback);
-        }
-        if let Some(&i) = self.adopted.get(&Arc::as_ptr(old)) {
-            return i;
-        }
-        let i = match self.index.get(&old.key) {
-            Some(&i) => i,
-            None => {
-                self.list.push(old.clone());
-                self.index.insert(old.key.clone(), self.list.len() - 1);
-                self.list.len() - 1
-            }
-        };
-        self.adopted.insert(Arc::as_ptr(old), i);
-        i
-    }
-
-    /// The position of the policy for these regions and fallback order, built or reused.
-    fn position(&mut self, regs: &[&RegionConfig], fallback: &[u16]) -> usize {
-        let key = policy_key(regs, fallback);
-        if let Some(&i) = self.index.get(&key) {
-            return i;
-        }
-        let reused = self.previous.and_then(|p| {
-            p.policies
-                .iter()
-                .find(|old| old.key == key && same_geo(old.geo.as_ref(), self.geo))
-        });
-        let policy = match reused {
-            Some(p) => p.clone(),
-            None => Arc::new(build_policy(key.clone(), regs, fallback, self.geo)),
-        };
-        self.list.push(policy);
-        self.index.insert(key, self.list.len() - 1);
-        self.list.len() - 1
-    }
-}
-
-/// A service's regions, and its fallback order as positions among them.
-fn regions_of<'c>(cfg: &'c Config, s: &ServiceConfig) -> (Vec<&'c RegionConfig>, Vec<u16>) {
-    let regs: Vec<&RegionConfig> = s.regions.iter().map(|&i| &cfg.regions[i]).collect();
-    let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
-    let fallback: Vec<u16> = s.fallback.iter().map(|&g| pos_of(g)).collect();
-    (regs, fallback)
-}
-
 /// One steered name: its regions by position, its rankings and its generated names; and the
 /// position of its ranking policy.
 fn compile_service(
@@ -355,46 +251,6 @@ fn compile_service(
         hosts: names.regions.into_iter().map(|r| r.hosts).collect(),
     };
     (Arc::new(service), policy)
-}
-
-fn same_geo(old: Option<&std::sync::Weak<GeoData>>, new: Option<&Arc<GeoData>>) -> bool {
-    match (old, new) {
-        (None, None) => true,
-        (Some(o), Some(n)) => std::ptr::eq(o.as_ptr(), Arc::as_ptr(n)),
-        _ => false,
-    }
-}
-
-fn build_policy(
-    key: PolicyKey,
-    regs: &[&RegionConfig],
-    fallback: &[u16],
-    geo: Option<&Arc<GeoData>>,
-) -> Policy {
-    let mut rankings: Vec<Ranking> = Vec::new();
-    let mut index: HashMap<Ranking, u32> = HashMap::new();
-    let mut intern = |r: Ranking| -> u32 {
-        *index.entry(r.clone()).or_insert_with(|| {
-            rankings.push(r);
-            (rankings.len() - 1) as u32
-        })
-    };
-    let no_location = intern(rank_location(None, regs, fallback));
-    let map = geo.map(|g| {
-        let classes: Vec<u32> = g
-            .table
-            .locations
-            .iter()
-            .map(|l| intern(rank_location(Some(l), regs, fallback)))
-            .collect();
-        GeoMap::compile(&g.table, &classes, no_location)
-    });
-    Policy {
-        key,
-        geo: geo.map(Arc::downgrade),
-        map,
-        rankings,
-    }
 }
 
 impl Steering {

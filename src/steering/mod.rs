@@ -5,6 +5,7 @@
 //! need no sockets. [`compile`] builds the data once per config and GeoIP load.
 
 mod compile;
+mod policy;
 mod rank;
 
 use std::net::IpAddr;

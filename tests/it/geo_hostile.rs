@@ -10,6 +10,7 @@ use crate::support::dns::*;
 use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
 use hickory_proto::rr::RecordType;
 use sipsteer::geo::GeoDb;
+use sipsteer::reload::{ReloadResult, Trigger};
 
 /// MaxMind DB data-section encoding, just enough for metadata and a small record.
 struct Enc(Vec<u8>);
@@ -294,7 +295,7 @@ async fn running_server_refuses_a_crafted_database_and_keeps_serving() {
     let started = Instant::now();
     let status = loop {
         let st = running.reloader.status();
-        if st.last_result == "error" {
+        if st.last_result == ReloadResult::Error {
             break st;
         }
         assert!(
@@ -306,7 +307,7 @@ async fn running_server_refuses_a_crafted_database_and_keeps_serving() {
     let last = status.last_error.unwrap_or_default();
     assert!(last.contains(&want), "{last}");
     let r = running.reloader.clone();
-    let outcome = tokio::task::spawn_blocking(move || r.reload("test"))
+    let outcome = tokio::task::spawn_blocking(move || r.reload(Trigger::Api))
         .await
         .expect("join");
     match outcome {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::dns::*;
 use hickory_proto::rr::RecordType;
-use sipsteer::reload::Outcome;
+use sipsteer::reload::{Outcome, ReloadResult, Trigger};
 
 fn zone(origin: &str, addr: &str, serial: u32) -> String {
     format!(
@@ -53,7 +53,7 @@ async fn reload(s: &TestServer) -> Outcome {
     let r = s.running.as_ref().expect("running").reloader.clone();
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(r.reload("test"));
+        let _ = tx.send(r.reload(Trigger::Api));
     });
     tokio::time::timeout(Duration::from_secs(10), rx)
         .await
@@ -189,7 +189,11 @@ async fn fifos_never_block_reloads_or_shutdown() {
     served_within_2s(&s, "example.com", "192.0.2.9").await;
     // A FIFO left in place while shutting down does not hold shutdown.
     mkfifo(&extra);
-    s.running.as_ref().expect("running").reloader.nudge("test");
+    s.running
+        .as_ref()
+        .expect("running")
+        .reloader
+        .nudge(Trigger::Api);
     stop(s).await;
 }
 
@@ -208,11 +212,11 @@ async fn one_bad_edit_is_one_rejection_whatever_the_triggers() {
         assert!(matches!(reload(&s).await, Outcome::Rejected(_)));
     }
     let r = s.running.as_ref().expect("running").reloader.clone();
-    r.nudge("SIGHUP");
+    r.nudge(Trigger::Sighup);
     assert!(matches!(reload(&s).await, Outcome::Rejected(_)));
     let st = r.status();
     assert_eq!(st.rejected, 1, "{st:?}");
-    assert_eq!(st.last_result, "error");
+    assert_eq!(st.last_result, ReloadResult::Error);
     // A different bad edit is a new rejection.
     atomic_write(&p, &zone("example.com", "192.0.2.301", 3));
     assert!(matches!(reload(&s).await, Outcome::Rejected(_)));
@@ -317,8 +321,8 @@ async fn concurrent_reloads_are_single_flight_and_the_newest_config_wins() {
             for i in 0..15u32 {
                 w.write(10 + kind * 20 + i);
                 match kind {
-                    0 => gens.push(r.reload("test")),
-                    1 => r.nudge("SIGHUP"),
+                    0 => gens.push(r.reload(Trigger::Api)),
+                    1 => r.nudge(Trigger::Sighup),
                     _ => {
                         let (code, body) = crate::support::http::request(
                             admin,
@@ -342,7 +346,7 @@ async fn concurrent_reloads_are_single_flight_and_the_newest_config_wins() {
     w.write(200);
     let out = tokio::task::spawn_blocking({
         let r = reloader.clone();
-        move || r.reload("test")
+        move || r.reload(Trigger::Api)
     })
     .await
     .expect("join");
@@ -426,7 +430,7 @@ async fn status_answers_while_a_slow_reload_runs() {
     .expect("edit");
     let slow = {
         let r = reloader.clone();
-        std::thread::spawn(move || r.reload("slow"))
+        std::thread::spawn(move || r.reload(Trigger::Api))
     };
     entered
         .recv_timeout(Duration::from_secs(10))

@@ -40,6 +40,7 @@ mod operator_errors;
 mod ops_scrape;
 mod reload;
 mod reload_incremental;
+mod reload_status;
 mod reload_triggers;
 mod shutdown;
 mod sip_hostile;

@@ -6,6 +6,7 @@ use hickory_proto::rr::RecordType;
 
 use crate::support::dns::*;
 use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
+use sipsteer::reload::Trigger;
 
 const OTHER_ZONE: &str = r#"
 zone: example.net
@@ -112,7 +113,7 @@ async fn a_reload_that_adds_a_zone_keeps_every_count() {
     // The new zone sorts before example.com, so every zone index shifts.
     std::fs::write(s.cfg.path("zones/example.net.yaml"), OTHER_ZONE).expect("write zone");
     let running = s.running.as_ref().expect("running");
-    let out = running.reloader.reload("test");
+    let out = running.reloader.reload(Trigger::Api);
     // Applied here, or already by the file watcher.
     assert!(
         matches!(

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::support::dns::*;
 use crate::support::http::{get, send};
 use hickory_proto::rr::RecordType;
+use sipsteer::reload::Trigger;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const TOKEN: &str = "test-token-123";
@@ -220,7 +221,7 @@ async fn bad_operator_state_is_refused_and_the_old_one_kept() {
         "uk/lon1: { state: drain }\nuk/lon9: { state: down }\nde: { state: drainn }\n",
     );
     let r = s.running.as_ref().expect("running");
-    let out = r.reloader.reload("test");
+    let out = r.reloader.reload(Trigger::Api);
     let sipsteer::reload::Outcome::Rejected(e) = out else {
         panic!("bad operator state applied: {out:?}");
     };

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use crate::support::dns::*;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
+use sipsteer::reload::{ReloadResult, Trigger};
 
 fn zone(addr: &str) -> String {
     format!(
@@ -112,7 +113,7 @@ async fn bad_edit_keeps_serving_then_the_fix_applies() {
     let start = Instant::now();
     let status = loop {
         let st = s.running.as_ref().expect("running").reloader.status();
-        if st.last_result == "error" {
+        if st.last_result == ReloadResult::Error {
             break st;
         }
         assert!(
@@ -141,7 +142,7 @@ async fn bad_edit_keeps_serving_then_the_fix_applies() {
     std::fs::write(&p, zone("192.0.2.8")).expect("write fix");
     served_within_2s(&s, "192.0.2.8").await;
     let st = s.running.as_ref().expect("running").reloader.status();
-    assert_eq!(st.last_result, "ok");
+    assert_eq!(st.last_result, ReloadResult::Ok);
     assert!(st.last_error.is_none());
     assert!(st.rejected >= 1);
     s.stop().await;
@@ -215,7 +216,7 @@ async fn no_query_fails_during_many_reloads() {
         };
         std::fs::write(&p, text).expect("write");
         let r = reloader.clone();
-        let out = tokio::task::spawn_blocking(move || r.reload("test"))
+        let out = tokio::task::spawn_blocking(move || r.reload(Trigger::Api))
             .await
             .expect("join");
         if i % 2 == 0 {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::support::dns::ConfigDir;
 use crate::support::steer::GEO_CSV;
 use sipsteer::dns::snapshot::Snapshot;
-use sipsteer::reload::{GeoSlot, Outcome, Reloader};
+use sipsteer::reload::{GeoSlot, Outcome, Reloader, Trigger};
 use sipsteer::steering::HealthView;
 
 const MAIN: &str = r#"
@@ -95,7 +95,7 @@ fn reloader(cfg: &ConfigDir) -> Reloader {
 fn reload_matches_full(r: &Reloader, cfg: &ConfigDir) -> (Arc<Snapshot>, Arc<Snapshot>) {
     let before = r.shared().load_full();
     assert!(
-        matches!(r.reload("test"), Outcome::Applied(_)),
+        matches!(r.reload(Trigger::Api), Outcome::Applied(_)),
         "{:?}",
         r.status()
     );
@@ -169,11 +169,11 @@ fn a_changed_zone_map_is_the_only_one_recompiled() {
 fn unchanged_files_reload_as_unchanged() {
     let cfg = setup();
     let r = reloader(&cfg);
-    assert_eq!(r.reload("test"), Outcome::Unchanged);
+    assert_eq!(r.reload(Trigger::Api), Outcome::Unchanged);
     // Rewritten with the same bytes: new identity, same content.
     let text = std::fs::read_to_string(cfg.path("zones/a.example.yaml")).expect("read");
     std::fs::write(cfg.path("zones/a.example.yaml"), text).expect("write");
-    assert_eq!(r.reload("test"), Outcome::Unchanged);
+    assert_eq!(r.reload(Trigger::Api), Outcome::Unchanged);
 }
 
 #[test]
@@ -228,7 +228,7 @@ fn a_broken_zone_map_then_fixed_matches_a_full_load() {
     let cfg = setup();
     let r = reloader(&cfg);
     std::fs::write(cfg.path("zones/b.example.yaml"), "zone: [").expect("write");
-    assert!(matches!(r.reload("test"), Outcome::Rejected(_)));
+    assert!(matches!(r.reload(Trigger::Api), Outcome::Rejected(_)));
     let zone_b = zone("b.example", "192.0.2.23", "uk");
     std::fs::write(cfg.path("zones/b.example.yaml"), zone_b).expect("write");
     let (old, new) = reload_matches_full(&r, &cfg);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::support::dns::*;
 use crate::support::sip::{self, Mode, Responder};
 use hickory_proto::rr::RecordType;
+use sipsteer::reload::Trigger;
 
 /// Only guards against hangs: nothing here is expected to take long.
 const WAIT: Duration = Duration::from_secs(20);
@@ -298,7 +299,7 @@ async fn server_added_by_a_reload_on_the_reload_thread_is_probed() {
     probed(&first, 1).await;
     let z = health_zone(&[("s1", &first), ("s2", &added)]);
     std::fs::write(s.cfg.path("zones/example.com.yaml"), z).expect("write zone");
-    let outcome = running(&s).reloader.request("test").expect("queued");
+    let outcome = running(&s).reloader.request(Trigger::Api).expect("queued");
     let outcome = tokio::time::timeout(WAIT, outcome)
         .await
         .expect("reload in time")

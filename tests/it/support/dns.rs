@@ -8,6 +8,7 @@ use std::time::Duration;
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsOption};
 use hickory_proto::rr::{Name, Record, RecordType};
+use sipsteer::reload::Trigger;
 
 /// The server part of a test config: listens on port 0, admin off, probes off.
 pub(crate) const MAIN: &str = r#"
@@ -114,7 +115,7 @@ impl TestServer {
     /// outcome.
     pub(crate) async fn reload(&self) -> sipsteer::reload::Outcome {
         let r = self.running.as_ref().expect("running").reloader.clone();
-        tokio::task::spawn_blocking(move || r.reload("test"))
+        tokio::task::spawn_blocking(move || r.reload(Trigger::Api))
             .await
             .expect("join")
     }

@@ -1,0 +1,183 @@
+//! How servers are probed: the `health:` defaults of `sipsteer.yaml`, a region's or a
+//! server's `health:` over what it inherits, and check names resolved against a server's
+//! transports.
+
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::error::Sink;
+use super::raw;
+use super::values::parse_duration;
+use super::{Check, ProbeConfig, Transport};
+
+/// Probe defaults from the top-level `health:` section.
+pub(super) struct HealthDefaults {
+    pub probe: ProbeConfig,
+    /// `None` = pick from the server's transports.
+    pub check: Option<String>,
+    pub max_concurrent: usize,
+}
+
+impl HealthDefaults {
+    pub(super) fn from_raw(h: Option<&raw::Health>, sink: &mut Sink) -> HealthDefaults {
+        let base = ProbeConfig {
+            check: Some(Check::SipUdp),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            suspect_interval: Duration::from_millis(500),
+            suspect_timeout: Duration::from_millis(500),
+            rise: 2,
+            fall: 3,
+            healthy_codes: Vec::new(),
+        };
+        let mut d = HealthDefaults {
+            probe: base,
+            check: None,
+            max_concurrent: 256,
+        };
+        if let Some(h) = h {
+            let (probe, check) = overlay(&d.probe, None, h, "health", sink);
+            d.probe = probe;
+            d.check = check;
+            if let Some(m) = &h.max_concurrent {
+                if (1..=10_000).contains(&m.value) {
+                    d.max_concurrent = m.value as usize;
+                } else {
+                    sink.on(m, "health.max_concurrent", "must be between 1 and 10000");
+                }
+            }
+        }
+        d
+    }
+}
+
+/// Applies one `health:` section over inherited settings.
+pub(super) fn overlay(
+    base: &ProbeConfig,
+    base_check: Option<String>,
+    h: &raw::Health,
+    path: &str,
+    sink: &mut Sink,
+) -> (ProbeConfig, Option<String>) {
+    let mut p = base.clone();
+    let mut check = base_check;
+    if let Some(c) = &h.check {
+        if check_kind(&c.value, &[Transport::Udp]).is_some() {
+            check = Some(c.value.clone());
+        } else {
+            sink.on(c, format!("{path}.check"), bad_check(&c.value));
+        }
+    }
+    let mut dur = |v: &Option<Spanned<String>>, field: &str, out: &mut Duration| {
+        if let Some(v) = v {
+            match parse_duration(&v.value) {
+                Ok(d) if d >= Duration::from_millis(100) => *out = d,
+                Ok(_) => sink.on(v, format!("{path}.{field}"), "must be at least 100ms"),
+                Err(e) => sink.on(v, format!("{path}.{field}"), e),
+            }
+        }
+    };
+    dur(&h.interval, "interval", &mut p.interval);
+    dur(&h.timeout, "timeout", &mut p.timeout);
+    dur(
+        &h.suspect_interval,
+        "suspect_interval",
+        &mut p.suspect_interval,
+    );
+    dur(
+        &h.suspect_timeout,
+        "suspect_timeout",
+        &mut p.suspect_timeout,
+    );
+    for (v, field, out) in [
+        (&h.rise, "rise", &mut p.rise),
+        (&h.fall, "fall", &mut p.fall),
+    ] {
+        if let Some(v) = v {
+            if (1..=100).contains(&v.value) {
+                *out = v.value;
+            } else {
+                sink.on(v, format!("{path}.{field}"), "must be between 1 and 100");
+            }
+        }
+    }
+    if let Some(codes) = &h.healthy_codes {
+        p.healthy_codes.clear();
+        for (s, loc) in codes.value.items(codes.referenced) {
+            match code_range(s) {
+                Some(r) => p.healthy_codes.push(r),
+                None => sink.at(
+                    loc,
+                    format!("{path}.healthy_codes"),
+                    format!("invalid SIP status code or range `{s}` (use e.g. 200 or 200-299)"),
+                ),
+            }
+        }
+    }
+    if p.timeout > p.interval {
+        let loc = h.timeout.as_ref().or(h.interval.as_ref());
+        if let Some(l) = loc {
+            sink.on(
+                l,
+                format!("{path}.timeout"),
+                "timeout must not exceed interval",
+            );
+        }
+    }
+    (p, check)
+}
+
+fn code_range(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('-').unwrap_or((s, s));
+    let (a, b): (u16, u16) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+    ((200..=699).contains(&a) && (200..=699).contains(&b) && a <= b).then_some((a, b))
+}
+
+fn bad_check(s: &str) -> String {
+    format!("unknown check `{s}` (use sip-options, sip-options-udp, sip-options-tcp, tcp or none)")
+}
+
+/// Resolves a check name against the transports a server speaks: `None` for an unknown
+/// name, `Some(None)` for `none`.
+fn check_kind(s: &str, transports: &[Transport]) -> Option<Option<Check>> {
+    Some(Some(match s {
+        "sip-options" if transports.contains(&Transport::Udp) => Check::SipUdp,
+        "sip-options" if transports.contains(&Transport::Tcp) => Check::SipTcp,
+        "sip-options" => Check::Tcp,
+        "sip-options-udp" => Check::SipUdp,
+        "sip-options-tcp" => Check::SipTcp,
+        "tcp" => Check::Tcp,
+        "none" => return Some(None),
+        _ => return None,
+    }))
+}
+
+/// How one server is probed: its `health:` over the inherited settings, its `check:` (or
+/// the inherited one) resolved against the transports it speaks.
+pub(super) fn for_server(
+    s: &raw::Server,
+    transports: &[Transport],
+    base: &ProbeConfig,
+    base_check: Option<&str>,
+    path: &str,
+    sink: &mut Sink,
+) -> ProbeConfig {
+    let (mut probe, mut check) = (base.clone(), base_check.map(str::to_owned));
+    if let Some(h) = &s.health {
+        (probe, check) = overlay(base, check, h, &format!("{path}.health"), sink);
+    }
+    if let Some(c) = &s.check {
+        check = Some(c.value.clone());
+    }
+    let check_name = check.as_deref().unwrap_or("sip-options");
+    match check_kind(check_name, transports) {
+        Some(k) => probe.check = k,
+        None => {
+            if let Some(c) = &s.check {
+                sink.on(c, format!("{path}.check"), bad_check(&c.value));
+            }
+        }
+    }
+    probe
+}
