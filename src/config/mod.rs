@@ -9,6 +9,7 @@ pub(crate) mod load_source;
 pub(crate) mod main_file;
 mod names;
 pub(crate) mod operator;
+mod pem;
 mod probe;
 mod raw;
 pub(crate) mod records;

@@ -74,7 +74,9 @@ async fn reload_results_keep_their_names_in_status_reload_and_metrics() {
     assert_eq!(status(&s).await["reload"]["last_result"], "unchanged");
 
     let zone = s.cfg.path("zones/example.com.yaml");
-    std::fs::write(&zone, ZONE.replace("serial: 1", "serial: 2")).expect("write");
+    // Replaced by rename, so the file watcher never reads a half-written file (a reload of
+    // one would be one more rejection counted).
+    replace(&zone, &ZONE.replace("serial: 1", "serial: 2"));
     let (code, body) = send(a, "POST", "/v1/reload", Some(TOKEN), None).await;
     // Applied by this request, or just before it by the file watcher.
     assert!(
@@ -87,7 +89,7 @@ async fn reload_results_keep_their_names_in_status_reload_and_metrics() {
     );
     assert_eq!(status(&s).await["reload"]["generation"], 2);
 
-    std::fs::write(&zone, "zone: [").expect("write");
+    replace(&zone, "zone: [");
     let (code, body) = send(a, "POST", "/v1/reload", Some(TOKEN), None).await;
     assert_eq!(code, 422, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -105,6 +107,13 @@ async fn reload_results_keep_their_names_in_status_reload_and_metrics() {
     ];
     assert_eq!(lines, want, "{metrics}");
     s.stop().await;
+}
+
+/// Replaces `path` with `text` by rename.
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
 }
 
 /// A log writer into a shared buffer.

@@ -12,7 +12,7 @@ use rustls::pki_types::CertificateDer;
 
 use super::super::error::Sink;
 use super::super::values::Scalar;
-use super::super::{SourceFile, main_file, tls};
+use super::super::{SourceFile, pem, source};
 use super::{RawLoad, S};
 
 /// Series one reply may hold unless `load.max_series` says otherwise.
@@ -145,8 +145,8 @@ fn ca_file(
     }
     let path = base.join(&f.value);
     read.push(path.clone());
-    let certs = tls::read_pem(&path, files)
-        .and_then(|b| tls::chain(&b).map_err(|e| format!("{}: {e}", path.display())))
+    let certs = pem::read_pem(&path, files)
+        .and_then(|b| pem::chain(&b).map_err(|e| format!("{}: {e}", path.display())))
         .and_then(|certs| {
             let mut roots = rustls::RootCertStore::empty();
             for c in &certs {
@@ -154,7 +154,7 @@ fn ca_file(
                     format!(
                         "{}: not a usable CA certificate: {}",
                         path.display(),
-                        main_file::lower(&e.to_string())
+                        crate::files::lower(&e.to_string())
                     )
                 })?;
             }
@@ -204,7 +204,7 @@ impl Secrets<'_, '_> {
     fn file(&mut self, rel: &str, what: &str) -> Result<String, String> {
         let path = self.base.join(rel);
         self.read.push(path.clone());
-        main_file::read(&path, MAX_SECRET_FILE, what, self.files)
+        source::read(&path, MAX_SECRET_FILE, what, self.files)
             .map(|t| t.trim().to_owned())
             .map_err(|e| format!("{}: {}", path.display(), e.message))
     }
