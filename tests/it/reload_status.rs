@@ -97,10 +97,11 @@ async fn reload_results_keep_their_names_in_status_reload_and_metrics() {
     assert_eq!(status(&s).await["reload"]["last_result"], "error");
 
     let (_, metrics) = get(a, "/metrics").await;
-    let lines: Vec<&str> = metrics
+    let mut lines: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("sipsteer_config_reloads_total{"))
         .collect();
+    lines.sort_unstable();
     let want = [
         r#"sipsteer_config_reloads_total{result="error"} 1"#,
         r#"sipsteer_config_reloads_total{result="ok"} 2"#,
