@@ -12,12 +12,20 @@
 //! The table is locked on admission and when a connection ends, never per request: a
 //! connection marks itself idle or busy and notes each complete request with plain atomics
 //! ([`Conn::set_idle`], [`Conn::touch`]).
+//!
+//! Around the table: [`accept`] (an accept loop's error handling: backoff, counts, one warning
+//! per interval, an idle connection evicted when descriptors run out) and [`budget`] (the
+//! open-file limit against every cap, set at start).
+
+pub(crate) mod accept;
+pub(crate) mod budget;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use metrics::Counter;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -44,13 +52,43 @@ pub(crate) enum Shed {
     Full,
 }
 
-impl Shed {
-    /// The label metrics use for it.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Shed::PerSource => "per_source",
-            Shed::Full => "full",
+/// The `reason` labels of a listener's shed counter: an idle connection closed for a new
+/// one, or a new one closed ([`Shed`]).
+pub(crate) const SHED_REASONS: [&str; 3] = ["evicted_idle", "full", "per_source"];
+
+/// A listener's counters of shed connections, one per [`SHED_REASONS`] entry.
+#[derive(Clone)]
+pub(crate) struct ShedCounts {
+    evicted: Counter,
+    full: Counter,
+    per_source: Counter,
+    /// Also counts every new connection closed (full or per source), for a listener that
+    /// reports them under a second name too.
+    closed: Option<Counter>,
+}
+
+impl ShedCounts {
+    /// The counters `counter(reason)` gives for each reason.
+    pub(crate) fn new(counter: impl Fn(&'static str) -> Counter) -> ShedCounts {
+        ShedCounts {
+            evicted: counter(SHED_REASONS[0]),
+            full: counter(SHED_REASONS[1]),
+            per_source: counter(SHED_REASONS[2]),
+            closed: None,
         }
+    }
+
+    /// Counts every new connection closed on `closed` as well.
+    pub(crate) fn also_closed(self, closed: Counter) -> ShedCounts {
+        ShedCounts {
+            closed: Some(closed),
+            ..self
+        }
+    }
+
+    /// The counter of idle connections evicted.
+    pub(crate) fn evicted(&self) -> &Counter {
+        &self.evicted
     }
 }
 
@@ -171,6 +209,46 @@ impl Conns {
             },
             evicted,
         })
+    }
+
+    /// Admits a connection from `peer` as [`Conns::admit`] does, counting what was shed;
+    /// `None` when the new connection is to be closed.
+    pub(crate) fn admit_counted(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        counts: &ShedCounts,
+    ) -> Option<Conn> {
+        match self.admit(peer) {
+            Ok(Admitted { conn, evicted }) => {
+                if evicted {
+                    counts.evicted.increment(1);
+                }
+                Some(conn)
+            }
+            Err(why) => {
+                match why {
+                    Shed::Full => counts.full.increment(1),
+                    Shed::PerSource => counts.per_source.increment(1),
+                }
+                if let Some(c) = &counts.closed {
+                    c.increment(1);
+                }
+                None
+            }
+        }
+    }
+
+    /// Closes the idle connection with the oldest last request among the next
+    /// [`EVICTION_SCAN`] places, to free its descriptor; false when none of them is idle.
+    pub(crate) fn evict_idle(&self) -> bool {
+        let mut t = guard(&self.table);
+        match t.idle_victim() {
+            Some(victim) => {
+                t.remove(victim);
+                true
+            }
+            None => false,
+        }
     }
 
     fn ms(&self, at: Instant) -> u64 {
@@ -322,6 +400,24 @@ mod tests {
             conns.admit(ip("::ffff:192.0.2.7")).err(),
             Some(Shed::PerSource)
         );
+    }
+
+    #[tokio::test]
+    async fn evicting_for_a_descriptor_takes_an_idle_connection_only() {
+        let conns = Conns::new(Limits {
+            max: 10,
+            per_source: 10,
+        });
+        let a = ip("192.0.2.1");
+        assert!(!conns.evict_idle(), "an empty table has nothing to evict");
+        let busy = conns.admit(a).expect("busy").conn;
+        busy.set_idle(false);
+        assert!(!conns.evict_idle(), "a busy connection is never evicted");
+        let idle = conns.admit(a).expect("idle").conn;
+        assert!(conns.evict_idle());
+        assert!(idle.is_evicted());
+        assert!(!busy.is_evicted());
+        assert_eq!(conns.open(), 1);
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod dns_source_address;
 mod dns_static;
 mod dns_steered;
 mod encrypted;
+mod encrypted_limits;
 mod explain_cli;
 mod failover;
 mod geo;
