@@ -91,11 +91,14 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
 /// Starts serving a first load; `cache` is the GeoIP slot it filled.
 async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Running> {
     let cfg = &loaded.config;
-    let listen = cfg.listen_dns.clone();
-    let dns_settings = cfg.dns.clone();
-    let caps = descriptor_budget(cfg, &dns_settings);
+    let listen = Listen {
+        dns: cfg.listen_dns.clone(),
+        tls: cfg.listen_tls.clone(),
+        https: cfg.listen_https.clone(),
+        settings: cfg.dns.clone(),
+        caps: descriptor_budget(cfg, &cfg.dns),
+    };
     let watch_set = crate::config::watch::WatchSet::of(cfg);
-    let (listen_tls, listen_https) = (cfg.listen_tls.clone(), cfg.listen_https.clone());
     let admin_addr = cfg.listen_admin;
     let token = cfg.admin.token.clone();
     let telemetry = Arc::new(Telemetry::new());
@@ -131,28 +134,8 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         log: &qlog,
         cancel: &cancel,
     };
-    let per_source = dns_settings.tcp_max_connections_per_source;
-    let limits = |max| crate::conns::Limits { max, per_source };
-    let tcp_table = crate::conns::Conns::new(limits(caps.tcp));
-    let dns = serving.dns(
-        &listen,
-        &dns_settings,
-        tcp_table,
-        &stop,
-        &mut threads,
-        &mut tasks,
-    )?;
-    let setup = crate::dns::encrypted::Setup {
-        shared: shared.clone(),
-        tally: counters.listener(),
-        telemetry: telemetry.clone(),
-        log: qlog.clone(),
-        timeout: dns_settings.tcp_idle_timeout,
-        tls: limits(caps.tls),
-        https: limits(caps.https),
-    };
-    let encrypted =
-        crate::dns::encrypted::start(setup, &listen_tls, &listen_https, &mut tasks, &cancel)?;
+    let dns = serving.dns(&listen, &stop, &mut threads, &mut tasks)?;
+    let encrypted = serving.encrypted(&listen, &mut tasks)?;
     tasks.spawn(crate::health::load_pull::run(hub.clone(), cancel.clone()));
     let (nudge, nudges) = mpsc::channel(1);
     watch_files(&reloader, watch_set, nudge.clone());
@@ -213,6 +196,26 @@ fn watch_files(reloader: &Reloader, set: crate::config::watch::WatchSet, nudge: 
     }
 }
 
+/// The DNS listen addresses of every transport, their settings, and the connection caps that
+/// fit in the open-file limit.
+struct Listen {
+    dns: Vec<SocketAddr>,
+    tls: Vec<SocketAddr>,
+    https: Vec<SocketAddr>,
+    settings: crate::config::DnsSettings,
+    caps: crate::conns::budget::Caps,
+}
+
+impl Listen {
+    /// The bounds of one transport's table, whose cap is `max`.
+    fn limits(&self, max: usize) -> crate::conns::Limits {
+        crate::conns::Limits {
+            max,
+            per_source: self.settings.tcp_max_connections_per_source,
+        }
+    }
+}
+
 /// What the listeners of one instance share.
 struct Serving<'a> {
     shared: &'a Shared,
@@ -224,17 +227,19 @@ struct Serving<'a> {
 
 impl Serving<'_> {
     /// Binds every DNS address: UDP sockets served by their own threads, and a TCP listener
-    /// on `tasks`, every one admitting to `table`. Returns the addresses bound.
+    /// on `tasks`, all of them admitting to one table. Returns the addresses bound.
     fn dns(
         &self,
-        listen: &[SocketAddr],
-        settings: &crate::config::DnsSettings,
-        table: Arc<crate::conns::Conns>,
+        listen: &Listen,
         stop: &Arc<AtomicBool>,
         threads: &mut Vec<listener::UdpThread>,
         tasks: &mut JoinSet<()>,
     ) -> Result<Vec<SocketAddr>> {
         use crate::dns::tcp::{Plain, Serving, Stream};
+        let (settings, table) = (
+            &listen.settings,
+            crate::conns::Conns::new(listen.limits(listen.caps.tcp)),
+        );
         let workers = udp_workers(settings);
         let serving = Serving {
             shared: self.shared.clone(),
@@ -245,8 +250,9 @@ impl Serving<'_> {
         };
         let tcp = Stream::new(Plain, table, Proto::Tcp, serving, self.telemetry);
         let mut dns = Vec::new();
-        for &addr in listen {
-            let (udp, tcp_sock) = bind_pair(addr, listener::v6_only(addr, listen), workers)?;
+        for &addr in &listen.dns {
+            let only_v6 = listener::v6_only(addr, &listen.dns);
+            let (udp, tcp_sock) = bind_pair(addr, only_v6, workers)?;
             let bound = udp[0].local_addr()?;
             for sock in udp {
                 threads.push(listener::spawn_udp(
@@ -268,6 +274,31 @@ impl Serving<'_> {
             dns.push(bound);
         }
         Ok(dns)
+    }
+
+    /// Binds the DNS over TLS and DNS over HTTPS addresses and serves them on `tasks`.
+    fn encrypted(
+        &self,
+        listen: &Listen,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<crate::dns::encrypted::Bound> {
+        let setup = crate::dns::encrypted::Setup {
+            shared: self.shared.clone(),
+            tally: self.counters.listener(),
+            telemetry: self.telemetry.clone(),
+            log: self.log.clone(),
+            timeout: listen.settings.tcp_idle_timeout,
+            tls: listen.limits(listen.caps.tls),
+            https: listen.limits(listen.caps.https),
+        };
+        let (tls, https) = (&listen.tls, &listen.https);
+        Ok(crate::dns::encrypted::start(
+            setup,
+            tls,
+            https,
+            tasks,
+            self.cancel,
+        )?)
     }
 
     /// Binds the admin API on `addr` and serves it on `tasks`; returns the address bound.
