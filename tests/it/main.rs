@@ -35,4 +35,5 @@ mod reload_incremental;
 mod shutdown;
 mod sip_hostile;
 mod steering;
+mod stream_descriptors;
 mod tcp_limits;
