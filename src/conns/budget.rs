@@ -168,6 +168,31 @@ mod tests {
     }
 
     #[test]
+    fn the_example_of_the_operations_guide() {
+        // One DNS address with two UDP threads, one DoT and one DoH address, admin on.
+        let fixed = Fixed {
+            sockets: 3 + 1 + 1 + 1 + 2,
+            admin: 128,
+            probes: 256,
+        };
+        let caps = Caps {
+            tcp: 1024,
+            tls: 1024,
+            https: 1024,
+        };
+        assert_eq!(fixed.total() + caps.total(), 3528);
+        let each = 189;
+        assert_eq!(
+            clamp(caps, fixed, 1024),
+            Caps {
+                tcp: each,
+                tls: each,
+                https: each
+            }
+        );
+    }
+
+    #[test]
     fn the_soft_limit_is_raised_to_the_hard_limit() {
         let now = raise_limit().expect("limit");
         let mut lim = libc::rlimit {

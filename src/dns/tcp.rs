@@ -211,7 +211,10 @@ async fn connection<U: Upgrade>(
     };
     let work = async {
         let handshake = tokio::time::timeout(ctx.idle, upgrade.upgrade(stream));
+        // Plain TCP's upgrade is ready at once: polled first, the stop token is never
+        // waited on for it.
         let io = tokio::select! {
+            biased;
             r = handshake => match r {
                 Ok(Ok(io)) => io,
                 _ => return,
