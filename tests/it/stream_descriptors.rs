@@ -190,10 +190,9 @@ async fn flood(to: SocketAddr, conns: usize, per_source: usize, stop: Arc<Atomic
                 if let Ok(Ok(mut c)) = c {
                     use tokio::io::AsyncReadExt;
                     while !stop.load(Ordering::Relaxed) {
-                        match tokio::time::timeout(Duration::from_millis(200), c.read(&mut b)).await
-                        {
-                            Ok(Ok(0) | Err(_)) => break,
-                            _ => {}
+                        let read = tokio::time::timeout(Duration::from_millis(200), c.read(&mut b));
+                        if let Ok(Ok(0) | Err(_)) = read.await {
+                            break;
                         }
                     }
                 }
