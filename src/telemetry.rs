@@ -200,6 +200,18 @@ const HELP: &[(&str, &str)] = &[
         "DNS over TLS and HTTPS connections refused at the connection cap",
     ),
     (
+        "sipsteer_dns_encrypted_shed_total",
+        "DNS over TLS and HTTPS connections shed: an idle one evicted for a new one, or a new one closed (full, per_source)",
+    ),
+    (
+        "sipsteer_dns_encrypted_bad_frames_total",
+        "DNS over TLS connections closed for what they sent (empty_frame, not_a_query, slow_frame)",
+    ),
+    (
+        "sipsteer_accept_errors_total",
+        "failed accepts of a stream listener, by reason (emfile, enfile, enobufs, enomem, other)",
+    ),
+    (
         "sipsteer_state_file_errors_total",
         "failed writes of the admin state file",
     ),
