@@ -4,16 +4,22 @@ to compare). Each attack starts its own server on loopback (the repository's zon
 sample, DNS over TCP, TLS and HTTPS, a self-signed certificate made by openssl) and prints one
 JSON line per figure.
 
-  timewait  TCP connections from 8 loopback sources until the host holds ~131,000 sockets in
-            TIME_WAIT (net.ipv4.tcp_max_tw_buckets), then: server CPU per DNS over TLS handshake
-            (200 sequential handshakes, one query each) and plain TCP query latency (a new
-            connection per query) while 4 clients keep making DoT handshakes. Baseline first.
-  dotflood  22,000 TCP connections to the DNS over TLS port from 768 loopback sources (two
-            client processes), held 30 s without a ClientHello, against a server whose
+  timewait  TCP connections to the plain TCP port from 8 loopback sources, made and closed as
+            fast as 8 processes can, until the host holds 95 % of net.ipv4.tcp_max_tw_buckets
+            sockets in TIME_WAIT (at most 90 s), then, with the connections still going on: plain
+            TCP query latency (100 queries, a new connection each) while 4 clients keep making
+            DoT handshakes; then with the connections paused (SIGSTOP, the TIME_WAIT sockets
+            stay): server CPU per DoT handshake (200 sequential handshakes, one query each) and
+            the same latency. Baseline first.
+  dotflood  22,185 TCP connections to the DNS over TLS port from 765 loopback sources (two
+            client processes), held 30 s without a ClientHello (each one the server closes is
+            opened again), against a server whose
             open-file limit is 20,000: the server's descriptors and RSS, and a plain TCP and a
             DoT query every 0.5 s (answered or not, latency).
-  dohidle   2,000 TCP connections to the DNS over HTTPS port from 127.0.0.1, held idle, then 8
-            DoH queries from 127.0.0.2 with kdig (5 s timeout each).
+  dohidle   2,000 TCP connections to the DNS over HTTPS port from 127.0.0.1, held idle (each
+            one the server closes is opened again), then 8 DoH queries from 127.0.0.2 with kdig
+            (5 s each at most: kdig's own +timeout does not cover a connection the server never
+            accepts).
 
 Usage: bench/stream_attacks.py BIN [timewait|dotflood|dohidle ...]   (from the repository root;
 needs openssl and kdig; as root for the open-file limit and many sockets)
@@ -128,7 +134,8 @@ class Server:
              "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
              "-keyout", f"{d}/key.pem", "-out", f"{d}/cert.pem"],
             check=True, capture_output=True)
-        base = random.randrange(20000, 40000, 4)
+        # Below the ephemeral range, so no client socket of the attack holds the port.
+        base = random.randrange(20000, 32000, 4)
         self.tcp, self.tls, self.https, self.admin = base, base + 1, base + 2, base + 3
         with open(f"{d}/sipsteer.yaml", "w") as f:
             f.write(f"""listen:
@@ -185,28 +192,24 @@ tls: {{ certificate: {d}/cert.pem, key: {d}/key.pem }}
 
 
 def time_wait():
-    n = 0
-    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(path) as f:
-            next(f)
-            n += sum(1 for line in f if line.split()[3] == "06")
-    return n
+    """Sockets in TIME_WAIT on the host (/proc/net/sockstat)."""
+    with open("/proc/net/sockstat") as f:
+        for line in f:
+            if line.startswith("TCP:"):
+                fields = line.split()
+                return int(fields[fields.index("tw") + 1])
+    return 0
 
 
-def pile_up(port, src, stop_at, deadline):
-    """Child process: connect and close from `src` until the host holds `stop_at` TIME_WAIT."""
-    i = 0
-    while time.monotonic() < deadline:
-        for _ in range(2000):
-            try:
-                s = bound_socket(src)
-                s.connect(("127.0.0.1", port))
-                s.close()
-            except OSError:
-                time.sleep(0.01)
-        i += 1
-        if time_wait() >= stop_at:
-            return
+def pile_up(port, src):
+    """Child process: connect and close from `src`, as fast as it can, until killed."""
+    while True:
+        try:
+            s = bound_socket(src)
+            s.connect(("127.0.0.1", port))
+            s.close()
+        except OSError:
+            time.sleep(0.01)
 
 
 def handshake_cpu(srv, n=200):
@@ -238,52 +241,69 @@ def attack_timewait(binary):
         cpu, ok = handshake_cpu(srv)
         out(attack="timewait", phase="baseline", time_wait=time_wait(),
             dot_handshake_cpu_ms=cpu, dot_ok=ok, tcp=tcp_latency_while_handshaking(srv))
-        target = int(open("/proc/sys/net/ipv4/tcp_max_tw_buckets").read()) - 500
+        target = int(open("/proc/sys/net/ipv4/tcp_max_tw_buckets").read()) * 95 // 100
         t0 = time.monotonic()
         kids = []
         for i in range(8):
             pid = os.fork()
             if pid == 0:
-                pile_up(srv.tcp, f"127.0.2.{i + 1}", target, t0 + 50)
-                os._exit(0)
+                pile_up(srv.tcp, f"127.0.2.{i + 1}")
             kids.append(pid)
-        for pid in kids:
-            os.waitpid(pid, 0)
-        out(attack="timewait", phase="piled", time_wait=time_wait(),
-            seconds=round(time.monotonic() - t0, 1))
-        cpu, ok = handshake_cpu(srv)
-        tw = time_wait()
-        tcp = tcp_latency_while_handshaking(srv)
-        out(attack="timewait", phase="attack", time_wait=tw, time_wait_after=time_wait(),
-            dot_handshake_cpu_ms=cpu, dot_ok=ok, tcp=tcp)
+        try:
+            # The pile-up goes on while measuring, as an attacker would keep it up.
+            while time_wait() < target and time.monotonic() - t0 < 90:
+                time.sleep(0.5)
+            out(attack="timewait", phase="piled", time_wait=time_wait(),
+                seconds=round(time.monotonic() - t0, 1))
+            tcp = tcp_latency_while_handshaking(srv)
+            out(attack="timewait", phase="attack, connections going on", time_wait=time_wait(),
+                tcp=tcp)
+            # Paused, so the server's CPU time is the handshakes' alone; TIME_WAIT lasts 60 s.
+            for pid in kids:
+                os.kill(pid, 19)
+            tw = time_wait()
+            cpu, ok = handshake_cpu(srv)
+            tcp = tcp_latency_while_handshaking(srv)
+            out(attack="timewait", phase="attack, connections paused", time_wait=tw,
+                time_wait_after=time_wait(), dot_handshake_cpu_ms=cpu, dot_ok=ok, tcp=tcp)
+        finally:
+            for pid in kids:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
     finally:
         srv.stop()
 
 
 def hold(port, sources, per_source, seconds, report):
-    """Child process: open `per_source` connections from each source, hold them."""
+    """Child process: `per_source` connections from each source, held open without a byte
+    sent, each one the server closes opened again (checked every 100 ms), for `seconds`."""
     resource.setrlimit(resource.RLIMIT_NOFILE, (20000, 20000))
-    socks, failed = [], 0
-    for src in sources:
-        for _ in range(per_source):
+    slots = [(src, None) for src in sources for _ in range(per_source)]
+    opened = reopened = failed = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for i, (src, s) in enumerate(slots):
+            if s is not None:
+                try:
+                    if s.recv(1) != b"":
+                        continue
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                s.close()
+                reopened += 1
             try:
                 s = bound_socket(src)
                 s.setblocking(False)
                 s.connect_ex(("127.0.0.1", port))
-                socks.append(s)
+                opened += 1
             except OSError:
+                s = None
                 failed += 1
-    time.sleep(seconds)
-    closed = 0
-    for s in socks:
-        try:
-            if s.recv(1) == b"":
-                closed += 1
-        except BlockingIOError:
-            pass
-        except OSError:
-            closed += 1
-    os.write(report, f"{len(socks)} {failed} {closed}\n".encode())
+            slots[i] = (src, s)
+        time.sleep(0.1)
+    os.write(report, f"{opened} {failed} {reopened}\n".encode())
     os._exit(0)
 
 
@@ -293,7 +313,7 @@ def attack_dotflood(binary):
         base = [tcp_query(srv.tcp) for _ in range(20)]
         out(attack="dotflood", phase="baseline", fds=srv.fds(), rss_mb=srv.rss_mb(),
             tcp_p50_ms=pct([x for x in base if x], 0.5))
-        sources = [f"127.0.{a}.{b}" for a in (3, 4, 5) for b in range(1, 257) if b < 256][:768]
+        sources = [f"127.0.{a}.{b}" for a in (3, 4, 5) for b in range(1, 256)]
         r, w = os.pipe()
         kids = []
         t0 = time.monotonic()
@@ -318,8 +338,8 @@ def attack_dotflood(binary):
         held = os.read(r, 4096).decode().split()
         tcp_fail = [s["t"] for s in samples if s["tcp_ms"] is None]
         dot_fail = [s["t"] for s in samples if s["dot_ms"] is None]
-        out(attack="dotflood", phase="attack", connections=sum(int(x) for x in held[0::3]),
-            closed_by_server=sum(int(x) for x in held[2::3]),
+        out(attack="dotflood", phase="attack", held=len(sources) * 29,
+            opened=sum(int(x) for x in held[0::3]), reopened=sum(int(x) for x in held[2::3]),
             max_fds=max(s["fds"] or 0 for s in samples),
             max_rss_mb=max(s["rss_mb"] or 0 for s in samples),
             tcp_failed=len(tcp_fail), tcp_failed_span_s=(tcp_fail[0], tcp_fail[-1]) if tcp_fail else None,
@@ -331,29 +351,59 @@ def attack_dotflood(binary):
         srv.stop()
 
 
+def keep_open(port, src, n, stop, stats):
+    """Holds `n` idle connections from `src`, opening a new one for each the server closes
+    (checked every 100 ms), until `stop`."""
+    socks = [None] * n
+    while not stop.is_set():
+        for i, s in enumerate(socks):
+            if s is not None:
+                try:
+                    if s.recv(1) != b"":
+                        continue
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                s.close()
+                stats["reopened"] += 1
+            s = bound_socket(src)
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            socks[i] = s
+        stop.wait(0.1)
+    for s in socks:
+        if s is not None:
+            s.close()
+
+
 def attack_dohidle(binary):
     srv = Server(binary)
     try:
-        idle = []
-        for _ in range(2000):
-            s = bound_socket("127.0.0.1")
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", srv.https))
-            idle.append(s)
+        stop, stats = threading.Event(), {"reopened": 0}
+        holder = threading.Thread(target=keep_open, args=(srv.https, "127.0.0.1", 2000, stop, stats))
+        holder.start()
         time.sleep(1)
         results = []
         for _ in range(8):
             t0 = time.monotonic()
-            r = subprocess.run(["kdig", "@127.0.0.1", "-p", str(srv.https), "-b", "127.0.0.2",
-                                "+https", "+tls-hostname=localhost", "+timeout=5", "+retry=0",
-                                "static.example.com", "A"], capture_output=True, text=True)
+            try:
+                r = subprocess.run(["kdig", "@127.0.0.1", "-p", str(srv.https), "-b", "127.0.0.2",
+                                    "+https", f"+tls-ca={srv.dir}/cert.pem", "+tls-hostname=localhost",
+                                    "+timeout=5", "+retry=0",
+                                    "static.example.com", "A"], capture_output=True, text=True,
+                                   timeout=5)
+                answered = "192.0.2.200" in r.stdout
+                why = "" if answered else (r.stderr or r.stdout).strip().splitlines()[-1:]
+            except subprocess.TimeoutExpired:
+                answered, why = False, "no reply in 5 s"
             ms = round((time.monotonic() - t0) * 1000, 1)
-            results.append(dict(answered="192.0.2.200" in r.stdout, ms=ms))
-        out(attack="dohidle", idle_connections=len(idle),
+            results.append(dict(answered=answered, ms=ms, why=why))
+        stop.set()
+        holder.join()
+        out(attack="dohidle", idle_connections=2000, reopened=stats["reopened"],
             answered=sum(1 for x in results if x["answered"]), of=len(results),
-            ms=[x["ms"] for x in results])
-        for s in idle:
-            s.close()
+            ms=[x["ms"] for x in results], failures=[x["why"] for x in results if x["why"]])
     finally:
         srv.stop()
 

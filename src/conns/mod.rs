@@ -3,10 +3,13 @@
 //! one), and eviction of an idle connection to make room for a new one.
 //!
 //! A listener accepts first and asks the table afterwards, so a flood never holds its accept
-//! loop. At the cap, the idle connection (waiting for a request, nothing queued for the
-//! client) whose last complete request is oldest among the next [`EVICTION_SCAN`] places of
-//! the table is closed for the new one, so admission costs the same at any table size; when
-//! none of them is idle, the new connection is closed instead, since the open ones are busy.
+//! loop. At the cap, an idle connection (waiting for a request, nothing queued for the
+//! client) among the next [`EVICTION_SCAN`] places of the table is closed for the new one, so
+//! admission costs the same at any table size: one that never sent a byte before one that
+//! has, and among those the one whose last complete request (or admission) is oldest. A flood
+//! of connections that send nothing (the cheapest kind) so evicts its own connections before
+//! a client in the middle of its TLS handshake. When none of them is idle, the new connection
+//! is closed instead, since the open ones are busy.
 //! A source already holding its share has its next connection closed at once.
 //!
 //! The table is locked on admission and when a connection ends, never per request: a
@@ -96,6 +99,8 @@ impl ShedCounts {
 struct State {
     /// Waiting for a request with nothing queued for the client.
     idle: AtomicBool,
+    /// The client has sent something (a first byte, or a complete request).
+    heard: AtomicBool,
     /// When the last complete request arrived (or the connection was admitted), in ms since
     /// the table's epoch.
     last_ms: AtomicU64,
@@ -182,6 +187,7 @@ impl Conns {
         }
         let state = Arc::new(State {
             idle: AtomicBool::new(true),
+            heard: AtomicBool::new(false),
             last_ms: AtomicU64::new(self.ms(Instant::now())),
             evict: CancellationToken::new(),
         });
@@ -257,8 +263,9 @@ impl Conns {
 }
 
 impl Table {
-    /// The idle connection with the oldest last request among the next [`EVICTION_SCAN`]
-    /// places from the cursor, which moves past them.
+    /// Among the next [`EVICTION_SCAN`] places from the cursor (which moves past them), the
+    /// idle connection that has not been heard from, else the idle one, with the oldest last
+    /// request.
     fn idle_victim(&mut self) -> Option<usize> {
         let n = self.places.len();
         if n == 0 {
@@ -271,13 +278,13 @@ impl Table {
             .map(|k| (start + k) % n)
             .filter_map(|i| {
                 let e = self.places[i].as_ref()?;
-                e.state
-                    .idle
-                    .load(Ordering::Relaxed)
-                    .then(|| (e.state.last_ms.load(Ordering::Relaxed), i))
+                e.state.idle.load(Ordering::Relaxed).then(|| {
+                    let heard = e.state.heard.load(Ordering::Relaxed);
+                    (heard, e.state.last_ms.load(Ordering::Relaxed), i)
+                })
             })
             .min()
-            .map(|(_, i)| i)
+            .map(|(_, _, i)| i)
     }
 
     /// Takes a connection out and tells it to close (a no-op when its place is empty).
@@ -304,8 +311,14 @@ impl Conn {
         self.state.idle.store(idle, Ordering::Relaxed);
     }
 
+    /// Notes that the client has sent something (the first bytes of a handshake).
+    pub(crate) fn heard(&self) {
+        self.state.heard.store(true, Ordering::Relaxed);
+    }
+
     /// Notes a complete request that arrived at `now`.
     pub(crate) fn touch(&self, now: Instant) {
+        self.heard();
         self.state
             .last_ms
             .store(self.conns.ms(now), Ordering::Relaxed);
@@ -382,6 +395,22 @@ mod tests {
         let _third = conns.admit(a).expect("third");
         assert!(second.is_evicted());
         assert!(!first.is_evicted());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_goes_before_one_that_spoke_however_old() {
+        let conns = Conns::new(Limits {
+            max: 2,
+            per_source: 10,
+        });
+        let a = ip("192.0.2.1");
+        let spoke = conns.admit(a).expect("first").conn;
+        spoke.heard();
+        tokio::time::advance(std::time::Duration::from_millis(5)).await;
+        let silent = conns.admit(a).expect("second").conn;
+        let _third = conns.admit(a).expect("third");
+        assert!(silent.is_evicted(), "the silent one, though newer");
+        assert!(!spoke.is_evicted());
     }
 
     #[tokio::test]

@@ -38,8 +38,13 @@ pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 pub(crate) trait Upgrade: Send + Sync + 'static {
     /// The stream queries are read from and replies written to.
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    /// Turns the accepted connection into that stream (a handshake, for TLS).
-    fn upgrade(&self, stream: TcpStream) -> impl Future<Output = std::io::Result<Self::Io>> + Send;
+    /// Turns the accepted connection into that stream (a handshake, for TLS), telling `conn`
+    /// when the client is first heard from ([`Conn::heard`]).
+    fn upgrade<'a>(
+        &'a self,
+        stream: TcpStream,
+        conn: &'a Conn,
+    ) -> impl Future<Output = std::io::Result<Self::Io>> + Send + 'a;
 }
 
 /// Plain DNS over TCP: the accepted stream as it is.
@@ -48,10 +53,11 @@ pub(crate) struct Plain;
 impl Upgrade for Plain {
     type Io = TcpStream;
 
-    fn upgrade(
-        &self,
+    fn upgrade<'a>(
+        &'a self,
         stream: TcpStream,
-    ) -> impl Future<Output = std::io::Result<TcpStream>> + Send {
+        _conn: &'a Conn,
+    ) -> impl Future<Output = std::io::Result<TcpStream>> + Send + 'a {
         std::future::ready(Ok(stream))
     }
 }
@@ -210,7 +216,7 @@ async fn connection<U: Upgrade>(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     let work = async {
-        let handshake = tokio::time::timeout(ctx.idle, upgrade.upgrade(stream));
+        let handshake = tokio::time::timeout(ctx.idle, upgrade.upgrade(stream, &conn));
         // Plain TCP's upgrade is ready at once: polled first, the stop token is never
         // waited on for it.
         let io = tokio::select! {

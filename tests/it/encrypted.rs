@@ -61,6 +61,11 @@ impl TestCa {
         (cert.pem(), key.serialize_pem(), cert.der().clone())
     }
 
+    /// The CA's own certificate.
+    pub(crate) fn root(&self) -> CertificateDer<'static> {
+        self.ca.der().clone()
+    }
+
     pub(crate) fn connector(&self, alpn: &[u8]) -> TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der().clone()).expect("root");

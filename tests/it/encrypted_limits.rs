@@ -160,6 +160,55 @@ async fn dot_handshaking_and_idle_connections_are_evicted_for_new_ones() {
     s.stop().await;
 }
 
+/// The first flight of a TLS client offering ALPN `dot`, as bytes.
+fn client_hello(ca: &TestCa) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.root()).expect("root");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut c = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    c.alpn_protocols = vec![b"dot".to_vec()];
+    let name = ServerName::try_from("localhost").expect("name");
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(c), name).expect("client");
+    let mut hello = Vec::new();
+    conn.write_tls(&mut hello).expect("client hello");
+    hello
+}
+
+#[tokio::test]
+async fn dot_connections_that_never_spoke_are_evicted_before_a_handshake_under_way() {
+    let ca = TestCa::new();
+    let s = start(&ca, "tcp_max_connections: 2, tcp_idle_timeout: 60s").await;
+    let addr = tls_addr(&s);
+    // A handshake under way: the ClientHello sent and the server's first flight read, then
+    // nothing more (the server waits for the client's Finished).
+    let mut under_way = tcp_from("127.0.0.1", addr).await;
+    under_way
+        .write_all(&client_hello(&ca))
+        .await
+        .expect("hello");
+    let mut first = [0u8; 5];
+    tokio::time::timeout(WAIT, under_way.read_exact(&mut first))
+        .await
+        .expect("server hello in time")
+        .expect("server hello");
+    assert_eq!(first[0], 0x16, "a handshake record");
+    // A newer connection that sends nothing.
+    let mut silent = tcp_from("127.0.0.1", addr).await;
+    // A new client is served, and the silent one, though newer, makes room.
+    let (reply, _) = dot(&ca, addr, &a_query()).await;
+    assert_ns1(&reply);
+    assert!(
+        closed(&mut silent).await,
+        "the silent connection was closed"
+    );
+    assert_eq!(s.series(TLS_EVICTED), 1.0, "and only it");
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn dot_over_the_share_of_a_source_or_with_every_place_busy_is_shed() {
     let ca = TestCa::new();

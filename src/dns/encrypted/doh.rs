@@ -157,6 +157,9 @@ async fn session(
     conn: &Conn,
 ) {
     let handshake = async {
+        // Heard from once the ClientHello arrives: silent connections are evicted first.
+        stream.readable().await.ok()?;
+        conn.heard();
         let tls = tls.accept(stream).await.ok()?;
         let mut builder = h2::server::Builder::new();
         builder

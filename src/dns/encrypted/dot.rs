@@ -1,6 +1,7 @@
 //! DNS over TLS (RFC 7858) is the DNS over TCP listener ([`crate::dns::tcp`]) with a TLS
 //! handshake as its upgrade: the same accept loop, admission, framing, pipelining, timeouts and
-//! shutdown, with replies padded in their bytes.
+//! shutdown, with replies padded in their bytes. The connection is marked heard from once its
+//! first bytes (the ClientHello) arrive, so a flood of silent connections is evicted first.
 
 use std::future::Future;
 
@@ -8,15 +9,21 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::conns::Conn;
 use crate::dns::tcp::Upgrade;
 
 impl Upgrade for TlsAcceptor {
     type Io = TlsStream<TcpStream>;
 
-    fn upgrade(
-        &self,
+    fn upgrade<'a>(
+        &'a self,
         stream: TcpStream,
-    ) -> impl Future<Output = std::io::Result<TlsStream<TcpStream>>> + Send {
-        self.accept(stream)
+        conn: &'a Conn,
+    ) -> impl Future<Output = std::io::Result<TlsStream<TcpStream>>> + Send + 'a {
+        async move {
+            stream.readable().await?;
+            conn.heard();
+            self.accept(stream).await
+        }
     }
 }
