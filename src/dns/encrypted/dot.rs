@@ -3,8 +3,6 @@
 //! shutdown, with replies padded in their bytes. The connection is marked heard from once its
 //! first bytes (the ClientHello) arrive, so a flood of silent connections is evicted first.
 
-use std::future::Future;
-
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -15,15 +13,13 @@ use crate::dns::tcp::Upgrade;
 impl Upgrade for TlsAcceptor {
     type Io = TlsStream<TcpStream>;
 
-    fn upgrade<'a>(
-        &'a self,
+    async fn upgrade(
+        &self,
         stream: TcpStream,
-        conn: &'a Conn,
-    ) -> impl Future<Output = std::io::Result<TlsStream<TcpStream>>> + Send + 'a {
-        async move {
-            stream.readable().await?;
-            conn.heard();
-            self.accept(stream).await
-        }
+        conn: &Conn,
+    ) -> std::io::Result<TlsStream<TcpStream>> {
+        stream.readable().await?;
+        conn.heard();
+        self.accept(stream).await
     }
 }
