@@ -157,9 +157,11 @@ async fn session(
     conn: &Conn,
 ) {
     let handshake = async {
-        // Heard from once the ClientHello arrives: silent connections are evicted first.
-        stream.readable().await.ok()?;
-        conn.heard();
+        // Heard from once the first byte of the ClientHello is there: silent connections are
+        // evicted first.
+        if stream.peek(&mut [0u8; 1]).await.ok()? > 0 {
+            conn.heard();
+        }
         let tls = tls.accept(stream).await.ok()?;
         let mut builder = h2::server::Builder::new();
         builder

@@ -18,8 +18,11 @@ impl Upgrade for TlsAcceptor {
         stream: TcpStream,
         conn: &Conn,
     ) -> std::io::Result<TlsStream<TcpStream>> {
-        stream.readable().await?;
-        conn.heard();
+        // Heard from once the first byte of the ClientHello is there (not on an end or a
+        // reset, which make the socket readable too).
+        if stream.peek(&mut [0u8; 1]).await? > 0 {
+            conn.heard();
+        }
         self.accept(stream).await
     }
 }
