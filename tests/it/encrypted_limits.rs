@@ -420,3 +420,24 @@ async fn an_idle_doh_connection_is_evicted_for_a_new_one() {
     assert_eq!(s.series(HTTPS_EVICTED), 1.0);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn doh_answers_many_requests_in_flight_on_one_connection() {
+    let ca = TestCa::new();
+    let s = start(&ca, "tcp_idle_timeout: 60s").await;
+    let mut c = h2_from(&ca, "127.0.0.1", https_addr(&s)).await;
+    // The first request waits for the server's settings (32 streams at once); the client
+    // then holds the rest back until a stream is free.
+    assert_eq!(get(&mut c, &a_query()).await.expect("first").0, 200);
+    let mut all = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let mut c = c.clone();
+        all.spawn(async move { get(&mut c, &a_query()).await.expect("answered") });
+    }
+    while let Some(r) = all.join_next().await {
+        let (status, _, body) = r.expect("join");
+        assert_eq!(status, 200);
+        assert_ns1(&body);
+    }
+    s.stop().await;
+}
