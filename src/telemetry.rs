@@ -92,6 +92,20 @@ impl Telemetry {
                 &[("transport", transport)],
             )
             .increment(0);
+            for reason in ["evicted_idle", "full", "per_source"] {
+                self.counter(
+                    "sipsteer_dns_encrypted_shed_total",
+                    &[("transport", transport), ("reason", reason)],
+                )
+                .increment(0);
+            }
+        }
+        for reason in ["empty_frame", "not_a_query", "slow_frame"] {
+            self.counter(
+                "sipsteer_dns_encrypted_bad_frames_total",
+                &[("transport", "tls"), ("reason", reason)],
+            )
+            .increment(0);
         }
         for name in [
             "sipsteer_admin_connections_shed_total",
