@@ -105,6 +105,20 @@ impl Telemetry {
                 &[("transport", transport)],
             )
             .increment(0);
+            for reason in ["evicted_idle", "full", "per_source"] {
+                self.counter(
+                    "sipsteer_dns_encrypted_shed_total",
+                    &[("transport", transport), ("reason", reason)],
+                )
+                .increment(0);
+            }
+        }
+        for reason in ["empty_frame", "not_a_query", "slow_frame"] {
+            self.counter(
+                "sipsteer_dns_encrypted_bad_frames_total",
+                &[("transport", "tls"), ("reason", reason)],
+            )
+            .increment(0);
         }
         for name in [
             "sipsteer_dns_tls_refused_total",
@@ -210,6 +224,18 @@ const HELP: &[(&str, &str)] = &[
     (
         "sipsteer_dns_tls_refused_total",
         "DNS over TLS and HTTPS connections refused at the connection cap",
+    ),
+    (
+        "sipsteer_dns_encrypted_shed_total",
+        "DNS over TLS and HTTPS connections shed: an idle one evicted for a new one, or a new one closed (full, per_source)",
+    ),
+    (
+        "sipsteer_dns_encrypted_bad_frames_total",
+        "DNS over TLS connections closed for what they sent (empty_frame, not_a_query, slow_frame)",
+    ),
+    (
+        "sipsteer_accept_errors_total",
+        "failed accepts of a stream listener, by reason (emfile, enfile, enobufs, enomem, other)",
     ),
     (
         "sipsteer_state_file_errors_total",

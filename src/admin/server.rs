@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::AdminState;
 use super::service::ConnService;
-use crate::conns::{Admitted, Conn, Conns, Limits};
+use crate::conns::accept::Accept;
+use crate::conns::{Conn, Conns, Limits, ShedCounts};
 use crate::telemetry::Telemetry;
 
 /// Admin connections open at once.
@@ -61,14 +62,12 @@ pub(super) async fn serve(
     telemetry: &Telemetry,
     cancel: CancellationToken,
 ) {
-    let shed = |reason| {
-        telemetry
-            .counter(
-                "sipsteer_admin_connections_shed_total",
-                &[("reason", reason)],
-            )
-            .increment(1);
-    };
+    let shed = ShedCounts::new(|reason| {
+        telemetry.counter(
+            "sipsteer_admin_connections_shed_total",
+            &[("reason", reason)],
+        )
+    });
     let app = app.layer(
         tower::ServiceBuilder::new()
             .layer(axum::error_handling::HandleErrorLayer::new(
@@ -81,37 +80,25 @@ pub(super) async fn serve(
         max: MAX_CONNECTIONS,
         per_source: MAX_CONNECTIONS_PER_SOURCE,
     });
+    let mut accept =
+        Accept::new("admin", telemetry).evicting(table.clone(), shed.evicted().clone());
     let mut conns = JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+            x = accept.next(&listener) => x,
             Some(_) = conns.join_next() => continue,
             () = cancel.cancelled() => break,
         };
-        match table.admit(peer.ip()) {
-            Ok(Admitted { conn, evicted }) => {
-                if evicted {
-                    shed("evicted_idle");
-                }
-                let service = ConnService {
-                    app: app.clone(),
-                    state: state.clone(),
-                    conn: Arc::new(conn),
-                };
-                conns.spawn(connection(stream, service, cancel.clone()));
-            }
-            Err(why) => {
-                shed(why.label());
-                drop(stream);
-            }
-        }
+        let Some(conn) = table.admit_counted(peer.ip(), &shed) else {
+            drop(stream);
+            continue;
+        };
+        let service = ConnService {
+            app: app.clone(),
+            state: state.clone(),
+            conn: Arc::new(conn),
+        };
+        conns.spawn(connection(stream, service, cancel.clone()));
     }
     drop(listener);
     // Each connection ends within SHUTDOWN_GRACE of `cancel`; the margin only guards that.

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::dns::answer::Proto;
 use crate::dns::listener;
 use crate::dns::snapshot::{Shared, Snapshot};
 use crate::dns::stats::Counters;
@@ -92,10 +93,14 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
 /// Starts serving a first load; `cache` is the GeoIP slot it filled.
 async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Running> {
     let cfg = &loaded.config;
-    let listen = cfg.listen_dns.clone();
-    let dns_settings = cfg.dns.clone();
+    let listen = Listen {
+        dns: cfg.listen_dns.clone(),
+        tls: cfg.listen_tls.clone(),
+        https: cfg.listen_https.clone(),
+        settings: cfg.dns.clone(),
+        caps: descriptor_budget(cfg, &cfg.dns),
+    };
     let watch_set = crate::config::watch::WatchSet::of(cfg);
-    let (listen_tls, listen_https) = (cfg.listen_tls.clone(), cfg.listen_https.clone());
     let admin_addr = cfg.listen_admin;
     let token = cfg.admin.token.clone();
     let telemetry = Arc::new(Telemetry::new());
@@ -123,7 +128,6 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     hub.run(shared.clone(), cancel.clone(), &mut tasks);
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
-    listener_fd_limit(listen.len(), &dns_settings, admin_addr.is_some());
     let qlog = open_query_log(&reloader.shared().load().config)?;
     let serving = Serving {
         shared: &shared,
@@ -132,17 +136,8 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         log: &qlog,
         cancel: &cancel,
     };
-    let dns = serving.dns(&listen, &dns_settings, &stop, &mut threads, &mut tasks)?;
-    let setup = crate::dns::encrypted::Setup {
-        shared: shared.clone(),
-        tally: counters.listener(),
-        telemetry: telemetry.clone(),
-        log: qlog.clone(),
-        timeout: dns_settings.tcp_idle_timeout,
-        max_connections: dns_settings.tcp_max_connections,
-    };
-    let encrypted =
-        crate::dns::encrypted::start(setup, &listen_tls, &listen_https, &mut tasks, &cancel)?;
+    let dns = serving.dns(&listen, &stop, &mut threads, &mut tasks)?;
+    let encrypted = serving.encrypted(&listen, &mut tasks)?;
     tasks.spawn(crate::health::load_pull::run(hub.clone(), cancel.clone()));
     let (nudge, nudges) = mpsc::channel(1);
     watch_files(&reloader, watch_set, nudge.clone());
@@ -198,6 +193,26 @@ fn watch_files(reloader: &Reloader, set: crate::config::watch::WatchSet, nudge: 
     }
 }
 
+/// The DNS listen addresses of every transport, their settings, and the connection caps that
+/// fit in the open-file limit.
+struct Listen {
+    dns: Vec<SocketAddr>,
+    tls: Vec<SocketAddr>,
+    https: Vec<SocketAddr>,
+    settings: crate::config::DnsSettings,
+    caps: crate::conns::budget::Caps,
+}
+
+impl Listen {
+    /// The bounds of one transport's table, whose cap is `max`.
+    fn limits(&self, max: usize) -> crate::conns::Limits {
+        crate::conns::Limits {
+            max,
+            per_source: self.settings.tcp_max_connections_per_source,
+        }
+    }
+}
+
 /// What the listeners of one instance share.
 struct Serving<'a> {
     shared: &'a Shared,
@@ -209,23 +224,32 @@ struct Serving<'a> {
 
 impl Serving<'_> {
     /// Binds every DNS address: UDP sockets served by their own threads, and a TCP listener
-    /// on `tasks`. Returns the addresses bound.
+    /// on `tasks`, all of them admitting to one table. Returns the addresses bound.
     fn dns(
         &self,
-        listen: &[SocketAddr],
-        settings: &crate::config::DnsSettings,
+        listen: &Listen,
         stop: &Arc<AtomicBool>,
         threads: &mut Vec<listener::UdpThread>,
         tasks: &mut JoinSet<()>,
     ) -> Result<Vec<SocketAddr>> {
-        let workers = match settings.udp_workers {
-            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-            n => n,
+        use crate::dns::tcp::{Plain, Serving, Stream};
+        let (settings, table) = (
+            &listen.settings,
+            crate::conns::Conns::new(listen.limits(listen.caps.tcp)),
+        );
+        let workers = udp_workers(settings);
+        let serving = Serving {
+            shared: self.shared.clone(),
+            tally: self.counters.listener(),
+            log: self.log.clone(),
+            idle: settings.tcp_idle_timeout,
+            stop: self.cancel.clone(),
         };
-        let tcp_tally = self.counters.listener();
+        let tcp = Stream::new(Plain, table, Proto::Tcp, serving, self.telemetry);
         let mut dns = Vec::new();
-        for &addr in listen {
-            let (udp, tcp) = bind_pair(addr, listener::v6_only(addr, listen), workers)?;
+        for &addr in &listen.dns {
+            let only_v6 = listener::v6_only(addr, &listen.dns);
+            let (udp, tcp_sock) = bind_pair(addr, only_v6, workers)?;
             let bound = udp[0].local_addr()?;
             for sock in udp {
                 threads.push(listener::spawn_udp(
@@ -236,19 +260,10 @@ impl Serving<'_> {
                     stop.clone(),
                 )?);
             }
-            let tcp = tokio::net::TcpListener::from_std(tcp)?;
-            tasks.spawn(crate::dns::tcp::serve_tcp(
-                tcp,
-                self.shared.clone(),
-                tcp_tally.clone(),
-                self.log.clone(),
-                crate::dns::tcp::TcpLimits {
-                    conns: crate::conns::Limits {
-                        max: settings.tcp_max_connections,
-                        per_source: settings.tcp_max_connections_per_source,
-                    },
-                    idle: settings.tcp_idle_timeout,
-                },
+            let l = tokio::net::TcpListener::from_std(tcp_sock)?;
+            tasks.spawn(crate::dns::tcp::serve(
+                l,
+                tcp.clone(),
                 self.telemetry.clone(),
                 self.cancel.clone(),
             ));
@@ -256,6 +271,31 @@ impl Serving<'_> {
             dns.push(bound);
         }
         Ok(dns)
+    }
+
+    /// Binds the DNS over TLS and DNS over HTTPS addresses and serves them on `tasks`.
+    fn encrypted(
+        &self,
+        listen: &Listen,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<crate::dns::encrypted::Bound> {
+        let setup = crate::dns::encrypted::Setup {
+            shared: self.shared.clone(),
+            tally: self.counters.listener(),
+            telemetry: self.telemetry.clone(),
+            log: self.log.clone(),
+            timeout: listen.settings.tcp_idle_timeout,
+            tls: listen.limits(listen.caps.tls),
+            https: listen.limits(listen.caps.https),
+        };
+        let (tls, https) = (&listen.tls, &listen.https);
+        Ok(crate::dns::encrypted::start(
+            setup,
+            tls,
+            https,
+            tasks,
+            self.cancel,
+        )?)
     }
 
     /// Binds the admin API on `addr` and serves it on `tasks`; returns the address bound.
@@ -275,14 +315,47 @@ impl Serving<'_> {
     }
 }
 
-/// Makes room for every connection the TCP and admin caps allow.
-fn listener_fd_limit(addresses: usize, dns: &crate::config::DnsSettings, admin: bool) {
-    let admin = if admin {
-        crate::admin::MAX_CONNECTIONS
-    } else {
-        0
+/// UDP sockets (and threads) per DNS address.
+fn udp_workers(settings: &crate::config::DnsSettings) -> usize {
+    match settings.udp_workers {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+        n => n,
+    }
+}
+
+/// Raises the open-file limit and returns the connection caps of the stream transports that
+/// fit in it beside everything else that holds descriptors (see `conns::budget`).
+fn descriptor_budget(cfg: &Config, dns: &crate::config::DnsSettings) -> crate::conns::budget::Caps {
+    use crate::conns::budget::{Caps, Fixed, fit};
+    let on = |addrs: &[SocketAddr]| {
+        if addrs.is_empty() {
+            0
+        } else {
+            dns.tcp_max_connections
+        }
     };
-    crate::dns::tcp::raise_fd_limit(addresses.saturating_mul(dns.tcp_max_connections) + admin);
+    let admin = cfg.listen_admin.is_some();
+    let sockets = cfg.listen_dns.len() * (udp_workers(dns) + 1)
+        + cfg.listen_tls.len()
+        + cfg.listen_https.len()
+        + usize::from(admin)
+        // The prober's UDP sockets, one per address family.
+        + 2;
+    let fixed = Fixed {
+        sockets,
+        admin: if admin {
+            crate::admin::MAX_CONNECTIONS
+        } else {
+            0
+        },
+        probes: cfg.health_concurrency,
+    };
+    let caps = Caps {
+        tcp: on(&cfg.listen_dns),
+        tls: on(&cfg.listen_tls),
+        https: on(&cfg.listen_https),
+    };
+    fit(caps, fixed)
 }
 
 /// UDP and TCP on one address; with port 0, both on the same (free) port.

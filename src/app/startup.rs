@@ -10,15 +10,10 @@ use crate::app::Running;
 use crate::cli::{LogFormat, VERSION};
 use crate::config::Config;
 
-/// Logs to stderr; `RUST_LOG` overrides the default: `info` (hickory-server, which serves
-/// DNS over TLS, only at `error`: it logs every query at info), or only warnings for commands
+/// Logs to stderr; `RUST_LOG` overrides the default: `info`, or only warnings for commands
 /// that print their own result (`quiet`, e.g. `check`).
 pub fn init_logging(format: LogFormat, quiet: bool) {
-    let default = if quiet {
-        "warn"
-    } else {
-        "info,hickory_server=error"
-    };
+    let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let fmt = tracing_subscriber::fmt()

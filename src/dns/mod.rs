@@ -2,7 +2,7 @@
 //!
 //! `wire` parses requests, `answer` decides the reply (static data here, steered names in
 //! `steered`), `writer` encodes it, `listener` (UDP) and `tcp` move bytes; `encrypted` serves
-//! DNS over TLS (through hickory-server) and DNS over HTTPS. `defences` wraps the answer path
+//! DNS over TLS (the `tcp` listener over rustls) and DNS over HTTPS, whose replies `pad` pads. `defences` wraps the answer path
 //! with DNS Cookies (`cookie`), response rate limiting (`rrl`), NSID and extended errors
 //! (`edns`).
 
@@ -14,6 +14,7 @@ pub(crate) mod defences;
 pub(crate) mod edns;
 pub mod encrypted;
 pub(crate) mod listener;
+mod pad;
 pub(crate) mod querylog;
 pub(crate) mod rrl;
 pub mod snapshot;

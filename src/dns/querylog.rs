@@ -30,7 +30,7 @@ struct Entry {
 /// What the writer thread is sent: an entry, or `None` to flush and stop.
 type Msg = Option<Entry>;
 
-pub struct QueryLog {
+pub(crate) struct QueryLog {
     tx: SyncSender<Msg>,
     /// The writer thread, until [`QueryLog::close`] joins it.
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -45,7 +45,7 @@ thread_local! {
 
 impl QueryLog {
     /// Opens (appends to) `path` and starts the writer thread. `sample` is in (0, 1].
-    pub fn open(path: &Path, sample: f64) -> std::io::Result<Arc<QueryLog>> {
+    pub(crate) fn open(path: &Path, sample: f64) -> std::io::Result<Arc<QueryLog>> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -64,7 +64,7 @@ impl QueryLog {
 
     /// Called for every answered query of `snap`; cheap unless this one is sampled.
     #[inline]
-    pub fn note(&self, snap: &Snapshot, client: IpAddr, packet: &[u8], summary: &Summary) {
+    pub(crate) fn note(&self, snap: &Snapshot, client: IpAddr, packet: &[u8], summary: &Summary) {
         let region = summary
             .steered
             .and_then(|st| st.region)
@@ -99,7 +99,7 @@ impl QueryLog {
     /// Writes every entry queued so far, flushes the file and joins the writer thread.
     /// Blocking (call it off the async runtime's workers); entries logged after it are
     /// dropped. Later calls return at once.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         let writer = self
             .writer
             .lock()

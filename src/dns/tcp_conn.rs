@@ -1,27 +1,29 @@
-//! One DNS-over-TCP connection: reads length-prefixed queries, answers them in order and
-//! writes the replies, batching pipelined ones up to a bound.
+//! One DNS stream connection, over TCP or TLS alike (any `AsyncRead + AsyncWrite`): reads
+//! length-prefixed queries, answers them in order and writes the replies, batching pipelined
+//! ones up to a bound. Over TLS each reply gets RFC 8467 block padding, written into its bytes.
 //!
 //! A zero-length frame, a frame that is not a query (too short, a response) or one answered
 //! FORMERR closes the connection. Only a complete query resets the idle timer; once the
 //! first byte of a frame has arrived, the whole frame must follow within [`FRAME_TIMEOUT`].
 //! Once the listener stops, an idle connection closes at once and a busy one after writing the
-//! reply it is working on.
+//! reply it is working on. A connection that ends here is shut down in order (a TLS
+//! close_notify, then FIN) within [`CLOSE_TIMEOUT`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use metrics::Counter;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{Proto, respond};
+use super::pad;
 use super::stats::Tally;
 use crate::conns::Conn;
 use crate::dns::querylog::QueryLog;
 use crate::dns::snapshot::Shared;
-use crate::telemetry::Telemetry;
 
 /// Longest wait for the rest of a frame once its first byte arrived (at most the idle timeout).
 pub(super) const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
@@ -29,16 +31,26 @@ pub(super) const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
 pub(super) const MAX_QUEUED_REPLIES: usize = 32;
 /// Bytes of replies queued before the same wait.
 pub(super) const MAX_QUEUED_BYTES: usize = 64 << 10;
+/// Longest wait for an orderly close (TLS close_notify, FIN) once the connection is done.
+pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Read buffer of one connection.
 const READ_BUF: usize = 4096;
 const RCODE_FORMERR: u16 = 1;
+
+/// The `reason` labels of a listener's bad-frame counter, in [`Bad`] order.
+pub(super) const BAD_REASONS: [&str; 3] = ["empty_frame", "not_a_query", "slow_frame"];
 
 /// What every connection of a listener shares.
 pub(super) struct ConnCtx {
     pub shared: Shared,
     pub tally: Tally,
-    pub telemetry: Arc<Telemetry>,
     pub log: Option<Arc<QueryLog>>,
+    /// How queries arrive here (`Tcp` or `Tls`); `Tls` replies are padded.
+    pub proto: Proto,
+    /// Counts every query, for a listener that counts its own besides [`Tally`].
+    pub queries: Option<Counter>,
+    /// Connections closed for what they sent, one counter per [`BAD_REASONS`] entry.
+    pub bad: [Counter; 3],
     /// Idle timeout, and the longest wait for the client to take a batch of replies.
     pub idle: Duration,
     /// Fires when the listener stops.
@@ -48,20 +60,14 @@ pub(super) struct ConnCtx {
 /// Why a connection was closed by us for what the client sent.
 #[derive(Clone, Copy)]
 enum Bad {
-    EmptyFrame,
-    NotAQuery,
-    SlowFrame,
+    EmptyFrame = 0,
+    NotAQuery = 1,
+    SlowFrame = 2,
 }
 
 impl Bad {
-    fn count(self, t: &Telemetry) {
-        let reason = match self {
-            Bad::EmptyFrame => "empty_frame",
-            Bad::NotAQuery => "not_a_query",
-            Bad::SlowFrame => "slow_frame",
-        };
-        t.counter("sipsteer_tcp_bad_frames_total", &[("reason", reason)])
-            .increment(1);
+    fn count(self, ctx: &ConnCtx) {
+        ctx.bad[self as usize].increment(1);
     }
 }
 
@@ -84,14 +90,16 @@ impl Queue {
     }
 
     /// Writes everything queued; false when the client did not take it in time.
-    async fn flush(&mut self, w: &mut tokio::net::tcp::WriteHalf<'_>, limit: Duration) -> bool {
+    async fn flush<W: AsyncWrite + Unpin>(&mut self, w: &mut W, limit: Duration) -> bool {
         if self.bytes.is_empty() {
             return true;
         }
-        let ok = matches!(
-            tokio::time::timeout(limit, w.write_all(&self.bytes)).await,
-            Ok(Ok(()))
-        );
+        let write = async {
+            w.write_all(&self.bytes).await?;
+            // TLS keeps the last record until flushed; plain TCP's flush does nothing.
+            w.flush().await
+        };
+        let ok = matches!(tokio::time::timeout(limit, write).await, Ok(Ok(())));
         self.bytes.clear();
         self.replies = 0;
         ok
@@ -104,7 +112,7 @@ fn holds_frame(buf: &[u8]) -> bool {
 }
 
 /// Reads one frame into `req`; the caller knows at least one byte is buffered.
-async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut BufReader<R>,
     req: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
@@ -116,11 +124,22 @@ async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
     Ok(n)
 }
 
-/// Serves one connection until it closes, times out or sends something bad.
-pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx, st: &Conn) {
-    stream.set_nodelay(true).ok();
-    let (rd, mut wr) = stream.split();
-    let mut rd = BufReader::with_capacity(READ_BUF, rd);
+/// Serves one connection until it closes, times out or sends something bad, then closes it in
+/// order.
+pub(super) async fn serve<S>(io: S, peer: SocketAddr, ctx: &ConnCtx, st: &Conn)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut io = BufReader::with_capacity(READ_BUF, io);
+    session(&mut io, peer, ctx, st).await;
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, io.get_mut().shutdown()).await;
+}
+
+/// The exchange of queries and replies on one connection.
+async fn session<S>(rd: &mut BufReader<S>, peer: SocketAddr, ctx: &ConnCtx, st: &Conn)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut req = Vec::new();
     let mut out = Vec::with_capacity(512);
     let mut tally = ctx.tally.clone();
@@ -131,7 +150,7 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
     let frame_limit = FRAME_TIMEOUT.min(ctx.idle);
     let mut deadline = Instant::now() + ctx.idle;
     loop {
-        if !holds_frame(rd.buffer()) && !queue.flush(&mut wr, ctx.idle).await {
+        if !holds_frame(rd.buffer()) && !queue.flush(rd.get_mut(), ctx.idle).await {
             return;
         }
         if rd.buffer().is_empty() {
@@ -146,18 +165,18 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
                 _ => return,
             }
         }
-        let n = match tokio::time::timeout(frame_limit, read_frame(&mut rd, &mut req)).await {
+        let n = match tokio::time::timeout(frame_limit, read_frame(rd, &mut req)).await {
             Ok(Ok(n)) => n,
             Ok(Err(_)) => return,
-            Err(_) => return Bad::SlowFrame.count(&ctx.telemetry),
+            Err(_) => return Bad::SlowFrame.count(ctx),
         };
         if n == 0 {
-            return Bad::EmptyFrame.count(&ctx.telemetry);
+            return Bad::EmptyFrame.count(ctx);
         }
         let rcode = {
             let snap = ctx.shared.load();
-            let Some(s) = respond(&snap, peer.ip(), Proto::Tcp, &req, &mut out) else {
-                return Bad::NotAQuery.count(&ctx.telemetry);
+            let Some(s) = respond(&snap, peer.ip(), ctx.proto, &req, &mut out) else {
+                return Bad::NotAQuery.count(ctx);
             };
             tally.record(&snap, &s);
             if let Some(log) = &ctx.log {
@@ -165,19 +184,25 @@ pub(super) async fn serve(mut stream: TcpStream, peer: SocketAddr, ctx: &ConnCtx
             }
             s.rcode
         };
+        if let Some(q) = &ctx.queries {
+            q.increment(1);
+        }
+        if ctx.proto == Proto::Tls {
+            pad::pad(&mut out);
+        }
         queue.push(&out);
         if rcode == RCODE_FORMERR {
-            queue.flush(&mut wr, ctx.idle).await;
-            return Bad::NotAQuery.count(&ctx.telemetry);
+            queue.flush(rd.get_mut(), ctx.idle).await;
+            return Bad::NotAQuery.count(ctx);
         }
         if ctx.stop.is_cancelled() {
-            queue.flush(&mut wr, ctx.idle).await;
+            queue.flush(rd.get_mut(), ctx.idle).await;
             return;
         }
         let now = Instant::now();
         st.touch(now);
         deadline = now + ctx.idle;
-        if queue.full() && !queue.flush(&mut wr, ctx.idle).await {
+        if queue.full() && !queue.flush(rd.get_mut(), ctx.idle).await {
             return;
         }
     }

@@ -21,7 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-const MAIN_TLS: &str = r#"
+pub(crate) const MAIN_TLS: &str = r#"
 listen: { dns: ["127.0.0.1:0"], admin: "off", tls: ["127.0.0.1:0"], https: ["127.0.0.1:0"] }
 zones: zones
 geoip: { database: geo.csv }
@@ -29,15 +29,15 @@ health: { check: none }
 tls: { certificate: cert.pem, key: key.pem }
 "#;
 
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// A CA made for one test, and leaf certificates for `localhost` / 127.0.0.1 signed by it.
-struct TestCa {
+pub(crate) struct TestCa {
     ca: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl TestCa {
-    fn new() -> TestCa {
+    pub(crate) fn new() -> TestCa {
         let mut p = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         p.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         p.distinguished_name
@@ -49,7 +49,7 @@ impl TestCa {
     }
 
     /// (certificate PEM, key PEM, certificate DER) of a new leaf.
-    fn leaf(&self, serial: u64) -> (String, String, CertificateDer<'static>) {
+    pub(crate) fn leaf(&self, serial: u64) -> (String, String, CertificateDer<'static>) {
         let mut p = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
         p.subject_alt_names
             .push(SanType::IpAddress(IpAddr::from([127, 0, 0, 1])));
@@ -61,7 +61,12 @@ impl TestCa {
         (cert.pem(), key.serialize_pem(), cert.der().clone())
     }
 
-    fn connector(&self, alpn: &[u8]) -> TlsConnector {
+    /// The CA's own certificate.
+    pub(crate) fn root(&self) -> CertificateDer<'static> {
+        self.ca.der().clone()
+    }
+
+    pub(crate) fn connector(&self, alpn: &[u8]) -> TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der().clone()).expect("root");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -82,7 +87,7 @@ fn replace(path: &std::path::Path, text: &str) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
-async fn server(ca: &TestCa) -> (TestServer, CertificateDer<'static>) {
+pub(crate) async fn server(ca: &TestCa) -> (TestServer, CertificateDer<'static>) {
     let cfg = ConfigDir::new(MAIN_TLS, &[("example.com.yaml", STEER_ZONE)]);
     std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
     let (cert, key, der) = ca.leaf(1);
@@ -91,11 +96,11 @@ async fn server(ca: &TestCa) -> (TestServer, CertificateDer<'static>) {
     (TestServer::start_in(cfg).await, der)
 }
 
-fn tls_addr(s: &TestServer) -> SocketAddr {
+pub(crate) fn tls_addr(s: &TestServer) -> SocketAddr {
     s.running.as_ref().expect("running").encrypted.tls[0]
 }
 
-fn https_addr(s: &TestServer) -> SocketAddr {
+pub(crate) fn https_addr(s: &TestServer) -> SocketAddr {
     s.running.as_ref().expect("running").encrypted.https[0]
 }
 
@@ -113,7 +118,11 @@ fn peer_cert(s: &TlsStream<TcpStream>) -> CertificateDer<'static> {
 }
 
 /// One query over DoT; returns the reply bytes and the certificate the server showed.
-async fn dot(ca: &TestCa, addr: SocketAddr, packet: &[u8]) -> (Vec<u8>, CertificateDer<'static>) {
+pub(crate) async fn dot(
+    ca: &TestCa,
+    addr: SocketAddr,
+    packet: &[u8],
+) -> (Vec<u8>, CertificateDer<'static>) {
     let mut s = connect(ca, b"dot", addr).await;
     let cert = peer_cert(&s);
     let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
@@ -384,59 +393,6 @@ fn listeners_without_certificate_are_a_config_error() {
             main.display()
         )
     );
-}
-
-#[tokio::test]
-async fn dot_connections_over_the_cap_are_refused() {
-    let ca = TestCa::new();
-    let main = MAIN_TLS.replace("health:", "dns: { tcp_max_connections: 2 }\nhealth:");
-    let cfg = ConfigDir::new(&main, &[("example.com.yaml", STEER_ZONE)]);
-    std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
-    let (cert, key, _) = ca.leaf(1);
-    std::fs::write(cfg.path("cert.pem"), cert).expect("cert");
-    std::fs::write(cfg.path("key.pem"), key).expect("key");
-    let s = TestServer::start_in(cfg).await;
-    let addr = tls_addr(&s);
-    let first = connect(&ca, b"dot", addr).await;
-    let _second = connect(&ca, b"dot", addr).await;
-    // The gate reads the kernel's connection table at most every 20 ms.
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let tcp = TcpStream::connect(addr).await.expect("connect");
-    let name = ServerName::try_from("localhost").expect("name");
-    let third = tokio::time::timeout(WAIT, ca.connector(b"dot").connect(name, tcp))
-        .await
-        .expect("refused in time");
-    assert!(third.is_err(), "a third connection was admitted");
-    drop(first);
-    // Once the server has closed its side, a new connection is admitted and answered.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let packet = query("ns1.example.com.", RecordType::A, &Q::default());
-    loop {
-        let tcp = TcpStream::connect(addr).await.expect("connect");
-        let name = ServerName::try_from("localhost").expect("name");
-        if let Ok(Ok(mut c)) =
-            tokio::time::timeout(WAIT, ca.connector(b"dot").connect(name, tcp)).await
-        {
-            let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
-            framed.extend_from_slice(&packet);
-            c.write_all(&framed).await.expect("write");
-            let mut len = [0u8; 2];
-            c.read_exact(&mut len).await.expect("read length");
-            let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
-            c.read_exact(&mut buf).await.expect("read body");
-            assert_eq!(
-                rrs(&parse(&buf).answers),
-                ["ns1.example.com. 300 A 192.0.2.53"]
-            );
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no connection admitted after one closed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    s.stop().await;
 }
 
 /// The status of one DoH request.

@@ -1,17 +1,22 @@
 //! DNS over HTTPS (RFC 8484): HTTP/2 over rustls, GET (`?dns=` base64url) and POST
-//! (`application/dns-message`) at `/dns-query`. hickory-server 0.26's DoH handler answers POST
-//! only, so this listener is sipsteer's own, on the `h2` crate; it shares the answer path
-//! ([`Answerer`]) and the certificate with DNS over TLS.
+//! (`application/dns-message`) at `/dns-query`, on the `h2` crate.
 //!
-//! Bounded: connections per listener (a semaphore, as for TCP), concurrent streams per
-//! connection, request size, handshake time and idle time between requests.
+//! Connections are admitted as DNS over TCP ones are, through this transport's own `Conns`
+//! table: a cap, a share per source, and eviction of an idle connection (no request in
+//! flight; a connection in its handshake counts as idle) for a new one; accept errors back
+//! off ([`Accept`]). Also bounded: concurrent streams per connection, request size, handshake
+//! time and idle time between requests.
+//!
+//! A request's DNS message goes through the same `respond()` as UDP and TCP, bytes in and
+//! bytes out: the reply is padded in its bytes and its `Cache-Control` max-age is the smallest
+//! TTL of its answer and authority records, both from one walk of the reply (`dns::pad`).
 //!
 //! The listener owns its connection tasks, and each connection its request tasks (`JoinSet`s).
-//! On shutdown a connection sends GOAWAY and finishes the requests in flight; the listener
-//! waits for its connections at most [`SHUTDOWN_GRACE`], then drops the rest and returns.
+//! On shutdown a connection sends GOAWAY and finishes the requests in flight within
+//! [`SHUTDOWN_GRACE`]; then it is dropped.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -19,19 +24,24 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
-use hickory_proto::op::Message;
 use http::{Method, Request, Response, StatusCode, header};
+use metrics::Counter;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::DOH_PATH;
-use super::handler::Answerer;
-use crate::dns::answer::Proto;
+use crate::conns::accept::Accept;
+use crate::conns::{Conn, Conns, ShedCounts};
+use crate::dns::answer::{Proto, respond};
+use crate::dns::pad;
+use crate::dns::querylog::QueryLog;
+use crate::dns::snapshot::Shared;
+use crate::dns::stats::Tally;
 use crate::dns::tcp::SHUTDOWN_GRACE;
+use crate::telemetry::Telemetry;
 
 /// Concurrent requests (HTTP/2 streams) per connection.
 pub(crate) const MAX_STREAMS: u32 = 32;
@@ -45,90 +55,151 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// How one DoH listener runs.
-pub(crate) struct Limits {
-    pub max_connections: usize,
-    /// Handshake timeout and idle timeout between requests.
-    pub timeout: Duration,
+/// The answer path of DNS over HTTPS, shared by its connections.
+pub(crate) struct Answerer {
+    pub shared: Shared,
+    pub log: Option<Arc<QueryLog>>,
+    /// `sipsteer_dns_encrypted_queries_total{transport="https"}`.
+    pub queries: Counter,
+    /// Handshake timeout, idle timeout between requests, and the longest wait for a request.
+    pub idle: Duration,
+    /// Fires when the listeners stop.
+    pub stop: CancellationToken,
+}
+
+impl Answerer {
+    /// Answers one query: the padded reply and its max-age; `None` when nothing is to be
+    /// sent (not a query).
+    fn answer(&self, tally: &Mutex<Tally>, client: IpAddr, raw: &[u8]) -> Option<(Vec<u8>, u32)> {
+        let mut out = Vec::with_capacity(512);
+        {
+            let snap = self.shared.load();
+            let summary = respond(&snap, client, Proto::Https, raw, &mut out)?;
+            crate::lock::guard(tally).record(&snap, &summary);
+            if let Some(log) = &self.log {
+                log.note(&snap, client, raw, &summary);
+            }
+        }
+        self.queries.increment(1);
+        let max_age = pad::pad_and_min_ttl(&mut out);
+        Some((out, max_age))
+    }
+}
+
+/// What the DNS over HTTPS listeners share: the TLS settings, the answer path, the table
+/// their connections are admitted to and its shed counts, and the query counters.
+#[derive(Clone)]
+pub(crate) struct Doh {
+    pub tls: TlsAcceptor,
+    pub answerer: Arc<Answerer>,
+    pub table: Arc<Conns>,
+    pub shed: ShedCounts,
+    pub tally: Tally,
 }
 
 /// Accepts connections until `cancel` fires, then waits for them (see the module notes).
 pub(crate) async fn serve(
     listener: TcpListener,
-    tls: TlsAcceptor,
-    answerer: Arc<Answerer>,
-    limits: Limits,
+    doh: Doh,
+    telemetry: Arc<Telemetry>,
     cancel: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut accept =
+        Accept::new("https", &telemetry).evicting(doh.table.clone(), doh.shed.evicted().clone());
     let mut conns = JoinSet::new();
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = cancel.cancelled() => break,
-        };
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!(error = %e, "https accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
+            x = accept.next(&listener) => x,
+            Some(_) = conns.join_next() => continue,
             () = cancel.cancelled() => break,
         };
-        let (tls, answerer, idle) = (tls.clone(), answerer.clone(), limits.timeout);
-        let stop = cancel.clone();
-        conns.spawn(async move {
-            let _permit = permit;
-            connection(stream, peer, tls, answerer, idle, stop).await;
-        });
-        while conns.try_join_next().is_some() {}
+        let Some(conn) = doh.table.admit_counted(peer.ip(), &doh.shed) else {
+            drop(stream);
+            continue;
+        };
+        stream.set_nodelay(true).ok();
+        let (tls, answerer) = (doh.tls.clone(), doh.answerer.clone());
+        let tally = Arc::new(Mutex::new(doh.tally.clone()));
+        conns.spawn(connection(stream, peer, tls, answerer, tally, conn));
     }
     drop(listener);
-    let all = async { while conns.join_next().await.is_some() {} };
-    if timeout(SHUTDOWN_GRACE, all).await.is_err() {
-        conns.shutdown().await;
-    }
+    while conns.join_next().await.is_some() {}
 }
 
+/// One connection until it ends, is evicted, or outlives the shutdown grace.
 async fn connection(
     stream: TcpStream,
     peer: SocketAddr,
     tls: TlsAcceptor,
-    answerer: Arc<Answerer>,
-    idle: Duration,
-    stop: CancellationToken,
+    a: Arc<Answerer>,
+    tally: Arc<Mutex<Tally>>,
+    conn: Conn,
 ) {
-    stream.set_nodelay(true).ok();
-    let Ok(Ok(tls)) = timeout(idle, tls.accept(stream)).await else {
-        return;
+    let overdue = async {
+        a.stop.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
-    let mut builder = h2::server::Builder::new();
-    builder
-        .max_concurrent_streams(MAX_STREAMS)
-        .max_header_list_size(16 << 10);
-    let Ok(Ok(mut conn)) = timeout(idle, builder.handshake::<_, Bytes>(tls)).await else {
-        return;
+    tokio::select! {
+        () = session(stream, peer, tls, &a, tally, &conn) => {}
+        () = conn.evicted() => {}
+        () = overdue => {}
+    }
+}
+
+/// The handshakes, then requests until the connection closes, idles out or the listener
+/// stops (GOAWAY, then the requests in flight are answered).
+async fn session(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: TlsAcceptor,
+    a: &Arc<Answerer>,
+    tally: Arc<Mutex<Tally>>,
+    conn: &Conn,
+) {
+    let handshake = async {
+        // Heard from once the first byte of the ClientHello is there: silent connections are
+        // evicted first.
+        if stream.peek(&mut [0u8; 1]).await.ok()? > 0 {
+            conn.heard();
+        }
+        let tls = tls.accept(stream).await.ok()?;
+        let mut builder = h2::server::Builder::new();
+        builder
+            .max_concurrent_streams(MAX_STREAMS)
+            .max_header_list_size(16 << 10);
+        builder.handshake::<_, Bytes>(tls).await.ok()
     };
+    let mut h2c = tokio::select! {
+        r = timeout(a.idle, handshake) => match r {
+            Ok(Some(c)) => c,
+            _ => return,
+        },
+        () = a.stop.cancelled() => return,
+    };
+    let client = peer.ip();
     let mut streams = JoinSet::new();
+    let mut deadline = Instant::now() + a.idle;
     // Polling `accept` also drives the connection, which sends the replies.
     loop {
-        let next = tokio::select! {
-            r = timeout(idle, conn.accept()) => r,
-            () = stop.cancelled() => break,
-        };
-        let Ok(Some(Ok((req, respond)))) = next else {
-            return;
-        };
-        streams.spawn(request(req, respond, peer.ip(), answerer.clone(), idle));
-        while streams.try_join_next().is_some() {}
+        conn.set_idle(streams.is_empty());
+        tokio::select! {
+            r = h2c.accept() => {
+                let Some(Ok((req, respond))) = r else { return };
+                let now = Instant::now();
+                conn.set_idle(false);
+                conn.touch(now);
+                deadline = now + a.idle;
+                streams.spawn(request(req, respond, client, a.clone(), tally.clone()));
+            }
+            Some(_) = streams.join_next() => {}
+            () = tokio::time::sleep_until(deadline), if streams.is_empty() => return,
+            () = a.stop.cancelled() => break,
+        }
     }
-    // GOAWAY: requests already open are answered, then the connection closes.
-    conn.graceful_shutdown();
-    while let Some(Ok((req, respond))) = conn.accept().await {
-        streams.spawn(request(req, respond, peer.ip(), answerer.clone(), idle));
+    conn.set_idle(false);
+    h2c.graceful_shutdown();
+    while let Some(Ok((req, respond))) = h2c.accept().await {
+        streams.spawn(request(req, respond, client, a.clone(), tally.clone()));
     }
     while streams.join_next().await.is_some() {}
 }
@@ -137,20 +208,16 @@ async fn request(
     req: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     client: IpAddr,
-    answerer: Arc<Answerer>,
-    idle: Duration,
+    a: Arc<Answerer>,
+    tally: Arc<Mutex<Tally>>,
 ) {
-    let query = match timeout(idle, query_of(req)).await {
+    let query = match timeout(a.idle, query_of(req)).await {
         Ok(q) => q,
         Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
     };
-    let reply = query.and_then(|q| {
-        answerer
-            .answer_padded(client, Proto::Https, &q)
-            .ok_or(StatusCode::BAD_REQUEST)
-    });
-    let (resp, body) = match reply.and_then(|m| encode(&m)) {
-        Ok(x) => x,
+    let reply = query.and_then(|q| a.answer(&tally, client, &q).ok_or(StatusCode::BAD_REQUEST));
+    let (resp, body) = match reply {
+        Ok((body, max_age)) => (ok(body.len(), max_age), Bytes::from(body)),
         Err(status) => (Response::builder().status(status).body(()), Bytes::new()),
     };
     let Ok(resp) = resp else { return };
@@ -162,25 +229,14 @@ async fn request(
     }
 }
 
-type Reply = (http::Result<Response<()>>, Bytes);
-
-/// A 200 reply with the DNS message; cacheable for the smallest TTL in it (RFC 8484 5.1).
-fn encode(m: &Message) -> Result<Reply, StatusCode> {
-    let body = m.to_vec().map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
-    let max_age = m
-        .answers
-        .iter()
-        .chain(&m.authorities)
-        .map(|r| r.ttl)
-        .min()
-        .unwrap_or(0);
-    let resp = Response::builder()
+/// The head of a 200 reply: cacheable for the smallest TTL in it (RFC 8484 5.1).
+fn ok(len: usize, max_age: u32) -> http::Result<Response<()>> {
+    Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, MIME)
-        .header(header::CONTENT_LENGTH, body.len())
+        .header(header::CONTENT_LENGTH, len)
         .header(header::CACHE_CONTROL, format!("max-age={max_age}"))
-        .body(());
-    Ok((resp, Bytes::from(body)))
+        .body(())
 }
 
 /// The DNS message of a request, or the HTTP status that refuses it.

@@ -1,28 +1,31 @@
-//! DNS over TLS (RFC 7858), served by hickory-server's `Server`, and DNS over HTTPS (RFC 8484,
-//! HTTP/2, GET and POST at `/dns-query`, [`doh`]), both with rustls. Answers come from the same
-//! answer path as UDP and TCP ([`handler`]); the certificate comes from the current snapshot on
-//! every handshake ([`CertResolver`]), so a renewal on disk is served as soon as the config
-//! reload accepts it.
+//! DNS over TLS (RFC 7858, [`dot`]: the DNS over TCP listener of `dns::tcp` behind a TLS
+//! handshake) and DNS over HTTPS (RFC 8484, HTTP/2, GET and POST at `/dns-query`, [`doh`]),
+//! both with rustls. Answers come from the same `respond()` as UDP and TCP, bytes in and bytes
+//! out, padded in their bytes; each transport admits its connections through its own `Conns`
+//! table. The certificate comes from the current snapshot on every handshake
+//! ([`CertResolver`]), so a renewal on disk is served as soon as the config reload accepts it.
 
-pub(crate) mod doh;
-pub(crate) mod gate;
-pub(crate) mod handler;
+mod doh;
+mod dot;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_server::Server;
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::conns::{Conns, Limits};
+use crate::dns::answer::Proto;
 use crate::dns::listener;
 use crate::dns::querylog::QueryLog;
 use crate::dns::snapshot::Shared;
 use crate::dns::stats::Tally;
+use crate::dns::tcp::{self, Serving, Stream};
 use crate::telemetry::Telemetry;
 
 /// The HTTP path DNS over HTTPS answers on.
@@ -30,21 +33,14 @@ pub const DOH_PATH: &str = "/dns-query";
 
 /// Serves the certificate of the current snapshot; the one loaded at start if a later config
 /// has no `tls:` section (removing it takes a restart).
-/// With a gate, a handshake over the connection cap gets no certificate and fails.
 #[derive(Debug, Clone)]
 pub struct CertResolver {
     shared: Shared,
     first: Arc<CertifiedKey>,
-    gate: Option<Arc<gate::Gate>>,
 }
 
 impl ResolvesServerCert for CertResolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        if let Some(g) = &self.gate
-            && !g.admit()
-        {
-            return None;
-        }
         let snap = self.shared.load();
         Some(
             snap.config
@@ -90,15 +86,17 @@ fn server_config(
 }
 
 /// What the encrypted listeners share.
-pub struct Setup {
+pub(crate) struct Setup {
     pub shared: Shared,
     pub tally: Tally,
     pub telemetry: Arc<Telemetry>,
     pub log: Option<Arc<QueryLog>>,
     /// Handshake timeout and idle timeout between queries.
     pub timeout: Duration,
-    /// Connections per DNS over HTTPS listener, and over all DNS over TLS listeners.
-    pub max_connections: usize,
+    /// The bounds of the DNS over TLS table (over all `listen.tls` addresses).
+    pub tls: Limits,
+    /// The bounds of the DNS over HTTPS table (over all `listen.https` addresses).
+    pub https: Limits,
 }
 
 /// The bound encrypted listeners.
@@ -109,8 +107,9 @@ pub struct Bound {
 }
 
 /// Binds every `listen.tls` and `listen.https` address and starts serving them on `tasks`
-/// until `cancel` fires: DNS over TLS through hickory-server, DNS over HTTPS through [`doh`].
-pub fn start(
+/// until `cancel` fires: DNS over TLS through the stream listener of `dns::tcp`, DNS over
+/// HTTPS through [`doh`].
+pub(crate) fn start(
     setup: Setup,
     tls: &[SocketAddr],
     https: &[SocketAddr],
@@ -129,64 +128,59 @@ pub fn start(
         .as_ref()
         .map(|t| t.certified.clone())
         .ok_or(EncryptedError::NoCertificate)?;
-    let resolver = CertResolver {
+    let resolver = Arc::new(CertResolver {
         shared: setup.shared.clone(),
         first,
-        gate: None,
-    };
-    let answerer = Arc::new(handler::Answerer::new(
-        setup.shared.clone(),
-        setup.tally,
-        setup.log,
-        &setup.telemetry,
-    ));
+    });
     let all: Vec<SocketAddr> = tls.iter().chain(https).copied().collect();
     if !tls.is_empty() {
-        let mut server = Server::new(handler::Handler(answerer.clone()));
-        let mut listeners = Vec::new();
+        let acceptor = TlsAcceptor::from(server_config(b"dot", resolver.clone())?);
+        let serving = Serving {
+            shared: setup.shared.clone(),
+            tally: setup.tally.clone(),
+            log: setup.log.clone(),
+            idle: setup.timeout,
+            stop: cancel.clone(),
+        };
+        let table = Conns::new(setup.tls);
+        let stream = Stream::new(acceptor, table, Proto::Tls, serving, &setup.telemetry);
         for &addr in tls {
             let (l, at) = bind("tls", addr, &all)?;
-            bound.tls.push(at);
-            listeners.push(l);
-        }
-        let ports = bound.tls.iter().map(SocketAddr::port).collect();
-        let gated = CertResolver {
-            gate: Some(Arc::new(gate::Gate::new(
-                ports,
-                setup.max_connections,
-                &setup.telemetry,
-            ))),
-            ..resolver.clone()
-        };
-        let dot = server_config(b"dot", Arc::new(gated))?;
-        for (l, at) in listeners.into_iter().zip(&bound.tls) {
-            server
-                .register_tls_listener_with_tls_config(l, setup.timeout, dot.clone())
-                .map_err(|source| EncryptedError::Bind {
-                    what: "tls",
-                    addr: *at,
-                    source,
-                })?;
+            tasks.spawn(tcp::serve(
+                l,
+                stream.clone(),
+                setup.telemetry.clone(),
+                cancel.clone(),
+            ));
             tracing::info!(bound = %at, "dns listening on tls");
+            bound.tls.push(at);
         }
-        tasks.spawn(stop_on(server, cancel.clone()));
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(server_config(b"h2", Arc::new(resolver))?);
-    for &addr in https {
-        let (l, at) = bind("https", addr, &all)?;
-        let limits = doh::Limits {
-            max_connections: setup.max_connections,
-            timeout: setup.timeout,
+    if !https.is_empty() {
+        let doh = doh::Doh {
+            tls: TlsAcceptor::from(server_config(b"h2", resolver)?),
+            answerer: Arc::new(doh::Answerer {
+                shared: setup.shared.clone(),
+                log: setup.log.clone(),
+                queries: tcp::query_count(Proto::Https, &setup.telemetry),
+                idle: setup.timeout,
+                stop: cancel.clone(),
+            }),
+            table: Conns::new(setup.https),
+            shed: tcp::shed_counts(Proto::Https, &setup.telemetry),
+            tally: setup.tally,
         };
-        tasks.spawn(doh::serve(
-            l,
-            acceptor.clone(),
-            answerer.clone(),
-            limits,
-            cancel.clone(),
-        ));
-        tracing::info!(bound = %at, "dns listening on https");
-        bound.https.push(at);
+        for &addr in https {
+            let (l, at) = bind("https", addr, &all)?;
+            tasks.spawn(doh::serve(
+                l,
+                doh.clone(),
+                setup.telemetry.clone(),
+                cancel.clone(),
+            ));
+            tracing::info!(bound = %at, "dns listening on https");
+            bound.https.push(at);
+        }
     }
     Ok(bound)
 }
@@ -203,13 +197,5 @@ fn bind(
     match bound {
         Ok((at, l)) => Ok((l, at)),
         Err(source) => Err(EncryptedError::Bind { what, addr, source }),
-    }
-}
-
-/// Runs until `cancel` fires, then stops hickory's server.
-async fn stop_on(mut server: Server<handler::Handler>, cancel: CancellationToken) {
-    cancel.cancelled().await;
-    if let Err(e) = server.shutdown_gracefully().await {
-        tracing::debug!(error = %e, "dns over tls stopped");
     }
 }

@@ -3,21 +3,32 @@
 //! one), and eviction of an idle connection to make room for a new one.
 //!
 //! A listener accepts first and asks the table afterwards, so a flood never holds its accept
-//! loop. At the cap, the idle connection (waiting for a request, nothing queued for the
-//! client) whose last complete request is oldest among the next [`EVICTION_SCAN`] places of
-//! the table is closed for the new one, so admission costs the same at any table size; when
-//! none of them is idle, the new connection is closed instead, since the open ones are busy.
+//! loop. At the cap, an idle connection (waiting for a request, nothing queued for the
+//! client) among the next [`EVICTION_SCAN`] places of the table is closed for the new one, so
+//! admission costs the same at any table size: one that never sent a byte before one that
+//! has, and among those the one whose last complete request (or admission) is oldest. A flood
+//! of connections that send nothing (the cheapest kind) so evicts its own connections before
+//! a client in the middle of its TLS handshake. When none of them is idle, the new connection
+//! is closed instead, since the open ones are busy.
 //! A source already holding its share has its next connection closed at once.
 //!
 //! The table is locked on admission and when a connection ends, never per request: a
 //! connection marks itself idle or busy and notes each complete request with plain atomics
 //! ([`Conn::set_idle`], [`Conn::touch`]).
+//!
+//! Around the table: [`accept`] (an accept loop's error handling: backoff, counts, one warning
+//! per interval, an idle connection evicted when descriptors run out) and [`budget`] (the
+//! open-file limit against every cap, set at start).
+
+pub(crate) mod accept;
+pub(crate) mod budget;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use metrics::Counter;
 use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -44,13 +55,43 @@ pub(crate) enum Shed {
     Full,
 }
 
-impl Shed {
-    /// The label metrics use for it.
-    pub(crate) fn label(self) -> &'static str {
-        match self {
-            Shed::PerSource => "per_source",
-            Shed::Full => "full",
+/// The `reason` labels of a listener's shed counter: an idle connection closed for a new
+/// one, or a new one closed ([`Shed`]).
+pub(crate) const SHED_REASONS: [&str; 3] = ["evicted_idle", "full", "per_source"];
+
+/// A listener's counters of shed connections, one per [`SHED_REASONS`] entry.
+#[derive(Clone)]
+pub(crate) struct ShedCounts {
+    evicted: Counter,
+    full: Counter,
+    per_source: Counter,
+    /// Also counts every new connection closed (full or per source), for a listener that
+    /// reports them under a second name too.
+    closed: Option<Counter>,
+}
+
+impl ShedCounts {
+    /// The counters `counter(reason)` gives for each reason.
+    pub(crate) fn new(counter: impl Fn(&'static str) -> Counter) -> ShedCounts {
+        ShedCounts {
+            evicted: counter(SHED_REASONS[0]),
+            full: counter(SHED_REASONS[1]),
+            per_source: counter(SHED_REASONS[2]),
+            closed: None,
         }
+    }
+
+    /// Counts every new connection closed on `closed` as well.
+    pub(crate) fn also_closed(self, closed: Counter) -> ShedCounts {
+        ShedCounts {
+            closed: Some(closed),
+            ..self
+        }
+    }
+
+    /// The counter of idle connections evicted.
+    pub(crate) fn evicted(&self) -> &Counter {
+        &self.evicted
     }
 }
 
@@ -58,6 +99,8 @@ impl Shed {
 struct State {
     /// Waiting for a request with nothing queued for the client.
     idle: AtomicBool,
+    /// The client has sent something (a first byte, or a complete request).
+    heard: AtomicBool,
     /// When the last complete request arrived (or the connection was admitted), in ms since
     /// the table's epoch.
     last_ms: AtomicU64,
@@ -144,6 +187,7 @@ impl Conns {
         }
         let state = Arc::new(State {
             idle: AtomicBool::new(true),
+            heard: AtomicBool::new(false),
             last_ms: AtomicU64::new(self.ms(Instant::now())),
             evict: CancellationToken::new(),
         });
@@ -173,14 +217,55 @@ impl Conns {
         })
     }
 
+    /// Admits a connection from `peer` as [`Conns::admit`] does, counting what was shed;
+    /// `None` when the new connection is to be closed.
+    pub(crate) fn admit_counted(
+        self: &Arc<Self>,
+        peer: IpAddr,
+        counts: &ShedCounts,
+    ) -> Option<Conn> {
+        match self.admit(peer) {
+            Ok(Admitted { conn, evicted }) => {
+                if evicted {
+                    counts.evicted.increment(1);
+                }
+                Some(conn)
+            }
+            Err(why) => {
+                match why {
+                    Shed::Full => counts.full.increment(1),
+                    Shed::PerSource => counts.per_source.increment(1),
+                }
+                if let Some(c) = &counts.closed {
+                    c.increment(1);
+                }
+                None
+            }
+        }
+    }
+
+    /// Closes the idle connection with the oldest last request among the next
+    /// [`EVICTION_SCAN`] places, to free its descriptor; false when none of them is idle.
+    pub(crate) fn evict_idle(&self) -> bool {
+        let mut t = guard(&self.table);
+        match t.idle_victim() {
+            Some(victim) => {
+                t.remove(victim);
+                true
+            }
+            None => false,
+        }
+    }
+
     fn ms(&self, at: Instant) -> u64 {
         u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 }
 
 impl Table {
-    /// The idle connection with the oldest last request among the next [`EVICTION_SCAN`]
-    /// places from the cursor, which moves past them.
+    /// Among the next [`EVICTION_SCAN`] places from the cursor (which moves past them), the
+    /// idle connection that has not been heard from, else the idle one, with the oldest last
+    /// request.
     fn idle_victim(&mut self) -> Option<usize> {
         let n = self.places.len();
         if n == 0 {
@@ -193,13 +278,13 @@ impl Table {
             .map(|k| (start + k) % n)
             .filter_map(|i| {
                 let e = self.places[i].as_ref()?;
-                e.state
-                    .idle
-                    .load(Ordering::Relaxed)
-                    .then(|| (e.state.last_ms.load(Ordering::Relaxed), i))
+                e.state.idle.load(Ordering::Relaxed).then(|| {
+                    let heard = e.state.heard.load(Ordering::Relaxed);
+                    (heard, e.state.last_ms.load(Ordering::Relaxed), i)
+                })
             })
             .min()
-            .map(|(_, i)| i)
+            .map(|(_, _, i)| i)
     }
 
     /// Takes a connection out and tells it to close (a no-op when its place is empty).
@@ -226,8 +311,14 @@ impl Conn {
         self.state.idle.store(idle, Ordering::Relaxed);
     }
 
+    /// Notes that the client has sent something (the first bytes of a handshake).
+    pub(crate) fn heard(&self) {
+        self.state.heard.store(true, Ordering::Relaxed);
+    }
+
     /// Notes a complete request that arrived at `now`.
     pub(crate) fn touch(&self, now: Instant) {
+        self.heard();
         self.state
             .last_ms
             .store(self.conns.ms(now), Ordering::Relaxed);
@@ -306,6 +397,22 @@ mod tests {
         assert!(!first.is_evicted());
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_goes_before_one_that_spoke_however_old() {
+        let conns = Conns::new(Limits {
+            max: 2,
+            per_source: 10,
+        });
+        let a = ip("192.0.2.1");
+        let spoke = conns.admit(a).expect("first").conn;
+        spoke.heard();
+        tokio::time::advance(std::time::Duration::from_millis(5)).await;
+        let silent = conns.admit(a).expect("second").conn;
+        let _third = conns.admit(a).expect("third");
+        assert!(silent.is_evicted(), "the silent one, though newer");
+        assert!(!spoke.is_evicted());
+    }
+
     #[tokio::test]
     async fn per_source_limit_counts_ipv6_by_64_and_mapped_ipv4_as_ipv4() {
         let conns = Conns::new(Limits {
@@ -322,6 +429,24 @@ mod tests {
             conns.admit(ip("::ffff:192.0.2.7")).err(),
             Some(Shed::PerSource)
         );
+    }
+
+    #[tokio::test]
+    async fn evicting_for_a_descriptor_takes_an_idle_connection_only() {
+        let conns = Conns::new(Limits {
+            max: 10,
+            per_source: 10,
+        });
+        let a = ip("192.0.2.1");
+        assert!(!conns.evict_idle(), "an empty table has nothing to evict");
+        let busy = conns.admit(a).expect("busy").conn;
+        busy.set_idle(false);
+        assert!(!conns.evict_idle(), "a busy connection is never evicted");
+        let idle = conns.admit(a).expect("idle").conn;
+        assert!(conns.evict_idle());
+        assert!(idle.is_evicted());
+        assert!(!busy.is_evicted());
+        assert_eq!(conns.open(), 1);
     }
 
     #[tokio::test]
