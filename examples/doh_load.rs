@@ -1,8 +1,11 @@
 //! A DNS over HTTPS load generator for `bench/stream-throughput.sh` (Debian's dnsperf 2.10
 //! stalls on DoH here: about 40 ms per query and queries lost with more than one in flight):
 //! `CONNS` HTTP/2 connections over TLS (certificates not checked, ALPN `h2`), each keeping
-//! `STREAMS` GET requests for `static.example.com A` in flight, for `SECONDS`; prints the
-//! replies received and the rate in dnsperf's words (`Queries completed:`, `Queries per second:`).
+//! `STREAMS` GET requests for `static.example.com A` in flight, for `SECONDS`, each stream
+//! waiting `PACE_MS` (default 0) after a reply; a lost connection is set up again. Prints
+//! the NOERROR replies, the requests that got none (HTTP error, bad message, 5 s timeout,
+//! lost connection) and the rate in dnsperf's words (`Queries completed:`,
+//! `Queries per second:`).
 //!
 //! ```sh
 //! cargo run --release --example doh_load -- 127.0.0.1:8443 16 12 10
@@ -73,53 +76,111 @@ fn request_uri() -> String {
     format!("https://localhost/dns-query?dns={b64}")
 }
 
-/// One connection: `streams` requests in flight until `end`; counts replies on `done`.
+/// What the load counts.
+#[derive(Default)]
+struct Counts {
+    /// Replies with status 200 and a NOERROR DNS message.
+    done: AtomicU64,
+    /// Requests with no such reply: an HTTP error, a bad message, a timeout, a lost
+    /// connection (each request in flight on it counts once).
+    failed: AtomicU64,
+    /// Connections that could not be set up or were lost.
+    conns_failed: AtomicU64,
+}
+
+/// How long one request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One request; whether it got a 200 with a NOERROR reply.
+async fn one(client: &h2::client::SendRequest<Bytes>, uri: &str) -> Result<bool> {
+    let req = http::Request::get(uri).body(())?;
+    let (resp, _) = client.clone().ready().await?.send_request(req, true)?;
+    let resp = resp.await?;
+    let ok_status = resp.status() == http::StatusCode::OK;
+    let mut body = resp.into_body();
+    let mut msg = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk: Bytes = chunk?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        msg.extend_from_slice(&chunk);
+    }
+    Ok(ok_status && msg.len() >= 12 && msg[3] & 0x0f == 0)
+}
+
+/// One connection, set up again whenever it fails: `streams` requests in flight (each
+/// waiting `pace` after its reply) until `end`.
 async fn connection(
     addr: SocketAddr,
     tls: TlsConnector,
     streams: usize,
+    pace: Duration,
     end: Instant,
-    done: Arc<AtomicU64>,
+    counts: Arc<Counts>,
+) {
+    while Instant::now() < end {
+        if session(addr, &tls, streams, pace, end, &counts).await.is_err() {
+            counts.conns_failed.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn session(
+    addr: SocketAddr,
+    tls: &TlsConnector,
+    streams: usize,
+    pace: Duration,
+    end: Instant,
+    counts: &Arc<Counts>,
 ) -> Result<()> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let name = ServerName::try_from("localhost")?;
-    let io = tls.connect(name, tcp).await?;
+    let io = tokio::time::timeout(REQUEST_TIMEOUT, tls.connect(name, tcp)).await??;
     let (client, conn) = h2::client::handshake(io).await?;
     tokio::spawn(conn);
     let uri = request_uri();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..streams {
-        let (client, uri, done) = (client.clone(), uri.clone(), done.clone());
+        let (client, uri, counts) = (client.clone(), uri.clone(), counts.clone());
         tasks.spawn(async move {
             while Instant::now() < end {
-                let req = http::Request::get(&uri).body(())?;
-                let (resp, _) = client.clone().ready().await?.send_request(req, true)?;
-                let mut body = resp.await?.into_body();
-                while let Some(chunk) = body.data().await {
-                    let chunk: Bytes = chunk?;
-                    let _ = body.flow_control().release_capacity(chunk.len());
+                match tokio::time::timeout(REQUEST_TIMEOUT, one(&client, &uri)).await {
+                    Ok(Ok(true)) => counts.done.fetch_add(1, Ordering::Relaxed),
+                    Ok(Ok(false)) | Err(_) => counts.failed.fetch_add(1, Ordering::Relaxed),
+                    Ok(Err(e)) => {
+                        counts.failed.fetch_add(1, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                };
+                if !pace.is_zero() {
+                    tokio::time::sleep(pace).await;
                 }
-                done.fetch_add(1, Ordering::Relaxed);
             }
             anyhow::Ok(())
         });
     }
+    let mut result = Ok(());
     while let Some(r) = tasks.join_next().await {
-        r??;
+        if let Ok(Err(e)) = r {
+            result = Err(e);
+        }
     }
-    Ok(())
+    result
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [addr, conns, streams, seconds] = args.as_slice() else {
-        bail!("usage: doh_load ADDR CONNS STREAMS SECONDS");
+    let (addr, conns, streams, seconds, pace) = match args.as_slice() {
+        [a, c, s, t] => (a, c, s, t, "0"),
+        [a, c, s, t, p] => (a, c, s, t, p.as_str()),
+        _ => bail!("usage: doh_load ADDR CONNS STREAMS SECONDS [PACE_MS]"),
     };
     let addr: SocketAddr = addr.parse().context("address")?;
     let (conns, streams): (usize, usize) = (conns.parse()?, streams.parse()?);
     let seconds: u64 = seconds.parse()?;
+    let pace = Duration::from_millis(pace.parse()?);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?
@@ -128,23 +189,29 @@ async fn main() -> Result<()> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let tls = TlsConnector::from(Arc::new(config));
-    let done = Arc::new(AtomicU64::new(0));
+    let counts = Arc::new(Counts::default());
     let start = Instant::now();
     let end = start + Duration::from_secs(seconds);
     let mut all = tokio::task::JoinSet::new();
     for _ in 0..conns {
-        all.spawn(connection(addr, tls.clone(), streams, end, done.clone()));
+        all.spawn(connection(
+            addr,
+            tls.clone(),
+            streams,
+            pace,
+            end,
+            counts.clone(),
+        ));
     }
-    let mut failed = 0;
-    while let Some(r) = all.join_next().await {
-        if !matches!(r, Ok(Ok(()))) {
-            failed += 1;
-        }
-    }
-    let n = done.load(Ordering::Relaxed);
+    while all.join_next().await.is_some() {}
+    let n = counts.done.load(Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
     println!("  Queries completed:    {n}");
-    println!("  Connections failed:   {failed}");
+    println!("  Queries failed:       {}", counts.failed.load(Ordering::Relaxed));
+    println!(
+        "  Connections failed:   {}",
+        counts.conns_failed.load(Ordering::Relaxed)
+    );
     println!("  Queries per second:   {:.0}", n as f64 / secs);
     Ok(())
 }
