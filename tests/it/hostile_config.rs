@@ -418,6 +418,7 @@ async fn status_answers_while_a_slow_reload_runs() {
     let state = sipsteer::admin::AdminState {
         reloader: reloader.clone(),
         hub: sipsteer::health::hub::HealthHub::new(1, None, Default::default()),
+        puller: sipsteer::health::load_pull::LoadPuller::new(),
         token: None,
         telemetry: Default::default(),
         counters: Default::default(),
