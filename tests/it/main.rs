@@ -45,5 +45,6 @@ mod reload_triggers;
 mod shutdown;
 mod sip_hostile;
 mod steering;
+mod support_servers;
 mod tcp_limits;
 mod zone_limits;
