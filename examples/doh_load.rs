@@ -118,7 +118,10 @@ async fn connection(
     counts: Arc<Counts>,
 ) {
     while Instant::now() < end {
-        if session(addr, &tls, streams, pace, end, &counts).await.is_err() {
+        if session(addr, &tls, streams, pace, end, &counts)
+            .await
+            .is_err()
+        {
             counts.conns_failed.fetch_add(1, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -207,7 +210,10 @@ async fn main() -> Result<()> {
     let n = counts.done.load(Ordering::Relaxed);
     let secs = start.elapsed().as_secs_f64();
     println!("  Queries completed:    {n}");
-    println!("  Queries failed:       {}", counts.failed.load(Ordering::Relaxed));
+    println!(
+        "  Queries failed:       {}",
+        counts.failed.load(Ordering::Relaxed)
+    );
     println!(
         "  Connections failed:   {}",
         counts.conns_failed.load(Ordering::Relaxed)

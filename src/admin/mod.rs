@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::dns::stats::Counters;
 use crate::health::hub::HealthHub;
+use crate::health::load_pull::LoadPuller;
 use crate::reload::Reloader;
 use crate::telemetry::Telemetry;
 
@@ -27,6 +28,8 @@ use crate::telemetry::Telemetry;
 pub struct AdminState {
     pub reloader: Arc<Reloader>,
     pub hub: Arc<HealthHub>,
+    /// The load puller, whose status `/v1/status` shows.
+    pub puller: Arc<LoadPuller>,
     pub token: Option<Arc<str>>,
     pub telemetry: Arc<Telemetry>,
     pub counters: Arc<Counters>,

@@ -149,7 +149,7 @@ async fn status(State(s): State<AdminState>) -> Response {
         "geoip": geo,
         "zones": zones,
         "servers": s.hub.servers(),
-        "load_pull": s.hub.pull_status(),
+        "load_pull": s.puller.status(),
         "state_file": s.hub.state_file_status(),
     }))
     .into_response()
@@ -310,17 +310,14 @@ async fn set_state(
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let force = match body.state.as_str() {
-        "drain" => Force::Drain,
-        "up" => Force::Up,
-        "down" => Force::Down,
-        "clear" => Force::Clear,
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("unknown state `{other}` (use drain, up, down or clear)"),
-            );
-        }
+    let Some(force) = Force::from_word(&body.state) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown state `{}` (use drain, up, down or clear)",
+                body.state
+            ),
+        );
     };
     let (until, note) = match until_and_note(force, body.until, body.note) {
         Ok(x) => x,

@@ -110,9 +110,13 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         cfg.admin.state_file.clone(),
         telemetry.clone(),
     );
+    let puller = crate::health::load_pull::LoadPuller::new();
     let binder: Arc<reload::HealthBinder> = {
-        let hub = hub.clone();
-        Arc::new(move |cfg: &Config, st: &Arc<crate::steering::Steering>| hub.bind(cfg, st))
+        let (hub, puller) = (hub.clone(), puller.clone());
+        Arc::new(move |cfg: &Config, st: &Arc<crate::steering::Steering>| {
+            puller.follow(cfg);
+            hub.bind(cfg, st)
+        })
     };
     let reloader = Arc::new(Reloader::first(
         path,
@@ -138,13 +142,14 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
     };
     let dns = serving.dns(&listen, &stop, &mut threads, &mut tasks)?;
     let encrypted = serving.encrypted(&listen, &mut tasks)?;
-    tasks.spawn(crate::health::load_pull::run(hub.clone(), cancel.clone()));
+    tasks.spawn(puller.clone().run(hub.clone(), cancel.clone()));
     let (nudge, nudges) = mpsc::channel(1);
     watch_files(&reloader, watch_set, nudge.clone());
     tasks.spawn(reload::run(reloader.clone(), nudges, cancel.clone()));
     let state = crate::admin::AdminState {
         reloader: reloader.clone(),
         hub: hub.clone(),
+        puller,
         token: token.map(Arc::from),
         telemetry: telemetry.clone(),
         counters: counters.clone(),

@@ -17,7 +17,10 @@ use serde_saphyr::Spanned;
 use super::error::{self, ConfigError, Sink};
 use super::{RegionConfig, SourceFile};
 
-/// A state an operator can force.
+/// A state an operator forces on a server, through the operator state file or the admin
+/// API (the one type for both; clearing a state set through the API is an action, not a
+/// state). It has two spellings: the word an operator writes ([`ForcedState::as_str`]) and the
+/// state the server is then in ([`ForcedState::state_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ForcedState {
     Drain,
@@ -26,12 +29,38 @@ pub enum ForcedState {
 }
 
 impl ForcedState {
+    /// The word an operator writes: `drain`, `down`, `up` (the operator state file, the body
+    /// of `PUT /v1/servers/{region}/{server}/state`, and `file_state` in `/v1/servers`).
     pub fn as_str(self) -> &'static str {
         match self {
             ForcedState::Drain => "drain",
             ForcedState::Down => "down",
             ForcedState::Up => "up",
         }
+    }
+
+    /// The state of a server it is forced on: `drained`, `down`, `up` (`forced` and
+    /// `api_state` in `/v1/servers`, and the admin API's state file).
+    pub fn state_str(self) -> &'static str {
+        match self {
+            ForcedState::Drain => "drained",
+            ForcedState::Down => "down",
+            ForcedState::Up => "up",
+        }
+    }
+
+    /// Reads the word an operator writes ([`ForcedState::as_str`]).
+    pub fn from_word(word: &str) -> Option<ForcedState> {
+        [ForcedState::Drain, ForcedState::Down, ForcedState::Up]
+            .into_iter()
+            .find(|f| f.as_str() == word)
+    }
+
+    /// Reads the name of a state ([`ForcedState::state_str`]).
+    pub fn from_state_str(name: &str) -> Option<ForcedState> {
+        [ForcedState::Drain, ForcedState::Down, ForcedState::Up]
+            .into_iter()
+            .find(|f| f.state_str() == name)
     }
 }
 
@@ -149,18 +178,15 @@ fn compile(
 }
 
 fn entry_state(key: &str, e: &RawEntry, sink: &mut Sink) -> Option<OperatorState> {
-    let state = match e.state.value.as_str() {
-        "drain" | "drained" => ForcedState::Drain,
-        "down" => ForcedState::Down,
-        "up" => ForcedState::Up,
-        other => {
-            sink.on(
-                &e.state,
-                format!("{key}.state"),
-                format!("unknown state `{other}` (use drain, down or up)"),
-            );
-            return None;
-        }
+    let word = e.state.value.as_str();
+    let Some(state) = ForcedState::from_word(word).or_else(|| ForcedState::from_state_str(word))
+    else {
+        sink.on(
+            &e.state,
+            format!("{key}.state"),
+            format!("unknown state `{word}` (use drain, down or up)"),
+        );
+        return None;
     };
     let until = match &e.until {
         None => None,
@@ -187,4 +213,25 @@ pub(crate) fn parse_until(text: &str) -> Result<SystemTime, String> {
     humantime::parse_rfc3339_weak(text.trim()).map_err(|err| {
         format!("invalid time `{text}`: {err} (use RFC 3339 UTC, e.g. 2026-12-01T06:00:00Z)")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ForcedState;
+
+    #[test]
+    fn each_state_reads_back_in_both_spellings() {
+        let all = [ForcedState::Drain, ForcedState::Down, ForcedState::Up];
+        let words: Vec<_> = all.iter().map(|f| f.as_str()).collect();
+        let states: Vec<_> = all.iter().map(|f| f.state_str()).collect();
+        assert_eq!(words, ["drain", "down", "up"]);
+        assert_eq!(states, ["drained", "down", "up"]);
+        for f in all {
+            assert_eq!(ForcedState::from_word(f.as_str()), Some(f));
+            assert_eq!(ForcedState::from_state_str(f.state_str()), Some(f));
+        }
+        assert_eq!(ForcedState::from_word("drained"), None);
+        assert_eq!(ForcedState::from_state_str("drain"), None);
+        assert_eq!(ForcedState::from_state_str("Drained"), None);
+    }
 }

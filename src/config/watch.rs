@@ -181,9 +181,7 @@ pub(crate) fn watch(set: WatchSet, tx: mpsc::Sender<()>) -> notify::Result<Confi
     let seen = filter.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| match res {
         Ok(ev) => {
-            let set = seen
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let set = crate::lock::read(&seen);
             // A full kernel queue drops events: reload, something may have changed.
             if ev.need_rescan() || (is_change(&ev.kind) && ev.paths.iter().any(|p| set.matters(p)))
             {
@@ -232,10 +230,7 @@ impl ConfigWatcher {
             }
         }
         self.watched = watched;
-        *self
-            .filter
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = set;
+        *crate::lock::write(&self.filter) = set;
     }
 }
 

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 mod apply;
 mod force;
-pub use force::ApiStateOut;
+pub use force::Force;
 mod gauges;
 mod load_round;
 mod meters;
@@ -27,23 +27,15 @@ mod servers;
 mod tests;
 
 use super::monitor::Monitor;
-use super::state::{Forced, ServerHealth};
+use super::state::ServerHealth;
 use super::vocab::{Cadence, CodePolicy, ProbeSpec, Target, Thresholds};
 use crate::config::operator::{ForcedState, OperatorStates};
 use crate::config::{Check, Config, ServerConfig, Transport};
+use crate::lock::guard;
 use crate::steering::{HealthView, RECENT_FLIP, Steering};
 use crate::telemetry::Telemetry;
 use report::report;
-pub use report::{FileStateOut, LoadOut, ServerReport};
-
-/// An operator action on one server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Force {
-    Drain,
-    Up,
-    Down,
-    Clear,
-}
+pub use report::{ApiStateOut, FileStateOut, LoadOut, ServerReport};
 
 /// Why an operator action or a load report was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +94,6 @@ struct Inner {
     report_ttl: Duration,
     /// The steering data the current entries were bound to.
     bound: Option<std::sync::Weak<Steering>>,
-    /// Where the bound config pulls load from, if anywhere.
-    load_source: Option<Arc<crate::config::load_source::LoadSource>>,
 }
 
 /// Where the hub publishes health views: the layer that owns what is being served.
@@ -119,8 +109,6 @@ pub struct HealthHub {
     monitor: Monitor,
     results: Mutex<Option<mpsc::Receiver<super::vocab::Batch>>>,
     state_file: Option<PathBuf>,
-    /// Load pulled from Prometheus, if configured.
-    pull: Mutex<Option<super::load_pull::PullStatus>>,
     /// Held while an operator action is written to the state file; holds the last write error
     /// (cleared by a successful write).
     persisting: Mutex<Option<String>>,
@@ -133,13 +121,6 @@ pub struct HealthHub {
 /// The hub's clock: tokio's, which is the system's monotonic clock unless a test pauses it.
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
-}
-
-fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 /// The probe target of a server: its first address, on the port its check uses.
@@ -161,28 +142,20 @@ fn target_of(s: &ServerConfig) -> Option<Target> {
     })
 }
 
-fn forced_of(s: ForcedState) -> Forced {
-    match s {
-        ForcedState::Drain => Forced::Drained,
-        ForcedState::Down => Forced::Down,
-        ForcedState::Up => Forced::Up,
-    }
-}
-
 /// The forced state in effect for a server and where it comes from: the API's wins over the
 /// operator state file's, and a file entry past its `until` no longer applies.
 fn effective_forced(
     inner: &Inner,
     key: &(String, String),
     at: SystemTime,
-) -> (Option<Forced>, Option<&'static str>) {
+) -> (Option<ForcedState>, Option<&'static str>) {
     if let Some(f) = inner.forced.get(key)
         && f.active(at)
     {
         return (Some(f.state), Some("api"));
     }
     match inner.file_forced.get(key) {
-        Some(o) if o.active(at) => (Some(forced_of(o.state)), Some("file")),
+        Some(o) if o.active(at) => (Some(o.state), Some("file")),
         _ => (None, None),
     }
 }
@@ -213,7 +186,6 @@ impl HealthHub {
             monitor: Monitor::start(max_concurrent, tx),
             results: Mutex::new(Some(rx)),
             state_file,
-            pull: Mutex::new(None),
             persisting: Mutex::new(None),
             telemetry,
             ready: AtomicBool::new(true),
@@ -224,7 +196,7 @@ impl HealthHub {
     /// new ones, stops probing removed ones. Returns the health view for the new snapshot.
     pub fn bind(&self, cfg: &Config, st: &Arc<Steering>) -> Arc<HealthView> {
         let now = now();
-        let mut inner = lock(&self.inner);
+        let mut inner = guard(&self.inner);
         let mut old: HashMap<(String, String), Entry> = std::mem::take(&mut inner.entries)
             .into_iter()
             .map(|e| ((e.region.clone(), e.server.clone()), e))
@@ -313,7 +285,6 @@ impl HealthHub {
         self.ready
             .store(inner.pending.is_empty(), Ordering::Release);
         inner.bound = Some(Arc::downgrade(st));
-        inner.load_source = cfg.load_source.clone().map(Arc::new);
         self.monitor.set_targets(specs.into_values().collect());
         Arc::new(view(&inner, now))
     }
@@ -328,7 +299,7 @@ impl HealthHub {
         tasks: &mut JoinSet<()>,
     ) {
         let _ = self.publisher.set(publisher);
-        let rx = self.results.lock().ok().and_then(|mut r| r.take());
+        let rx = guard(&self.results).take();
         let Some(mut rx) = rx else { return };
         let hub = self.clone();
         tasks.spawn(async move {
@@ -357,7 +328,7 @@ impl HealthHub {
     /// Applies operator state file entries that started or expired, then publishes the
     /// current view if it differs from the one being served.
     fn publish_if_changed(&self) {
-        let mut inner = lock(&self.inner);
+        let mut inner = guard(&self.inner);
         let now = now();
         refresh_forced(&mut inner, now);
         self.publish(&inner, now);
@@ -370,11 +341,6 @@ impl HealthHub {
         if let Some(bound) = inner.bound.as_ref().and_then(std::sync::Weak::upgrade) {
             publisher.publish(&bound, view(inner, now));
         }
-    }
-
-    /// Where the bound config pulls load from.
-    pub fn load_source(&self) -> Option<Arc<crate::config::load_source::LoadSource>> {
-        lock(&self.inner).load_source.clone()
     }
 
     /// Distinct targets being probed (servers sharing an address, port and check share one).
@@ -396,7 +362,7 @@ impl HealthHub {
         cps: Option<u32>,
     ) -> Result<ServerReport, HubError> {
         let now = now();
-        let mut inner = lock(&self.inner);
+        let mut inner = guard(&self.inner);
         let Some(&slot) = inner.by_name.get(&(region.to_owned(), server.to_owned())) else {
             return Err(HubError::not_found(region, server));
         };
@@ -411,20 +377,6 @@ impl HealthHub {
         Ok(report(&inner, slot, now))
     }
 
-    /// Records a round of load pulled from Prometheus.
-    pub fn update_pull_status(&self, f: impl FnOnce(&mut super::load_pull::PullStatus)) {
-        let mut g = match self.pull.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        f(g.get_or_insert_with(Default::default));
-    }
-
-    /// What the last rounds of pulled load did, if load is pulled.
-    pub fn pull_status(&self) -> Option<super::load_pull::PullStatus> {
-        self.pull.lock().ok().and_then(|g| g.clone())
-    }
-
     /// Distinct addresses being probed.
     pub fn probed_targets(&self) -> usize {
         self.monitor.targets()
@@ -432,7 +384,7 @@ impl HealthHub {
 
     /// Every server, in config order.
     pub fn servers(&self) -> Vec<ServerReport> {
-        let inner = lock(&self.inner);
+        let inner = guard(&self.inner);
         let now = now();
         (0..inner.entries.len())
             .map(|i| report(&inner, i, now))
@@ -453,7 +405,7 @@ fn refresh_forced(inner: &mut Inner, now: Instant) {
         );
         let f = effective_forced(inner, &key, wall).0;
         if inner.entries[i].health.forced() != f {
-            tracing::info!(server = %format!("{}/{}", key.0, key.1), forced = ?f, "forced state applied or expired");
+            tracing::info!(server = %format!("{}/{}", key.0, key.1), forced = f.map(ForcedState::state_str), "forced state applied or expired");
             inner.entries[i].health.set_forced(f, now);
         }
     }

@@ -11,8 +11,11 @@
 //! report is made, so the last one expires after `capacity.report_ttl` and the server's load
 //! becomes unknown (fail open). The puller owns its query tasks and its HTTP client's
 //! connection tasks: it stops and waits for them when cancelled.
+//!
+//! Its handle, [`LoadPuller`], owns the load source it follows (each config the health hub is
+//! bound to hands it over, [`LoadPuller::follow`]) and what its rounds did (`/v1/status`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::CertificateDer;
@@ -28,7 +31,9 @@ mod status;
 mod tests;
 
 use super::hub::HealthHub;
+use crate::config::Config;
 use crate::config::load_source::LoadSource;
+use crate::lock::guard;
 use fetch::{HttpClient, Owned, PullError};
 use plan::Plan;
 use reply::Reason;
@@ -42,17 +47,54 @@ type Trust = Option<Vec<CertificateDer<'static>>>;
 /// One round's replies, by query (`None`: not run).
 type Replies = Vec<Option<Result<reply::Reply, PullError>>>;
 
-/// Polls until `cancel` fires, following the load source of the config the hub is bound to;
-/// then stops its queries and connections and waits for them.
-pub(crate) async fn run(hub: Arc<HealthHub>, cancel: CancellationToken) {
-    let mut puller = Puller::new(hub);
-    puller.poll(&cancel).await;
-    puller.stop().await;
+/// The load puller's handle: the load source it follows and what its rounds did.
+#[derive(Default)]
+pub struct LoadPuller {
+    /// The load source of the config bound last, if it pulls load.
+    source: Mutex<Option<Arc<LoadSource>>>,
+    /// What the last rounds did; `None` until a round has run.
+    status: Mutex<Option<PullStatus>>,
+}
+
+impl LoadPuller {
+    pub fn new() -> Arc<LoadPuller> {
+        Arc::new(LoadPuller::default())
+    }
+
+    /// Follows the load source of `cfg` from the next round on (none: pulls nothing). Called
+    /// with every config the health hub is bound to.
+    pub fn follow(&self, cfg: &Config) {
+        *guard(&self.source) = cfg.load_source.clone().map(Arc::new);
+    }
+
+    /// The load source followed.
+    pub(crate) fn source(&self) -> Option<Arc<LoadSource>> {
+        guard(&self.source).clone()
+    }
+
+    /// What the last rounds of pulled load did, once a round has run.
+    pub fn status(&self) -> Option<PullStatus> {
+        guard(&self.status).clone()
+    }
+
+    /// Records a round in the status.
+    fn record(&self, f: impl FnOnce(&mut PullStatus)) {
+        f(guard(&self.status).get_or_insert_with(PullStatus::default));
+    }
+
+    /// Polls until `cancel` fires, following the load source and recording the loads in
+    /// `hub`; then stops its queries and connections and waits for them.
+    pub async fn run(self: Arc<Self>, hub: Arc<HealthHub>, cancel: CancellationToken) {
+        let mut puller = Puller::new(self, hub);
+        puller.poll(&cancel).await;
+        puller.stop().await;
+    }
 }
 
 /// The puller's state across rounds: the plan of the current load source and a client for
 /// its CA (both rebuilt only when the config changes them).
 pub(super) struct Puller {
+    handle: Arc<LoadPuller>,
     hub: Arc<HealthHub>,
     owned: Owned,
     client: Option<(Trust, Result<HttpClient, String>)>,
@@ -66,8 +108,9 @@ fn now_unix() -> u64 {
 }
 
 impl Puller {
-    pub(super) fn new(hub: Arc<HealthHub>) -> Puller {
+    pub(super) fn new(handle: Arc<LoadPuller>, hub: Arc<HealthHub>) -> Puller {
         Puller {
+            handle,
             hub,
             owned: Owned::default(),
             client: None,
@@ -77,7 +120,7 @@ impl Puller {
 
     async fn poll(&mut self, cancel: &CancellationToken) {
         loop {
-            let wait = match self.hub.load_source() {
+            let wait = match self.handle.source() {
                 Some(src) => {
                     if !self.round(&src, cancel).await {
                         return;
@@ -191,7 +234,7 @@ impl Puller {
             .increment(n);
         }
         let now = now_unix();
-        self.hub.update_pull_status(|st| {
+        self.handle.record(|st| {
             st.url.clone_from(&src.url);
             st.servers = src.servers.len();
             st.queries_per_interval = plan.queries.len();

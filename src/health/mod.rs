@@ -4,7 +4,8 @@
 //! [`udp::UdpProber`]); one probe outside the scheduler (`probe`); the pure state machine
 //! (`state`); the hub's handle on the engine (`monitor`) and the table that ties probes to the
 //! running config and publishes into the snapshot (`hub`, with the operator state file in
-//! `state_file`); load pulled from Prometheus (`load_pull`).
+//! `state_file`); load pulled from Prometheus (`load_pull`, whose handle
+//! [`load_pull::LoadPuller`] keeps the load source it follows and what its rounds did).
 
 pub mod hub;
 pub mod load_pull;

@@ -13,6 +13,7 @@ mod probed;
 
 use super::vocab::{Cadence, ProbeResult, Thresholds};
 use crate::config::Capacity;
+use crate::config::operator::ForcedState;
 use crate::steering::Status;
 pub(crate) use probed::Probed;
 
@@ -37,25 +38,6 @@ impl Observed {
     }
 }
 
-/// What an operator said. Its serde name is the one in the state file and `/v1/servers`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Forced {
-    Drained,
-    Up,
-    Down,
-}
-
-impl Forced {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Forced::Drained => "drained",
-            Forced::Up => "up",
-            Forced::Down => "down",
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Load {
     pub calls: Option<u32>,
@@ -67,7 +49,7 @@ pub(crate) struct Load {
 pub(crate) struct ServerHealth {
     probed: Probed,
     capacity: Option<Capacity>,
-    forced: Option<Forced>,
+    forced: Option<ForcedState>,
     load: Option<Load>,
     last: Option<ProbeResult>,
     since: Instant,
@@ -135,7 +117,7 @@ impl ServerHealth {
         }
     }
 
-    pub(crate) fn set_forced(&mut self, f: Option<Forced>, now: Instant) {
+    pub(crate) fn set_forced(&mut self, f: Option<ForcedState>, now: Instant) {
         if self.forced != f {
             self.forced = f;
             self.since = now;
@@ -170,9 +152,9 @@ impl ServerHealth {
     /// The state steering uses.
     pub(crate) fn effective(&self, now: Instant, overflow_at: f64, report_ttl: Duration) -> Status {
         match self.forced {
-            Some(Forced::Drained) => return Status::Drained,
-            Some(Forced::Up) => return Status::Up,
-            Some(Forced::Down) => return Status::Down,
+            Some(ForcedState::Drain) => return Status::Drained,
+            Some(ForcedState::Up) => return Status::Up,
+            Some(ForcedState::Down) => return Status::Down,
             None => {}
         }
         match self.probed.observed {
@@ -198,7 +180,7 @@ impl ServerHealth {
     pub(crate) fn observed(&self) -> Observed {
         self.probed.observed
     }
-    pub(crate) fn forced(&self) -> Option<Forced> {
+    pub(crate) fn forced(&self) -> Option<ForcedState> {
         self.forced
     }
     pub(crate) fn last(&self) -> Option<&ProbeResult> {
@@ -305,7 +287,7 @@ mod tests {
         let t = Instant::now();
         let mut h = server(t);
         run(&mut h, &[U], t);
-        h.set_forced(Some(Forced::Drained), t);
+        h.set_forced(Some(ForcedState::Drain), t);
         assert_eq!(h.effective(t, 0.8, TTL), Status::Drained);
         run(&mut h, &[U, U, U], t);
         assert_eq!(
@@ -313,12 +295,12 @@ mod tests {
             Status::Drained,
             "probes do not undo a drain"
         );
-        h.set_forced(Some(Forced::Down), t);
+        h.set_forced(Some(ForcedState::Down), t);
         assert_eq!(h.effective(t, 0.8, TTL), Status::Down);
         h.set_forced(None, t);
         assert_eq!(h.effective(t, 0.8, TTL), Status::Up);
         run(&mut h, &[D, D, D], t);
-        h.set_forced(Some(Forced::Up), t);
+        h.set_forced(Some(ForcedState::Up), t);
         assert_eq!(
             h.effective(t, 0.8, TTL),
             Status::Up,

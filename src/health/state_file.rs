@@ -12,18 +12,15 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use serde::Deserialize;
-use serde::de::IntoDeserializer;
-use serde::de::value::StrDeserializer;
 use serde_json::Value;
 
-use super::state::Forced;
+use crate::config::operator::ForcedState;
 use crate::files::os_reason;
 
 /// A state forced through the admin API: what the state file keeps for one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ApiForced {
-    pub state: Forced,
+    pub state: ForcedState,
     /// No longer applies from this time on.
     pub until: Option<SystemTime>,
     pub note: Option<String>,
@@ -36,10 +33,7 @@ impl ApiForced {
     }
 
     fn from_json(v: &Value) -> Option<ApiForced> {
-        let state = |name: &str| {
-            let name: StrDeserializer<'_, serde::de::value::Error> = name.into_deserializer();
-            Forced::deserialize(name).ok()
-        };
+        let state = ForcedState::from_state_str;
         match v {
             Value::String(s) => Some(ApiForced {
                 state: state(s)?,
@@ -67,10 +61,10 @@ impl ApiForced {
 
     fn to_json(&self) -> Value {
         if self.until.is_none() && self.note.is_none() {
-            return Value::from(self.state.as_str());
+            return Value::from(self.state.state_str());
         }
         let mut m = serde_json::Map::new();
-        m.insert("state".into(), self.state.as_str().into());
+        m.insert("state".into(), self.state.state_str().into());
         if let Some(u) = self.until {
             m.insert(
                 "until".into(),
@@ -206,7 +200,7 @@ fn open_new(tmp: &Path) -> std::io::Result<std::fs::File> {
 mod tests {
     use super::*;
 
-    fn plain(state: Forced) -> ApiForced {
+    fn plain(state: ForcedState) -> ApiForced {
         ApiForced {
             state,
             until: None,
@@ -225,9 +219,9 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("state.json");
         let mut m = ApiStates::new();
-        m.insert(key("uk", "lon1"), plain(Forced::Drained));
-        m.insert(key("uk", "lon2"), plain(Forced::Up));
-        m.insert(key("de", "fra1"), plain(Forced::Down));
+        m.insert(key("uk", "lon1"), plain(ForcedState::Drain));
+        m.insert(key("uk", "lon2"), plain(ForcedState::Up));
+        m.insert(key("de", "fra1"), plain(ForcedState::Down));
         write(&f, &m).unwrap();
         assert_eq!(
             std::fs::read_to_string(&f).unwrap(),
@@ -240,7 +234,7 @@ mod tests {
             r#"{"uk/lon1": "Drained", "uk/lon2": "up", "nokey": "down", "uk/lon3": {"state": "down", "until": "soon"}, "uk/lon4": 7}"#,
         )
         .unwrap();
-        let only_lon2 = ApiStates::from([(key("uk", "lon2"), plain(Forced::Up))]);
+        let only_lon2 = ApiStates::from([(key("uk", "lon2"), plain(ForcedState::Up))]);
         assert_eq!(
             read(&f),
             only_lon2,
@@ -263,7 +257,7 @@ mod tests {
             (
                 key("uk", "lon1"),
                 ApiForced {
-                    state: Forced::Drained,
+                    state: ForcedState::Drain,
                     until: Some(until),
                     note: Some("kernel \"upgrade\"".into()),
                 },
@@ -271,7 +265,7 @@ mod tests {
             (
                 key("uk", "lon2"),
                 ApiForced {
-                    state: Forced::Down,
+                    state: ForcedState::Down,
                     until: None,
                     note: Some("disk".into()),
                 },

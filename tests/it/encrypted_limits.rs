@@ -152,10 +152,14 @@ async fn dot_handshaking_and_idle_connections_are_evicted_for_new_ones() {
     assert_ns1(&reply);
     assert!(closed(&mut asked).await, "the idle one was closed");
     assert_ns1(&finish_frame(&mut third, &q).await);
-    assert_eq!(s.series(TLS_EVICTED), 2.0);
-    assert_eq!(s.series(TLS_FULL), 0.0);
+    assert_eq!(s.series(TLS_EVICTED), Some(2.0));
+    assert_eq!(s.series(TLS_FULL), Some(0.0));
     for series in TCP_SHED {
-        assert_eq!(s.series(series), 0.0, "plain TCP's table is another one");
+        assert_eq!(
+            s.series(series),
+            Some(0.0),
+            "plain TCP's table is another one"
+        );
     }
     s.stop().await;
 }
@@ -205,7 +209,7 @@ async fn dot_connections_that_never_spoke_are_evicted_before_a_handshake_under_w
         closed(&mut silent).await,
         "the silent connection was closed"
     );
-    assert_eq!(s.series(TLS_EVICTED), 1.0, "and only it");
+    assert_eq!(s.series(TLS_EVICTED), Some(1.0), "and only it");
     s.stop().await;
 }
 
@@ -239,11 +243,11 @@ async fn dot_over_the_share_of_a_source_or_with_every_place_busy_is_shed() {
     if let Some(mut fourth) = tls_from(&ca, b"dot", "127.0.0.3", addr).await {
         assert!(closed(&mut fourth).await, "no place for a fourth");
     }
-    assert_eq!(s.series(TLS_PER_SOURCE), 1.0);
-    assert_eq!(s.series(TLS_FULL), 1.0);
+    assert_eq!(s.series(TLS_PER_SOURCE), Some(1.0));
+    assert_eq!(s.series(TLS_FULL), Some(1.0));
     assert_eq!(
         s.series(TLS_EVICTED),
-        0.0,
+        Some(0.0),
         "busy connections are never evicted"
     );
     // The busy ones finish their frames and are answered.
@@ -308,14 +312,14 @@ async fn dot_frames_as_tcp_does_and_replies_are_tcp_bytes_padded() {
     // A zero-length frame closes the connection and is counted for DoT alone.
     c.write_all(&[0, 0]).await.expect("write");
     assert!(closed(&mut c).await, "a zero-length frame closes it");
-    assert_eq!(s.series(TLS_EMPTY), 1.0);
+    assert_eq!(s.series(TLS_EMPTY), Some(1.0));
     assert_eq!(
         s.series(r#"sipsteer_tcp_bad_frames_total{reason="empty_frame"}"#),
-        0.0
+        Some(0.0)
     );
     assert_eq!(
         s.series(r#"sipsteer_dns_encrypted_queries_total{transport="tls"}"#),
-        3.0
+        Some(3.0)
     );
     s.stop().await;
 }
@@ -376,8 +380,8 @@ async fn idle_doh_connections_from_one_source_leave_room_for_another() {
         assert_ns1(&body);
     }
     // The source's share (32) was admitted, the other 168 closed at once.
-    assert_eq!(s.series(HTTPS_PER_SOURCE), 168.0);
-    assert_eq!(s.series(HTTPS_EVICTED), 0.0);
+    assert_eq!(s.series(HTTPS_PER_SOURCE), Some(168.0));
+    assert_eq!(s.series(HTTPS_EVICTED), Some(0.0));
     drop(idle);
     s.stop().await;
 }
@@ -417,7 +421,7 @@ async fn an_idle_doh_connection_is_evicted_for_a_new_one() {
     // The oldest idle connection was closed for it; the second still answers.
     assert!(get(&mut first, &a_query()).await.is_err(), "first closed");
     assert_eq!(get(&mut second, &a_query()).await.expect("second").0, 200);
-    assert_eq!(s.series(HTTPS_EVICTED), 1.0);
+    assert_eq!(s.series(HTTPS_EVICTED), Some(1.0));
     s.stop().await;
 }
 

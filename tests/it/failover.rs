@@ -236,16 +236,25 @@ async fn one_lost_probe_followed_by_successes_flips_nothing() {
 
 #[tokio::test]
 async fn steady_probe_count_is_one_per_interval() {
-    // A short interval so the window holds enough probes to count.
-    let (s, uk, _de) = start("steady", ", interval: 200ms, timeout: 150ms", "").await;
+    // A short interval so the window holds enough probes to count, and a suspect cadence five
+    // times faster: a healthy server probed at the suspect cadence shows as five times the
+    // probes. (The suspect settings never exceed the steady ones, so with the default 500 ms
+    // suspect interval an interval this short would make both cadences the same.)
+    let (s, uk, _de) = start(
+        "steady",
+        ", interval: 500ms, timeout: 150ms, suspect_interval: 100ms, suspect_timeout: 100ms",
+        "",
+    )
+    .await;
     let key = "sipsteer_probes_total{server=\"uk-steady/lon1\",result=\"up\"}";
     let (c0, r0, t0) = (metric(&s, key).await, uk.count(), Instant::now());
     assert!(c0.is_some(), "no probe counter for lon1");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (c1, r1, window) = (metric(&s, key).await, uk.count(), t0.elapsed());
     let probes = c1.unwrap_or(0.0) - c0.unwrap_or(0.0);
-    // Steady: one probe per interval (at least 0.9 of it with jitter), never the suspect cadence.
-    let most = window.as_secs_f64() / 0.18 + 1.0;
+    // Steady: one probe per interval (at least 0.9 of it with jitter), never the suspect
+    // cadence (which would give about 30 in the window).
+    let most = window.as_secs_f64() / 0.45 + 1.0;
     assert!(
         probes >= 1.0 && probes <= most,
         "{probes} probes in {window:?}"

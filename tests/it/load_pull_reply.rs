@@ -97,11 +97,11 @@ async fn a_reply_over_the_default_series_cap_fails_its_query_with_a_clear_error(
     assert_eq!(st["last_round_loads"], 0);
     assert_eq!(
         s.series(r#"sipsteer_load_replies_refused_total{limit="series"}"#),
-        1.0
+        Some(1.0)
     );
     assert_eq!(
         s.series(r#"sipsteer_load_queries_total{result="error"}"#),
-        1.0
+        Some(1.0)
     );
     // Nothing of a refused reply is taken, not even the series before the cap.
     assert_eq!(load_of(&s, "lon1").await, serde_json::Value::Null);
@@ -124,7 +124,7 @@ async fn a_reply_over_max_bytes_fails_its_query() {
     assert_eq!(st["max_bytes"], 2048);
     assert_eq!(
         s.series(r#"sipsteer_load_replies_refused_total{limit="bytes"}"#),
-        1.0
+        Some(1.0)
     );
     assert_eq!(load_of(&s, "lon1").await, serde_json::Value::Null);
     s.stop().await;
@@ -183,7 +183,7 @@ async fn nan_inf_negative_and_garbage_values_are_refused_counted_and_shown() {
             s.series(&format!(
                 "sipsteer_load_values_rejected_total{{reason=\"{reason}\"}}"
             )),
-            n,
+            Some(n),
             "{reason}"
         );
     }

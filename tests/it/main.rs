@@ -47,5 +47,6 @@ mod shutdown;
 mod sip_hostile;
 mod steering;
 mod stream_descriptors;
+mod support_servers;
 mod tcp_limits;
 mod zone_limits;

@@ -121,7 +121,8 @@ const ALL: [&str; 3] = ["10 lon1", "10 lon2", "20 fra1"];
 
 /// A second instance loading the same config directory as the first.
 async fn second_instance(dir: &std::path::Path) -> TestServer {
-    let running = sipsteer::app::start(&dir.join("sipsteer.yaml"))
+    let main = dir.join("sipsteer.yaml");
+    let running = sipsteer::app::start_with(&main, crate::support::dns::load_config(&main))
         .await
         .expect("second instance starts");
     TestServer {

@@ -294,7 +294,12 @@ fn serve_stops_on_sigterm_with_fifos_in_place_of_its_files() {
         .any(|l| l.contains("dns listening"));
     assert!(ready, "serve started");
     // Keep reading the log so the child never blocks on a full pipe.
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
     let fifo = |p: std::path::PathBuf| {
         let _ = std::fs::remove_file(&p);
         assert!(
@@ -315,7 +320,24 @@ fn serve_stops_on_sigterm_with_fifos_in_place_of_its_files() {
             .expect("kill")
             .success()
     );
-    std::thread::sleep(Duration::from_millis(500));
+    // The reload SIGHUP asked for has run once it refuses the fifo (it never waits on one).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = Vec::new();
+    while !seen
+        .last()
+        .is_some_and(|l: &String| l.contains("cannot read zone map: is a fifo, not a regular file"))
+    {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) => seen.push(l),
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "no reload refused the fifo within 20 s:\n{}",
+                    seen.join("\n")
+                );
+            }
+        }
+    }
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -335,9 +357,5 @@ fn serve_stops_on_sigterm_with_fifos_in_place_of_its_files() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
-    let log = log.join().expect("log").join("\n");
-    assert!(
-        log.contains("cannot read zone map: is a fifo, not a regular file"),
-        "{log}"
-    );
+    log.join().expect("log");
 }

@@ -266,12 +266,14 @@ async fn probed(r: &Responder, n: usize) {
     }
 }
 
-/// Nothing reaches `r` over several probe intervals (once requests sent before shutdown
-/// returned have been read by the responder, which runs on the test's runtime).
+/// Nothing reaches `r` over a window of four probe intervals after shutdown returned: the
+/// count starts once the responder (which runs on the test's runtime) has read what was sent
+/// before, and ends once it has read what was sent in the window.
 async fn assert_no_more_probes(r: &Responder, what: &str) {
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    r.settled().await;
     let after = r.count();
     tokio::time::sleep(Duration::from_millis(800)).await;
+    r.settled().await;
     assert_eq!(r.count(), after, "{what}: probed after shutdown");
 }
 

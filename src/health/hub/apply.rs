@@ -4,8 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{HealthHub, Inner, lock, now};
+use super::{HealthHub, Inner, now};
 use crate::health::vocab::{ProbeResult, Target};
+use crate::lock::guard;
 
 impl HealthHub {
     /// Applies probe results; publishes once if any changed a server's state.
@@ -14,7 +15,7 @@ impl HealthHub {
         results: impl IntoIterator<Item = &'a (Target, ProbeResult)>,
     ) {
         let now = now();
-        let mut guard = lock(&self.inner);
+        let mut guard = guard(&self.inner);
         let inner = &mut *guard;
         let mut changed = false;
         for (t, res) in results {

@@ -1,41 +1,39 @@
 //! Operator actions on the health hub: forcing a server's state (optionally until a time,
-//! with a note), persisted to the state file before it takes effect; how a forced state shows
-//! in `/v1/servers`; and the state file's status.
+//! with a note), persisted to the state file before it takes effect; and the state file's
+//! status.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
-use serde::Serialize;
-
-use super::{Force, HealthHub, HubError, Inner, ServerReport, lock, report};
-use crate::health::state::Forced;
+use super::report::{ServerReport, report};
+use super::{HealthHub, HubError};
+use crate::config::operator::ForcedState;
 use crate::health::state_file::ApiForced;
+use crate::lock::guard;
 
-/// What `/v1/servers` shows of a state set through the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct ApiStateOut {
-    pub state: &'static str,
-    /// Unix seconds from which it no longer applies.
-    pub until_unix: Option<u64>,
-    pub active: bool,
-    pub note: Option<String>,
+/// An operator action on one server through the admin API: force a state, or clear the one
+/// set before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Force {
+    Set(ForcedState),
+    Clear,
 }
 
-/// The state set through the API for `key`, as `/v1/servers` shows it.
-pub(super) fn api_state_out(
-    inner: &Inner,
-    key: &(String, String),
-    now: SystemTime,
-) -> Option<ApiStateOut> {
-    let f = inner.forced.get(key)?;
-    Some(ApiStateOut {
-        state: f.state.as_str(),
-        until_unix: f
-            .until
-            .and_then(|u| u.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs()),
-        active: f.active(now),
-        note: f.note.clone(),
-    })
+impl Force {
+    /// Reads the action as the admin API takes it: `drain`, `up`, `down` or `clear`.
+    pub fn from_word(word: &str) -> Option<Force> {
+        match word {
+            "clear" => Some(Force::Clear),
+            _ => ForcedState::from_word(word).map(Force::Set),
+        }
+    }
+
+    /// The word of the action (as [`Force::from_word`] reads it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Force::Set(f) => f.as_str(),
+            Force::Clear => "clear",
+        }
+    }
 }
 
 impl HealthHub {
@@ -53,21 +51,15 @@ impl HealthHub {
         note: Option<String>,
     ) -> Result<ServerReport, HubError> {
         // One operator action at a time, so the file always holds the latest states.
-        let mut writing = self
-            .persisting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut writing = guard(&self.persisting);
         let key = (region.to_owned(), server.to_owned());
-        let state = match f {
-            Force::Drain => Some(Forced::Drained),
-            Force::Up => Some(Forced::Up),
-            Force::Down => Some(Forced::Down),
+        let forced = match f {
+            Force::Set(state) => Some(ApiForced { state, until, note }),
             Force::Clear => None,
         };
-        let forced = state.map(|state| ApiForced { state, until, note });
         if let Some(file) = &self.state_file {
             let mut next = {
-                let inner = lock(&self.inner);
+                let inner = guard(&self.inner);
                 if !inner.by_name.contains_key(&key) {
                     return Err(HubError::not_found(region, server));
                 }
@@ -81,14 +73,14 @@ impl HealthHub {
                 self.telemetry
                     .counter("sipsteer_state_file_errors_total", &[])
                     .increment(1);
-                tracing::error!(server = %format!("{region}/{server}"), action = ?f, "{e}; state not changed");
+                tracing::error!(server = %format!("{region}/{server}"), action = f.as_str(), "{e}; state not changed");
                 *writing = Some(e.to_string());
                 return Err(e.into());
             }
             *writing = None;
         }
         let now = super::now();
-        let mut inner = lock(&self.inner);
+        let mut inner = guard(&self.inner);
         let Some(&slot) = inner.by_name.get(&key) else {
             return Err(HubError::not_found(region, server));
         };
@@ -100,9 +92,9 @@ impl HealthHub {
             Some(v) => inner.forced.insert(key.clone(), v),
             None => inner.forced.remove(&key),
         };
-        let effective = super::effective_forced(&inner, &key, std::time::SystemTime::now()).0;
+        let effective = super::effective_forced(&inner, &key, SystemTime::now()).0;
         inner.entries[slot].health.set_forced(effective, now);
-        tracing::info!(server = %format!("{region}/{server}"), action = ?f, until = shown_until, "operator state set");
+        tracing::info!(server = %format!("{region}/{server}"), action = f.as_str(), until = shown_until, "operator state set");
         self.publish(&inner, now);
         Ok(report(&inner, slot, now))
     }
@@ -110,11 +102,7 @@ impl HealthHub {
     /// The state file and its last write error, for `/v1/status`.
     pub fn state_file_status(&self) -> Option<serde_json::Value> {
         let path = self.state_file.as_ref()?;
-        let err = self
-            .persisting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let err = guard(&self.persisting).clone();
         Some(serde_json::json!({ "path": path.display().to_string(), "last_error": err }))
     }
 }

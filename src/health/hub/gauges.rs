@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{HealthHub, lock, now};
+use super::{HealthHub, now};
+use crate::lock::guard;
 
 impl HealthHub {
     /// Sets the gauges read at scrape time.
     pub fn export_gauges(&self) {
         let t = &self.telemetry;
-        let inner = lock(&self.inner);
+        let inner = guard(&self.inner);
         let now = now();
         let mut counts: BTreeMap<&'static str, f64> = ["up", "down", "full", "drained", "unknown"]
             .into_iter()

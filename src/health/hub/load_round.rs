@@ -1,7 +1,8 @@
 //! A round of load pulled from Prometheus recorded under one lock and published once, so a
 //! round costs one health view whatever the number of servers.
 
-use super::{HealthHub, lock, now};
+use super::{HealthHub, now};
+use crate::lock::guard;
 
 impl HealthHub {
     /// Records one round of loads as `(region, server, calls, cps)`; servers that are gone or
@@ -11,7 +12,7 @@ impl HealthHub {
         reports: impl IntoIterator<Item = (&'a str, &'a str, Option<u32>, Option<u32>)>,
     ) -> usize {
         let now = now();
-        let mut guard = lock(&self.inner);
+        let mut guard = guard(&self.inner);
         let inner = &mut *guard;
         let mut key = (String::new(), String::new());
         let mut recorded = 0;

@@ -1,5 +1,6 @@
 //! What `/v1/servers` and the operator actions show of one server: its state, where a forced
-//! state comes from, its last probe and its load.
+//! state comes from (and the states set through the API and the operator state file, active
+//! or not), its last probe and its load.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -7,7 +8,7 @@ use serde::Serialize;
 
 use super::{Inner, effective_forced};
 use crate::config::Check;
-use crate::health::state::Forced;
+use crate::config::operator::ForcedState;
 use crate::steering::Status;
 
 /// What `/v1/servers` shows for one server.
@@ -24,7 +25,7 @@ pub struct ServerReport {
     /// file, shared by every instance). The API wins while it is set.
     pub forced_by: Option<&'static str>,
     /// The state set through the admin API, active or not.
-    pub api_state: Option<super::ApiStateOut>,
+    pub api_state: Option<ApiStateOut>,
     /// The operator state file's entry for this server, active or not.
     pub file_state: Option<FileStateOut>,
     pub target: Option<String>,
@@ -38,6 +39,17 @@ pub struct ServerReport {
     pub since_secs: f64,
 }
 
+/// What `/v1/servers` shows of a state set through the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiStateOut {
+    pub state: &'static str,
+    /// Unix seconds from which it no longer applies.
+    pub until_unix: Option<u64>,
+    pub active: bool,
+    pub note: Option<String>,
+}
+
+/// What `/v1/servers` shows of the operator state file's entry for a server.
 #[derive(Debug, Clone, Serialize)]
 pub struct FileStateOut {
     pub state: &'static str,
@@ -56,6 +68,22 @@ pub struct LoadOut {
     pub age_secs: f64,
 }
 
+/// Unix seconds of `t`.
+fn unix(t: SystemTime) -> Option<u64> {
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+/// The state set through the API for `key`, as `/v1/servers` shows it.
+fn api_state_out(inner: &Inner, key: &(String, String), now: SystemTime) -> Option<ApiStateOut> {
+    let f = inner.forced.get(key)?;
+    Some(ApiStateOut {
+        state: f.state.state_str(),
+        until_unix: f.until.and_then(unix),
+        active: f.active(now),
+        note: f.note.clone(),
+    })
+}
+
 pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
     let e = &inner.entries[i];
     let h = &e.health;
@@ -68,15 +96,12 @@ pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
         state: h.effective(now, inner.overflow_at, inner.report_ttl),
         observed: h.observed().as_str(),
         suspect: h.suspect(),
-        forced: h.forced().map(Forced::as_str),
+        forced: h.forced().map(ForcedState::state_str),
         forced_by: effective_forced(inner, &key, wall).1,
-        api_state: super::force::api_state_out(inner, &key, wall),
+        api_state: api_state_out(inner, &key, wall),
         file_state: inner.file_forced.get(&key).map(|o| FileStateOut {
             state: o.state.as_str(),
-            until_unix: o
-                .until
-                .and_then(|u| u.duration_since(UNIX_EPOCH).ok())
-                .map(|d| d.as_secs()),
+            until_unix: o.until.and_then(unix),
             active: o.active(wall),
             region_wide: o.from_region,
             note: o.note.clone(),

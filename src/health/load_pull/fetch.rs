@@ -6,7 +6,7 @@
 //! most [`CHUNKS`] chunks it has not read yet.
 
 use std::io::{self, Read};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use super::reply::{Matcher, Reply, ReplyError, read_reply};
 use crate::config::load_source::LoadSource;
+use crate::lock::guard;
 
 /// Body chunks queued for the reader.
 const CHUNKS: usize = 2;
@@ -79,7 +80,7 @@ where
     F::Output: Send + 'static,
 {
     fn execute(&self, fut: F) {
-        let mut set = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut set = guard(&self.0);
         while set.try_join_next().is_some() {}
         set.spawn(async move {
             fut.await;
@@ -90,7 +91,7 @@ where
 impl Owned {
     /// Stops every connection task and waits for them.
     pub(super) async fn shutdown(&self) {
-        let mut set = std::mem::take(&mut *self.0.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut set = std::mem::take(&mut *guard(&self.0));
         set.shutdown().await;
     }
 }

@@ -93,6 +93,8 @@ async fn a_round_records_every_load_and_changes_the_view_once() {
     let cfg = crate::config::load(&dir.path().join("sipsteer.yaml")).expect("valid");
     let steering = Arc::new(crate::steering::compile_reusing(&cfg, None, None));
     let hub = HealthHub::new(1, None, Default::default());
+    let handle = LoadPuller::new();
+    handle.follow(&cfg);
     let view = hub.bind(&cfg, &steering);
     let served = Arc::new(Changes {
         steering,
@@ -103,11 +105,11 @@ async fn a_round_records_every_load_and_changes_the_view_once() {
     let mut tasks = JoinSet::new();
     hub.run(served.clone(), cancel.clone(), &mut tasks);
 
-    let mut puller = Puller::new(hub.clone());
-    let src = hub.load_source().expect("load source");
+    let mut puller = Puller::new(handle.clone(), hub.clone());
+    let src = handle.source().expect("load source");
     assert!(puller.round(&src, &cancel).await);
 
-    let st = hub.pull_status().expect("status");
+    let st = handle.status().expect("status");
     assert_eq!(st.last_error, None);
     assert_eq!((st.last_round_series, st.last_round_loads), (N, N));
     let calls: Vec<Option<u32>> = hub

@@ -71,6 +71,17 @@ impl ConfigDir {
     }
 }
 
+/// Loads the main file at `path` as a test server runs it: with one UDP worker (one socket
+/// and thread per address) unless the file sets `dns.udp_workers`, so the machine's CPU count
+/// (the default) does not decide how a test runs. The files stay as the test wrote them.
+pub(crate) fn load_config(path: &std::path::Path) -> sipsteer::config::Config {
+    let mut config = sipsteer::config::load(path).expect("config loads");
+    if config.dns.udp_workers == 0 {
+        config.dns.udp_workers = 1;
+    }
+    config
+}
+
 /// A running server and its config directory.
 pub(crate) struct TestServer {
     pub cfg: ConfigDir,
@@ -85,13 +96,13 @@ impl TestServer {
         sipsteer::admin::metrics::render(&r.telemetry, &r.counters, &r.shared.load())
     }
 
-    /// The value of one exact series line of this instance (0 when absent).
-    pub(crate) fn series(&self, name: &str) -> f64 {
+    /// The value of one exact series line of this instance (`None` when it is not rendered,
+    /// so a renamed metric or label fails the assertion instead of reading as 0).
+    pub(crate) fn series(&self, name: &str) -> Option<f64> {
         self.metrics()
             .lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
     }
 
     pub(crate) async fn start(main: &str, zones: &[(&str, &str)]) -> TestServer {
@@ -100,7 +111,7 @@ impl TestServer {
     }
 
     pub(crate) async fn start_in(cfg: ConfigDir) -> TestServer {
-        let running = sipsteer::app::start(&cfg.main())
+        let running = sipsteer::app::start_with(&cfg.main(), load_config(&cfg.main()))
             .await
             .expect("server starts");
         let addr = running.dns[0];

@@ -1,9 +1,11 @@
 //! Real SIP responders on 127.0.0.1 for health tests, over UDP and TCP. Each answers OPTIONS
 //! according to a mode that tests switch at run time, and counts the requests it received.
+//! [`Responder::settled`] waits until it has read everything sent to it so far.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
@@ -57,6 +59,23 @@ pub(crate) struct Responder {
     pub requests: Arc<AtomicUsize>,
     /// Losing one transaction: `Some(None)` = the next one, `Some(Some(call-id))` = this one.
     lose: Arc<Mutex<Option<Option<String>>>>,
+    /// Marks read ([`MARK`], not counted as requests).
+    marks: Arc<AtomicUsize>,
+    /// TCP connections accepted and still being read.
+    open: Arc<AtomicUsize>,
+    tcp: bool,
+}
+
+/// What [`Responder::settled`] sends: read after everything sent before it.
+const MARK: &[u8] = b"SIPSTEER-TEST-MARK\r\n\r\n";
+
+/// Ends the count of an open TCP connection when its task ends.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Responder {
@@ -65,6 +84,30 @@ impl Responder {
     }
     pub(crate) fn count(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+    /// Returns once everything sent to the responder before the call has been read (and
+    /// counted): over UDP once a mark sent now is read (a socket's queue is read in order);
+    /// over TCP once a mark connection made now is read (connections are accepted in order)
+    /// and every connection accepted before it has ended.
+    pub(crate) async fn settled(&self) {
+        let before = self.marks.load(Ordering::SeqCst);
+        if self.tcp {
+            let mut c = tokio::net::TcpStream::connect(self.addr)
+                .await
+                .expect("connect mark");
+            c.write_all(MARK).await.expect("write mark");
+        } else {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            s.send_to(MARK, self.addr).expect("send mark");
+        }
+        let start = Instant::now();
+        while self.marks.load(Ordering::SeqCst) == before || self.open.load(Ordering::SeqCst) > 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the responder did not read what was sent to it"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
     /// Loses the next request over UDP and all its retransmissions: one lost probe.
     pub(crate) fn lose_one(&self) {
@@ -174,6 +217,9 @@ pub(crate) async fn udp_on(ip: &str, mode: Mode) -> Responder {
         mode: Arc::new(AtomicU16::new(encode(mode))),
         requests: Arc::new(AtomicUsize::new(0)),
         lose: Arc::new(Mutex::new(None)),
+        marks: Arc::default(),
+        open: Arc::default(),
+        tcp: false,
     };
     let rr = r.clone();
     tokio::spawn(async move {
@@ -182,6 +228,10 @@ pub(crate) async fn udp_on(ip: &str, mode: Mode) -> Responder {
             let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
                 return;
             };
+            if &buf[..n] == MARK {
+                rr.marks.fetch_add(1, Ordering::SeqCst);
+                continue;
+            }
             rr.requests.fetch_add(1, Ordering::SeqCst);
             let req = String::from_utf8_lossy(&buf[..n]).into_owned();
             if rr.lost(&req) {
@@ -203,6 +253,9 @@ pub(crate) async fn tcp(mode: Mode) -> Responder {
         mode: Arc::new(AtomicU16::new(encode(mode))),
         requests: Arc::new(AtomicUsize::new(0)),
         lose: Arc::new(Mutex::new(None)),
+        marks: Arc::default(),
+        open: Arc::default(),
+        tcp: true,
     };
     let rr = r.clone();
     tokio::spawn(async move {
@@ -211,7 +264,10 @@ pub(crate) async fn tcp(mode: Mode) -> Responder {
                 return;
             };
             let rr = rr.clone();
+            rr.open.fetch_add(1, Ordering::SeqCst);
+            let open = Open(rr.open.clone());
             tokio::spawn(async move {
+                let _open = open;
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
@@ -223,6 +279,10 @@ pub(crate) async fn tcp(mode: Mode) -> Responder {
                     }
                     buf.extend_from_slice(&chunk[..n]);
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        if &buf[..end + 4] == MARK {
+                            rr.marks.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
                         let req = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
                         buf.drain(..end + 4);
                         rr.requests.fetch_add(1, Ordering::SeqCst);
