@@ -9,12 +9,12 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::dns::answer::Summary;
 use crate::dns::snapshot::Snapshot;
+use crate::dns::summary::Summary;
 
 /// Entries waiting to be written; more are dropped and counted.
 const QUEUE: usize = 8192;
@@ -100,11 +100,7 @@ impl QueryLog {
     /// Blocking (call it off the async runtime's workers); entries logged after it are
     /// dropped. Later calls return at once.
     pub(crate) fn close(&self) {
-        let writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let writer = crate::lock::guard(&self.writer).take();
         let Some(writer) = writer else { return };
         // Fails only when the writer already stopped (a write error).
         let _ = self.tx.send(None);
