@@ -126,26 +126,71 @@ mod tests {
             .find_map(|l| l.strip_prefix(&line)?.parse().ok())
     }
 
+    /// What the log lines written while it is held say.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            crate::lock::guard(&self.0).extend_from_slice(b);
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&crate::lock::guard(&self.0)).into_owned()
+        }
+    }
+
+    /// One test for every way a task dies: the log lines are checked with a subscriber of
+    /// this test's own, which must be the first to see the supervisor's log call sites.
     #[tokio::test]
-    async fn a_task_that_panics_is_counted_and_the_others_go_on() {
+    async fn a_task_that_dies_is_logged_and_counted_and_the_others_go_on() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        // The test's runtime runs every task on this thread.
+        let _log = tracing::subscriber::set_default(subscriber);
         let t = Arc::new(Telemetry::new());
         let mut tasks = Tasks::new(t.clone());
         let stop = CancellationToken::new();
         let (s1, s2) = (stop.clone(), stop.clone());
         tasks.spawn("tcp", async move { s1.cancelled().await });
         tasks.spawn("admin", async { panic!("listener broke") });
-        tasks.spawn("reload", async move { s2.cancelled().await });
+        tasks.spawn("load_pull", async {});
+        let mut inner = JoinSet::new();
+        inner.spawn(async move { s2.cancelled().await });
+        inner.spawn(async { panic!("probe loop broke") });
+        tasks.adopt("health", inner);
         let supervisor = tokio::spawn(tasks.supervise(stop.clone()));
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while failures(&t, "admin") != Some(1) {
+        let died = |t: &Telemetry| ["admin", "load_pull", "health"].map(|n| failures(t, n));
+        while died(&t) != [Some(1); 3] {
             assert!(tokio::time::Instant::now() < deadline, "{}", t.render());
             tokio::task::yield_now().await;
         }
         assert_eq!(failures(&t, "tcp"), Some(0));
-        assert!(
-            !supervisor.is_finished(),
-            "the other tasks are still supervised"
-        );
+        assert!(!supervisor.is_finished(), "tcp is still supervised");
+        let text = log.text();
+        for line in [
+            "task panicked task=\"admin\" panic=\"listener broke\"",
+            "task panicked task=\"health\" panic=\"probe loop broke\"",
+            "task ended before shutdown task=\"load_pull\"",
+        ] {
+            let found = text.lines().find(|l| l.contains(line));
+            assert!(
+                found.is_some_and(|l| l.contains(" ERROR ")),
+                "{line}\n{text}"
+            );
+        }
         stop.cancel();
         supervisor.await.expect("supervisor ends");
         assert_eq!(
@@ -153,22 +198,7 @@ mod tests {
             Some(0),
             "ended at shutdown: not a failure"
         );
-        assert_eq!(failures(&t, "reload"), Some(0));
-    }
-
-    #[tokio::test]
-    async fn a_task_that_returns_before_shutdown_is_counted() {
-        let t = Arc::new(Telemetry::new());
-        let mut tasks = Tasks::new(t.clone());
-        let mut inner = JoinSet::new();
-        inner.spawn(async {});
-        inner.spawn(async { panic!("probe loop broke") });
-        tasks.adopt("health", inner);
-        tasks.spawn("load_pull", async {});
-        let stop = CancellationToken::new();
-        tasks.supervise(stop).await;
-        assert_eq!(failures(&t, "health"), Some(1));
-        assert_eq!(failures(&t, "load_pull"), Some(1));
+        assert_eq!(died(&t), [Some(1); 3]);
     }
 
     #[test]
