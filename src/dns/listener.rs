@@ -147,11 +147,13 @@ fn received<T>(r: io::Result<T>) -> Option<T> {
 /// one call.
 #[cfg(target_os = "linux")]
 fn serve_udp(sock: &UdpSocket, answering: &mut Answering, stop: &AtomicBool) {
+    use super::lookahead::Peeked;
     use super::udp_batch::{self, BATCH, Batch};
     let local = sock.local_addr().ok();
     let pktinfo = local.is_some_and(|a| a.ip().is_unspecified());
     let ipv6 = local.is_some_and(|a| a.is_ipv6());
     let mut batch = Batch::new(pktinfo);
+    let mut peeked = Peeked::<BATCH>::default();
     // Don't Fragment as the socket has it; set when the first batch's config is known and
     // again whenever a reload moves `dns.udp_payload` across the limit.
     let mut dont_fragment = None;
@@ -167,8 +169,12 @@ fn serve_udp(sock: &UdpSocket, answering: &mut Answering, stop: &AtomicBool) {
             }
             dont_fragment = Some(df);
         }
-        let ahead =
-            snap.lookahead::<BATCH>(n, |i| batch.query(i), |i| batch.peer(i).map(|p| p.ip()));
+        let ahead = snap.lookahead(
+            &mut peeked,
+            n,
+            |i| batch.query(i),
+            |i| batch.peer(i).map(|p| p.ip()),
+        );
         let mut on = answering.on(&snap);
         let send = batch.answer(|i, req, peer, out| {
             ahead.before(i);

@@ -10,40 +10,58 @@ use super::snapshot::Snapshot;
 use super::wire;
 use crate::geo::GeoMap;
 
-/// The look ahead of one batch of up to `N` queries.
-pub(crate) struct Lookahead<'s, const N: usize> {
+/// Room for the peeked addresses of a batch of up to `N` queries, kept by the listener from
+/// one batch to the next (filled only as far as a batch goes).
+pub(crate) struct Peeked<const N: usize>([Option<IpAddr>; N]);
+
+impl<const N: usize> Default for Peeked<N> {
+    fn default() -> Self {
+        Peeked([None; N])
+    }
+}
+
+/// The look ahead of one batch.
+pub(crate) struct Lookahead<'a> {
     /// The map, when there is one and the batch has more than one query.
-    map: Option<&'s GeoMap>,
-    ahead: [Option<IpAddr>; N],
+    map: Option<&'a GeoMap>,
+    /// The batch's peeked addresses (empty without a map).
+    ahead: &'a [Option<IpAddr>],
 }
 
 impl Snapshot {
     /// Starts the look ahead over a batch of `n` queries, `query(i)` being query `i` and
     /// `sender(i)` the address it came from, and warms the first two lookups.
     #[inline]
-    pub(crate) fn lookahead<'q, const N: usize>(
-        &self,
+    pub(crate) fn lookahead<'a, 'q, const N: usize>(
+        &'a self,
+        peeked: &'a mut Peeked<N>,
         n: usize,
         query: impl Fn(usize) -> &'q [u8],
         sender: impl Fn(usize) -> Option<IpAddr>,
-    ) -> Lookahead<'_, N> {
-        let map = self.steering.sole_map().filter(|_| n > 1);
-        let mut ahead = [None; N];
-        if let Some(map) = map {
-            for (i, a) in ahead.iter_mut().enumerate().take(n) {
-                *a = wire::peek_ecs(query(i)).or_else(|| sender(i));
-            }
-            ahead
-                .iter()
-                .take(2)
-                .flatten()
-                .for_each(|&a| map.prefetch(a, true));
+    ) -> Lookahead<'a> {
+        let Some(map) = self.steering.sole_map().filter(|_| n > 1) else {
+            return Lookahead {
+                map: None,
+                ahead: &[],
+            };
+        };
+        let ahead = &mut peeked.0[..n.min(N)];
+        for (i, a) in ahead.iter_mut().enumerate() {
+            *a = wire::peek_ecs(query(i)).or_else(|| sender(i));
         }
-        Lookahead { map, ahead }
+        ahead
+            .iter()
+            .take(2)
+            .flatten()
+            .for_each(|&a| map.prefetch(a, true));
+        Lookahead {
+            map: Some(map),
+            ahead,
+        }
     }
 }
 
-impl<const N: usize> Lookahead<'_, N> {
+impl Lookahead<'_> {
     /// Called before answering query `i`: warms the lookups of queries `i + 2` and `i + 1`.
     #[inline]
     pub(crate) fn before(&self, i: usize) {

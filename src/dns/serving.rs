@@ -73,8 +73,10 @@ pub(crate) struct OnSnapshot<'a> {
 }
 
 impl OnSnapshot<'_> {
-    /// Answers one query from this snapshot (see [`Answering::answer`]).
-    #[inline]
+    /// Answers one query from this snapshot (see [`Answering::answer`]). Inlined into each
+    /// transport's loop, so counting stays where the listener counted before and the summary
+    /// is not copied out to a caller that only asks whether to send (the UDP thread).
+    #[inline(always)]
     pub(crate) fn answer(
         &mut self,
         client: IpAddr,
@@ -82,11 +84,13 @@ impl OnSnapshot<'_> {
         request: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<Summary> {
-        let summary = respond(self.snap, client, proto, request, out)?;
-        self.tally.record(self.snap, &summary);
-        if let Some(log) = self.log {
-            log.note(self.snap, client, request, &summary);
+        let summary = respond(self.snap, client, proto, request, out);
+        if let Some(s) = &summary {
+            self.tally.record(self.snap, s);
+            if let Some(log) = self.log {
+                log.note(self.snap, client, request, s);
+            }
         }
-        Some(summary)
+        summary
     }
 }

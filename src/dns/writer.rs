@@ -72,6 +72,7 @@ pub(crate) struct Writer<'b> {
 
 impl<'b> Writer<'b> {
     /// Starts a reply: header placeholder and the question copied as asked.
+    #[inline]
     pub(crate) fn new(
         buf: &'b mut Vec<u8>,
         id: u16,
