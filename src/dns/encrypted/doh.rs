@@ -7,7 +7,7 @@
 //! off ([`Accept`]). Also bounded: concurrent streams per connection, request size, handshake
 //! time and idle time between requests.
 //!
-//! A request's DNS message goes through the same `respond()` as UDP and TCP, bytes in and
+//! A request's DNS message goes through the same answer path as UDP and TCP, bytes in and
 //! bytes out: the reply is padded in its bytes and its `Cache-Control` max-age is the smallest
 //! TTL of its answer and authority records, both from one walk of the reply (`dns::pad`).
 //!

@@ -1,9 +1,11 @@
 //! DNS over TLS (RFC 7858, [`dot`]: the DNS over TCP listener of `dns::tcp` behind a TLS
 //! handshake) and DNS over HTTPS (RFC 8484, HTTP/2, GET and POST at `/dns-query`, [`doh`]),
-//! both with rustls. Answers come from the same `respond()` as UDP and TCP, bytes in and bytes
-//! out, padded in their bytes; each transport admits its connections through its own `Conns`
-//! table. The certificate comes from the current snapshot on every handshake
-//! ([`CertResolver`]), so a renewal on disk is served as soon as the config reload accepts it.
+//! both with rustls. Answers come through the same `dns::serving::Answering` as UDP and TCP,
+//! bytes in and bytes out, padded in their bytes; each transport admits its connections
+//! through its own `Conns` table. The addresses are bound first ([`bind`]) and served once
+//! everything a start needs is bound ([`Sockets::serve`]). The certificate comes from the
+//! current snapshot on every handshake ([`CertResolver`]), so a renewal on disk is served as
+//! soon as the config reload accepts it.
 
 mod doh;
 mod dot;
