@@ -1,6 +1,7 @@
 //! A start is all or nothing: when one of its addresses cannot be bound (the admin API's,
-//! or DNS over TLS's), `app::start` fails and leaves nothing behind: no sipsteer thread runs
-//! and every port it bound can be bound again.
+//! or DNS over TLS's), or something it starts once they are bound fails (the query log),
+//! `app::start` fails and leaves nothing behind: no sipsteer thread runs and every port it
+//! bound can be bound again.
 //!
 //! Threads and sockets are counted per process, and the other tests of this binary run in
 //! parallel, so each case runs in a child process of its own: this binary again, running only
@@ -13,7 +14,8 @@ use std::time::{Duration, Instant};
 use crate::encrypted::TestCa;
 use crate::support::dns::*;
 
-/// Set (to `admin` or `tls`) in the child process: which address the child makes unbindable.
+/// Set in the child process: what fails (`admin` or `tls`: that address is taken; `log`:
+/// the query log cannot be opened).
 const CHILD: &str = "SIPSTEER_TEST_FAILED_START";
 
 /// Only guards against hangs.
@@ -53,6 +55,11 @@ fn a_start_whose_admin_address_is_taken_leaves_nothing_running() {
 #[test]
 fn a_start_whose_dns_over_tls_address_is_taken_leaves_nothing_running() {
     in_child("tls");
+}
+
+#[test]
+fn a_start_whose_query_log_cannot_be_opened_leaves_nothing_running() {
+    in_child("log");
 }
 
 /// The names of this process's threads that belong to sipsteer.
@@ -109,9 +116,11 @@ async fn failed_start_in_this_process() {
     let (before_threads, before_sockets) = (sipsteer_threads(), open_sockets());
     assert!(before_threads.is_empty(), "{before_threads:?}");
     let dns = free_port();
-    let (admin, tls) = match case.as_str() {
-        "admin" => (taken_at.to_string(), "127.0.0.1:0".to_string()),
-        _ => ("127.0.0.1:0".to_string(), taken_at.to_string()),
+    let free = "127.0.0.1:0".to_string();
+    let (admin, tls, log) = match case.as_str() {
+        "admin" => (taken_at.to_string(), free, "queries.log"),
+        "tls" => (free.clone(), taken_at.to_string(), "queries.log"),
+        _ => (free.clone(), free, "no/such/dir/queries.log"),
     };
     let main = format!(
         r#"
@@ -120,21 +129,22 @@ zones: zones
 health: {{ check: none }}
 dns: {{ udp_workers: 2 }}
 tls: {{ certificate: cert.pem, key: key.pem }}
-query_log: {{ path: queries.log }}
+query_log: {{ path: {log} }}
 "#
     );
     let cfg = ConfigDir::new(&main, &[("example.com.yaml", STATIC_ZONE)]);
     std::fs::write(cfg.path("cert.pem"), cert).expect("cert");
     std::fs::write(cfg.path("key.pem"), key).expect("key");
     let err = match sipsteer::app::start(&cfg.main()).await {
-        Ok(_) => panic!("started although {taken_at} is taken"),
+        Ok(_) => panic!("started although it should fail ({case})"),
         Err(e) => format!("{e:#}"),
     };
-    let what = if case == "admin" { "admin api" } else { "tls" };
-    assert!(
-        err.starts_with(&format!("cannot bind {what} {taken_at}: ")),
-        "{err}"
-    );
+    let want = match case.as_str() {
+        "admin" => format!("cannot bind admin api {taken_at}: "),
+        "tls" => format!("cannot bind tls {taken_at}: "),
+        _ => format!("cannot open query log {}: ", cfg.path(log).display()),
+    };
+    assert!(err.starts_with(&want), "{err}");
     let deadline = Instant::now() + WAIT;
     loop {
         let (threads, sockets) = (sipsteer_threads(), open_sockets());
