@@ -11,8 +11,9 @@ use hickory_proto::rr::{Name, RecordType};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::dns::answer::{Proto, respond};
+use crate::dns::answer::respond;
 use crate::dns::snapshot::Snapshot;
+use crate::dns::summary::Proto;
 use crate::geo::{canonical, distance_km};
 use crate::routing::SteerKind;
 use crate::steering::{self, Asked};

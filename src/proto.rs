@@ -16,6 +16,7 @@ pub(crate) const TYPE_AXFR: u16 = 252;
 pub(crate) const TYPE_ANY: u16 = 255;
 pub(crate) const CLASS_IN: u16 = 1;
 pub(crate) const OPT_ECS: u16 = 8;
+pub(crate) const OPT_NSID: u16 = 3;
 
 pub(crate) const RCODE_NOERROR: u8 = 0;
 pub(crate) const RCODE_FORMERR: u8 = 1;

@@ -1,8 +1,9 @@
 //! The metrics of one running instance. `app` creates one [`Telemetry`] and hands it down to
 //! every layer that counts, so two instances in one process never share a counter and tests
 //! can assert exact counts. Everything off the query path (reloads, probes, flips, shed
-//! connections) registers its series here; the query path counts into `dns::stats`, which
-//! `/metrics` renders next to this.
+//! connections) registers its series here and keeps the handles; the query path counts into
+//! `dns::stats`, which publishes its sums here at scrape time. `/metrics` is this registry's
+//! one rendering, by the Prometheus exporter, which escapes every label value.
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -148,9 +149,22 @@ impl Telemetry {
 fn key(name: &'static str, labels: &[(&'static str, &str)]) -> Key {
     let labels: Vec<Label> = labels
         .iter()
-        .map(|(k, v)| Label::new(*k, (*v).to_owned()))
+        .map(|(k, v)| Label::new(*k, exporter_value(v)))
         .collect();
     Key::from_parts(name, labels)
+}
+
+/// A label value as the exporter must be given it to render it escaped exactly once. The
+/// exporter escapes `"`, `\` and a line feed, but takes a backslash that precedes another
+/// backslash or a quote as an escape already made and copies the pair unchanged, so a value
+/// such as `a\"b` would come out meaning `a"b`. With every backslash doubled, each pair it
+/// sees stands for one backslash of the value, and what it renders reads back as the value.
+fn exporter_value(v: &str) -> String {
+    if v.contains('\\') {
+        v.replace('\\', "\\\\")
+    } else {
+        v.to_owned()
+    }
 }
 
 /// The help text of every family registered here.
@@ -257,11 +271,98 @@ const HELP: &[(&str, &str)] = &[
         "sipsteer_load_replies_refused_total",
         "Prometheus replies refused over a cap (series, bytes, token, depth), failing their query",
     ),
+    (
+        "sipsteer_task_failures_total",
+        "tasks and listener threads that panicked or ended before shutdown, by task",
+    ),
+    (
+        "sipsteer_queries_total",
+        "DNS queries answered, by type, rcode and steering reason",
+    ),
+    (
+        "sipsteer_queries_ecs_total",
+        "DNS queries with and without EDNS Client Subnet",
+    ),
+    ("sipsteer_truncated_total", "UDP answers sent with TC set"),
+    (
+        "sipsteer_zone_queries_total",
+        "DNS queries answered from each zone",
+    ),
+    (
+        "sipsteer_region_answers_total",
+        "steered answers whose first region is this one",
+    ),
+    (
+        "sipsteer_dns_cookies_total",
+        "queries with a DNS cookie, by what the cookie proved",
+    ),
+    (
+        "sipsteer_rrl_responses_total",
+        "UDP responses held back by rate limiting: dropped, slipped (empty and truncated) or replaced by BADCOOKIE",
+    ),
+    (
+        "sipsteer_rrl_prefix_limited_total",
+        "UDP responses held back (dropped, slipped or replaced by BADCOOKIE) because their client prefix exceeded dns.rrl.all_per_second",
+    ),
 ];
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A label value of the text format read back: `None` for an escape it does not have.
+    fn unescape(v: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut chars = v.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next()? {
+                    '\\' => out.push('\\'),
+                    '"' => out.push('"'),
+                    'n' => out.push('\n'),
+                    _ => return None,
+                },
+                '"' | '\n' => return None,
+                c => out.push(c),
+            }
+        }
+        Some(out)
+    }
+
+    #[test]
+    fn label_values_render_escaped_and_read_back_as_they_were() {
+        let t = Telemetry::new();
+        let values = [
+            "quote\"d",
+            "back\\slash",
+            "line\nfeed",
+            "escaped\\\"quote",
+            "two\\\\backslashes",
+            "ends\\",
+            r"dns\010name.",
+        ];
+        for (i, v) in values.iter().enumerate() {
+            t.counter("sipsteer_probes_total", &[("server", v)])
+                .increment(i as u64 + 1);
+        }
+        let out = t.render();
+        let mut read = Vec::new();
+        for line in out.lines() {
+            let Some(rest) = line.strip_prefix("sipsteer_probes_total{server=\"") else {
+                continue;
+            };
+            let (value, count) = rest.rsplit_once("\"} ").expect("one label");
+            let v = unescape(value).unwrap_or_else(|| panic!("bad escape in {line:?}"));
+            read.push((count.parse::<usize>().expect("count"), v));
+        }
+        read.sort();
+        let want: Vec<(usize, String)> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, (*v).to_string()))
+            .collect();
+        assert_eq!(read, want, "{out}");
+    }
 
     #[test]
     fn two_instances_count_apart() {

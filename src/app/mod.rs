@@ -1,5 +1,9 @@
 //! The supervisor: loads the config, binds the listeners, publishes snapshots, and owns
 //! shutdown. Tests start the real server through [`start`] on port 0.
+//!
+//! A start is all or nothing: every socket is bound first ([`bind`]), and if anything spawned
+//! after that fails to start, everything already running is stopped and waited for before
+//! the error is returned.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,23 +12,29 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::dns::answer::Proto;
 use crate::dns::listener;
+use crate::dns::querylog::QueryLog;
+use crate::dns::serving::Answering;
 use crate::dns::snapshot::{Shared, Snapshot};
 use crate::dns::stats::Counters;
+use crate::dns::summary::Proto;
 use crate::health::hub::HealthHub;
 use crate::telemetry::Telemetry;
 
+mod bind;
 pub(crate) mod signals;
 pub mod startup;
+mod tasks;
 
 use crate::lock::guard;
 use crate::reload::{self, GeoSlot, GeoState, Loaded, Reloader, load, trigger};
+use bind::{Listen, Sockets};
 pub use signals::Signals;
+use tasks::Tasks;
 
 /// A running sipsteer.
 pub struct Running {
@@ -47,8 +57,10 @@ pub struct Running {
     cancel: CancellationToken,
     stop: Arc<AtomicBool>,
     threads: Vec<listener::UdpThread>,
-    tasks: JoinSet<()>,
-    query_log: Option<Arc<crate::dns::querylog::QueryLog>>,
+    /// The tasks while they are being started; then their supervisor.
+    tasks: Option<Tasks>,
+    supervisor: Option<JoinHandle<()>>,
+    query_log: Option<Arc<QueryLog>>,
 }
 
 /// Loads `path` (config and GeoIP database, as `check` does) and starts serving it.
@@ -93,18 +105,13 @@ pub async fn start_with(path: &Path, cfg: Config) -> Result<Running> {
 /// Starts serving a first load; `cache` is the GeoIP slot it filled.
 async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Running> {
     let cfg = &loaded.config;
-    let listen = Listen {
-        dns: cfg.listen_dns.clone(),
-        tls: cfg.listen_tls.clone(),
-        https: cfg.listen_https.clone(),
-        settings: cfg.dns.clone(),
-        caps: descriptor_budget(cfg, &cfg.dns),
-    };
+    let listen = Listen::of(cfg);
+    // Every socket before anything is spawned.
+    let sockets = Sockets::bind(cfg, &listen).await?;
     let watch_set = crate::config::watch::WatchSet::of(cfg);
-    let admin_addr = cfg.listen_admin;
     let token = cfg.admin.token.clone();
     let telemetry = Arc::new(Telemetry::new());
-    let counters = Counters::new();
+    let counters = Counters::new(telemetry.clone());
     let hub = HealthHub::new(
         cfg.health_concurrency,
         cfg.admin.state_file.clone(),
@@ -125,64 +132,59 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         binder,
         telemetry.clone(),
     ));
-    trigger::spawn(&reloader).context("cannot start the reload thread")?;
-    let shared = reloader.shared().clone();
-    let cancel = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    hub.run(shared.clone(), cancel.clone(), &mut tasks);
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut threads = Vec::new();
-    let qlog = open_query_log(&reloader.shared().load().config)?;
-    let serving = Serving {
-        shared: &shared,
-        counters: &counters,
-        telemetry: &telemetry,
-        log: &qlog,
-        cancel: &cancel,
-    };
-    let dns = serving.dns(&listen, &stop, &mut threads, &mut tasks)?;
-    let encrypted = serving.encrypted(&listen, &mut tasks)?;
-    tasks.spawn(puller.clone().run(hub.clone(), cancel.clone()));
     let (nudge, nudges) = mpsc::channel(1);
-    watch_files(&reloader, watch_set, nudge.clone());
-    tasks.spawn(reload::run(reloader.clone(), nudges, cancel.clone()));
-    let state = crate::admin::AdminState {
-        reloader: reloader.clone(),
-        hub: hub.clone(),
-        puller,
-        token: token.map(Arc::from),
-        telemetry: telemetry.clone(),
-        counters: counters.clone(),
-    };
-    let admin = match admin_addr {
-        Some(addr) => Some(serving.admin(addr, state, &mut tasks).await?),
-        None => None,
-    };
-    Ok(Running {
-        dns,
-        encrypted,
-        admin,
+    let mut running = Running {
+        dns: sockets.dns.iter().map(|d| d.bound).collect(),
+        encrypted: sockets.encrypted.bound.clone(),
+        admin: sockets.admin.as_ref().and_then(|l| l.local_addr().ok()),
         hub,
-        shared,
+        shared: reloader.shared().clone(),
         reloader,
         config_path: path.to_path_buf(),
+        tasks: Some(Tasks::new(telemetry.clone())),
         telemetry,
         counters,
-        _nudge: nudge,
-        cancel,
-        stop,
-        threads,
-        tasks,
-        query_log: qlog,
-    })
+        _nudge: nudge.clone(),
+        cancel: CancellationToken::new(),
+        stop: Arc::new(AtomicBool::new(false)),
+        threads: Vec::new(),
+        supervisor: None,
+        query_log: None,
+    };
+    let started = running.serve(
+        sockets,
+        &listen,
+        Started {
+            watch_set,
+            nudge,
+            nudges,
+            token,
+            puller,
+        },
+    );
+    if let Err(e) = started {
+        running.shutdown().await;
+        return Err(e);
+    }
+    Ok(running)
+}
+
+/// What the tasks of a start need besides its sockets.
+struct Started {
+    watch_set: crate::config::watch::WatchSet,
+    nudge: mpsc::Sender<()>,
+    nudges: mpsc::Receiver<()>,
+    token: Option<String>,
+    /// The load puller the reloader's binder aims at each config.
+    puller: crate::health::load_pull::LoadPuller,
 }
 
 /// The query log the config asks for, opened.
-fn open_query_log(cfg: &Config) -> Result<Option<Arc<crate::dns::querylog::QueryLog>>> {
+fn open_query_log(cfg: &Config) -> Result<Option<Arc<QueryLog>>> {
     let Some(q) = &cfg.query_log else {
         return Ok(None);
     };
-    let log = crate::dns::querylog::QueryLog::open(&q.path, q.sample)
+    let log = QueryLog::open(&q.path, q.sample)
         .with_context(|| format!("cannot open query log {}", q.path.display()))?;
     Ok(Some(log))
 }
@@ -198,195 +200,83 @@ fn watch_files(reloader: &Reloader, set: crate::config::watch::WatchSet, nudge: 
     }
 }
 
-/// The DNS listen addresses of every transport, their settings, and the connection caps that
-/// fit in the open-file limit.
-struct Listen {
-    dns: Vec<SocketAddr>,
-    tls: Vec<SocketAddr>,
-    https: Vec<SocketAddr>,
-    settings: crate::config::DnsSettings,
-    caps: crate::conns::budget::Caps,
-}
-
-impl Listen {
-    /// The bounds of one transport's table, whose cap is `max`.
-    fn limits(&self, max: usize) -> crate::conns::Limits {
-        crate::conns::Limits {
-            max,
-            per_source: self.settings.tcp_max_connections_per_source,
-        }
-    }
-}
-
-/// What the listeners of one instance share.
-struct Serving<'a> {
-    shared: &'a Shared,
-    counters: &'a Arc<Counters>,
-    telemetry: &'a Arc<Telemetry>,
-    log: &'a Option<Arc<crate::dns::querylog::QueryLog>>,
-    cancel: &'a CancellationToken,
-}
-
-impl Serving<'_> {
-    /// Binds every DNS address: UDP sockets served by their own threads, and a TCP listener
-    /// on `tasks`, all of them admitting to one table. Returns the addresses bound.
-    fn dns(
-        &self,
-        listen: &Listen,
-        stop: &Arc<AtomicBool>,
-        threads: &mut Vec<listener::UdpThread>,
-        tasks: &mut JoinSet<()>,
-    ) -> Result<Vec<SocketAddr>> {
-        use crate::dns::tcp::{Plain, Serving, Stream};
-        let (settings, table) = (
-            &listen.settings,
-            crate::conns::Conns::new(listen.limits(listen.caps.tcp)),
-        );
-        let workers = udp_workers(settings);
-        let serving = Serving {
-            shared: self.shared.clone(),
-            tally: self.counters.listener(),
-            log: self.log.clone(),
-            idle: settings.tcp_idle_timeout,
-            stop: self.cancel.clone(),
+impl Running {
+    /// Starts everything on the bound `sockets`: the health hub, the query log, the UDP
+    /// threads, the reload thread, the stream listeners, the load puller, the file watcher,
+    /// the reload task and the admin API; then hands the tasks to their supervisor. On an
+    /// error, what was started is left for [`Running::shutdown`].
+    fn serve(&mut self, sockets: Sockets, listen: &Listen, s: Started) -> Result<()> {
+        let cancel = self.cancel.clone();
+        let Some(tasks) = self.tasks.as_mut() else {
+            return Ok(());
         };
-        let tcp = Stream::new(Plain, table, Proto::Tcp, serving, self.telemetry);
-        let mut dns = Vec::new();
-        for &addr in &listen.dns {
-            let only_v6 = listener::v6_only(addr, &listen.dns);
-            let (udp, tcp_sock) = bind_pair(addr, only_v6, workers)?;
-            let bound = udp[0].local_addr()?;
-            for sock in udp {
-                threads.push(listener::spawn_udp(
-                    sock,
-                    self.shared.clone(),
-                    self.counters.sole_listener(),
-                    self.log.clone(),
-                    stop.clone(),
-                )?);
+        let mut hub_tasks = JoinSet::new();
+        self.hub
+            .run(self.shared.clone(), cancel.clone(), &mut hub_tasks);
+        tasks.adopt("health", hub_tasks);
+        self.query_log = open_query_log(&self.shared.load().config)?;
+        let answering = |tally| Answering::new(self.shared.clone(), tally, self.query_log.clone());
+        let udp_died = tasks.failures("udp");
+        let tcp = {
+            use crate::dns::tcp::{Plain, Serving, Stream};
+            let serving = Serving {
+                answering: answering(self.counters.listener()),
+                idle: listen.settings.tcp_idle_timeout,
+                stop: cancel.clone(),
+            };
+            let table = crate::conns::Conns::new(listen.limits(listen.caps.tcp));
+            Stream::new(Plain, table, Proto::Tcp, serving, &self.telemetry)
+        };
+        for d in sockets.dns {
+            for sock in d.udp {
+                let a = answering(self.counters.sole_listener());
+                let t = listener::spawn_udp(sock, a, self.stop.clone(), udp_died.clone())
+                    .context("cannot start a udp listener thread")?;
+                self.threads.push(t);
             }
-            let l = tokio::net::TcpListener::from_std(tcp_sock)?;
-            tasks.spawn(crate::dns::tcp::serve(
-                l,
-                tcp.clone(),
-                self.telemetry.clone(),
-                self.cancel.clone(),
-            ));
-            tracing::info!(%bound, "dns listening on udp and tcp");
-            dns.push(bound);
+            let t = self.telemetry.clone();
+            tasks.spawn(
+                "tcp",
+                crate::dns::tcp::serve(d.tcp, tcp.clone(), t, cancel.clone()),
+            );
+            tracing::info!(bound = %d.bound, "dns listening on udp and tcp");
         }
-        Ok(dns)
-    }
-
-    /// Binds the DNS over TLS and DNS over HTTPS addresses and serves them on `tasks`.
-    fn encrypted(
-        &self,
-        listen: &Listen,
-        tasks: &mut JoinSet<()>,
-    ) -> Result<crate::dns::encrypted::Bound> {
+        trigger::spawn(&self.reloader).context("cannot start the reload thread")?;
         let setup = crate::dns::encrypted::Setup {
-            shared: self.shared.clone(),
-            tally: self.counters.listener(),
+            answering: answering(self.counters.listener()),
             telemetry: self.telemetry.clone(),
-            log: self.log.clone(),
             timeout: listen.settings.tcp_idle_timeout,
             tls: listen.limits(listen.caps.tls),
             https: listen.limits(listen.caps.https),
         };
-        let (tls, https) = (&listen.tls, &listen.https);
-        Ok(crate::dns::encrypted::start(
-            setup,
-            tls,
-            https,
-            tasks,
-            self.cancel,
-        )?)
-    }
-
-    /// Binds the admin API on `addr` and serves it on `tasks`; returns the address bound.
-    async fn admin(
-        &self,
-        addr: SocketAddr,
-        state: crate::admin::AdminState,
-        tasks: &mut JoinSet<()>,
-    ) -> Result<SocketAddr> {
-        let l = crate::admin::bind(addr)
-            .await
-            .with_context(|| format!("cannot bind admin api {addr}"))?;
-        let bound = l.local_addr()?;
-        tasks.spawn(crate::admin::serve(l, state, self.cancel.clone()));
-        tracing::info!(%bound, "admin api listening");
-        Ok(bound)
-    }
-}
-
-/// UDP sockets (and threads) per DNS address.
-fn udp_workers(settings: &crate::config::DnsSettings) -> usize {
-    match settings.udp_workers {
-        0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-        n => n,
-    }
-}
-
-/// Raises the open-file limit and returns the connection caps of the stream transports that
-/// fit in it beside everything else that holds descriptors (see `conns::budget`).
-fn descriptor_budget(cfg: &Config, dns: &crate::config::DnsSettings) -> crate::conns::budget::Caps {
-    use crate::conns::budget::{Caps, Fixed, fit};
-    let on = |addrs: &[SocketAddr]| {
-        if addrs.is_empty() {
-            0
-        } else {
-            dns.tcp_max_connections
+        for l in sockets.encrypted.serve(setup, &cancel)? {
+            tasks.spawn(l.name, l.run);
         }
-    };
-    let admin = cfg.listen_admin.is_some();
-    let sockets = cfg.listen_dns.len() * (udp_workers(dns) + 1)
-        + cfg.listen_tls.len()
-        + cfg.listen_https.len()
-        + usize::from(admin)
-        // The prober's UDP sockets, one per address family.
-        + 2;
-    let fixed = Fixed {
-        sockets,
-        admin: if admin {
-            crate::admin::MAX_CONNECTIONS
-        } else {
-            0
-        },
-        probes: cfg.health_concurrency,
-    };
-    let caps = Caps {
-        tcp: on(&cfg.listen_dns),
-        tls: on(&cfg.listen_tls),
-        https: on(&cfg.listen_https),
-    };
-    fit(caps, fixed)
-}
-
-/// UDP and TCP on one address; with port 0, both on the same (free) port.
-fn bind_pair(
-    addr: SocketAddr,
-    only_v6: bool,
-    workers: usize,
-) -> Result<(Vec<std::net::UdpSocket>, std::net::TcpListener)> {
-    let mut last = None;
-    for _ in 0..20 {
-        let udp = listener::bind_udp(addr, workers, only_v6)
-            .with_context(|| format!("cannot bind udp {addr}"))?;
-        let bound = udp[0].local_addr()?;
-        match listener::bind_tcp(bound, only_v6) {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) if addr.port() == 0 => last = Some(e),
-            Err(e) => return Err(e).with_context(|| format!("cannot bind tcp {addr}")),
+        let pull = s.puller.clone().run(self.hub.clone(), cancel.clone());
+        tasks.spawn("load_pull", pull);
+        watch_files(&self.reloader, s.watch_set, s.nudge);
+        let reload = reload::run(self.reloader.clone(), s.nudges, cancel.clone());
+        tasks.spawn("reload", reload);
+        if let Some(l) = sockets.admin {
+            let state = crate::admin::AdminState {
+                reloader: self.reloader.clone(),
+                hub: self.hub.clone(),
+                puller: s.puller,
+                token: s.token.map(Arc::from),
+                telemetry: self.telemetry.clone(),
+                counters: self.counters.clone(),
+            };
+            if let Some(bound) = self.admin {
+                tracing::info!(%bound, "admin api listening");
+            }
+            tasks.spawn("admin", crate::admin::serve(l, state, cancel.clone()));
         }
+        if let Some(tasks) = self.tasks.take() {
+            self.supervisor = Some(tokio::spawn(tasks.supervise(cancel)));
+        }
+        Ok(())
     }
-    Err(anyhow::anyhow!(
-        "cannot bind tcp next to udp on {addr}: {}",
-        last.map_or_else(String::new, |e| e.to_string())
-    ))
-}
 
-impl Running {
     /// The current snapshot's generation.
     pub fn generation(&self) -> u64 {
         self.shared.load().generation
@@ -408,7 +298,11 @@ impl Running {
         self.reloader.stopping.cancel();
         self.cancel.cancel();
         self.stop.store(true, Ordering::Relaxed);
-        while self.tasks.join_next().await.is_some() {}
+        if let Some(s) = self.supervisor.take() {
+            let _ = s.await;
+        } else if let Some(tasks) = self.tasks.take() {
+            tasks.supervise(self.cancel.clone()).await;
+        }
         let threads = std::mem::take(&mut self.threads);
         threads.iter().for_each(listener::UdpThread::wake);
         let log = self.query_log.take();
@@ -435,6 +329,16 @@ impl Running {
         tracing::info!("shutting down");
         self.shutdown().await;
         Ok(())
+    }
+}
+
+impl Drop for Running {
+    /// Dropped without [`Running::shutdown`]: the tasks are aborted (the UDP threads and the
+    /// query log are not stopped).
+    fn drop(&mut self) {
+        if let Some(s) = &self.supervisor {
+            s.abort();
+        }
     }
 }
 

@@ -4,48 +4,15 @@
 
 use std::net::IpAddr;
 
+use super::defences::Request;
 use super::rrl::Verdict;
 use super::steered;
 use super::wire::{self, Parsed, Query};
-use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, OptOut, Writer};
+use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, Answer, OptOut, Writer, truncate};
 use crate::dns::snapshot::Snapshot;
-use crate::routing::{Node, Zone};
+use crate::routing::{Node, SteerRef, Zone};
 
-/// How the query arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proto {
-    Udp,
-    Tcp,
-    /// DNS over TLS.
-    Tls,
-    /// DNS over HTTPS.
-    Https,
-}
-
-impl Proto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Udp => "udp",
-            Proto::Tcp => "tcp",
-            Proto::Tls => "tls",
-            Proto::Https => "https",
-        }
-    }
-}
-
-/// What was answered, for metrics and the query log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
-    pub proto: Proto,
-    pub rcode: u16,
-    pub qtype: u16,
-    pub truncated: bool,
-    pub ecs: bool,
-    /// Set for steered answers.
-    pub steered: Option<steered::Steered>,
-    /// Index of the zone that answered.
-    pub zone: Option<u32>,
-}
+pub use super::summary::{Proto, Summary};
 
 /// Most CNAME links followed inside our zones.
 const MAX_CHAIN: usize = 8;
@@ -76,9 +43,11 @@ pub fn respond(
                 ecs: None,
                 dnssec_ok: e.dnssec_ok,
             });
-            let opt_at = w.mark().0;
-            w.finish(flags, false, false, (rcode & 0xF) as u8, opt);
-            if !snap.defences.after_error(client, proto, rcode, out, opt_at) {
+            let done = w.finish(flags, false, false, (rcode & 0xF) as u8, opt);
+            if !snap
+                .defences
+                .after_error(client, proto, rcode, out, done.opt_at)
+            {
                 return None;
             }
             return Some(Summary {
@@ -93,7 +62,13 @@ pub fn respond(
         }
         Parsed::Query(q) => q,
     };
-    let pre = snap.defences.before(&q, client, proto);
+    let req = Request {
+        query: &q,
+        client,
+        proto,
+        payload: snap.udp_payload,
+    };
+    let pre = snap.defences.before(&req);
     let limit = match (proto, q.edns) {
         (Proto::Tcp | Proto::Tls | Proto::Https, _) => u16::MAX as usize,
         (Proto::Udp, None) => 512,
@@ -135,10 +110,8 @@ pub fn respond(
         }),
         dnssec_ok: e.dnssec_ok,
     });
-    let opt_at = w.mark().0;
-    w.finish(q.flags, a.aa, a.tc, a.rcode, opt);
-    let payload = snap.udp_payload;
-    match (snap.defences).after(&pre, &q, client, a.zone, payload, out, opt_at) {
+    let done = w.finish(q.flags, a.aa, a.tc, a.rcode, opt);
+    match snap.defences.after(&pre, &req, &a, done, out) {
         Verdict::Drop => return None,
         Verdict::Slip => a.tc = true,
         Verdict::Send => {}
@@ -152,17 +125,6 @@ pub fn respond(
         steered: a.steered,
         zone: a.zone,
     })
-}
-
-/// The parts of the reply decided while answering.
-pub struct Answer {
-    pub rcode: u8,
-    pub aa: bool,
-    pub tc: bool,
-    /// ECS scope for location-dependent answers.
-    pub scope: u8,
-    pub steered: Option<steered::Steered>,
-    pub zone: Option<u32>,
 }
 
 fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut Answer) {
@@ -215,8 +177,14 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
         }
         return;
     }
+    let cx = InZone {
+        snap,
+        zone,
+        client,
+        qtype: q.qtype,
+    };
     if let Some(sref) = node.steer {
-        steered_or_nodata(snap, zone, sref.global(zone), q.qtype, name, client, w, a);
+        cx.steered_or_nodata(sref.global(zone), name, w, a);
         return;
     }
     if let Some(set) = node.set(q.qtype) {
@@ -232,59 +200,46 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
             truncate(w, a);
             return;
         }
-        let cx = Chase {
-            snap,
-            zone,
-            client,
-            qtype: q.qtype,
-        };
         cx.follow(cname.cname.as_deref(), w, a);
         return;
     }
     negative(zone, wire::RCODE_NOERROR, w, a);
 }
 
-/// A steered answer, or NODATA. A NODATA that depends on the client's region (its region has
-/// no address of the asked family) keeps the steering scope, so a resolver caches it only for
-/// clients of that region.
-#[allow(clippy::too_many_arguments)]
-fn steered_or_nodata(
-    snap: &Snapshot,
-    zone: &Zone,
-    sref: crate::routing::SteerRef,
-    qtype: u16,
-    owner: &[u8],
-    client: IpAddr,
-    w: &mut Writer,
-    a: &mut Answer,
-) {
-    let mark = w.mark();
-    if !steered::answer(snap, sref, qtype, owner, client, w, a) {
-        let scope = a.scope;
-        negative(zone, wire::RCODE_NOERROR, w, a);
-        a.scope = scope;
-        // A NODATA from the fallback order before the GeoIP map is in is cached no longer
-        // than the warm-up answers.
-        if let (Some(ttl), Some(st)) = (snap.steering.warmup_ttl, a.steered)
-            && st.reason == crate::steering::Reason::Warmup
-        {
-            w.cap_ttls(mark, ttl);
-        }
-    }
-}
-
-/// What a CNAME chain inside the zone is followed with.
-struct Chase<'z> {
+/// One question inside the zone that holds its name: what a steered answer and a CNAME
+/// chain are written with.
+struct InZone<'z> {
     snap: &'z Snapshot,
     zone: &'z Zone,
+    /// The address the client is located by (the ECS address when the resolver sent one).
     client: IpAddr,
     qtype: u16,
 }
 
-impl<'z> Chase<'z> {
+impl<'z> InZone<'z> {
+    /// A steered answer, or NODATA. A NODATA that depends on the client's region (its region
+    /// has no address of the asked family) keeps the steering scope, so a resolver caches it
+    /// only for clients of that region.
+    fn steered_or_nodata(&self, sref: SteerRef, owner: &[u8], w: &mut Writer, a: &mut Answer) {
+        let snap = self.snap;
+        let mark = w.mark();
+        if !steered::answer(snap, sref, self.qtype, owner, self.client, w, a) {
+            let scope = a.scope;
+            negative(self.zone, wire::RCODE_NOERROR, w, a);
+            a.scope = scope;
+            // A NODATA from the fallback order before the GeoIP map is in is cached no longer
+            // than the warm-up answers.
+            if let (Some(ttl), Some(st)) = (snap.steering.warmup_ttl, a.steered)
+                && st.reason == crate::steering::Reason::Warmup
+            {
+                w.cap_ttls(mark, ttl);
+            }
+        }
+    }
+
     /// Follows a CNAME chain inside the zone, into steered names too.
     fn follow(&self, mut target: Option<&'z [u8]>, w: &mut Writer, a: &mut Answer) {
-        let (zone, qtype) = (self.zone, self.qtype);
+        let zone = self.zone;
         for _ in 0..MAX_CHAIN {
             let Some(t) = target else { return };
             if !ends_with_apex(t, &zone.apex) {
@@ -295,16 +250,7 @@ impl<'z> Chase<'z> {
                 return;
             };
             if let Some(sref) = node.steer {
-                steered_or_nodata(
-                    self.snap,
-                    zone,
-                    sref.global(zone),
-                    qtype,
-                    t,
-                    self.client,
-                    w,
-                    a,
-                );
+                self.steered_or_nodata(sref.global(zone), t, w, a);
                 return;
             }
             if !self.step(node, t, &mut target, w, a) {
@@ -429,12 +375,6 @@ fn additional_for(zone: &Zone, targets: &[Box<[u8]>], w: &mut Writer) {
             }
         }
     }
-}
-
-/// The answer does not fit: send an empty reply with TC so the client retries over TCP.
-pub fn truncate(w: &mut Writer, a: &mut Answer) {
-    w.clear_records();
-    a.tc = true;
 }
 
 impl Zone {

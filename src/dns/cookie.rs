@@ -29,7 +29,7 @@ const ROTATE: u32 = 3600;
 
 /// The COOKIE option of a query, as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cookie {
+pub(crate) struct Cookie {
     pub client: [u8; 8],
     server: [u8; 32],
     server_len: u8,
@@ -38,7 +38,7 @@ pub struct Cookie {
 impl Cookie {
     /// Reads an option body: 8 bytes of client cookie and an optional server cookie of 8 to
     /// 32 bytes. Anything else is malformed (FORMERR, RFC 7873 section 5.2.2).
-    pub fn parse(body: &[u8]) -> Option<Cookie> {
+    pub(crate) fn parse(body: &[u8]) -> Option<Cookie> {
         if body.len() != 8 && !(16..=40).contains(&body.len()) {
             return None;
         }
@@ -52,7 +52,7 @@ impl Cookie {
         Some(c)
     }
 
-    pub fn server(&self) -> &[u8] {
+    pub(crate) fn server(&self) -> &[u8] {
         &self.server[..self.server_len as usize]
     }
 }

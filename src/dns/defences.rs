@@ -1,19 +1,30 @@
 //! The defences of an internet-facing authoritative around the answer path: DNS Cookies,
 //! response rate limiting, NSID and Extended DNS Errors. [`Defences::before`] runs once the
 //! query is parsed (checks its cookie), [`Defences::after`] once the reply is written (rate
-//! limits it, then adds the reply's EDNS options). Their counters belong to the instance and
-//! are striped by client address, so UDP workers rarely share a cache line.
+//! limits it by what the answer path decided, then adds the reply's EDNS options). Their
+//! counters belong to the instance and are striped by client address, so UDP workers rarely
+//! share a cache line.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::answer::Proto;
 use super::cookie::{Proof, Secrets, unix_now};
 use super::edns::{self, Extra};
 use super::rrl::{Class, Limits, Rrl, Verdict};
+use super::summary::Proto;
 use super::wire::{self, Query};
+use super::writer::{Answer, Finished};
 use crate::config::DefenceSettings;
+
+/// One parsed request as the defences see it.
+pub(crate) struct Request<'r> {
+    pub query: &'r Query<'r>,
+    pub client: IpAddr,
+    pub proto: Proto,
+    /// The largest UDP payload the server offers (the OPT of a reply written here).
+    pub payload: u16,
+}
 
 /// The defences of one configuration, kept across reloads that do not change them (so the
 /// rate-limiting table survives a zone edit).
@@ -36,7 +47,7 @@ impl std::fmt::Debug for Defences {
 }
 
 /// What [`Defences::before`] learnt about a query.
-pub struct Pre<'d> {
+pub(crate) struct Pre<'d> {
     extra: Extra<'d>,
     /// Exempt from rate limiting: TCP, or a valid server cookie.
     exempt: bool,
@@ -44,7 +55,7 @@ pub struct Pre<'d> {
 
 impl Pre<'_> {
     /// Bytes to keep free in the reply for the options added later.
-    pub fn reserve(&self) -> usize {
+    pub(crate) fn reserve(&self) -> usize {
         self.extra.reserve()
     }
 }
@@ -87,12 +98,13 @@ impl Defences {
     }
 
     /// Checks the query's cookie and notes the options its reply needs.
-    pub fn before(&self, q: &Query, client: IpAddr, proto: Proto) -> Pre<'_> {
+    pub(crate) fn before(&self, req: &Request) -> Pre<'_> {
+        let client = req.client;
         let mut pre = Pre {
             extra: Extra::default(),
-            exempt: proto == Proto::Tcp,
+            exempt: req.proto == Proto::Tcp,
         };
-        let Some(e) = q.edns else { return pre };
+        let Some(e) = req.query.edns else { return pre };
         if e.nsid {
             pre.extra.nsid = self.settings.nsid.as_deref();
         }
@@ -112,23 +124,23 @@ impl Defences {
         pre
     }
 
-    /// Rate-limits the written reply (UDP without a valid cookie) and adds its options.
-    /// `opt_at` is where the reply's OPT record starts. Returns what became of the reply.
-    #[allow(clippy::too_many_arguments)]
-    pub fn after(
+    /// Rate-limits the reply `out` (UDP without a valid cookie) by what the answer path
+    /// decided (`a`, and what writing it left in `done`), and adds its options. Returns what
+    /// became of the reply.
+    pub(crate) fn after(
         &self,
         pre: &Pre,
-        q: &Query,
-        client: IpAddr,
-        zone: Option<u32>,
-        payload: u16,
+        req: &Request,
+        a: &Answer,
+        done: Finished,
         out: &mut Vec<u8>,
-        opt_at: usize,
     ) -> Verdict {
+        let (q, client, zone) = (req.query, req.client, a.zone);
         if let Some(rrl) = &self.rrl
             && !pre.exempt
         {
-            let d = rrl.check(client, classify(out, q, zone), pre.extra.cookie.is_some());
+            let class = classify(a, done.answers, q);
+            let d = rrl.check(client, class, pre.extra.cookie.is_some());
             if d.by_prefix {
                 self.counts.add(client, RRL_BY_PREFIX);
             }
@@ -151,19 +163,19 @@ impl Defences {
                             RRL_SLIPPED
                         },
                     );
-                    edns::short_reply(out, q, payload, bad.as_ref());
+                    edns::short_reply(out, q, req.payload, bad.as_ref());
                     return Verdict::Slip;
                 }
             }
         }
         let mut extra = pre.extra;
-        match out.get(3).map(|f| f & 0xF) {
-            Some(wire::RCODE_REFUSED) => extra.ede = edns::refused_reason(q, zone),
+        match a.rcode {
+            wire::RCODE_REFUSED => extra.ede = edns::refused_reason(q, zone),
             // The answer path's only SERVFAIL: a steered name before the GeoIP map is in.
-            Some(wire::RCODE_SERVFAIL) => extra.ede = Some(edns::EDE_NOT_READY),
+            wire::RCODE_SERVFAIL => extra.ede = Some(edns::EDE_NOT_READY),
             _ => {}
         }
-        edns::append(out, opt_at, &extra);
+        edns::append(out, done.opt_at, &extra);
         Verdict::Send
     }
 
@@ -205,18 +217,13 @@ impl Defences {
     }
 }
 
-/// The rate-limiting class of a written reply, read from its header.
-fn classify<'q>(out: &[u8], q: &'q Query, zone: Option<u32>) -> Class<'q> {
-    let z = zone.unwrap_or(u32::MAX);
-    let (Some(&f), Some(an)) = (out.get(3), out.get(6..8)) else {
-        return Class::Error;
-    };
-    let aa = out[2] & 0x04 != 0;
-    let tc = out[2] & 0x02 != 0;
-    let answers = u16::from_be_bytes([an[0], an[1]]);
-    match f & 0xF {
-        wire::RCODE_NOERROR if answers > 0 || tc => Class::Answer(q.name, q.qtype),
-        wire::RCODE_NOERROR if aa => Class::NoData(z),
+/// The rate-limiting class of a reply: what the answer path decided for it (`answers`
+/// records in its answer section).
+fn classify<'q>(a: &Answer, answers: u16, q: &'q Query) -> Class<'q> {
+    let z = a.zone.unwrap_or(u32::MAX);
+    match a.rcode {
+        wire::RCODE_NOERROR if answers > 0 || a.tc => Class::Answer(q.name, q.qtype),
+        wire::RCODE_NOERROR if a.aa => Class::NoData(z),
         wire::RCODE_NOERROR => Class::Referral(z),
         wire::RCODE_NXDOMAIN => Class::NxDomain(z),
         _ => Class::Error,
@@ -230,7 +237,25 @@ const RRL_DROPPED: usize = 3;
 const RRL_SLIPPED: usize = 4;
 const RRL_BADCOOKIE: usize = 5;
 const RRL_BY_PREFIX: usize = 6;
-const COUNTERS: usize = 7;
+/// How many counters the defences keep.
+pub(crate) const COUNTERS: usize = 7;
+
+/// The series of each counter: the metric and its label, in counter order.
+pub(crate) const SERIES: [(&str, Option<(&str, &str)>); COUNTERS] = [
+    (
+        "sipsteer_dns_cookies_total",
+        Some(("result", "client_only")),
+    ),
+    ("sipsteer_dns_cookies_total", Some(("result", "valid"))),
+    ("sipsteer_dns_cookies_total", Some(("result", "invalid"))),
+    ("sipsteer_rrl_responses_total", Some(("action", "dropped"))),
+    ("sipsteer_rrl_responses_total", Some(("action", "slipped"))),
+    (
+        "sipsteer_rrl_responses_total",
+        Some(("action", "badcookie")),
+    ),
+    ("sipsteer_rrl_prefix_limited_total", None),
+];
 const STRIPES: usize = 16;
 
 #[repr(align(128))]
@@ -256,49 +281,8 @@ impl Counts {
 }
 
 impl Defences {
-    /// Appends the counters in the Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP sipsteer_dns_cookies_total queries with a DNS cookie, by what the cookie proved\n\
-         # TYPE sipsteer_dns_cookies_total counter"
-        );
-        for (i, name) in [
-            (COOKIE_CLIENT_ONLY, "client_only"),
-            (COOKIE_VALID, "valid"),
-            (COOKIE_INVALID, "invalid"),
-        ] {
-            let _ = writeln!(
-                out,
-                "sipsteer_dns_cookies_total{{result=\"{name}\"}} {}",
-                self.counts.total(i)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP sipsteer_rrl_responses_total UDP responses held back by rate limiting: dropped, \
-         slipped (empty and truncated) or replaced by BADCOOKIE\n\
-         # TYPE sipsteer_rrl_responses_total counter"
-        );
-        for (i, name) in [
-            (RRL_DROPPED, "dropped"),
-            (RRL_SLIPPED, "slipped"),
-            (RRL_BADCOOKIE, "badcookie"),
-        ] {
-            let _ = writeln!(
-                out,
-                "sipsteer_rrl_responses_total{{action=\"{name}\"}} {}",
-                self.counts.total(i)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP sipsteer_rrl_prefix_limited_total UDP responses held back (dropped, slipped \
-         or replaced by BADCOOKIE) because their client prefix exceeded dns.rrl.all_per_second\n\
-         # TYPE sipsteer_rrl_prefix_limited_total counter\n\
-         sipsteer_rrl_prefix_limited_total {}",
-            self.counts.total(RRL_BY_PREFIX)
-        );
+    /// Every counter summed over the stripes, in [`SERIES`] order.
+    pub(crate) fn totals(&self) -> [u64; COUNTERS] {
+        std::array::from_fn(|i| self.counts.total(i))
     }
 }

@@ -3,9 +3,8 @@
 //! under rate limiting (an empty truncated reply, or BADCOOKIE with a fresh cookie).
 //! Everything writes into the caller's reply buffer; nothing allocates.
 
-use super::wire::{Query, TYPE_OPT};
+use super::wire::{OPT_NSID, Query, TYPE_OPT};
 
-pub(crate) const OPT_NSID: u16 = 3;
 pub(crate) const OPT_EDE: u16 = 15;
 /// Extended rcode 23: BADCOOKIE.
 pub(crate) const RCODE_BADCOOKIE: u16 = 23;

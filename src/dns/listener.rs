@@ -12,12 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+use metrics::Counter;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::answer::{Proto, respond};
-use super::stats::Tally;
-use crate::dns::querylog::QueryLog;
-use crate::dns::snapshot::Shared;
+use super::serving::Answering;
+use super::summary::Proto;
 
 /// Whether an IPv6 listen address must be IPv6-only: when the list also has an IPv4 address
 /// on its port (`["0.0.0.0:53", "[::]:53"]`), a dual-stack socket would collide with it.
@@ -93,18 +92,35 @@ impl UdpThread {
 }
 
 /// Serves one UDP socket on a dedicated thread until `stop` is set and the thread is woken.
+/// `answering` counts as its block's only writer (`Counters::sole_listener`); a thread that
+/// panics is logged and counted on `died`.
 pub(crate) fn spawn_udp(
     sock: UdpSocket,
-    shared: Shared,
-    mut tally: Tally,
-    log: Option<Arc<QueryLog>>,
+    mut answering: Answering,
     stop: Arc<AtomicBool>,
+    died: Counter,
 ) -> io::Result<UdpThread> {
     let wake = sock.try_clone()?;
     let thread = std::thread::Builder::new()
         .name("sipsteer-udp".into())
-        .spawn(move || serve_udp(&sock, &shared, &mut tally, log.as_deref(), &stop))?;
+        .spawn(move || {
+            let _watch = Watch(died);
+            serve_udp(&sock, &mut answering, &stop);
+        })?;
     Ok(UdpThread { thread, sock: wake })
+}
+
+/// Logs and counts the end of a UDP thread that panicked (when it is dropped while the
+/// thread unwinds).
+struct Watch(Counter);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!(task = "udp", "udp listener thread panicked");
+            self.0.increment(1);
+        }
+    }
 }
 
 /// A received value, or `None` after a timeout (the loop checks for shutdown) or an error
@@ -130,19 +146,14 @@ fn received<T>(r: io::Result<T>) -> Option<T> {
 /// Receives queries in batches, answers each from one snapshot load, sends the replies in
 /// one call.
 #[cfg(target_os = "linux")]
-fn serve_udp(
-    sock: &UdpSocket,
-    shared: &Shared,
-    tally: &mut Tally,
-    log: Option<&QueryLog>,
-    stop: &AtomicBool,
-) {
+fn serve_udp(sock: &UdpSocket, answering: &mut Answering, stop: &AtomicBool) {
+    use super::lookahead::Peeked;
     use super::udp_batch::{self, BATCH, Batch};
-    use super::wire;
     let local = sock.local_addr().ok();
     let pktinfo = local.is_some_and(|a| a.ip().is_unspecified());
     let ipv6 = local.is_some_and(|a| a.is_ipv6());
     let mut batch = Batch::new(pktinfo);
+    let mut peeked = Peeked::<BATCH>::default();
     // Don't Fragment as the socket has it; set when the first batch's config is known and
     // again whenever a reload moves `dns.udp_payload` across the limit.
     let mut dont_fragment = None;
@@ -150,7 +161,7 @@ fn serve_udp(
         let Some(n) = received(batch.recv(sock)) else {
             continue;
         };
-        let snap = shared.load();
+        let snap = answering.load();
         let df = udp_batch::dont_fragment(snap.udp_payload);
         if dont_fragment != Some(df) {
             if let Err(e) = udp_batch::set_dont_fragment(sock, ipv6, df) {
@@ -158,43 +169,16 @@ fn serve_udp(
             }
             dont_fragment = Some(df);
         }
-        // With one GeoIP map, each lookup's cache lines are asked for two queries ahead
-        // (directory entry) and one ahead (what follows it), so the misses of a batch
-        // overlap instead of stalling one after another.
-        let map = snap.steering.sole_map().filter(|_| n > 1);
-        let mut ahead = [None; BATCH];
-        if let Some(map) = map {
-            for (i, a) in ahead.iter_mut().enumerate().take(n) {
-                *a = wire::peek_ecs(batch.query(i)).or_else(|| batch.peer(i).map(|p| p.ip()));
-            }
-            ahead
-                .iter()
-                .take(2)
-                .flatten()
-                .for_each(|&a| map.prefetch(a, true));
-        }
+        let ahead = snap.lookahead(
+            &mut peeked,
+            n,
+            |i| batch.query(i),
+            |i| batch.peer(i).map(|p| p.ip()),
+        );
+        let mut on = answering.on(&snap);
         let send = batch.answer(|i, req, peer, out| {
-            if let Some(map) = map {
-                if let Some(&Some(a)) = ahead.get(i + 2) {
-                    map.prefetch(a, true);
-                }
-                if let Some(&Some(a)) = ahead.get(i + 1) {
-                    map.prefetch(a, false);
-                }
-            }
-            if peer.port() == 0 {
-                return false;
-            }
-            match respond(&snap, peer.ip(), Proto::Udp, req, out) {
-                Some(summary) => {
-                    tally.record(&snap, &summary);
-                    if let Some(log) = log {
-                        log.note(&snap, peer.ip(), req, &summary);
-                    }
-                    true
-                }
-                None => false,
-            }
+            ahead.before(i);
+            peer.port() != 0 && on.answer(peer.ip(), Proto::Udp, req, out).is_some()
         });
         if let Err(e) = batch.send(sock, &send[..n]) {
             tracing::debug!(error = %e, "udp send failed");
@@ -204,13 +188,7 @@ fn serve_udp(
 
 /// One query per system call, for systems without `recvmmsg`.
 #[cfg(not(target_os = "linux"))]
-fn serve_udp(
-    sock: &UdpSocket,
-    shared: &Shared,
-    tally: &mut Tally,
-    log: Option<&QueryLog>,
-    stop: &AtomicBool,
-) {
+fn serve_udp(sock: &UdpSocket, answering: &mut Answering, stop: &AtomicBool) {
     let mut req = [0u8; 4096];
     let mut out = Vec::with_capacity(4096);
     while !stop.load(Ordering::Relaxed) {
@@ -220,15 +198,12 @@ fn serve_udp(
         if peer.port() == 0 {
             continue;
         }
-        let snap = shared.load();
-        if let Some(summary) = respond(&snap, peer.ip(), Proto::Udp, &req[..n], &mut out) {
-            if let Err(e) = sock.send_to(&out, peer) {
-                tracing::debug!(error = %e, %peer, "udp send failed");
-            }
-            tally.record(&snap, &summary);
-            if let Some(log) = log {
-                log.note(&snap, peer.ip(), &req[..n], &summary);
-            }
+        if answering
+            .answer(peer.ip(), Proto::Udp, &req[..n], &mut out)
+            .is_some()
+            && let Err(e) = sock.send_to(&out, peer)
+        {
+            tracing::debug!(error = %e, %peer, "udp send failed");
         }
     }
 }

@@ -1,10 +1,12 @@
 //! DNS: the wire format of queries, the answer path and the UDP/TCP listeners.
 //!
 //! `wire` parses requests, `answer` decides the reply (static data here, steered names in
-//! `steered`), `writer` encodes it, `listener` (UDP) and `tcp` move bytes; `encrypted` serves
-//! DNS over TLS (the `tcp` listener over rustls) and DNS over HTTPS, whose replies `pad` pads. `defences` wraps the answer path
-//! with DNS Cookies (`cookie`), response rate limiting (`rrl`), NSID and extended errors
-//! (`edns`).
+//! `steered`), `writer` encodes it, `summary` says what was answered. `serving` is the one
+//! way a transport serves a query (snapshot, answer, counters in `stats`, `querylog`);
+//! `listener` (UDP, warming GeoIP lookups through `lookahead`) and `tcp` move bytes;
+//! `encrypted` serves DNS over TLS (the `tcp` listener over rustls) and DNS over HTTPS, whose
+//! replies `pad` pads. `defences` wraps the answer path with DNS Cookies (`cookie`), response
+//! rate limiting (`rrl`), NSID and extended errors (`edns`).
 
 pub mod answer;
 #[cfg(test)]
@@ -14,12 +16,15 @@ pub(crate) mod defences;
 pub(crate) mod edns;
 pub mod encrypted;
 pub(crate) mod listener;
+mod lookahead;
 mod pad;
 pub(crate) mod querylog;
 pub(crate) mod rrl;
+pub(crate) mod serving;
 pub mod snapshot;
 pub mod stats;
 pub(crate) mod steered;
+pub(crate) mod summary;
 pub(crate) mod tcp;
 mod tcp_conn;
 #[cfg(target_os = "linux")]

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::dns::answer::Summary;
 use crate::dns::snapshot::Snapshot;
+use crate::dns::summary::Summary;
 
 /// Entries waiting to be written; more are dropped and counted.
 const QUEUE: usize = 8192;

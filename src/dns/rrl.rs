@@ -37,7 +37,7 @@ pub(crate) enum Class<'a> {
 
 /// What to do with a rate-limited response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Send,
     /// Send an empty truncated reply instead.
     Slip,

@@ -2,20 +2,22 @@
 //! connections, the encrypted transports) counts into its own [`QueryStats`] block of plain
 //! atomics: no locks, no label hashing on the query path. Zones and regions are counted in
 //! dense arrays indexed by a stable id per name ([`Counters`] hands them out), so a reload that
-//! adds or removes zones keeps every name's count. `/metrics` sums the blocks at scrape time.
+//! adds or removes zones keeps every name's count. At scrape time `publish` sums the blocks
+//! into the instance's metric registry, where `/metrics` renders them with everything else.
+
+mod publish;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
-use super::answer::Summary;
 use super::snapshot::Snapshot;
-use super::steered::ALL_DOWN;
+use super::summary::{ALL_DOWN, Summary};
 use crate::lock::guard;
 use crate::proto;
 use crate::routing::Routing;
 use crate::steering::{Reason, Steering};
+use crate::telemetry::Telemetry;
 
 /// Query types counted by name; everything else is `other`.
 const TYPES: [(u16, &str); 8] = [
@@ -205,13 +207,23 @@ struct Names {
     regions: Interner,
 }
 
-/// Every listener's counters of one instance, and the ids of zone and region names.
-#[derive(Default)]
+/// Every listener's counters of one instance, the ids of zone and region names, and the
+/// registry they are published to.
 pub struct Counters {
     blocks: Mutex<Vec<Arc<QueryStats>>>,
     names: Mutex<Names>,
     /// The ids of the data served last, shared by listeners that meet it.
     current: Mutex<Option<Arc<Ids>>>,
+    /// The instance's registry, and the handles of the series published to it.
+    telemetry: Arc<Telemetry>,
+    published: Mutex<publish::Published>,
+}
+
+impl Default for Counters {
+    /// Counters that publish to a registry of their own.
+    fn default() -> Counters {
+        Counters::publishing_to(Arc::default())
+    }
 }
 
 impl std::fmt::Debug for Counters {
@@ -221,8 +233,20 @@ impl std::fmt::Debug for Counters {
 }
 
 impl Counters {
-    pub fn new() -> Arc<Counters> {
-        Arc::new(Counters::default())
+    /// The counters of the instance whose registry is `telemetry`; the series that are always
+    /// there are registered at once.
+    pub fn new(telemetry: Arc<Telemetry>) -> Arc<Counters> {
+        Arc::new(Counters::publishing_to(telemetry))
+    }
+
+    fn publishing_to(telemetry: Arc<Telemetry>) -> Counters {
+        Counters {
+            blocks: Mutex::default(),
+            names: Mutex::default(),
+            current: Mutex::default(),
+            published: Mutex::new(publish::Published::new(&telemetry)),
+            telemetry,
+        }
     }
 
     /// A new listener's counting handle, included in every scrape from now on; its clones
@@ -277,99 +301,6 @@ impl Counters {
         *cur = Some(ids.clone());
         ids
     }
-
-    /// Appends the query counters in the Prometheus text format; the zones and regions
-    /// `snap` serves are present even before their first query.
-    pub fn render(&self, snap: &Snapshot, out: &mut String) {
-        self.ids_for(snap);
-        let blocks = guard(&self.blocks).clone();
-        let mut by_key = [0u64; KEYS];
-        let (mut ecs, mut tc) = ([0u64; 2], 0u64);
-        for s in &blocks {
-            for (i, c) in s.by_key.iter().enumerate() {
-                by_key[i] += c.load(Relaxed);
-            }
-            ecs[0] += s.ecs[0].load(Relaxed);
-            ecs[1] += s.ecs[1].load(Relaxed);
-            tc += s.truncated.load(Relaxed);
-        }
-        family(
-            out,
-            "sipsteer_queries_total",
-            "DNS queries answered, by type, rcode and steering reason",
-        );
-        for (k, v) in by_key.iter().enumerate().filter(|(_, v)| **v > 0) {
-            let (t, rest) = (k / (RCODES.len() * REASONS), k % (RCODES.len() * REASONS));
-            let (r, why) = (rest / REASONS, rest % REASONS);
-            let _ = writeln!(
-                out,
-                "sipsteer_queries_total{{type=\"{}\",rcode=\"{}\",reason=\"{}\"}} {v}",
-                TYPES[t].1,
-                RCODES[r],
-                reason_name(why)
-            );
-        }
-        family(
-            out,
-            "sipsteer_queries_ecs_total",
-            "DNS queries with and without EDNS Client Subnet",
-        );
-        let _ = writeln!(
-            out,
-            "sipsteer_queries_ecs_total{{ecs=\"absent\"}} {}",
-            ecs[0]
-        );
-        let _ = writeln!(
-            out,
-            "sipsteer_queries_ecs_total{{ecs=\"present\"}} {}",
-            ecs[1]
-        );
-        family(
-            out,
-            "sipsteer_truncated_total",
-            "UDP answers sent with TC set",
-        );
-        let _ = writeln!(out, "sipsteer_truncated_total {tc}");
-        let names = guard(&self.names);
-        let by_name =
-            |out: &mut String, metric: &str, label: &str, list: &[String], zones: bool| {
-                for (id, name) in list.iter().enumerate() {
-                    let total: u64 = blocks
-                        .iter()
-                        .map(|s| if zones { &s.zones } else { &s.regions }.get(id))
-                        .sum();
-                    let _ = writeln!(out, "{metric}{{{label}=\"{name}\"}} {total}");
-                }
-            };
-        family(
-            out,
-            "sipsteer_zone_queries_total",
-            "DNS queries answered from each zone",
-        );
-        by_name(
-            out,
-            "sipsteer_zone_queries_total",
-            "zone",
-            &names.zones.names,
-            true,
-        );
-        family(
-            out,
-            "sipsteer_region_answers_total",
-            "steered answers whose first region is this one",
-        );
-        by_name(
-            out,
-            "sipsteer_region_answers_total",
-            "region",
-            &names.regions.names,
-            false,
-        );
-    }
-}
-
-fn family(out: &mut String, name: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
 }
 
 /// One listener's way of counting: its block, and the ids of the data it served last.
@@ -425,94 +356,4 @@ impl Tally {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::dns::answer::Proto;
-    use crate::dns::steered::Steered;
-
-    #[test]
-    fn every_key_is_its_own_counter() {
-        let mut seen = std::collections::HashSet::new();
-        for t in 0..TYPES.len() {
-            for r in 0..RCODES.len() {
-                for why in 0..REASONS {
-                    assert!(seen.insert((t * RCODES.len() + r) * REASONS + why));
-                }
-            }
-        }
-        assert_eq!(seen.len(), KEYS);
-        assert!(seen.iter().all(|k| *k < KEYS));
-    }
-
-    #[test]
-    fn every_reason_has_its_own_slot_and_name() {
-        let summary = |reason, fail_open| Summary {
-            proto: Proto::Udp,
-            rcode: 0,
-            qtype: proto::TYPE_A,
-            truncated: false,
-            ecs: false,
-            steered: Some(Steered {
-                service: 0,
-                region: None,
-                reason,
-                fail_open,
-            }),
-            zone: None,
-        };
-        for (i, r) in STEERED.iter().enumerate() {
-            let slot = reason_index(&summary(*r, false));
-            assert_eq!(slot, i + 1);
-            assert_eq!(reason_name(slot), r.as_str());
-            assert_eq!(
-                reason_name(slot),
-                summary(*r, false).steered.map_or("", |s| s.reason_label())
-            );
-        }
-        let down = summary(Reason::Distance, true);
-        assert_eq!(
-            reason_name(reason_index(&down)),
-            down.steered.map_or("", |s| s.reason_label())
-        );
-        assert_eq!(reason_name(0), "static");
-    }
-
-    #[test]
-    fn ids_past_the_cap_share_the_last_one() {
-        let mut n = Interner::default();
-        for i in 0..MAX_IDS + 3 {
-            let id = n.id(&format!("z{i}"));
-            assert_eq!(id as usize, i.min(MAX_IDS - 1));
-        }
-        let by = ById::new();
-        by.add(u32::MAX, false);
-        by.add(u32::MAX, true);
-        assert_eq!(by.get(MAX_IDS - 1), 2);
-    }
-
-    #[test]
-    fn a_sole_writers_clone_counts_in_a_block_of_its_own() {
-        let counters = Counters::new();
-        let sole = counters.sole_listener();
-        let shared = counters.listener();
-        let (sole2, shared2) = (sole.clone(), shared.clone());
-        assert!(sole.sole && sole2.sole && !shared.sole && !shared2.sole);
-        assert!(!Arc::ptr_eq(&sole.stats, &sole2.stats));
-        assert!(Arc::ptr_eq(&shared.stats, &shared2.stats));
-        assert_eq!(guard(&counters.blocks).len(), 3);
-        std::thread::scope(|s| {
-            for t in [sole, sole2, shared, shared2] {
-                s.spawn(move || {
-                    for _ in 0..10_000 {
-                        bump(&t.stats.ecs[1], t.sole);
-                    }
-                });
-            }
-        });
-        let total: u64 = guard(&counters.blocks)
-            .iter()
-            .map(|b| b.ecs[1].load(Relaxed))
-            .sum();
-        assert_eq!(total, 40_000);
-    }
-}
+mod tests;

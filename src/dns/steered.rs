@@ -7,38 +7,13 @@
 
 use std::net::IpAddr;
 
-use super::answer::{Answer, truncate};
-use super::wire::{TYPE_A, TYPE_AAAA, TYPE_NAPTR, TYPE_SRV};
-use super::writer::{ADDITIONAL, ANSWER, Writer};
+use super::summary::Steered;
+use super::writer::{ADDITIONAL, ANSWER, Answer, Writer, truncate};
 use crate::config::Transport;
 use crate::dns::snapshot::Snapshot;
+use crate::proto::{RCODE_SERVFAIL, TYPE_A, TYPE_AAAA, TYPE_NAPTR, TYPE_SRV};
 use crate::routing::{SteerKind, SteerRef};
 use crate::steering::{self, Asked, Plan, Reason, Service, Steering, srv_weight, tier_servers};
-
-/// What a steered answer was based on (for metrics and the query log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Steered {
-    pub service: u32,
-    /// Global index of the first region answered, if any.
-    pub region: Option<usize>,
-    pub reason: Reason,
-    pub fail_open: bool,
-}
-
-/// The label of a fail-open answer (every candidate down, the nearest answered anyway).
-pub(crate) const ALL_DOWN: &str = "all_down";
-
-impl Steered {
-    /// The reason as the query log and metrics name it: `all_down` when every candidate was
-    /// down and the nearest was answered anyway (fail open), else the ranking's reason.
-    pub fn reason_label(&self) -> &'static str {
-        if self.fail_open {
-            ALL_DOWN
-        } else {
-            self.reason.as_str()
-        }
-    }
-}
 
 /// Writes the steered answer for `qtype`; false when the name has no data of that type.
 pub(crate) fn answer(
@@ -81,7 +56,7 @@ pub(crate) fn answer(
         // Before the GeoIP map is in: no answer rather than one for the wrong region, so a
         // resolver asks another name server (and caches nothing of ours).
         w.clear_records();
-        a.rcode = super::wire::RCODE_SERVFAIL;
+        a.rcode = RCODE_SERVFAIL;
         a.aa = false;
         a.scope = 0;
         return true;

@@ -22,10 +22,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::answer::Proto;
-use super::querylog::QueryLog;
-use super::snapshot::Shared;
-use super::stats::Tally;
+use super::serving::Answering;
+use super::summary::Proto;
 use super::tcp_conn::{self, BAD_REASONS, ConnCtx};
 use crate::conns::accept::Accept;
 use crate::conns::{Conn, Conns, ShedCounts};
@@ -112,9 +110,8 @@ fn at_zero(c: Counter) -> Counter {
 
 /// What the connections of a stream transport share, besides their table.
 pub(crate) struct Serving {
-    pub shared: Shared,
-    pub tally: Tally,
-    pub log: Option<Arc<QueryLog>>,
+    /// The answer path, cloned for each connection.
+    pub answering: Answering,
     /// Handshake and idle timeout, and the longest wait for a client to take its replies.
     pub idle: Duration,
     /// Fires when the listeners stop.
@@ -140,9 +137,7 @@ impl<U: Upgrade> Stream<U> {
         telemetry: &Telemetry,
     ) -> Stream<U> {
         let ctx = ConnCtx {
-            shared: s.shared,
-            tally: s.tally,
-            log: s.log,
+            answering: s.answering,
             proto,
             queries: (proto != Proto::Tcp).then(|| query_count(proto, telemetry)),
             bad: bad_counts(proto, telemetry),

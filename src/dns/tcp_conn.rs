@@ -10,7 +10,6 @@
 //! close_notify, then FIN) within [`CLOSE_TIMEOUT`].
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::Counter;
@@ -18,12 +17,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::answer::{Proto, respond};
 use super::pad;
-use super::stats::Tally;
+use super::serving::Answering;
+use super::summary::Proto;
 use crate::conns::Conn;
-use crate::dns::querylog::QueryLog;
-use crate::dns::snapshot::Shared;
 
 /// Longest wait for the rest of a frame once its first byte arrived (at most the idle timeout).
 pub(super) const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
@@ -42,9 +39,8 @@ pub(super) const BAD_REASONS: [&str; 3] = ["empty_frame", "not_a_query", "slow_f
 
 /// What every connection of a listener shares.
 pub(super) struct ConnCtx {
-    pub shared: Shared,
-    pub tally: Tally,
-    pub log: Option<Arc<QueryLog>>,
+    /// Cloned for each connection.
+    pub answering: Answering,
     /// How queries arrive here (`Tcp` or `Tls`); `Tls` replies are padded.
     pub proto: Proto,
     /// Counts every query, for a listener that counts its own besides [`Tally`].
@@ -142,7 +138,7 @@ where
 {
     let mut req = Vec::new();
     let mut out = Vec::with_capacity(512);
-    let mut tally = ctx.tally.clone();
+    let mut answering = ctx.answering.clone();
     let mut queue = Queue {
         bytes: Vec::new(),
         replies: 0,
@@ -173,16 +169,8 @@ where
         if n == 0 {
             return Bad::EmptyFrame.count(ctx);
         }
-        let rcode = {
-            let snap = ctx.shared.load();
-            let Some(s) = respond(&snap, peer.ip(), ctx.proto, &req, &mut out) else {
-                return Bad::NotAQuery.count(ctx);
-            };
-            tally.record(&snap, &s);
-            if let Some(log) = &ctx.log {
-                log.note(&snap, peer.ip(), &req, &s);
-            }
-            s.rcode
+        let Some(answered) = answering.answer(peer.ip(), ctx.proto, &req, &mut out) else {
+            return Bad::NotAQuery.count(ctx);
         };
         if let Some(q) = &ctx.queries {
             q.increment(1);
@@ -191,7 +179,7 @@ where
             pad::pad(&mut out);
         }
         queue.push(&out);
-        if rcode == RCODE_FORMERR {
+        if answered.rcode == RCODE_FORMERR {
             queue.flush(rd.get_mut(), ctx.idle).await;
             return Bad::NotAQuery.count(ctx);
         }

@@ -1,7 +1,10 @@
 //! Writing a response into a caller's buffer: header, the question as asked, records with
 //! owner names compressed against the question, and the OPT record. Every write checks the
-//! size limit first, so a UDP reply never exceeds what the client can take.
+//! size limit first, so a UDP reply never exceeds what the client can take. [`Answer`] holds
+//! what the answer path decides beside the records (rcode, flags, ECS scope), and
+//! [`truncate`] turns a reply that does not fit into an empty one with TC.
 
+use super::summary::Steered;
 use super::wire::{Ecs, MAX_NAME, OPT_ECS, TYPE_OPT};
 use crate::routing::RRset;
 
@@ -11,7 +14,7 @@ pub(crate) const ADDITIONAL: usize = 2;
 
 /// The OPT record of a reply.
 #[derive(Debug, Clone, Copy)]
-pub struct OptOut {
+pub(crate) struct OptOut {
     pub payload: u16,
     /// Upper 8 bits of the extended rcode.
     pub ext_rcode: u8,
@@ -23,14 +26,40 @@ pub struct OptOut {
 
 impl OptOut {
     /// Bytes the OPT record takes on the wire.
-    pub fn wire_len(&self) -> usize {
+    pub(crate) fn wire_len(&self) -> usize {
         11 + self
             .ecs
             .map_or(0, |(e, _)| 8 + (e.source as usize).div_ceil(8))
     }
 }
 
-pub struct Writer<'b> {
+/// The parts of the reply decided while answering.
+pub(crate) struct Answer {
+    pub rcode: u8,
+    pub aa: bool,
+    pub tc: bool,
+    /// ECS scope for location-dependent answers.
+    pub scope: u8,
+    pub steered: Option<Steered>,
+    pub zone: Option<u32>,
+}
+
+/// The answer does not fit: send an empty reply with TC so the client retries over TCP.
+pub(crate) fn truncate(w: &mut Writer, a: &mut Answer) {
+    w.clear_records();
+    a.tc = true;
+}
+
+/// What [`Writer::finish`] leaves for the steps after it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Finished {
+    /// Where the reply's OPT record starts (its end when there is none).
+    pub opt_at: usize,
+    /// Records in the answer section.
+    pub answers: u16,
+}
+
+pub(crate) struct Writer<'b> {
     buf: &'b mut Vec<u8>,
     limit: usize,
     reserve: usize,
@@ -43,7 +72,8 @@ pub struct Writer<'b> {
 
 impl<'b> Writer<'b> {
     /// Starts a reply: header placeholder and the question copied as asked.
-    pub fn new(
+    #[inline]
+    pub(crate) fn new(
         buf: &'b mut Vec<u8>,
         id: u16,
         question: Option<&[u8]>,
@@ -70,21 +100,21 @@ impl<'b> Writer<'b> {
     }
 
     /// Where the zone apex starts in the question name (for compressing in-zone owners).
-    pub fn set_apex_offset(&mut self, off: usize) {
+    pub(crate) fn set_apex_offset(&mut self, off: usize) {
         self.apex_off = off;
     }
 
-    pub fn mark(&self) -> (usize, [u16; 3]) {
+    pub(crate) fn mark(&self) -> (usize, [u16; 3]) {
         (self.buf.len(), self.counts)
     }
 
-    pub fn rollback(&mut self, m: (usize, [u16; 3])) {
+    pub(crate) fn rollback(&mut self, m: (usize, [u16; 3])) {
         self.buf.truncate(m.0);
         self.counts = m.1;
     }
 
     /// Drops every record (for a truncated reply).
-    pub fn clear_records(&mut self) {
+    pub(crate) fn clear_records(&mut self) {
         let q = if self.buf[5] == 1 {
             12 + self.lower.len() + 4
         } else {
@@ -95,7 +125,7 @@ impl<'b> Writer<'b> {
     }
 
     /// Lowers to `ttl` the TTL of every record written since `m` that is longer.
-    pub fn cap_ttls(&mut self, m: (usize, [u16; 3]), ttl: u32) {
+    pub(crate) fn cap_ttls(&mut self, m: (usize, [u16; 3]), ttl: u32) {
         let mut pos = m.0;
         while pos < self.buf.len() {
             // The owner: labels ending in the root or in a compression pointer.
@@ -175,7 +205,7 @@ impl<'b> Writer<'b> {
 
     /// Writes a whole record set owned by the question name; false (and nothing written) if
     /// it does not fit.
-    pub fn rrset_at_qname(&mut self, section: usize, set: &RRset) -> bool {
+    pub(crate) fn rrset_at_qname(&mut self, section: usize, set: &RRset) -> bool {
         if !self.fits(set.wire.len()) {
             return false;
         }
@@ -198,7 +228,7 @@ impl<'b> Writer<'b> {
     }
 
     /// Writes a whole record set with another owner; false (nothing written) if it does not fit.
-    pub fn rrset_at(&mut self, section: usize, owner: &[u8], set: &RRset) -> bool {
+    pub(crate) fn rrset_at(&mut self, section: usize, owner: &[u8], set: &RRset) -> bool {
         if owner == self.qname() {
             return self.rrset_at_qname(section, set);
         }
@@ -226,7 +256,7 @@ impl<'b> Writer<'b> {
     }
 
     /// Writes one record; false (nothing written) if it does not fit.
-    pub fn record(
+    pub(crate) fn record(
         &mut self,
         section: usize,
         owner: &[u8],
@@ -249,7 +279,7 @@ impl<'b> Writer<'b> {
     }
 
     /// Writes one record whose data is built in place by `f`; false if `max_rdata` won't fit.
-    pub fn record_with(
+    pub(crate) fn record_with(
         &mut self,
         section: usize,
         owner: &[u8],
@@ -274,21 +304,16 @@ impl<'b> Writer<'b> {
         true
     }
 
-    /// Like [`Self::record_with`], owned by the question name.
-    pub fn record_with_qname(
-        &mut self,
-        section: usize,
-        rtype: u16,
-        ttl: u32,
-        max_rdata: usize,
-        f: impl FnOnce(&mut Vec<u8>),
-    ) -> bool {
-        let qname = self.lower;
-        self.record_with(section, qname, rtype, ttl, max_rdata, f)
-    }
-
     /// Finishes the header and appends the OPT record.
-    pub fn finish(self, req_flags: u16, aa: bool, tc: bool, rcode: u8, opt: Option<OptOut>) {
+    pub(crate) fn finish(
+        self,
+        req_flags: u16,
+        aa: bool,
+        tc: bool,
+        rcode: u8,
+        opt: Option<OptOut>,
+    ) -> Finished {
+        let opt_at = self.buf.len();
         // Opcode copied; RD and CD are defined for QUERY only (RFC 1035, RFC 6840), so a reply to
         // another opcode does not echo them.
         let opcode = req_flags & 0x7800;
@@ -333,5 +358,9 @@ impl<'b> Writer<'b> {
         self.buf[6..8].copy_from_slice(&self.counts[ANSWER].to_be_bytes());
         self.buf[8..10].copy_from_slice(&self.counts[AUTHORITY].to_be_bytes());
         self.buf[10..12].copy_from_slice(&ar.to_be_bytes());
+        Finished {
+            opt_at,
+            answers: self.counts[ANSWER],
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! off ([`Accept`]). Also bounded: concurrent streams per connection, request size, handshake
 //! time and idle time between requests.
 //!
-//! A request's DNS message goes through the same `respond()` as UDP and TCP, bytes in and
+//! A request's DNS message goes through the same answer path as UDP and TCP, bytes in and
 //! bytes out: the reply is padded in its bytes and its `Cache-Control` max-age is the smallest
 //! TTL of its answer and authority records, both from one walk of the reply (`dns::pad`).
 //!
@@ -35,11 +35,9 @@ use tokio_util::sync::CancellationToken;
 use super::DOH_PATH;
 use crate::conns::accept::Accept;
 use crate::conns::{Conn, Conns, ShedCounts};
-use crate::dns::answer::{Proto, respond};
 use crate::dns::pad;
-use crate::dns::querylog::QueryLog;
-use crate::dns::snapshot::Shared;
-use crate::dns::stats::Tally;
+use crate::dns::serving::Answering;
+use crate::dns::summary::Proto;
 use crate::dns::tcp::SHUTDOWN_GRACE;
 use crate::telemetry::Telemetry;
 
@@ -55,10 +53,8 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// The answer path of DNS over HTTPS, shared by its connections.
+/// What the requests of DNS over HTTPS share besides the answer path.
 pub(crate) struct Answerer {
-    pub shared: Shared,
-    pub log: Option<Arc<QueryLog>>,
     /// `sipsteer_dns_encrypted_queries_total{transport="https"}`.
     pub queries: Counter,
     /// Handshake timeout, idle timeout between requests, and the longest wait for a request.
@@ -68,33 +64,32 @@ pub(crate) struct Answerer {
 }
 
 impl Answerer {
-    /// Answers one query: the padded reply and its max-age; `None` when nothing is to be
-    /// sent (not a query).
-    fn answer(&self, tally: &Mutex<Tally>, client: IpAddr, raw: &[u8]) -> Option<(Vec<u8>, u32)> {
+    /// Answers one query on the connection's answer path: the padded reply and its max-age;
+    /// `None` when nothing is to be sent (not a query).
+    fn answer(
+        &self,
+        answering: &Mutex<Answering>,
+        client: IpAddr,
+        raw: &[u8],
+    ) -> Option<(Vec<u8>, u32)> {
         let mut out = Vec::with_capacity(512);
-        {
-            let snap = self.shared.load();
-            let summary = respond(&snap, client, Proto::Https, raw, &mut out)?;
-            crate::lock::guard(tally).record(&snap, &summary);
-            if let Some(log) = &self.log {
-                log.note(&snap, client, raw, &summary);
-            }
-        }
+        crate::lock::guard(answering).answer(client, Proto::Https, raw, &mut out)?;
         self.queries.increment(1);
         let max_age = pad::pad_and_min_ttl(&mut out);
         Some((out, max_age))
     }
 }
 
-/// What the DNS over HTTPS listeners share: the TLS settings, the answer path, the table
-/// their connections are admitted to and its shed counts, and the query counters.
+/// What the DNS over HTTPS listeners share: the TLS settings, the answer path (cloned for
+/// each connection), the table their connections are admitted to and its shed counts, and
+/// the query counter.
 #[derive(Clone)]
 pub(crate) struct Doh {
     pub tls: TlsAcceptor,
     pub answerer: Arc<Answerer>,
     pub table: Arc<Conns>,
     pub shed: ShedCounts,
-    pub tally: Tally,
+    pub answering: Answering,
 }
 
 /// Accepts connections until `cancel` fires, then waits for them (see the module notes).
@@ -119,8 +114,8 @@ pub(crate) async fn serve(
         };
         stream.set_nodelay(true).ok();
         let (tls, answerer) = (doh.tls.clone(), doh.answerer.clone());
-        let tally = Arc::new(Mutex::new(doh.tally.clone()));
-        conns.spawn(connection(stream, peer, tls, answerer, tally, conn));
+        let answering = Arc::new(Mutex::new(doh.answering.clone()));
+        conns.spawn(connection(stream, peer, tls, answerer, answering, conn));
     }
     drop(listener);
     while conns.join_next().await.is_some() {}
@@ -132,7 +127,7 @@ async fn connection(
     peer: SocketAddr,
     tls: TlsAcceptor,
     a: Arc<Answerer>,
-    tally: Arc<Mutex<Tally>>,
+    answering: Arc<Mutex<Answering>>,
     conn: Conn,
 ) {
     let overdue = async {
@@ -140,7 +135,7 @@ async fn connection(
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        () = session(stream, peer, tls, &a, tally, &conn) => {}
+        () = session(stream, peer, tls, &a, answering, &conn) => {}
         () = conn.evicted() => {}
         () = overdue => {}
     }
@@ -153,7 +148,7 @@ async fn session(
     peer: SocketAddr,
     tls: TlsAcceptor,
     a: &Arc<Answerer>,
-    tally: Arc<Mutex<Tally>>,
+    answering: Arc<Mutex<Answering>>,
     conn: &Conn,
 ) {
     let handshake = async {
@@ -189,7 +184,7 @@ async fn session(
                 conn.set_idle(false);
                 conn.touch(now);
                 deadline = now + a.idle;
-                streams.spawn(request(req, respond, client, a.clone(), tally.clone()));
+                streams.spawn(request(req, respond, client, a.clone(), answering.clone()));
             }
             Some(_) = streams.join_next() => {}
             () = tokio::time::sleep_until(deadline), if streams.is_empty() => return,
@@ -199,7 +194,7 @@ async fn session(
     conn.set_idle(false);
     h2c.graceful_shutdown();
     while let Some(Ok((req, respond))) = h2c.accept().await {
-        streams.spawn(request(req, respond, client, a.clone(), tally.clone()));
+        streams.spawn(request(req, respond, client, a.clone(), answering.clone()));
     }
     while streams.join_next().await.is_some() {}
 }
@@ -209,13 +204,16 @@ async fn request(
     mut respond: SendResponse<Bytes>,
     client: IpAddr,
     a: Arc<Answerer>,
-    tally: Arc<Mutex<Tally>>,
+    answering: Arc<Mutex<Answering>>,
 ) {
     let query = match timeout(a.idle, query_of(req)).await {
         Ok(q) => q,
         Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
     };
-    let reply = query.and_then(|q| a.answer(&tally, client, &q).ok_or(StatusCode::BAD_REQUEST));
+    let reply = query.and_then(|q| {
+        a.answer(&answering, client, &q)
+            .ok_or(StatusCode::BAD_REQUEST)
+    });
     let (resp, body) = match reply {
         Ok((body, max_age)) => (ok(body.len(), max_age), Bytes::from(body)),
         Err(status) => (Response::builder().status(status).body(()), Bytes::new()),

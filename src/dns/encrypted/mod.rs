@@ -1,30 +1,33 @@
 //! DNS over TLS (RFC 7858, [`dot`]: the DNS over TCP listener of `dns::tcp` behind a TLS
 //! handshake) and DNS over HTTPS (RFC 8484, HTTP/2, GET and POST at `/dns-query`, [`doh`]),
-//! both with rustls. Answers come from the same `respond()` as UDP and TCP, bytes in and bytes
-//! out, padded in their bytes; each transport admits its connections through its own `Conns`
-//! table. The certificate comes from the current snapshot on every handshake
-//! ([`CertResolver`]), so a renewal on disk is served as soon as the config reload accepts it.
+//! both with rustls. Answers come through the same `dns::serving::Answering` as UDP and TCP,
+//! bytes in and bytes out, padded in their bytes; each transport admits its connections
+//! through its own `Conns` table. The addresses are bound first ([`bind`]) and served once
+//! everything a start needs is bound ([`Sockets::serve`]). The certificate comes from the
+//! current snapshot on every handshake ([`CertResolver`]), so a renewal on disk is served as
+//! soon as the config reload accepts it.
 
 mod doh;
 mod dot;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use tokio::task::JoinSet;
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::conns::{Conns, Limits};
-use crate::dns::answer::Proto;
 use crate::dns::listener;
-use crate::dns::querylog::QueryLog;
+use crate::dns::serving::Answering;
 use crate::dns::snapshot::Shared;
-use crate::dns::stats::Tally;
+use crate::dns::summary::Proto;
 use crate::dns::tcp::{self, Serving, Stream};
 use crate::telemetry::Telemetry;
 
@@ -87,10 +90,9 @@ fn server_config(
 
 /// What the encrypted listeners share.
 pub(crate) struct Setup {
-    pub shared: Shared,
-    pub tally: Tally,
+    /// The answer path, cloned for each connection.
+    pub answering: Answering,
     pub telemetry: Arc<Telemetry>,
-    pub log: Option<Arc<QueryLog>>,
     /// Handshake timeout and idle timeout between queries.
     pub timeout: Duration,
     /// The bounds of the DNS over TLS table (over all `listen.tls` addresses).
@@ -106,93 +108,119 @@ pub struct Bound {
     pub https: Vec<SocketAddr>,
 }
 
-/// Binds every `listen.tls` and `listen.https` address and starts serving them on `tasks`
-/// until `cancel` fires: DNS over TLS through the stream listener of `dns::tcp`, DNS over
-/// HTTPS through [`doh`].
-pub(crate) fn start(
-    setup: Setup,
+/// One listener's work, to be spawned under its transport's name (`tls` or `https`).
+pub(crate) struct Listener {
+    pub name: &'static str,
+    pub run: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+/// Every `listen.tls` and `listen.https` address, bound and not served yet.
+pub(crate) struct Sockets {
+    tls: Vec<TcpListener>,
+    https: Vec<TcpListener>,
+    /// The certificate loaded at start (served while a later config has none).
+    first: Option<Arc<CertifiedKey>>,
+    pub bound: Bound,
+}
+
+/// Binds every `listen.tls` and `listen.https` address; `first` is the certificate of the
+/// config they are bound for.
+pub(crate) fn bind(
     tls: &[SocketAddr],
     https: &[SocketAddr],
-    tasks: &mut JoinSet<()>,
-    cancel: &CancellationToken,
-) -> Result<Bound, EncryptedError> {
-    let mut bound = Bound::default();
+    first: Option<Arc<CertifiedKey>>,
+) -> Result<Sockets, EncryptedError> {
+    let mut s = Sockets {
+        tls: Vec::new(),
+        https: Vec::new(),
+        first: None,
+        bound: Bound::default(),
+    };
     if tls.is_empty() && https.is_empty() {
-        return Ok(bound);
+        return Ok(s);
     }
-    let first = setup
-        .shared
-        .load()
-        .config
-        .tls
-        .as_ref()
-        .map(|t| t.certified.clone())
-        .ok_or(EncryptedError::NoCertificate)?;
-    let resolver = Arc::new(CertResolver {
-        shared: setup.shared.clone(),
-        first,
-    });
+    s.first = Some(first.ok_or(EncryptedError::NoCertificate)?);
     let all: Vec<SocketAddr> = tls.iter().chain(https).copied().collect();
-    if !tls.is_empty() {
-        let acceptor = TlsAcceptor::from(server_config(b"dot", resolver.clone())?);
-        let serving = Serving {
-            shared: setup.shared.clone(),
-            tally: setup.tally.clone(),
-            log: setup.log.clone(),
-            idle: setup.timeout,
-            stop: cancel.clone(),
-        };
-        let table = Conns::new(setup.tls);
-        let stream = Stream::new(acceptor, table, Proto::Tls, serving, &setup.telemetry);
-        for &addr in tls {
-            let (l, at) = bind("tls", addr, &all)?;
-            tasks.spawn(tcp::serve(
-                l,
-                stream.clone(),
-                setup.telemetry.clone(),
-                cancel.clone(),
-            ));
-            tracing::info!(bound = %at, "dns listening on tls");
-            bound.tls.push(at);
-        }
+    for &addr in tls {
+        let (l, at) = bind_one("tls", addr, &all)?;
+        s.tls.push(l);
+        s.bound.tls.push(at);
     }
-    if !https.is_empty() {
-        let doh = doh::Doh {
-            tls: TlsAcceptor::from(server_config(b"h2", resolver)?),
-            answerer: Arc::new(doh::Answerer {
-                shared: setup.shared.clone(),
-                log: setup.log.clone(),
-                queries: tcp::query_count(Proto::Https, &setup.telemetry),
+    for &addr in https {
+        let (l, at) = bind_one("https", addr, &all)?;
+        s.https.push(l);
+        s.bound.https.push(at);
+    }
+    Ok(s)
+}
+
+impl Sockets {
+    /// The work of every listener until `cancel` fires: DNS over TLS through the stream
+    /// listener of `dns::tcp`, DNS over HTTPS through [`doh`].
+    pub(crate) fn serve(
+        self,
+        setup: Setup,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<Listener>, EncryptedError> {
+        let mut out = Vec::new();
+        let Some(first) = self.first else {
+            return Ok(out);
+        };
+        let resolver = Arc::new(CertResolver {
+            shared: setup.answering.shared().clone(),
+            first,
+        });
+        if !self.tls.is_empty() {
+            let acceptor = TlsAcceptor::from(server_config(b"dot", resolver.clone())?);
+            let serving = Serving {
+                answering: setup.answering.clone(),
                 idle: setup.timeout,
                 stop: cancel.clone(),
-            }),
-            table: Conns::new(setup.https),
-            shed: tcp::shed_counts(Proto::Https, &setup.telemetry),
-            tally: setup.tally,
-        };
-        for &addr in https {
-            let (l, at) = bind("https", addr, &all)?;
-            tasks.spawn(doh::serve(
-                l,
-                doh.clone(),
-                setup.telemetry.clone(),
-                cancel.clone(),
-            ));
-            tracing::info!(bound = %at, "dns listening on https");
-            bound.https.push(at);
+            };
+            let table = Conns::new(setup.tls);
+            let stream = Stream::new(acceptor, table, Proto::Tls, serving, &setup.telemetry);
+            for (l, at) in self.tls.into_iter().zip(&self.bound.tls) {
+                let t = setup.telemetry.clone();
+                out.push(Listener {
+                    name: "tls",
+                    run: Box::pin(tcp::serve(l, stream.clone(), t, cancel.clone())),
+                });
+                tracing::info!(bound = %at, "dns listening on tls");
+            }
         }
+        if !self.https.is_empty() {
+            let doh = doh::Doh {
+                tls: TlsAcceptor::from(server_config(b"h2", resolver)?),
+                answerer: Arc::new(doh::Answerer {
+                    queries: tcp::query_count(Proto::Https, &setup.telemetry),
+                    idle: setup.timeout,
+                    stop: cancel.clone(),
+                }),
+                table: Conns::new(setup.https),
+                shed: tcp::shed_counts(Proto::Https, &setup.telemetry),
+                answering: setup.answering,
+            };
+            for (l, at) in self.https.into_iter().zip(&self.bound.https) {
+                let t = setup.telemetry.clone();
+                out.push(Listener {
+                    name: "https",
+                    run: Box::pin(doh::serve(l, doh.clone(), t, cancel.clone())),
+                });
+                tracing::info!(bound = %at, "dns listening on https");
+            }
+        }
+        Ok(out)
     }
-    Ok(bound)
 }
 
 /// Binds one listener of `what` (`tls` or `https`); returns it and the address it got.
-fn bind(
+fn bind_one(
     what: &'static str,
     addr: SocketAddr,
     all: &[SocketAddr],
-) -> Result<(tokio::net::TcpListener, SocketAddr), EncryptedError> {
+) -> Result<(TcpListener, SocketAddr), EncryptedError> {
     let bound = listener::bind_tcp(addr, listener::v6_only(addr, all))
-        .and_then(tokio::net::TcpListener::from_std)
+        .and_then(TcpListener::from_std)
         .and_then(|l| Ok((l.local_addr()?, l)));
     match bound {
         Ok((at, l)) => Ok((l, at)),

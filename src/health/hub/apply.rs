@@ -51,20 +51,13 @@ impl HealthHub {
             if e.health.suspect() != was_suspect {
                 if !was_suspect {
                     tracing::info!(server = %name, detail = %res.detail, "server suspect");
-                    self.telemetry
-                        .counter("sipsteer_suspect_total", &[("server", &name)])
-                        .increment(1);
+                    e.meters.suspect();
                 }
                 changed = true;
             }
             if let Some((from, to)) = flip {
                 tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
-                self.telemetry
-                    .counter(
-                        "sipsteer_state_flips_total",
-                        &[("server", &name), ("to", to.as_str())],
-                    )
-                    .increment(1);
+                e.meters.flip(to, &self.telemetry);
                 changed = true;
             }
         }

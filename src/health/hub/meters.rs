@@ -1,18 +1,28 @@
 //! The per-server probe metrics, registered once per server (at the reload that adds it) and
-//! kept across reloads, so a probe result costs a few atomic adds, not a registry lookup.
+//! kept across reloads, so a probe result costs a few atomic adds, not a registry lookup. A
+//! flip's counter is registered at the server's first flip to that state.
 
+use std::sync::OnceLock;
+
+use crate::health::state::Observed;
 use crate::health::vocab::Outcome;
+use crate::telemetry::Telemetry;
 
 pub(super) struct Meters {
+    /// `region/server`, the `server` label.
+    name: String,
     up: metrics::Counter,
     full: metrics::Counter,
     down: metrics::Counter,
     rtt: metrics::Histogram,
+    suspect: metrics::Counter,
+    /// By the state flipped to.
+    flips: [OnceLock<metrics::Counter>; 4],
 }
 
 impl Meters {
     /// The meters of `region/server`.
-    pub(super) fn new(region: &str, server: &str, t: &crate::telemetry::Telemetry) -> Meters {
+    pub(super) fn new(region: &str, server: &str, t: &Telemetry) -> Meters {
         let name = format!("{region}/{server}");
         let count = |result: &'static str| {
             t.counter(
@@ -21,14 +31,34 @@ impl Meters {
             )
         };
         // Present from the start (0), like the probe counters.
-        t.counter("sipsteer_suspect_total", &[("server", &name)])
-            .increment(0);
+        let suspect = t.counter("sipsteer_suspect_total", &[("server", &name)]);
+        suspect.increment(0);
         Meters {
             up: count("up"),
             full: count("full"),
             down: count("down"),
             rtt: t.histogram("sipsteer_probe_rtt_seconds", &[("server", &name)]),
+            suspect,
+            flips: Default::default(),
+            name,
         }
+    }
+
+    /// Counts the server turning suspect.
+    pub(super) fn suspect(&self) {
+        self.suspect.increment(1);
+    }
+
+    /// Counts a flip to `to` (its series registered on `t` the first time).
+    pub(super) fn flip(&self, to: Observed, t: &Telemetry) {
+        self.flips[to as usize]
+            .get_or_init(|| {
+                t.counter(
+                    "sipsteer_state_flips_total",
+                    &[("server", &self.name), ("to", to.as_str())],
+                )
+            })
+            .increment(1);
     }
 
     /// Counts one probe result (and its round trip when the server answered).

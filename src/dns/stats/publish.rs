@@ -1,0 +1,113 @@
+//! Publishing the query counters (and the defences' counters of the served snapshot) into
+//! the instance's metric registry at scrape time, so one exporter renders and escapes every
+//! series of `/metrics`. Each series' handle is registered once, the first time it has
+//! something to show, and set to the sum of the listeners' blocks on every scrape (a counter
+//! only grows, so two scrapes at once cannot move it back).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use metrics::Counter;
+
+use super::{Counters, KEYS, RCODES, REASONS, TYPES, reason_name};
+use crate::dns::defences::{COUNTERS as DEFENCE_COUNTERS, SERIES as DEFENCE_SERIES};
+use crate::dns::snapshot::Snapshot;
+use crate::lock::guard;
+use crate::telemetry::Telemetry;
+
+/// The handles of the series published so far.
+pub(super) struct Published {
+    /// One per (type, rcode, reason), registered with its first query.
+    by_key: Vec<Option<Counter>>,
+    /// `absent`, `present`.
+    ecs: [Counter; 2],
+    truncated: Counter,
+    /// By zone and region id.
+    zones: Vec<Counter>,
+    regions: Vec<Counter>,
+    defences: [Counter; DEFENCE_COUNTERS],
+}
+
+impl Published {
+    /// The series present from the first scrape, registered at 0.
+    pub(super) fn new(t: &Telemetry) -> Published {
+        let zero = |c: Counter| {
+            c.increment(0);
+            c
+        };
+        Published {
+            by_key: vec![None; KEYS],
+            ecs: ["absent", "present"]
+                .map(|e| zero(t.counter("sipsteer_queries_ecs_total", &[("ecs", e)]))),
+            truncated: zero(t.counter("sipsteer_truncated_total", &[])),
+            zones: Vec::new(),
+            regions: Vec::new(),
+            defences: DEFENCE_SERIES.map(|(name, label)| {
+                zero(match label {
+                    Some(l) => t.counter(name, &[l]),
+                    None => t.counter(name, &[]),
+                })
+            }),
+        }
+    }
+}
+
+impl Counters {
+    /// Brings the registry's query series up to the listeners' counts, and the defences'
+    /// series up to `snap`'s; the zones and regions `snap` serves are present even before
+    /// their first query.
+    pub fn publish(&self, snap: &Snapshot) {
+        self.ids_for(snap);
+        let blocks = guard(&self.blocks).clone();
+        let mut by_key = [0u64; KEYS];
+        let (mut ecs, mut tc) = ([0u64; 2], 0u64);
+        for s in &blocks {
+            for (i, c) in s.by_key.iter().enumerate() {
+                by_key[i] += c.load(Relaxed);
+            }
+            ecs[0] += s.ecs[0].load(Relaxed);
+            ecs[1] += s.ecs[1].load(Relaxed);
+            tc += s.truncated.load(Relaxed);
+        }
+        let t = &*self.telemetry;
+        let mut p = guard(&self.published);
+        for (k, v) in by_key.iter().enumerate().filter(|(_, v)| **v > 0) {
+            let (ty, rest) = (k / (RCODES.len() * REASONS), k % (RCODES.len() * REASONS));
+            let (r, why) = (rest / REASONS, rest % REASONS);
+            p.by_key[k]
+                .get_or_insert_with(|| {
+                    let labels = [
+                        ("type", TYPES[ty].1),
+                        ("rcode", RCODES[r]),
+                        ("reason", reason_name(why)),
+                    ];
+                    t.counter("sipsteer_queries_total", &labels)
+                })
+                .absolute(*v);
+        }
+        p.ecs[0].absolute(ecs[0]);
+        p.ecs[1].absolute(ecs[1]);
+        p.truncated.absolute(tc);
+        let names = guard(&self.names);
+        let zones = &names.zones.names;
+        for name in &zones[p.zones.len().min(zones.len())..] {
+            let c = t.counter("sipsteer_zone_queries_total", &[("zone", name)]);
+            p.zones.push(c);
+        }
+        let regions = &names.regions.names;
+        for name in &regions[p.regions.len().min(regions.len())..] {
+            let c = t.counter("sipsteer_region_answers_total", &[("region", name)]);
+            p.regions.push(c);
+        }
+        drop(names);
+        for (id, c) in p.zones.iter().enumerate() {
+            c.absolute(blocks.iter().map(|s| s.zones.get(id)).sum());
+        }
+        for (id, c) in p.regions.iter().enumerate() {
+            c.absolute(blocks.iter().map(|s| s.regions.get(id)).sum());
+        }
+        let totals = snap.defences.totals();
+        for (c, v) in p.defences.iter().zip(totals) {
+            c.absolute(v);
+        }
+    }
+}
