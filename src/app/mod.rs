@@ -176,7 +176,7 @@ struct Started {
     nudges: mpsc::Receiver<()>,
     token: Option<String>,
     /// The load puller the reloader's binder aims at each config.
-    puller: crate::health::load_pull::LoadPuller,
+    puller: Arc<crate::health::load_pull::LoadPuller>,
 }
 
 /// The query log the config asks for, opened.

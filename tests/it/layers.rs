@@ -31,8 +31,7 @@ const LAYERS: &[&[&str]] = &[
 /// Import cycles between files of one module not taken apart yet: the module and the files
 /// of one cycle. A cycle found must lie within one of these; an entry with no cycle left in
 /// it fails the test, so it is removed once its cycle is gone.
-const KNOWN_CYCLES: &[(&str, &[&str])] = &[
-];
+const KNOWN_CYCLES: &[(&str, &[&str])] = &[];
 
 /// Longest file under `src/`, in lines.
 const MAX_LINES: usize = 500;
