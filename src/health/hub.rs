@@ -114,6 +114,8 @@ pub struct HealthHub {
     persisting: Mutex<Option<String>>,
     /// This instance's metrics.
     pub(crate) telemetry: Arc<Telemetry>,
+    /// The hub's own series (servers per state, probe targets, state file errors), made once.
+    gauges: gauges::Gauges,
     /// Every probed server has had a result (`pending` is empty), readable without the lock.
     ready: AtomicBool,
 }
@@ -187,6 +189,7 @@ impl HealthHub {
             results: Mutex::new(Some(rx)),
             state_file,
             persisting: Mutex::new(None),
+            gauges: gauges::Gauges::new(&telemetry),
             telemetry,
             ready: AtomicBool::new(true),
         })

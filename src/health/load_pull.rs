@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 mod fetch;
+mod meters;
 mod plan;
 pub mod reply;
 mod round;
@@ -36,7 +37,6 @@ use crate::config::load_source::LoadSource;
 use crate::lock::guard;
 use fetch::{HttpClient, Owned, PullError};
 use plan::Plan;
-use reply::Reason;
 pub use status::PullStatus;
 
 /// Queries in flight at once.
@@ -99,6 +99,7 @@ pub(super) struct Puller {
     owned: Owned,
     client: Option<(Trust, Result<HttpClient, String>)>,
     plan: Option<Arc<Plan>>,
+    meters: meters::Meters,
 }
 
 fn now_unix() -> u64 {
@@ -111,10 +112,11 @@ impl Puller {
     pub(super) fn new(handle: Arc<LoadPuller>, hub: Arc<HealthHub>) -> Puller {
         Puller {
             handle,
-            hub,
             owned: Owned::default(),
             client: None,
             plan: None,
+            meters: meters::Meters::new(&hub.telemetry),
+            hub,
         }
     }
 
@@ -200,7 +202,7 @@ impl Puller {
         started: Instant,
     ) {
         let src = &plan.source;
-        let t = &self.hub.telemetry;
+        let m = &self.meters;
         let (mut ok, mut failed, mut series) = (0u64, 0u64, 0usize);
         let mut first_error = None;
         for (q, r) in plan.queries.iter().zip(replies) {
@@ -211,9 +213,8 @@ impl Puller {
                 }
                 Some(Err(e)) => {
                     failed += 1;
-                    if let Some(limit) = e.over_limit() {
-                        t.counter("sipsteer_load_replies_refused_total", &[("limit", limit)])
-                            .increment(1);
+                    if let Some(c) = e.over_limit().and_then(|l| m.refused(l)) {
+                        c.increment(1);
                     }
                     if first_error.is_none() {
                         first_error = Some(format!("query `{}` to {}: {e}", q.promql, src.url));
@@ -222,16 +223,10 @@ impl Puller {
                 None => {}
             }
         }
-        t.counter("sipsteer_load_queries_total", &[("result", "ok")])
-            .increment(ok);
-        t.counter("sipsteer_load_queries_total", &[("result", "error")])
-            .increment(failed);
-        for (reason, n) in Reason::ALL.iter().zip(loads.rejected) {
-            t.counter(
-                "sipsteer_load_values_rejected_total",
-                &[("reason", reason.as_str())],
-            )
-            .increment(n);
+        m.ok.increment(ok);
+        m.error.increment(failed);
+        for (c, n) in m.rejected.iter().zip(loads.rejected) {
+            c.increment(n);
         }
         let now = now_unix();
         self.handle.record(|st| {
@@ -264,8 +259,7 @@ impl Puller {
             st.last_error = first_error;
         });
         if failed == 0 {
-            t.gauge("sipsteer_load_last_success_timestamp_seconds", &[])
-                .set(now as f64);
+            m.last_success.set(now as f64);
         }
     }
 }

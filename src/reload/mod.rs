@@ -18,6 +18,7 @@ use crate::telemetry::Telemetry;
 
 mod cache;
 mod memory;
+mod meters;
 mod status;
 mod summary;
 pub(crate) mod trigger;
@@ -113,7 +114,8 @@ pub struct Reloader {
     pub(crate) watcher: Mutex<Option<crate::config::watch::ConfigWatcher>>,
     /// Cancelled at shutdown: nobody waits for a reload any more.
     pub stopping: CancellationToken,
-    telemetry: Arc<Telemetry>,
+    /// The reloader's series.
+    meters: meters::Meters,
 }
 
 /// CPU time of the calling thread (a reload runs on one thread: this is its cost).
@@ -161,7 +163,7 @@ impl Reloader {
             queue: OnceLock::new(),
             watcher: Mutex::new(None),
             stopping: CancellationToken::new(),
-            telemetry,
+            meters: meters::Meters::new(&telemetry),
         };
         r.count(ReloadResult::Ok, 1);
         r
@@ -170,23 +172,18 @@ impl Reloader {
     /// Counts a load by result (applied or refused) and, when applied, exports what is
     /// served: generation, GeoIP build figures.
     fn count(&self, result: ReloadResult, generation: u64) {
-        let t = &self.telemetry;
-        t.counter(
-            "sipsteer_config_reloads_total",
-            &[("result", result.as_str())],
-        )
-        .increment(1);
+        let m = &self.meters;
+        if let Some(c) = m.reloads(result) {
+            c.increment(1);
+        }
         if result != ReloadResult::Ok {
             return;
         }
-        t.gauge("sipsteer_config_last_success_timestamp_seconds", &[])
-            .set(now_unix() as f64);
-        t.gauge("sipsteer_config_generation", &[])
-            .set(generation as f64);
+        m.last_success.set(now_unix() as f64);
+        m.generation.set(generation as f64);
         if let Some(g) = guard(&self.geo.geo).as_ref() {
-            t.gauge("sipsteer_geoip_build_seconds", &[]).set(g.seconds);
-            t.gauge("sipsteer_geoip_build_epoch_seconds", &[])
-                .set(g.data.info.build_epoch as f64);
+            m.geoip_build_seconds.set(g.seconds);
+            m.geoip_build_epoch.set(g.data.info.build_epoch as f64);
         }
     }
 

@@ -70,9 +70,7 @@ impl HealthHub {
                 None => next.remove(&key),
             };
             if let Err(e) = crate::health::state_file::write(file, &next) {
-                self.telemetry
-                    .counter("sipsteer_state_file_errors_total", &[])
-                    .increment(1);
+                self.gauges.state_file_errors.increment(1);
                 tracing::error!(server = %format!("{region}/{server}"), action = f.as_str(), "{e}; state not changed");
                 *writing = Some(e.to_string());
                 return Err(e.into());

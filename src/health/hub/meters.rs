@@ -16,6 +16,9 @@ pub(super) struct Meters {
     down: metrics::Counter,
     rtt: metrics::Histogram,
     suspect: metrics::Counter,
+    /// `sipsteer_region_healthy_servers` of the server's region (one series shared by the
+    /// region's servers).
+    region_healthy: metrics::Gauge,
     /// By the state flipped to.
     flips: [OnceLock<metrics::Counter>; 4],
 }
@@ -39,9 +42,15 @@ impl Meters {
             down: count("down"),
             rtt: t.histogram("sipsteer_probe_rtt_seconds", &[("server", &name)]),
             suspect,
+            region_healthy: t.gauge("sipsteer_region_healthy_servers", &[("region", region)]),
             flips: Default::default(),
             name,
         }
+    }
+
+    /// The healthy-servers gauge of the server's region.
+    pub(super) fn region_healthy(&self) -> &metrics::Gauge {
+        &self.region_healthy
     }
 
     /// Counts the server turning suspect.
