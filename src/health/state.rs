@@ -171,6 +171,24 @@ impl ServerHealth {
         }
     }
 
+    /// The share of clients the server leaves out (a threshold on the shedding hash, 0 for
+    /// none): from nobody at the first watermark to everybody at the second, where it is
+    /// full; none while it is not up or has no fresh report, or an operator forced its state.
+    pub(crate) fn shed_threshold(
+        &self,
+        now: Instant,
+        (from, to): (f64, f64),
+        report_ttl: Duration,
+    ) -> u64 {
+        if self.forced.is_some() {
+            return 0;
+        }
+        match self.load_fraction(now, report_ttl) {
+            Some(f) if f > from && f < to => crate::steering::threshold((f - from) / (to - from)),
+            _ => 0,
+        }
+    }
+
     /// Capacity left (0..=1) while a fresh load report exists.
     pub(crate) fn headroom(&self, now: Instant, report_ttl: Duration) -> Option<f64> {
         self.load_fraction(now, report_ttl)

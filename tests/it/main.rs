@@ -52,4 +52,6 @@ mod steering;
 mod stream_descriptors;
 mod support_servers;
 mod tcp_limits;
+mod traffic;
+mod traffic_config;
 mod zone_limits;
