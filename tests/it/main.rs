@@ -54,4 +54,5 @@ mod support_servers;
 mod tcp_limits;
 mod traffic;
 mod traffic_config;
+mod traffic_dns;
 mod zone_limits;
