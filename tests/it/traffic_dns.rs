@@ -305,3 +305,63 @@ async fn load_between_the_watermarks_sheds_a_stable_share_of_prefixes() {
     }
     s.stop().await;
 }
+
+/// `sipsteer explain` through the binary on a config in `dir`.
+fn explain_cli(dir: &ConfigDir, args: &[&str]) -> String {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+        .arg("explain")
+        .args(["--config", &dir.main().display().to_string()])
+        .args(args)
+        .output()
+        .expect("run");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn explain_prints_the_split_and_the_bias() {
+    let zone = zone_with("    bias: { ams: 100 }\n    split: { uk: { de: 100 } }\n");
+    let dir = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", &zone)]);
+    std::fs::write(dir.path("geo.csv"), GEO_CSV).expect("csv");
+    let out = explain_cli(
+        &dir,
+        &[
+            "--client",
+            "192.0.2.1",
+            "--ecs",
+            "10.1.2.0/24",
+            "sip.example.com",
+            "A",
+        ],
+    );
+    for want in [
+        "reason    split",
+        "split     10.1.2.0/24 of uk: de 100% -> sent to de",
+        "tiers     de (priority 10), uk (priority 20)",
+        "ecs scope 24",
+        "  sip.example.com. 30 A 192.0.2.20",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in:\n{out}");
+    }
+    let out = explain_cli(
+        &dir,
+        &[
+            "--client",
+            "192.0.2.1",
+            "--ecs",
+            "90.0.0.0/24",
+            "sip.example.com",
+            "A",
+        ],
+    );
+    for want in [
+        "reason    bias",
+        "  1. ams        430 km (bias +100 km)  healthy   ams1 unknown",
+        "  2. uk            344 km  healthy   lon1 unknown",
+        "ecs scope 16",
+        "  sip.example.com. 30 A 192.0.2.30",
+    ] {
+        assert!(out.contains(want), "missing `{want}` in:\n{out}");
+    }
+    assert!(!out.contains("split "), "{out}");
+}
