@@ -54,7 +54,7 @@ pub(super) fn split_out(
             })
             .collect(),
         target: plan.split.map(name),
-        answered: plan.reason == steering::Reason::Split,
+        answered: plan.split.is_some() && plan.tiers().first().copied() == plan.split,
     })
 }
 
@@ -93,7 +93,7 @@ pub(super) fn render_split(s: &mut String, sp: &SplitOut) {
         targets.join(", "),
         match (&sp.target, sp.answered) {
             (Some(t), true) => format!("sent to {t}"),
-            (Some(t), false) => format!("{t}, which is down: stays as ranked"),
+            (Some(t), false) => format!("{t}, which does not serve this client: as ranked"),
             (None, _) => format!("stays with {}", sp.region),
         }
     );
