@@ -298,6 +298,43 @@ async fn load_between_the_watermarks_sheds_a_stable_share_of_prefixes() {
         "{body}"
     );
     assert_eq!(v["service"]["shed_prefix"], "10.3.0.0/24");
+    let (_, servers) = get(a, "/v1/servers").await;
+    let servers: serde_json::Value = serde_json::from_str(&servers).expect("json");
+    let lon1 = servers["servers"]
+        .as_array()
+        .and_then(|l| l.iter().find(|x| x["server"] == "lon1"))
+        .expect("lon1");
+    let share = lon1["shed"].as_f64().expect("a shedding share");
+    assert!((share - 0.5).abs() < 1e-9, "{lon1}");
+    // `explain --live` reads the shedding share and decides as the server does.
+    let shed_net = nets
+        .iter()
+        .find(|n| {
+            let (key, _) = steering::client_prefix(n.parse().expect("ip"));
+            steering::shed_hash(&key) < half
+        })
+        .expect("a shed prefix")
+        .clone();
+    let cfg = s.cfg.main();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+            .args(["explain", "--config"])
+            .arg(cfg)
+            .args(["--live", &format!("http://{a}"), "--client", "192.0.2.1"])
+            .args(["--ecs", &format!("{shed_net}/24"), "sip.example.com", "A"])
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "reason    shed",
+        "lon1 up (shedding 50%, this client left out)",
+        "tiers     de (priority 10), ams (priority 20)",
+    ] {
+        assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
     // At the second watermark lon1 is full: uk is out for everybody.
     assert_eq!(load(90).await.0, 200);
     for n in &nets[..8] {
