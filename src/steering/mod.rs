@@ -110,11 +110,12 @@ impl HealthView {
     pub fn suspect(&self, slot: usize) -> bool {
         self.suspect.get(slot).copied().unwrap_or(false)
     }
-    /// Suspect, recently flipped or full: answers that include it may soon change.
+    /// Suspect, recently flipped, full or shedding: answers that include it may soon change.
     pub fn troubled(&self, slot: usize) -> bool {
         self.suspect(slot)
             || self.flipped.get(slot).copied().unwrap_or(false)
             || self.status(slot) == Status::Full
+            || self.shed(slot) != 0
     }
 }
 

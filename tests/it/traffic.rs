@@ -317,3 +317,29 @@ fn shedding_leaves_out_a_share_of_clients_between_the_watermarks() {
         ("uk".into(), false, None)
     );
 }
+
+#[test]
+fn a_shedding_server_of_the_tiers_shortens_the_ttl() {
+    let (st, _d) = steering_from(&zone_with("    trouble_ttl: 5\n"));
+    let svc = &st.services[0];
+    let mut h = HealthView::all_up(st.slots);
+    let client = ip("10.1.2.3");
+    let p = steering::plan(&st, &h, 0, Asked::Service, client);
+    assert_eq!(steering::answer_ttl(&st, &h, svc, &p), 30);
+    h.shed[slot(&st, "fra1")] = steering::threshold(0.1);
+    h.shedding = true;
+    let p = steering::plan(&st, &h, 0, Asked::Service, client);
+    assert_eq!(
+        steering::answer_ttl(&st, &h, svc, &p),
+        5,
+        "de is the second tier"
+    );
+    h.shed[slot(&st, "fra1")] = 0;
+    h.shed[slot(&st, "ams1")] = steering::threshold(0.1);
+    let p = steering::plan(&st, &h, 0, Asked::Service, client);
+    assert_eq!(
+        steering::answer_ttl(&st, &h, svc, &p),
+        30,
+        "ams is not in the answer"
+    );
+}
