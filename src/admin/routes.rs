@@ -40,6 +40,7 @@ pub(super) fn router(state: AdminState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/explain", get(explain))
         .route("/v1/servers", get(servers))
+        .route("/v1/events", get(events))
         .merge(changing)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -163,6 +164,9 @@ struct ExplainQuery {
     rtype: Option<String>,
     #[serde(default)]
     ecs: Option<ipnet::IpNet>,
+    /// `json` (default) or `text`: the trace as `sipsteer explain` prints it.
+    #[serde(default)]
+    format: Option<String>,
 }
 
 async fn explain(
@@ -174,7 +178,9 @@ async fn explain(
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("bad query: {e} (use ?client=IP&name=NAME&type=TYPE&ecs=CIDR)"),
+                format!(
+                    "bad query: {e} (use ?client=IP&name=NAME&type=TYPE&ecs=CIDR&format=json|text)"
+                ),
             );
         }
     };
@@ -185,11 +191,50 @@ async fn explain(
             format!("unknown record type `{rtype}`"),
         );
     };
+    let text = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("text") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown format `{other}` (use json or text)"),
+            );
+        }
+    };
     let snap = s.reloader.shared().load_full();
     match crate::explain::explain(&snap, q.client, q.ecs, &q.name, rtype) {
+        Ok(e) if text => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            crate::explain::render(&e),
+        )
+            .into_response(),
         Ok(e) => Json(e).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events?since=N&limit=M`: the events numbered after `since`, oldest first.
+async fn events(
+    State(s): State<AdminState>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad query: use ?since=N&limit=M (non-negative integers)",
+        );
+    };
+    let limit = q.limit.unwrap_or(crate::events::MAX_READ);
+    Json(s.hub.events().since(q.since, limit)).into_response()
 }
 
 async fn reload(State(s): State<AdminState>) -> Response {
