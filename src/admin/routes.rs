@@ -41,6 +41,10 @@ pub(super) fn router(state: AdminState) -> Router {
         .route("/v1/explain", get(explain))
         .route("/v1/servers", get(servers))
         .route("/v1/events", get(events))
+        .route("/ui", get(super::ui::index))
+        .route("/ui/app.js", get(super::ui::script))
+        .route("/ui/app.css", get(super::ui::style))
+        .route("/ui/icon.svg", get(super::ui::icon))
         .merge(changing)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -49,6 +53,9 @@ pub(super) fn router(state: AdminState) -> Router {
 /// Lets a changing request through only with the right token, and refuses a body announced
 /// larger than [`MAX_BODY`] before reading it.
 async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    if let Err(r) = same_origin(req.headers()) {
+        return *r;
+    }
     if let Err(r) = authorize(&s, req.headers()) {
         return *r;
     }
@@ -96,6 +103,32 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response
             )
                 .into_response(),
         )),
+    }
+}
+
+/// A changing request sent by a browser carries `Origin`: it must name this API (the `Host`
+/// it was sent to), so a page from elsewhere cannot send one (with the bearer token as the
+/// only credential, and no cookies, there is nothing for it to ride on either).
+fn same_origin(headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin = origin.to_str().ok();
+    let matches = match (origin.and_then(|o| o.strip_prefix("http://")), host) {
+        (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
+        _ => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "cross-origin request refused: origin `{}` is not this admin api",
+                origin.unwrap_or("?")
+            ),
+        )))
     }
 }
 

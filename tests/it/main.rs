@@ -54,4 +54,5 @@ mod steering;
 mod stream_descriptors;
 mod support_servers;
 mod tcp_limits;
+mod ui;
 mod zone_limits;
