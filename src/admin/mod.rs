@@ -11,7 +11,6 @@ mod service;
 mod ui;
 
 pub use server::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE};
-pub use ui::UI_BYTES;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

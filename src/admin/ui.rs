@@ -16,9 +16,6 @@ const ICON: &str = include_str!("ui/icon.svg");
 pub(super) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The embedded files together (the page is meant to stay small).
-pub const UI_BYTES: usize = INDEX.len() + SCRIPT.len() + STYLE.len() + ICON.len();
-
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let headers: [(HeaderName, HeaderValue); 6] = [
         (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),

@@ -55,4 +55,5 @@ mod stream_descriptors;
 mod support_servers;
 mod tcp_limits;
 mod ui;
+mod ui_browser;
 mod zone_limits;
