@@ -27,8 +27,11 @@ pub enum Kind {
     Flip,
     /// An operator forced a state through the admin API, or cleared it.
     Forced,
-    /// A forced state (from the API or the operator state file) started or ended by time.
-    ForcedExpired,
+    /// A forced state took effect with time, not through an action or a reload (an operator
+    /// state file entry under one that ended).
+    ForcedStarted,
+    /// A forced state (from the API or the operator state file) ended at its `until`.
+    ForcedEnded,
     /// A reload applied a new config.
     Reload,
     /// A reload was refused; the old config keeps serving.
@@ -45,7 +48,8 @@ impl Kind {
         match self {
             Kind::Flip => "flip",
             Kind::Forced => "forced",
-            Kind::ForcedExpired => "forced_expired",
+            Kind::ForcedStarted => "forced_started",
+            Kind::ForcedEnded => "forced_ended",
             Kind::Reload => "reload",
             Kind::ReloadRejected => "reload_rejected",
             Kind::LoadPullFailed => "load_pull_failed",

@@ -419,11 +419,11 @@ fn refresh_forced(inner: &mut Inner, now: Instant, events: &EventLog) {
         let f = effective_forced(inner, &key, wall).0;
         if inner.entries[i].health.forced() != f {
             tracing::info!(server = %format!("{}/{}", key.0, key.1), forced = f.map(ForcedState::state_str), "forced state applied or expired");
-            let message = match f {
-                Some(f) => format!("forced {} now applies", f.state_str()),
-                None => "forced state ended".to_owned(),
+            let (kind, message) = match f {
+                Some(f) => (Kind::ForcedStarted, format!("{} applies", f.state_str())),
+                None => (Kind::ForcedEnded, "forced state ended".to_owned()),
             };
-            events.record(Kind::ForcedExpired, format!("{}/{}", key.0, key.1), message);
+            events.record(kind, format!("{}/{}", key.0, key.1), message);
             inner.entries[i].health.set_forced(f, now);
         }
     }

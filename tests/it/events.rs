@@ -202,7 +202,7 @@ async fn operator_states_are_logged_with_note_and_end() {
     .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(
-        wait_event(&s, "forced_expired", "de/fra1").await,
+        wait_event(&s, "forced_ended", "de/fra1").await,
         "forced state ended"
     );
     s.stop().await;
