@@ -36,7 +36,7 @@ use crate::lock::guard;
 use crate::steering::{HealthView, RECENT_FLIP, Steering};
 use crate::telemetry::Telemetry;
 use report::report;
-pub use report::{ApiStateOut, FileStateOut, LoadOut, ServerReport};
+pub use report::{ApiStateOut, CapacityOut, FileStateOut, LoadOut, ServerReport};
 
 /// Why an operator action or a load report was not applied.
 #[derive(Debug, thiserror::Error)]

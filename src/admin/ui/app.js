@@ -71,8 +71,11 @@
     let probe = s.check === 'none' ? 'not probed' : 'probe ' + (s.last_result || 'pending');
     if (s.rtt_ms !== null && s.rtt_ms !== undefined) probe += ' · ' + s.rtt_ms.toFixed(1) + ' ms';
     c.appendChild(el('div', 'muted', probe));
-    if (s.load) {
-      let l = 'load ' + (s.load.calls ?? '-') + ' calls / ' + (s.load.cps ?? '-') + ' cps';
+    if (s.load || s.capacity) {
+      const load = s.load || {};
+      const cap = s.capacity || {};
+      const part = (n, of, unit) => (n ?? '-') + (of ? '/' + of : '') + ' ' + unit;
+      let l = 'load ' + part(load.calls, cap.calls, 'calls') + ', ' + part(load.cps, cap.cps, 'cps');
       if (s.headroom !== null && s.headroom !== undefined) l += ' · headroom ' + Math.round(s.headroom * 100) + '%';
       c.appendChild(el('div', null, l));
     }
