@@ -270,7 +270,10 @@ async fn load_reload_status_and_json() {
     assert_eq!(servers.len(), 2);
     assert_eq!(servers[0]["state"], "full");
     assert_eq!(servers[0]["load"]["calls"], 90);
-    assert_eq!(servers[0]["capacity"], serde_json::json!({"calls": 100, "cps": 10}));
+    assert_eq!(
+        servers[0]["capacity"],
+        serde_json::json!({"calls": 100, "cps": 10})
+    );
     assert_eq!(servers[1]["capacity"], serde_json::Value::Null);
 
     // A bad edit: the reload is refused (exit 1) with the problem at file:line:col.

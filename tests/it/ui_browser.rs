@@ -254,6 +254,15 @@ async fn the_page_shows_health_drains_and_explains() {
 
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "console errors: {errors:?}");
+    // The check above can fail: a missing file is a console error.
+    c.goto(&format!("http://{admin}/ui/missing.js"))
+        .await
+        .expect("goto");
+    let errors = console_errors(&c).await;
+    assert!(
+        errors.iter().any(|e| e.contains("404")),
+        "no console error for a 404: {errors:?}"
+    );
     c.close().await.expect("close");
     drop(driver);
     s.stop().await;
