@@ -430,3 +430,34 @@ async fn exit_codes_tell_scripts_what_went_wrong() {
         r.err
     );
 }
+
+#[tokio::test]
+async fn an_instance_without_a_token_and_a_config_without_admin() {
+    let s = TestServer::start(
+        "listen: { dns: [\"127.0.0.1:0\"], admin: \"127.0.0.1:0\" }\nzones: zones\nhealth: { check: none }\n",
+        &[("example.com.yaml", crate::support::dns::STATIC_ZONE)],
+    )
+    .await;
+    let a = admin(&s).to_string();
+    // Reading works without a token; changing is refused (4) with the reason.
+    let r = ctl(&["--addr", &a, "events"]).await;
+    assert_eq!((r.code, r.out.as_str()), (0, ""), "{}", r.err);
+    let r = ctl(&["--addr", &a, "--token", "any-token-at-all", "reload"]).await;
+    assert_eq!(r.code, 4);
+    assert_eq!(
+        r.err,
+        "error: admin api answered 403: changing endpoints are disabled: set admin.token or SIPSTEER_ADMIN_TOKEN\n"
+    );
+    s.stop().await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("sipsteer.yaml");
+    std::fs::write(&cfg, "listen: { admin: \"off\" }\n").expect("write");
+    let cfg = cfg.display().to_string();
+    let r = ctl(&["--config", &cfg, "status"]).await;
+    assert_eq!(r.code, 2);
+    assert_eq!(
+        r.err,
+        format!("error: the admin API is off in {cfg} (listen.admin); use --addr\n")
+    );
+}
