@@ -174,6 +174,9 @@ pub enum CtlCommand {
         /// At most this many events.
         #[arg(long)]
         limit: Option<usize>,
+        /// Keep printing new events as they come (every second) until interrupted.
+        #[arg(long, short)]
+        follow: bool,
     },
 }
 

@@ -113,7 +113,12 @@ async fn execute(args: &CtlArgs) -> Result<String, Failure> {
             let reply = send(&target, Verb::Get, &path, None).await?;
             checked(reply)
         }
-        CtlCommand::Events { since, limit } => {
+        CtlCommand::Events {
+            since,
+            follow: true,
+            ..
+        } => follow(&target, json, *since).await,
+        CtlCommand::Events { since, limit, .. } => {
             let mut path = format!("/v1/events?since={since}");
             if let Some(l) = limit {
                 path.push_str(&format!("&limit={l}"));
@@ -121,6 +126,43 @@ async fn execute(args: &CtlArgs) -> Result<String, Failure> {
             let v = call(&target, Verb::Get, &path, None).await?;
             Ok(out(json, &v, show::events))
         }
+    }
+}
+
+/// `events --follow`: the events after `since`, then each new one, polled every second, until
+/// the process is interrupted or the API stops answering. With `--json`, one event a line.
+async fn follow(target: &Target, json: bool, mut since: u64) -> Result<String, Failure> {
+    use std::io::Write as _;
+    loop {
+        let v = call(
+            target,
+            Verb::Get,
+            &format!("/v1/events?since={since}"),
+            None,
+        )
+        .await?;
+        let text = if json {
+            let mut s = String::new();
+            for e in v["events"].as_array().into_iter().flatten() {
+                s.push_str(&e.to_string());
+                s.push('\n');
+            }
+            s
+        } else {
+            show::events(&v)
+        };
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            // The reader went away (a closed pipe): done.
+            return Ok(String::new());
+        }
+        drop(out);
+        since = v["next"].as_u64().unwrap_or(since);
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
 }
 

@@ -461,3 +461,47 @@ async fn an_instance_without_a_token_and_a_config_without_admin() {
         format!("error: the admin API is off in {cfg} (listen.admin); use --addr\n")
     );
 }
+
+#[tokio::test]
+async fn events_follow_prints_new_events_as_they_come() {
+    let (s, _uk, _de, a) = started().await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+        .args(["ctl", "--addr", &a, "events", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run ctl events --follow");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let r = ctl(&[
+        "--addr", &a, "--token", TOKEN, "drain", "de/fra1", "--note", "followed",
+    ])
+    .await;
+    assert_eq!(r.code, 0, "{}", r.err);
+    let found = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match rx.recv_timeout(left) {
+                Ok(l) if l.ends_with(" forced de/fra1: drain: followed") => return Ok(l),
+                Ok(l) => seen.push(l),
+                Err(_) => break,
+            }
+        }
+        Err(seen)
+    })
+    .await
+    .expect("join");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(found.is_ok(), "no drain event followed: {found:?}");
+    s.stop().await;
+}
