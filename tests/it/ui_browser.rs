@@ -235,6 +235,23 @@ async fn the_page_shows_health_drains_and_explains() {
     drain_with_the_token(&c, &s, admin).await;
     explain_box(&c, &s, admin).await;
 
+    // Answers per region, from /metrics, once two polls have been made.
+    let start = Instant::now();
+    loop {
+        let qps = c
+            .find(Locator::Css(r#"tr[data-region="de"] .qps"#))
+            .await
+            .expect("qps cell")
+            .text()
+            .await
+            .expect("text");
+        if qps.parse::<f64>().is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no rate: {qps}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // The event log shows the drain.
     let events = c.find(Locator::Id("events")).await.expect("events");
     let start = Instant::now();

@@ -268,6 +268,6 @@
     pollRates();
     setInterval(refresh, 1000);
     setInterval(pollEvents, 2000);
-    setInterval(pollRates, 5000);
+    setInterval(pollRates, 2000);
   });
 })();
