@@ -7,7 +7,7 @@ use sipsteer::cli::{Cli, Command, GeoipCommand, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Check { .. });
+    let quiet = matches!(cli.command, Command::Check { .. } | Command::Ctl(_));
     sipsteer::app::startup::init_logging(cli.log_format, quiet);
     let json = cli.log_format == LogFormat::Json;
     match cli.command {
@@ -66,6 +66,20 @@ fn main() -> ExitCode {
             print!("{text}");
             Ok(())
         }),
+        Command::Ctl(args) => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = rt.block_on(sipsteer::ctl::run(args));
+            ExitCode::from(code as u8)
+        }
         Command::Geoip {
             command: GeoipCommand::Build { csv, out },
         } => match sipsteer::geo::build_file(&csv, &out) {

@@ -15,7 +15,7 @@ use source::{Crate, ModPath};
 /// Top-level modules from the bottom up; a module may use the modules of earlier layers only.
 const LAYERS: &[&[&str]] = &[
     &["cli", "files", "lock", "proto", "sys", "telemetry"],
-    &["conns"],
+    &["conns", "events"],
     &["config"],
     &["geo", "lint"],
     &["routing"],
@@ -25,7 +25,7 @@ const LAYERS: &[&[&str]] = &[
     &["explain"],
     &["reload"],
     &["admin"],
-    &["app"],
+    &["app", "ctl"],
 ];
 
 /// Import cycles between files of one module not taken apart yet: the module and the files
