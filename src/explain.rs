@@ -1,6 +1,9 @@
 //! `explain`: the answer a client would get and why. It runs the real answer path on a real
 //! query packet and adds what the steering core saw: location, ranking with distances, server
-//! states, tiers and ECS scope. The CLI prints it; `/v1/explain` returns it as JSON.
+//! states, tiers and ECS scope, and the bias, split and shedding decisions. The CLI prints
+//! it; `/v1/explain` returns it as JSON.
+
+mod traffic;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -67,12 +70,18 @@ pub(crate) struct ServiceOut {
     /// The answer is SERVFAIL: the GeoIP map is not compiled yet and `geoip.warmup.answer`
     /// is `servfail`.
     pub servfail: bool,
+    /// The split of the client's region, where its prefix falls.
+    pub split: Option<traffic::SplitOut>,
+    /// The prefix the shedding hash was taken of, while a server sheds.
+    pub shed_prefix: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub(crate) struct RankOut {
     pub region: String,
     pub distance_km: Option<f64>,
+    /// Kilometres the service's `bias:` takes off this region's distance (negative: adds).
+    pub bias_km: Option<f64>,
     pub healthy: bool,
     pub servers: Vec<ServerOut>,
 }
@@ -86,6 +95,10 @@ pub(crate) struct ServerOut {
     pub backup: bool,
     /// The operator state file's entry in effect for this server (`drain`, `down`, `up`).
     pub file_state: Option<&'static str>,
+    /// Percent of clients the server leaves out (`capacity.shed`), while it sheds.
+    pub shed_percent: Option<f64>,
+    /// It leaves this client out.
+    pub shed_client: bool,
 }
 
 /// Explains the answer to `name`/`rtype` for `client` (and an optional ECS subnet).
@@ -176,23 +189,40 @@ fn service_out(
         ranking: ranking
             .order
             .iter()
-            .map(|&pos| rank_out(snap, svc.regions[pos as usize], coords))
+            .map(|&pos| {
+                let bias = svc.bias.get(pos as usize).copied().filter(|b| *b != 0.0);
+                rank_out(snap, svc.regions[pos as usize], coords, bias, &plan)
+            })
             .collect(),
         tiers: plan.tiers().iter().map(|&p| region_name(p)).collect(),
         ttl,
         trouble: ttl != svc.ttl && plan.reason != steering::Reason::Warmup,
         servfail: plan.reason == steering::Reason::Warmup && snap.warmup_servfail,
+        split: match asked {
+            Asked::Service => {
+                traffic::split_out(snap, svc, ranking.order.first().copied(), &plan, located)
+            }
+            Asked::Region(_) => None,
+        },
+        shed_prefix: plan.shed_key.map(|_| traffic::prefix_text(located)),
     }
 }
 
 /// One region of the ranking (`region` is its global index), with its distance from the
-/// client's coordinates when known.
-fn rank_out(snap: &Snapshot, region: usize, coords: Option<(f64, f64)>) -> RankOut {
+/// client's coordinates when known, and its bias.
+fn rank_out(
+    snap: &Snapshot,
+    region: usize,
+    coords: Option<(f64, f64)>,
+    bias_km: Option<f64>,
+    plan: &steering::Plan,
+) -> RankOut {
     let st = &snap.steering;
     let r = &st.regions[region];
     RankOut {
         region: r.name.clone(),
         distance_km: coords.map(|c| (distance_km(c, r.location) * 10.0).round() / 10.0),
+        bias_km,
         healthy: st.region_healthy(region, &snap.health),
         servers: r
             .servers
@@ -208,6 +238,10 @@ fn rank_out(snap: &Snapshot, region: usize, coords: Option<(f64, f64)>) -> RankO
                     .get(&(r.name.clone(), s.name.clone()))
                     .filter(|o| o.active(std::time::SystemTime::now()))
                     .map(|o| o.state.as_str()),
+                shed_percent: traffic::shed_percent(snap, s.slot),
+                shed_client: plan.shed_key.is_some_and(|k| {
+                    snap.health.serves_client(s.slot, None) && snap.health.sheds(s.slot, k)
+                }),
             })
             .collect(),
     }
@@ -333,6 +367,12 @@ fn render_service(s: &mut String, svc: &ServiceOut) {
             String::new()
         }
     );
+    if let Some(sp) = &svc.split {
+        traffic::render_split(s, sp);
+    }
+    if let Some(p) = &svc.shed_prefix {
+        let _ = writeln!(s, "shedding  hashed on {p}");
+    }
     let _ = writeln!(s, "ranking");
     for (i, r) in svc.ranking.iter().enumerate() {
         render_rank(s, i, r);
@@ -363,21 +403,34 @@ fn render_service(s: &mut String, svc: &ServiceOut) {
 
 /// One line of the ranking: the region's place (`i` from 0), distance, health and servers.
 fn render_rank(s: &mut String, i: usize, r: &RankOut) {
-    let dist = r
+    let mut dist = r
         .distance_km
         .map_or("-".to_string(), |d| format!("{d:.0} km"));
+    if let Some(b) = r.bias_km {
+        let _ = write!(dist, " (bias {b:+} km)");
+    }
     let servers: Vec<String> = r
         .servers
         .iter()
         .map(|x| {
             format!(
-                "{} {}{}{}{}",
+                "{} {}{}{}{}{}",
                 x.name,
                 x.state.as_str(),
                 if x.suspect { " (suspect)" } else { "" },
                 if x.backup { " (backup)" } else { "" },
                 x.file_state
                     .map(|f| format!(" (operator state file: {f})"))
+                    .unwrap_or_default(),
+                x.shed_percent
+                    .map(|p| format!(
+                        " (shedding {p}%{})",
+                        if x.shed_client {
+                            ", this client left out"
+                        } else {
+                            ""
+                        }
+                    ))
                     .unwrap_or_default()
             )
         })

@@ -252,20 +252,22 @@ pub async fn with_live_health(snap: Snapshot, base: &str) -> Result<Snapshot, Cl
         base: base.to_owned(),
         source,
     })?;
-    let mut live: HashMap<(String, String), Status> = HashMap::new();
+    let mut live: HashMap<(String, String), (Status, Option<f64>)> = HashMap::new();
     for s in v["servers"].as_array().into_iter().flatten() {
         let state: Option<Status> = serde_json::from_value(s["state"].clone()).ok();
         if let (Some(r), Some(n), Some(st)) = (s["region"].as_str(), s["server"].as_str(), state) {
-            live.insert((r.to_owned(), n.to_owned()), st);
+            live.insert((r.to_owned(), n.to_owned()), (st, s["shed"].as_f64()));
         }
     }
     let mut view = HealthView::all_up(snap.steering.slots);
     for r in &snap.steering.regions {
         for s in &r.servers {
-            if let Some(st) = live.get(&(r.name.clone(), s.name.clone())) {
+            if let Some((st, shed)) = live.get(&(r.name.clone(), s.name.clone())) {
                 view.status[s.slot] = *st;
+                view.shed[s.slot] = shed.map_or(0, crate::steering::threshold);
             }
         }
     }
+    view.shedding = view.shed.iter().any(|&t| t != 0);
     Ok(snap.with_health(Arc::new(view)))
 }

@@ -402,9 +402,16 @@ fn capacity_settings(c: Option<&raw::CapacityPolicy>, sink: &mut Sink) -> Capaci
     let mut s = CapacitySettings {
         overflow_at: 0.8,
         report_ttl: Duration::from_secs(30),
+        shed: None,
     };
     let Some(c) = c else { return s };
-    if let Some(o) = &c.overflow_at {
+    if let Some(shed) = &c.shed {
+        s.shed = shed_watermarks(shed, c.overflow_at.is_some(), sink);
+        if let Some((_, to)) = s.shed {
+            s.overflow_at = to;
+        }
+    }
+    if let Some(o) = c.overflow_at.as_ref().filter(|_| c.shed.is_none()) {
         if o.value > 0.0 && o.value <= 1.0 {
             s.overflow_at = o.value;
         } else {
@@ -423,4 +430,39 @@ fn capacity_settings(c: Option<&raw::CapacityPolicy>, sink: &mut Sink) -> Capaci
         }
     }
     s
+}
+
+/// `capacity.shed`: the load fractions where shedding starts and where a server is full,
+/// `0 <= from < to <= 1`; not together with `overflow_at` (`to` takes its place).
+fn shed_watermarks(
+    shed: &raw::S<raw::Shed>,
+    with_overflow_at: bool,
+    sink: &mut Sink,
+) -> Option<(f64, f64)> {
+    if with_overflow_at {
+        sink.on(
+            shed,
+            "capacity.shed",
+            "use either overflow_at or shed, not both (shed.to is where a server is full)",
+        );
+        return None;
+    }
+    let (from, to) = (&shed.value.from, &shed.value.to);
+    if !(0.0..1.0).contains(&from.value) {
+        sink.on(
+            from,
+            "capacity.shed.from",
+            "must be at least 0 and less than 1",
+        );
+        return None;
+    }
+    if !(to.value > from.value && to.value <= 1.0) {
+        sink.on(
+            to,
+            "capacity.shed.to",
+            format!("must be more than shed.from ({}) and at most 1", from.value),
+        );
+        return None;
+    }
+    Some((from.value, to.value))
 }

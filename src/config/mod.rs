@@ -18,6 +18,7 @@ pub(crate) mod service_names;
 mod services;
 mod source;
 pub(crate) mod tls;
+mod traffic;
 mod values;
 mod warmup;
 pub(crate) mod watch;
@@ -45,6 +46,8 @@ const MAX_RECORDS_PER_NAME: usize = 1024;
 pub use cache::ZoneCache;
 pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
 pub use error::{ConfigError, ConfigErrors};
+pub(crate) use source::content_hash;
+pub use traffic::MAX_BIAS_KM;
 pub use values::parse_duration;
 pub use warmup::{Warmup, WarmupAnswer};
 
@@ -136,6 +139,10 @@ pub struct CapacitySettings {
     pub overflow_at: f64,
     /// How long a load report stays valid.
     pub report_ttl: Duration,
+    /// Proportional shedding (`capacity.shed`): between these load fractions a server is
+    /// left out of the answers of a growing share of clients; at the second it is full
+    /// (`overflow_at` is then the same value).
+    pub shed: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -275,6 +282,27 @@ pub struct ServiceConfig {
     pub fallback: Vec<usize>,
     pub networks: Vec<(IpNet, usize)>,
     pub all_down: AllDown,
+    /// `bias:`: kilometres taken off the distance to a region (index into
+    /// [`Config::regions`]) when ranking by distance; negative adds.
+    pub bias: Vec<(usize, f64)>,
+    /// `split:`: shares of a region's clients sent to another region.
+    pub splits: Vec<SplitConfig>,
+}
+
+/// A share of one region's clients sent to another region (`split:`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitConfig {
+    /// The region whose clients are split (index into [`Config::regions`]).
+    pub from: usize,
+    /// Where the share goes.
+    pub to: usize,
+    /// Percent of `from`'s clients, more than 0 and at most 100.
+    pub percent: f64,
+}
+
+/// The message for a region that is not one of a service's regions.
+fn not_in(r: &str) -> String {
+    format!("region `{r}` is not one of this service's regions")
 }
 
 /// Reads and validates the config at `path` and every zone map it names.

@@ -155,6 +155,17 @@ pub(super) struct CapacityPolicy {
     pub overflow_at: Option<S<f64>>,
     #[serde(default)]
     pub report_ttl: Option<S<String>>,
+    /// Proportional shedding between two load watermarks, instead of `overflow_at`.
+    #[serde(default)]
+    pub shed: Option<S<Shed>>,
+}
+
+/// `capacity.shed`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Shed {
+    pub from: S<f64>,
+    pub to: S<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -316,4 +327,10 @@ pub(super) struct Service {
     pub networks: HashMap<S<String>, S<Scalar>>,
     #[serde(default)]
     pub all_down: Option<S<String>>,
+    /// Kilometres taken off the distance to a region (negative: added).
+    #[serde(default)]
+    pub bias: HashMap<S<String>, S<f64>>,
+    /// Per region: the percentage of its clients sent to each other region.
+    #[serde(default)]
+    pub split: HashMap<S<String>, HashMap<S<String>, S<f64>>>,
 }

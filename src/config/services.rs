@@ -10,8 +10,10 @@ use serde_saphyr::Spanned;
 use super::MAX_TIERS;
 use super::error::Sink;
 use super::names;
+use super::not_in;
 use super::raw;
 use super::regions::{RegionTable, transports};
+use super::traffic;
 use super::values::Values;
 use super::{AllDown, ServiceConfig, Transport};
 
@@ -137,6 +139,8 @@ fn service(
     };
     let networks = networks(s, &in_service, path, sink);
     let all_down = all_down(s, path, sink);
+    let bias = traffic::bias(s, &in_service, path, sink);
+    let splits = traffic::splits(s, &in_service, path, sink);
     Some(ServiceConfig {
         label: key.value.clone(),
         name,
@@ -149,6 +153,8 @@ fn service(
         fallback,
         networks,
         all_down,
+        bias,
+        splits,
     })
 }
 
@@ -190,11 +196,6 @@ fn service_regions(
         );
     }
     None
-}
-
-/// The message for a region that is not one of the service's regions.
-fn not_in(r: &str) -> String {
-    format!("region `{r}` is not one of this service's regions")
 }
 
 /// `ttl:` of the steered records, 30 seconds unless given.

@@ -17,7 +17,7 @@ const HASH_KEY: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
 /// The hash of a file's contents that tells a changed file from an unchanged one and that
 /// `/v1/status` shows: SipHash-2-4 (Aumasson and Bernstein, 2012) with the fixed key
 /// [`HASH_KEY`], so the same bytes give the same hash on every build and every instance.
-pub(super) fn content_hash(bytes: &[u8]) -> u64 {
+pub(crate) fn content_hash(bytes: &[u8]) -> u64 {
     SipHasher24::new_with_key(&HASH_KEY).hash(bytes)
 }
 

@@ -35,7 +35,7 @@ const RCODES: [&str; 8] = [
     "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other",
 ];
 /// Steering reasons in their slots after `static` (slot 0); the last slot is `all_down`.
-const STEERED: [Reason; 7] = [
+const STEERED: [Reason; 10] = [
     Reason::Network,
     Reason::Country,
     Reason::Continent,
@@ -43,6 +43,9 @@ const STEERED: [Reason; 7] = [
     Reason::Fallback,
     Reason::Pinned,
     Reason::Warmup,
+    Reason::Bias,
+    Reason::Split,
+    Reason::Shed,
 ];
 /// How an answer was decided: static data, a steering reason, or all down.
 const REASONS: usize = STEERED.len() + 2;
@@ -92,6 +95,9 @@ fn reason_index(s: &Summary) -> usize {
             Reason::Fallback => 5,
             Reason::Pinned => 6,
             Reason::Warmup => 7,
+            Reason::Bias => 8,
+            Reason::Split => 9,
+            Reason::Shed => 10,
         },
     }
 }

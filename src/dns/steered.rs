@@ -124,7 +124,7 @@ impl Cx<'_> {
         let mut n = 0;
         for (k, &pos) in self.plan.tiers().iter().enumerate() {
             let region = self.svc.regions[pos as usize];
-            for (si, s) in tier_servers(self.st, &self.snap.health, region, self.plan.fail_open) {
+            for (si, s) in tier_servers(self.st, &self.snap.health, region, self.plan) {
                 if !s.transports.contains(&t) {
                     continue;
                 }
@@ -149,7 +149,7 @@ impl Cx<'_> {
     fn addresses(&self, transports: &[Transport], w: &mut Writer) {
         for &pos in self.plan.tiers() {
             let region = self.svc.regions[pos as usize];
-            for (si, s) in tier_servers(self.st, &self.snap.health, region, self.plan.fail_open) {
+            for (si, s) in tier_servers(self.st, &self.snap.health, region, self.plan) {
                 if !s.transports.iter().any(|t| transports.contains(t)) {
                     continue;
                 }
@@ -213,7 +213,7 @@ impl Cx<'_> {
             return false;
         };
         let region = self.svc.regions[pos as usize];
-        let count: usize = tier_servers(self.st, &self.snap.health, region, self.plan.fail_open)
+        let count: usize = tier_servers(self.st, &self.snap.health, region, self.plan)
             .map(|(_, s)| if v4 { s.v4.len() } else { s.v6.len() })
             .sum();
         if count == 0 {
@@ -238,7 +238,7 @@ impl Cx<'_> {
 impl Cx<'_> {
     /// The `k`-th address of one family among a tier region's answered servers.
     fn nth_address(&self, region: usize, v4: bool, k: usize) -> Option<&[u8]> {
-        tier_servers(self.st, &self.snap.health, region, self.plan.fail_open)
+        tier_servers(self.st, &self.snap.health, region, self.plan)
             .flat_map(|(_, s)| {
                 let (a, b): (&[[u8; 4]], &[[u8; 16]]) =
                     if v4 { (&s.v4, &[]) } else { (&[], &s.v6) };

@@ -92,6 +92,8 @@ struct Inner {
     /// Operator states from the operator state file of the bound config.
     file_forced: OperatorStates,
     overflow_at: f64,
+    /// The shedding watermarks (`capacity.shed`), if any.
+    shed: Option<(f64, f64)>,
     report_ttl: Duration,
     /// The steering data the current entries were bound to.
     bound: Option<std::sync::Weak<Steering>>,
@@ -209,6 +211,7 @@ impl HealthHub {
             .map(|e| ((e.region.clone(), e.server.clone()), e))
             .collect();
         inner.overflow_at = cfg.capacity.overflow_at;
+        inner.shed = cfg.capacity.shed;
         inner.file_forced = cfg.operator.clone();
         let wall = SystemTime::now();
         inner.report_ttl = cfg.capacity.report_ttl;
@@ -430,7 +433,17 @@ fn refresh_forced(inner: &mut Inner, now: Instant, events: &EventLog) {
 }
 
 fn view(inner: &Inner, now: Instant) -> HealthView {
+    let shed: Vec<u64> = match inner.shed {
+        Some(marks) => inner
+            .entries
+            .iter()
+            .map(|e| e.health.shed_threshold(now, marks, inner.report_ttl))
+            .collect(),
+        None => vec![0; inner.entries.len()],
+    };
     HealthView {
+        shedding: shed.iter().any(|&t| t != 0),
+        shed,
         status: inner
             .entries
             .iter()

@@ -171,6 +171,35 @@ impl ServerHealth {
         }
     }
 
+    /// The share of clients the server leaves out (0 to 1): from nobody at the first
+    /// watermark to everybody at the second, where it is full; `None` while it sheds nobody
+    /// (load outside the watermarks, no fresh report, or a state an operator forced).
+    pub(crate) fn shed_share(
+        &self,
+        now: Instant,
+        (from, to): (f64, f64),
+        report_ttl: Duration,
+    ) -> Option<f64> {
+        if self.forced.is_some() {
+            return None;
+        }
+        match self.load_fraction(now, report_ttl) {
+            Some(f) if f > from && f < to => Some((f - from) / (to - from)),
+            _ => None,
+        }
+    }
+
+    /// [`Self::shed_share`] as a threshold on the shedding hash (0 for none).
+    pub(crate) fn shed_threshold(
+        &self,
+        now: Instant,
+        marks: (f64, f64),
+        report_ttl: Duration,
+    ) -> u64 {
+        self.shed_share(now, marks, report_ttl)
+            .map_or(0, crate::steering::threshold)
+    }
+
     /// Capacity left (0..=1) while a fresh load report exists.
     pub(crate) fn headroom(&self, now: Instant, report_ttl: Duration) -> Option<f64> {
         self.load_fraction(now, report_ttl)

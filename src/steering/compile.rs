@@ -10,6 +10,7 @@ use ipnet::IpNet;
 
 use super::policy::{Policies, Policy, regions_of};
 use super::rank::{Ranking, fallback_ranking, rank_pinned};
+use super::traffic::{Split, compile_split};
 use super::{HealthView, Reason};
 use crate::config::service_names::{service_names, wire_name};
 use crate::config::{AllDown, Capacity, Config, ServerConfig, ServiceConfig, Transport};
@@ -91,6 +92,11 @@ pub struct Service {
     network_rankings: Vec<Ranking>,
     /// Overrides, longest prefix first.
     pub networks: Vec<(IpNet, u16)>,
+    /// Kilometres taken off the distance per region position (`bias:`); empty when none.
+    pub bias: Vec<f64>,
+    /// Per region position, the split of its clients (`split:`); empty when the service
+    /// splits nothing, and an empty list for a region it does not split.
+    pub splits: Vec<Box<[Split]>>,
     /// Wire names of the SRV owners per transport: `_sip._udp.sip.example.com`.
     pub srv_names: Vec<(Transport, Box<[u8]>)>,
     /// Per region position: `uk.sip.example.com`.
@@ -217,8 +223,8 @@ fn compile_service(
     s: &ServiceConfig,
     policies: &mut Policies<'_>,
 ) -> (Arc<Service>, usize) {
-    let (regs, fallback) = regions_of(cfg, s);
-    let policy = policies.position(&regs, &fallback);
+    let (regs, fallback, bias) = regions_of(cfg, s);
+    let policy = policies.position(&regs, &fallback, &bias);
     let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
     let mut networks: Vec<(IpNet, u16)> =
         s.networks.iter().map(|(n, g)| (*n, pos_of(*g))).collect();
@@ -245,12 +251,36 @@ fn compile_service(
             .map(|p| rank_pinned(p, &regs, Reason::Network))
             .collect(),
         networks,
+        bias,
+        splits: compile_splits(s, &regs),
         srv_names: names.srv,
         region_names: names.regions.iter().map(|r| r.name.clone()).collect(),
         region_srv_names: names.regions.iter().map(|r| r.srv.clone()).collect(),
         hosts: names.regions.into_iter().map(|r| r.hosts).collect(),
     };
     (Arc::new(service), policy)
+}
+
+/// A service's splits per region position (empty when it has none).
+fn compile_splits(s: &ServiceConfig, regs: &[&crate::config::RegionConfig]) -> Vec<Box<[Split]>> {
+    if s.splits.is_empty() {
+        return Vec::new();
+    }
+    let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
+    (0..regs.len() as u16)
+        .map(|from| {
+            compile_split(
+                s.splits
+                    .iter()
+                    .filter(|x| pos_of(x.from) == from)
+                    .map(|x| {
+                        let to = pos_of(x.to);
+                        (to, regs[to as usize].name.as_str(), x.percent)
+                    })
+                    .collect(),
+            )
+        })
+        .collect()
 }
 
 impl Steering {
@@ -297,6 +327,33 @@ impl Steering {
     /// warms its cache lines ahead of the lookups).
     pub fn sole_map(&self) -> Option<&GeoMap> {
         self.policies.get(self.sole_map?)?.map.as_ref()
+    }
+
+    /// Whether a region is healthy for a client whose shedding hash is `key` (at least
+    /// `min_up` of its servers serve that client), whether it is healthy at all, and whether
+    /// any of its servers sheds.
+    pub fn region_serves_client(
+        &self,
+        region: usize,
+        health: &HealthView,
+        key: u64,
+    ) -> (bool, bool, bool) {
+        let Some(r) = self.regions.get(region) else {
+            return (false, false, false);
+        };
+        let (mut serve, mut client, mut sheds) = (0, 0, false);
+        for s in &r.servers {
+            if health.status(s.slot).serves() {
+                serve += 1;
+                if health.shed(s.slot) != 0 {
+                    sheds = true;
+                }
+                if !health.sheds(s.slot, key) {
+                    client += 1;
+                }
+            }
+        }
+        (client >= r.min_up, serve >= r.min_up, sheds)
     }
 
     /// A region is healthy while at least `min_up` of its servers serve.

@@ -7,6 +7,7 @@
 mod compile;
 mod policy;
 mod rank;
+mod traffic;
 
 use std::net::IpAddr;
 
@@ -14,6 +15,10 @@ pub use compile::{
     Region, Server, Service, Steering, compile, compile_keeping, compile_reusing, narrow,
 };
 pub use rank::{Ranking, rank_location, rank_pinned};
+pub use traffic::{
+    SPLIT_PREFIX_V4, SPLIT_PREFIX_V6, Split, client_prefix, compile_split, in_share, prefix_hash,
+    shed_hash, split_target, threshold,
+};
 
 use crate::config::{AllDown, MAX_TIERS, Transport};
 
@@ -59,6 +64,12 @@ pub struct HealthView {
     pub suspect: Vec<bool>,
     /// Its state changed a moment ago ([`RECENT_FLIP`]).
     pub flipped: Vec<bool>,
+    /// The share of clients a server is left out for while its load is between the
+    /// shedding watermarks (`capacity.shed`), as a threshold on the shedding hash
+    /// ([`threshold`]); 0 = none.
+    pub shed: Vec<u64>,
+    /// Whether any server sheds: only then is a client's shedding hash computed.
+    pub shedding: bool,
 }
 
 /// How long a server counts as recently flipped, for the trouble TTL.
@@ -72,7 +83,23 @@ impl HealthView {
             headroom: vec![None; slots],
             suspect: vec![false; slots],
             flipped: vec![false; slots],
+            shed: vec![0; slots],
+            shedding: false,
         }
+    }
+    /// The server's shedding threshold (0 when it sheds nobody).
+    pub fn shed(&self, slot: usize) -> u64 {
+        self.shed.get(slot).copied().unwrap_or(0)
+    }
+    /// Whether the server is answered to a client whose shedding hash is `key`: it serves,
+    /// and it does not shed that client.
+    pub fn serves_client(&self, slot: usize, key: Option<u64>) -> bool {
+        self.status(slot).serves() && !key.is_some_and(|k| self.sheds(slot, k))
+    }
+    /// Whether the server leaves out a client whose shedding hash is `key`.
+    pub fn sheds(&self, slot: usize, key: u64) -> bool {
+        let t = self.shed(slot);
+        t != 0 && in_share(key, t)
     }
     pub fn status(&self, slot: usize) -> Status {
         self.status.get(slot).copied().unwrap_or(Status::Unknown)
@@ -83,11 +110,12 @@ impl HealthView {
     pub fn suspect(&self, slot: usize) -> bool {
         self.suspect.get(slot).copied().unwrap_or(false)
     }
-    /// Suspect, recently flipped or full: answers that include it may soon change.
+    /// Suspect, recently flipped, full or shedding: answers that include it may soon change.
     pub fn troubled(&self, slot: usize) -> bool {
         self.suspect(slot)
             || self.flipped.get(slot).copied().unwrap_or(false)
             || self.status(slot) == Status::Full
+            || self.shed(slot) != 0
     }
 }
 
@@ -110,6 +138,12 @@ pub enum Reason {
     /// The GeoIP database is not compiled yet (after a start): the service's fallback order
     /// with the warm-up TTL, or SERVFAIL (`geoip.warmup`).
     Warmup,
+    /// Nearest by distance once the service's `bias:` is applied, which changed the order.
+    Bias,
+    /// The client's prefix is in a `split:` share of its region: sent to the split's target.
+    Split,
+    /// Proportional shedding (`capacity.shed`) left this client's nearest region out.
+    Shed,
 }
 
 impl Reason {
@@ -122,6 +156,9 @@ impl Reason {
             Reason::Fallback => "fallback",
             Reason::Pinned => "pinned",
             Reason::Warmup => "warmup",
+            Reason::Bias => "bias",
+            Reason::Split => "split",
+            Reason::Shed => "shed",
         }
     }
 }
@@ -149,6 +186,11 @@ pub struct Plan {
     pub fail_open: bool,
     /// Every candidate was down and the policy is `nodata`: answer nothing.
     pub empty: bool,
+    /// The split target the client's prefix falls to (a position), whether or not it is
+    /// healthy: it leads the order, and the rest follow as ranked.
+    pub split: Option<u16>,
+    /// The client's shedding hash while a server sheds (`None`: nobody is left out).
+    pub shed_key: Option<u64>,
 }
 
 impl Plan {
@@ -165,41 +207,61 @@ pub fn plan(
     asked: Asked,
     client: IpAddr,
 ) -> Plan {
+    let mut p = Plan {
+        tiers: [0; MAX_TIERS],
+        len: 0,
+        reason: Reason::Fallback,
+        scope: 0,
+        fail_open: false,
+        empty: false,
+        split: None,
+        shed_key: None,
+    };
     let Some(svc) = st.services.get(service) else {
-        return Plan {
-            tiers: [0; MAX_TIERS],
-            len: 0,
-            reason: Reason::Fallback,
-            scope: 0,
-            fail_open: false,
-            empty: true,
-        };
+        p.empty = true;
+        return p;
     };
     let (ranking, scope) = match asked {
         Asked::Region(pos) => (svc.pinned.get(pos as usize).unwrap_or(&svc.fallback), 0),
         Asked::Service => st.ranking_for(service, client),
     };
     // Before the GeoIP map is compiled only the fallback ranking stands for a location.
-    let reason = match ranking.reason {
+    p.reason = match ranking.reason {
         Reason::Fallback if st.warmup_ttl.is_some() => Reason::Warmup,
         r => r,
     };
-    let mut p = Plan {
-        tiers: [0; MAX_TIERS],
-        len: 0,
-        reason,
-        scope,
-        fail_open: false,
-        empty: false,
+    p.scope = scope;
+    // The hash of the client's prefix, only when a split or shedding can use it.
+    let splits = match asked {
+        Asked::Service if ranking.reason != Reason::Network => ranking
+            .order
+            .first()
+            .and_then(|&f| svc.splits.get(f as usize))
+            .filter(|r| !r.is_empty()),
+        _ => None,
     };
-    for &pos in &ranking.order {
-        if p.len as usize >= svc.failover.min(MAX_TIERS) {
-            break;
+    let prefix = (splits.is_some() || health.shedding).then(|| client_prefix(client));
+    if let (Some(rules), Some((key, len))) = (splits, prefix) {
+        p.split = split_target(rules, &key);
+        p.scope = p.scope.max(len);
+    }
+    let mut shed_before = false;
+    if let Some((key, len)) = prefix.filter(|_| health.shedding) {
+        p.shed_key = Some(shed_hash(&key));
+        let (looked, moved) = walk(st, health, svc, ranking, &mut p);
+        shed_before = moved;
+        if looked {
+            p.scope = p.scope.max(len);
         }
-        if st.region_healthy(svc.regions[pos as usize], health) {
-            p.tiers[p.len as usize] = pos;
-            p.len += 1;
+        if p.len == 0 {
+            // Shedding never leaves a client without a region that serves: then nobody is
+            // left out.
+            p.shed_key = None;
+            shed_before = false;
+            walk(st, health, svc, ranking, &mut p);
         }
+    } else {
+        walk(st, health, svc, ranking, &mut p);
     }
     if p.len == 0 {
         match svc.all_down {
@@ -212,34 +274,83 @@ pub fn plan(
             }
             AllDown::Nodata => p.empty = true,
         }
+        return p;
+    }
+    if p.split.is_some() && p.split == p.tiers().first().copied() {
+        p.reason = Reason::Split;
+    }
+    if shed_before {
+        p.reason = Reason::Shed;
     }
     p
 }
 
-/// Whether a tier region is answered with its backups: when none of its primaries serves.
-/// Failing open, backups stand in only for a region without primaries.
-pub fn uses_backups(st: &Steering, health: &HealthView, region: usize, fail_open: bool) -> bool {
+/// Fills the plan's tiers: the split target first (when there is one), then the ranking's
+/// order, healthy regions only, up to the failover depth. With the plan's shedding hash, a
+/// region is healthy for this client only (its shedding servers leave the client out);
+/// returns whether a shedding server was looked at, and whether shedding alone left out a
+/// region before the first tier.
+fn walk(
+    st: &Steering,
+    health: &HealthView,
+    svc: &Service,
+    ranking: &Ranking,
+    p: &mut Plan,
+) -> (bool, bool) {
+    let lead = p.split;
+    let order = lead
+        .into_iter()
+        .chain(ranking.order.iter().copied().filter(|&x| Some(x) != lead));
+    let (mut looked, mut moved) = (false, false);
+    for pos in order {
+        if p.len as usize >= svc.failover.min(MAX_TIERS) {
+            break;
+        }
+        let region = svc.regions[pos as usize];
+        let healthy = if let Some(key) = p.shed_key {
+            let (serves, plain, sheds) = st.region_serves_client(region, health, key);
+            looked |= sheds;
+            moved |= p.len == 0 && plain && !serves;
+            serves
+        } else {
+            st.region_healthy(region, health)
+        };
+        if healthy {
+            p.tiers[p.len as usize] = pos;
+            p.len += 1;
+        }
+    }
+    (looked, moved)
+}
+
+/// Whether a tier region is answered with its backups: when none of its primaries serves
+/// the plan's client. Failing open, backups stand in only for a region without primaries.
+pub fn uses_backups(st: &Steering, health: &HealthView, region: usize, plan: &Plan) -> bool {
     let Some(r) = st.regions.get(region) else {
         return false;
     };
     !r.servers
         .iter()
-        .any(|s| !s.backup && (fail_open || health.status(s.slot).serves()))
+        .any(|s| !s.backup && (plan.fail_open || health.serves_client(s.slot, plan.shed_key)))
 }
 
-/// The servers answered for a tier region (indexes into its servers), in config order.
+/// The servers answered for a tier region of `plan` (indexes into its servers), in config
+/// order.
 pub fn tier_servers<'a>(
     st: &'a Steering,
     health: &'a HealthView,
     region: usize,
-    fail_open: bool,
+    plan: &Plan,
 ) -> impl Iterator<Item = (usize, &'a Server)> + 'a {
-    let backups = uses_backups(st, health, region, fail_open);
+    let backups = uses_backups(st, health, region, plan);
+    let (fail_open, key) = (plan.fail_open, plan.shed_key);
     st.regions
         .get(region)
         .into_iter()
         .flat_map(|r| r.servers.iter().enumerate())
-        .filter(move |(_, s)| s.backup == backups && (fail_open || health.status(s.slot).serves()))
+        .filter(move |(_, s)| {
+            s.backup == backups && (fail_open || health.serves_client(s.slot, key))
+        })
 }
 
 /// The TTL of a planned answer: the service's trouble TTL while any server of its tier

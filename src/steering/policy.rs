@@ -14,7 +14,7 @@ use crate::geo::{GeoData, GeoMap};
 #[derive(Debug)]
 pub(super) struct Policy {
     /// What the rankings depend on: the regions (location, country and continent lists, in
-    /// order), the fallback order, and the GeoIP data.
+    /// order), the fallback order, the biases, and the GeoIP data.
     key: PolicyKey,
     geo: Option<std::sync::Weak<GeoData>>,
     pub(super) map: Option<GeoMap>,
@@ -24,9 +24,10 @@ pub(super) struct Policy {
 type PolicyKey = (
     Vec<(String, u64, u64, Vec<[u8; 2]>, Vec<[u8; 2]>)>,
     Vec<u16>,
+    Vec<u64>,
 );
 
-fn policy_key(regs: &[&RegionConfig], fallback: &[u16]) -> PolicyKey {
+fn policy_key(regs: &[&RegionConfig], fallback: &[u16], bias: &[f64]) -> PolicyKey {
     (
         regs.iter()
             .map(|r| {
@@ -40,6 +41,7 @@ fn policy_key(regs: &[&RegionConfig], fallback: &[u16]) -> PolicyKey {
             })
             .collect(),
         fallback.to_vec(),
+        bias.iter().map(|b| b.to_bits()).collect(),
     )
 }
 
@@ -79,8 +81,8 @@ impl<'a> Policies<'a> {
     /// built on the same GeoIP data, else built or reused by key.
     pub(super) fn adopt(&mut self, old: &Arc<Policy>, cfg: &Config, s: &ServiceConfig) -> usize {
         if !same_geo(old.geo.as_ref(), self.geo) {
-            let (regs, fallback) = regions_of(cfg, s);
-            return self.position(&regs, &fallback);
+            let (regs, fallback, bias) = regions_of(cfg, s);
+            return self.position(&regs, &fallback, &bias);
         }
         if let Some(&i) = self.adopted.get(&Arc::as_ptr(old)) {
             return i;
@@ -97,9 +99,15 @@ impl<'a> Policies<'a> {
         i
     }
 
-    /// The position of the policy for these regions and fallback order, built or reused.
-    pub(super) fn position(&mut self, regs: &[&RegionConfig], fallback: &[u16]) -> usize {
-        let key = policy_key(regs, fallback);
+    /// The position of the policy for these regions, fallback order and biases, built or
+    /// reused.
+    pub(super) fn position(
+        &mut self,
+        regs: &[&RegionConfig],
+        fallback: &[u16],
+        bias: &[f64],
+    ) -> usize {
+        let key = policy_key(regs, fallback, bias);
         if let Some(&i) = self.index.get(&key) {
             return i;
         }
@@ -109,7 +117,7 @@ impl<'a> Policies<'a> {
         });
         let policy = match reused {
             Some(p) => p.clone(),
-            None => Arc::new(build_policy(key.clone(), regs, fallback, self.geo)),
+            None => Arc::new(build_policy(key.clone(), regs, fallback, bias, self.geo)),
         };
         self.list.push(policy);
         self.index.insert(key, self.list.len() - 1);
@@ -117,15 +125,23 @@ impl<'a> Policies<'a> {
     }
 }
 
-/// A service's regions, and its fallback order as positions among them.
+/// A service's regions, its fallback order as positions among them, and its biases per
+/// position (empty when it has none).
 pub(super) fn regions_of<'c>(
     cfg: &'c Config,
     s: &ServiceConfig,
-) -> (Vec<&'c RegionConfig>, Vec<u16>) {
+) -> (Vec<&'c RegionConfig>, Vec<u16>, Vec<f64>) {
     let regs: Vec<&RegionConfig> = s.regions.iter().map(|&i| &cfg.regions[i]).collect();
     let pos_of = |g: usize| s.regions.iter().position(|&r| r == g).unwrap_or(0) as u16;
     let fallback: Vec<u16> = s.fallback.iter().map(|&g| pos_of(g)).collect();
-    (regs, fallback)
+    let mut bias = Vec::new();
+    if !s.bias.is_empty() {
+        bias = vec![0.0; regs.len()];
+        for &(g, km) in &s.bias {
+            bias[pos_of(g) as usize] = km;
+        }
+    }
+    (regs, fallback, bias)
 }
 
 fn same_geo(old: Option<&std::sync::Weak<GeoData>>, new: Option<&Arc<GeoData>>) -> bool {
@@ -140,6 +156,7 @@ fn build_policy(
     key: PolicyKey,
     regs: &[&RegionConfig],
     fallback: &[u16],
+    bias: &[f64],
     geo: Option<&Arc<GeoData>>,
 ) -> Policy {
     let mut rankings: Vec<Ranking> = Vec::new();
@@ -150,13 +167,13 @@ fn build_policy(
             (rankings.len() - 1) as u32
         })
     };
-    let no_location = intern(rank_location(None, regs, fallback));
+    let no_location = intern(rank_location(None, regs, fallback, bias));
     let map = geo.map(|g| {
         let classes: Vec<u32> = g
             .table
             .locations
             .iter()
-            .map(|l| intern(rank_location(Some(l), regs, fallback)))
+            .map(|l| intern(rank_location(Some(l), regs, fallback, bias)))
             .collect();
         GeoMap::compile(&g.table, &classes, no_location)
     });

@@ -1,5 +1,6 @@
 //! Ranking regions for a location: overrides aside, country and continent lists first, then
-//! great-circle distance, and the fallback order when nothing is known.
+//! great-circle distance less each region's bias, and the fallback order when nothing is
+//! known.
 
 use crate::config::RegionConfig;
 use crate::geo::{Location, distance_km};
@@ -14,11 +15,14 @@ pub struct Ranking {
 }
 
 /// Ranks `regions` (a service's list, in its order) for a client location.
-/// `fallback` (positions) is used when the location says nothing useful.
+/// `fallback` (positions) is used when the location says nothing useful. `bias` (per
+/// position, or empty) is taken off each region's distance in kilometres; a distance ranking
+/// whose order the bias changed has the reason [`Reason::Bias`].
 pub fn rank_location(
     loc: Option<&Location>,
     regions: &[&RegionConfig],
     fallback: &[u16],
+    bias: &[f64],
 ) -> Ranking {
     let Some(loc) = loc else {
         return fallback_ranking(regions.len(), fallback);
@@ -46,12 +50,25 @@ pub fn rank_location(
     if best == 2 && loc.coords.is_none() {
         return fallback_ranking(regions.len(), fallback);
     }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let sort = |keyed: &mut Vec<(u8, f64, u16)>| {
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+    };
+    let unbiased = (best == 2 && !bias.is_empty()).then(|| {
+        let mut plain = keyed.clone();
+        sort(&mut plain);
+        plain
+    });
+    for k in &mut keyed {
+        k.1 -= bias.get(k.2 as usize).copied().unwrap_or(0.0);
+    }
+    sort(&mut keyed);
+    let biased = unbiased.is_some_and(|u| u.iter().zip(&keyed).any(|(a, b)| a.2 != b.2));
     Ranking {
         order: keyed.iter().map(|k| k.2).collect(),
         reason: match best {
             0 => Reason::Country,
             1 => Reason::Continent,
+            _ if biased => Reason::Bias,
             _ => Reason::Distance,
         },
     }

@@ -155,7 +155,8 @@ fn backups_answer_only_while_primaries_are_out() {
     let (st, _d) = steering_from(STEER_ZONE);
     let uk = st.services[0].regions[0];
     let pick = |h: &HealthView| -> Vec<(String, bool)> {
-        steering::tier_servers(&st, h, uk, false)
+        let p = steering::plan(&st, h, 0, Asked::Service, ip("81.2.69.160"));
+        steering::tier_servers(&st, h, uk, &p)
             .map(|(_, s)| (s.name.clone(), s.backup))
             .collect()
     };
@@ -177,7 +178,7 @@ fn all_down_fails_open_or_answers_nothing() {
     assert!(p.fail_open);
     let uk = st.services[0].regions[0];
     assert_eq!(
-        steering::tier_servers(&st, &h, uk, true).count(),
+        steering::tier_servers(&st, &h, uk, &p).count(),
         2,
         "fail open answers the primaries"
     );

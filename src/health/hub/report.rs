@@ -38,6 +38,9 @@ pub struct ServerReport {
     pub capacity: Option<CapacityOut>,
     /// Capacity left, 0 to 1, rounded to three decimals.
     pub headroom: Option<f64>,
+    /// The share of clients left out while the load is between the shedding watermarks
+    /// (`capacity.shed`), 0 to 1, exact.
+    pub shed: Option<f64>,
     pub since_secs: f64,
 }
 
@@ -132,6 +135,9 @@ pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
         headroom: h
             .headroom(now, inner.report_ttl)
             .map(|x| (x * 1000.0).round() / 1000.0),
+        shed: inner
+            .shed
+            .and_then(|m| h.shed_share(now, m, inner.report_ttl)),
         since_secs: now.saturating_duration_since(h.since()).as_secs_f64(),
     }
 }
