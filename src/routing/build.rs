@@ -83,7 +83,9 @@ pub(crate) fn compile_reusing(cfg: &Config, previous: Option<&Routing>) -> Routi
     let mut service_base = 0u32;
     for z in &cfg.zones {
         let data = match old.get(&Arc::as_ptr(z)) {
-            Some(d) if regions.same(d) => Arc::clone(d),
+            Some(d) if regions.same(d) && cfg.keys.get(&z.origin) == d.key.as_ref() => {
+                Arc::clone(d)
+            }
             _ => Arc::new(zone(z, cfg, &regions)),
         };
         let zone = Zone {
@@ -163,6 +165,11 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         service_nodes(&mut nodes, local as u32, svc, cfg, origin);
     }
     empty_non_terminals(&mut nodes, &apex);
+    let key = cfg.keys.get(origin).cloned();
+    if let Some(k) = &key {
+        let node = nodes.entry(apex.clone()).or_default();
+        node.sets.extend(key_sets(k, origin, z.ttl));
+    }
 
     let soa_min = z.soa.minimum;
     let (soa, soa_ptrs) = super::rdata::soa(&z.soa, &apex);
@@ -180,7 +187,20 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         negative_soa,
         nodes,
         has_cuts,
+        key,
     }
+}
+
+/// The apex's DNSKEY set and the child-side copies for the parent (RFC 7344): CDNSKEY (the
+/// same key) and CDS (its SHA-256 DS).
+fn key_sets(k: &crate::dnssec::ZoneKey, origin: &Name, ttl: u32) -> [RRset; 3] {
+    use crate::proto::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY};
+    let dnskey = vec![(ttl, k.dnskey_rdata().to_vec())];
+    [
+        rrset(TYPE_DNSKEY, &dnskey, origin, Vec::new()),
+        rrset(TYPE_CDNSKEY, &dnskey, origin, Vec::new()),
+        rrset(TYPE_CDS, &[(ttl, k.ds_rdata(origin))], origin, Vec::new()),
+    ]
 }
 
 /// The zone's static records (SOA and NS at the apex first) grouped by owner, each owner's in

@@ -58,6 +58,9 @@ pub struct ZoneData {
     pub nodes: NameMap<Node>,
     /// Whether any node below the apex is a delegation.
     pub has_cuts: bool,
+    /// The signing key when the zone is signed; its DNSKEY, CDNSKEY and CDS sets are at the
+    /// apex node.
+    pub key: Option<std::sync::Arc<crate::dnssec::ZoneKey>>,
 }
 
 /// The data at one owner name.

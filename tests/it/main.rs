@@ -19,6 +19,7 @@ mod dns_seam;
 mod dns_source_address;
 mod dns_static;
 mod dns_steered;
+mod dnssec_keys;
 mod encrypted;
 mod encrypted_limits;
 mod explain_cli;
