@@ -3,8 +3,12 @@
 //! DNSKEY (and CDNSKEY) record data, its key tag and its DS (and CDS) digest, each computed
 //! once when the key is loaded. The crypto is hickory-proto's `dnssec-ring` feature (ring).
 
+mod sign;
+
 use std::fmt;
 use std::path::Path;
+
+pub use sign::Window;
 
 use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
 use hickory_proto::dnssec::{self as hd, PublicKey, SigningKey};
@@ -79,6 +83,9 @@ pub enum KeyError {
 pub struct ZoneKey {
     algorithm: Algorithm,
     signer: Box<dyn SigningKey>,
+    /// Algorithm 13 signs with RFC 6979 deterministic nonces (ring's ECDSA draws a random
+    /// one per signature, so two instances would make different RRSIGs).
+    p256: Option<p256::ecdsa::SigningKey>,
     /// DNSKEY record data: flags, protocol, algorithm, public key.
     dnskey: Box<[u8]>,
     key_tag: u16,
@@ -128,9 +135,19 @@ impl ZoneKey {
         dnskey.push(algorithm.number());
         dnskey.extend_from_slice(public.public_bytes());
         let key_tag = key_tag(&dnskey);
+        let p256 = match algorithm {
+            Algorithm::EcdsaP256 => {
+                use p256::pkcs8::DecodePrivateKey;
+                let k = p256::ecdsa::SigningKey::from_pkcs8_der(der.secret_pkcs8_der())
+                    .map_err(|_| KeyError::WrongAlgorithm(algorithm))?;
+                Some(k)
+            }
+            Algorithm::Ed25519 => None,
+        };
         Ok(ZoneKey {
             algorithm,
             signer,
+            p256,
             dnskey: dnskey.into_boxed_slice(),
             key_tag,
         })
@@ -160,9 +177,15 @@ impl ZoneKey {
         &self.dnskey
     }
 
-    /// The signing key, for signatures made off the query path.
-    pub fn signer(&self) -> &dyn SigningKey {
-        &*self.signer
+    /// Signs `data` (the RRSIG's signed data): the same bytes for the same data and key.
+    fn sign(&self, data: &[u8]) -> Vec<u8> {
+        use p256::ecdsa::signature::Signer;
+        if let Some(k) = &self.p256 {
+            let sig: p256::ecdsa::Signature = k.sign(data);
+            return sig.to_bytes().to_vec();
+        }
+        // Ed25519 (RFC 8032) is deterministic; ring's signing cannot fail.
+        self.signer.sign(&hd::TBS::from(data)).unwrap_or_default()
     }
 
     /// The SHA-256 digest of this key at `owner` (RFC 4034 5.1.4: the owner in canonical
@@ -311,7 +334,7 @@ mod tests {
             let pk_len = if alg == Algorithm::Ed25519 { 32 } else { 64 };
             assert_eq!(rd.len(), 4 + pk_len);
             // The key tag and digest agree with hickory-proto's own computation.
-            let pk = hd::PublicKeyBuf::new(rd[4..].to_vec(), k.signer().algorithm());
+            let pk = hd::PublicKeyBuf::new(rd[4..].to_vec(), hd::Algorithm::from_u8(alg.number()));
             let dnskey = hd::rdata::DNSKEY::new(true, true, false, pk);
             assert_eq!(dnskey.calculate_key_tag().expect("tag"), k.key_tag());
             let owner = Name::from_ascii("Example.COM.").expect("name");

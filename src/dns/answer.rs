@@ -92,6 +92,7 @@ pub fn respond(
         .filter(|e| e.source > 0)
         .map_or(crate::geo::canonical(client), |e| e.addr);
     let mut w = Writer::new(out, q.id, Some(q.question), q.name, limit, opt_reserve);
+    w.set_dnssec_ok(q.edns.is_some_and(|e| e.dnssec_ok));
     let mut a = Answer {
         rcode: wire::RCODE_NOERROR,
         aa: true,

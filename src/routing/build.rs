@@ -7,6 +7,7 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use std::sync::Arc;
 
+use super::sign::Signing;
 use super::{NameMap, Node, RRset, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels};
 use crate::config::service_names::wire_name;
 use crate::config::{Config, RegionConfig, ZoneConfig};
@@ -55,6 +56,7 @@ pub(crate) fn rrset_with_ptrs(
         targets: targets.into_boxed_slice(),
         cname: None,
         apex_ptrs: apex_ptrs.into_boxed_slice(),
+        rrsig: None,
     }
 }
 
@@ -83,7 +85,11 @@ pub(crate) fn compile_reusing(cfg: &Config, previous: Option<&Routing>) -> Routi
     let mut service_base = 0u32;
     for z in &cfg.zones {
         let data = match old.get(&Arc::as_ptr(z)) {
-            Some(d) if regions.same(d) && cfg.keys.get(&z.origin) == d.key.as_ref() => {
+            Some(d)
+                if regions.same(d)
+                    && cfg.keys.get(&z.origin) == d.key.as_ref()
+                    && (d.key.is_none() || d.window == crate::dnssec::Window::now()) =>
+            {
                 Arc::clone(d)
             }
             _ => Arc::new(zone(z, cfg, &regions)),
@@ -151,10 +157,14 @@ impl<'a> Regions<'a> {
 fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
     let origin = &z.origin;
     let apex = wire_name(origin);
+    let key = cfg.keys.get(origin).cloned();
+    let window = crate::dnssec::Window::now();
+    let signing = key.as_deref().map(|k| Signing::new(k, origin, window));
+    let signing = signing.as_ref();
     let mut nodes: NameMap<Node> = NameMap::default();
     let mut has_cuts = false;
     for (name, records) in &by_owner(z) {
-        let mut node = static_node(records, origin, &apex);
+        let mut node = static_node(records, origin, &apex, signing);
         if name != origin && node.set(crate::proto::TYPE_NS).is_some() {
             node.cut = true;
             has_cuts = true;
@@ -162,23 +172,37 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         nodes.insert(wire_name(name), node);
     }
     for (local, svc) in z.services.iter().enumerate() {
-        service_nodes(&mut nodes, local as u32, svc, cfg, origin);
+        service_nodes(&mut nodes, local as u32, svc, cfg, origin, signing);
     }
     empty_non_terminals(&mut nodes, &apex);
-    let key = cfg.keys.get(origin).cloned();
-    if let Some(k) = &key {
+    if let (Some(k), Some(sg)) = (&key, signing) {
         let node = nodes.entry(apex.clone()).or_default();
-        node.sets.extend(key_sets(k, origin, z.ttl));
+        node.sets.extend(key_sets(k, origin, z.ttl, sg));
+        if has_cuts {
+            unsign_below_cuts(&mut nodes, &apex);
+        }
     }
 
     let soa_min = z.soa.minimum;
     let (soa, soa_ptrs) = super::rdata::soa(&z.soa, &apex);
-    let negative_soa = rrset_with_ptrs(
+    let mut negative_soa = rrset_with_ptrs(
         crate::proto::TYPE_SOA,
         &[(soa_min, soa, soa_ptrs)],
         origin,
         Vec::new(),
     );
+    // The apex SOA's signature, with the negative answer's TTL (its original TTL, inside
+    // the signature, is the SOA's own).
+    let apex_sig = nodes
+        .get(&apex)
+        .and_then(|n| n.set(crate::proto::TYPE_SOA))
+        .and_then(|s| s.rrsig.clone());
+    negative_soa.rrsig = apex_sig.map(|mut sig| {
+        if let Some(t) = sig.wire.get_mut(6..10) {
+            t.copy_from_slice(&soa_min.to_be_bytes());
+        }
+        sig
+    });
     ZoneData {
         source: z.clone(),
         regions: service_regions(z, regions),
@@ -188,19 +212,60 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         nodes,
         has_cuts,
         key,
+        window,
+    }
+}
+
+/// The set's RRSIG as a record set of its own.
+fn rrsig_set(ttl: u32, rdata: Vec<u8>, origin: &Name) -> Box<RRset> {
+    Box::new(rrset(
+        crate::proto::TYPE_RRSIG,
+        &[(ttl, rdata)],
+        origin,
+        Vec::new(),
+    ))
+}
+
+/// Delegation NS sets and everything below a cut (glue) are not the zone's to sign.
+fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
+    let cuts: Vec<Box<[u8]>> = nodes
+        .iter()
+        .filter(|(_, n)| n.cut)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (name, node) in nodes.iter_mut() {
+        let mut cur: &[u8] = name;
+        while cur.len() > apex.len() {
+            if cuts.iter().any(|c| **c == *cur) {
+                for set in &mut node.sets {
+                    set.rrsig = None;
+                }
+                break;
+            }
+            match super::parent(cur) {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
     }
 }
 
 /// The apex's DNSKEY set and the child-side copies for the parent (RFC 7344): CDNSKEY (the
 /// same key) and CDS (its SHA-256 DS).
-fn key_sets(k: &crate::dnssec::ZoneKey, origin: &Name, ttl: u32) -> [RRset; 3] {
+fn key_sets(k: &crate::dnssec::ZoneKey, origin: &Name, ttl: u32, sg: &Signing) -> [RRset; 3] {
     use crate::proto::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY};
-    let dnskey = vec![(ttl, k.dnskey_rdata().to_vec())];
+    let key = k.dnskey_rdata().to_vec();
+    let ds = k.ds_rdata(origin);
     [
-        rrset(TYPE_DNSKEY, &dnskey, origin, Vec::new()),
-        rrset(TYPE_CDNSKEY, &dnskey, origin, Vec::new()),
-        rrset(TYPE_CDS, &[(ttl, k.ds_rdata(origin))], origin, Vec::new()),
+        (TYPE_DNSKEY, key.clone()),
+        (TYPE_CDNSKEY, key),
+        (TYPE_CDS, ds),
     ]
+    .map(|(t, rd)| {
+        let mut set = rrset(t, &[(ttl, rd.clone())], origin, Vec::new());
+        set.rrsig = Some(rrsig_set(ttl, sg.raw(origin, t, ttl, &[rd]), origin));
+        set
+    })
 }
 
 /// The zone's static records (SOA and NS at the apex first) grouped by owner, each owner's in
@@ -230,7 +295,7 @@ fn by_owner(z: &ZoneConfig) -> HashMap<Name, Vec<Record>> {
 
 /// The node of one owner of static records: one wire record set per type, in the order the
 /// types first appear.
-fn static_node(records: &[Record], origin: &Name, apex: &[u8]) -> Node {
+fn static_node(records: &[Record], origin: &Name, apex: &[u8], sg: Option<&Signing>) -> Node {
     let mut node = Node::default();
     let mut types: Vec<u16> = Vec::new();
     for r in records {
@@ -260,6 +325,12 @@ fn static_node(records: &[Record], origin: &Name, apex: &[u8]) -> Node {
             set.cname = Some(wire_name(&c.0));
             set.targets = Box::new([]);
         }
+        if let (Some(sg), Some(first)) = (sg, of_type.first()) {
+            let data = of_type.iter().map(|r| &r.data);
+            set.rrsig = sg
+                .records(&first.name, t, first.ttl, data)
+                .map(|rd| rrsig_set(first.ttl, rd, origin));
+        }
         node.sets.push(set);
     }
     node
@@ -273,6 +344,7 @@ fn service_nodes(
     svc: &crate::config::ServiceConfig,
     cfg: &Config,
     origin: &Name,
+    sg: Option<&Signing>,
 ) {
     let sref = |kind| SteerRef {
         service: local,
@@ -292,18 +364,27 @@ fn service_nodes(
             nodes.entry(n).or_default().steer = Some(sref(SteerKind::RegionSrv(ri as u16, t)));
         }
         for (host, s) in rn.hosts.into_iter().zip(&reg.servers) {
+            let owner = sg.and_then(|_| super::name_of(&host));
+            let sg = sg.zip(owner.as_ref());
             host_sets(
                 nodes.entry(host).or_default(),
                 &s.addresses,
                 svc.ttl,
                 origin,
+                sg,
             );
         }
     }
 }
 
 /// Adds a server host name's A and AAAA record sets (those it has addresses for).
-fn host_sets(node: &mut Node, addresses: &[std::net::IpAddr], ttl: u32, origin: &Name) {
+fn host_sets(
+    node: &mut Node,
+    addresses: &[std::net::IpAddr],
+    ttl: u32,
+    origin: &Name,
+    sg: Option<(&Signing, &Name)>,
+) {
     for (t, v4) in [
         (crate::proto::TYPE_A, true),
         (crate::proto::TYPE_AAAA, false),
@@ -317,7 +398,12 @@ fn host_sets(node: &mut Node, addresses: &[std::net::IpAddr], ttl: u32, origin: 
             })
             .collect();
         if !items.is_empty() {
-            node.sets.push(rrset(t, &items, origin, Vec::new()));
+            let mut set = rrset(t, &items, origin, Vec::new());
+            if let Some((sg, owner)) = sg {
+                let rdatas: Vec<Vec<u8>> = items.iter().map(|(_, d)| d.clone()).collect();
+                set.rrsig = Some(rrsig_set(ttl, sg.raw(owner, t, ttl, &rdatas), origin));
+            }
+            node.sets.push(set);
         }
     }
 }

@@ -5,6 +5,8 @@ pub(crate) mod build;
 
 pub(crate) mod rdata;
 
+mod sign;
+
 use std::collections::HashMap;
 
 pub use build::compile;
@@ -61,6 +63,8 @@ pub struct ZoneData {
     /// The signing key when the zone is signed; its DNSKEY, CDNSKEY and CDS sets are at the
     /// apex node.
     pub key: Option<std::sync::Arc<crate::dnssec::ZoneKey>>,
+    /// The signature window its RRSIGs were made in (a compile in a later period signs again).
+    pub window: crate::dnssec::Window,
 }
 
 /// The data at one owner name.
@@ -128,6 +132,9 @@ pub struct RRset {
     pub cname: Option<Box<[u8]>>,
     /// Offsets in `wire` of pointers to the zone apex, filled in per reply ([`rdata`]).
     pub apex_ptrs: Box<[u16]>,
+    /// In a signed zone, the set's RRSIG (one record, owner pointer `0xC00C` like the set's),
+    /// written after the set when the query has DO=1.
+    pub rrsig: Option<Box<RRset>>,
 }
 
 impl RRset {
@@ -179,6 +186,20 @@ pub fn count_labels(name: &[u8]) -> usize {
         pos += l as usize + 1;
     }
     n
+}
+
+/// A wire name (lowercase, uncompressed) as a hickory name.
+pub(crate) fn name_of(wire: &[u8]) -> Option<hickory_proto::rr::Name> {
+    let mut labels: Vec<&[u8]> = Vec::new();
+    let mut pos = 0;
+    while let Some(&l) = wire.get(pos) {
+        if l == 0 {
+            return hickory_proto::rr::Name::from_labels(labels).ok();
+        }
+        labels.push(wire.get(pos + 1..pos + 1 + l as usize)?);
+        pos += l as usize + 1;
+    }
+    None
 }
 
 /// The parent of a wire name (`None` for the root).

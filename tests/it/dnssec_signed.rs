@@ -1,0 +1,268 @@
+//! Signed static answers: with DO=1 every record set of a signed zone comes with an RRSIG that
+//! verifies with the published DNSKEY (checked by hickory-proto's own canonical form and
+//! crypto); a set and its RRSIG are written together or not at all (TC when the answer does
+//! not fit); DO=0 replies are byte for byte those of the unsigned zone; and two instances with
+//! the same key make byte-identical RRSIGs.
+
+use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, RRSIG};
+use hickory_proto::dnssec::{Algorithm as HAlg, PublicKey, PublicKeyBuf, TBS};
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use sipsteer::dnssec::{Algorithm, Window, ZoneKey};
+
+use crate::support::dns::*;
+
+const DO: Q = Q {
+    edns: None,
+    ecs: None,
+    version: 0,
+    dnssec_ok: true,
+};
+
+/// STATIC_ZONE (and `extra` records) signed with a new key of `alg`; the key's PEM.
+fn signed(alg: Algorithm, pem: &str, extra: &str) -> ConfigDir {
+    let zone = format!(
+        "{STATIC_ZONE}{extra}dnssec: {{ algorithm: {}, key: zone.pem }}\n",
+        alg.number()
+    );
+    let dir = ConfigDir::new(MAIN, &[("example.com.yaml", &zone)]);
+    std::fs::write(dir.path("zone.pem"), pem).expect("write key");
+    dir
+}
+
+fn new_key(alg: Algorithm) -> (String, ZoneKey) {
+    let pem = ZoneKey::generate_pem(alg).expect("generate");
+    let key = ZoneKey::from_pkcs8(alg, pem.as_bytes()).expect("load");
+    (pem, key)
+}
+
+fn public(key: &ZoneKey) -> PublicKeyBuf {
+    PublicKeyBuf::new(
+        key.dnskey_rdata()[4..].to_vec(),
+        HAlg::from_u8(key.algorithm().number()),
+    )
+}
+
+fn rrsig_of(r: &Record) -> Option<&RRSIG> {
+    match &r.data {
+        RData::DNSSEC(DNSSECRData::RRSIG(s)) => Some(s),
+        _ => None,
+    }
+}
+
+/// Checks that `records` (one section) is each set followed by one RRSIG that verifies over
+/// it with `key`; returns the number of sets.
+fn verify_section(records: &[Record], key: &ZoneKey, signer: &Name) -> usize {
+    let pk = public(key);
+    let mut sets = 0;
+    let mut i = 0;
+    while i < records.len() {
+        let rtype = records[i].record_type();
+        let mut j = i;
+        while j < records.len()
+            && records[j].record_type() == rtype
+            && records[j].name == records[i].name
+        {
+            j += 1;
+        }
+        let sig = records
+            .get(j)
+            .and_then(rrsig_of)
+            .unwrap_or_else(|| panic!("no RRSIG after {:?}", records[i]));
+        let input = sig.input();
+        assert_eq!(input.type_covered, rtype);
+        assert_eq!(input.key_tag, key.key_tag());
+        assert_eq!(&input.signer_name, signer);
+        assert_eq!(records[j].name, records[i].name, "RRSIG owner");
+        let w = Window::now();
+        assert_eq!(input.sig_inception.get(), w.inception);
+        assert_eq!(input.sig_expiration.get(), w.expiration);
+        let tbs = TBS::from_input(&records[i].name, DNSClass::IN, input, records[i..j].iter())
+            .expect("signed data");
+        pk.verify(tbs.as_ref(), sig.sig())
+            .unwrap_or_else(|e| panic!("RRSIG over {:?} does not verify: {e}", records[i]));
+        sets += 1;
+        i = j + 1;
+    }
+    sets
+}
+
+#[tokio::test]
+async fn every_static_set_comes_with_an_rrsig_that_verifies() {
+    for alg in [Algorithm::EcdsaP256, Algorithm::Ed25519] {
+        let (pem, key) = new_key(alg);
+        let s = TestServer::start_in(signed(alg, &pem, "")).await;
+        let apex = Name::from_ascii("example.com.").expect("name");
+        for (name, t, sets) in [
+            ("web.example.com.", RecordType::A, 1),
+            ("Example.COM.", RecordType::MX, 2), // mail's A in the additional section
+            ("example.com.", RecordType::NS, 3), // ns1's A and AAAA
+            ("example.com.", RecordType::SOA, 1),
+            ("example.com.", RecordType::TXT, 1),
+            ("example.com.", RecordType::DNSKEY, 1),
+            ("example.com.", RecordType::CDS, 1),
+            ("_sip._udp.example.com.", RecordType::SRV, 2),
+            ("naptr.example.com.", RecordType::NAPTR, 1),
+            ("ptr.example.com.", RecordType::PTR, 1),
+            ("caa.example.com.", RecordType::CAA, 1),
+            ("alias.example.com.", RecordType::A, 3), // CNAME, CNAME, A
+        ] {
+            let m = udp(s.addr, name, t, &DO).await;
+            assert_eq!(rcode(&m), ResponseCode::NoError, "{name} {t}");
+            assert!(
+                m.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok),
+                "DO echoed"
+            );
+            let got = verify_section(&m.answers, &key, &apex)
+                + verify_section(&m.additionals, &key, &apex);
+            assert_eq!(got, sets, "{name} {t}: {:?}", rrs(&m.answers));
+        }
+        // Negative answers: the SOA is signed (with its own TTL as the original TTL).
+        let m = udp(s.addr, "web.example.com.", RecordType::MX, &DO).await;
+        assert_eq!(verify_section(&m.authorities, &key, &apex), 1);
+        assert_eq!(m.authorities[0].ttl, 60);
+        assert_eq!(m.authorities[1].ttl, 60);
+        s.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn delegations_and_glue_are_not_signed() {
+    let (pem, _key) = new_key(Algorithm::EcdsaP256);
+    let s = TestServer::start_in(signed(Algorithm::EcdsaP256, &pem, "")).await;
+    let m = udp(s.addr, "www.sub.example.com.", RecordType::A, &DO).await;
+    assert!(!m.metadata.authoritative);
+    assert_eq!(
+        rrs(&m.authorities),
+        [
+            "sub.example.com. 300 NS ns.sub.example.com.",
+            "sub.example.com. 300 NS ns2.example.net."
+        ]
+    );
+    assert_eq!(
+        rrs(&m.additionals),
+        ["ns.sub.example.com. 300 A 192.0.2.99"]
+    );
+    s.stop().await;
+}
+
+/// The raw reply to `name`/`t` asked with `q`, over UDP.
+fn raw(addr: std::net::SocketAddr, name: &str, t: RecordType, q: &Q) -> Vec<u8> {
+    udp_raw(addr, &query(name, t, q)).expect("udp reply")
+}
+
+#[tokio::test]
+async fn without_do_replies_are_those_of_the_unsigned_zone() {
+    let (pem, _key) = new_key(Algorithm::EcdsaP256);
+    let signed = TestServer::start_in(signed(Algorithm::EcdsaP256, &pem, "")).await;
+    let plain = TestServer::start(MAIN, &[("example.com.yaml", STATIC_ZONE)]).await;
+    let edns = Q {
+        edns: Some(1232),
+        ..Q::default()
+    };
+    for (name, t) in [
+        ("web.example.com.", RecordType::A),
+        ("example.com.", RecordType::MX),
+        ("example.com.", RecordType::NS),
+        ("example.com.", RecordType::ANY),
+        ("nope.example.com.", RecordType::A),
+        ("web.example.com.", RecordType::MX),
+        ("alias.example.com.", RecordType::A),
+        ("www.sub.example.com.", RecordType::A),
+        ("big.example.com.", RecordType::TXT),
+    ] {
+        for q in [&Q::default(), &edns] {
+            let a = tokio::task::spawn_blocking({
+                let (sa, pa) = (signed.addr, plain.addr);
+                let q = q.clone();
+                move || (raw(sa, name, t, &q), raw(pa, name, t, &q))
+            })
+            .await
+            .expect("join");
+            assert_eq!(a.0, a.1, "{name} {t}");
+        }
+    }
+    signed.stop().await;
+    plain.stop().await;
+}
+
+#[tokio::test]
+async fn two_instances_with_one_key_sign_alike() {
+    for alg in [Algorithm::EcdsaP256, Algorithm::Ed25519] {
+        let (pem, _key) = new_key(alg);
+        let a = TestServer::start_in(signed(alg, &pem, "")).await;
+        let b = TestServer::start_in(signed(alg, &pem, "")).await;
+        for (name, t) in [
+            ("web.example.com.", RecordType::A),
+            ("example.com.", RecordType::DNSKEY),
+            ("example.com.", RecordType::NS),
+        ] {
+            let (x, y) = (raw(a.addr, name, t, &DO), raw(b.addr, name, t, &DO));
+            let m = parse(&x);
+            assert!(
+                m.answers.iter().any(|r| rrsig_of(r).is_some()),
+                "{name} {t}"
+            );
+            assert_eq!(x, y, "{name} {t}: the same RRSIG bytes");
+        }
+        a.stop().await;
+        b.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_set_whose_rrsig_does_not_fit_truncates() {
+    let (a, b) = ("A".repeat(200), "B".repeat(200));
+    let extra = format!("  long: {{ TXT: [{a}, {b}] }}\n");
+    let zone = format!("{STATIC_ZONE}{extra}");
+    let (pem, key) = new_key(Algorithm::EcdsaP256);
+    let dir = ConfigDir::new(
+        MAIN,
+        &[(
+            "example.com.yaml",
+            &format!("{zone}dnssec: {{ key: zone.pem }}\n"),
+        )],
+    );
+    std::fs::write(dir.path("zone.pem"), pem).expect("write key");
+    let s = TestServer::start_in(dir).await;
+    let small = |dnssec_ok| Q {
+        edns: Some(512),
+        dnssec_ok,
+        ..Q::default()
+    };
+    let m: Message = parse(&raw(
+        s.addr,
+        "long.example.com.",
+        RecordType::TXT,
+        &small(false),
+    ));
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.answers.len(), 2);
+    let m = parse(&raw(
+        s.addr,
+        "long.example.com.",
+        RecordType::TXT,
+        &small(true),
+    ));
+    assert!(
+        m.metadata.truncation,
+        "the set and its RRSIG do not fit in 512"
+    );
+    assert!(m.answers.is_empty());
+    let m = tcp(s.addr, "long.example.com.", RecordType::TXT, &small(true)).await;
+    assert!(!m.metadata.truncation);
+    let apex = Name::from_ascii("example.com.").expect("name");
+    assert_eq!(verify_section(&m.answers, &key, &apex), 1);
+    // In the additional section, an address that does not fit with its RRSIG is left out whole.
+    let m = parse(&raw(s.addr, "example.com.", RecordType::NS, &small(true)));
+    assert!(!m.metadata.truncation);
+    assert_eq!(m.additionals.len() % 2, 0, "{:?}", rrs(&m.additionals));
+    s.stop().await;
+}
+
+#[test]
+fn the_dnskey_of_the_test_key_matches_hickory() {
+    let (_, key) = new_key(Algorithm::Ed25519);
+    let d = DNSKEY::with_flags(257, public(&key));
+    assert_eq!(d.calculate_key_tag().expect("tag"), key.key_tag());
+}
