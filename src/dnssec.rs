@@ -229,6 +229,33 @@ impl ZoneKey {
     }
 }
 
+/// NXNAME (RFC 9824): the type bit of a compact-denial NXDOMAIN proof.
+pub const TYPE_NXNAME: u16 = 128;
+
+/// An NSEC type bitmap (RFC 4034 4.1.2) of `types`: one window block per high byte in use.
+pub fn type_bitmap(types: &[u16]) -> Vec<u8> {
+    let mut sorted = types.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(&first) = sorted.get(i) {
+        let window = (first >> 8) as u8;
+        let mut bits = [0u8; 32];
+        let mut len = 0;
+        while let Some(&t) = sorted.get(i).filter(|&&t| (t >> 8) as u8 == window) {
+            let low = (t & 0xFF) as usize;
+            bits[low / 8] |= 0x80 >> (low % 8);
+            len = low / 8 + 1;
+            i += 1;
+        }
+        out.push(window);
+        out.push(len as u8);
+        out.extend_from_slice(&bits[..len]);
+    }
+    out
+}
+
 /// RFC 4034 appendix B, over the DNSKEY record data.
 pub fn key_tag(rdata: &[u8]) -> u16 {
     let mut ac: u32 = 0;
@@ -343,6 +370,11 @@ mod tests {
                 .expect("digest");
             assert_eq!(digest.as_ref(), &k.digest(&owner)[..]);
         }
+        // A 1, RRSIG 46, NSEC 47, CAA 257: two windows.
+        assert_eq!(
+            type_bitmap(&[47, 1, 257, 46, 1]),
+            [0, 6, 0x40, 0, 0, 0, 0, 0x03, 1, 1, 0x40]
+        );
         assert_eq!(
             ZoneKey::from_pkcs8(Algorithm::EcdsaP256, b"not a key").err(),
             Some(KeyError::NotPkcs8)

@@ -12,6 +12,7 @@ pub(crate) const TYPE_NAPTR: u16 = 35;
 pub(crate) const TYPE_OPT: u16 = 41;
 pub(crate) const TYPE_DS: u16 = 43;
 pub(crate) const TYPE_RRSIG: u16 = 46;
+pub(crate) const TYPE_NSEC: u16 = 47;
 pub(crate) const TYPE_DNSKEY: u16 = 48;
 pub(crate) const TYPE_CDS: u16 = 59;
 pub(crate) const TYPE_CDNSKEY: u16 = 60;

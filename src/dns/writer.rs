@@ -112,6 +112,11 @@ impl<'b> Writer<'b> {
         self.dnssec_ok = on;
     }
 
+    /// Whether the query has DO=1.
+    pub(crate) fn dnssec_ok(&self) -> bool {
+        self.dnssec_ok
+    }
+
     pub(crate) fn mark(&self) -> (usize, [u16; 3]) {
         (self.buf.len(), self.counts)
     }

@@ -7,58 +7,14 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use std::sync::Arc;
 
+use super::secure::{key_sets, nsec_sets, rrsig_set, unsign_below_cuts};
 use super::sign::Signing;
-use super::{NameMap, Node, RRset, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels};
+use super::{
+    NameMap, Node, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels, rrset,
+    rrset_with_ptrs,
+};
 use crate::config::service_names::wire_name;
 use crate::config::{Config, RegionConfig, ZoneConfig};
-
-/// Builds one wire record set from (ttl, rdata) pairs of one type.
-pub(crate) fn rrset(
-    rtype: u16,
-    items: &[(u32, Vec<u8>)],
-    origin: &Name,
-    targets: Vec<Name>,
-) -> RRset {
-    let items: Vec<(u32, Vec<u8>, Vec<usize>)> = items
-        .iter()
-        .map(|(t, d)| (*t, d.clone(), Vec::new()))
-        .collect();
-    rrset_with_ptrs(rtype, &items, origin, targets)
-}
-
-/// Like [`rrset`], for data with apex pointers at the given offsets.
-pub(crate) fn rrset_with_ptrs(
-    rtype: u16,
-    items: &[(u32, Vec<u8>, Vec<usize>)],
-    origin: &Name,
-    targets: Vec<Name>,
-) -> RRset {
-    let mut wire = Vec::new();
-    let mut apex_ptrs = Vec::new();
-    for (ttl, rd, ptrs) in items {
-        apex_ptrs.extend(ptrs.iter().map(|p| (wire.len() + 12 + p) as u16));
-        wire.extend_from_slice(&[0xC0, 0x0C]);
-        wire.extend_from_slice(&rtype.to_be_bytes());
-        wire.extend_from_slice(&1u16.to_be_bytes());
-        wire.extend_from_slice(&ttl.to_be_bytes());
-        wire.extend_from_slice(&(rd.len() as u16).to_be_bytes());
-        wire.extend_from_slice(rd);
-    }
-    let targets: Vec<Box<[u8]>> = targets
-        .iter()
-        .filter(|t| origin.zone_of(t))
-        .map(wire_name)
-        .collect();
-    RRset {
-        rtype,
-        count: items.len() as u16,
-        wire: wire.into_boxed_slice(),
-        targets: targets.into_boxed_slice(),
-        cname: None,
-        apex_ptrs: apex_ptrs.into_boxed_slice(),
-        rrsig: None,
-    }
-}
 
 /// Compiles every zone of the config.
 pub fn compile(cfg: &Config) -> Routing {
@@ -178,6 +134,7 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
     if let (Some(k), Some(sg)) = (&key, signing) {
         let node = nodes.entry(apex.clone()).or_default();
         node.sets.extend(key_sets(k, origin, z.ttl, sg));
+        nsec_sets(&mut nodes, origin, z.soa.minimum.min(z.ttl), sg);
         if has_cuts {
             unsign_below_cuts(&mut nodes, &apex);
         }
@@ -214,58 +171,6 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         key,
         window,
     }
-}
-
-/// The set's RRSIG as a record set of its own.
-fn rrsig_set(ttl: u32, rdata: Vec<u8>, origin: &Name) -> Box<RRset> {
-    Box::new(rrset(
-        crate::proto::TYPE_RRSIG,
-        &[(ttl, rdata)],
-        origin,
-        Vec::new(),
-    ))
-}
-
-/// Delegation NS sets and everything below a cut (glue) are not the zone's to sign.
-fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
-    let cuts: Vec<Box<[u8]>> = nodes
-        .iter()
-        .filter(|(_, n)| n.cut)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for (name, node) in nodes.iter_mut() {
-        let mut cur: &[u8] = name;
-        while cur.len() > apex.len() {
-            if cuts.iter().any(|c| **c == *cur) {
-                for set in &mut node.sets {
-                    set.rrsig = None;
-                }
-                break;
-            }
-            match super::parent(cur) {
-                Some(p) => cur = p,
-                None => break,
-            }
-        }
-    }
-}
-
-/// The apex's DNSKEY set and the child-side copies for the parent (RFC 7344): CDNSKEY (the
-/// same key) and CDS (its SHA-256 DS).
-fn key_sets(k: &crate::dnssec::ZoneKey, origin: &Name, ttl: u32, sg: &Signing) -> [RRset; 3] {
-    use crate::proto::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY};
-    let key = k.dnskey_rdata().to_vec();
-    let ds = k.ds_rdata(origin);
-    [
-        (TYPE_DNSKEY, key.clone()),
-        (TYPE_CDNSKEY, key),
-        (TYPE_CDS, ds),
-    ]
-    .map(|(t, rd)| {
-        let mut set = rrset(t, &[(ttl, rd.clone())], origin, Vec::new());
-        set.rrsig = Some(rrsig_set(ttl, sg.raw(origin, t, ttl, &[rd]), origin));
-        set
-    })
 }
 
 /// The zone's static records (SOA and NS at the apex first) grouped by owner, each owner's in

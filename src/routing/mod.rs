@@ -5,6 +5,7 @@ pub(crate) mod build;
 
 pub(crate) mod rdata;
 
+mod secure;
 mod sign;
 
 use std::collections::HashMap;
@@ -75,6 +76,8 @@ pub struct Node {
     pub cut: bool,
     /// The name is answered by the steering core.
     pub steer: Option<SteerRef>,
+    /// In a signed zone, the NSEC (with its RRSIG) proving NODATA here (RFC 9824).
+    pub nsec: Option<Box<RRset>>,
 }
 
 impl Node {
@@ -209,4 +212,52 @@ pub fn parent(name: &[u8]) -> Option<&[u8]> {
         return None;
     }
     name.get(l + 1..)
+}
+
+/// Builds one wire record set from (ttl, rdata) pairs of one type.
+pub(crate) fn rrset(
+    rtype: u16,
+    items: &[(u32, Vec<u8>)],
+    origin: &hickory_proto::rr::Name,
+    targets: Vec<hickory_proto::rr::Name>,
+) -> RRset {
+    let items: Vec<(u32, Vec<u8>, Vec<usize>)> = items
+        .iter()
+        .map(|(t, d)| (*t, d.clone(), Vec::new()))
+        .collect();
+    rrset_with_ptrs(rtype, &items, origin, targets)
+}
+
+/// Like [`rrset`], for data with apex pointers at the given offsets.
+pub(crate) fn rrset_with_ptrs(
+    rtype: u16,
+    items: &[(u32, Vec<u8>, Vec<usize>)],
+    origin: &hickory_proto::rr::Name,
+    targets: Vec<hickory_proto::rr::Name>,
+) -> RRset {
+    let mut wire = Vec::new();
+    let mut apex_ptrs = Vec::new();
+    for (ttl, rd, ptrs) in items {
+        apex_ptrs.extend(ptrs.iter().map(|p| (wire.len() + 12 + p) as u16));
+        wire.extend_from_slice(&[0xC0, 0x0C]);
+        wire.extend_from_slice(&rtype.to_be_bytes());
+        wire.extend_from_slice(&1u16.to_be_bytes());
+        wire.extend_from_slice(&ttl.to_be_bytes());
+        wire.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        wire.extend_from_slice(rd);
+    }
+    let targets: Vec<Box<[u8]>> = targets
+        .iter()
+        .filter(|t| origin.zone_of(t))
+        .map(crate::config::service_names::wire_name)
+        .collect();
+    RRset {
+        rtype,
+        count: items.len() as u16,
+        wire: wire.into_boxed_slice(),
+        targets: targets.into_boxed_slice(),
+        cname: None,
+        apex_ptrs: apex_ptrs.into_boxed_slice(),
+        rrsig: None,
+    }
 }

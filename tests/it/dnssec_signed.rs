@@ -4,7 +4,7 @@
 //! not fit); DO=0 replies are byte for byte those of the unsigned zone; and two instances with
 //! the same key make byte-identical RRSIGs.
 
-use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, RRSIG};
+use hickory_proto::dnssec::rdata::{DNSKEY, DNSSECRData, NSEC, RRSIG};
 use hickory_proto::dnssec::{Algorithm as HAlg, PublicKey, PublicKeyBuf, TBS};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -117,9 +117,10 @@ async fn every_static_set_comes_with_an_rrsig_that_verifies() {
                 + verify_section(&m.additionals, &key, &apex);
             assert_eq!(got, sets, "{name} {t}: {:?}", rrs(&m.answers));
         }
-        // Negative answers: the SOA is signed (with its own TTL as the original TTL).
+        // Negative answers: the SOA is signed (with its own TTL as the original TTL), and
+        // a NODATA has its NSEC proof.
         let m = udp(s.addr, "web.example.com.", RecordType::MX, &DO).await;
-        assert_eq!(verify_section(&m.authorities, &key, &apex), 1);
+        assert_eq!(verify_section(&m.authorities, &key, &apex), 2);
         assert_eq!(m.authorities[0].ttl, 60);
         assert_eq!(m.authorities[1].ttl, 60);
         s.stop().await;
@@ -265,4 +266,112 @@ fn the_dnskey_of_the_test_key_matches_hickory() {
     let (_, key) = new_key(Algorithm::Ed25519);
     let d = DNSKEY::with_flags(257, public(&key));
     assert_eq!(d.calculate_key_tag().expect("tag"), key.key_tag());
+}
+
+fn nsec_of(r: &Record) -> Option<&NSEC> {
+    match &r.data {
+        RData::DNSSEC(DNSSECRData::NSEC(n)) => Some(n),
+        _ => None,
+    }
+}
+
+/// `\000.name`: the next name of a compact-denial NSEC at `name`.
+fn after(name: &Name) -> Name {
+    let mut labels: Vec<Vec<u8>> = vec![vec![0]];
+    labels.extend(name.iter().map(<[u8]>::to_vec));
+    Name::from_labels(labels).expect("name")
+}
+
+#[tokio::test]
+async fn nodata_carries_an_nsec_of_the_names_own_types() {
+    let (pem, key) = new_key(Algorithm::EcdsaP256);
+    let s = TestServer::start_in(signed(Algorithm::EcdsaP256, &pem, "")).await;
+    let apex = Name::from_ascii("example.com.").expect("name");
+    let (rrsig, nsec) = (46, 47);
+    for (name, t, types) in [
+        ("web.example.com.", RecordType::MX, vec![1, rrsig, nsec]),
+        ("_udp.example.com.", RecordType::A, vec![rrsig, nsec]), // empty non-terminal
+        (
+            "example.com.",
+            RecordType::SRV,
+            vec![2, 6, 15, 16, rrsig, nsec, 48, 59, 60],
+        ),
+        ("caa.example.com.", RecordType::A, vec![rrsig, nsec, 257]),
+        ("Ns1.Example.com.", RecordType::MX, vec![1, 28, rrsig, nsec]),
+    ] {
+        let m = udp(s.addr, name, t, &DO).await;
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{name}");
+        assert!(m.answers.is_empty());
+        assert_eq!(
+            verify_section(&m.authorities, &key, &apex),
+            2,
+            "SOA and NSEC"
+        );
+        let owner = Name::from_ascii(name).expect("name");
+        let r = &m.authorities[2];
+        assert_eq!(r.name, owner, "the NSEC owner is the name asked");
+        assert_eq!(r.ttl, 60, "the smaller of the SOA's TTL and minimum");
+        let n = nsec_of(r).expect("an NSEC");
+        assert_eq!(n.next_domain_name(), &after(&owner.to_lowercase()));
+        let mut got: Vec<u16> = n.type_bit_maps().map(u16::from).collect();
+        got.sort_unstable();
+        assert_eq!(got, types, "{name}");
+    }
+    // Without DO, the NODATA has no NSEC.
+    let m = udp(s.addr, "web.example.com.", RecordType::MX, &Q::default()).await;
+    assert_eq!(m.authorities.len(), 1);
+    s.stop().await;
+}
+
+/// RFC 4034 6.1 canonical order.
+fn canonical_cmp(a: &Name, b: &Name) -> std::cmp::Ordering {
+    let la: Vec<Vec<u8>> = a.iter().rev().map(<[u8]>::to_ascii_lowercase).collect();
+    let lb: Vec<Vec<u8>> = b.iter().rev().map(<[u8]>::to_ascii_lowercase).collect();
+    la.cmp(&lb)
+}
+
+#[tokio::test]
+async fn no_nsec_covers_a_name_that_exists() {
+    let (pem, _key) = new_key(Algorithm::Ed25519);
+    let s = TestServer::start_in(signed(Algorithm::Ed25519, &pem, "")).await;
+    let names = [
+        "example.com.",
+        "ns1.example.com.",
+        "mail.example.com.",
+        "www.example.com.",
+        "web.example.com.",
+        "alias.example.com.",
+        "dangling.example.com.",
+        "away.example.com.",
+        "_udp.example.com.",
+        "_sip._udp.example.com.",
+        "sip1.example.com.",
+        "b.example.com.",
+        "a.b.example.com.",
+        "deep.a.b.example.com.",
+        "caa.example.com.",
+        "ptr.example.com.",
+        "naptr.example.com.",
+        "big.example.com.",
+    ];
+    let exist: Vec<Name> = names
+        .iter()
+        .map(|n| Name::from_ascii(n).expect("name"))
+        .collect();
+    let mut proofs = 0;
+    for n in &exist {
+        let m = udp(s.addr, &n.to_string(), RecordType::HINFO, &DO).await;
+        for r in &m.authorities {
+            let Some(nsec) = nsec_of(r) else { continue };
+            proofs += 1;
+            for e in &exist {
+                let covered = canonical_cmp(&r.name, e).is_lt()
+                    && canonical_cmp(e, nsec.next_domain_name()).is_lt();
+                assert!(!covered, "the NSEC at {} covers {e}", r.name);
+            }
+        }
+    }
+    // Every name but the CNAMEs (their chain ends out of the zone or at a NODATA of its own).
+    assert!(proofs >= exist.len() - 4, "{proofs} proofs");
+    s.stop().await;
 }
