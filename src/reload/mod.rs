@@ -235,7 +235,9 @@ impl Reloader {
         let current = self.shared.load_full();
         // The periodic rescan trusts file identities; the other triggers read everything.
         let rescan = why == Trigger::Rescan;
-        if guard(&self.geo.zones).observe(source_paths(&current.config), rescan) {
+        // A new signature window re-signs the signed zones even when no file changed.
+        let resign = current.routing.signed_before(crate::dnssec::Window::now());
+        if guard(&self.geo.zones).observe(source_paths(&current.config), rescan) && !resign {
             let mut st = guard(&self.status);
             st.last_attempt_unix = now_unix();
             st.unchanged += 1;
@@ -266,7 +268,7 @@ impl Reloader {
             (None, None) => true,
             _ => false,
         };
-        if same_files && same_geo {
+        if same_files && same_geo && !resign {
             let mut st = guard(&self.status);
             st.last_error = None;
             st.last_error_count = None;

@@ -157,6 +157,14 @@ impl RRset {
 }
 
 impl Routing {
+    /// Whether a signed zone's RRSIGs were made in another signature window than `now`'s:
+    /// the zone must compile (and sign) again, though no file changed.
+    pub fn signed_before(&self, now: crate::dnssec::Window) -> bool {
+        self.zones
+            .iter()
+            .any(|z| z.key.is_some() && z.window != now)
+    }
+
     /// The most specific zone containing `name` (lowercase wire form), and the offset of the
     /// apex within `name`.
     pub fn find_zone(&self, name: &[u8]) -> Option<(&Zone, usize)> {

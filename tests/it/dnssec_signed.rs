@@ -375,3 +375,19 @@ async fn no_nsec_covers_a_name_that_exists() {
     assert!(proofs >= exist.len() - 4, "{proofs} proofs");
     s.stop().await;
 }
+
+#[test]
+fn a_zone_signed_in_an_earlier_window_is_due_for_signing_again() {
+    let (pem, _key) = new_key(Algorithm::EcdsaP256);
+    let dir = signed(Algorithm::EcdsaP256, &pem, "");
+    let routing = sipsteer::routing::compile(&load_config(&dir.main()));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    assert!(!routing.signed_before(Window::at(now)));
+    assert!(routing.signed_before(Window::at(now + 7 * 86_400)));
+    let plain = ConfigDir::new(MAIN, &[("example.com.yaml", STATIC_ZONE)]);
+    let routing = sipsteer::routing::compile(&load_config(&plain.main()));
+    assert!(!routing.signed_before(Window::at(now + 7 * 86_400)));
+}
