@@ -181,6 +181,16 @@ impl Reloader {
         }
         m.last_success.set(now_unix() as f64);
         m.generation.set(generation as f64);
+        let expiry = self
+            .shared
+            .load()
+            .routing
+            .zones
+            .iter()
+            .filter(|z| z.key.is_some())
+            .map(|z| z.window.expiration)
+            .min();
+        m.dnssec_expiry.set(f64::from(expiry.unwrap_or(0)));
         if let Some(g) = guard(&self.geo.geo).as_ref() {
             m.geoip_build_seconds.set(g.seconds);
             m.geoip_build_epoch.set(g.data.info.build_epoch as f64);

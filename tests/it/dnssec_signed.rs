@@ -391,3 +391,16 @@ fn a_zone_signed_in_an_earlier_window_is_due_for_signing_again() {
     let routing = sipsteer::routing::compile(&load_config(&plain.main()));
     assert!(!routing.signed_before(Window::at(now + 7 * 86_400)));
 }
+
+#[tokio::test]
+async fn the_first_expiry_of_the_served_signatures_is_a_metric() {
+    let (pem, _key) = new_key(Algorithm::Ed25519);
+    let s = TestServer::start_in(signed(Algorithm::Ed25519, &pem, "")).await;
+    let name = "sipsteer_dnssec_signatures_expire_timestamp_seconds";
+    let expiry = f64::from(Window::now().expiration);
+    assert_eq!(s.series(name), Some(expiry));
+    s.stop().await;
+    let plain = TestServer::start(MAIN, &[("example.com.yaml", STATIC_ZONE)]).await;
+    assert_eq!(plain.series(name), Some(0.0), "0 while no zone is signed");
+    plain.stop().await;
+}
