@@ -351,6 +351,14 @@ fn referral(zone: &Zone, (cut, node): (&[u8], &Node), w: &mut Writer, a: &mut An
         truncate(w, a);
         return;
     }
+    // With DO=1 in a signed zone: the NSEC proving the child has no DS (it is unsigned).
+    if w.dnssec_ok()
+        && let Some(nsec) = node.nsec.as_deref()
+        && !w.rrset_at(AUTHORITY, cut, nsec)
+    {
+        truncate(w, a);
+        return;
+    }
     additional_for(zone, &ns.targets, w);
 }
 

@@ -18,7 +18,9 @@ pub(super) fn rrsig_set(ttl: u32, rdata: Vec<u8>, origin: &Name) -> Box<RRset> {
     ))
 }
 
-/// Delegation NS sets and everything below a cut (glue) are not the zone's to sign.
+/// Delegation NS sets and everything below a cut (glue) are not the zone's to sign. The
+/// cut keeps its NSEC (types NS, RRSIG, NSEC): it proves that the delegation has no DS (an
+/// unsigned child), in referrals and in the NODATA of a DS query.
 pub(super) fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
     let cuts: Vec<Box<[u8]>> = nodes
         .iter()
@@ -32,7 +34,9 @@ pub(super) fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
                 for set in &mut node.sets {
                     set.rrsig = None;
                 }
-                node.nsec = None;
+                if !node.cut {
+                    node.nsec = None;
+                }
                 break;
             }
             match super::parent(cur) {

@@ -128,22 +128,40 @@ async fn every_static_set_comes_with_an_rrsig_that_verifies() {
 }
 
 #[tokio::test]
-async fn delegations_and_glue_are_not_signed() {
-    let (pem, _key) = new_key(Algorithm::EcdsaP256);
+async fn delegations_and_glue_are_not_signed_and_have_no_ds() {
+    let (pem, key) = new_key(Algorithm::EcdsaP256);
     let s = TestServer::start_in(signed(Algorithm::EcdsaP256, &pem, "")).await;
+    let apex = Name::from_ascii("example.com.").expect("name");
+    let cut = Name::from_ascii("sub.example.com.").expect("name");
     let m = udp(s.addr, "www.sub.example.com.", RecordType::A, &DO).await;
     assert!(!m.metadata.authoritative);
     assert_eq!(
-        rrs(&m.authorities),
+        rrs(&m.authorities[..2]),
         [
             "sub.example.com. 300 NS ns.sub.example.com.",
             "sub.example.com. 300 NS ns2.example.net."
         ]
     );
+    // The NSEC at the cut proves there is no DS: the child is unsigned.
+    assert_eq!(verify_section(&m.authorities[2..], &key, &apex), 1);
+    let n = nsec_of(&m.authorities[2]).expect("NSEC");
+    assert_eq!(m.authorities[2].name, cut);
+    let mut types: Vec<u16> = n.type_bit_maps().map(u16::from).collect();
+    types.sort_unstable();
+    assert_eq!(types, [2, 46, 47]);
     assert_eq!(
         rrs(&m.additionals),
         ["ns.sub.example.com. 300 A 192.0.2.99"]
     );
+    // A DS query at the cut is the parent's to answer: NODATA with the same proof.
+    let m = udp(s.addr, "sub.example.com.", RecordType::DS, &DO).await;
+    assert!(m.metadata.authoritative);
+    assert!(m.answers.is_empty());
+    assert_eq!(verify_section(&m.authorities, &key, &apex), 2);
+    assert!(nsec_of(&m.authorities[2]).is_some());
+    // Without DO, the referral is the unsigned zone's.
+    let m = udp(s.addr, "www.sub.example.com.", RecordType::A, &Q::default()).await;
+    assert_eq!(m.authorities.len(), 2);
     s.stop().await;
 }
 
