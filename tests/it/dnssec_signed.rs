@@ -422,3 +422,42 @@ async fn the_first_expiry_of_the_served_signatures_is_a_metric() {
     assert_eq!(plain.series(name), Some(0.0), "0 while no zone is signed");
     plain.stop().await;
 }
+
+#[test]
+fn explain_says_whether_the_answer_is_signed() {
+    let (pem, key) = new_key(Algorithm::EcdsaP256);
+    let dir = signed(Algorithm::EcdsaP256, &pem, "");
+    let main = dir.main().display().to_string();
+    let explain = |name: &str, t: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+            .args([
+                "explain",
+                "--config",
+                &main,
+                "--client",
+                "192.0.2.1",
+                name,
+                t,
+            ])
+            .output()
+            .expect("run");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.lines()
+            .find_map(|l| l.strip_prefix("dnssec    ").map(str::to_owned))
+            .unwrap_or_else(|| panic!("no dnssec line in:\n{out}"))
+    };
+    let keyed = format!("algorithm 13, key tag {}", key.key_tag());
+    assert_eq!(
+        explain("web.example.com", "A"),
+        format!("signed ({keyed}): 1 RRSIG(s) with DO=1")
+    );
+    assert_eq!(
+        explain("web.example.com", "MX"),
+        format!("signed ({keyed}): 2 RRSIG(s) with DO=1")
+    );
+    assert_eq!(
+        explain("nope.example.com", "A"),
+        format!("not signed ({keyed}): NXDOMAIN carries no NSEC proof yet")
+    );
+}
