@@ -165,7 +165,7 @@ fn signed(
     let (mut sets, mut sigs) = (0, 0);
     for rs in [&m.answers, &m.authorities] {
         let mut last: Option<(&Name, RecordType)> = None;
-        for r in rs.iter() {
+        for r in rs {
             if r.record_type() == RecordType::RRSIG {
                 sigs += 1;
             } else if last != Some((&r.name, r.record_type())) {
