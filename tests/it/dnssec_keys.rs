@@ -285,3 +285,25 @@ fn config_errors_of_dnssec() {
         ["zones/z.yaml:7:11: unknown field `algo`, expected one of algorithm, key"]
     );
 }
+
+#[test]
+fn a_key_that_cannot_be_generated_is_a_config_error() {
+    let main = format!("{MAIN}state_dir: state\n");
+    let zone = format!("{ZONE}dnssec: {{}}\n");
+    let dir = ConfigDir::new(&main, &[("z.yaml", &zone)]);
+    // The state directory is a file: no key can be written under it.
+    std::fs::write(dir.path("state"), "not a directory").expect("write");
+    let root = format!("{}/", dir.dir.path().display());
+    let err = sipsteer::config::load(&dir.main()).expect_err("must fail");
+    let got: Vec<String> = err
+        .0
+        .iter()
+        .map(|e| e.to_string().replace(&root, ""))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "zones/z.yaml:7:9: dnssec: cannot write generated key state/dnssec/example.com.alg13.pem: not a directory"
+        ]
+    );
+}
