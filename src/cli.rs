@@ -1,4 +1,4 @@
-//! The command line: `serve`, `check`, `explain`, `geoip build`, `dnssec keygen` and
+//! The command line: `serve`, `check`, `explain`, `ctl`, `geoip build`, `dnssec keygen` and
 //! `dnssec ds`, and the log format.
 
 use std::net::IpAddr;
@@ -15,6 +15,7 @@ Environment:
   SIPSTEER_CONFIG       the config file, instead of --config
   SIPSTEER_ADMIN_TOKEN  bearer token for the admin API's changing endpoints (drain, load,
                         reload); overrides admin.token and keeps it out of the config file
+  SIPSTEER_TOKEN        the token `sipsteer ctl` sends, instead of --token
   RUST_LOG              log filter, e.g. `info` (default), `debug`, `sipsteer::health=debug`
   SIPSTEER_LOG_FORMAT   `text` (default) or `json`, instead of --log-format
 
@@ -83,6 +84,9 @@ pub enum Command {
         #[arg(default_value = "A")]
         rtype: String,
     },
+    /// Drive a running instance through its admin API (exit codes: 0 ok, 1 the request
+    /// failed, 2 bad input, 3 admin API unreachable, 4 token refused).
+    Ctl(CtlArgs),
     /// GeoIP database tools.
     Geoip {
         #[command(subcommand)]
@@ -126,4 +130,94 @@ pub enum GeoipCommand {
         /// The .mmdb file to write (replaced if it exists).
         out: PathBuf,
     },
+}
+
+/// `sipsteer ctl`: where the admin API is, how to authenticate, and what to do.
+#[derive(Debug, clap::Args)]
+pub struct CtlArgs {
+    /// The server config, read (main file only) for `listen.admin` and `admin.token`.
+    #[arg(long, short, default_value = "sipsteer.yaml", env = "SIPSTEER_CONFIG")]
+    pub config: PathBuf,
+    /// The admin API, e.g. 127.0.0.1:8053 or http://127.0.0.1:8053 (the config is then not read).
+    #[arg(long)]
+    pub addr: Option<String>,
+    /// Bearer token for changing commands (default: the config's admin.token).
+    #[arg(long, env = "SIPSTEER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print the admin API's JSON reply as it is.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// A `sipsteer ctl` command.
+#[derive(Debug, Subcommand)]
+pub enum CtlCommand {
+    /// Config generation, last reload, GeoIP, zones, servers by state.
+    Status,
+    /// Every server: state, forced state, last probe, RTT, load, time since its last change.
+    Servers,
+    /// Take a server out of the answers (needs the token).
+    Drain(Forcing),
+    /// Clear the state forced through the API: probes decide again (needs the token).
+    Undrain {
+        /// REGION/SERVER, e.g. uk/lon1.
+        server: String,
+    },
+    /// Force a server down (needs the token).
+    Down(Forcing),
+    /// Force a server up whatever its probes say (needs the token).
+    Up(Forcing),
+    /// Report a server's load: active calls and calls per second (needs the token).
+    Load {
+        /// REGION/SERVER, e.g. uk/lon1.
+        server: String,
+        /// Active calls.
+        calls: u32,
+        /// Calls per second.
+        cps: Option<u32>,
+    },
+    /// Reload the config now (needs the token).
+    Reload,
+    /// The answer a client gets from the running instance now, and why.
+    Explain {
+        /// The client's address (or its resolver's, when --ecs is given).
+        #[arg(long)]
+        client: IpAddr,
+        /// An EDNS Client Subnet, e.g. 81.2.69.0/24.
+        #[arg(long)]
+        ecs: Option<ipnet::IpNet>,
+        /// The name asked, e.g. sip.example.com.
+        name: String,
+        /// The record type (default A).
+        #[arg(default_value = "A")]
+        rtype: String,
+    },
+    /// The event log: flips, forced states, reloads, load pull failures.
+    Events {
+        /// Only events numbered after this one.
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// At most this many events.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Keep printing new events as they come (every second) until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+/// The server and options of `drain`, `down` and `up`.
+#[derive(Debug, clap::Args)]
+pub struct Forcing {
+    /// REGION/SERVER, e.g. uk/lon1.
+    pub server: String,
+    /// When the state ends by itself: an RFC 3339 time (2026-12-01T06:00:00Z) or a duration
+    /// from now (90m, 2h).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Why, kept with the state and shown in `servers` and the event log.
+    #[arg(long)]
+    pub note: Option<String>,
 }

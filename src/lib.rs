@@ -8,7 +8,8 @@
 //!    batched datagram I/O, control messages, socket options), [`telemetry`] (one
 //!    instance's metrics registry, handed down from `app`), [`dnssec`] (signing keys and
 //!    what they publish: DNSKEY, key tag, DS).
-//! 2. [`conns`]: admission of stream connections (caps, share per source, idle eviction).
+//! 2. [`conns`]: admission of stream connections (caps, share per source, idle eviction);
+//!    [`events`]: the event log (a bounded ring of flips, forced states, reloads, load pulls).
 //! 3. [`config`]: `sipsteer.yaml`, zone maps, operator state; validation with file:line:col;
 //!    the names a service generates.
 //! 4. [`geo`]: GeoIP databases (mmdb, CSV) into network tables and address-block maps;
@@ -22,14 +23,17 @@
 //! 9. [`explain`]: the answer a client would get, and why (the real answer path).
 //! 10. [`reload`]: the one loader (config + GeoIP) and the reload pipeline.
 //! 11. [`admin`]: the HTTP API and `/metrics`.
-//! 12. [`app`]: starts and stops everything; startup logs.
+//! 12. [`app`]: starts and stops everything; startup logs; [`ctl`]: `sipsteer ctl`, the admin
+//!     API from the command line.
 pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
 pub(crate) mod conns;
+pub mod ctl;
 pub mod dns;
 pub mod dnssec;
+pub mod events;
 pub(crate) mod explain;
 pub(crate) mod files;
 pub mod geo;

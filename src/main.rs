@@ -7,7 +7,10 @@ use sipsteer::cli::{Cli, Command, DnssecCommand, GeoipCommand, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Check { .. } | Command::Dnssec { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Check { .. } | Command::Ctl(_) | Command::Dnssec { .. }
+    );
     sipsteer::app::startup::init_logging(cli.log_format, quiet);
     let json = cli.log_format == LogFormat::Json;
     match cli.command {
@@ -66,6 +69,20 @@ fn main() -> ExitCode {
             print!("{text}");
             Ok(())
         }),
+        Command::Ctl(args) => {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let code = rt.block_on(sipsteer::ctl::run(args));
+            ExitCode::from(code as u8)
+        }
         Command::Geoip {
             command: GeoipCommand::Build { csv, out },
         } => match sipsteer::geo::build_file(&csv, &out) {
@@ -84,16 +101,21 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Dnssec { command } => match dnssec(command) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Dnssec { command } => printed(dnssec(command)),
+    }
+}
+
+/// Prints a command's text (exit 0) or its error (exit 1).
+fn printed(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

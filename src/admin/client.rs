@@ -1,11 +1,11 @@
-//! A client for a running instance's admin API (`explain --live`): one HTTP/1.1 GET through
-//! hyper, bounded in time ([`TIMEOUT`]) and in size ([`MAX_BODY`]).
+//! A client for a running instance's admin API (`explain --live`, `sipsteer ctl`): one
+//! HTTP/1.1 request through hyper, bounded in time ([`TIMEOUT`]) and in size ([`MAX_BODY`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
@@ -70,6 +70,19 @@ pub enum ClientError {
     },
 }
 
+impl ClientError {
+    /// Nothing answered: no connection, no HTTP exchange, or no reply in time.
+    pub fn unreachable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Connect { .. }
+                | ClientError::Handshake { .. }
+                | ClientError::NoAnswer { .. }
+                | ClientError::Timeout { .. }
+        )
+    }
+}
+
 /// The `host:port` of an admin url such as `http://127.0.0.1:8053`.
 fn authority(base: &str) -> Result<String, ClientError> {
     let bad = || ClientError::BadUrl(base.to_owned());
@@ -87,11 +100,7 @@ fn authority(base: &str) -> Result<String, ClientError> {
 /// `GET http://host:port/path`, returning the body of a 200 reply.
 pub async fn get(base: &str, path: &str) -> Result<String, ClientError> {
     let hostport = authority(base)?;
-    let (status, body) = tokio::time::timeout(TIMEOUT, exchange(&hostport, path))
-        .await
-        .map_err(|_| ClientError::Timeout {
-            hostport: hostport.clone(),
-        })??;
+    let (status, body) = request(&hostport, hyper::Method::GET, path, None, None).await?;
     if status != hyper::StatusCode::OK {
         return Err(ClientError::Status {
             hostport,
@@ -99,15 +108,92 @@ pub async fn get(base: &str, path: &str) -> Result<String, ClientError> {
             path: path.to_owned(),
         });
     }
-    String::from_utf8(body.to_vec()).map_err(|source| ClientError::NotUtf8 {
-        hostport,
-        path: path.to_owned(),
-        source,
+    Ok(body)
+}
+
+/// A reply of the admin API, whatever its status.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: String,
+}
+
+/// A request method `send` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    Put,
+    Post,
+}
+
+/// One request to `http://host:port/path`, with the bearer `token` and a JSON `body` when
+/// given; the reply whatever its status.
+pub async fn send(
+    base: &str,
+    verb: Verb,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Result<Reply, ClientError> {
+    let hostport = authority(base)?;
+    let method = match verb {
+        Verb::Get => hyper::Method::GET,
+        Verb::Put => hyper::Method::PUT,
+        Verb::Post => hyper::Method::POST,
+    };
+    let (status, body) = request(&hostport, method, path, token, body).await?;
+    Ok(Reply {
+        status: status.as_u16(),
+        body,
     })
 }
 
+/// One request within [`TIMEOUT`]; the status and the body as text.
+async fn request(
+    hostport: &str,
+    method: hyper::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Result<(hyper::StatusCode, String), ClientError> {
+    let ask = Ask {
+        hostport,
+        method,
+        path,
+        token,
+        body,
+    };
+    let (status, body) = tokio::time::timeout(TIMEOUT, exchange(ask))
+        .await
+        .map_err(|_| ClientError::Timeout {
+            hostport: hostport.to_owned(),
+        })??;
+    let body = String::from_utf8(body.to_vec()).map_err(|source| ClientError::NotUtf8 {
+        hostport: hostport.to_owned(),
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok((status, body))
+}
+
+/// One request as [`exchange`] sends it.
+struct Ask<'a> {
+    hostport: &'a str,
+    method: hyper::Method,
+    path: &'a str,
+    token: Option<&'a str>,
+    body: Option<String>,
+}
+
 /// One request and its whole reply body (bounded by [`MAX_BODY`]).
-async fn exchange(hostport: &str, path: &str) -> Result<(hyper::StatusCode, Bytes), ClientError> {
+async fn exchange(ask: Ask<'_>) -> Result<(hyper::StatusCode, Bytes), ClientError> {
+    let Ask {
+        hostport,
+        method,
+        path,
+        token,
+        body,
+    } = ask;
     let hostport_owned = || hostport.to_owned();
     let stream = tokio::net::TcpStream::connect(hostport)
         .await
@@ -122,9 +208,18 @@ async fn exchange(hostport: &str, path: &str) -> Result<(hyper::StatusCode, Byte
             source,
         })?;
     tokio::spawn(conn);
-    let req = hyper::Request::get(path)
-        .header(hyper::header::HOST, hostport)
-        .body(Empty::<Bytes>::new())
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, hostport);
+    if let Some(t) = token {
+        req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .map_err(|source| ClientError::Request {
             hostport: hostport_owned(),
             source,

@@ -1,5 +1,5 @@
 //! The admin HTTP API: health, readiness, metrics, status, explain, server state and load,
-//! reload. Reading endpoints are open; changing ones need `Authorization: Bearer <token>`,
+//! reload, the event log, and the operator page at `/ui`. Reading endpoints are open; changing ones need `Authorization: Bearer <token>`,
 //! and are switched off when no token is configured.
 
 pub mod client;
@@ -8,6 +8,7 @@ mod probes;
 mod routes;
 mod server;
 mod service;
+mod ui;
 
 pub use server::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_SOURCE};
 

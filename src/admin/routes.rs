@@ -40,6 +40,11 @@ pub(super) fn router(state: AdminState) -> Router {
         .route("/v1/status", get(status))
         .route("/v1/explain", get(explain))
         .route("/v1/servers", get(servers))
+        .route("/v1/events", get(events))
+        .route("/ui", get(super::ui::index))
+        .route("/ui/app.js", get(super::ui::script))
+        .route("/ui/app.css", get(super::ui::style))
+        .route("/ui/icon.svg", get(super::ui::icon))
         .merge(changing)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -48,6 +53,9 @@ pub(super) fn router(state: AdminState) -> Router {
 /// Lets a changing request through only with the right token, and refuses a body announced
 /// larger than [`MAX_BODY`] before reading it.
 async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
+    if let Err(r) = same_origin(req.headers()) {
+        return *r;
+    }
     if let Err(r) = authorize(&s, req.headers()) {
         return *r;
     }
@@ -95,6 +103,32 @@ fn authorize(state: &AdminState, headers: &HeaderMap) -> Result<(), Box<Response
             )
                 .into_response(),
         )),
+    }
+}
+
+/// A changing request sent by a browser carries `Origin`: it must name this API (the `Host`
+/// it was sent to), so a page from elsewhere cannot send one (with the bearer token as the
+/// only credential, and no cookies, there is nothing for it to ride on either).
+fn same_origin(headers: &HeaderMap) -> Result<(), Box<Response>> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin = origin.to_str().ok();
+    let matches = match (origin.and_then(|o| o.strip_prefix("http://")), host) {
+        (Some(o), Some(h)) => o.eq_ignore_ascii_case(h),
+        _ => false,
+    };
+    if matches {
+        Ok(())
+    } else {
+        Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            format!(
+                "cross-origin request refused: origin `{}` is not this admin api",
+                origin.unwrap_or("?")
+            ),
+        )))
     }
 }
 
@@ -163,6 +197,9 @@ struct ExplainQuery {
     rtype: Option<String>,
     #[serde(default)]
     ecs: Option<ipnet::IpNet>,
+    /// `json` (default) or `text`: the trace as `sipsteer explain` prints it.
+    #[serde(default)]
+    format: Option<String>,
 }
 
 async fn explain(
@@ -174,7 +211,9 @@ async fn explain(
         Err(e) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("bad query: {e} (use ?client=IP&name=NAME&type=TYPE&ecs=CIDR)"),
+                format!(
+                    "bad query: {e} (use ?client=IP&name=NAME&type=TYPE&ecs=CIDR&format=json|text)"
+                ),
             );
         }
     };
@@ -185,11 +224,50 @@ async fn explain(
             format!("unknown record type `{rtype}`"),
         );
     };
+    let text = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("text") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown format `{other}` (use json or text)"),
+            );
+        }
+    };
     let snap = s.reloader.shared().load_full();
     match crate::explain::explain(&snap, q.client, q.ecs, &q.name, rtype) {
+        Ok(e) if text => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            crate::explain::render(&e),
+        )
+            .into_response(),
         Ok(e) => Json(e).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    since: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events?since=N&limit=M`: the events numbered after `since`, oldest first.
+async fn events(
+    State(s): State<AdminState>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad query: use ?since=N&limit=M (non-negative integers)",
+        );
+    };
+    let limit = q.limit.unwrap_or(crate::events::MAX_READ);
+    Json(s.hub.events().since(q.since, limit)).into_response()
 }
 
 async fn reload(State(s): State<AdminState>) -> Response {

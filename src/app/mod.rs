@@ -125,13 +125,10 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
             hub.bind(cfg, st)
         })
     };
-    let reloader = Arc::new(Reloader::first(
-        path,
-        loaded,
-        cache,
-        binder,
-        telemetry.clone(),
-    ));
+    let reloader = Arc::new(
+        Reloader::first(path, loaded, cache, binder, telemetry.clone())
+            .with_events(hub.events().clone()),
+    );
     let (nudge, nudges) = mpsc::channel(1);
     let mut running = Running {
         dns: sockets.dns.iter().map(|d| d.bound).collect(),

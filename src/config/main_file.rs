@@ -95,6 +95,28 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
     })
 }
 
+/// What `sipsteer ctl` needs of `sipsteer.yaml`, read as `load` reads it (the zone maps and
+/// every other file are not read): the admin API's address (`None`: `off`) and its token.
+pub(crate) fn admin_access(path: &Path) -> Result<super::AdminAccess, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut files = Vec::new();
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let main = main_yaml(path, &mut files)?;
+    let mut sink = Sink {
+        file: path,
+        errors: &mut errors,
+    };
+    let addr = listen_admin(&main.listen, &mut sink);
+    let admin = admin_settings(main.admin.as_ref(), &base, &mut sink);
+    if !errors.is_empty() {
+        return Err(sorted(errors));
+    }
+    Ok(super::AdminAccess {
+        addr,
+        token: admin.token,
+    })
+}
+
 /// The errors by file and position, each once.
 fn sorted(mut errors: Vec<ConfigError>) -> ConfigErrors {
     errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));

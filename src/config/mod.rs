@@ -116,6 +116,20 @@ pub struct QueryLogSettings {
     pub sample: f64,
 }
 
+/// The admin API as a client finds it in `sipsteer.yaml` (see [`admin_access`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminAccess {
+    /// `None` when `listen.admin` is `off`.
+    pub addr: Option<std::net::SocketAddr>,
+    /// `admin.token`, or the environment variable it names (`SIPSTEER_ADMIN_TOKEN`).
+    pub token: Option<String>,
+}
+
+/// The admin API's address and token from the main config file alone, for `sipsteer ctl`.
+pub fn admin_access(path: &Path) -> Result<AdminAccess, ConfigErrors> {
+    main_file::admin_access(path)
+}
+
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AdminSettings {
     pub token: Option<String>,

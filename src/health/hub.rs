@@ -31,11 +31,12 @@ use super::state::ServerHealth;
 use super::vocab::{Cadence, CodePolicy, ProbeSpec, Target, Thresholds};
 use crate::config::operator::{ForcedState, OperatorStates};
 use crate::config::{Check, Config, ServerConfig, Transport};
+use crate::events::{EventLog, Kind};
 use crate::lock::guard;
 use crate::steering::{HealthView, RECENT_FLIP, Steering};
 use crate::telemetry::Telemetry;
 use report::report;
-pub use report::{ApiStateOut, FileStateOut, LoadOut, ServerReport};
+pub use report::{ApiStateOut, CapacityOut, FileStateOut, LoadOut, ServerReport};
 
 /// Why an operator action or a load report was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +119,8 @@ pub struct HealthHub {
     gauges: gauges::Gauges,
     /// Every probed server has had a result (`pending` is empty), readable without the lock.
     ready: AtomicBool,
+    /// Where flips, forced states and load pull failures are recorded.
+    events: Arc<EventLog>,
 }
 
 /// The hub's clock: tokio's, which is the system's monotonic clock unless a test pauses it.
@@ -192,6 +195,7 @@ impl HealthHub {
             gauges: gauges::Gauges::new(&telemetry),
             telemetry,
             ready: AtomicBool::new(true),
+            events: Arc::new(EventLog::default()),
         })
     }
 
@@ -333,7 +337,7 @@ impl HealthHub {
     fn publish_if_changed(&self) {
         let mut inner = guard(&self.inner);
         let now = now();
-        refresh_forced(&mut inner, now);
+        refresh_forced(&mut inner, now, &self.events);
         self.publish(&inner, now);
     }
 
@@ -349,6 +353,12 @@ impl HealthHub {
     /// Distinct targets being probed (servers sharing an address, port and check share one).
     pub fn probe_targets(&self) -> usize {
         self.monitor.targets()
+    }
+
+    /// This instance's event log (flips, forced states, load pull failures; the reloader
+    /// records its reloads here too).
+    pub fn events(&self) -> &Arc<EventLog> {
+        &self.events
     }
 
     /// True once every probed server has had a result. Never waits for the hub's lock.
@@ -396,7 +406,7 @@ impl HealthHub {
 }
 
 /// Re-applies the forced state in effect to every server (entries expire by time).
-fn refresh_forced(inner: &mut Inner, now: Instant) {
+fn refresh_forced(inner: &mut Inner, now: Instant, events: &EventLog) {
     if inner.file_forced.is_empty() && inner.forced.values().all(|f| f.until.is_none()) {
         return;
     }
@@ -409,6 +419,11 @@ fn refresh_forced(inner: &mut Inner, now: Instant) {
         let f = effective_forced(inner, &key, wall).0;
         if inner.entries[i].health.forced() != f {
             tracing::info!(server = %format!("{}/{}", key.0, key.1), forced = f.map(ForcedState::state_str), "forced state applied or expired");
+            let (kind, message) = match f {
+                Some(f) => (Kind::ForcedStarted, format!("{} applies", f.state_str())),
+                None => (Kind::ForcedEnded, "forced state ended".to_owned()),
+            };
+            events.record(kind, format!("{}/{}", key.0, key.1), message);
             inner.entries[i].health.set_forced(f, now);
         }
     }

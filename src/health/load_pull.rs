@@ -34,6 +34,7 @@ mod tests;
 use super::hub::HealthHub;
 use crate::config::Config;
 use crate::config::load_source::LoadSource;
+use crate::events::Kind;
 use crate::lock::guard;
 use fetch::{HttpClient, Owned, PullError};
 use plan::Plan;
@@ -248,12 +249,15 @@ impl Puller {
             st.rejected_total += loads.rejected_total();
             st.rejections.clone_from(&loads.listed);
             if st.last_error != first_error {
+                let events = self.hub.events();
                 if let Some(e) = &first_error {
                     tracing::warn!(
                         "load from prometheus failed (loads expire after capacity.report_ttl): {e}"
                     );
+                    events.record(Kind::LoadPullFailed, src.url.clone(), e.clone());
                 } else if st.last_error.is_some() {
                     tracing::info!(url = %src.url, "load from prometheus works again");
+                    events.record(Kind::LoadPullRecovered, src.url.clone(), "works again");
                 }
             }
             st.last_error = first_error;

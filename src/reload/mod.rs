@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::dns::snapshot::{Shared, Snapshot};
+use crate::events::{EventLog, Kind};
 use crate::geo::{GeoData, GeoError};
 use crate::lock::guard;
 use crate::steering::{HealthView, Steering};
@@ -116,6 +117,8 @@ pub struct Reloader {
     pub stopping: CancellationToken,
     /// The reloader's series.
     meters: meters::Meters,
+    /// Where applied and refused reloads are recorded (see [`Reloader::with_events`]).
+    events: Arc<EventLog>,
 }
 
 /// CPU time of the calling thread (a reload runs on one thread: this is its cost).
@@ -164,9 +167,17 @@ impl Reloader {
             watcher: Mutex::new(None),
             stopping: CancellationToken::new(),
             meters: meters::Meters::new(&telemetry),
+            events: Arc::new(EventLog::default()),
         };
         r.count(ReloadResult::Ok, 1);
         r
+    }
+
+    /// Records reloads into `events` (the instance's event log) instead of a log of its own.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<EventLog>) -> Reloader {
+        self.events = events;
+        self
     }
 
     /// Counts a load by result (applied or refused) and, when applied, exports what is
@@ -320,6 +331,13 @@ impl Reloader {
             cpu_ms = format_args!("{:.1}", (thread_cpu() - cpu_started).as_secs_f64() * 1e3),
             "config reloaded"
         );
+        let mut message = format!("generation {generation} applied ({})", why.as_str());
+        if let Some(msg) = &guard(&self.status).restart_needed {
+            message.push_str("; ");
+            message.push_str(msg);
+        }
+        self.events
+            .record(Kind::Reload, self.path.display().to_string(), message);
         Outcome::Applied(generation)
     }
 }

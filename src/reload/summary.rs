@@ -69,6 +69,14 @@ impl Reloader {
                 trigger = why.as_str(),
                 "config rejected, still serving generation {serving}:\n{e}"
             );
+            self.events.record(
+                crate::events::Kind::ReloadRejected,
+                self.path.display().to_string(),
+                format!(
+                    "refused ({}), still serving generation {serving}:\n{e}",
+                    why.as_str()
+                ),
+            );
         }
         Outcome::Rejected(r)
     }

@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
         "sys",
         "telemetry",
     ],
-    &["conns"],
+    &["conns", "events"],
     &["config"],
     &["geo", "lint"],
     &["routing"],
@@ -33,7 +33,7 @@ const LAYERS: &[&[&str]] = &[
     &["explain"],
     &["reload"],
     &["admin"],
-    &["app"],
+    &["app", "ctl"],
 ];
 
 /// Import cycles between files of one module not taken apart yet: the module and the files

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{HealthHub, Inner, now};
+use crate::events::Kind;
 use crate::health::vocab::{ProbeResult, Target};
 use crate::lock::guard;
 
@@ -57,6 +58,11 @@ impl HealthHub {
             }
             if let Some((from, to)) = flip {
                 tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
+                self.events.record(
+                    Kind::Flip,
+                    name,
+                    format!("{} → {}: {}", from.as_str(), to.as_str(), res.detail),
+                );
                 e.meters.flip(to, &self.telemetry);
                 changed = true;
             }

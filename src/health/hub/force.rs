@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use super::report::{ServerReport, report};
 use super::{HealthHub, HubError};
 use crate::config::operator::ForcedState;
+use crate::events::Kind;
 use crate::health::state_file::ApiForced;
 use crate::lock::guard;
 
@@ -93,6 +94,11 @@ impl HealthHub {
         let effective = super::effective_forced(&inner, &key, SystemTime::now()).0;
         inner.entries[slot].health.set_forced(effective, now);
         tracing::info!(server = %format!("{region}/{server}"), action = f.as_str(), until = shown_until, "operator state set");
+        self.events.record(
+            Kind::Forced,
+            format!("{region}/{server}"),
+            describe(f, until, note_of(&inner, &key)),
+        );
         self.publish(&inner, now);
         Ok(report(&inner, slot, now))
     }
@@ -103,4 +109,25 @@ impl HealthHub {
         let err = guard(&self.persisting).clone();
         Some(serde_json::json!({ "path": path.display().to_string(), "last_error": err }))
     }
+}
+
+/// The note of the state set through the API for `key`.
+fn note_of<'a>(inner: &'a super::Inner, key: &(String, String)) -> Option<&'a str> {
+    inner.forced.get(key).and_then(|f| f.note.as_deref())
+}
+
+/// How an operator action reads in the event log: `drain until 2026-12-01T06:00:00Z: note`.
+fn describe(f: Force, until: Option<SystemTime>, note: Option<&str>) -> String {
+    let mut text = match f {
+        Force::Set(s) => s.as_str().to_owned(),
+        Force::Clear => "clear".to_owned(),
+    };
+    if let (Force::Set(_), Some(u)) = (f, until) {
+        text.push_str(&format!(" until {}", humantime::format_rfc3339_seconds(u)));
+    }
+    if let (Force::Set(_), Some(n)) = (f, note) {
+        text.push_str(": ");
+        text.push_str(n);
+    }
+    text
 }

@@ -34,6 +34,8 @@ pub struct ServerReport {
     pub last_code: Option<u16>,
     pub rtt_ms: Option<f64>,
     pub load: Option<LoadOut>,
+    /// The server's declared `capacity` (calls, cps), when it has one.
+    pub capacity: Option<CapacityOut>,
     /// Capacity left, 0 to 1, rounded to three decimals.
     pub headroom: Option<f64>,
     pub since_secs: f64,
@@ -59,6 +61,13 @@ pub struct FileStateOut {
     /// The entry names the whole region.
     pub region_wide: bool,
     pub note: Option<String>,
+}
+
+/// What `/v1/servers` shows of a server's declared capacity.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityOut {
+    pub calls: Option<u32>,
+    pub cps: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +124,10 @@ pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
             calls: l.calls,
             cps: l.cps,
             age_secs: now.saturating_duration_since(l.at).as_secs_f64(),
+        }),
+        capacity: e.identity.capacity.map(|c| CapacityOut {
+            calls: c.calls,
+            cps: c.cps,
         }),
         headroom: h
             .headroom(now, inner.report_ttl)
