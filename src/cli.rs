@@ -1,4 +1,5 @@
-//! The command line: `serve`, `check`, `explain`, `ctl`, `geoip build`, and the log format.
+//! The command line: `serve`, `check`, `explain`, `ctl`, `geoip build`, `dnssec keygen` and
+//! `dnssec ds`, and the log format.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -90,6 +91,33 @@ pub enum Command {
     Geoip {
         #[command(subcommand)]
         command: GeoipCommand,
+    },
+    /// DNSSEC keys: write a new one, print the DS records for the parent zone.
+    Dnssec {
+        #[command(subcommand)]
+        command: DnssecCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DnssecCommand {
+    /// Write a new private key (PKCS#8 PEM, mode 0600) for a zone's `dnssec.key`; an existing
+    /// file is never replaced. Prints the key's algorithm and key tag.
+    Keygen {
+        /// 13 (ECDSA P-256, the default) or 15 (Ed25519).
+        #[arg(long, default_value = "13")]
+        algorithm: String,
+        /// The key file to write.
+        out: PathBuf,
+    },
+    /// Load the config as `serve` does and print the DS record of each signed zone (or of
+    /// the zones named), to give to the parent zone.
+    Ds {
+        /// The server config (sipsteer.yaml); the paths in it are relative to its directory.
+        #[arg(long, short, default_value = "sipsteer.yaml", env = "SIPSTEER_CONFIG")]
+        config: PathBuf,
+        /// Zones to print (default: every signed zone).
+        zones: Vec<String>,
     },
 }
 

@@ -39,6 +39,8 @@ pub(crate) struct Explanation {
     pub answer: Vec<String>,
     pub authority: Vec<String>,
     pub additional: Vec<String>,
+    /// In a signed zone, whether the answer (asked again with DO=1) is signed.
+    pub dnssec: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,7 +113,7 @@ pub(crate) fn explain(
 ) -> Result<Explanation, String> {
     let mut qname = Name::from_ascii(name).map_err(|e| format!("invalid name `{name}`: {e}"))?;
     qname.set_fqdn(true);
-    let packet = query(&qname, rtype, ecs)?;
+    let packet = query(&qname, rtype, ecs, false)?;
     let mut out = Vec::new();
     respond(snap, client, Proto::Udp, &packet, &mut out).ok_or("the query would be dropped")?;
     let reply = Message::from_vec(&out).map_err(|e| format!("cannot decode reply: {e}"))?;
@@ -121,6 +123,10 @@ pub(crate) fn explain(
     let lower = crate::config::service_names::wire_name(&qname.to_lowercase());
     let found = snap.routing.find_zone(&lower);
     let zone = found.map(|(z, _)| z.origin.to_string());
+    let dnssec = match found.and_then(|(z, _)| z.key.as_ref()) {
+        Some(k) => Some(signed(snap, client, &qname, rtype, ecs, k)?),
+        None => None,
+    };
     let service = found
         .and_then(|(z, _)| Some(z.nodes.get(&lower)?.steer?.global(z)))
         .map(|sref| service_out(snap, sref, located, location.as_ref()));
@@ -151,6 +157,52 @@ pub(crate) fn explain(
         answer: fmt(&reply.answers),
         authority: fmt(&reply.authorities),
         additional: fmt(&reply.additionals),
+        dnssec,
+    })
+}
+
+/// Whether the answer is signed: the record sets of the reply to the same query with DO=1
+/// and the RRSIGs beside them.
+fn signed(
+    snap: &Snapshot,
+    client: IpAddr,
+    qname: &Name,
+    rtype: RecordType,
+    ecs: Option<IpNet>,
+    key: &crate::dnssec::ZoneKey,
+) -> Result<String, String> {
+    let packet = query(qname, rtype, ecs, true)?;
+    let mut out = Vec::new();
+    respond(snap, client, Proto::Udp, &packet, &mut out).ok_or("the query would be dropped")?;
+    let m = Message::from_vec(&out).map_err(|e| format!("cannot decode reply: {e}"))?;
+    let (mut sets, mut sigs) = (0, 0);
+    for rs in [&m.answers, &m.authorities] {
+        let mut last: Option<(&Name, RecordType)> = None;
+        for r in rs {
+            if r.record_type() == RecordType::RRSIG {
+                sigs += 1;
+            } else if last != Some((&r.name, r.record_type())) {
+                sets += 1;
+            }
+            last = Some((&r.name, r.record_type()));
+        }
+    }
+    let keyed = format!(
+        "algorithm {}, key tag {}",
+        key.algorithm().number(),
+        key.key_tag()
+    );
+    if m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain {
+        return Ok(format!(
+            "not signed ({keyed}): NXDOMAIN carries no NSEC proof yet"
+        ));
+    }
+    Ok(match (sets, sigs) {
+        (0, _) => format!("zone signed ({keyed}); no records to sign"),
+        (n, s) if s >= n => format!("signed ({keyed}): {s} RRSIG(s) with DO=1"),
+        (n, s) => format!(
+            "not signed: {s} RRSIG(s) for {n} record set(s) with DO=1 (steered answers and NXDOMAIN are not signed yet)"
+        ),
     })
 }
 
@@ -249,11 +301,17 @@ fn rank_out(
 
 /// The query packet a resolver would send: EDNS with a 1232-byte payload and the ECS
 /// option when a subnet is given.
-fn query(qname: &Name, rtype: RecordType, ecs: Option<IpNet>) -> Result<Vec<u8>, String> {
+fn query(
+    qname: &Name,
+    rtype: RecordType,
+    ecs: Option<IpNet>,
+    dnssec_ok: bool,
+) -> Result<Vec<u8>, String> {
     let mut m = Message::new(1, MessageType::Query, OpCode::Query);
     m.add_query(Query::query(qname.clone(), rtype));
     let mut e = Edns::new();
     e.set_max_payload(1232);
+    e.set_dnssec_ok(dnssec_ok);
     if let Some(net) = ecs {
         e.options_mut().insert(EdnsOption::Subnet(ClientSubnet::new(
             net.network(),
@@ -309,6 +367,9 @@ pub(crate) fn render(e: &Explanation) -> String {
     );
     if let Some(scope) = e.ecs_scope {
         let _ = writeln!(s, "ecs scope {scope}");
+    }
+    if let Some(d) = &e.dnssec {
+        let _ = writeln!(s, "dnssec    {d}");
     }
     for (title, rs) in [
         ("answer", &e.answer),

@@ -6,7 +6,8 @@
 //! 1. Leaves: [`cli`] (the command line), [`files`] (bounded, non-blocking file reads),
 //!    [`lock`] (poison-tolerant locking), [`proto`] (DNS numbers), [`sys`] (raw sockets:
 //!    batched datagram I/O, control messages, socket options), [`telemetry`] (one
-//!    instance's metrics registry, handed down from `app`).
+//!    instance's metrics registry, handed down from `app`), [`dnssec`] (signing keys and
+//!    what they publish: DNSKEY, key tag, DS).
 //! 2. [`conns`]: admission of stream connections (caps, share per source, idle eviction);
 //!    [`events`]: the event log (a bounded ring of flips, forced states, reloads, load pulls).
 //! 3. [`config`]: `sipsteer.yaml`, zone maps, operator state; validation with file:line:col;
@@ -31,6 +32,7 @@ pub mod config;
 pub(crate) mod conns;
 pub mod ctl;
 pub mod dns;
+pub mod dnssec;
 pub mod events;
 pub(crate) mod explain;
 pub(crate) mod files;

@@ -3,11 +3,14 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sipsteer::cli::{Cli, Command, GeoipCommand, LogFormat};
+use sipsteer::cli::{Cli, Command, DnssecCommand, GeoipCommand, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let quiet = matches!(cli.command, Command::Check { .. } | Command::Ctl(_));
+    let quiet = matches!(
+        cli.command,
+        Command::Check { .. } | Command::Ctl(_) | Command::Dnssec { .. }
+    );
     sipsteer::app::startup::init_logging(cli.log_format, quiet);
     let json = cli.log_format == LogFormat::Json;
     match cli.command {
@@ -98,6 +101,84 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Dnssec { command } => printed(dnssec(command)),
+    }
+}
+
+/// Prints a command's text (exit 0) or its error (exit 1).
+fn printed(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sipsteer dnssec keygen` and `sipsteer dnssec ds`: what they print, or why they failed.
+fn dnssec(command: DnssecCommand) -> Result<String, String> {
+    use sipsteer::dnssec::{Algorithm, ZoneKey};
+    match command {
+        DnssecCommand::Keygen { algorithm, out } => {
+            let alg = Algorithm::parse(&algorithm).ok_or_else(|| {
+                format!(
+                    "algorithm `{algorithm}` is not supported (use 13, ECDSA P-256, or 15, Ed25519)"
+                )
+            })?;
+            let pem = ZoneKey::generate_pem(alg).map_err(|e| e.to_string())?;
+            let key = ZoneKey::from_pkcs8(alg, pem.as_bytes()).map_err(|e| e.to_string())?;
+            sipsteer::dnssec::write_private(&out, pem.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+            Ok(format!(
+                "{}: algorithm {} ({}), key tag {}\n",
+                out.display(),
+                alg.number(),
+                alg.mnemonic(),
+                key.key_tag()
+            ))
+        }
+        DnssecCommand::Ds { config, zones } => {
+            let cfg = sipsteer::config::load(&config).map_err(|e| e.to_string())?;
+            let mut text = String::new();
+            let same = |asked: &str, z: &sipsteer::config::ZoneConfig| {
+                let origin = z.origin.to_ascii();
+                asked
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(origin.trim_end_matches('.'))
+            };
+            for name in &zones {
+                if !cfg
+                    .zones
+                    .iter()
+                    .any(|z| same(name, z) && cfg.keys.contains_key(&z.origin))
+                {
+                    return Err(format!(
+                        "zone `{name}` is not signed here (no zone map with `dnssec:` serves it)"
+                    ));
+                }
+            }
+            for z in &cfg.zones {
+                let Some(k) = cfg.keys.get(&z.origin) else {
+                    continue;
+                };
+                let wanted = zones.is_empty() || zones.iter().any(|n| same(n, z));
+                if wanted {
+                    text.push_str(&k.ds_text(&z.origin, z.ttl));
+                    text.push('\n');
+                }
+            }
+            if text.is_empty() {
+                return Err(format!(
+                    "no zone of {} is signed (no zone map has `dnssec:`)",
+                    config.display()
+                ));
+            }
+            Ok(text)
+        }
     }
 }
 

@@ -62,6 +62,8 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         .and_then(|l| super::load_source::compile(l, &regions, &base, &mut files, &mut sink));
     let encrypted = super::tls::load(&main, &base, &mut files, &mut sink);
     let rescan = super::watch::rescan(main.reload.as_ref(), &mut sink);
+    let state_dir = main.state_dir.as_ref().map(|d| base.join(&d.value));
+    let keys = super::dnssec::keys(&zones, &base, state_dir.as_deref(), &mut files, &mut errors);
 
     if !errors.is_empty() {
         return Err(sorted(errors));
@@ -88,6 +90,8 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         listen_https: encrypted.listen_https,
         tls: encrypted.files,
         rescan,
+        state_dir,
+        keys,
     })
 }
 

@@ -4,6 +4,7 @@
 
 mod cache;
 mod defences;
+mod dnssec;
 mod error;
 pub(crate) mod load_source;
 pub(crate) mod main_file;
@@ -89,6 +90,11 @@ pub struct Config {
     pub tls: Option<tls::TlsFiles>,
     /// How often the files are checked for changes a file watcher may have missed.
     pub rescan: Duration,
+    /// `state_dir:` (generated DNSSEC keys live in its `dnssec/`).
+    pub state_dir: Option<PathBuf>,
+    /// The signing key of each signed zone, by origin.
+    pub keys:
+        std::collections::BTreeMap<hickory_proto::rr::Name, std::sync::Arc<crate::dnssec::ZoneKey>>,
 }
 
 /// Transport limits of the DNS listeners.
@@ -163,6 +169,20 @@ pub struct ZoneConfig {
     pub ns: Vec<Name>,
     pub records: Vec<RecordConfig>,
     pub services: Vec<ServiceConfig>,
+    /// Signing settings, when the zone is signed (`dnssec:`).
+    pub dnssec: Option<DnssecSettings>,
+}
+
+/// A zone's `dnssec:` as validated; the key itself is read into [`Config::keys`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnssecSettings {
+    pub algorithm: crate::dnssec::Algorithm,
+    /// `dnssec.key` as written (relative to `sipsteer.yaml`'s directory), or `None` for a key
+    /// generated in `state_dir`.
+    pub key: Option<String>,
+    /// Where `dnssec:` (line, column) and `dnssec.key` are written, for errors about the key.
+    pub at: (u64, u64),
+    pub key_at: Option<(u64, u64)>,
 }
 
 /// One static record.

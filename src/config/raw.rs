@@ -54,6 +54,9 @@ pub(super) struct Main {
     /// How reloads are triggered.
     #[serde(default)]
     pub reload: Option<Reload>,
+    /// Where sipsteer keeps what it generates (DNSSEC keys of zones that name no key file).
+    #[serde(default)]
+    pub state_dir: Option<S<String>>,
 }
 
 /// `reload:`.
@@ -240,6 +243,19 @@ pub(super) struct Zone {
     pub regions: HashMap<S<String>, Region>,
     #[serde(default)]
     pub services: HashMap<S<String>, Service>,
+    /// Signing: `dnssec: {}` for the defaults.
+    #[serde(default)]
+    pub dnssec: Option<S<Dnssec>>,
+}
+
+/// A zone's `dnssec:`: the algorithm and the key file (generated in `state_dir` when absent).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Dnssec {
+    #[serde(default)]
+    pub algorithm: Option<S<super::values::Scalar>>,
+    #[serde(default)]
+    pub key: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

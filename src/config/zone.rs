@@ -73,6 +73,10 @@ pub(super) fn validate(
         out.extend(node(&name, &origin, types, ttl, held, &path, sink));
     }
     let services = services::services(z, &origin, regions, sink);
+    let dnssec = z
+        .dnssec
+        .as_ref()
+        .and_then(|d| super::dnssec::settings(d, sink));
     Some(ZoneConfig {
         origin,
         file: sink.file.to_path_buf(),
@@ -81,6 +85,7 @@ pub(super) fn validate(
         ns,
         records: out,
         services,
+        dnssec,
     })
 }
 

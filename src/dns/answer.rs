@@ -92,6 +92,7 @@ pub fn respond(
         .filter(|e| e.source > 0)
         .map_or(crate::geo::canonical(client), |e| e.addr);
     let mut w = Writer::new(out, q.id, Some(q.question), q.name, limit, opt_reserve);
+    w.set_dnssec_ok(q.edns.is_some_and(|e| e.dnssec_ok));
     let mut a = Answer {
         rcode: wire::RCODE_NOERROR,
         aa: true,
@@ -166,7 +167,7 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
     };
     if q.qtype == wire::TYPE_ANY {
         if node.is_empty() {
-            negative(zone, wire::RCODE_NOERROR, w, a);
+            nodata(zone, name, node, q.qtype, w, a);
         } else if let Some(cname) = node.set(wire::TYPE_CNAME) {
             // The CNAME is the only data at its owner: answer it, never a synthesized HINFO.
             if !w.rrset_at_qname(ANSWER, cname) {
@@ -184,7 +185,7 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
         qtype: q.qtype,
     };
     if let Some(sref) = node.steer {
-        cx.steered_or_nodata(sref.global(zone), name, w, a);
+        cx.steered_or_nodata(sref.global(zone), name, node, w, a);
         return;
     }
     if let Some(set) = node.set(q.qtype) {
@@ -203,7 +204,7 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
         cx.follow(cname.cname.as_deref(), w, a);
         return;
     }
-    negative(zone, wire::RCODE_NOERROR, w, a);
+    nodata(zone, name, node, q.qtype, w, a);
 }
 
 /// One question inside the zone that holds its name: what a steered answer and a CNAME
@@ -220,12 +221,19 @@ impl<'z> InZone<'z> {
     /// A steered answer, or NODATA. A NODATA that depends on the client's region (its region
     /// has no address of the asked family) keeps the steering scope, so a resolver caches it
     /// only for clients of that region.
-    fn steered_or_nodata(&self, sref: SteerRef, owner: &[u8], w: &mut Writer, a: &mut Answer) {
+    fn steered_or_nodata(
+        &self,
+        sref: SteerRef,
+        owner: &[u8],
+        node: &Node,
+        w: &mut Writer,
+        a: &mut Answer,
+    ) {
         let snap = self.snap;
         let mark = w.mark();
         if !steered::answer(snap, sref, self.qtype, owner, self.client, w, a) {
             let scope = a.scope;
-            negative(self.zone, wire::RCODE_NOERROR, w, a);
+            nodata(self.zone, owner, node, self.qtype, w, a);
             a.scope = scope;
             // A NODATA from the fallback order before the GeoIP map is in is cached no longer
             // than the warm-up answers.
@@ -250,7 +258,7 @@ impl<'z> InZone<'z> {
                 return;
             };
             if let Some(sref) = node.steer {
-                self.steered_or_nodata(sref.global(zone), t, w, a);
+                self.steered_or_nodata(sref.global(zone), t, node, w, a);
                 return;
             }
             if !self.step(node, t, &mut target, w, a) {
@@ -285,7 +293,7 @@ impl<'z> InZone<'z> {
                 true
             }
             None => {
-                negative(zone, wire::RCODE_NOERROR, w, a);
+                nodata(zone, t, node, qtype, w, a);
                 false
             }
         }
@@ -343,6 +351,14 @@ fn referral(zone: &Zone, (cut, node): (&[u8], &Node), w: &mut Writer, a: &mut An
         truncate(w, a);
         return;
     }
+    // With DO=1 in a signed zone: the NSEC proving the child has no DS (it is unsigned).
+    if w.dnssec_ok()
+        && let Some(nsec) = node.nsec.as_deref()
+        && !w.rrset_at(AUTHORITY, cut, nsec)
+    {
+        truncate(w, a);
+        return;
+    }
     additional_for(zone, &ns.targets, w);
 }
 
@@ -351,6 +367,26 @@ fn negative(zone: &Zone, rcode: u8, w: &mut Writer, a: &mut Answer) {
     a.rcode = rcode;
     a.scope = 0;
     if !w.rrset_at(AUTHORITY, &zone.apex, &zone.negative_soa) {
+        truncate(w, a);
+    }
+}
+
+/// NODATA at `owner`; with DO=1 in a signed zone, with the NSEC that proves it (RFC 9824).
+/// A steered name's NODATA for a steered type depends on the client's region, so it gets
+/// no proof (steered answers are not signed yet).
+fn nodata(zone: &Zone, owner: &[u8], node: &Node, qtype: u16, w: &mut Writer, a: &mut Answer) {
+    negative(zone, wire::RCODE_NOERROR, w, a);
+    if a.tc || !w.dnssec_ok() {
+        return;
+    }
+    let steered_type = matches!(
+        qtype,
+        wire::TYPE_A | wire::TYPE_AAAA | wire::TYPE_NAPTR | wire::TYPE_SRV
+    );
+    if let Some(nsec) = node.nsec.as_deref()
+        && !(node.steer.is_some() && steered_type)
+        && !w.rrset_at(AUTHORITY, owner, nsec)
+    {
         truncate(w, a);
     }
 }

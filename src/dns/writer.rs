@@ -68,6 +68,8 @@ pub(crate) struct Writer<'b> {
     /// Offset of the zone apex within the question name.
     apex_off: usize,
     counts: [u16; 3],
+    /// The query has DO=1: record sets are written with their RRSIGs.
+    dnssec_ok: bool,
 }
 
 impl<'b> Writer<'b> {
@@ -96,12 +98,23 @@ impl<'b> Writer<'b> {
             lower,
             apex_off: lower.len().saturating_sub(1),
             counts: [0; 3],
+            dnssec_ok: false,
         }
     }
 
     /// Where the zone apex starts in the question name (for compressing in-zone owners).
     pub(crate) fn set_apex_offset(&mut self, off: usize) {
         self.apex_off = off;
+    }
+
+    /// Record sets are written with their RRSIGs from now on (the query has DO=1).
+    pub(crate) fn set_dnssec_ok(&mut self, on: bool) {
+        self.dnssec_ok = on;
+    }
+
+    /// Whether the query has DO=1.
+    pub(crate) fn dnssec_ok(&self) -> bool {
+        self.dnssec_ok
     }
 
     pub(crate) fn mark(&self) -> (usize, [u16; 3]) {
@@ -203,9 +216,39 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Writes a whole record set owned by the question name; false (and nothing written) if
-    /// it does not fit.
+    /// Writes a whole record set owned by the question name, with its RRSIG when the query
+    /// has DO=1; false (and nothing written) if it does not fit.
     pub(crate) fn rrset_at_qname(&mut self, section: usize, set: &RRset) -> bool {
+        let before = self.mark();
+        if !self.put_at_qname(section, set) {
+            return false;
+        }
+        self.then_rrsig(section, None, set, before)
+    }
+
+    /// After `set` was written: its RRSIG when the query has DO=1, or neither (the set taken
+    /// back) when the RRSIG does not fit.
+    fn then_rrsig(
+        &mut self,
+        section: usize,
+        owner: Option<&[u8]>,
+        set: &RRset,
+        before: (usize, [u16; 3]),
+    ) -> bool {
+        let Some(sig) = set.rrsig.as_deref().filter(|_| self.dnssec_ok) else {
+            return true;
+        };
+        let wrote = match owner {
+            None => self.put_at_qname(section, sig),
+            Some(o) => self.put_at(section, o, sig),
+        };
+        if !wrote {
+            self.rollback(before);
+        }
+        wrote
+    }
+
+    fn put_at_qname(&mut self, section: usize, set: &RRset) -> bool {
         if !self.fits(set.wire.len()) {
             return false;
         }
@@ -227,10 +270,22 @@ impl<'b> Writer<'b> {
         }
     }
 
-    /// Writes a whole record set with another owner; false (nothing written) if it does not fit.
+    /// Writes a whole record set with another owner, with its RRSIG when the query has DO=1;
+    /// false (nothing written) if it does not fit.
     pub(crate) fn rrset_at(&mut self, section: usize, owner: &[u8], set: &RRset) -> bool {
         if owner == self.qname() {
             return self.rrset_at_qname(section, set);
+        }
+        let before = self.mark();
+        if !self.put_at(section, owner, set) {
+            return false;
+        }
+        self.then_rrsig(section, Some(owner), set, before)
+    }
+
+    fn put_at(&mut self, section: usize, owner: &[u8], set: &RRset) -> bool {
+        if owner == self.qname() {
+            return self.put_at_qname(section, set);
         }
         let olen = self.owner_len(owner);
         let need = set.wire.len() + (olen.saturating_sub(2)) * set.count as usize;

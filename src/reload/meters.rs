@@ -1,5 +1,6 @@
 //! The reloader's series, made once with the reloader: reloads by result, and what an
-//! applied reload serves (generation, when, GeoIP build figures).
+//! applied reload serves (generation, when, GeoIP build figures, when its first RRSIG
+//! expires).
 
 use metrics::{Counter, Gauge};
 
@@ -15,6 +16,8 @@ pub(super) struct Meters {
     pub(super) generation: Gauge,
     pub(super) geoip_build_seconds: Gauge,
     pub(super) geoip_build_epoch: Gauge,
+    /// When the first of the served RRSIGs expires (0: no zone is signed).
+    pub(super) dnssec_expiry: Gauge,
 }
 
 impl Meters {
@@ -28,6 +31,7 @@ impl Meters {
             generation: t.gauge("sipsteer_config_generation", &[]),
             geoip_build_seconds: t.gauge("sipsteer_geoip_build_seconds", &[]),
             geoip_build_epoch: t.gauge("sipsteer_geoip_build_epoch_seconds", &[]),
+            dnssec_expiry: t.gauge("sipsteer_dnssec_signatures_expire_timestamp_seconds", &[]),
         }
     }
 

@@ -192,6 +192,16 @@ impl Reloader {
         }
         m.last_success.set(now_unix() as f64);
         m.generation.set(generation as f64);
+        let expiry = self
+            .shared
+            .load()
+            .routing
+            .zones
+            .iter()
+            .filter(|z| z.key.is_some())
+            .map(|z| z.window.expiration)
+            .min();
+        m.dnssec_expiry.set(f64::from(expiry.unwrap_or(0)));
         if let Some(g) = guard(&self.geo.geo).as_ref() {
             m.geoip_build_seconds.set(g.seconds);
             m.geoip_build_epoch.set(g.data.info.build_epoch as f64);
@@ -246,7 +256,9 @@ impl Reloader {
         let current = self.shared.load_full();
         // The periodic rescan trusts file identities; the other triggers read everything.
         let rescan = why == Trigger::Rescan;
-        if guard(&self.geo.zones).observe(source_paths(&current.config), rescan) {
+        // A new signature window re-signs the signed zones even when no file changed.
+        let resign = current.routing.signed_before(crate::dnssec::Window::now());
+        if guard(&self.geo.zones).observe(source_paths(&current.config), rescan) && !resign {
             let mut st = guard(&self.status);
             st.last_attempt_unix = now_unix();
             st.unchanged += 1;
@@ -277,7 +289,7 @@ impl Reloader {
             (None, None) => true,
             _ => false,
         };
-        if same_files && same_geo {
+        if same_files && same_geo && !resign {
             let mut st = guard(&self.status);
             st.last_error = None;
             st.last_error_count = None;

@@ -7,56 +7,14 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use std::sync::Arc;
 
-use super::{NameMap, Node, RRset, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels};
+use super::secure::{key_sets, nsec_sets, rrsig_set, unsign_below_cuts};
+use super::sign::Signing;
+use super::{
+    NameMap, Node, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels, rrset,
+    rrset_with_ptrs,
+};
 use crate::config::service_names::wire_name;
 use crate::config::{Config, RegionConfig, ZoneConfig};
-
-/// Builds one wire record set from (ttl, rdata) pairs of one type.
-pub(crate) fn rrset(
-    rtype: u16,
-    items: &[(u32, Vec<u8>)],
-    origin: &Name,
-    targets: Vec<Name>,
-) -> RRset {
-    let items: Vec<(u32, Vec<u8>, Vec<usize>)> = items
-        .iter()
-        .map(|(t, d)| (*t, d.clone(), Vec::new()))
-        .collect();
-    rrset_with_ptrs(rtype, &items, origin, targets)
-}
-
-/// Like [`rrset`], for data with apex pointers at the given offsets.
-pub(crate) fn rrset_with_ptrs(
-    rtype: u16,
-    items: &[(u32, Vec<u8>, Vec<usize>)],
-    origin: &Name,
-    targets: Vec<Name>,
-) -> RRset {
-    let mut wire = Vec::new();
-    let mut apex_ptrs = Vec::new();
-    for (ttl, rd, ptrs) in items {
-        apex_ptrs.extend(ptrs.iter().map(|p| (wire.len() + 12 + p) as u16));
-        wire.extend_from_slice(&[0xC0, 0x0C]);
-        wire.extend_from_slice(&rtype.to_be_bytes());
-        wire.extend_from_slice(&1u16.to_be_bytes());
-        wire.extend_from_slice(&ttl.to_be_bytes());
-        wire.extend_from_slice(&(rd.len() as u16).to_be_bytes());
-        wire.extend_from_slice(rd);
-    }
-    let targets: Vec<Box<[u8]>> = targets
-        .iter()
-        .filter(|t| origin.zone_of(t))
-        .map(wire_name)
-        .collect();
-    RRset {
-        rtype,
-        count: items.len() as u16,
-        wire: wire.into_boxed_slice(),
-        targets: targets.into_boxed_slice(),
-        cname: None,
-        apex_ptrs: apex_ptrs.into_boxed_slice(),
-    }
-}
 
 /// Compiles every zone of the config.
 pub fn compile(cfg: &Config) -> Routing {
@@ -83,7 +41,13 @@ pub(crate) fn compile_reusing(cfg: &Config, previous: Option<&Routing>) -> Routi
     let mut service_base = 0u32;
     for z in &cfg.zones {
         let data = match old.get(&Arc::as_ptr(z)) {
-            Some(d) if regions.same(d) => Arc::clone(d),
+            Some(d)
+                if regions.same(d)
+                    && cfg.keys.get(&z.origin) == d.key.as_ref()
+                    && (d.key.is_none() || d.window == crate::dnssec::Window::now()) =>
+            {
+                Arc::clone(d)
+            }
             _ => Arc::new(zone(z, cfg, &regions)),
         };
         let zone = Zone {
@@ -149,10 +113,14 @@ impl<'a> Regions<'a> {
 fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
     let origin = &z.origin;
     let apex = wire_name(origin);
+    let key = cfg.keys.get(origin).cloned();
+    let window = crate::dnssec::Window::now();
+    let signing = key.as_deref().map(|k| Signing::new(k, origin, window));
+    let signing = signing.as_ref();
     let mut nodes: NameMap<Node> = NameMap::default();
     let mut has_cuts = false;
     for (name, records) in &by_owner(z) {
-        let mut node = static_node(records, origin, &apex);
+        let mut node = static_node(records, origin, &apex, signing);
         if name != origin && node.set(crate::proto::TYPE_NS).is_some() {
             node.cut = true;
             has_cuts = true;
@@ -160,18 +128,38 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         nodes.insert(wire_name(name), node);
     }
     for (local, svc) in z.services.iter().enumerate() {
-        service_nodes(&mut nodes, local as u32, svc, cfg, origin);
+        service_nodes(&mut nodes, local as u32, svc, cfg, origin, signing);
     }
     empty_non_terminals(&mut nodes, &apex);
+    if let (Some(k), Some(sg)) = (&key, signing) {
+        let node = nodes.entry(apex.clone()).or_default();
+        node.sets.extend(key_sets(k, origin, z.ttl, sg));
+        nsec_sets(&mut nodes, origin, z.soa.minimum.min(z.ttl), sg);
+        if has_cuts {
+            unsign_below_cuts(&mut nodes, &apex);
+        }
+    }
 
     let soa_min = z.soa.minimum;
     let (soa, soa_ptrs) = super::rdata::soa(&z.soa, &apex);
-    let negative_soa = rrset_with_ptrs(
+    let mut negative_soa = rrset_with_ptrs(
         crate::proto::TYPE_SOA,
         &[(soa_min, soa, soa_ptrs)],
         origin,
         Vec::new(),
     );
+    // The apex SOA's signature, with the negative answer's TTL (its original TTL, inside
+    // the signature, is the SOA's own).
+    let apex_sig = nodes
+        .get(&apex)
+        .and_then(|n| n.set(crate::proto::TYPE_SOA))
+        .and_then(|s| s.rrsig.clone());
+    negative_soa.rrsig = apex_sig.map(|mut sig| {
+        if let Some(t) = sig.wire.get_mut(6..10) {
+            t.copy_from_slice(&soa_min.to_be_bytes());
+        }
+        sig
+    });
     ZoneData {
         source: z.clone(),
         regions: service_regions(z, regions),
@@ -180,6 +168,8 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         negative_soa,
         nodes,
         has_cuts,
+        key,
+        window,
     }
 }
 
@@ -210,7 +200,7 @@ fn by_owner(z: &ZoneConfig) -> HashMap<Name, Vec<Record>> {
 
 /// The node of one owner of static records: one wire record set per type, in the order the
 /// types first appear.
-fn static_node(records: &[Record], origin: &Name, apex: &[u8]) -> Node {
+fn static_node(records: &[Record], origin: &Name, apex: &[u8], sg: Option<&Signing>) -> Node {
     let mut node = Node::default();
     let mut types: Vec<u16> = Vec::new();
     for r in records {
@@ -240,6 +230,12 @@ fn static_node(records: &[Record], origin: &Name, apex: &[u8]) -> Node {
             set.cname = Some(wire_name(&c.0));
             set.targets = Box::new([]);
         }
+        if let (Some(sg), Some(first)) = (sg, of_type.first()) {
+            let data = of_type.iter().map(|r| &r.data);
+            set.rrsig = sg
+                .records(&first.name, t, first.ttl, data)
+                .map(|rd| rrsig_set(first.ttl, rd, origin));
+        }
         node.sets.push(set);
     }
     node
@@ -253,6 +249,7 @@ fn service_nodes(
     svc: &crate::config::ServiceConfig,
     cfg: &Config,
     origin: &Name,
+    sg: Option<&Signing>,
 ) {
     let sref = |kind| SteerRef {
         service: local,
@@ -272,18 +269,27 @@ fn service_nodes(
             nodes.entry(n).or_default().steer = Some(sref(SteerKind::RegionSrv(ri as u16, t)));
         }
         for (host, s) in rn.hosts.into_iter().zip(&reg.servers) {
+            let owner = sg.and_then(|_| super::name_of(&host));
+            let sg = sg.zip(owner.as_ref());
             host_sets(
                 nodes.entry(host).or_default(),
                 &s.addresses,
                 svc.ttl,
                 origin,
+                sg,
             );
         }
     }
 }
 
 /// Adds a server host name's A and AAAA record sets (those it has addresses for).
-fn host_sets(node: &mut Node, addresses: &[std::net::IpAddr], ttl: u32, origin: &Name) {
+fn host_sets(
+    node: &mut Node,
+    addresses: &[std::net::IpAddr],
+    ttl: u32,
+    origin: &Name,
+    sg: Option<(&Signing, &Name)>,
+) {
     for (t, v4) in [
         (crate::proto::TYPE_A, true),
         (crate::proto::TYPE_AAAA, false),
@@ -297,7 +303,12 @@ fn host_sets(node: &mut Node, addresses: &[std::net::IpAddr], ttl: u32, origin: 
             })
             .collect();
         if !items.is_empty() {
-            node.sets.push(rrset(t, &items, origin, Vec::new()));
+            let mut set = rrset(t, &items, origin, Vec::new());
+            if let Some((sg, owner)) = sg {
+                let rdatas: Vec<Vec<u8>> = items.iter().map(|(_, d)| d.clone()).collect();
+                set.rrsig = Some(rrsig_set(ttl, sg.raw(owner, t, ttl, &rdatas), origin));
+            }
+            node.sets.push(set);
         }
     }
 }

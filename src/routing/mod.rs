@@ -5,6 +5,9 @@ pub(crate) mod build;
 
 pub(crate) mod rdata;
 
+mod secure;
+mod sign;
+
 use std::collections::HashMap;
 
 pub use build::compile;
@@ -58,6 +61,11 @@ pub struct ZoneData {
     pub nodes: NameMap<Node>,
     /// Whether any node below the apex is a delegation.
     pub has_cuts: bool,
+    /// The signing key when the zone is signed; its DNSKEY, CDNSKEY and CDS sets are at the
+    /// apex node.
+    pub key: Option<std::sync::Arc<crate::dnssec::ZoneKey>>,
+    /// The signature window its RRSIGs were made in (a compile in a later period signs again).
+    pub window: crate::dnssec::Window,
 }
 
 /// The data at one owner name.
@@ -68,6 +76,8 @@ pub struct Node {
     pub cut: bool,
     /// The name is answered by the steering core.
     pub steer: Option<SteerRef>,
+    /// In a signed zone, the NSEC (with its RRSIG) proving NODATA here (RFC 9824).
+    pub nsec: Option<Box<RRset>>,
 }
 
 impl Node {
@@ -125,6 +135,9 @@ pub struct RRset {
     pub cname: Option<Box<[u8]>>,
     /// Offsets in `wire` of pointers to the zone apex, filled in per reply ([`rdata`]).
     pub apex_ptrs: Box<[u16]>,
+    /// In a signed zone, the set's RRSIG (one record, owner pointer `0xC00C` like the set's),
+    /// written after the set when the query has DO=1.
+    pub rrsig: Option<Box<RRset>>,
 }
 
 impl RRset {
@@ -144,6 +157,14 @@ impl RRset {
 }
 
 impl Routing {
+    /// Whether a signed zone's RRSIGs were made in another signature window than `now`'s:
+    /// the zone must compile (and sign) again, though no file changed.
+    pub fn signed_before(&self, now: crate::dnssec::Window) -> bool {
+        self.zones
+            .iter()
+            .any(|z| z.key.is_some() && z.window != now)
+    }
+
     /// The most specific zone containing `name` (lowercase wire form), and the offset of the
     /// apex within `name`.
     pub fn find_zone(&self, name: &[u8]) -> Option<(&Zone, usize)> {
@@ -178,6 +199,20 @@ pub fn count_labels(name: &[u8]) -> usize {
     n
 }
 
+/// A wire name (lowercase, uncompressed) as a hickory name.
+pub(crate) fn name_of(wire: &[u8]) -> Option<hickory_proto::rr::Name> {
+    let mut labels: Vec<&[u8]> = Vec::new();
+    let mut pos = 0;
+    while let Some(&l) = wire.get(pos) {
+        if l == 0 {
+            return hickory_proto::rr::Name::from_labels(labels).ok();
+        }
+        labels.push(wire.get(pos + 1..pos + 1 + l as usize)?);
+        pos += l as usize + 1;
+    }
+    None
+}
+
 /// The parent of a wire name (`None` for the root).
 pub fn parent(name: &[u8]) -> Option<&[u8]> {
     let l = *name.first()? as usize;
@@ -185,4 +220,52 @@ pub fn parent(name: &[u8]) -> Option<&[u8]> {
         return None;
     }
     name.get(l + 1..)
+}
+
+/// Builds one wire record set from (ttl, rdata) pairs of one type.
+pub(crate) fn rrset(
+    rtype: u16,
+    items: &[(u32, Vec<u8>)],
+    origin: &hickory_proto::rr::Name,
+    targets: Vec<hickory_proto::rr::Name>,
+) -> RRset {
+    let items: Vec<(u32, Vec<u8>, Vec<usize>)> = items
+        .iter()
+        .map(|(t, d)| (*t, d.clone(), Vec::new()))
+        .collect();
+    rrset_with_ptrs(rtype, &items, origin, targets)
+}
+
+/// Like [`rrset`], for data with apex pointers at the given offsets.
+pub(crate) fn rrset_with_ptrs(
+    rtype: u16,
+    items: &[(u32, Vec<u8>, Vec<usize>)],
+    origin: &hickory_proto::rr::Name,
+    targets: Vec<hickory_proto::rr::Name>,
+) -> RRset {
+    let mut wire = Vec::new();
+    let mut apex_ptrs = Vec::new();
+    for (ttl, rd, ptrs) in items {
+        apex_ptrs.extend(ptrs.iter().map(|p| (wire.len() + 12 + p) as u16));
+        wire.extend_from_slice(&[0xC0, 0x0C]);
+        wire.extend_from_slice(&rtype.to_be_bytes());
+        wire.extend_from_slice(&1u16.to_be_bytes());
+        wire.extend_from_slice(&ttl.to_be_bytes());
+        wire.extend_from_slice(&(rd.len() as u16).to_be_bytes());
+        wire.extend_from_slice(rd);
+    }
+    let targets: Vec<Box<[u8]>> = targets
+        .iter()
+        .filter(|t| origin.zone_of(t))
+        .map(crate::config::service_names::wire_name)
+        .collect();
+    RRset {
+        rtype,
+        count: items.len() as u16,
+        wire: wire.into_boxed_slice(),
+        targets: targets.into_boxed_slice(),
+        cname: None,
+        apex_ptrs: apex_ptrs.into_boxed_slice(),
+        rrsig: None,
+    }
 }

@@ -28,7 +28,7 @@ fn unknown_key() {
     assert_eq!(
         zone_errors("recrds: {}\n"),
         [
-            "zones/z.yaml:4:1: unknown field `recrds`, expected one of zone, ttl, soa, ns, records, regions, services"
+            "zones/z.yaml:4:1: unknown field `recrds`, expected one of zone, ttl, soa, ns, records, regions, services, dnssec"
         ]
     );
 }

@@ -14,7 +14,15 @@ use source::{Crate, ModPath};
 
 /// Top-level modules from the bottom up; a module may use the modules of earlier layers only.
 const LAYERS: &[&[&str]] = &[
-    &["cli", "files", "lock", "proto", "sys", "telemetry"],
+    &[
+        "cli",
+        "dnssec",
+        "files",
+        "lock",
+        "proto",
+        "sys",
+        "telemetry",
+    ],
     &["conns", "events"],
     &["config"],
     &["geo", "lint"],

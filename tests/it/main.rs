@@ -20,6 +20,8 @@ mod dns_seam;
 mod dns_source_address;
 mod dns_static;
 mod dns_steered;
+mod dnssec_keys;
+mod dnssec_signed;
 mod encrypted;
 mod encrypted_limits;
 mod events;

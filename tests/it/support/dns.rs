@@ -144,6 +144,8 @@ pub(crate) struct Q {
     pub edns: Option<u16>,
     pub ecs: Option<(IpAddr, u8)>,
     pub version: u8,
+    /// The DO bit (DNSSEC OK); implies EDNS.
+    pub dnssec_ok: bool,
 }
 
 /// Builds a query message.
@@ -151,10 +153,15 @@ pub(crate) fn query(name: &str, rtype: RecordType, opts: &Q) -> Vec<u8> {
     let mut m = Message::new(0xBEEF, MessageType::Query, OpCode::Query);
     m.metadata.recursion_desired = true;
     m.add_query(Query::query(Name::from_ascii(name).expect("name"), rtype));
-    if let Some(payload) = opts.edns.or(opts.ecs.map(|_| 1232)) {
+    let payload = opts
+        .edns
+        .or(opts.ecs.map(|_| 1232))
+        .or(opts.dnssec_ok.then_some(1232));
+    if let Some(payload) = payload {
         let mut e = Edns::new();
         e.set_max_payload(payload);
         e.set_version(opts.version);
+        e.set_dnssec_ok(opts.dnssec_ok);
         if let Some((ip, prefix)) = opts.ecs {
             e.options_mut()
                 .insert(EdnsOption::Subnet(ClientSubnet::new(ip, prefix, 0)));

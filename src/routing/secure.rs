@@ -1,0 +1,104 @@
+//! The DNSSEC parts of a signed zone's compile: the apex's key sets (DNSKEY, CDNSKEY, CDS),
+//! each set's RRSIG as a record set, no signatures at or below a delegation, and the NSEC
+//! proofs of NODATA (RFC 9824 compact denial: the owner's own types, next name `\000.owner`),
+//! each signed here, off the packet path.
+
+use hickory_proto::rr::Name;
+
+use super::sign::Signing;
+use super::{NameMap, Node, RRset, SteerKind, rrset};
+
+/// The set's RRSIG as a record set of its own.
+pub(super) fn rrsig_set(ttl: u32, rdata: Vec<u8>, origin: &Name) -> Box<RRset> {
+    Box::new(rrset(
+        crate::proto::TYPE_RRSIG,
+        &[(ttl, rdata)],
+        origin,
+        Vec::new(),
+    ))
+}
+
+/// Delegation NS sets and everything below a cut (glue) are not the zone's to sign. The
+/// cut keeps its NSEC (types NS, RRSIG, NSEC): it proves that the delegation has no DS (an
+/// unsigned child), in referrals and in the NODATA of a DS query.
+pub(super) fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
+    let cuts: Vec<Box<[u8]>> = nodes
+        .iter()
+        .filter(|(_, n)| n.cut)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for (name, node) in nodes.iter_mut() {
+        let mut cur: &[u8] = name;
+        while cur.len() > apex.len() {
+            if cuts.iter().any(|c| **c == *cur) {
+                for set in &mut node.sets {
+                    set.rrsig = None;
+                }
+                if !node.cut {
+                    node.nsec = None;
+                }
+                break;
+            }
+            match super::parent(cur) {
+                Some(p) => cur = p,
+                None => break,
+            }
+        }
+    }
+}
+
+/// The apex's DNSKEY set and the child-side copies for the parent (RFC 7344): CDNSKEY (the
+/// same key) and CDS (its SHA-256 DS).
+pub(super) fn key_sets(
+    k: &crate::dnssec::ZoneKey,
+    origin: &Name,
+    ttl: u32,
+    sg: &Signing,
+) -> [RRset; 3] {
+    use crate::proto::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY};
+    let key = k.dnskey_rdata().to_vec();
+    let ds = k.ds_rdata(origin);
+    [
+        (TYPE_DNSKEY, key.clone()),
+        (TYPE_CDNSKEY, key),
+        (TYPE_CDS, ds),
+    ]
+    .map(|(t, rd)| {
+        let mut set = rrset(t, &[(ttl, rd.clone())], origin, Vec::new());
+        set.rrsig = Some(rrsig_set(ttl, sg.raw(origin, t, ttl, &[rd]), origin));
+        set
+    })
+}
+
+/// Gives every node of a signed zone the NSEC proof of its
+/// NODATA answers: owner = the node, next = `\000.owner`, types = what it holds (steered
+/// types for a steered name; none but RRSIG and NSEC at an empty non-terminal); TTL `ttl`
+/// (RFC 9077: the smaller of the SOA's TTL and its minimum).
+pub(super) fn nsec_sets(nodes: &mut NameMap<Node>, origin: &Name, ttl: u32, sg: &Signing) {
+    use crate::proto::{TYPE_A, TYPE_AAAA, TYPE_NAPTR, TYPE_NSEC, TYPE_RRSIG, TYPE_SRV};
+    for (wire, node) in nodes.iter_mut() {
+        let Some(owner) = super::name_of(wire) else {
+            continue;
+        };
+        let mut types: Vec<u16> = node.sets.iter().map(|s| s.rtype).collect();
+        match node.steer.map(|s| s.kind) {
+            Some(SteerKind::Service | SteerKind::Region(_)) => {
+                types.extend([TYPE_NAPTR, TYPE_A, TYPE_AAAA]);
+            }
+            Some(SteerKind::Srv(_) | SteerKind::RegionSrv(..)) => types.push(TYPE_SRV),
+            None => {}
+        }
+        types.extend([TYPE_RRSIG, TYPE_NSEC]);
+        let mut rdata = Vec::with_capacity(wire.len() + 40);
+        rdata.extend_from_slice(&[1, 0]);
+        rdata.extend_from_slice(wire);
+        rdata.extend_from_slice(&crate::dnssec::type_bitmap(&types));
+        let mut set = rrset(TYPE_NSEC, &[(ttl, rdata.clone())], origin, Vec::new());
+        set.rrsig = Some(rrsig_set(
+            ttl,
+            sg.raw(&owner, TYPE_NSEC, ttl, &[rdata]),
+            origin,
+        ));
+        node.nsec = Some(Box::new(set));
+    }
+}
