@@ -47,27 +47,31 @@ pub(super) fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
     }
 }
 
-/// The apex's DNSKEY set and the child-side copies for the parent (RFC 7344): CDNSKEY (the
-/// same key) and CDS (its SHA-256 DS).
+/// The apex's DNSKEY set and, when every answer of the zone is signed (`complete`), the
+/// child-side copies for the parent (RFC 7344): CDNSKEY (the same key) and CDS (its SHA-256
+/// DS). A zone with steered names (not signed yet) publishes its DNSKEY only, so that a parent
+/// scanning for CDS (RFC 8078) never installs a DS that would make those answers bogus.
 pub(super) fn key_sets(
     k: &crate::dnssec::ZoneKey,
     origin: &Name,
     ttl: u32,
     sg: &Signing,
-) -> [RRset; 3] {
+    complete: bool,
+) -> Vec<RRset> {
     use crate::proto::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY};
     let key = k.dnskey_rdata().to_vec();
-    let ds = k.ds_rdata(origin);
-    [
-        (TYPE_DNSKEY, key.clone()),
-        (TYPE_CDNSKEY, key),
-        (TYPE_CDS, ds),
-    ]
-    .map(|(t, rd)| {
-        let mut set = rrset(t, &[(ttl, rd.clone())], origin, Vec::new());
-        set.rrsig = Some(rrsig_set(ttl, sg.raw(origin, t, ttl, &[rd]), origin));
-        set
-    })
+    let mut sets = vec![(TYPE_DNSKEY, key.clone())];
+    if complete {
+        sets.push((TYPE_CDNSKEY, key));
+        sets.push((TYPE_CDS, k.ds_rdata(origin)));
+    }
+    sets.into_iter()
+        .map(|(t, rd)| {
+            let mut set = rrset(t, &[(ttl, rd.clone())], origin, Vec::new());
+            set.rrsig = Some(rrsig_set(ttl, sg.raw(origin, t, ttl, &[rd]), origin));
+            set
+        })
+        .collect()
 }
 
 /// Gives every node of a signed zone the NSEC proof of its

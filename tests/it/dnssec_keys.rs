@@ -307,3 +307,44 @@ fn a_key_that_cannot_be_generated_is_a_config_error() {
         ]
     );
 }
+
+/// A signed zone with steered names (whose answers are not signed yet) publishes its DNSKEY
+/// but withholds CDS and CDNSKEY, so a parent scanning for CDS installs no DS; `check` says why.
+#[tokio::test]
+async fn a_zone_with_steered_names_withholds_cds_and_cdnskey_and_check_warns() {
+    use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
+    let pem = ZoneKey::generate_pem(Algorithm::EcdsaP256).expect("generate");
+    let key = ZoneKey::from_pkcs8(Algorithm::EcdsaP256, pem.as_bytes()).expect("load");
+    let zone = format!("{STEER_ZONE}dnssec: {{ key: zone.pem }}\n");
+    let dir = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", &zone)]);
+    std::fs::write(dir.path("geo.csv"), GEO_CSV).expect("csv");
+    std::fs::write(dir.path("zone.pem"), pem).expect("write key");
+    let main = dir.main().display().to_string();
+
+    let o = Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+        .args(["check", "--config", &main])
+        .output()
+        .expect("run check");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        all.contains(
+            "zones/example.com.yaml: dnssec: the answers of steered names (services sip) are not \
+             signed yet, so CDS and CDNSKEY are withheld: do not give this zone's DS to the parent"
+        ),
+        "{all}"
+    );
+
+    let s = TestServer::start_in(dir).await;
+    let m = udp(s.addr, "example.com.", RecordType::DNSKEY, &Q::default()).await;
+    assert_eq!(rrs(&m.answers), [dnskey_line(&key, "DNSKEY")]);
+    for t in [RecordType::CDS, RecordType::CDNSKEY] {
+        let m = udp(s.addr, "example.com.", t, &Q::default()).await;
+        assert_eq!(rcode(&m), ResponseCode::NoError, "{t}");
+        assert!(m.answers.is_empty(), "{t}: {:?}", m.answers);
+    }
+}
