@@ -3,53 +3,22 @@
 //! (the same trace as `sipsteer explain --live`), events, the address and token from the
 //! config file, and the exit codes for scripts.
 
-use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use hickory_proto::rr::RecordType;
-
-use crate::support::dns::{Q, TestServer, udp};
+use crate::support::console::{self, admin, wait_srv};
+use crate::support::dns::TestServer;
 use crate::support::http::get;
 use crate::support::sip::{self, Mode, Responder};
 
 const TOKEN: &str = "ctl-token-1234";
 
 fn main_cfg() -> String {
-    format!(
-        r#"
-listen: {{ dns: ["127.0.0.1:0"], admin: "127.0.0.1:0" }}
-zones: zones
-admin: {{ token: {TOKEN} }}
-health: {{ check: sip-options-udp, interval: 200ms, timeout: 150ms, rise: 1, fall: 2 }}
-capacity: {{ overflow_at: 0.8, report_ttl: 1h }}
-"#
-    )
+    console::main_cfg(TOKEN, 1, "capacity: { overflow_at: 0.8, report_ttl: 1h }\n")
 }
 
 fn zone(uk: &Responder, de: &Responder) -> String {
-    format!(
-        r#"
-zone: example.com
-soa: {{ primary: ns1, contact: hostmaster, serial: 1 }}
-ns: [ns1]
-records:
-  ns1: {{ A: 192.0.2.53 }}
-regions:
-  uk:
-    location: [51.5, 0]
-    servers:
-      lon1: {{ address: 127.0.0.1, port: {}, capacity: {{ calls: 100, cps: 10 }} }}
-  de:
-    location: [50.1, 8.7]
-    servers:
-      fra1: {{ address: 127.0.0.1, port: {} }}
-services:
-  sip: {{ regions: [uk, de], fallback: [uk, de], failover: 2 }}
-"#,
-        uk.addr.port(),
-        de.addr.port()
-    )
+    console::zone(uk, de, ", capacity: { calls: 100, cps: 10 }")
 }
 
 struct Run {
@@ -78,45 +47,6 @@ async fn ctl(args: &[&str]) -> Run {
     })
     .await
     .expect("join")
-}
-
-fn admin(s: &TestServer) -> SocketAddr {
-    s.running.as_ref().and_then(|r| r.admin).expect("admin")
-}
-
-/// SRV targets (priority and first label) in answer order.
-async fn srv(s: &TestServer) -> Vec<String> {
-    udp(
-        s.addr,
-        "_sip._udp.sip.example.com.",
-        RecordType::SRV,
-        &Q::default(),
-    )
-    .await
-    .answers
-    .iter()
-    .map(|r| {
-        let d = r.data.to_string();
-        let f: Vec<&str> = d.split_whitespace().collect();
-        let target = f.get(3).and_then(|t| t.split('.').next()).unwrap_or("");
-        format!("{} {target}", f.first().unwrap_or(&""))
-    })
-    .collect()
-}
-
-async fn wait_srv(s: &TestServer, want: &[&str]) {
-    let start = Instant::now();
-    loop {
-        let got = srv(s).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "SRV {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 async fn started() -> (TestServer, Responder, Responder, String) {

@@ -3,12 +3,12 @@
 //! refused with their errors, and load pulls failing and recovering; `since` pages through
 //! them.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::load_pull_fake::{FakeProm, series, vector};
+use crate::support::console::{self, admin};
 use crate::support::dns::{ConfigDir, TestServer};
 use crate::support::http::{get, send};
 use crate::support::sip::{self, Mode, Responder};
@@ -16,43 +16,11 @@ use crate::support::sip::{self, Mode, Responder};
 const TOKEN: &str = "events-token-7";
 
 fn main_cfg() -> String {
-    format!(
-        r#"
-listen: {{ dns: ["127.0.0.1:0"], admin: "127.0.0.1:0" }}
-zones: zones
-admin: {{ token: {TOKEN} }}
-health: {{ check: sip-options-udp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2 }}
-"#
-    )
+    console::main_cfg(TOKEN, 2, "")
 }
 
 fn zone(uk: &Responder, de: &Responder) -> String {
-    format!(
-        r#"
-zone: example.com
-soa: {{ primary: ns1, contact: hostmaster, serial: 1 }}
-ns: [ns1]
-records:
-  ns1: {{ A: 192.0.2.53 }}
-regions:
-  uk:
-    location: [51.5, 0]
-    servers:
-      lon1: {{ address: 127.0.0.1, port: {} }}
-  de:
-    location: [50.1, 8.7]
-    servers:
-      fra1: {{ address: 127.0.0.1, port: {} }}
-services:
-  sip: {{ regions: [uk, de], fallback: [uk, de], failover: 2 }}
-"#,
-        uk.addr.port(),
-        de.addr.port()
-    )
-}
-
-fn admin(s: &TestServer) -> SocketAddr {
-    s.running.as_ref().and_then(|r| r.admin).expect("admin")
+    console::zone(uk, de, "")
 }
 
 async fn page(s: &TestServer, query: &str) -> Value {

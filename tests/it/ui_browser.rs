@@ -12,48 +12,20 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use hickory_proto::rr::RecordType;
 use serde_json::{Value, json};
 
-use crate::support::dns::{Q, TestServer, udp};
+use crate::support::console::{self, wait_srv};
+use crate::support::dns::TestServer;
 use crate::support::sip::{self, Mode, Responder};
 
 const TOKEN: &str = "browser-token-98765";
 
 fn main_cfg() -> String {
-    format!(
-        r#"
-listen: {{ dns: ["127.0.0.1:0"], admin: "127.0.0.1:0" }}
-zones: zones
-admin: {{ token: {TOKEN} }}
-health: {{ check: sip-options-udp, interval: 200ms, timeout: 150ms, rise: 1, fall: 2 }}
-"#
-    )
+    console::main_cfg(TOKEN, 1, "")
 }
 
 fn zone(uk: &Responder, de: &Responder) -> String {
-    format!(
-        r#"
-zone: example.com
-soa: {{ primary: ns1, contact: hostmaster, serial: 1 }}
-ns: [ns1]
-records:
-  ns1: {{ A: 192.0.2.53 }}
-regions:
-  uk:
-    location: [51.5, 0]
-    servers:
-      lon1: {{ address: 127.0.0.1, port: {} }}
-  de:
-    location: [50.1, 8.7]
-    servers:
-      fra1: {{ address: 127.0.0.1, port: {} }}
-services:
-  sip: {{ regions: [uk, de], fallback: [uk, de], failover: 2 }}
-"#,
-        uk.addr.port(),
-        de.addr.port()
-    )
+    console::zone(uk, de, "")
 }
 
 /// The chromedriver on `PATH`, if any.
@@ -149,40 +121,6 @@ async fn wait_cell(c: &Client, server: &str, state: &str) -> Duration {
             "{server} never showed {state}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn srv(s: &TestServer) -> Vec<String> {
-    udp(
-        s.addr,
-        "_sip._udp.sip.example.com.",
-        RecordType::SRV,
-        &Q::default(),
-    )
-    .await
-    .answers
-    .iter()
-    .map(|r| {
-        let d = r.data.to_string();
-        let f: Vec<&str> = d.split_whitespace().collect();
-        let target = f.get(3).and_then(|t| t.split('.').next()).unwrap_or("");
-        format!("{} {target}", f.first().unwrap_or(&""))
-    })
-    .collect()
-}
-
-async fn wait_srv(s: &TestServer, want: &[&str]) {
-    let start = Instant::now();
-    loop {
-        let got = srv(s).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "SRV {got:?}, want {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 
