@@ -35,6 +35,7 @@ mod health_e2e;
 mod health_engine;
 mod health_probe;
 mod health_tls;
+mod health_tls_e2e;
 mod health_udp_prober;
 mod hostile_config;
 mod layers;
