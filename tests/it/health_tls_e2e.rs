@@ -247,3 +247,69 @@ regions:
         ]
     );
 }
+
+/// The real binary probing a server whose certificate expires in ten days logs the 14-day
+/// warning once, however many probes read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_near_its_end_is_warned_about_once() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let ca = SipCa::new();
+    let not_after = unix_now() + 10 * 86_400 - 60;
+    let r = sip::tls(Mode::Code(200), ca.acceptor_until(NAME, not_after)).await;
+    let main = r#"
+listen: { dns: ["127.0.0.1:0"], admin: "off" }
+zones: zones
+health: { check: sip-options-tls, tls_ca_file: ca.pem, interval: 100ms, timeout: 100ms }
+"#;
+    let zone = format!(
+        "zone: example.com\nsoa: {{ primary: ns1, contact: hostmaster, serial: 1 }}\nns: [ns1]\n\
+         records:\n  ns1: {{ A: 192.0.2.53 }}\nregions:\n  uk:\n    location: [51.5, 0]\n    servers:\n      \
+         lon1: {{ address: 127.0.0.1, transports: [tls], tls_port: {}, tls_name: {NAME} }}\n",
+        r.addr.port()
+    );
+    let cfg = ConfigDir::new(main, &[("example.com.yaml", &zone)]);
+    std::fs::write(cfg.path("ca.pem"), ca.pem()).expect("write ca");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+        .arg("serve")
+        .arg("--config")
+        .arg(cfg.main())
+        .env_remove("RUST_LOG")
+        .env_remove("SIPSTEER_LOG_FORMAT")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Wait for ten probes of the server, then read what was logged.
+    let start = Instant::now();
+    while r.count() < 10 {
+        assert!(start.elapsed() < Duration::from_secs(30), "too few probes");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let lines: Vec<String> = rx.try_iter().collect();
+    let warned: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("tls certificate"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{lines:#?}");
+    assert!(warned[0].contains("WARN"), "{}", warned[0]);
+    assert!(warned[0].contains("uk/lon1"), "{}", warned[0]);
+    assert!(
+        warned[0].contains("tls certificate expires in 9 days (within 14 days)"),
+        "{}",
+        warned[0]
+    );
+}

@@ -34,17 +34,20 @@ impl SipCa {
         self.ca.pem()
     }
 
-    /// A leaf naming `name` (subjectAltName DNS), valid until `expired` says (2020-01-01 if
-    /// so, else 2099-01-01), presented by the acceptor returned.
+    /// A leaf naming `name` (subjectAltName DNS), valid until `expired` says
+    /// ([`EXPIRED_AT`] if so, else [`VALID_UNTIL`]), presented by the acceptor returned.
     pub(crate) fn acceptor(&self, name: &str, expired: bool) -> TlsAcceptor {
+        self.acceptor_until(name, if expired { EXPIRED_AT } else { VALID_UNTIL })
+    }
+
+    /// A leaf naming `name`, valid from 2019-01-01 until `not_after` (Unix seconds, after
+    /// 2019), presented by the acceptor returned.
+    pub(crate) fn acceptor_until(&self, name: &str, not_after: i64) -> TlsAcceptor {
         let mut p = CertificateParams::new(vec![name.to_string()]).expect("params");
         p.distinguished_name.push(DnType::CommonName, name);
         p.not_before = date_time_ymd(2019, 1, 1);
-        p.not_after = if expired {
-            date_time_ymd(2020, 1, 1)
-        } else {
-            date_time_ymd(2099, 1, 1)
-        };
+        let secs = u64::try_from(not_after).expect("after 1970");
+        p.not_after = date_time_ymd(1970, 1, 1) + std::time::Duration::from_secs(secs);
         let key = KeyPair::generate().expect("leaf key");
         let cert = p.signed_by(&key, &self.ca).expect("leaf cert");
         acceptor(
