@@ -3,7 +3,11 @@
 //! states, tiers and ECS scope, and the bias, split and shedding decisions. The CLI prints
 //! it; `/v1/explain` returns it as JSON.
 
+mod certs;
 mod traffic;
+
+pub(crate) use certs::add_certificates;
+use certs::render_rank;
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -101,6 +105,10 @@ pub(crate) struct ServerOut {
     pub shed_percent: Option<f64>,
     /// It leaves this client out.
     pub shed_client: bool,
+    /// Whole days left on its TLS certificate (negative once expired), where a TLS check has
+    /// read one: `/v1/explain` only, from the running health hub.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_days_left: Option<i64>,
 }
 
 /// Explains the answer to `name`/`rtype` for `client` (and an optional ECS subnet).
@@ -294,6 +302,7 @@ fn rank_out(
                 shed_client: plan.shed_key.is_some_and(|k| {
                     snap.health.serves_client(s.slot, None) && snap.health.sheds(s.slot, k)
                 }),
+                tls_days_left: None,
             })
             .collect(),
     }
@@ -460,49 +469,4 @@ fn render_service(s: &mut String, svc: &ServiceOut) {
             svc.ttl
         );
     }
-}
-
-/// One line of the ranking: the region's place (`i` from 0), distance, health and servers.
-fn render_rank(s: &mut String, i: usize, r: &RankOut) {
-    let mut dist = r
-        .distance_km
-        .map_or("-".to_string(), |d| format!("{d:.0} km"));
-    if let Some(b) = r.bias_km {
-        let _ = write!(dist, " (bias {b:+} km)");
-    }
-    let servers: Vec<String> = r
-        .servers
-        .iter()
-        .map(|x| {
-            format!(
-                "{} {}{}{}{}{}",
-                x.name,
-                x.state.as_str(),
-                if x.suspect { " (suspect)" } else { "" },
-                if x.backup { " (backup)" } else { "" },
-                x.file_state
-                    .map(|f| format!(" (operator state file: {f})"))
-                    .unwrap_or_default(),
-                x.shed_percent
-                    .map(|p| format!(
-                        " (shedding {p}%{})",
-                        if x.shed_client {
-                            ", this client left out"
-                        } else {
-                            ""
-                        }
-                    ))
-                    .unwrap_or_default()
-            )
-        })
-        .collect();
-    let _ = writeln!(
-        s,
-        "  {}. {:<10} {:>9}  {:<9} {}",
-        i + 1,
-        r.region,
-        dist,
-        if r.healthy { "healthy" } else { "unhealthy" },
-        servers.join(", ")
-    );
 }

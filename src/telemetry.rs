@@ -204,6 +204,14 @@ const HELP: &[(&str, &str)] = &[
         "last time the probe scheduler ran",
     ),
     (
+        "sipsteer_sip_tls_cert_expiry_seconds",
+        "seconds until the notAfter of a TLS-checked server's certificate (negative once expired)",
+    ),
+    (
+        "sipsteer_sip_tls_failures_total",
+        "failed TLS checks by reason (expired, name_mismatch, untrusted, handshake, timeout)",
+    ),
+    (
         "sipsteer_region_healthy_servers",
         "servers of a region that are answered: up, or not yet probed",
     ),

@@ -235,7 +235,18 @@ async fn explain(
         }
     };
     let snap = s.reloader.shared().load_full();
-    match crate::explain::explain(&snap, q.client, q.ecs, &q.name, rtype) {
+    let explained = crate::explain::explain(&snap, q.client, q.ecs, &q.name, rtype).map(|mut e| {
+        let servers = s.hub.servers();
+        crate::explain::add_certificates(&mut e, |region, server| {
+            servers
+                .iter()
+                .find(|r| r.region == region && r.server == server)
+                .and_then(|r| r.tls_certificate.as_ref())
+                .map(|c| c.days_left)
+        });
+        e
+    });
+    match explained {
         Ok(e) if text => (
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             crate::explain::render(&e),

@@ -46,7 +46,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
     regions.add_all(&main.regions, "regions", &defaults, &mut sink);
     let raw_zones = zone_maps(&zones_dir, cache, &mut files, &mut errors);
     let zones = zone_configs(&raw_zones, &mut regions, &defaults, cache, &mut errors);
-    let regions = regions.into_regions();
+    let mut regions = regions.into_regions();
     let operator_state_file = main.operator_state.as_ref().map(|f| base.join(&f.value));
     let operator = match &operator_state_file {
         Some(f) => super::operator::load(f, &regions, &mut files, &mut errors),
@@ -56,6 +56,20 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         file: path,
         errors: &mut errors,
     };
+    let tls_ca = main
+        .health
+        .as_ref()
+        .and_then(|h| h.tls_ca_file.as_ref())
+        .and_then(|f| {
+            super::pem::trust_anchors(f, "health.tls_ca_file", &base, &mut files, &mut sink)
+        });
+    if let Some(ca) = tls_ca {
+        for s in regions.iter_mut().flat_map(|r| r.servers.iter_mut()) {
+            if let Some(t) = &mut s.tls_check {
+                std::sync::Arc::make_mut(t).ca = Some(ca.clone());
+            }
+        }
+    }
     let load_source = main
         .load
         .as_ref()

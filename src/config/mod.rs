@@ -27,6 +27,7 @@ mod zone;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::rr::rdata::SOA;
@@ -227,6 +228,16 @@ pub struct ServerConfig {
     pub backup: bool,
     pub capacity: Option<Capacity>,
     pub probe: ProbeConfig,
+    /// What a `sip-options-tls` check verifies (set exactly when that is the check).
+    pub tls_check: Option<Arc<TlsCheck>>,
+}
+
+/// What a `sip-options-tls` check verifies: the name the server's certificate must carry
+/// (also sent as SNI) and the trust anchors (`None`: the built-in Mozilla roots).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TlsCheck {
+    pub name: String,
+    pub ca: Option<Arc<[rustls::pki_types::CertificateDer<'static>]>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,6 +255,8 @@ pub enum Check {
     SipTcp,
     /// A TCP connect.
     Tcp,
+    /// SIP OPTIONS over TLS, the certificate verified.
+    SipTls,
 }
 
 impl Check {
@@ -253,6 +266,7 @@ impl Check {
             Check::SipUdp => "sip-options-udp",
             Check::SipTcp => "sip-options-tcp",
             Check::Tcp => "tcp",
+            Check::SipTls => "sip-options-tls",
         }
     }
 }

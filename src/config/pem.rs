@@ -1,6 +1,6 @@
 //! PEM files: read bounded (regular files only, never blocking on a FIFO) with their hash
 //! recorded, and certificate chains parsed from them. The TLS listener's certificate and the
-//! load source's CA file both read through here.
+//! load source's and the TLS health check's CA files all read through here.
 
 use std::io::Read;
 use std::path::Path;
@@ -53,4 +53,32 @@ pub(super) fn chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> 
         return Err("no PEM certificate (BEGIN CERTIFICATE) found".into());
     }
     Ok(certs)
+}
+
+/// The certificates of a CA file named at `key`, each checked usable as a trust anchor; an
+/// error is reported at the key's position.
+pub(super) fn trust_anchors(
+    f: &serde_saphyr::Spanned<String>,
+    key: &str,
+    base: &Path,
+    files: &mut Vec<SourceFile>,
+    sink: &mut super::error::Sink,
+) -> Option<std::sync::Arc<[CertificateDer<'static>]>> {
+    let path = base.join(&f.value);
+    let certs = read_pem(&path, files)
+        .and_then(|b| chain(&b).map_err(|e| format!("{}: {e}", path.display())))
+        .and_then(|certs| {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in &certs {
+                roots.add(c.clone()).map_err(|e| {
+                    format!(
+                        "{}: not a usable CA certificate: {}",
+                        path.display(),
+                        lower(&e.to_string())
+                    )
+                })?;
+            }
+            Ok(certs)
+        });
+    certs.map(Into::into).map_err(|e| sink.on(f, key, e)).ok()
 }

@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 use super::error::Sink;
 use super::raw;
 use super::values::parse_duration;
-use super::{Check, ProbeConfig, Transport};
+use super::{Check, ProbeConfig, TlsCheck, Transport};
 
 /// Probe defaults from the top-level `health:` section.
 pub(super) struct HealthDefaults {
@@ -115,6 +115,15 @@ pub(super) fn overlay(
             }
         }
     }
+    if let Some(f) = &h.tls_ca_file
+        && path != "health"
+    {
+        sink.on(
+            f,
+            format!("{path}.tls_ca_file"),
+            "belongs in the top-level health section",
+        );
+    }
     if p.timeout > p.interval {
         let loc = h.timeout.as_ref().or(h.interval.as_ref());
         if let Some(l) = loc {
@@ -135,7 +144,9 @@ fn code_range(s: &str) -> Option<(u16, u16)> {
 }
 
 fn bad_check(s: &str) -> String {
-    format!("unknown check `{s}` (use sip-options, sip-options-udp, sip-options-tcp, tcp or none)")
+    format!(
+        "unknown check `{s}` (use sip-options, sip-options-udp, sip-options-tcp, sip-options-tls, tcp or none)"
+    )
 }
 
 /// Resolves a check name against the transports a server speaks: `None` for an unknown
@@ -147,6 +158,7 @@ fn check_kind(s: &str, transports: &[Transport]) -> Option<Option<Check>> {
         "sip-options" => Check::Tcp,
         "sip-options-udp" => Check::SipUdp,
         "sip-options-tcp" => Check::SipTcp,
+        "sip-options-tls" => Check::SipTls,
         "tcp" => Check::Tcp,
         "none" => return Some(None),
         _ => return None,
@@ -180,4 +192,52 @@ pub(super) fn for_server(
         }
     }
     probe
+}
+
+/// What a server's `sip-options-tls` check verifies: its `tls_name` (required by that check,
+/// refused with any other); the trust anchors are set once the whole file is read.
+pub(super) fn tls_check(
+    s: &raw::Server,
+    check: Option<Check>,
+    path: &str,
+    sink: &mut Sink,
+) -> Option<std::sync::Arc<TlsCheck>> {
+    let name = s.tls_name.as_ref();
+    if check != Some(Check::SipTls) {
+        if let Some(n) = name {
+            sink.on(
+                n,
+                format!("{path}.tls_name"),
+                "applies only to check sip-options-tls",
+            );
+        }
+        return None;
+    }
+    let Some(n) = name else {
+        let at = s
+            .check
+            .as_ref()
+            .map_or(s.address.referenced, |c| c.referenced);
+        sink.at(
+            at,
+            format!("{path}.tls_name"),
+            "check sip-options-tls needs `tls_name`, the SIP domain its certificate must name",
+        );
+        return None;
+    };
+    let ok = !n.value.is_empty()
+        && n.value.parse::<std::net::IpAddr>().is_err()
+        && rustls::pki_types::ServerName::try_from(n.value.as_str()).is_ok();
+    if !ok {
+        sink.on(
+            n,
+            format!("{path}.tls_name"),
+            format!("invalid DNS name `{}`", n.value),
+        );
+        return None;
+    }
+    Some(std::sync::Arc::new(TlsCheck {
+        name: n.value.trim_end_matches('.').to_ascii_lowercase(),
+        ca: None,
+    }))
 }

@@ -149,6 +149,8 @@ pub(super) struct Health {
     pub healthy_codes: Option<S<Values>>,
     #[serde(default)]
     pub max_concurrent: Option<S<u32>>,
+    #[serde(default)]
+    pub tls_ca_file: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -309,6 +311,8 @@ pub(super) struct Server {
     pub capacity: Option<S<Capacity>>,
     #[serde(default)]
     pub check: Option<S<String>>,
+    #[serde(default)]
+    pub tls_name: Option<S<String>>,
     #[serde(default)]
     pub health: Option<Health>,
 }

@@ -320,6 +320,7 @@ fn server(
         }
     });
     let probe = probe::for_server(s, &transports, base, base_check, path, sink);
+    let tls_check = probe::tls_check(s, probe.check, path, sink);
     if addresses.is_empty() || transports.is_empty() {
         return None;
     }
@@ -333,6 +334,7 @@ fn server(
         backup: s.backup.as_ref().is_some_and(|b| b.value),
         capacity,
         probe,
+        tls_check,
     })
 }
 

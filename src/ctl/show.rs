@@ -136,10 +136,14 @@ fn row(v: &Value) -> [String; 9] {
     };
     let until = active["until_unix"].as_u64().map(time);
     let note = active["note"].as_str().map(str::to_owned);
-    let probe = match (v["check"].as_str(), v["last_result"].as_str()) {
+    let mut probe = match (v["check"].as_str(), v["last_result"].as_str()) {
         (Some("none"), _) => Some("not probed".to_owned()),
         (_, r) => r.map(str::to_owned),
     };
+    // A TLS-checked server's certificate: days left (negative once expired).
+    if let (Some(p), Some(d)) = (&mut probe, v["tls_certificate"]["days_left"].as_i64()) {
+        let _ = write!(p, " (cert {d}d)");
+    }
     let rtt = v["rtt_ms"].as_f64().map(|ms| format!("{ms:.1}ms"));
     let load = v["load"].as_object().map(|l| {
         let n = |k: &str| {
@@ -288,13 +292,18 @@ mod tests {
              "load": {"calls": 900, "cps": null, "age_secs": 1.0}, "since_secs": 75.0},
             {"region": "de", "server": "fra1", "state": "up", "suspect": true, "forced": null,
              "forced_by": null, "check": "none", "last_result": null, "rtt_ms": null,
-             "load": null, "since_secs": 3.0}
+             "load": null, "since_secs": 3.0},
+            {"region": "de", "server": "fra2", "state": "up", "suspect": false, "forced": null,
+             "forced_by": null, "check": "sip-options-tls", "last_result": "200 OK", "rtt_ms": 2.0,
+             "load": null, "since_secs": 3.0,
+             "tls_certificate": {"not_after_unix": 1, "expires_in_secs": 1, "days_left": 12, "failure": null}}
         ]});
         assert_eq!(
             servers(&v),
-            "SERVER   STATE         FORCED         UNTIL                 PROBE       RTT    CALLS/CPS  SINCE  NOTE\n\
-             uk/lon1  drained       drained (api)  2099-01-01T00:00:00Z  200 OK      0.4ms  900/-      1m     disk\n\
-             de/fra1  up (suspect)  -              -                     not probed  -      -          3s     -\n"
+            "SERVER   STATE         FORCED         UNTIL                 PROBE              RTT    CALLS/CPS  SINCE  NOTE\n\
+             uk/lon1  drained       drained (api)  2099-01-01T00:00:00Z  200 OK             0.4ms  900/-      1m     disk\n\
+             de/fra1  up (suspect)  -              -                     not probed         -      -          3s     -\n\
+             de/fra2  up            -              -                     200 OK (cert 12d)  2.0ms  -          3s     -\n"
         );
     }
 }

@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 mod apply;
+mod cert_watch;
 mod force;
 pub use force::Force;
 mod gauges;
@@ -36,7 +37,7 @@ use crate::lock::guard;
 use crate::steering::{HealthView, RECENT_FLIP, Steering};
 use crate::telemetry::Telemetry;
 use report::report;
-pub use report::{ApiStateOut, CapacityOut, FileStateOut, LoadOut, ServerReport};
+pub use report::{ApiStateOut, CapacityOut, CertOut, FileStateOut, LoadOut, ServerReport};
 
 /// Why an operator action or a load report was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +77,7 @@ struct Entry {
     check: Option<Check>,
     health: ServerHealth,
     meters: Arc<meters::Meters>,
+    cert: cert_watch::CertState,
 }
 
 #[derive(Default)]
@@ -130,6 +132,13 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
+/// The wall clock in Unix seconds (certificate lifetimes).
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The probe target of a server: its first address, on the port its check uses.
 fn target_of(s: &ServerConfig) -> Option<Target> {
     let ip = *s.addresses.first()?;
@@ -141,11 +150,18 @@ fn target_of(s: &ServerConfig) -> Option<Target> {
         {
             s.tls_port
         }
+        Check::SipTls => s.tls_port,
         _ => s.port,
+    };
+    let tls = if check == Check::SipTls {
+        Some(s.tls_check.clone()?)
+    } else {
+        None
     };
     Some(Target {
         addr: SocketAddr::new(ip, port),
         check,
+        tls,
     })
 }
 
@@ -235,15 +251,18 @@ impl HealthHub {
                     Some(e) => e.meters.clone(),
                     None => Arc::new(meters::Meters::new(&key.0, &key.1, &self.telemetry)),
                 };
-                let mut health = match old_entry {
-                    Some(e) if e.identity == identity => e.health,
-                    _ => ServerHealth::new(
-                        Thresholds {
-                            rise: s.probe.rise,
-                            fall: s.probe.fall,
-                        },
-                        s.capacity,
-                        now,
+                let (mut health, cert) = match old_entry {
+                    Some(e) if e.identity == identity => (e.health, e.cert),
+                    _ => (
+                        ServerHealth::new(
+                            Thresholds {
+                                rise: s.probe.rise,
+                                fall: s.probe.fall,
+                            },
+                            s.capacity,
+                            now,
+                        ),
+                        Default::default(),
                     ),
                 };
                 if identity.target.is_none() {
@@ -276,6 +295,7 @@ impl HealthHub {
                     check: s.probe.check,
                     health,
                     meters,
+                    cert,
                 });
             }
         }

@@ -1,13 +1,13 @@
 //! One probe of one target outside the scheduler (tests, tools): SIP OPTIONS over UDP through
 //! a probe engine ([`UdpProber`], the path scheduled probes take), a TCP connect or SIP over
-//! TCP directly. The words of a probe are re-exported from the health vocabulary.
+//! TCP or TLS directly. The words of a probe are re-exported from the health vocabulary.
 
 use std::time::{Duration, Instant};
 
-pub use super::vocab::{CodePolicy, Outcome, ProbeError, ProbeResult, Target};
+pub use super::vocab::{CodePolicy, Outcome, ProbeError, ProbeResult, Target, TlsFailure, TlsSeen};
 
-use super::tcp;
 use super::udp::UdpProber;
+use super::{tcp, tls};
 use crate::config::Check;
 
 /// Runs one probe, bounded by `timeout` (SIP over UDP through an engine of its own).
@@ -23,8 +23,10 @@ pub async fn probe_with(
     policy: &CodePolicy,
     udp: Option<&UdpProber>,
 ) -> ProbeResult {
-    if target.check != Check::SipUdp {
-        return tcp::probe(target, timeout, policy).await;
+    match target.check {
+        Check::SipTls => return Box::pin(tls::probe(target, timeout, policy)).await,
+        Check::SipUdp => {}
+        _ => return tcp::probe(target, timeout, policy).await,
     }
     let start = Instant::now();
     let (r, exact) = match udp {

@@ -237,6 +237,7 @@ mod tests {
             code: None,
             rtt: Duration::from_millis(1),
             detail: String::new(),
+            tls: None,
         }
     }
 

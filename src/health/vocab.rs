@@ -10,13 +10,70 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use crate::config::Check;
+use crate::config::{Check, TlsCheck};
 
 /// What is probed: the identity used to run one probe per distinct target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     pub addr: SocketAddr,
     pub check: Check,
+    /// What a `sip-options-tls` check verifies; `None` for every other check.
+    pub tls: Option<Arc<TlsCheck>>,
+}
+
+impl Target {
+    /// A target of a check that is not over TLS.
+    pub fn plain(addr: SocketAddr, check: Check) -> Target {
+        Target {
+            addr,
+            check,
+            tls: None,
+        }
+    }
+}
+
+/// Why a TLS check failed, the `reason` label of `sipsteer_sip_tls_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The certificate is past its notAfter (or not yet valid).
+    Expired,
+    /// The certificate does not name the server's `tls_name`.
+    NameMismatch,
+    /// The chain does not lead to a trusted root (or is otherwise invalid).
+    Untrusted,
+    /// The TCP connection or the handshake failed for another reason.
+    Handshake,
+    /// Connecting, the handshake or the request did not finish within the probe timeout.
+    Timeout,
+}
+
+impl TlsFailure {
+    pub const ALL: [TlsFailure; 5] = [
+        TlsFailure::Expired,
+        TlsFailure::NameMismatch,
+        TlsFailure::Untrusted,
+        TlsFailure::Handshake,
+        TlsFailure::Timeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::Expired => "expired",
+            TlsFailure::NameMismatch => "name_mismatch",
+            TlsFailure::Untrusted => "untrusted",
+            TlsFailure::Handshake => "handshake",
+            TlsFailure::Timeout => "timeout",
+        }
+    }
+}
+
+/// What a TLS check saw of the server's certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TlsSeen {
+    /// The leaf certificate's notAfter (Unix seconds), read whether or not it verified.
+    pub not_after: Option<i64>,
+    /// Why the check failed at the TLS layer, if it did.
+    pub failure: Option<TlsFailure>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +91,8 @@ pub struct ProbeResult {
     pub rtt: Duration,
     /// `200 OK`, `503 Service Unavailable (retry-after 30)`, `timeout after 2s`, ...
     pub detail: String,
+    /// What a TLS check saw of the certificate (`None` for other checks).
+    pub tls: Option<TlsSeen>,
 }
 
 /// Which final SIP codes mean a healthy server.
@@ -76,12 +135,14 @@ impl ProbeResult {
                 code,
                 rtt,
                 detail,
+                tls: None,
             },
             Err(e) => ProbeResult {
                 outcome: Outcome::Down,
                 code: None,
                 rtt,
                 detail: e.to_string(),
+                tls: None,
             },
         }
     }
@@ -106,6 +167,9 @@ pub enum ProbeError {
     Closed,
     #[error("probe socket closed")]
     SocketClosed,
+    /// The TLS handshake failed (the text says why: the certificate, or the peer).
+    #[error("tls: {0}")]
+    Tls(String),
 }
 
 impl From<std::io::Error> for ProbeError {

@@ -75,10 +75,7 @@ async fn until(s: &TestServer, want: &[(&str, &str)]) {
 #[tokio::test]
 async fn an_oversized_udp_reply_reads_the_same_scheduled_or_one_off() {
     let addr = oversized_udp().await;
-    let t = Target {
-        addr,
-        check: Check::SipUdp,
-    };
+    let t = Target::plain(addr, Check::SipUdp);
     let p = probe(&t, Duration::from_secs(2), &CodePolicy::default()).await;
     assert_eq!(
         (p.outcome, p.code, p.detail.as_str()),

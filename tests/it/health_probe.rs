@@ -9,7 +9,7 @@ use sipsteer::health::probe::{CodePolicy, Outcome, Target, probe};
 const TIMEOUT: Duration = Duration::from_millis(1200);
 
 async fn run(check: Check, addr: std::net::SocketAddr) -> sipsteer::health::probe::ProbeResult {
-    probe(&Target { addr, check }, TIMEOUT, &CodePolicy::default()).await
+    probe(&Target::plain(addr, check), TIMEOUT, &CodePolicy::default()).await
 }
 
 #[tokio::test]
@@ -93,14 +93,6 @@ async fn refused_and_plain_tcp() {
 async fn healthy_code_list() {
     let r = sip::udp(Mode::Code(404)).await;
     let strict = CodePolicy::from_ranges(&[(200, 299)]);
-    let p = probe(
-        &Target {
-            addr: r.addr,
-            check: Check::SipUdp,
-        },
-        TIMEOUT,
-        &strict,
-    )
-    .await;
+    let p = probe(&Target::plain(r.addr, Check::SipUdp), TIMEOUT, &strict).await;
     assert_eq!((p.outcome, p.code), (Outcome::Down, Some(404)));
 }

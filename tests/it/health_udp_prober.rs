@@ -18,10 +18,7 @@ use sipsteer::health::udp::UdpProber;
 const TIMEOUT: Duration = Duration::from_millis(1200);
 
 async fn run(u: &UdpProber, addr: std::net::SocketAddr) -> ProbeResult {
-    let t = Target {
-        addr,
-        check: Check::SipUdp,
-    };
+    let t = Target::plain(addr, Check::SipUdp);
     probe_with(&t, TIMEOUT, &CodePolicy::default(), Some(u)).await
 }
 
@@ -119,10 +116,7 @@ async fn round_trip_spans_send_to_arrival() {
         let _ = sock.send_to(sip::reply(&req, 200, "OK", false).as_bytes(), peer);
     });
     let u = UdpProber::default();
-    let t = Target {
-        addr,
-        check: Check::SipUdp,
-    };
+    let t = Target::plain(addr, Check::SipUdp);
     let started = std::time::Instant::now();
     let p = probe_with(&t, Duration::from_secs(5), &CodePolicy::default(), Some(&u)).await;
     let took = started.elapsed();

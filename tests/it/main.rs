@@ -34,6 +34,8 @@ mod geoip_warmup;
 mod health_e2e;
 mod health_engine;
 mod health_probe;
+mod health_tls;
+mod health_tls_e2e;
 mod health_udp_prober;
 mod hostile_config;
 mod layers;

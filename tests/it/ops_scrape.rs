@@ -21,12 +21,12 @@ listen: {{ dns: ["127.0.0.1:0"], admin: "127.0.0.1:0" }}
 zones: zones
 geoip: {{ database: geo.csv }}
 admin: {{ token: {TOKEN} }}
-health: {{ check: sip-options-udp, interval: 200ms, timeout: 150ms, rise: 1, fall: 2 }}
+health: {{ check: sip-options-udp, interval: 200ms, timeout: 150ms, rise: 1, fall: 2, tls_ca_file: ca.pem }}
 "#
     )
 }
 
-fn zone(sip_port: u16) -> String {
+fn zone(sip_port: u16, tls_port: u16) -> String {
     format!(
         r#"
 zone: example.com
@@ -43,20 +43,29 @@ regions:
     location: [50.1, 8.7]
     servers:
       fra1: {{ address: 192.0.2.20, check: none }}
+      fra2: {{ address: 127.0.0.1, transports: [tls], tls_port: {tls_port}, check: sip-options-tls, tls_name: sip.example.com }}
 services:
   sip: {{ regions: [uk, de], fallback: [uk, de] }}
 "#
     )
 }
 
-async fn start(sip_port: u16) -> TestServer {
-    let cfg = ConfigDir::new(&main_cfg(), &[("example.com.yaml", &zone(sip_port))]);
+/// A running sipsteer probing a UDP responder on `sip_port` and a TLS one (a fresh CA's
+/// certificate for sip.example.com), kept alive as long as the server.
+async fn start(sip_port: u16) -> (TestServer, sip::Responder) {
+    let ca = crate::support::certs::SipCa::new();
+    let tls = sip::tls(Mode::Code(200), ca.acceptor("sip.example.com", false)).await;
+    let cfg = ConfigDir::new(
+        &main_cfg(),
+        &[("example.com.yaml", &zone(sip_port, tls.addr.port()))],
+    );
+    std::fs::write(cfg.path("ca.pem"), ca.pem()).expect("write ca");
     std::fs::write(
         cfg.path("geo.csv"),
         "network,country,continent,latitude,longitude,city\n81.2.69.0/24,GB,EU,51.51,-0.13,London\n",
     )
     .expect("write csv");
-    TestServer::start_in(cfg).await
+    (TestServer::start_in(cfg).await, tls)
 }
 
 /// The value of the first series whose line starts with `prefix`.
@@ -93,7 +102,7 @@ fn names_in(rel: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_scrape_and_every_named_metric() {
     let responder = sip::udp(Mode::Code(200)).await;
-    let s = start(responder.addr.port()).await;
+    let (s, _tls) = start(responder.addr.port()).await;
     let a = s.running.as_ref().and_then(|r| r.admin).expect("admin");
     let started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -116,7 +125,7 @@ async fn first_scrape_and_every_named_metric() {
     assert!((started - tick).abs() < 3600.0, "{tick} vs {started}");
     assert_eq!(
         value(&first, "sipsteer_probe_targets "),
-        Some(1.0),
+        Some(2.0),
         "{first}"
     );
 
@@ -125,7 +134,7 @@ async fn first_scrape_and_every_named_metric() {
     loop {
         let (_, body) = get(a, "/v1/servers").await;
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-        if v["servers"][0]["state"] == "up" {
+        if v["servers"][0]["state"] == "up" && v["servers"][2]["state"] == "up" {
             assert_eq!(v["servers"][1]["state"], "up", "check: none is up: {body}");
             break;
         }
@@ -182,7 +191,7 @@ fn put_form(addr: SocketAddr, path: &str, body: &str) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_form_bodies_and_rounded_headroom() {
     let responder = sip::udp(Mode::Code(200)).await;
-    let s = start(responder.addr.port()).await;
+    let (s, _tls) = start(responder.addr.port()).await;
     let a = s.running.as_ref().and_then(|r| r.admin).expect("admin");
     let (code, body) = tokio::task::spawn_blocking(move || {
         put_form(a, "/v1/servers/uk/lon1/load", r#"{"calls":900}"#)

@@ -112,7 +112,7 @@ async fn tcp_server(h: Hostile) -> SocketAddr {
 }
 
 async fn run(check: Check, addr: SocketAddr) -> (Outcome, Option<u16>, String) {
-    let p = probe(&Target { addr, check }, TIMEOUT, &CodePolicy::default()).await;
+    let p = probe(&Target::plain(addr, check), TIMEOUT, &CodePolicy::default()).await;
     (p.outcome, p.code, p.detail)
 }
 

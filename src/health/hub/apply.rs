@@ -1,10 +1,11 @@
 //! Probe results applied to the hub: each to the servers that share its target, counted,
-//! logged when a server turns suspect or flips, and published once per batch.
+//! logged when a server turns suspect or flips (or its certificate crosses a warning
+//! threshold), and published once per batch.
 
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::{HealthHub, Inner, now};
+use super::{HealthHub, Inner, now, unix_now};
 use crate::events::Kind;
 use crate::health::vocab::{ProbeResult, Target};
 use crate::lock::guard;
@@ -43,6 +44,13 @@ impl HealthHub {
                 continue;
             };
             e.meters.record(res.outcome, res.rtt);
+            if let Some(seen) = &res.tls {
+                e.meters.tls(seen.failure, &self.telemetry);
+                if let Some(warning) = e.cert.observe(seen, unix_now()) {
+                    let name = format!("{}/{}", e.region, e.server);
+                    tracing::warn!(server = %name, "{warning}");
+                }
+            }
             let was_suspect = e.health.suspect();
             let flip = e.health.apply(res, now);
             if e.health.suspect() == was_suspect && flip.is_none() {

@@ -1,6 +1,6 @@
 //! The gauges `/metrics` reads at scrape time: servers per state, suspect servers, healthy
-//! servers per region, probe targets and when the scheduler last started a probe; and the
-//! hub's one counter of its own (state file write errors). Every handle is made once: the
+//! servers per region, probe targets, when the scheduler last started a probe and each TLS
+//! certificate's time left; and the hub's one counter of its own (state file write errors). Every handle is made once: the
 //! hub's with the hub, a region's with the meters of each of its servers.
 
 use std::collections::BTreeMap;
@@ -60,6 +60,12 @@ impl HealthHub {
             region.0 += f64::from(u8::from(state.serves()));
             if let Some(i) = STATES.iter().position(|s| *s == state) {
                 counts[i] += 1.0;
+            }
+        }
+        let unix = super::unix_now();
+        for e in &inner.entries {
+            if let Some(not_after) = e.cert.not_after {
+                e.meters.cert_expiry(not_after - unix, &self.telemetry);
             }
         }
         for (gauge, v) in g.servers.iter().zip(counts) {

@@ -1,11 +1,12 @@
 //! The per-server probe metrics, registered once per server (at the reload that adds it) and
 //! kept across reloads, so a probe result costs a few atomic adds, not a registry lookup. A
-//! flip's counter is registered at the server's first flip to that state.
+//! flip's counter is registered at the server's first flip to that state; the TLS series at
+//! the server's first TLS check.
 
 use std::sync::OnceLock;
 
 use crate::health::state::Observed;
-use crate::health::vocab::Outcome;
+use crate::health::vocab::{Outcome, TlsFailure};
 use crate::telemetry::Telemetry;
 
 pub(super) struct Meters {
@@ -21,6 +22,12 @@ pub(super) struct Meters {
     region_healthy: metrics::Gauge,
     /// By the state flipped to.
     flips: [OnceLock<metrics::Counter>; 4],
+    region: String,
+    server: String,
+    /// `sipsteer_sip_tls_cert_expiry_seconds`, from the first certificate read.
+    cert_expiry: OnceLock<metrics::Gauge>,
+    /// `sipsteer_sip_tls_failures_total`, by [`TlsFailure::ALL`], from the first TLS check.
+    tls_failures: OnceLock<[metrics::Counter; 5]>,
 }
 
 impl Meters {
@@ -45,6 +52,10 @@ impl Meters {
             region_healthy: t.gauge("sipsteer_region_healthy_servers", &[("region", region)]),
             flips: Default::default(),
             name,
+            region: region.to_owned(),
+            server: server.to_owned(),
+            cert_expiry: OnceLock::new(),
+            tls_failures: OnceLock::new(),
         }
     }
 
@@ -80,5 +91,41 @@ impl Meters {
         if outcome != Outcome::Down {
             self.rtt.record(rtt.as_secs_f64());
         }
+    }
+
+    /// Counts a TLS check's result: every reason's series exists (at 0) from the server's
+    /// first TLS check on.
+    pub(super) fn tls(&self, failure: Option<TlsFailure>, t: &Telemetry) {
+        let counters = self.tls_failures.get_or_init(|| {
+            TlsFailure::ALL.map(|f| {
+                let c = t.counter(
+                    "sipsteer_sip_tls_failures_total",
+                    &[
+                        ("region", &self.region),
+                        ("server", &self.server),
+                        ("reason", f.as_str()),
+                    ],
+                );
+                c.increment(0);
+                c
+            })
+        });
+        if let Some(f) = failure
+            && let Some(i) = TlsFailure::ALL.iter().position(|x| *x == f)
+        {
+            counters[i].increment(1);
+        }
+    }
+
+    /// Sets the seconds left before the certificate's notAfter (negative once expired).
+    pub(super) fn cert_expiry(&self, left: i64, t: &Telemetry) {
+        self.cert_expiry
+            .get_or_init(|| {
+                t.gauge(
+                    "sipsteer_sip_tls_cert_expiry_seconds",
+                    &[("region", &self.region), ("server", &self.server)],
+                )
+            })
+            .set(left as f64);
     }
 }

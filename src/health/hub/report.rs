@@ -1,6 +1,6 @@
 //! What `/v1/servers` and the operator actions show of one server: its state, where a forced
 //! state comes from (and the states set through the API and the operator state file, active
-//! or not), its last probe and its load.
+//! or not), its last probe, its load and its TLS certificate.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +42,23 @@ pub struct ServerReport {
     /// (`capacity.shed`), 0 to 1, exact.
     pub shed: Option<f64>,
     pub since_secs: f64,
+    /// A TLS-checked server's certificate, once a check has read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_certificate: Option<CertOut>,
+}
+
+/// What `/v1/servers` shows of a TLS-checked server's certificate.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertOut {
+    /// The leaf certificate's notAfter, Unix seconds.
+    pub not_after_unix: i64,
+    /// Seconds until notAfter (negative once expired).
+    pub expires_in_secs: i64,
+    /// Whole days left, rounded down (negative once expired).
+    pub days_left: i64,
+    /// Why the latest TLS check failed (`expired`, `name_mismatch`, `untrusted`,
+    /// `handshake`, `timeout`), `null` when it passed.
+    pub failure: Option<&'static str>,
 }
 
 /// What `/v1/servers` shows of a state set through the admin API.
@@ -139,5 +156,14 @@ pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
             .shed
             .and_then(|m| h.shed_share(now, m, inner.report_ttl)),
         since_secs: now.saturating_duration_since(h.since()).as_secs_f64(),
+        tls_certificate: e.cert.not_after.map(|not_after| {
+            let unix = super::unix_now();
+            CertOut {
+                not_after_unix: not_after,
+                expires_in_secs: not_after - unix,
+                days_left: super::cert_watch::days_left(not_after, unix),
+                failure: e.cert.failure.map(crate::health::vocab::TlsFailure::as_str),
+            }
+        }),
     }
 }

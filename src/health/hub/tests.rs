@@ -68,6 +68,7 @@ fn result(outcome: Outcome) -> ProbeResult {
         code: None,
         rtt: Duration::from_millis(1),
         detail: String::new(),
+        tls: None,
     }
 }
 

@@ -5,9 +5,9 @@
 //! gives each answered transaction its result, takes the checks that finished, then what
 //! became due: a target's next probe (at most `max_concurrent` in flight, the others waiting
 //! their turn in the order they became due), a retransmission, a timeout. SIP over UDP runs
-//! here as a transaction ([`super::flight`]); a TCP connect or SIP-over-TCP check runs as a
-//! short task the engine spawns and owns. The requests of a pass go out in one batch per
-//! socket and the results to the hub in one message. Each target keeps its own copy of its
+//! here as a transaction ([`super::flight`]); a TCP connect, SIP-over-TCP or SIP-over-TLS
+//! check runs as a short task the engine spawns and owns. The requests of a pass go out in
+//! one batch per socket and the results to the hub in one message. Each target keeps its own copy of its
 //! state machine to pick its next probe (the suspect cadence); a new target's first probe
 //! comes at a random point of its interval, later ones after the interval ±10 %. On reload,
 //! unchanged targets keep their schedule; a removed one stops, its probe in flight with it.
@@ -27,10 +27,10 @@ use super::flight::{Ended, Flights, Step};
 use super::schedule::{Due, Ticks};
 use super::targets::{Busy, Slot, Targets};
 use crate::config::Check;
-use crate::health::tcp;
 use crate::health::vocab::{
     CodePolicy, ProbeResult, ProbeSpec, Res, Results, Target, first_delay, jitter,
 };
+use crate::health::{tcp, tls};
 
 /// What the task and its handle share.
 #[derive(Default)]
@@ -338,7 +338,11 @@ impl Engine {
             let task = self.checks.spawn(async move {
                 let _permit = permit;
                 let started = tokio::time::Instant::now();
-                let result = tcp::probe(&target, timeout, &policy).await;
+                let result = if target.check == Check::SipTls {
+                    Box::pin(tls::probe(&target, timeout, &policy)).await
+                } else {
+                    tcp::probe(&target, timeout, &policy).await
+                };
                 let took = started.elapsed();
                 Checked {
                     slot,

@@ -1,5 +1,6 @@
 //! Test support: a real sipsteer started in-process on 127.0.0.1 port 0, and DNS clients.
 
+pub(crate) mod certs;
 pub(crate) mod console;
 pub(crate) mod dns;
 pub(crate) mod http;

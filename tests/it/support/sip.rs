@@ -1,4 +1,4 @@
-//! Real SIP responders on 127.0.0.1 for health tests, over UDP and TCP. Each answers OPTIONS
+//! Real SIP responders on 127.0.0.1 for health tests, over UDP, TCP and TLS. Each answers OPTIONS
 //! according to a mode that tests switch at run time, and counts the requests it received.
 //! [`Responder::settled`] waits until it has read everything sent to it so far.
 
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 
 use sipsteer::health::probe::Outcome;
@@ -247,6 +247,16 @@ pub(crate) async fn udp_on(ip: &str, mode: Mode) -> Responder {
 
 /// A TCP responder on 127.0.0.1 (a fresh port).
 pub(crate) async fn tcp(mode: Mode) -> Responder {
+    stream(mode, None).await
+}
+
+/// A SIP-over-TLS responder on 127.0.0.1 (a fresh port) presenting `acceptor`'s certificate
+/// ([`Responder::settled`] does not apply to it).
+pub(crate) async fn tls(mode: Mode, acceptor: tokio_rustls::TlsAcceptor) -> Responder {
+    stream(mode, Some(acceptor)).await
+}
+
+async fn stream(mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Responder {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let r = Responder {
         addr: l.local_addr().expect("addr"),
@@ -260,43 +270,56 @@ pub(crate) async fn tcp(mode: Mode) -> Responder {
     let rr = r.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else {
+            let Ok((s, _)) = l.accept().await else {
                 return;
             };
             let rr = rr.clone();
-            rr.open.fetch_add(1, Ordering::SeqCst);
-            let open = Open(rr.open.clone());
-            tokio::spawn(async move {
-                let _open = open;
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = s.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        if &buf[..end + 4] == MARK {
-                            rr.marks.fetch_add(1, Ordering::SeqCst);
-                            return;
+            match &tls {
+                None => drop(tokio::spawn(serve_stream(s, rr))),
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        // A client that rejects the certificate ends the handshake.
+                        if let Ok(s) = acceptor.accept(s).await {
+                            serve_stream(s, rr).await;
                         }
-                        let req = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
-                        buf.drain(..end + 4);
-                        rr.requests.fetch_add(1, Ordering::SeqCst);
-                        for out in replies(decode(rr.mode.load(Ordering::SeqCst)), &req) {
-                            if s.write_all(&out).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
+                    });
                 }
-            });
+            }
         }
     });
     r
+}
+
+/// Answers the requests of one connection (TCP or TLS) until it closes.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, rr: Responder) {
+    rr.open.fetch_add(1, Ordering::SeqCst);
+    let _open = Open(rr.open.clone());
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let Ok(n) = s.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            if &buf[..end + 4] == MARK {
+                rr.marks.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+            let req = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            buf.drain(..end + 4);
+            rr.requests.fetch_add(1, Ordering::SeqCst);
+            for out in replies(decode(rr.mode.load(Ordering::SeqCst)), &req) {
+                if s.write_all(&out).await.is_err() || s.flush().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// An address where nothing listens (UDP and TCP).
