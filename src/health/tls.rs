@@ -110,13 +110,21 @@ impl ServerCertVerifier for Recording {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let r = self.inner.verify_server_cert(
+        let mut r = self.inner.verify_server_cert(
             end_entity,
             intermediates,
             server_name,
             ocsp_response,
             now,
         );
+        if r.is_ok()
+            && let ServerName::DnsName(domain) = server_name
+            && !cert::names_sip_domain(end_entity, domain.as_ref())
+        {
+            r = Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName,
+            ));
+        }
         let mut seen = guard(&self.seen);
         seen.not_after = cert::not_after(end_entity);
         if let Err(e) = &r {

@@ -85,6 +85,22 @@ async fn a_certificate_for_another_name_fails() {
     assert_eq!(r.count(), 0);
 }
 
+/// RFC 5922 (7.2): a SIP server's certificate names its domain exactly; a wildcard entry,
+/// which webpki would accept for the chain, does not name it.
+#[tokio::test]
+async fn a_wildcard_certificate_does_not_name_the_sip_domain() {
+    let ca = SipCa::new();
+    let r = sip::tls(Mode::Code(200), ca.acceptor("*.example.net", false)).await;
+    let p = run(&target(r.addr, &ca)).await;
+    assert_eq!(p.outcome, Outcome::Down);
+    let tls = p.tls.expect("tls seen");
+    assert_eq!(
+        (tls.not_after, tls.failure),
+        (Some(VALID_UNTIL), Some(TlsFailure::NameMismatch))
+    );
+    assert_eq!(r.count(), 0);
+}
+
 #[tokio::test]
 async fn a_certificate_from_an_unknown_ca_fails() {
     let ca = SipCa::new();
