@@ -339,6 +339,22 @@ async fn a_zone_with_steered_names_withholds_cds_and_cdnskey_and_check_warns() {
         "{all}"
     );
 
+    let o = Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+        .args(["dnssec", "ds", "--config", &main])
+        .output()
+        .expect("run dnssec ds");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stderr),
+        "warning: example.com: the answers of its steered names are not signed yet: do not \
+         give this DS to the parent\n"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).starts_with("example.com. "),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+
     let s = TestServer::start_in(dir).await;
     let m = udp(s.addr, "example.com.", RecordType::DNSKEY, &Q::default()).await;
     assert_eq!(rrs(&m.answers), [dnskey_line(&key, "DNSKEY")]);
