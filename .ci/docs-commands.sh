@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Docs commands: every command in the fenced ```sh blocks of README.md, docs/*.md and
-# geoip/README.md runs against a real sipsteer serving a copy of the sample config, and must
-# succeed. `cargo run --release --` and a leading `sipsteer` run the release binary; the
-# sample's ports 5353/8053 are moved to free ones (in the config and the commands alike).
+# Docs commands: every command in the fenced ```sh blocks (indented ones in lists too) of
+# README.md, docs/*.md and geoip/README.md runs against a real sipsteer serving a copy of the
+# sample config, and must succeed. `cargo run --release --` and a leading `sipsteer` run the
+# release binary; the sample's ports 5353/8053 are moved to free ones (in the config and the
+# commands alike).
 # curl fails on an HTTP error and dig on an answer that is not NOERROR with records, so a
 # command that "runs" but answers 400 or NODATA fails here.
 #   bash .ci/docs-commands.sh            (run by .ci/run)
@@ -55,11 +56,11 @@ export TOKEN=docs-commands-token SIPSTEER_ADMIN_TOKEN=docs-commands-token
 extract() {
   awk '
     FNR == 1 { inblock = 0 }
-    /^```sh[[:space:]]*$/ { inblock = 1; next }
-    /^```/ { inblock = 0; next }
+    /^[[:space:]]*```sh[[:space:]]*$/ { inblock = 1; next }
+    /^[[:space:]]*```/ { inblock = 0; next }
     inblock {
       line = $0
-      if (cmd == "") { start = FILENAME ":" FNR }
+      if (cmd == "") { start = FILENAME ":" FNR; sub(/^[[:space:]]+/, "", line) }
       if (line ~ /\\$/) { sub(/\\$/, "", line); cmd = cmd line " "; next }
       cmd = cmd line
       if (cmd !~ /^[[:space:]]*(#.*)?$/) { print start "\t" cmd }
