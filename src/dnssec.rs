@@ -304,7 +304,8 @@ fn pem(label: &str, der: &[u8]) -> String {
 }
 
 /// Writes a private file (mode 0600; its directory created with mode 0700), atomically and
-/// without replacing an existing file.
+/// without replacing an existing file: a temporary file, synced, hard-linked into place, and
+/// the directory synced so the new name survives a crash.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -335,7 +336,9 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     // A hard link fails when the name exists: a key is never replaced.
     let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
     let _ = std::fs::remove_file(&tmp);
-    linked.map_err(reason)
+    linked
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(reason)
 }
 
 #[cfg(test)]

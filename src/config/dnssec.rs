@@ -110,15 +110,22 @@ pub(super) fn generated_path(state_dir: &Path, origin: &Name, algorithm: Algorit
         .join(format!("{name}.alg{}.pem", algorithm.number()))
 }
 
-/// Writes a new key at `path` unless a file is there: into a temporary file (mode 0600) in
-/// the same directory, then renamed into place.
+/// Writes a new key at `path` unless a file is there ([`crate::dnssec::write_private`]). A
+/// key another process wrote meanwhile (two instances sharing the state directory) is kept.
 fn generate_if_missing(path: &Path, algorithm: Algorithm) -> Result<(), String> {
     if std::fs::symlink_metadata(path).is_ok() {
         return Ok(());
     }
     let pem = ZoneKey::generate_pem(algorithm).map_err(|e| e.to_string())?;
-    crate::dnssec::write_private(path, pem.as_bytes())
-        .map_err(|e| format!("cannot write generated key {}: {e}", path.display()))?;
+    if let Err(e) = crate::dnssec::write_private(path, pem.as_bytes()) {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Ok(());
+        }
+        return Err(format!(
+            "cannot write generated key {}: {e}",
+            path.display()
+        ));
+    }
     tracing::info!(key = %path.display(), "generated a DNSSEC key");
     Ok(())
 }
