@@ -38,12 +38,28 @@ out=$($BIN dnssec keygen "$SEC/keys/example.com.pem" 2>&1 || true)
 check "dnssec keygen" "algorithm 13 (ECDSAP256SHA256), key tag" "$out"
 SECTAG=$(sed -n 's/.*key tag \([0-9]*\).*/\1/p' <<<"$out")
 
+SEC_ROLL=no; $BIN dnssec --help 2>&1 | grep -qE '^ +roll ' && SEC_ROLL=yes
 cat > "$SEC/sipsteer.yaml" <<YAML
 listen: { dns: ["127.0.0.1:$SECPORT"], admin: "127.0.0.1:$SECADMIN" }
 zones: zones
 geoip: { database: $PWD/geoip/sample.csv }
 health: { interval: 500ms, timeout: 400ms, rise: 1, fall: 2 }
+reload: { rescan: 1s }
 YAML
+# With key rollover, a second zone signs with a keys directory (a KSK and a ZSK that
+# sipsteer writes at its first load), with TTLs of 2 s so that a ZSK roll steps in seconds.
+if [ "$SEC_ROLL" = yes ]; then
+  cat > "$SEC/zones/example.net.yaml" <<YAML
+zone: example.net
+ttl: 2
+soa: { primary: ns1, contact: hostmaster, serial: 1, minimum: 2 }
+ns: [ns1]
+dnssec: { keys: keys-net, propagation: 0s, zsk_lifetime: 90d }
+records:
+  ns1: { A: 192.0.2.53 }
+  www: { A: 192.0.2.80 }
+YAML
+fi
 cat > "$SEC/zones/example.com.yaml" <<YAML
 zone: example.com
 ttl: 300
@@ -75,9 +91,9 @@ YAML
 seccheck=$($BIN check --config "$SEC/sipsteer.yaml" 2>&1 || true)
 check "dnssec check accepts the signed zone" ": ok (" "$seccheck"
 SEC_STEERED=yes; grep -q "are not signed yet" <<<"$seccheck" && SEC_STEERED=no
-SEC_ROLL=no; $BIN dnssec --help 2>&1 | grep -qE '^ +roll' && SEC_ROLL=yes
 
-SECDS=$({ $BIN dnssec ds --config "$SEC/sipsteer.yaml" 2>/dev/null || true; } | grep ' DS ' | head -1 || true)
+SECDS=$({ $BIN dnssec ds --config "$SEC/sipsteer.yaml" 2>/dev/null || true; } | grep '^example.com. .* DS ' | head -1 || true)
+NETDS=$({ $BIN dnssec ds --config "$SEC/sipsteer.yaml" 2>/dev/null || true; } | grep '^example.net. .* DS ' | head -1 || true)
 check "dnssec ds" "example.com. 300 IN DS $SECTAG 13 2 " "$SECDS"
 
 $BIN serve --config "$SEC/sipsteer.yaml" 2>"$SEC/serve.log" &
@@ -183,6 +199,9 @@ stub-zone:
   name: "example.com"
   stub-addr: 127.0.0.1@$SECPORT
 CONF
+if [ "$SEC_ROLL" = yes ]; then
+  printf 'server:\n  trust-anchor: "%s"\nstub-zone:\n  name: "example.net"\n  stub-addr: 127.0.0.1@%s\n' "$NETDS" "$SECPORT" >> "$SEC/unbound.conf"
+fi
 unbound-checkconf "$SEC/unbound.conf" >/dev/null
 unbound -d -c "$SEC/unbound.conf" &
 PIDS+=($!)
@@ -205,6 +224,7 @@ options {
   notify no;
 };
 trust-anchors { example.com. static-ds $(cut -d' ' -f5-7 <<<"$SECDS") "$(cut -d' ' -f8- <<<"$SECDS" | tr -d ' ')"; };
+$([ "$SEC_ROLL" = yes ] && echo "trust-anchors { example.net. static-ds $(cut -d' ' -f5-7 <<<"$NETDS") \"$(cut -d' ' -f8- <<<"$NETDS" | tr -d ' ')\"; };")
 logging { channel f { file "$SEC/named.log"; severity info; }; category default { f; }; category dnssec { f; }; };
 CONF
 named-checkconf "$SEC/named.conf"
@@ -319,9 +339,41 @@ else
 fi
 check "unbound after flip static ad" "flags=[qr rd ra ad]" "$(q $SECUNB static.example.com A +subnet=$UK)"
 
-# A ZSK roll, step by step: every step must keep validating.
+# A ZSK roll in example.net, step by step (sipsteer steps at each 1 s rescan; the DNSKEY TTL
+# is 2 s): published (three DNSKEYs, the old ZSK signs), active (the new ZSK signs), the old
+# ZSK removed (two DNSKEYs). Both resolvers must answer with AD=1 at every step.
 if [ "$SEC_ROLL" = yes ]; then
-  source .ci/interop/61-dnssec-roll.inc
+  check "dnssec ds of the keys directory zone" "example.net. 2 IN DS " "$NETDS"
+  # "N TAG": DNSKEY count and the key tag of www's RRSIG.
+  netkeys() {
+    local n t
+    n=$(kd example.net DNSKEY | grep -c ' IN DNSKEY ' || true)
+    t=$(kd www.example.net A | sed -n 's/.* IN RRSIG A 13 3 2 [0-9]* [0-9]* \([0-9]*\) example.net. .*/\1/p' | head -1)
+    echo "$n $t"
+  }
+  roll_ad() { # step name
+    local r n p
+    for r in unbound:$SECUNB named:$SECNAMED; do
+      n=${r%%:*}; p=${r#*:}
+      check "$n AD=1 during a ZSK roll: $1" "status=NOERROR flags=[qr rd ra ad] | www.example.net." "$(q "$p" www.example.net A)"
+    done
+  }
+  before=$(netkeys)
+  check "zsk roll: two DNSKEYs before" "2 " "$before"
+  roll_ad "before"
+  out=$($BIN dnssec roll zsk --config "$SEC/sipsteer.yaml" 2>&1 || true)
+  check "dnssec roll zsk" "example.net" "$out"
+  for _ in $(seq 40); do [ "$(netkeys | cut -d' ' -f1)" = 3 ] && break; sleep 0.25; done
+  now=$(netkeys)
+  check "zsk roll: the new ZSK is published" "3 " "$now"
+  roll_ad "published"
+  for _ in $(seq 60); do now=$(netkeys); [ "${now#* }" != "${before#* }" ] && break; sleep 0.25; done
+  check_not "zsk roll: the new ZSK signs" " ${before#* }" " ${now#* }"
+  roll_ad "active"
+  for _ in $(seq 60); do [ "$(netkeys | cut -d' ' -f1)" = 2 ] && break; sleep 0.25; done
+  check "zsk roll: the old ZSK is removed" "2 ${now#* }" "$(netkeys)"
+  roll_ad "old ZSK removed"
+  check "dnssec status after the roll" "zsk" "$($BIN dnssec status --config "$SEC/sipsteer.yaml" 2>&1 || true)"
 else
   skip "AD=1 across a ZSK roll" "sipsteer dnssec roll (branch rollover)"
 fi

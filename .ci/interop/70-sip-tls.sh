@@ -124,7 +124,7 @@ regions:
         port: $KUDP
         tls_port: $KTLS
         transports: [udp, tls]
-        check: sip-options-tls
+        check: CHECK
         tls_name: sip.example.com
   spare:
     location: [1.35, 103.82]
@@ -133,17 +133,34 @@ regions:
 services:
   sip: { regions: [local, spare], transports: [tls, udp], ttl: 1, failover: 2, fallback: [local, spare] }
 YAML
+# Feature probe: health per transport (`check: per-transport`: the TLS transport's check is
+# sip-options-tls, the UDP one sip-options-udp). Without it the one check is sip-options-tls.
+cp "$TLSD/zones/example.com.yaml" "$TLSD/zone.template"
+sed -i 's/check: CHECK/check: per-transport/' "$TLSD/zones/example.com.yaml"
+SIPTLS_PER_TRANSPORT=no
+grep -q ": ok (" <<<"$($BIN check --config "$TLSD/sipsteer.yaml" 2>&1 || true)" && SIPTLS_PER_TRANSPORT=yes
+[ "$SIPTLS_PER_TRANSPORT" = yes ] || sed 's/check: CHECK/check: sip-options-tls/' "$TLSD/zone.template" > "$TLSD/zones/example.com.yaml"
+echo "sip-tls features: health per transport=$SIPTLS_PER_TRANSPORT"
 out=$($BIN check --config "$TLSD/sipsteer.yaml" 2>&1 || true)
 check "sip-tls check accepts the config" ": ok (" "$out"
 $BIN serve --config "$TLSD/sipsteer.yaml" 2>"$TLSD/serve.log" &
 PIDS+=($!)
+# k1's state and last result; with health per transport also one line per transport.
 tls_state() { curl -s "http://127.0.0.1:$TLSADMIN/v1/servers" | python3 -c '
 import json, sys
 for s in json.load(sys.stdin)["servers"]:
     if s["server"] == "k1":
-        print("k1=%s %s" % (s["state"], s["last_result"]))' 2>/dev/null || true; }
-for _ in $(seq 60); do grep -q '^k1=up' <<<"$(tls_state)" && break; sleep 0.25; done
-check "sip-options-tls probe of kamailio is up" "k1=up 200 OK" "$(tls_state)"
+        print("k1=%s %s" % (s["state"], s.get("last_result")))
+        for t in s.get("transports") or []:
+            print("k1/%s=%s %s" % (t["transport"], t["state"], t.get("last_result")))' 2>/dev/null || true; }
+if [ "$SIPTLS_PER_TRANSPORT" = yes ]; then
+  for _ in $(seq 60); do grep -q '^k1/tls=up' <<<"$(tls_state)" && grep -q '^k1/udp=up' <<<"$(tls_state)" && break; sleep 0.25; done
+  check "sip-options-tls probe of kamailio is up" "k1/tls=up 200 OK" "$(tls_state)"
+  check "sip-options-udp probe of kamailio is up" "k1/udp=up 200 OK" "$(tls_state)"
+else
+  for _ in $(seq 60); do grep -q '^k1=up' <<<"$(tls_state)" && break; sleep 0.25; done
+  check "sip-options-tls probe of kamailio is up" "k1=up 200 OK" "$(tls_state)"
+fi
 check "kamailio saw the probe over tls" "interop: OPTIONS sip:" "$(grep ' over tls' "$TLSD/kamailio.log" || true)"
 
 sd() { { dig +noall +answer +time=2 +tries=1 @127.0.0.1 -p "$TLSPORT" "$@" || true; } | sed 's/[[:space:]]\+/ /g'; }
@@ -206,14 +223,24 @@ check "kamailio got REGISTER over tls from ::1" "interop: REGISTER sip:sip.examp
 kill "$KPID" 2>/dev/null || true
 wait "$KPID" 2>/dev/null || true
 kamailio_start "$TLSD/expired.pem"
-for _ in $(seq 60); do grep -q '^k1=down' <<<"$(tls_state)" && break; sleep 0.25; done
-check "expired certificate: tls probe fails" "k1=down" "$(tls_state)"
-check "expired certificate: reason" "certificate expired" "$(tls_state)"
+if [ "$SIPTLS_PER_TRANSPORT" = yes ]; then
+  for _ in $(seq 60); do grep -q '^k1/tls=down' <<<"$(tls_state)" && break; sleep 0.25; done
+  st=$(tls_state)
+  check "expired certificate: tls transport down" "k1/tls=down" "$st"
+  check "expired certificate: reason" "certificate expired" "$(grep '^k1/tls=' <<<"$st")"
+  for _ in $(seq 20); do grep -q '^k1/udp=up' <<<"$(tls_state)" && break; sleep 0.25; done
+  st=$(tls_state)
+  check "expired certificate: udp transport stays up" "k1/udp=up" "$st"
+  check "expired certificate: the server stays up" "k1=up" "$st"
+else
+  for _ in $(seq 60); do grep -q '^k1=down' <<<"$(tls_state)" && break; sleep 0.25; done
+  check "expired certificate: tls probe fails" "k1=down" "$(tls_state)"
+  check "expired certificate: reason" "certificate expired" "$(tls_state)"
+fi
 sleep 1.5   # nothing cached beyond the steered TTL (1 s)
 sips=$(sd _sips._tcp.sip.example.com SRV)
 udp=$(sd _sip._udp.sip.example.com SRV)
 naptr=$(sd sip.example.com NAPTR)
-SIPTLS_PER_TRANSPORT=no
 if [ "$SIPTLS_PER_TRANSPORT" = yes ]; then
   check_not "expired certificate: k1 leaves _sips._tcp" "k1.local.sip.example.com." "$sips"
   check "expired certificate: _sips._tcp goes to the spare region" "spare1.spare.sip.example.com." "$sips"
