@@ -149,6 +149,9 @@ else
   check_not "delv steered NAPTR unsigned" "; fully validated" "$(dv sip.example.com NAPTR)"
 fi
 if [ "$SEC_DENIAL" = yes ]; then
+  out=$(kd no-such-name.example.com A | sed 's/NXNAME/TYPE128/')
+  check "kdig nxdomain compact denial NSEC" 'no-such-name.example.com. 60 IN NSEC \000.no-such-name.example.com. RRSIG NSEC TYPE128' "$out"
+  check "kdig nxdomain compact denial signed" "no-such-name.example.com. 60 IN RRSIG NSEC 13 3 60 " "$out"
   check "delv nxdomain" "; negative response, fully validated" "$(dv no-such-name.example.com A)"
 else
   check_not "delv nxdomain unproven" "fully validated" "$(dv no-such-name.example.com A)"
@@ -368,12 +371,15 @@ if [ "$SEC_ROLL" = yes ]; then
   check "zsk roll: the new ZSK is published" "3 " "$now"
   roll_ad "published"
   for _ in $(seq 60); do now=$(netkeys); [ "${now#* }" != "${before#* }" ] && break; sleep 0.25; done
+  check "zsk roll: www is signed before and after" "tags=ok" "tags=$([[ "${before#* } ${now#* }" =~ ^[0-9]+\ [0-9]+$ ]] && echo ok)"
   check_not "zsk roll: the new ZSK signs" " ${before#* }" " ${now#* }"
   roll_ad "active"
   for _ in $(seq 60); do [ "$(netkeys | cut -d' ' -f1)" = 2 ] && break; sleep 0.25; done
   check "zsk roll: the old ZSK is removed" "2 ${now#* }" "$(netkeys)"
   roll_ad "old ZSK removed"
-  check "dnssec status after the roll" "zsk" "$($BIN dnssec status --config "$SEC/sipsteer.yaml" 2>&1 || true)"
+  out=$($BIN dnssec status --config "$SEC/sipsteer.yaml" 2>&1 | sed 's/[[:space:]]\+/ /g' || true)
+  check "dnssec status: the new ZSK active" "zsk 2 ${now#* } active" "$out"
+  check "dnssec status: the old ZSK removed" "zsk 1 ${before#* } removed" "$out"
 else
   skip "AD=1 across a ZSK roll" "sipsteer dnssec roll (branch rollover)"
 fi
