@@ -12,11 +12,12 @@
 #  - NXDOMAIN proofs: a DO=1 NXDOMAIN carries an NSEC (without: only the signed SOA, which a
 #    validator rejects)
 #  - key rollover: `sipsteer dnssec --help` lists `roll`
-if ! need named || ! need delv || ! need ldns-verify-zone; then
+if ! need named || ! need delv || ! need ldns-verify-zone || ! need unbound; then
   if [ "$(id -u)" = 0 ]; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bind9 bind9-dnsutils ldnsutils >/dev/null
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bind9 bind9-dnsutils ldnsutils unbound >/dev/null
   else
-    echo "interop: named, delv and ldns-verify-zone are needed (run as root to install them)" >&2
+    echo "interop: named, delv, ldns-verify-zone and unbound are needed (run as root to install them)" >&2
     exit 1
   fi
 fi

@@ -10,6 +10,7 @@
 # leaves every answer, which is asserted instead.
 if ! need kamailio || ! ls /usr/lib/*/kamailio/modules/tls.so >/dev/null 2>&1 || ! need baresip || ! need openssl; then
   if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kamailio kamailio-tls-modules baresip-core openssl >/dev/null
   else
     echo "interop: kamailio, kamailio-tls-modules, baresip-core and openssl are needed (run as root to install them)" >&2
@@ -97,7 +98,7 @@ CFG
   kamailio -f "$TLSD/kamailio.cfg" -DD -E -Y "$TLSD" >>"$TLSD/kamailio.log" 2>&1 &
   KPID=$!
   PIDS+=($KPID)
-  for _ in $(seq 50); do ss -ltn | grep -q "127.0.0.1:$KTLS " && break; sleep 0.1; done
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$KTLS") 2>/dev/null && break; sleep 0.1; done
 }
 kamailio_start "$TLSD/sip.pem"
 out=$(echo | timeout 5 openssl s_client -connect 127.0.0.1:$KTLS -CAfile "$TLSD/ca.pem" \
