@@ -3,6 +3,7 @@
 //! finds, each with file, line, column and YAML path.
 
 mod cache;
+mod checks;
 mod defences;
 mod dnssec;
 mod error;
@@ -216,6 +217,37 @@ pub enum Transport {
     Tls,
 }
 
+impl Transport {
+    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
+
+    /// The name in the config, `/v1/servers` and the `transport` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// The transport's bit in a set of transports (a `u8` mask).
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// The transports in mask `m`, in [`Transport::ALL`] order.
+    pub fn in_mask(m: u8) -> impl Iterator<Item = Transport> {
+        Transport::ALL.into_iter().filter(move |t| m & t.bit() != 0)
+    }
+}
+
+/// The check of one transport of a server whose health is per transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportCheck {
+    pub transport: Transport,
+    /// `None` (`none`): that transport is not probed, up unless an operator says otherwise.
+    pub check: Option<Check>,
+}
+
 /// One SIP server in a region.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerConfig {
@@ -228,8 +260,32 @@ pub struct ServerConfig {
     pub backup: bool,
     pub capacity: Option<Capacity>,
     pub probe: ProbeConfig,
-    /// What a `sip-options-tls` check verifies (set exactly when that is the check).
+    /// One check per transport (`check: per-transport` or `checks:`), in the order of
+    /// `transports`; empty when `probe.check` decides the whole server.
+    pub checks: Vec<TransportCheck>,
+    /// What a `sip-options-tls` check verifies (set exactly when one of its checks is that).
     pub tls_check: Option<Arc<TlsCheck>>,
+}
+
+impl ServerConfig {
+    /// The server's checks, each with the transports (a mask) whose health it decides: one
+    /// for all of them, or one per transport.
+    pub fn lanes(&self) -> Vec<(u8, Option<Check>)> {
+        if self.checks.is_empty() {
+            let all = self.transports.iter().fold(0, |m, t| m | t.bit());
+            vec![(all, self.probe.check)]
+        } else {
+            self.checks
+                .iter()
+                .map(|c| (c.transport.bit(), c.check))
+                .collect()
+        }
+    }
+
+    /// Whether any of its checks probes it.
+    pub fn probed(&self) -> bool {
+        self.lanes().iter().any(|(_, c)| c.is_some())
+    }
 }
 
 /// What a `sip-options-tls` check verifies: the name the server's certificate must carry

@@ -311,6 +311,9 @@ pub(super) struct Server {
     pub capacity: Option<S<Capacity>>,
     #[serde(default)]
     pub check: Option<S<String>>,
+    /// A check per transport: `{ tls: sip-options-tls, tcp: tcp-connect }`.
+    #[serde(default)]
+    pub checks: Option<S<HashMap<S<String>, S<String>>>>,
     #[serde(default)]
     pub tls_name: Option<S<String>>,
     #[serde(default)]

@@ -12,7 +12,8 @@ use super::probe::{self, HealthDefaults};
 use super::raw;
 use super::values::Values;
 use super::{
-    CONTINENTS, Capacity, MAX_RECORDS_PER_NAME, ProbeConfig, RegionConfig, ServerConfig, Transport,
+    CONTINENTS, Capacity, Check, MAX_RECORDS_PER_NAME, ProbeConfig, RegionConfig, ServerConfig,
+    Transport,
 };
 
 /// Whether `s` can be one DNS label of a generated name (`uk`, `lon1`, `us-east`).
@@ -319,8 +320,11 @@ fn server(
             Some(Capacity { calls, cps })
         }
     });
-    let probe = probe::for_server(s, &transports, base, base_check, path, sink);
-    let tls_check = probe::tls_check(s, probe.check, path, sink);
+    let (probe, checks) = probe::for_server(s, &transports, base, base_check, path, sink);
+    let uses_tls = std::iter::once(probe.check)
+        .chain(checks.iter().map(|c| c.check))
+        .any(|c| c == Some(Check::SipTls));
+    let tls_check = probe::tls_check(s, uses_tls, path, sink);
     if addresses.is_empty() || transports.is_empty() {
         return None;
     }
@@ -334,6 +338,7 @@ fn server(
         backup: s.backup.as_ref().is_some_and(|b| b.value),
         capacity,
         probe,
+        checks,
         tls_check,
     })
 }

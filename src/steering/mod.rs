@@ -70,6 +70,10 @@ pub struct HealthView {
     pub shed: Vec<u64>,
     /// Whether any server sheds: only then is a client's shedding hash computed.
     pub shedding: bool,
+    /// The transports (a mask of [`Transport::bit`]) a server is not answered on while its
+    /// state serves: those whose own check (health per transport) says it does not; 0 when
+    /// one check decides the whole server.
+    pub not_on: Vec<u8>,
 }
 
 /// How long a server counts as recently flipped, for the trouble TTL.
@@ -85,7 +89,12 @@ impl HealthView {
             flipped: vec![false; slots],
             shed: vec![0; slots],
             shedding: false,
+            not_on: vec![0; slots],
         }
+    }
+    /// Whether the server is left out on transport `t` by that transport's own health.
+    pub fn out_on(&self, slot: usize, t: Transport) -> bool {
+        self.not_on.get(slot).is_some_and(|m| m & t.bit() != 0)
     }
     /// The server's shedding threshold (0 when it sheds nobody).
     pub fn shed(&self, slot: usize) -> u64 {
@@ -351,6 +360,12 @@ pub fn tier_servers<'a>(
         .filter(move |(_, s)| {
             s.backup == backups && (fail_open || health.serves_client(s.slot, key))
         })
+}
+
+/// Whether a server answered for a tier of `plan` is answered on transport `t`: it lists
+/// `t`, and (unless the plan fails open) `t`'s own health does not leave it out.
+pub fn serves_on(health: &HealthView, s: &Server, t: Transport, plan: &Plan) -> bool {
+    s.transports.contains(&t) && (plan.fail_open || !health.out_on(s.slot, t))
 }
 
 /// The TTL of a planned answer: the service's trouble TTL while any server of its tier

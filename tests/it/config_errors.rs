@@ -234,7 +234,7 @@ services:
             "zones/z.yaml:11:18: regions.de.continents: unknown continent code `XX` (use AF, AN, AS, EU, NA, OC, SA)",
             "zones/z.yaml:13:7: regions.de.servers.Fra1: server names are DNS labels: lowercase letters, digits and `-`",
             "zones/z.yaml:14:53: regions.de.servers.fra2.transports: unknown transport `sctp` (use udp, tcp or tls)",
-            "zones/z.yaml:14:67: regions.de.servers.fra2.check: unknown check `ping` (use sip-options, sip-options-udp, sip-options-tcp, sip-options-tls, tcp or none)",
+            "zones/z.yaml:14:67: regions.de.servers.fra2.check: unknown check `ping` (use sip-options, sip-options-udp, sip-options-tcp, sip-options-tls, tcp-connect, per-transport or none)",
             "zones/z.yaml:17:19: services.sip.regions: unknown region `xx` (define it under regions: in this file or in sipsteer.yaml)",
             "zones/z.yaml:18:15: services.sip.failover: failover must be between 1 and the number of regions (1), at most 8",
             "zones/z.yaml:19:16: services.sip.fallback: region `us` is not one of this service's regions",

@@ -36,6 +36,7 @@ mod health_engine;
 mod health_probe;
 mod health_tls;
 mod health_tls_e2e;
+mod health_transports;
 mod health_udp_prober;
 mod hostile_config;
 mod layers;

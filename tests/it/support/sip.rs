@@ -256,8 +256,29 @@ pub(crate) async fn tls(mode: Mode, acceptor: tokio_rustls::TlsAcceptor) -> Resp
     stream(mode, Some(acceptor)).await
 }
 
+/// A SIP-over-TLS responder on `ip` (a fresh port).
+pub(crate) async fn tls_on(ip: &str, mode: Mode, acceptor: tokio_rustls::TlsAcceptor) -> Responder {
+    let l = TcpListener::bind((ip, 0)).await.expect("bind");
+    serve_listener(l, mode, Some(acceptor))
+}
+
+/// A UDP and a TCP responder on `ip` and one port, as one SIP server listens on both.
+pub(crate) async fn udp_and_tcp(ip: &str, mode: Mode) -> (Responder, Responder) {
+    for _ in 0..50 {
+        let udp = udp_on(ip, mode).await;
+        if let Ok(l) = TcpListener::bind(udp.addr).await {
+            return (udp, serve_listener(l, mode, None));
+        }
+    }
+    panic!("no port free for both UDP and TCP on {ip}");
+}
+
 async fn stream(mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Responder {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve_listener(l, mode, tls)
+}
+
+fn serve_listener(l: TcpListener, mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Responder {
     let r = Responder {
         addr: l.local_addr().expect("addr"),
         mode: Arc::new(AtomicU16::new(encode(mode))),
