@@ -9,14 +9,16 @@ use super::raw;
 use super::{Check, Transport, TransportCheck};
 
 /// The check a transport gets when `checks:` does not name one: SIP OPTIONS over the
-/// transport itself (over TLS only with a `tls_name` to verify, else a TCP connect to the
-/// TLS port).
+/// transport itself (over TLS and secure WebSocket only with a `tls_name` to verify, else a
+/// TCP connect to the transport's port).
 pub(super) fn default_check(t: Transport, has_tls_name: bool) -> Check {
     match t {
         Transport::Udp => Check::SipUdp,
         Transport::Tcp => Check::SipTcp,
         Transport::Tls if has_tls_name => Check::SipTls,
-        Transport::Tls => Check::Tcp,
+        Transport::Ws => Check::SipWs,
+        Transport::Wss if has_tls_name => Check::SipWss,
+        Transport::Tls | Transport::Wss => Check::Tcp,
     }
 }
 
@@ -28,7 +30,10 @@ fn for_transport(t: Transport, name: &str) -> Option<Option<Check>> {
         (Transport::Udp, "sip-options" | "sip-options-udp") => Check::SipUdp,
         (Transport::Tcp, "sip-options" | "sip-options-tcp") => Check::SipTcp,
         (Transport::Tls, "sip-options" | "sip-options-tls") => Check::SipTls,
-        (Transport::Tcp | Transport::Tls, "tcp" | "tcp-connect") => Check::Tcp,
+        (Transport::Ws, "sip-options" | "sip-options-ws") => Check::SipWs,
+        (Transport::Wss, "sip-options" | "sip-options-wss") => Check::SipWss,
+        (Transport::Udp, _) => return None,
+        (_, "tcp" | "tcp-connect") => Check::Tcp,
         _ => return None,
     }))
 }
@@ -39,6 +44,8 @@ fn allowed(t: Transport) -> &'static str {
         Transport::Udp => "sip-options, sip-options-udp or none",
         Transport::Tcp => "sip-options, sip-options-tcp, tcp-connect or none",
         Transport::Tls => "sip-options, sip-options-tls, tcp-connect or none",
+        Transport::Ws => "sip-options, sip-options-ws, tcp-connect or none",
+        Transport::Wss => "sip-options, sip-options-wss, tcp-connect or none",
     }
 }
 
@@ -66,7 +73,10 @@ pub(super) fn per_transport(
             sink.on(
                 key,
                 &cpath,
-                format!("unknown transport `{}` (use udp, tcp or tls)", key.value),
+                format!(
+                    "unknown transport `{}` (use udp, tcp, tls, ws or wss)",
+                    key.value
+                ),
             );
             continue;
         };
@@ -99,12 +109,12 @@ pub(super) fn per_transport(
 }
 
 /// Where a server's TLS check is configured, for an error about it: its `checks:` entry for
-/// `tls`, else its `check:`, else its address.
+/// `tls` (or `wss`), else its `check:`, else its address.
 pub(super) fn tls_location(s: &raw::Server) -> serde_saphyr::Location {
     let entry = s.checks.as_ref().and_then(|m| {
         m.value
             .iter()
-            .find(|(k, _)| k.value == "tls")
+            .find(|(k, _)| k.value == "tls" || k.value == "wss")
             .map(|(_, v): (_, &Spanned<String>)| v.referenced)
     });
     entry

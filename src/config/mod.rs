@@ -215,10 +215,20 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    /// SIP over WebSocket (RFC 7118).
+    Ws,
+    /// SIP over secure WebSocket (RFC 7118).
+    Wss,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 3] = [Transport::Udp, Transport::Tcp, Transport::Tls];
+    pub const ALL: [Transport; 5] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Ws,
+        Transport::Wss,
+    ];
 
     /// The name in the config, `/v1/servers` and the `transport` metric label.
     pub fn as_str(self) -> &'static str {
@@ -226,6 +236,8 @@ impl Transport {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
             Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
         }
     }
 
@@ -255,6 +267,10 @@ pub struct ServerConfig {
     pub addresses: Vec<IpAddr>,
     pub port: u16,
     pub tls_port: u16,
+    /// The WebSocket ports (`ws`, `wss`) and the path of the WebSocket upgrade.
+    pub ws_port: u16,
+    pub wss_port: u16,
+    pub ws_path: Arc<str>,
     pub transports: Vec<Transport>,
     pub weight: u16,
     pub backup: bool,
@@ -279,6 +295,16 @@ impl ServerConfig {
                 .iter()
                 .map(|c| (c.transport.bit(), c.check))
                 .collect()
+        }
+    }
+
+    /// The port a transport is served on.
+    pub fn port_for(&self, t: Transport) -> u16 {
+        match t {
+            Transport::Udp | Transport::Tcp => self.port,
+            Transport::Tls => self.tls_port,
+            Transport::Ws => self.ws_port,
+            Transport::Wss => self.wss_port,
         }
     }
 
@@ -313,6 +339,10 @@ pub enum Check {
     Tcp,
     /// SIP OPTIONS over TLS, the certificate verified.
     SipTls,
+    /// SIP OPTIONS in a WebSocket text frame (RFC 7118).
+    SipWs,
+    /// SIP OPTIONS over secure WebSocket, the certificate verified as for `SipTls`.
+    SipWss,
 }
 
 impl Check {
@@ -323,6 +353,8 @@ impl Check {
             Check::SipTcp => "sip-options-tcp",
             Check::Tcp => "tcp",
             Check::SipTls => "sip-options-tls",
+            Check::SipWs => "sip-options-ws",
+            Check::SipWss => "sip-options-wss",
         }
     }
 }

@@ -149,22 +149,27 @@ fn code_range(s: &str) -> Option<(u16, u16)> {
 
 fn bad_check(s: &str) -> String {
     format!(
-        "unknown check `{s}` (use sip-options, sip-options-udp, sip-options-tcp, sip-options-tls, tcp-connect, per-transport or none)"
+        "unknown check `{s}` (use sip-options, sip-options-udp, sip-options-tcp, sip-options-tls, sip-options-ws, sip-options-wss, tcp-connect, per-transport or none)"
     )
 }
 
 /// Resolves a check name against the transports a server speaks: `None` for an unknown
 /// name, `Some(None)` for `none`. `sip-options` goes over UDP, else TCP, else TLS (with a
-/// `tls_name` to verify; without one it is a TCP connect to the TLS port).
+/// `tls_name` to verify), else WebSocket, else secure WebSocket (with a `tls_name`); else it
+/// is a TCP connect.
 fn check_kind(s: &str, transports: &[Transport], has_tls_name: bool) -> Option<Option<Check>> {
     Some(Some(match s {
         "sip-options" if transports.contains(&Transport::Udp) => Check::SipUdp,
         "sip-options" if transports.contains(&Transport::Tcp) => Check::SipTcp,
-        "sip-options" if has_tls_name => Check::SipTls,
+        "sip-options" if has_tls_name && transports.contains(&Transport::Tls) => Check::SipTls,
+        "sip-options" if transports.contains(&Transport::Ws) => Check::SipWs,
+        "sip-options" if has_tls_name && transports.contains(&Transport::Wss) => Check::SipWss,
         "sip-options" => Check::Tcp,
         "sip-options-udp" => Check::SipUdp,
         "sip-options-tcp" => Check::SipTcp,
         "sip-options-tls" => Check::SipTls,
+        "sip-options-ws" => Check::SipWs,
+        "sip-options-wss" => Check::SipWss,
         "tcp" | "tcp-connect" => Check::Tcp,
         "none" => return Some(None),
         _ => return None,
@@ -212,31 +217,35 @@ pub(super) fn for_server(
     (probe, Vec::new())
 }
 
-/// What a server's `sip-options-tls` check verifies: its `tls_name` (required by that check,
-/// refused without it); the trust anchors are set once the whole file is read.
+/// What a server's `sip-options-tls` (or `sip-options-wss`) check verifies: its `tls_name`
+/// (required by that check, refused without one); the trust anchors are set once the whole
+/// file is read.
 pub(super) fn tls_check(
     s: &raw::Server,
-    uses_tls: bool,
+    uses_tls: Option<Check>,
     path: &str,
     sink: &mut Sink,
 ) -> Option<std::sync::Arc<TlsCheck>> {
     let name = s.tls_name.as_ref();
-    if !uses_tls {
+    let Some(check) = uses_tls else {
         if let Some(n) = name {
             sink.on(
                 n,
                 format!("{path}.tls_name"),
-                "applies only to check sip-options-tls",
+                "applies only to checks sip-options-tls and sip-options-wss",
             );
         }
         return None;
-    }
+    };
     let Some(n) = name else {
         let at = checks::tls_location(s);
         sink.at(
             at,
             format!("{path}.tls_name"),
-            "check sip-options-tls needs `tls_name`, the SIP domain its certificate must name",
+            format!(
+                "check {} needs `tls_name`, the SIP domain its certificate must name",
+                check.as_str()
+            ),
         );
         return None;
     };

@@ -302,6 +302,12 @@ pub(super) struct Server {
     #[serde(default)]
     pub tls_port: Option<S<u16>>,
     #[serde(default)]
+    pub ws_port: Option<S<u16>>,
+    #[serde(default)]
+    pub wss_port: Option<S<u16>>,
+    #[serde(default)]
+    pub ws_path: Option<S<String>>,
+    #[serde(default)]
     pub transports: Option<S<Values>>,
     #[serde(default)]
     pub weight: Option<S<u16>>,

@@ -294,6 +294,9 @@ fn server(
     };
     let port = s.port.as_ref().map_or(5060, |p| p.value);
     let tls_port = s.tls_port.as_ref().map_or(5061, |p| p.value);
+    let ws_port = s.ws_port.as_ref().map_or(80, |p| p.value);
+    let wss_port = s.wss_port.as_ref().map_or(443, |p| p.value);
+    let ws_path = ws_path(s, path, sink);
     let weight = match &s.weight {
         None => 100,
         Some(w) if w.value >= 1 => w.value,
@@ -323,7 +326,7 @@ fn server(
     let (probe, checks) = probe::for_server(s, &transports, base, base_check, path, sink);
     let uses_tls = std::iter::once(probe.check)
         .chain(checks.iter().map(|c| c.check))
-        .any(|c| c == Some(Check::SipTls));
+        .find_map(|c| c.filter(|c| matches!(c, Check::SipTls | Check::SipWss)));
     let tls_check = probe::tls_check(s, uses_tls, path, sink);
     if addresses.is_empty() || transports.is_empty() {
         return None;
@@ -333,6 +336,9 @@ fn server(
         addresses,
         port,
         tls_port,
+        ws_port,
+        wss_port,
+        ws_path,
         transports,
         weight,
         backup: s.backup.as_ref().is_some_and(|b| b.value),
@@ -343,6 +349,26 @@ fn server(
     })
 }
 
+/// The path of a server's WebSocket upgrade (`ws_path`, default `/`): an absolute path of
+/// printable ASCII, no spaces, at most 256 bytes.
+fn ws_path(s: &raw::Server, path: &str, sink: &mut Sink) -> std::sync::Arc<str> {
+    let Some(p) = &s.ws_path else {
+        return "/".into();
+    };
+    let ok = p.value.starts_with('/')
+        && p.value.len() <= 256
+        && p.value.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+    if !ok {
+        sink.on(
+            p,
+            format!("{path}.ws_path"),
+            "ws_path is an absolute path like `/ws`: printable ASCII without spaces or `#`, at most 256 bytes",
+        );
+        return "/".into();
+    }
+    p.value.as_str().into()
+}
+
 pub(super) fn transports(v: &Spanned<Values>, path: &str, sink: &mut Sink) -> Vec<Transport> {
     let mut out = Vec::new();
     for (s, loc) in v.value.items(v.referenced) {
@@ -350,11 +376,13 @@ pub(super) fn transports(v: &Spanned<Values>, path: &str, sink: &mut Sink) -> Ve
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
             "tls" => Transport::Tls,
+            "ws" => Transport::Ws,
+            "wss" => Transport::Wss,
             _ => {
                 sink.at(
                     loc,
                     path,
-                    format!("unknown transport `{s}` (use udp, tcp or tls)"),
+                    format!("unknown transport `{s}` (use udp, tcp, tls, ws or wss)"),
                 );
                 continue;
             }

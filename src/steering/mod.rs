@@ -402,5 +402,7 @@ pub fn naptr_service(t: Transport) -> &'static [u8] {
         Transport::Udp => b"SIP+D2U",
         Transport::Tcp => b"SIP+D2T",
         Transport::Tls => b"SIPS+D2T",
+        Transport::Ws => b"SIP+D2W",
+        Transport::Wss => b"SIPS+D2W",
     }
 }

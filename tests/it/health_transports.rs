@@ -395,8 +395,8 @@ regions:
     assert_eq!(
         errors(MAIN, zone),
         [
-            "zones/z.yaml:7:22: regions.uk.health.check: unknown check `per-transprot` (use sip-options, sip-options-udp, sip-options-tcp, sip-options-tls, tcp-connect, per-transport or none)",
-            "zones/z.yaml:9:60: regions.uk.servers.a.checks: unknown transport `quic` (use udp, tcp or tls)",
+            "zones/z.yaml:7:22: regions.uk.health.check: unknown check `per-transprot` (use sip-options, sip-options-udp, sip-options-tcp, sip-options-tls, sip-options-ws, sip-options-wss, tcp-connect, per-transport or none)",
+            "zones/z.yaml:9:60: regions.uk.servers.a.checks: unknown transport `quic` (use udp, tcp, tls, ws or wss)",
             "zones/z.yaml:10:42: regions.uk.servers.b.checks: the server does not list transport `tls` in its transports",
             "zones/z.yaml:11:47: regions.uk.servers.c.checks.udp: check `sip-options-tls` cannot check transport udp (use sip-options, sip-options-udp or none)",
             "zones/z.yaml:11:69: regions.uk.servers.c.checks.tcp: check `sip-options-udp` cannot check transport tcp (use sip-options, sip-options-tcp, tcp-connect or none)",

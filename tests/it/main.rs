@@ -38,6 +38,7 @@ mod health_tls;
 mod health_tls_e2e;
 mod health_transports;
 mod health_udp_prober;
+mod health_ws;
 mod hostile_config;
 mod layers;
 mod load_pull_config;

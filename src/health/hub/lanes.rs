@@ -24,24 +24,31 @@ pub(super) struct Lane {
 }
 
 /// The probe target of one lane of a server: its first address, on the port its check
-/// uses (the TLS port for a TLS check, and for a connect check of the TLS transport alone).
+/// uses (a connect check: the SIP port when the lane has UDP or TCP, else the port of its
+/// first transport).
 pub(super) fn target_of(s: &ServerConfig, mask: u8, check: Option<Check>) -> Option<Target> {
     let ip = *s.addresses.first()?;
     let check = check?;
     let port = match check {
-        Check::Tcp if mask == Transport::Tls.bit() => s.tls_port,
+        Check::SipUdp | Check::SipTcp => s.port,
         Check::SipTls => s.tls_port,
-        _ => s.port,
+        Check::SipWs => s.ws_port,
+        Check::SipWss => s.wss_port,
+        Check::Tcp => Transport::in_mask(mask)
+            .next()
+            .map_or(s.port, |t| s.port_for(t)),
     };
-    let tls = if check == Check::SipTls {
+    let tls = if matches!(check, Check::SipTls | Check::SipWss) {
         Some(s.tls_check.clone()?)
     } else {
         None
     };
+    let path = matches!(check, Check::SipWs | Check::SipWss).then(|| s.ws_path.clone());
     Some(Target {
         addr: SocketAddr::new(ip, port),
         check,
         tls,
+        path,
     })
 }
 

@@ -32,9 +32,9 @@ pub(super) struct Meters {
     tls_failures: OnceLock<[metrics::Counter; 5]>,
     /// `sipsteer_transport_flips_total`, by transport and the state flipped to (health per
     /// transport only).
-    transport_flips: [[OnceLock<metrics::Counter>; 4]; 3],
+    transport_flips: [[OnceLock<metrics::Counter>; 4]; 5],
     /// `sipsteer_server_transport_up`, by transport (health per transport only).
-    transport_up: [OnceLock<metrics::Gauge>; 3],
+    transport_up: [OnceLock<metrics::Gauge>; 5],
 }
 
 impl Meters {
