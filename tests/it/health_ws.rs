@@ -1,6 +1,7 @@
 //! SIP over WebSocket end to end: a sipsteer started from YAML with health per transport
 //! probes real WebSocket and secure WebSocket SIP responders (RFC 7118: the `sip`
-//! subprotocol, `ws_path`, OPTIONS in text frames; WSS with valid and expired certificates),
+//! subprotocol, `ws_path`, OPTIONS in text frames; WSS with valid, expired and wrong-name
+//! certificates),
 //! answers `SIP+D2W` / `SIPS+D2W` NAPTR records with `_sip._ws` / `_sips._ws` SRV sets that
 //! follow each transport's health; and hostile WebSocket servers (endless headers, a huge
 //! frame, a handshake never answered, a stall after it, no subprotocol) each fail the probe
@@ -127,6 +128,18 @@ fn path_of(r: &Responder) -> String {
     r.path.lock().map(|p| p.clone()).unwrap_or_default()
 }
 
+/// Servers `a` (UDP, WS at `/sip`, WSS) and `b` (UDP, WS, WSS) and `c` (WSS only), on the
+/// ports of these responders in that order.
+fn ws_servers(r: [&Responder; 7]) -> String {
+    let p = r.map(|x| x.addr.port());
+    format!(
+        "      a: {{ address: 127.0.0.1, port: {}, ws_port: {}, wss_port: {}, ws_path: /sip, transports: [udp, ws, wss], tls_name: {NAME} }}\n      \
+         b: {{ address: 127.0.0.2, port: {}, ws_port: {}, wss_port: {}, transports: [udp, ws, wss], tls_name: {NAME} }}\n      \
+         c: {{ address: 127.0.0.3, wss_port: {}, transports: [wss], tls_name: {NAME} }}\n",
+        p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_transports_are_probed_and_answered_per_transport() {
     let ca = SipCa::new();
@@ -138,15 +151,9 @@ async fn websocket_transports_are_probed_and_answered_per_transport() {
     let wb = sip::ws_on("127.0.0.2", Mode::Code(200), None).await;
     let sa = sip::ws_on("127.0.0.1", Mode::Code(200), Some(ca.acceptor(NAME, false))).await;
     let sb = sip::ws_on("127.0.0.2", Mode::Code(200), Some(ca.acceptor(NAME, true))).await;
-    let servers = format!(
-        "      a: {{ address: 127.0.0.1, port: {}, ws_port: {}, wss_port: {}, ws_path: /sip, transports: [udp, ws, wss], tls_name: {NAME} }}\n      b: {{ address: 127.0.0.2, port: {}, ws_port: {}, wss_port: {}, transports: [udp, ws, wss], tls_name: {NAME} }}\n",
-        ua.addr.port(),
-        wa.addr.port(),
-        sa.addr.port(),
-        ub.addr.port(),
-        wb.addr.port(),
-        sb.addr.port(),
-    );
+    let wrong = Some(ca.acceptor("other.example.com", false));
+    let sc = sip::ws_on("127.0.0.3", Mode::Code(200), wrong).await;
+    let servers = ws_servers([&ua, &wa, &sa, &ub, &wb, &sb, &sc]);
     let cfg = ConfigDir::new(
         &main_cfg("per-transport"),
         &[("example.com.yaml", &zone(&servers, "[udp, ws, wss]"))],
@@ -154,7 +161,11 @@ async fn websocket_transports_are_probed_and_answered_per_transport() {
     std::fs::write(cfg.path("ca.pem"), ca.pem()).expect("write ca");
     let s = TestServer::start_in(cfg).await;
     let admin = s.running.as_ref().and_then(|r| r.admin).expect("admin");
-    let want = ["a udp:up ws:up wss:up", "b udp:up ws:up wss:down"];
+    let want = [
+        "a udp:up ws:up wss:up",
+        "b udp:up ws:up wss:down",
+        "c wss:down",
+    ];
     let list = servers_when(admin, |l| lanes(l) == want).await;
     let a = &list[0]["transports"];
     assert_eq!(
@@ -170,7 +181,14 @@ async fn websocket_transports_are_probed_and_answered_per_transport() {
         .unwrap_or("");
     assert!(b_wss.starts_with("tls: "), "{b_wss}");
     assert_eq!((path_of(&wa), path_of(&wb)), ("/sip".into(), "/".into()));
-    assert_eq!(sb.count(), 0, "nothing sent over an unverified connection");
+    assert_eq!(
+        (sb.count(), sc.count()),
+        (0, 0),
+        "nothing sent over an unverified connection"
+    );
+    assert_eq!(list[1]["tls_certificate"]["failure"], "expired");
+    assert_eq!(list[2]["tls_certificate"]["failure"], "name_mismatch");
+    assert_eq!(list[2]["state"], "down");
 
     let mut ws = vec![srv(&wa, "a"), srv(&wb, "b")];
     let mut udp = vec![srv(&ua, "a"), srv(&ub, "b")];
