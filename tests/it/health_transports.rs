@@ -223,8 +223,9 @@ async fn events_and_metrics(admin: SocketAddr) {
     );
 }
 
-/// `/v1/explain` shows the transports each server is left out on.
-async fn explain_names_the_transports(admin: SocketAddr) {
+/// `/v1/explain` shows the transports each server is left out on, and `explain --live`
+/// reads them from `/v1/servers` and answers as the instance does.
+async fn explain_names_the_transports(admin: SocketAddr, main: &std::path::Path) {
     let (code, text) = get(
         admin,
         "/v1/explain?client=192.0.2.1&name=sip.example.com&type=NAPTR&format=text",
@@ -243,6 +244,27 @@ async fn explain_names_the_transports(admin: SocketAddr) {
          tlsonly up (tls certificate: {days} days left) (not on udp)"
     );
     assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    let live = sipsteer::app::explain_offline(
+        main,
+        "192.0.2.1".parse().expect("ip"),
+        None,
+        Some(&format!("http://{admin}")),
+        "sip.example.com",
+        "NAPTR",
+    )
+    .await
+    .expect("explain --live");
+    let line = "  1. uk                 -  healthy   good up (not on tls), old up (not on tls), \
+                wrong up (not on tls), tlsonly up (not on udp)";
+    assert!(live.lines().any(|l| l == line), "{line}\n{live}");
+    let answers = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.contains(" NAPTR "))
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(answers(&live), answers(&text));
+    assert_eq!(answers(&live).len(), 3, "{live}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +356,7 @@ async fn each_transport_answers_only_the_servers_healthy_on_it() {
         answer(&s, "_sip._tcp.sip.example.com.", RecordType::SRV).await,
         plain
     );
-    explain_names_the_transports(admin).await;
+    explain_names_the_transports(admin, &s.cfg.main()).await;
 
     // UDP silent everywhere: the UDP NAPTR leaves with its SRV set, the others stay.
     for x in [&good, &old, &wrong] {
