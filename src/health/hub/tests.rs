@@ -195,6 +195,12 @@ async fn each_transport_has_its_own_state_and_a_forced_state_covers_them_all() {
         .map(|t| (t.transport, t.state))
         .collect();
     assert_eq!(states, [("udp", Status::Down), ("tcp", Status::Up)]);
+    // A reload of the same config keeps each transport's state.
+    let again = hub.bind(&cfg, &shared.steering);
+    assert_eq!(
+        (again.status(0), again.out_on(0, Transport::Udp)),
+        (Status::Up, true)
+    );
     hub.force("uk", "lon1", Force::Set(ForcedState::Up), None, None)
         .expect("force");
     assert_eq!(
