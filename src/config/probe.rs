@@ -177,8 +177,9 @@ fn check_kind(s: &str, transports: &[Transport], has_tls_name: bool) -> Option<O
 }
 
 /// How one server is probed: its `health:` over the inherited settings, its `check:` (or
-/// the inherited one) resolved against the transports it speaks; with `per-transport` or a
-/// `checks:` map, one check per transport (and `probe.check` is `None`).
+/// the inherited one) resolved against the transports it speaks; with `per-transport` (the
+/// default when no `check:` applies) or a `checks:` map, one check per transport (and
+/// `probe.check` is `None`).
 pub(super) fn for_server(
     s: &raw::Server,
     transports: &[Transport],
@@ -201,7 +202,7 @@ pub(super) fn for_server(
             );
         }
     }
-    let check_name = check.as_deref().unwrap_or("sip-options");
+    let check_name = check.as_deref().unwrap_or(PER_TRANSPORT);
     if s.checks.is_some() || check_name == PER_TRANSPORT {
         probe.check = None;
         return (probe, checks::per_transport(s, transports, path, sink));

@@ -221,6 +221,12 @@ async fn events_and_metrics(admin: SocketAddr) {
             == "sipsteer_transport_flips_total{server=\"uk/tlsonly\",transport=\"udp\",to=\"down\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "sipsteer_state_flips_total{server=\"uk/tlsonly\",to=\"down\"} 1"),
+        "every check's flips in the server's count too: {metrics}"
+    );
 }
 
 /// `/v1/explain` shows the transports each server is left out on, and `explain --live`
@@ -428,9 +434,9 @@ regions:
     );
 }
 
-/// What each server's checks resolve to: the defaults per transport, an override, `none`,
-/// and `sip-options` on a TLS-only server (OPTIONS over TLS with a `tls_name`, a TCP connect
-/// to the TLS port without one).
+/// What each server's checks resolve to: the defaults per transport (also with no check
+/// written anywhere), an override, `none`, and `sip-options` on a TLS-only server (OPTIONS
+/// over TLS with a `tls_name`, a TCP connect to the TLS port without one).
 #[test]
 fn checks_resolve_per_transport_and_sip_options_on_tls_only_servers() {
     use sipsteer::config::{Check, Transport, TransportCheck};
@@ -475,8 +481,14 @@ regions:
     );
     assert_eq!((s[3].probe.check, s[3].checks.len()), (Some(Check::Tcp), 0));
     assert_eq!(
-        (s[4].probe.check, s[4].checks.len()),
-        (Some(Check::SipUdp), 0),
-        "without check: per-transport or checks:, one check for the whole server"
+        (s[4].probe.check, &s[4].checks[..]),
+        (
+            None,
+            &[
+                tc(Transport::Udp, Some(Check::SipUdp)),
+                tc(Transport::Tcp, Some(Check::SipTcp))
+            ][..]
+        ),
+        "no check written anywhere: one check per transport"
     );
 }

@@ -84,9 +84,9 @@ impl HealthHub {
                     None => what,
                 };
                 self.events.record(Kind::Flip, name, message);
-                match transport {
-                    Some(t) => e.meters.transport_flip(t, to, &self.telemetry),
-                    None => e.meters.flip(to, &self.telemetry),
+                e.meters.flip(to, &self.telemetry);
+                if let Some(t) = transport {
+                    e.meters.transport_flip(t, to, &self.telemetry);
                 }
                 changed = true;
             }
