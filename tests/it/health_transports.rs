@@ -452,6 +452,12 @@ regions:
       c: { address: 192.0.2.3, transports: [tls], check: sip-options, tls_name: sip.example.com }
       d: { address: 192.0.2.4, transports: [tls], check: sip-options }
       e: { address: 192.0.2.5 }
+  de:
+    location: [50.1, 8.7]
+    health: { check: sip-options-udp }
+    servers:
+      f: { address: 192.0.2.6, checks: { tcp: tcp-connect } }
+      g: { address: 192.0.2.7 }
 "#;
     let dir = ConfigDir::new(MAIN, &[("z.yaml", zone)]);
     let cfg = dns::load_config(&dir.main());
@@ -490,5 +496,18 @@ regions:
             ][..]
         ),
         "no check written anywhere: one check per transport"
+    );
+    let de = &cfg.regions[1].servers;
+    assert_eq!(
+        de[0].checks,
+        [
+            tc(Transport::Udp, Some(Check::SipUdp)),
+            tc(Transport::Tcp, Some(Check::Tcp)),
+        ],
+        "checks: beside an inherited check"
+    );
+    assert_eq!(
+        (de[1].probe.check, de[1].checks.len()),
+        (Some(Check::SipUdp), 0)
     );
 }
