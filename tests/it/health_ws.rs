@@ -128,6 +128,16 @@ fn path_of(r: &Responder) -> String {
     r.path.lock().map(|p| p.clone()).unwrap_or_default()
 }
 
+/// The transport in the Via of the last request: `WS` of `Via: SIP/2.0/WS 127.0.0.1:…`.
+fn via_of(r: &Responder) -> String {
+    let v = r.via.lock().map(|p| p.clone()).unwrap_or_default();
+    v.split_whitespace()
+        .nth(1)
+        .and_then(|p| p.strip_prefix("SIP/2.0/"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// Servers `a` (UDP, WS at `/sip`, WSS) and `b` (UDP, WS, WSS) and `c` (WSS only), on the
 /// ports of these responders in that order.
 fn ws_servers(r: [&Responder; 7]) -> String {
@@ -181,6 +191,7 @@ async fn websocket_transports_are_probed_and_answered_per_transport() {
         .unwrap_or("");
     assert!(b_wss.starts_with("tls: "), "{b_wss}");
     assert_eq!((path_of(&wa), path_of(&wb)), ("/sip".into(), "/".into()));
+    assert_eq!((via_of(&wa), via_of(&sa)), ("WS".into(), "WSS".into()));
     assert_eq!(
         (sb.count(), sc.count()),
         (0, 0),

@@ -66,6 +66,8 @@ pub(crate) struct Responder {
     tcp: bool,
     /// The path of the last WebSocket upgrade (WebSocket responders).
     pub path: Arc<Mutex<String>>,
+    /// The Via header line of the last request (WebSocket responders).
+    pub via: Arc<Mutex<String>>,
 }
 
 /// What [`Responder::settled`] sends: read after everything sent before it.
@@ -223,6 +225,7 @@ pub(crate) async fn udp_on(ip: &str, mode: Mode) -> Responder {
         open: Arc::default(),
         tcp: false,
         path: Arc::default(),
+        via: Arc::default(),
     };
     let rr = r.clone();
     tokio::spawn(async move {
@@ -291,6 +294,7 @@ fn serve_listener(l: TcpListener, mode: Mode, tls: Option<tokio_rustls::TlsAccep
         open: Arc::default(),
         tcp: true,
         path: Arc::default(),
+        via: Arc::default(),
     };
     let rr = r.clone();
     tokio::spawn(async move {
@@ -365,6 +369,7 @@ pub(crate) async fn ws_on(
         open: Arc::default(),
         tcp: true,
         path: Arc::default(),
+        via: Arc::default(),
     };
     let rr = r.clone();
     tokio::spawn(async move {
@@ -418,6 +423,14 @@ async fn serve_ws<S: AsyncRead + AsyncWrite + Unpin>(s: S, rr: Responder) {
     while let Some(Ok(m)) = ws.next().await {
         let Message::Text(t) = m else { continue };
         rr.requests.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut v) = rr.via.lock() {
+            *v = t
+                .as_str()
+                .lines()
+                .find(|l| l.starts_with("Via:"))
+                .unwrap_or_default()
+                .to_owned();
+        }
         for out in replies(decode(rr.mode.load(Ordering::SeqCst)), t.as_str()) {
             let text = String::from_utf8_lossy(&out).into_owned();
             if ws.send(Message::text(text)).await.is_err() {
