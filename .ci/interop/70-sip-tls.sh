@@ -1,8 +1,9 @@
 # SIP over TLS end to end. kamailio (with its TLS module and a certificate for the SIP domain
 # sip.example.com from a CA made here by openssl) listens for SIP over UDP on 127.0.0.1 and
 # over TLS on 127.0.0.1 and [::1], answering OPTIONS and REGISTER with 200. sipsteer probes it
-# with `check: sip-options-tls` (tls_name sip.example.com, health.tls_ca_file = that CA) and
-# steers sip.example.com to it. baresip, a real SIP client, resolves NAPTR (SIPS+D2T first)
+# per transport (`check: per-transport`: TLS by sip-options-tls with tls_name sip.example.com
+# and health.tls_ca_file = that CA, UDP by sip-options-udp; a binary without health per
+# transport gets the one check sip-options-tls) and steers sip.example.com to it. baresip, a real SIP client, resolves NAPTR (SIPS+D2T first)
 # -> _sips._tcp SRV -> A or AAAA through sipsteer and registers over TLS, once over IPv4
 # and once over IPv6 (-6: the AAAA ::1). Then kamailio restarts with an expired certificate
 # and the TLS probe fails. With per-transport health (probe below) only the _sips._tcp /
