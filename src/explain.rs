@@ -200,6 +200,12 @@ fn signed(
         key.algorithm().number(),
         key.key_tag()
     );
+    if m.metadata.response_code == hickory_proto::op::ResponseCode::ServFail {
+        return Ok(format!(
+            "not signed yet ({keyed}): a set of this answer has no RRSIG in the signature \
+             cache yet, so DO=1 gets SERVFAIL until the signer has made it"
+        ));
+    }
     if m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain {
         return Ok(format!(
             "not signed ({keyed}): NXDOMAIN carries no NSEC proof yet"
@@ -208,9 +214,7 @@ fn signed(
     Ok(match (sets, sigs) {
         (0, _) => format!("zone signed ({keyed}); no records to sign"),
         (n, s) if s >= n => format!("signed ({keyed}): {s} RRSIG(s) with DO=1"),
-        (n, s) => format!(
-            "not signed: {s} RRSIG(s) for {n} record set(s) with DO=1 (steered answers and NXDOMAIN are not signed yet)"
-        ),
+        (n, s) => format!("not signed: {s} RRSIG(s) for {n} record set(s) with DO=1"),
     })
 }
 

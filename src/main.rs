@@ -167,13 +167,6 @@ fn dnssec(command: DnssecCommand) -> Result<String, String> {
                 };
                 let wanted = zones.is_empty() || zones.iter().any(|n| same(n, z));
                 if wanted {
-                    if !z.services.is_empty() {
-                        eprintln!(
-                            "warning: {}: the answers of its steered names are not signed yet: \
-                             do not give this DS to the parent",
-                            z.origin.to_ascii().trim_end_matches('.')
-                        );
-                    }
                     text.push_str(&k.ds_text(&z.origin, z.ttl));
                     text.push('\n');
                 }

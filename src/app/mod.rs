@@ -211,6 +211,8 @@ impl Running {
         self.hub
             .run(self.shared.clone(), cancel.clone(), &mut hub_tasks);
         tasks.adopt("health", hub_tasks);
+        let sigs = self.shared.load().sigs.clone();
+        tasks.spawn("signer", sigs.run_signer(cancel.clone()));
         self.query_log = open_query_log(&self.shared.load().config)?;
         let answering = |tally| Answering::new(self.shared.clone(), tally, self.query_log.clone());
         let udp_died = tasks.failures("udp");
@@ -359,6 +361,7 @@ pub async fn explain_offline(
         Some(url) => crate::admin::client::with_live_health(snap, url).await?,
         None => with_operator_states(snap),
     };
+    crate::dns::presign::presign(&snap);
     let e =
         crate::explain::explain(&snap, client, ecs, name, rtype).map_err(|e| anyhow::anyhow!(e))?;
     Ok(crate::explain::render(&e))

@@ -342,6 +342,7 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
         tcp_max_connections: 1024,
         tcp_max_connections_per_source: 32,
         udp_workers: 0,
+        signature_cache: super::DEFAULT_SIGNATURE_CACHE,
         defences: Default::default(),
     };
     let Some(d) = d else { return s };
@@ -383,6 +384,12 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
             );
         } else {
             s.udp_workers = w.value as usize;
+        }
+    }
+    if let Some(c) = &d.signature_cache {
+        match c.value {
+            16..=10_000_000 => s.signature_cache = c.value as usize,
+            _ => sink.on(c, "dns.signature_cache", "must be between 16 and 10000000"),
         }
     }
     s

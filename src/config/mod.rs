@@ -98,6 +98,10 @@ pub struct Config {
         std::collections::BTreeMap<hickory_proto::rr::Name, std::sync::Arc<crate::dnssec::ZoneKey>>,
 }
 
+/// RRSIGs of steered answers held when `dns.signature_cache` is not set: thousands of
+/// variants of many services.
+pub const DEFAULT_SIGNATURE_CACHE: usize = 65_536;
+
 /// Transport limits of the DNS listeners.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DnsSettings {
@@ -109,6 +113,8 @@ pub struct DnsSettings {
     pub tcp_max_connections_per_source: usize,
     /// UDP sockets (SO_REUSEPORT) per listen address; 0 = one per CPU.
     pub udp_workers: usize,
+    /// Most RRSIGs of steered answers held (`dns.signature_cache`).
+    pub signature_cache: usize,
     /// Cookies, rate limiting, NSID.
     pub defences: DefenceSettings,
 }

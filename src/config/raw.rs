@@ -192,6 +192,8 @@ pub(super) struct Dns {
     pub rrl: Option<Rrl>,
     #[serde(default)]
     pub nsid: Option<S<String>>,
+    #[serde(default)]
+    pub signature_cache: Option<S<u32>>,
 }
 
 /// `dns.cookies`.

@@ -8,7 +8,7 @@ use super::defences::Request;
 use super::rrl::Verdict;
 use super::steered;
 use super::wire::{self, Parsed, Query};
-use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, Answer, OptOut, Writer, truncate};
+use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, Answer, OptOut, Signer, Writer, truncate};
 use crate::dns::snapshot::Snapshot;
 use crate::routing::{Node, SteerRef, Zone};
 
@@ -128,7 +128,7 @@ pub fn respond(
     })
 }
 
-fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut Answer) {
+fn answer<'s>(snap: &'s Snapshot, q: &Query, client: IpAddr, w: &mut Writer<'s>, a: &mut Answer) {
     if q.qclass != wire::CLASS_IN {
         a.rcode = wire::RCODE_REFUSED;
         a.aa = false;
@@ -155,6 +155,12 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
     };
     w.set_apex_offset(apex_off);
     a.zone = Some(zone.index);
+    if w.dnssec_ok() && zone.key.is_some() {
+        w.set_signer(Signer {
+            cache: &snap.sigs,
+            zone: &zone.data,
+        });
+    }
     if zone.has_cuts
         && let Some(cut) = delegation(zone, name, apex_off, q.qtype)
     {
@@ -372,19 +378,23 @@ fn negative(zone: &Zone, rcode: u8, w: &mut Writer, a: &mut Answer) {
 }
 
 /// NODATA at `owner`; with DO=1 in a signed zone, with the NSEC that proves it (RFC 9824).
-/// A steered name's NODATA for a steered type depends on the client's region, so it gets
-/// no proof (steered answers are not signed yet).
+/// A steered name's NODATA for a steered type (this client's region has none) is proved by
+/// an NSEC listing the name's types without that one.
 fn nodata(zone: &Zone, owner: &[u8], node: &Node, qtype: u16, w: &mut Writer, a: &mut Answer) {
     negative(zone, wire::RCODE_NOERROR, w, a);
     if a.tc || !w.dnssec_ok() {
         return;
     }
-    let steered_type = matches!(
-        qtype,
-        wire::TYPE_A | wire::TYPE_AAAA | wire::TYPE_NAPTR | wire::TYPE_SRV
-    );
-    if let Some(nsec) = node.nsec.as_deref()
-        && !(node.steer.is_some() && steered_type)
+    let steered = node
+        .steered_nsec
+        .iter()
+        .find(|(t, _)| *t == qtype)
+        .map(|(_, s)| s);
+    let nsec = match (node.steer, steered) {
+        (Some(_), Some(s)) => Some(s),
+        _ => node.nsec.as_deref(),
+    };
+    if let Some(nsec) = nsec
         && !w.rrset_at(AUTHORITY, owner, nsec)
     {
         truncate(w, a);

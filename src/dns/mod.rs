@@ -6,7 +6,9 @@
 //! `listener` (UDP, warming GeoIP lookups through `lookahead`) and `tcp` move bytes;
 //! `encrypted` serves DNS over TLS (the `tcp` listener over rustls) and DNS over HTTPS, whose
 //! replies `pad` pads. `defences` wraps the answer path with DNS Cookies (`cookie`), response
-//! rate limiting (`rrl`), NSID and extended errors (`edns`).
+//! rate limiting (`rrl`), NSID and extended errors (`edns`). Steered sets are signed from
+//! the signature cache (`sigs`), which `presign` fills before a snapshot or health view is
+//! served, through the record `sink` the steered code writes to.
 
 pub mod answer;
 #[cfg(test)]
@@ -18,9 +20,12 @@ pub mod encrypted;
 pub(crate) mod listener;
 mod lookahead;
 mod pad;
+pub mod presign;
 pub(crate) mod querylog;
 pub(crate) mod rrl;
 pub(crate) mod serving;
+pub mod sigs;
+mod sink;
 pub mod snapshot;
 pub mod stats;
 pub(crate) mod steered;

@@ -84,7 +84,10 @@ impl OnSnapshot<'_> {
         request: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<Summary> {
+        // A signature made while this thread answers would count as the query's own.
+        super::sigs::on_query(true);
         let summary = respond(self.snap, client, proto, request, out);
+        super::sigs::on_query(false);
         if let Some(s) = &summary {
             self.tally.record(self.snap, s);
             if let Some(log) = self.log {

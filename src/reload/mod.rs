@@ -153,6 +153,7 @@ impl Reloader {
         let cfg = Arc::new(loaded.config);
         let mut snap = Snapshot::build(cfg.clone(), loaded.geo, 1);
         snap.health = health(&cfg, &snap.steering);
+        crate::dns::presign::presign(&snap);
         let status = ReloadStatus::first(now_unix());
         let r = Reloader {
             path: path.to_path_buf(),
@@ -309,6 +310,7 @@ impl Reloader {
         let cfg = Arc::new(cfg);
         let mut snap = Snapshot::build_after(cfg.clone(), geo, generation, Some(&current));
         snap.health = (self.health)(&cfg, &snap.steering);
+        crate::dns::presign::presign(&snap);
         self.shared.store(Arc::new(snap));
         if !same_geo {
             memory::release_freed_memory();

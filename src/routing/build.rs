@@ -133,8 +133,7 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
     empty_non_terminals(&mut nodes, &apex);
     if let (Some(k), Some(sg)) = (&key, signing) {
         let node = nodes.entry(apex.clone()).or_default();
-        node.sets
-            .extend(key_sets(k, origin, z.ttl, sg, z.services.is_empty()));
+        node.sets.extend(key_sets(k, origin, z.ttl, sg));
         nsec_sets(&mut nodes, origin, z.soa.minimum.min(z.ttl), sg);
         if has_cuts {
             unsign_below_cuts(&mut nodes, &apex);

@@ -8,6 +8,8 @@ pub(crate) mod rdata;
 mod secure;
 mod sign;
 
+pub(crate) use sign::Signing;
+
 use std::collections::HashMap;
 
 pub use build::compile;
@@ -78,6 +80,11 @@ pub struct Node {
     pub steer: Option<SteerRef>,
     /// In a signed zone, the NSEC (with its RRSIG) proving NODATA here (RFC 9824).
     pub nsec: Option<Box<RRset>>,
+    /// At a steered name of a signed zone, per steered type, the NSEC proving that this
+    /// client's answer has no data of that type (its region has no address of the family,
+    /// no server of the transport, or every region is down with `all_down: nodata`): the
+    /// name's types without that one.
+    pub steered_nsec: Vec<(u16, RRset)>,
 }
 
 impl Node {

@@ -36,6 +36,7 @@ pub(super) fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
                 }
                 if !node.cut {
                     node.nsec = None;
+                    node.steered_nsec.clear();
                 }
                 break;
             }
@@ -47,24 +48,22 @@ pub(super) fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
     }
 }
 
-/// The apex's DNSKEY set and, when every answer of the zone is signed (`complete`), the
-/// child-side copies for the parent (RFC 7344): CDNSKEY (the same key) and CDS (its SHA-256
-/// DS). A zone with steered names (not signed yet) publishes its DNSKEY only, so that a parent
-/// scanning for CDS (RFC 8078) never installs a DS that would make those answers bogus.
+/// The apex's DNSKEY set and the child-side copies for the parent (RFC 7344): CDNSKEY (the
+/// same key) and CDS (its SHA-256 DS). Every answer of the zone is signed (steered ones from
+/// the answer path's signature cache), so a parent may take the DS from them.
 pub(super) fn key_sets(
     k: &crate::dnssec::ZoneKey,
     origin: &Name,
     ttl: u32,
     sg: &Signing,
-    complete: bool,
 ) -> Vec<RRset> {
     use crate::proto::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY};
     let key = k.dnskey_rdata().to_vec();
-    let mut sets = vec![(TYPE_DNSKEY, key.clone())];
-    if complete {
-        sets.push((TYPE_CDNSKEY, key));
-        sets.push((TYPE_CDS, k.ds_rdata(origin)));
-    }
+    let sets = [
+        (TYPE_DNSKEY, key.clone()),
+        (TYPE_CDNSKEY, key),
+        (TYPE_CDS, k.ds_rdata(origin)),
+    ];
     sets.into_iter()
         .map(|(t, rd)| {
             let mut set = rrset(t, &[(ttl, rd.clone())], origin, Vec::new());
@@ -93,16 +92,41 @@ pub(super) fn nsec_sets(nodes: &mut NameMap<Node>, origin: &Name, ttl: u32, sg: 
             None => {}
         }
         types.extend([TYPE_RRSIG, TYPE_NSEC]);
-        let mut rdata = Vec::with_capacity(wire.len() + 40);
-        rdata.extend_from_slice(&[1, 0]);
-        rdata.extend_from_slice(wire);
-        rdata.extend_from_slice(&crate::dnssec::type_bitmap(&types));
-        let mut set = rrset(TYPE_NSEC, &[(ttl, rdata.clone())], origin, Vec::new());
-        set.rrsig = Some(rrsig_set(
-            ttl,
-            sg.raw(&owner, TYPE_NSEC, ttl, &[rdata]),
-            origin,
-        ));
-        node.nsec = Some(Box::new(set));
+        let steered: Vec<u16> = match node.steer.map(|s| s.kind) {
+            Some(SteerKind::Service | SteerKind::Region(_)) => vec![TYPE_NAPTR, TYPE_A, TYPE_AAAA],
+            Some(SteerKind::Srv(_) | SteerKind::RegionSrv(..)) => vec![TYPE_SRV],
+            None => Vec::new(),
+        };
+        node.steered_nsec = steered
+            .into_iter()
+            .map(|t| {
+                let without: Vec<u16> = types.iter().copied().filter(|&x| x != t).collect();
+                (t, nsec_set(wire, &owner, &without, ttl, origin, sg))
+            })
+            .collect();
+        node.nsec = Some(Box::new(nsec_set(wire, &owner, &types, ttl, origin, sg)));
     }
+}
+
+/// The compact-denial NSEC at `wire` (next name `\000.owner`) listing `types`, signed.
+fn nsec_set(
+    wire: &[u8],
+    owner: &Name,
+    types: &[u16],
+    ttl: u32,
+    origin: &Name,
+    sg: &Signing,
+) -> RRset {
+    use crate::proto::TYPE_NSEC;
+    let mut rdata = Vec::with_capacity(wire.len() + 40);
+    rdata.extend_from_slice(&[1, 0]);
+    rdata.extend_from_slice(wire);
+    rdata.extend_from_slice(&crate::dnssec::type_bitmap(types));
+    let mut set = rrset(TYPE_NSEC, &[(ttl, rdata.clone())], origin, Vec::new());
+    set.rrsig = Some(rrsig_set(
+        ttl,
+        sg.raw(owner, TYPE_NSEC, ttl, &[rdata]),
+        origin,
+    ));
+    set
 }

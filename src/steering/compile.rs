@@ -323,6 +323,33 @@ impl Steering {
         }
     }
 
+    /// Every ranking a client of `service` can get, most clients first: the fallback order,
+    /// the GeoIP map's rankings by the address space they cover, the `networks:` orders.
+    pub fn rankings(&self, service: usize) -> Vec<&Ranking> {
+        let Some(svc) = self.services.get(service) else {
+            return Vec::new();
+        };
+        let mut out = vec![&svc.fallback];
+        if let Some(p) = self
+            .service_policy
+            .get(service)
+            .and_then(|&i| self.policies.get(i))
+        {
+            let mut by_size: Vec<(u128, &Ranking)> = match &p.map {
+                Some(m) => m
+                    .catchments(p.rankings.len())
+                    .into_iter()
+                    .zip(&p.rankings)
+                    .collect(),
+                None => p.rankings.iter().map(|r| (0, r)).collect(),
+            };
+            by_size.sort_by_key(|b| std::cmp::Reverse(b.0));
+            out.extend(by_size.into_iter().map(|(_, r)| r));
+        }
+        out.extend(&svc.network_rankings);
+        out
+    }
+
     /// The GeoIP map every located answer uses, when there is exactly one (the listener
     /// warms its cache lines ahead of the lookups).
     pub fn sole_map(&self) -> Option<&GeoMap> {

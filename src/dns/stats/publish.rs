@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use metrics::Counter;
+use metrics::{Counter, Gauge};
 
 use super::{Counters, KEYS, RCODES, REASONS, TYPES, reason_name};
 use crate::dns::defences::{COUNTERS as DEFENCE_COUNTERS, SERIES as DEFENCE_SERIES};
@@ -25,6 +25,63 @@ pub(super) struct Published {
     zones: Vec<Counter>,
     regions: Vec<Counter>,
     defences: [Counter; DEFENCE_COUNTERS],
+    sigs: SigSeries,
+}
+
+/// The signature cache's series (`dns::sigs`).
+struct SigSeries {
+    /// `signer`, `query`.
+    signatures: [Counter; 2],
+    misses: Counter,
+    dropped: Counter,
+    full: Counter,
+    entries: Gauge,
+    capacity: Gauge,
+    round_time: Gauge,
+    round_variants: Gauge,
+    round_signed: Gauge,
+    round_seconds: Gauge,
+}
+
+impl SigSeries {
+    fn new(t: &Telemetry) -> SigSeries {
+        let zero = |c: Counter| {
+            c.increment(0);
+            c
+        };
+        let gauge = |name| {
+            let g = t.gauge(name, &[]);
+            g.set(0.0);
+            g
+        };
+        SigSeries {
+            signatures: ["signer", "query"]
+                .map(|th| zero(t.counter("sipsteer_dnssec_signatures_total", &[("thread", th)]))),
+            misses: zero(t.counter("sipsteer_dnssec_signature_cache_misses_total", &[])),
+            dropped: zero(t.counter("sipsteer_dnssec_signature_queue_dropped_total", &[])),
+            full: zero(t.counter("sipsteer_dnssec_signature_cache_full_total", &[])),
+            entries: gauge("sipsteer_dnssec_signature_cache_entries"),
+            capacity: gauge("sipsteer_dnssec_signature_cache_capacity"),
+            round_time: gauge("sipsteer_dnssec_presign_timestamp_seconds"),
+            round_variants: gauge("sipsteer_dnssec_presign_variants"),
+            round_signed: gauge("sipsteer_dnssec_presign_signatures"),
+            round_seconds: gauge("sipsteer_dnssec_presign_duration_seconds"),
+        }
+    }
+
+    fn set(&self, s: crate::dns::sigs::SigTotals) {
+        self.signatures[0].absolute(s.signer);
+        self.signatures[1].absolute(s.query);
+        self.misses.absolute(s.misses);
+        self.dropped.absolute(s.dropped);
+        self.full.absolute(s.over_bound);
+        self.entries.set(s.entries as f64);
+        self.capacity.set(s.bound as f64);
+        self.round_time.set(s.round_unix as f64);
+        self.round_variants.set(s.round_variants as f64);
+        self.round_signed.set(s.round_signed as f64);
+        self.round_seconds.set(s.round_micros as f64 / 1e6);
+    }
 }
 
 impl Published {
@@ -47,6 +104,7 @@ impl Published {
                     None => t.counter(name, &[]),
                 })
             }),
+            sigs: SigSeries::new(t),
         }
     }
 }
@@ -109,5 +167,6 @@ impl Counters {
         for (c, v) in p.defences.iter().zip(totals) {
             c.absolute(v);
         }
+        p.sigs.set(snap.sigs.totals());
     }
 }
