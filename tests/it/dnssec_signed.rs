@@ -12,7 +12,7 @@ use sipsteer::dnssec::{Algorithm, Window, ZoneKey};
 
 use crate::support::dns::*;
 
-const DO: Q = Q {
+pub(crate) const DO: Q = Q {
     edns: None,
     ecs: None,
     version: 0,
@@ -30,7 +30,7 @@ fn signed(alg: Algorithm, pem: &str, extra: &str) -> ConfigDir {
     dir
 }
 
-fn new_key(alg: Algorithm) -> (String, ZoneKey) {
+pub(crate) fn new_key(alg: Algorithm) -> (String, ZoneKey) {
     let pem = ZoneKey::generate_pem(alg).expect("generate");
     let key = ZoneKey::from_pkcs8(alg, pem.as_bytes()).expect("load");
     (pem, key)
@@ -43,7 +43,7 @@ fn public(key: &ZoneKey) -> PublicKeyBuf {
     )
 }
 
-fn rrsig_of(r: &Record) -> Option<&RRSIG> {
+pub(crate) fn rrsig_of(r: &Record) -> Option<&RRSIG> {
     match &r.data {
         RData::DNSSEC(DNSSECRData::RRSIG(s)) => Some(s),
         _ => None,
@@ -52,7 +52,7 @@ fn rrsig_of(r: &Record) -> Option<&RRSIG> {
 
 /// Checks that `records` (one section) is each set followed by one RRSIG that verifies over
 /// it with `key`; returns the number of sets.
-fn verify_section(records: &[Record], key: &ZoneKey, signer: &Name) -> usize {
+pub(crate) fn verify_section(records: &[Record], key: &ZoneKey, signer: &Name) -> usize {
     let pk = public(key);
     let mut sets = 0;
     let mut i = 0;
@@ -286,7 +286,7 @@ fn the_dnskey_of_the_test_key_matches_hickory() {
     assert_eq!(d.calculate_key_tag().expect("tag"), key.key_tag());
 }
 
-fn nsec_of(r: &Record) -> Option<&NSEC> {
+pub(crate) fn nsec_of(r: &Record) -> Option<&NSEC> {
     match &r.data {
         RData::DNSSEC(DNSSECRData::NSEC(n)) => Some(n),
         _ => None,

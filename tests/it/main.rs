@@ -22,6 +22,7 @@ mod dns_static;
 mod dns_steered;
 mod dnssec_keys;
 mod dnssec_signed;
+mod dnssec_steered;
 mod encrypted;
 mod encrypted_limits;
 mod events;
