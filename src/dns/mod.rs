@@ -21,6 +21,8 @@ pub(crate) mod listener;
 mod lookahead;
 mod pad;
 pub mod presign;
+#[cfg(test)]
+mod presign_speed;
 pub(crate) mod querylog;
 pub(crate) mod rrl;
 pub(crate) mod serving;
