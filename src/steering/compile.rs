@@ -329,23 +329,13 @@ impl Steering {
         let Some(svc) = self.services.get(service) else {
             return Vec::new();
         };
+        let policy = self.service_policy.get(service);
         let mut out = vec![&svc.fallback];
-        if let Some(p) = self
-            .service_policy
-            .get(service)
-            .and_then(|&i| self.policies.get(i))
-        {
-            let mut by_size: Vec<(u128, &Ranking)> = match &p.map {
-                Some(m) => m
-                    .catchments(p.rankings.len())
-                    .into_iter()
-                    .zip(&p.rankings)
-                    .collect(),
-                None => p.rankings.iter().map(|r| (0, r)).collect(),
-            };
-            by_size.sort_by_key(|b| std::cmp::Reverse(b.0));
-            out.extend(by_size.into_iter().map(|(_, r)| r));
-        }
+        out.extend(
+            policy
+                .and_then(|&i| self.policies.get(i))
+                .map_or(Vec::new(), |p| p.by_catchment()),
+        );
         out.extend(&svc.network_rankings);
         out
     }
