@@ -233,6 +233,27 @@ async fn every_steered_set_of_every_region_verifies_with_split_and_shedding() {
 }
 
 #[tokio::test]
+async fn a_set_and_its_rrsig_go_together_or_not_at_all() {
+    let (pem, key) = new_key(Algorithm::EcdsaP256);
+    let s = TestServer::start_in(signed_dir(&main_cfg(""), &pem, STEER_ZONE)).await;
+    let small = Q {
+        edns: Some(512),
+        ..located("81.2.68.1")
+    };
+    let full = tcp(s.addr, "sip.example.com.", RecordType::NAPTR, &small).await;
+    let full_sets = verify_section(&full.additionals, &key, &apex());
+    // Over UDP in 512 bytes: the NAPTR set with its RRSIG; in the additional section only
+    // the sets that fit whole with their RRSIGs (each one checked), the others left out.
+    let m = udp(s.addr, "sip.example.com.", RecordType::NAPTR, &small).await;
+    assert!(!m.metadata.truncation);
+    assert_eq!(verify_section(&m.answers, &key, &apex()), 1);
+    let sets = verify_section(&m.additionals, &key, &apex());
+    assert!(sets < full_sets, "{sets} of {full_sets} sets in 512 bytes");
+    assert!(m.to_vec().expect("encode").len() <= 512);
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn without_do_steered_replies_are_those_of_the_unsigned_zone() {
     let (pem, _key) = new_key(Algorithm::EcdsaP256);
     let main = main_cfg("");
