@@ -368,6 +368,63 @@ fn make_room(st: &mut State, bound: usize, round: u64, gone: &mut Vec<u128>) -> 
 mod tests {
     use super::*;
 
+    /// A signed zone compiled from a config in `dir`.
+    fn zone(dir: &std::path::Path) -> Arc<ZoneData> {
+        use crate::dnssec::{Algorithm, ZoneKey};
+        std::fs::create_dir(dir.join("zones")).expect("zones");
+        std::fs::write(dir.join("sipsteer.yaml"), "zones: zones\n").expect("main");
+        let pem = ZoneKey::generate_pem(Algorithm::EcdsaP256).expect("key");
+        std::fs::write(dir.join("z.pem"), pem).expect("pem");
+        std::fs::write(
+            dir.join("zones/z.yaml"),
+            "zone: example.com\nsoa: { primary: ns1, contact: h, serial: 1 }\nns: [ns1]\n\
+             records: { ns1: { A: 192.0.2.53 } }\ndnssec: { key: z.pem }\n",
+        )
+        .expect("zone");
+        let cfg = crate::config::load(&dir.join("sipsteer.yaml")).expect("config");
+        crate::routing::compile(&cfg).zones[0].data.clone()
+    }
+
+    #[tokio::test]
+    async fn a_miss_is_signed_by_the_signer_task_and_counted_by_thread() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let zone = zone(dir.path());
+        let cache = Arc::new(SigCache::new(16));
+        let owner = b"\x03sip\x07example\x03com\x00";
+        let rd: &[u8] = &[192, 0, 2, 1];
+        let key = set_key(&zone, owner, 1, 60, std::iter::once(rd));
+        assert!(cache.with(key, |_| ()).is_none());
+        cache.missed(&zone, owner, (1, 60, key), std::iter::once(rd));
+        let cancel = CancellationToken::new();
+        let task = tokio::spawn(cache.clone().run_signer(cancel.clone()));
+        for _ in 0..500 {
+            if cache.with(key, |_| ()).is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // Type covered A, algorithm 13, 3 labels, original TTL 60.
+        let head = cache.with(key, |r| r[..8].to_vec()).expect("signed");
+        assert_eq!(head, [0, 1, 13, 3, 0, 0, 0, 60]);
+        let t = cache.totals();
+        assert_eq!((t.misses, t.signer, t.query, t.entries), (1, 1, 0, 1));
+        cancel.cancel();
+        task.await.expect("signer ends");
+        // A signature made while the thread answers a query counts as the query's.
+        let other = set_key(&zone, owner, 1, 30, std::iter::once(rd));
+        on_query(true);
+        cache.round([SetToSign {
+            key: other,
+            zone: zone.clone(),
+            owner: owner[..].into(),
+            rtype: 1,
+            ttl: 30,
+            rdatas: vec![rd.to_vec()],
+        }]);
+        on_query(false);
+        assert_eq!(cache.totals().query, 1);
+    }
+
     #[test]
     fn written_records_yield_their_data() {
         // Owner pointer, A 192.0.2.1; owner `a` + pointer, A 192.0.2.2.
