@@ -448,6 +448,22 @@ async fn a_small_signature_cache_stays_within_its_bound() {
         sig(&s, "sipsteer_dnssec_signatures_total{thread=\"query\"}"),
         0.0
     );
+    // A larger bound on reload: the next round signs the rest, and every answer is signed.
+    std::fs::write(s.cfg.main(), main_cfg("dns: { signature_cache: 100000 }\n")).expect("main");
+    s.reload().await;
+    assert_eq!(
+        sig(&s, "sipsteer_dnssec_signature_cache_capacity"),
+        100_000.0
+    );
+    for c in [
+        "81.2.68.1",
+        "91.64.0.1",
+        "81.240.0.1",
+        "24.0.0.1",
+        "126.0.0.1",
+    ] {
+        all_steered(&s, &key, &located(c)).await;
+    }
     s.stop().await;
 }
 
