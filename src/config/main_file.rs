@@ -78,6 +78,11 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
     let rescan = super::watch::rescan(main.reload.as_ref(), &mut sink);
     let state_dir = main.state_dir.as_ref().map(|d| base.join(&d.value));
     let keys = super::dnssec::keys(&zones, &base, state_dir.as_deref(), &mut files, &mut errors);
+    let super::dnssec::Keys {
+        keys,
+        sets: key_sets,
+        dirs: key_dirs,
+    } = keys;
 
     if !errors.is_empty() {
         return Err(sorted(errors));
@@ -106,6 +111,8 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         rescan,
         state_dir,
         keys,
+        key_sets,
+        key_dirs,
     })
 }
 

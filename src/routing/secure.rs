@@ -47,28 +47,49 @@ pub(super) fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
     }
 }
 
-/// The apex's DNSKEY set and, when every answer of the zone is signed (`complete`), the
-/// child-side copies for the parent (RFC 7344): CDNSKEY (the same key) and CDS (its SHA-256
-/// DS). A zone with steered names (not signed yet) publishes its DNSKEY only, so that a parent
-/// scanning for CDS (RFC 8078) never installs a DS that would make those answers bogus.
+/// The apex's DNSKEY set (every published key) and, when every answer of the zone is signed
+/// (`complete`), the child-side copies for the parent (RFC 7344): CDNSKEY and CDS (SHA-256)
+/// of the keys the parent's DS should point at (the active KSKs, or the CSK). Each set is
+/// signed by every published KSK (double-KSK rollover). A zone with steered names (not
+/// signed yet) publishes its DNSKEY set only, so that a parent scanning for CDS (RFC 8078)
+/// never installs a DS that would make those answers bogus.
 pub(super) fn key_sets(
-    k: &crate::dnssec::ZoneKey,
+    ks: &crate::dnssec::KeySet,
     origin: &Name,
     ttl: u32,
-    sg: &Signing,
+    window: crate::dnssec::Window,
     complete: bool,
 ) -> Vec<RRset> {
     use crate::proto::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY};
-    let key = k.dnskey_rdata().to_vec();
-    let mut sets = vec![(TYPE_DNSKEY, key.clone())];
+    let data = |keys: &[std::sync::Arc<crate::dnssec::ZoneKey>]| -> Vec<Vec<u8>> {
+        keys.iter().map(|k| k.dnskey_rdata().to_vec()).collect()
+    };
+    let mut sets = vec![(TYPE_DNSKEY, data(&ks.dnskey))];
     if complete {
-        sets.push((TYPE_CDNSKEY, key));
-        sets.push((TYPE_CDS, k.ds_rdata(origin)));
+        sets.push((TYPE_CDNSKEY, data(&ks.cds)));
+        let ds = ks.cds.iter().map(|k| k.ds_rdata(origin)).collect();
+        sets.push((TYPE_CDS, ds));
     }
+    let signers: Vec<Signing<'_>> = ks
+        .ksks
+        .iter()
+        .map(|k| Signing::new(k, origin, window))
+        .collect();
     sets.into_iter()
-        .map(|(t, rd)| {
-            let mut set = rrset(t, &[(ttl, rd.clone())], origin, Vec::new());
-            set.rrsig = Some(rrsig_set(ttl, sg.raw(origin, t, ttl, &[rd]), origin));
+        .filter(|(_, rds)| !rds.is_empty())
+        .map(|(t, rds)| {
+            let items: Vec<(u32, Vec<u8>)> = rds.iter().map(|rd| (ttl, rd.clone())).collect();
+            let mut set = rrset(t, &items, origin, Vec::new());
+            let sigs: Vec<(u32, Vec<u8>)> = signers
+                .iter()
+                .map(|sg| (ttl, sg.raw(origin, t, ttl, &rds)))
+                .collect();
+            set.rrsig = Some(Box::new(rrset(
+                crate::proto::TYPE_RRSIG,
+                &sigs,
+                origin,
+                Vec::new(),
+            )));
             set
         })
         .collect()
