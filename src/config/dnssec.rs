@@ -168,7 +168,7 @@ pub(super) fn keys(
             (Some(k), Some(at), _) => (base.join(k), at, "dnssec.key"),
             (None, _, Some(dir)) => {
                 let p = generated_path(dir, &z.origin, d.algorithm);
-                if let Err(e) = generate_if_missing(&p, d.algorithm) {
+                if let Err(e) = super::keydir::generate_if_missing(&p, d.algorithm) {
                     errors.push(fail(d.at, "dnssec", e));
                     continue;
                 }
@@ -213,24 +213,4 @@ pub(super) fn generated_path(state_dir: &Path, origin: &Name, algorithm: Algorit
     state_dir
         .join("dnssec")
         .join(format!("{name}.alg{}.pem", algorithm.number()))
-}
-
-/// Writes a new key (flags do not matter in the file) at `path` unless a file is there ([`crate::dnssec::write_private`]). A
-/// key another process wrote meanwhile (two instances sharing the state directory) is kept.
-pub(super) fn generate_if_missing(path: &Path, algorithm: Algorithm) -> Result<(), String> {
-    if std::fs::symlink_metadata(path).is_ok() {
-        return Ok(());
-    }
-    let pem = ZoneKey::generate_pem(algorithm).map_err(|e| e.to_string())?;
-    if let Err(e) = crate::dnssec::write_private(path, pem.as_bytes()) {
-        if std::fs::symlink_metadata(path).is_ok() {
-            return Ok(());
-        }
-        return Err(format!(
-            "cannot write generated key {}: {e}",
-            path.display()
-        ));
-    }
-    tracing::info!(key = %path.display(), "generated a DNSSEC key");
-    Ok(())
 }

@@ -107,7 +107,7 @@ pub(crate) fn create(
     seq: u32,
     t: &Timings,
 ) -> Result<(), String> {
-    super::dnssec::generate_if_missing(&key_path(dir, zone, role, seq, "pem"), alg)?;
+    generate_if_missing(&key_path(dir, zone, role, seq, "pem"), alg)?;
     let sidecar = key_path(dir, zone, role, seq, "yaml");
     if let Err(e) = crate::dnssec::write_private(&sidecar, sidecar_text(alg, t).as_bytes())
         && std::fs::symlink_metadata(&sidecar).is_err()
@@ -282,7 +282,7 @@ fn read_key(
         message,
     };
     if std::fs::symlink_metadata(&pem_path).is_err()
-        && let Err(e) = super::dnssec::generate_if_missing(&pem_path, zone_alg)
+        && let Err(e) = generate_if_missing(&pem_path, zone_alg)
     {
         errors.push(fail(format!("the private key is missing: {e}")));
         return None;
@@ -374,4 +374,24 @@ pub(super) fn load(
         files.extend(read);
         return Some(set);
     }
+}
+
+/// Writes a new key (flags do not matter in the file) at `path` unless a file is there ([`crate::dnssec::write_private`]). A
+/// key another process wrote meanwhile (two instances sharing the state directory) is kept.
+pub(super) fn generate_if_missing(path: &Path, algorithm: Algorithm) -> Result<(), String> {
+    if std::fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
+    let pem = ZoneKey::generate_pem(algorithm).map_err(|e| e.to_string())?;
+    if let Err(e) = crate::dnssec::write_private(path, pem.as_bytes()) {
+        if std::fs::symlink_metadata(path).is_ok() {
+            return Ok(());
+        }
+        return Err(format!(
+            "cannot write generated key {}: {e}",
+            path.display()
+        ));
+    }
+    tracing::info!(key = %path.display(), "generated a DNSSEC key");
+    Ok(())
 }
