@@ -280,6 +280,40 @@ async fn a_zsk_roll_walks_published_active_retired_removed() {
     s.stop().await;
 }
 
+/// The CDS records of `keys`, as [`answer`] prints them, sorted.
+fn cds(keys: &[&ZoneKey]) -> Vec<String> {
+    let name = hickory_proto::rr::Name::from_ascii("example.com.").expect("name");
+    sorted(
+        keys.iter()
+            .map(|k| k.ds_text(&name, 60).replacen(" IN DS ", " CDS ", 1))
+            .collect(),
+    )
+}
+
+/// The records of type `t` in the answer section, sorted (a CDS as `dnssec ds` prints a DS).
+fn answer(m: &Message, t: RecordType) -> Vec<String> {
+    sorted(
+        m.answers
+            .iter()
+            .filter(|r| r.record_type() == t)
+            .map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::CDS(c)) => format!(
+                    "{} {} CDS {} {} 2 {}",
+                    r.name,
+                    r.ttl,
+                    c.key_tag(),
+                    c.algorithm().map_or(0, u8::from),
+                    c.digest()
+                        .iter()
+                        .map(|b| format!("{b:02X}"))
+                        .collect::<String>()
+                ),
+                d => format!("{} {} {} {d}", r.name, r.ttl, r.record_type()),
+            })
+            .collect(),
+    )
+}
+
 #[tokio::test]
 async fn a_ksk_roll_publishes_the_new_key_then_its_cds_and_retires_the_old_on_ds_seen() {
     let t0 = now();
@@ -289,43 +323,9 @@ async fn a_ksk_roll_publishes_the_new_key_then_its_cds_and_retires_the_old_on_ds
     let ksk1 = write_key(&keys, "ksk.1", t0 - DAY, t0 - DAY);
     let zsk = write_key(&keys, "zsk.1", t0 - DAY, t0 - DAY);
     let s = TestServer::start_in(cfg).await;
-    let cds = |keys: &[&ZoneKey]| -> Vec<String> {
-        let mut v: Vec<String> = keys
-            .iter()
-            .map(|k| {
-                let name = hickory_proto::rr::Name::from_ascii("example.com.").expect("name");
-                let ds = k.ds_text(&name, 60);
-                ds.replacen(" IN DS ", " CDS ", 1)
-            })
-            .collect();
-        v.sort();
-        v
-    };
-    let answer = |m: Message, t: RecordType| -> Vec<String> {
-        sorted(
-            m.answers
-                .iter()
-                .filter(|r| r.record_type() == t)
-                .map(|r| match &r.data {
-                    RData::DNSSEC(DNSSECRData::CDS(c)) => format!(
-                        "{} {} CDS {} {} 2 {}",
-                        r.name,
-                        r.ttl,
-                        c.key_tag(),
-                        c.algorithm().map(u8::from).unwrap_or(0),
-                        c.digest()
-                            .iter()
-                            .map(|b| format!("{b:02X}"))
-                            .collect::<String>()
-                    ),
-                    d => format!("{} {} {} {d}", r.name, r.ttl, r.record_type()),
-                })
-                .collect(),
-        )
-    };
     assert_eq!(
         answer(
-            udp(s.addr, "example.com.", RecordType::CDS, &Q::default()).await,
+            &udp(s.addr, "example.com.", RecordType::CDS, &Q::default()).await,
             RecordType::CDS
         ),
         cds(&[&ksk1])
@@ -352,7 +352,7 @@ async fn a_ksk_roll_publishes_the_new_key_then_its_cds_and_retires_the_old_on_ds
         (dnskeys(&[&ksk1, &ksk2, &zsk]), both.clone(), vec![z])
     );
     let m = udp(s.addr, "example.com.", RecordType::CDS, &DO).await;
-    assert_eq!(answer(m.clone(), RecordType::CDS), cds(&[&ksk1]));
+    assert_eq!(answer(&m, RecordType::CDS), cds(&[&ksk1]));
     assert_eq!(verify(&m, &all), sorted_pairs(RecordType::CDS, &both));
 
     // Active: CDS and CDNSKEY list both KSKs; `dnssec ds` prints both.
@@ -363,10 +363,10 @@ async fn a_ksk_roll_publishes_the_new_key_then_its_cds_and_retires_the_old_on_ds
     );
     s.reload().await;
     let m = udp(s.addr, "example.com.", RecordType::CDS, &Q::default()).await;
-    assert_eq!(answer(m, RecordType::CDS), cds(&[&ksk1, &ksk2]));
+    assert_eq!(answer(&m, RecordType::CDS), cds(&[&ksk1, &ksk2]));
     let m = udp(s.addr, "example.com.", RecordType::CDNSKEY, &Q::default()).await;
     assert_eq!(
-        answer(m, RecordType::CDNSKEY),
+        answer(&m, RecordType::CDNSKEY),
         dnskeys(&[&ksk1, &ksk2])
             .iter()
             .map(|l| l.replace(" DNSKEY ", " CDNSKEY "))
@@ -387,7 +387,7 @@ async fn a_ksk_roll_publishes_the_new_key_then_its_cds_and_retires_the_old_on_ds
     );
     s.reload().await;
     let m = udp(s.addr, "example.com.", RecordType::CDS, &Q::default()).await;
-    assert_eq!(answer(m, RecordType::CDS), cds(&[&ksk2]));
+    assert_eq!(answer(&m, RecordType::CDS), cds(&[&ksk2]));
     assert_eq!(
         look(&s, &all).await,
         (dnskeys(&[&ksk1, &ksk2, &zsk]), both.clone(), vec![z])
@@ -499,10 +499,6 @@ fn errors(d: &str, files: &[(&str, &str)]) -> Vec<String> {
 
 #[test]
 fn config_errors_of_keys_directories() {
-    let ec = ZoneKey::generate_pem(Algorithm::EcdsaP256).expect("generate");
-    let ed = ZoneKey::generate_pem(Algorithm::Ed25519).expect("generate");
-    let t = now();
-    let ok_sidecar = sidecar(t - DAY, t - DAY, "");
     assert_eq!(
         errors("{ key: k.pem, keys: keys }", &[]),
         [
@@ -531,6 +527,14 @@ fn config_errors_of_keys_directories() {
         errors("{ keys: keys, zsk_lifetime: 10m }", &[]),
         ["zones/z.yaml:8:37: dnssec.zsk_lifetime: must be at least 3600s"]
     );
+}
+
+#[test]
+fn config_errors_of_key_sidecars() {
+    let ec = ZoneKey::generate_pem(Algorithm::EcdsaP256).expect("generate");
+    let ed = ZoneKey::generate_pem(Algorithm::Ed25519).expect("generate");
+    let t = now();
+    let ok_sidecar = sidecar(t - DAY, t - DAY, "");
     // Bad timings, in the key's sidecar.
     let bad = format!("algorithm: 13\npublish: {}\nactive: yesterday\n", time(t));
     assert_eq!(
@@ -584,6 +588,13 @@ fn config_errors_of_keys_directories() {
             "keys/example.com.ksk.1.yaml:1:12: algorithm: keys/example.com.ksk.1.pem: not an ECDSA P-256 key (algorithm 13)"
         ]
     );
+}
+
+#[test]
+fn config_errors_of_missing_keys() {
+    let ec = ZoneKey::generate_pem(Algorithm::EcdsaP256).expect("generate");
+    let t = now();
+    let ok_sidecar = sidecar(t - DAY, t - DAY, "");
     // A missing key: a sidecar whose private key is a dangling link (nothing is generated over it).
     let zone = format!("{ZONE}dnssec: {{ keys: keys }}\n");
     let dir = ConfigDir::new(MAIN, &[("z.yaml", &zone)]);
