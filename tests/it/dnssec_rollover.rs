@@ -280,6 +280,38 @@ async fn a_zsk_roll_walks_published_active_retired_removed() {
     s.stop().await;
 }
 
+/// A key event applies when its time comes, with no file changed: the reload that runs then
+/// (the rescan's, here one asked for) signs with the new ZSK.
+#[tokio::test]
+async fn a_key_event_applies_when_its_time_comes_with_no_file_changed() {
+    let t0 = now();
+    let cfg = config("keys", "");
+    let keys = cfg.path("keys");
+    let ksk = write_key(&keys, "ksk.1", t0 - DAY, t0 - DAY);
+    let zsk1 = write_key(&keys, "zsk.1", t0 - DAY, t0 - DAY);
+    let zsk2 = write_key(&keys, "zsk.2", t0 - 120, t0 + 2);
+    let s = TestServer::start_in(cfg).await;
+    let all = [&ksk, &zsk1, &zsk2];
+    let (_, _, a_sigs) = look(&s, &all).await;
+    assert_eq!(a_sigs, [zsk1.key_tag()]);
+    while now() < t0 + 2 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        matches!(s.reload().await, sipsteer::reload::Outcome::Applied(_)),
+        "a due key event applies"
+    );
+    assert_eq!(
+        look(&s, &all).await,
+        (
+            dnskeys(&[&ksk, &zsk1, &zsk2]),
+            vec![ksk.key_tag()],
+            vec![zsk2.key_tag()]
+        )
+    );
+    s.stop().await;
+}
+
 /// The CDS records of `keys`, as [`answer`] prints them, sorted.
 fn cds(keys: &[&ZoneKey]) -> Vec<String> {
     let name = hickory_proto::rr::Name::from_ascii("example.com.").expect("name");
