@@ -16,7 +16,7 @@ use crate::dnssec::{
 };
 
 /// Most keys (sidecars) one zone may have in its directory.
-pub(crate) const MAX_KEYS: usize = 32;
+pub(crate) const MAX_KEYS: usize = 256;
 /// Most directory entries looked at.
 const MAX_ENTRIES: usize = 10_000;
 
