@@ -108,8 +108,16 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 /// Verifies every RRSIG of the answer section over its set with the key of its key tag
 /// among `keys`; returns (type covered, key tag) of each, sorted.
 fn verify(m: &Message, keys: &[&ZoneKey]) -> Vec<(RecordType, u16)> {
+    verify_section(&m.answers, keys)
+}
+
+/// [`verify`] over one section's records.
+fn verify_section(
+    records: &[hickory_proto::rr::Record],
+    keys: &[&ZoneKey],
+) -> Vec<(RecordType, u16)> {
     let mut out = Vec::new();
-    for r in &m.answers {
+    for r in records {
         let RData::DNSSEC(DNSSECRData::RRSIG(sig)) = &r.data else {
             continue;
         };
@@ -118,8 +126,7 @@ fn verify(m: &Message, keys: &[&ZoneKey]) -> Vec<(RecordType, u16)> {
             .iter()
             .find(|k| k.key_tag() == input.key_tag)
             .unwrap_or_else(|| panic!("RRSIG by unknown key tag {}", input.key_tag));
-        let set: Vec<_> = m
-            .answers
+        let set: Vec<_> = records
             .iter()
             .filter(|x| x.name == r.name && x.record_type() == input.type_covered)
             .collect();
@@ -151,6 +158,23 @@ async fn look(s: &TestServer, keys: &[&ZoneKey]) -> (Vec<String>, Vec<u16>, Vec<
     let dnskey_sigs = tags(verify(&m, keys), RecordType::DNSKEY);
     let m = udp(s.addr, "www.example.com.", RecordType::A, &DO).await;
     let a_sigs = tags(verify(&m, keys), RecordType::A);
+    // Every other signed set (NS with its glue, a NODATA's NSEC and SOA, an NXDOMAIN's SOA)
+    // verifies, by the same ZSK.
+    for (name, t) in [
+        ("example.com.", RecordType::NS),
+        ("www.example.com.", RecordType::MX),
+        ("nothere.example.com.", RecordType::A),
+    ] {
+        let m = udp(s.addr, name, t, &DO).await;
+        let mut by: Vec<u16> = [&m.answers, &m.authorities, &m.additionals]
+            .into_iter()
+            .flat_map(|sec| verify_section(sec, keys))
+            .map(|(_, tag)| tag)
+            .collect();
+        assert!(!by.is_empty(), "{name} {t}: no RRSIG");
+        by.dedup();
+        assert_eq!(by, a_sigs, "{name} {t}");
+    }
     (sorted(set), dnskey_sigs, a_sigs)
 }
 
@@ -309,6 +333,42 @@ async fn a_key_event_applies_when_its_time_comes_with_no_file_changed() {
             vec![zsk2.key_tag()]
         )
     );
+    s.stop().await;
+}
+
+/// A ZSK successor that is due and cannot be written: the old ZSK keeps signing, the metric
+/// and `dnssec status` say so, and the next load writes it once it can.
+#[tokio::test]
+async fn a_successor_that_cannot_be_written_is_reported_and_written_later() {
+    let t0 = now();
+    let cfg = config("keys", ", zsk_lifetime: 1d");
+    let keys = cfg.path("keys");
+    let ksk = write_key(&keys, "ksk.1", t0 - 10 * DAY, t0 - 10 * DAY);
+    let zsk1 = write_key(&keys, "zsk.1", t0 - 10 * DAY, t0 - 10 * DAY);
+    // The temporary name this process would write the new private key under is taken.
+    let blocker = keys.join(format!(".example.com.zsk.2.pem.{}.tmp", std::process::id()));
+    std::fs::create_dir(&blocker).expect("blocker");
+    let s = TestServer::start_in(cfg).await;
+    assert!(!keys.join("example.com.zsk.2.yaml").exists());
+    let (_, _, a_sigs) = look(&s, &[&ksk, &zsk1]).await;
+    assert_eq!(a_sigs, [zsk1.key_tag()]);
+    let missing = "sipsteer_dnssec_key_successor_missing{zone=\"example.com\"}";
+    assert_eq!(s.series(missing), Some(1.0));
+    let cfg = load_config(&s.cfg.main());
+    let status = sipsteer::config::keyroll::status(&cfg, &[]).expect("status");
+    let due = time(t0 - 9 * DAY - 120);
+    assert!(
+        status.contains(&format!(
+            "example.com: the next ZSK was due at {due} and could not be written\n"
+        )),
+        "{status}"
+    );
+    std::fs::remove_dir(&blocker).expect("unblock");
+    s.reload().await;
+    let zsk2 = read_key(&keys, "zsk.2");
+    assert_eq!(s.series(missing), Some(0.0));
+    let m = tcp(s.addr, "example.com.", RecordType::DNSKEY, &Q::default()).await;
+    assert_eq!(sorted(rrs(&m.answers)), dnskeys(&[&ksk, &zsk1, &zsk2]));
     s.stop().await;
 }
 
