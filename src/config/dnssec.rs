@@ -126,6 +126,24 @@ fn days_or_duration(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// The directories keys are found relative to or kept in.
+pub(super) struct Dirs<'a> {
+    /// `sipsteer.yaml`'s directory.
+    pub base: &'a Path,
+    /// `state_dir`, where generated single keys live.
+    pub state: Option<&'a Path>,
+    /// The zones directory (a keys directory must be another one).
+    pub zones: &'a Path,
+}
+
+/// Whether `a` and `b` name the same directory (compared resolved when both exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
 /// The key sets of the signed zones, the data-signing key of each, and the keys directories.
 #[derive(Default)]
 pub(super) struct Keys {
@@ -139,17 +157,27 @@ pub(super) struct Keys {
 /// the zone map's `dnssec:`, `dnssec.key` or `dnssec.keys`, or in a key's sidecar.
 pub(super) fn keys(
     zones: &[Arc<ZoneConfig>],
-    base: &Path,
-    state_dir: Option<&Path>,
+    dirs: &Dirs<'_>,
     files: &mut Vec<SourceFile>,
     errors: &mut Vec<ConfigError>,
 ) -> Keys {
+    let (base, state_dir) = (dirs.base, dirs.state);
     let mut out = Keys::default();
     let now = super::keydir::now();
     for z in zones {
         let Some(d) = &z.dnssec else { continue };
         if let Some((dir, at)) = &d.keys {
             let dir = base.join(dir);
+            if same_dir(&dir, dirs.zones) {
+                errors.push(ConfigError {
+                    file: z.file.clone(),
+                    line: at.0,
+                    column: at.1,
+                    path: "dnssec.keys".into(),
+                    message: "the keys directory cannot be the zones directory (every .yaml file there is a zone map)".into(),
+                });
+                continue;
+            }
             if let Some(set) = super::keydir::load(z, d, &dir, *at, now, files, errors) {
                 out.keys.insert(z.origin.clone(), Arc::clone(&set.zsk));
                 out.sets.insert(z.origin.clone(), Arc::new(set));

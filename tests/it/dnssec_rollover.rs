@@ -619,6 +619,12 @@ fn config_errors_of_keys_directories() {
         errors("{ keys: keys, zsk_lifetime: 10m }", &[]),
         ["zones/z.yaml:8:37: dnssec.zsk_lifetime: must be at least 3600s"]
     );
+    assert_eq!(
+        errors("{ keys: zones/ }", &[]),
+        [
+            "zones/z.yaml:8:17: dnssec.keys: the keys directory cannot be the zones directory (every .yaml file there is a zone map)"
+        ]
+    );
 }
 
 #[test]
