@@ -107,6 +107,10 @@ fn roll_settings(d: &raw::Dnssec, dir: bool, sink: &mut Sink) -> Option<RollSett
     };
     let settings = RollSettings {
         zsk_lifetime: get(&d.zsk_lifetime, "zsk_lifetime", MIN_ZSK_LIFETIME),
+        zsk_lifetime_at: d
+            .zsk_lifetime
+            .as_ref()
+            .map_or((0, 0), |v| (v.referenced.line(), v.referenced.column())),
         propagation: get(&d.propagation, "propagation", 0).unwrap_or(DEFAULT_PROPAGATION),
         ds_ttl: get(&d.ds_ttl, "ds_ttl", 0).unwrap_or(DEFAULT_DS_TTL),
         ds_wait: get(&d.ds_wait, "ds_wait", 0),

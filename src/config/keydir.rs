@@ -323,6 +323,25 @@ pub(super) fn load(
         message,
     };
     let policy = policy(z, &d.roll);
+    // A ZSK must live long enough for its successor to be published and its own signatures
+    // to leave the caches, or each new ZSK would need a successor at once.
+    let shortest = 2 * policy.publish_wait + policy.zsk_remove_wait;
+    if let Some(l) = policy.zsk_lifetime
+        && l < shortest
+    {
+        errors.push(ConfigError {
+            file: z.file.clone(),
+            line: d.roll.zsk_lifetime_at.0,
+            column: d.roll.zsk_lifetime_at.1,
+            path: "dnssec.zsk_lifetime".into(),
+            message: format!(
+                "must be at least {shortest}s for this zone: twice the publish wait ({}s: ttl and \
+                 propagation) and the removal wait ({}s: the largest TTL and propagation)",
+                policy.publish_wait, policy.zsk_remove_wait
+            ),
+        });
+        return None;
+    }
     let zone = zone_stem(z);
     let mut wrote = false;
     loop {

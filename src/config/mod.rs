@@ -201,6 +201,8 @@ pub struct DnssecSettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollSettings {
     pub zsk_lifetime: Option<u64>,
+    /// Where `zsk_lifetime` is written (line, column).
+    pub zsk_lifetime_at: (u64, u64),
     pub propagation: u64,
     pub ds_ttl: u64,
     pub ds_wait: Option<u64>,

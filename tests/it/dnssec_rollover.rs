@@ -620,6 +620,12 @@ fn config_errors_of_keys_directories() {
         ["zones/z.yaml:8:37: dnssec.zsk_lifetime: must be at least 3600s"]
     );
     assert_eq!(
+        errors("{ keys: keys, zsk_lifetime: 3h }", &[]),
+        [
+            "zones/z.yaml:8:37: dnssec.zsk_lifetime: must be at least 11040s for this zone: twice the publish wait (3660s: ttl and propagation) and the removal wait (3720s: the largest TTL and propagation)"
+        ]
+    );
+    assert_eq!(
         errors("{ keys: zones/ }", &[]),
         [
             "zones/z.yaml:8:17: dnssec.keys: the keys directory cannot be the zones directory (every .yaml file there is a zone map)"
