@@ -414,3 +414,46 @@ pub(super) fn generate_if_missing(path: &Path, algorithm: Algorithm) -> Result<(
     tracing::info!(key = %path.display(), "generated a DNSSEC key");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecars_round_trip_and_only_the_zones_own_are_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let t = Timings {
+            publish: 1_796_601_600,
+            active: 1_796_605_200,
+            retire: Some(1_804_377_600),
+            remove: None,
+        };
+        let text = sidecar_text(Algorithm::Ed25519, &t);
+        assert!(text.ends_with(
+            "algorithm: 15\npublish: 2026-12-07T00:00:00Z\nactive: 2026-12-07T01:00:00Z\nretire: 2027-03-07T00:00:00Z\n"
+        ));
+        assert_eq!(parse_time("2026-12-07T00:00:00Z"), Ok(1_796_601_600));
+        assert!(parse_time("2026-12-07").is_err());
+        for name in [
+            "example.com.zsk.2.yaml",
+            "example.com.ksk.1.yaml",
+            "example.com.zsk.2.pem",
+            "example.com.csk.1.yaml",
+            "example.com.zsk.two.yaml",
+            "sub.example.com.zsk.1.yaml",
+            ".example.com.zsk.3.yaml.tmp",
+        ] {
+            std::fs::write(dir.path().join(name), &text).expect("write");
+        }
+        let got: Vec<(Role, u32)> = list(dir.path(), "example.com")
+            .expect("list")
+            .into_iter()
+            .map(|(r, n, _)| (r, n))
+            .collect();
+        assert_eq!(got, [(Role::Ksk, 1), (Role::Zsk, 2)]);
+        assert_eq!(
+            list(&dir.path().join("missing"), "example.com").expect("list"),
+            []
+        );
+    }
+}
