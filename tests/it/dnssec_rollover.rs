@@ -372,6 +372,48 @@ async fn a_successor_that_cannot_be_written_is_reported_and_written_later() {
     s.stop().await;
 }
 
+/// `/v1/status` shows each key of a zone with its state and times, and the next key event.
+#[tokio::test]
+async fn status_shows_every_key_with_its_state() {
+    let t0 = now();
+    let zone = format!("{ZONE}dnssec: {{ keys: keys, propagation: 0s }}\n");
+    let cfg = ConfigDir::new(
+        "listen: { dns: [\"127.0.0.1:0\"], admin: \"127.0.0.1:0\" }\nzones: zones\nhealth: { check: none }\n",
+        &[("example.com.yaml", &zone)],
+    );
+    let keys = cfg.path("keys");
+    let ksk = write_key(&keys, "ksk.1", t0 - DAY, t0 - DAY);
+    let zsk1 = write_key(&keys, "zsk.1", t0 - DAY, t0 - DAY);
+    let zsk2 = write_key(&keys, "zsk.2", t0 - 60, t0 + DAY);
+    let s = TestServer::start_in(cfg).await;
+    let a = s.running.as_ref().and_then(|r| r.admin).expect("admin");
+    let (code, body) = crate::support::http::get(a, "/v1/status").await;
+    assert_eq!(code, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    let key = |role: &str, seq: u32, k: &ZoneKey, state: &str, times: [serde_json::Value; 4]| {
+        serde_json::json!({
+            "role": role, "seq": seq, "key_tag": k.key_tag(), "state": state,
+            "publish_unix": times[0], "active_unix": times[1],
+            "retire_unix": times[2], "remove_unix": times[3],
+        })
+    };
+    let n = |t: u64| serde_json::json!(t);
+    let none = serde_json::Value::Null;
+    assert_eq!(
+        v["zones"][0]["dnssec"],
+        serde_json::json!({
+            "keys": [
+                key("ksk", 1, &ksk, "active", [n(t0 - DAY), n(t0 - DAY), none.clone(), none.clone()]),
+                key("zsk", 1, &zsk1, "active", [n(t0 - DAY), n(t0 - DAY), n(t0 + DAY), n(t0 + DAY + 120)]),
+                key("zsk", 2, &zsk2, "published", [n(t0 - 60), n(t0 + DAY), none.clone(), none]),
+            ],
+            "next_key_event_unix": t0 + DAY,
+            "successor_missing": false,
+        })
+    );
+    s.stop().await;
+}
+
 /// The CDS records of `keys`, as [`answer`] prints them, sorted.
 fn cds(keys: &[&ZoneKey]) -> Vec<String> {
     let name = hickory_proto::rr::Name::from_ascii("example.com.").expect("name");
