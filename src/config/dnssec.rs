@@ -162,6 +162,7 @@ pub(super) struct Keys {
 pub(super) fn keys(
     zones: &[Arc<ZoneConfig>],
     dirs: &Dirs<'_>,
+    keyed: &mut super::cache::Keyed,
     files: &mut Vec<SourceFile>,
     errors: &mut Vec<ConfigError>,
 ) -> Keys {
@@ -182,7 +183,12 @@ pub(super) fn keys(
                 });
                 continue;
             }
-            if let Some(set) = super::keydir::load(z, d, &dir, *at, now, files, errors) {
+            let load = super::keydir::Load {
+                dir: &dir,
+                at: *at,
+                now,
+            };
+            if let Some(set) = super::keydir::load(z, d, &load, keyed, files, errors) {
                 out.keys.insert(z.origin.clone(), Arc::clone(&set.zsk));
                 out.sets.insert(z.origin.clone(), Arc::new(set));
                 out.dirs.insert(z.origin.clone(), dir);

@@ -1,10 +1,10 @@
 //! A zone's keys directory (`dnssec.keys`): one PKCS#8 file and one sidecar of timings per
 //! key (`example.com.zsk.2.pem`, `example.com.zsk.2.yaml`), read bounded and recorded so an
 //! edit reloads; the key set they make at this time; and the keys written into it: the first
-//! KSK and ZSK of an empty directory, a ZSK's successor when it is due, a private key missing
-//! beside its sidecar. Every name is fixed by the zone, role and number and nothing is ever
-//! replaced by a write, so instances sharing the directory keep whichever key was written
-//! first.
+//! KSK and ZSK of an empty directory (never again into one that had keys since the process
+//! started), a ZSK's successor when it is due. Every name is fixed by the zone, role and
+//! number, a private key is written before its sidecar, and nothing is ever replaced by a
+//! write, so instances sharing the directory keep whichever key was written first.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -259,8 +259,9 @@ fn read_timings(
     Some((t, at))
 }
 
-/// Reads one key: its sidecar (timings checked) and its private key (generated when missing
-/// and the directory is writable).
+/// Reads one key: its sidecar (timings checked) and its private key. A private key is
+/// written before its sidecar, so a sidecar without one was deleted by mistake: an error,
+/// never a new key under the old name.
 fn read_key(
     zone_alg: Algorithm,
     (role, seq, path): &(Role, u32, PathBuf),
@@ -281,12 +282,6 @@ fn read_key(
         path: "algorithm".into(),
         message,
     };
-    if std::fs::symlink_metadata(&pem_path).is_err()
-        && let Err(e) = generate_if_missing(&pem_path, zone_alg)
-    {
-        errors.push(fail(format!("the private key is missing: {e}")));
-        return None;
-    }
     let key = super::pem::read_pem(&pem_path, files)
         .and_then(|b| {
             ZoneKey::from_pkcs8_flags(zone_alg, flags, &b)
@@ -302,6 +297,15 @@ fn read_key(
     })
 }
 
+/// Where a zone's keys are and when they are loaded.
+pub(super) struct Load<'a> {
+    pub dir: &'a Path,
+    /// Where `dnssec.keys` is written (line, column).
+    pub at: (u64, u64),
+    /// Seconds since the epoch.
+    pub now: u64,
+}
+
 /// The zone's key set in `dir` at `now`: the first KSK and ZSK written into an empty
 /// directory, a due ZSK successor written (when the directory is writable; otherwise the set
 /// says it is due). Problems of the directory are reported at `dnssec.keys` (`at`), problems
@@ -309,12 +313,12 @@ fn read_key(
 pub(super) fn load(
     z: &ZoneConfig,
     d: &DnssecSettings,
-    dir: &Path,
-    at: (u64, u64),
-    now: u64,
+    l: &Load<'_>,
+    keyed: &mut super::cache::Keyed,
     files: &mut Vec<SourceFile>,
     errors: &mut Vec<ConfigError>,
 ) -> Option<KeySet> {
+    let (dir, at, now) = (l.dir, l.at, l.now);
     let fail = |message: String| ConfigError {
         file: z.file.clone(),
         line: at.0,
@@ -346,6 +350,16 @@ pub(super) fn load(
     let mut wrote = false;
     loop {
         let mut listed = list(dir, &zone).map_err(|e| errors.push(fail(e))).ok()?;
+        let known = (z.origin.clone(), dir.to_path_buf());
+        if listed.is_empty() && keyed.contains(&known) {
+            errors.push(fail(format!(
+                "{} has no keys of zone {zone} any more (it had at an earlier load): restore \
+                 them; first keys are written only into a directory that had none since \
+                 sipsteer started",
+                dir.display()
+            )));
+            return None;
+        }
         if listed.is_empty() && !wrote {
             let t = Timings {
                 publish: now,
@@ -391,6 +405,7 @@ pub(super) fn load(
             }
         }
         files.extend(read);
+        keyed.insert(known);
         return Some(set);
     }
 }

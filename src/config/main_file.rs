@@ -82,7 +82,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         state: state_dir.as_deref(),
         zones: &zones_dir,
     };
-    let keys = super::dnssec::keys(&zones, &dirs, &mut files, &mut errors);
+    let keys = super::dnssec::keys(&zones, &dirs, cache.keyed(), &mut files, &mut errors);
     let super::dnssec::Keys {
         keys,
         sets: key_sets,

@@ -414,6 +414,41 @@ async fn status_shows_every_key_with_its_state() {
     s.stop().await;
 }
 
+/// A keys directory emptied by mistake while sipsteer runs: the reload is refused (the keys
+/// in memory keep signing) and no new keys are written into it.
+#[tokio::test]
+async fn an_emptied_keys_directory_is_refused_and_the_old_keys_keep_serving() {
+    let cfg = config("keys", "");
+    let keys = cfg.path("keys");
+    let s = TestServer::start_in(cfg).await;
+    s.reload().await;
+    let before = tcp(s.addr, "example.com.", RecordType::DNSKEY, &Q::default()).await;
+    assert_eq!(before.answers.len(), 2);
+    // Sidecars first: a reload the watcher runs meanwhile finds no complete key to use.
+    for ext in ["yaml", "pem"] {
+        for e in std::fs::read_dir(&keys).expect("keys") {
+            let p = e.expect("entry").path();
+            if p.extension().is_some_and(|x| x == ext) {
+                std::fs::remove_file(p).expect("remove");
+            }
+        }
+    }
+    let root = format!("{}/", s.cfg.dir.path().display());
+    match s.reload().await {
+        sipsteer::reload::Outcome::Rejected(e) => assert_eq!(
+            e.to_string().replace(&root, ""),
+            "zones/example.com.yaml:8:17: dnssec.keys: keys has no keys of zone example.com any \
+             more (it had at an earlier load): restore them; first keys are written only into a \
+             directory that had none since sipsteer started"
+        ),
+        other => panic!("not refused: {other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(&keys).expect("keys").count(), 0);
+    let after = tcp(s.addr, "example.com.", RecordType::DNSKEY, &Q::default()).await;
+    assert_eq!(rrs(&after.answers), rrs(&before.answers));
+    s.stop().await;
+}
+
 /// The CDS records of `keys`, as [`answer`] prints them, sorted.
 fn cds(keys: &[&ZoneKey]) -> Vec<String> {
     let name = hickory_proto::rr::Name::from_ascii("example.com.").expect("name");
@@ -741,7 +776,8 @@ fn config_errors_of_missing_keys() {
     let ec = ZoneKey::generate_pem(Algorithm::EcdsaP256).expect("generate");
     let t = now();
     let ok_sidecar = sidecar(t - DAY, t - DAY, "");
-    // A missing key: a sidecar whose private key is a dangling link (nothing is generated over it).
+    // A missing key: a sidecar without its private key (nothing is generated in its place),
+    // or with a dangling link.
     let zone = format!("{ZONE}dnssec: {{ keys: keys }}\n");
     let dir = ConfigDir::new(MAIN, &[("z.yaml", &zone)]);
     std::fs::create_dir_all(dir.path("keys")).expect("keys");
@@ -758,6 +794,19 @@ fn config_errors_of_missing_keys() {
         got,
         [
             "keys/example.com.ksk.1.yaml:1:12: algorithm: cannot read keys/example.com.ksk.1.pem: no such file or directory"
+        ]
+    );
+    assert_eq!(
+        errors(
+            "{ keys: keys }",
+            &[
+                ("example.com.ksk.1.yaml", &ok_sidecar),
+                ("example.com.ksk.1.pem", &ec),
+                ("example.com.zsk.1.yaml", &ok_sidecar),
+            ]
+        ),
+        [
+            "keys/example.com.zsk.1.yaml:1:12: algorithm: cannot read keys/example.com.zsk.1.pem: no such file or directory"
         ]
     );
     // A directory with no KSK, and one whose only ZSK is not active yet.
