@@ -77,7 +77,8 @@ impl fmt::Display for KeyState {
 
 /// A key's timings as written (seconds since the epoch). `retire` is the scheduled end of a
 /// ZSK's life (its successor is made ahead of it) or the confirmed retirement of a KSK
-/// (`dnssec ds-seen`); `remove` an earliest removal.
+/// (`dnssec ds-seen`); `remove` a removal time that replaces retire + the removal wait (never
+/// before the key retires).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Timings {
     pub publish: u64,
