@@ -646,6 +646,66 @@ async fn two_instances_on_one_keys_directory_answer_identically() {
     b.stop().await;
 }
 
+/// Eight processes load one keys directory at once when a ZSK successor is due: one
+/// successor is written, every process uses it, and they all print the same keys and times.
+#[test]
+fn concurrent_loads_write_one_successor_and_agree_on_it() {
+    let t0 = now();
+    let cfg = config("keys", ", zsk_lifetime: 1d");
+    let keys = cfg.path("keys");
+    write_key(&keys, "ksk.1", t0 - 10 * DAY, t0 - 10 * DAY);
+    write_key(&keys, "zsk.1", t0 - 10 * DAY, t0 - 10 * DAY);
+    let main = cfg.main().display().to_string();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_sipsteer"))
+                .args(["dnssec", "status", "--config", &main])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let outs: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().expect("wait");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8_lossy(&o.stdout).into_owned()
+        })
+        .collect();
+    // The same keys with the same times (a state may differ: each process has its own now).
+    let keys_of = |o: &str| -> Vec<String> {
+        o.lines()
+            .skip(2)
+            .map(|l| {
+                let mut cols: Vec<&str> = l.split_whitespace().collect();
+                cols.remove(3);
+                cols.join(" ")
+            })
+            .collect()
+    };
+    let first = keys_of(&outs[0]);
+    assert!(outs.iter().all(|o| keys_of(o) == first), "{outs:#?}");
+    assert_eq!(first.len(), 3, "{}", outs[0]);
+    assert!(first[2].starts_with("zsk 2 "), "{}", outs[0]);
+    let names: Vec<String> = std::fs::read_dir(&keys)
+        .expect("keys")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        sorted(names),
+        [
+            "example.com.ksk.1.pem",
+            "example.com.ksk.1.yaml",
+            "example.com.zsk.1.pem",
+            "example.com.zsk.1.yaml",
+            "example.com.zsk.2.pem",
+            "example.com.zsk.2.yaml",
+        ]
+    );
+}
+
 /// The errors of loading a config whose zone has `dnssec:` `d`, with `keys/` holding `files`.
 fn errors(d: &str, files: &[(&str, &str)]) -> Vec<String> {
     let zone = format!("{ZONE}dnssec: {d}\n");
