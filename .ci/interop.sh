@@ -7,6 +7,7 @@
 #    ECS subnet cache
 #  - kdig (knot-dnsutils, installed when missing) over DNS over TLS and DNS over HTTPS (GET
 #    and POST) with a self-signed certificate made by openssl
+#  - delv (bind9-dnsutils) validates a signed zone through a ZSK roll and a KSK roll
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -162,13 +162,15 @@ fn dnssec(command: DnssecCommand) -> Result<String, String> {
                 }
             }
             for z in &cfg.zones {
-                let Some(k) = cfg.keys.get(&z.origin) else {
+                let Some(set) = cfg.key_sets.get(&z.origin) else {
                     continue;
                 };
                 let wanted = zones.is_empty() || zones.iter().any(|n| same(n, z));
                 if wanted {
-                    text.push_str(&k.ds_text(&z.origin, z.ttl));
-                    text.push('\n');
+                    for k in &set.cds {
+                        text.push_str(&k.ds_text(&z.origin, z.ttl));
+                        text.push('\n');
+                    }
                 }
             }
             if text.is_empty() {
@@ -178,6 +180,26 @@ fn dnssec(command: DnssecCommand) -> Result<String, String> {
                 ));
             }
             Ok(text)
+        }
+        DnssecCommand::Roll {
+            role,
+            config,
+            zones,
+        } => {
+            let cfg = sipsteer::config::load(&config).map_err(|e| e.to_string())?;
+            let role = match role.as_str() {
+                "ksk" => sipsteer::dnssec::Role::Ksk,
+                _ => sipsteer::dnssec::Role::Zsk,
+            };
+            sipsteer::config::keyroll::roll(&cfg, role, &zones)
+        }
+        DnssecCommand::DsSeen { config, zones } => {
+            let cfg = sipsteer::config::load(&config).map_err(|e| e.to_string())?;
+            sipsteer::config::keyroll::ds_seen(&cfg, &zones)
+        }
+        DnssecCommand::Status { config, zones } => {
+            let cfg = sipsteer::config::load(&config).map_err(|e| e.to_string())?;
+            sipsteer::config::keyroll::status(&cfg, &zones)
         }
     }
 }

@@ -208,6 +208,22 @@ const HELP: &[(&str, &str)] = &[
         "seconds until the notAfter of a TLS-checked server's certificate (negative once expired)",
     ),
     (
+        "sipsteer_dnssec_signing_failures_total",
+        "DNSSEC signatures that could not be made (the set went out without that RRSIG)",
+    ),
+    (
+        "sipsteer_dnssec_keys",
+        "DNSSEC keys of a signed zone by role (csk, ksk, zsk) and state",
+    ),
+    (
+        "sipsteer_dnssec_next_key_event_timestamp_seconds",
+        "when a DNSSEC key of the zone next changes state (0: nothing planned)",
+    ),
+    (
+        "sipsteer_dnssec_key_successor_missing",
+        "1 while the zone's next ZSK is due and could not be written",
+    ),
+    (
         "sipsteer_sip_tls_failures_total",
         "failed TLS checks by reason (expired, name_mismatch, untrusted, handshake, timeout)",
     ),

@@ -77,7 +77,17 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
     let encrypted = super::tls::load(&main, &base, &mut files, &mut sink);
     let rescan = super::watch::rescan(main.reload.as_ref(), &mut sink);
     let state_dir = main.state_dir.as_ref().map(|d| base.join(&d.value));
-    let keys = super::dnssec::keys(&zones, &base, state_dir.as_deref(), &mut files, &mut errors);
+    let dirs = super::dnssec::Dirs {
+        base: &base,
+        state: state_dir.as_deref(),
+        zones: &zones_dir,
+    };
+    let keys = super::dnssec::keys(&zones, &dirs, cache.keyed(), &mut files, &mut errors);
+    let super::dnssec::Keys {
+        keys,
+        sets: key_sets,
+        dirs: key_dirs,
+    } = keys;
 
     if !errors.is_empty() {
         return Err(sorted(errors));
@@ -106,6 +116,8 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         rescan,
         state_dir,
         keys,
+        key_sets,
+        key_dirs,
     })
 }
 

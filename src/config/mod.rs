@@ -7,6 +7,8 @@ mod checks;
 mod defences;
 mod dnssec;
 mod error;
+mod keydir;
+pub mod keyroll;
 pub(crate) mod load_source;
 pub(crate) mod main_file;
 mod names;
@@ -94,9 +96,14 @@ pub struct Config {
     pub rescan: Duration,
     /// `state_dir:` (generated DNSSEC keys live in its `dnssec/`).
     pub state_dir: Option<PathBuf>,
-    /// The signing key of each signed zone, by origin.
+    /// The key that signs the data of each signed zone (its CSK or active ZSK), by origin.
     pub keys:
         std::collections::BTreeMap<hickory_proto::rr::Name, std::sync::Arc<crate::dnssec::ZoneKey>>,
+    /// Every key of each signed zone with its state when the config was loaded, by origin.
+    pub key_sets:
+        std::collections::BTreeMap<hickory_proto::rr::Name, std::sync::Arc<crate::dnssec::KeySet>>,
+    /// The keys directory of each zone that has one (`dnssec.keys`), by origin.
+    pub key_dirs: std::collections::BTreeMap<hickory_proto::rr::Name, PathBuf>,
 }
 
 /// RRSIGs of steered answers held when `dns.signature_cache` is not set: thousands of
@@ -191,6 +198,21 @@ pub struct DnssecSettings {
     /// Where `dnssec:` (line, column) and `dnssec.key` are written, for errors about the key.
     pub at: (u64, u64),
     pub key_at: Option<(u64, u64)>,
+    /// `dnssec.keys` as written: a keys directory of KSKs and ZSKs, and where it is written.
+    pub keys: Option<(String, (u64, u64))>,
+    /// The rollover settings of a keys directory.
+    pub roll: RollSettings,
+}
+
+/// `dnssec.zsk_lifetime`, `propagation`, `ds_ttl`, `ds_wait` (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollSettings {
+    pub zsk_lifetime: Option<u64>,
+    /// Where `zsk_lifetime` is written (line, column).
+    pub zsk_lifetime_at: (u64, u64),
+    pub propagation: u64,
+    pub ds_ttl: u64,
+    pub ds_wait: Option<u64>,
 }
 
 /// One static record.

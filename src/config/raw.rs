@@ -260,6 +260,31 @@ pub(super) struct Dnssec {
     pub algorithm: Option<S<super::values::Scalar>>,
     #[serde(default)]
     pub key: Option<S<String>>,
+    /// A keys directory of KSKs and ZSKs with their timings (instead of `key`).
+    #[serde(default)]
+    pub keys: Option<S<String>>,
+    #[serde(default)]
+    pub zsk_lifetime: Option<S<String>>,
+    #[serde(default)]
+    pub propagation: Option<S<String>>,
+    #[serde(default)]
+    pub ds_ttl: Option<S<String>>,
+    #[serde(default)]
+    pub ds_wait: Option<S<String>>,
+}
+
+/// One key's sidecar in a keys directory (`example.com.zsk.2.yaml`): its algorithm and
+/// timings (RFC 3339, UTC).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeyTimings {
+    pub algorithm: S<super::values::Scalar>,
+    pub publish: S<String>,
+    pub active: S<String>,
+    #[serde(default)]
+    pub retire: Option<S<String>>,
+    #[serde(default)]
+    pub remove: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -66,6 +66,9 @@ pub struct ZoneData {
     /// The signing key when the zone is signed; its DNSKEY, CDNSKEY and CDS sets are at the
     /// apex node.
     pub key: Option<std::sync::Arc<crate::dnssec::ZoneKey>>,
+    /// The zone's key set as it was when the zone compiled (what it published and signed
+    /// the key sets with; when its next key event is).
+    pub key_set: Option<std::sync::Arc<crate::dnssec::KeySet>>,
     /// The signature window its RRSIGs were made in (a compile in a later period signs again).
     pub window: crate::dnssec::Window,
 }
@@ -166,10 +169,20 @@ impl RRset {
 impl Routing {
     /// Whether a signed zone's RRSIGs were made in another signature window than `now`'s:
     /// the zone must compile (and sign) again, though no file changed.
+    /// A zone whose key set has an event due (a key changes state, a ZSK successor is due)
+    /// compiles again too.
     pub fn signed_before(&self, now: crate::dnssec::Window) -> bool {
-        self.zones
-            .iter()
-            .any(|z| z.key.is_some() && z.window != now)
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.zones.iter().any(|z| {
+            z.key.is_some()
+                && (z.window != now
+                    || z.key_set
+                        .as_ref()
+                        .and_then(|s| s.next_event)
+                        .is_some_and(|t| secs >= t))
+        })
     }
 
     /// The most specific zone containing `name` (lowercase wire form), and the offset of the

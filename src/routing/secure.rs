@@ -48,26 +48,47 @@ pub(super) fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
     }
 }
 
-/// The apex's DNSKEY set and the child-side copies for the parent (RFC 7344): CDNSKEY (the
-/// same key) and CDS (its SHA-256 DS). Every answer of the zone is signed (steered ones from
-/// the answer path's signature cache), so a parent may take the DS from them.
+/// The apex's DNSKEY set (every published key) and the child-side copies for the parent
+/// (RFC 7344): CDNSKEY and CDS (SHA-256) of the keys the parent's DS should point at (the
+/// active KSKs, or the CSK). Each set is signed by every published KSK (double-KSK
+/// rollover). Every answer of the zone is signed (steered ones from the answer path's
+/// signature cache), so a parent may take the DS from them.
 pub(super) fn key_sets(
-    k: &crate::dnssec::ZoneKey,
+    ks: &crate::dnssec::KeySet,
     origin: &Name,
     ttl: u32,
-    sg: &Signing,
+    window: crate::dnssec::Window,
 ) -> Vec<RRset> {
     use crate::proto::{TYPE_CDNSKEY, TYPE_CDS, TYPE_DNSKEY};
-    let key = k.dnskey_rdata().to_vec();
-    let sets = [
-        (TYPE_DNSKEY, key.clone()),
-        (TYPE_CDNSKEY, key),
-        (TYPE_CDS, k.ds_rdata(origin)),
+    let data = |keys: &[std::sync::Arc<crate::dnssec::ZoneKey>]| -> Vec<Vec<u8>> {
+        keys.iter().map(|k| k.dnskey_rdata().to_vec()).collect()
+    };
+    let ds = ks.cds.iter().map(|k| k.ds_rdata(origin)).collect();
+    let sets = vec![
+        (TYPE_DNSKEY, data(&ks.dnskey)),
+        (TYPE_CDNSKEY, data(&ks.cds)),
+        (TYPE_CDS, ds),
     ];
+    let signers: Vec<Signing<'_>> = ks
+        .ksks
+        .iter()
+        .map(|k| Signing::new(k, origin, window))
+        .collect();
     sets.into_iter()
-        .map(|(t, rd)| {
-            let mut set = rrset(t, &[(ttl, rd.clone())], origin, Vec::new());
-            set.rrsig = Some(rrsig_set(ttl, sg.raw(origin, t, ttl, &[rd]), origin));
+        .filter(|(_, rds)| !rds.is_empty())
+        .map(|(t, rds)| {
+            let items: Vec<(u32, Vec<u8>)> = rds.iter().map(|rd| (ttl, rd.clone())).collect();
+            let mut set = rrset(t, &items, origin, Vec::new());
+            let sigs: Vec<(u32, Vec<u8>)> = signers
+                .iter()
+                .map(|sg| (ttl, sg.raw(origin, t, ttl, &rds)))
+                .collect();
+            set.rrsig = Some(Box::new(rrset(
+                crate::proto::TYPE_RRSIG,
+                &sigs,
+                origin,
+                Vec::new(),
+            )));
             set
         })
         .collect()

@@ -21,6 +21,7 @@ mod dns_source_address;
 mod dns_static;
 mod dns_steered;
 mod dnssec_keys;
+mod dnssec_rollover;
 mod dnssec_signed;
 mod dnssec_steered;
 mod encrypted;
