@@ -22,6 +22,18 @@ const DEFAULT_DS_TTL: u64 = 86_400;
 /// The shortest `zsk_lifetime`.
 const MIN_ZSK_LIFETIME: u64 = 3_600;
 
+/// `dns.signature_cache`: the most RRSIGs of steered answers held.
+pub(super) fn signature_cache(c: Option<&raw::S<u32>>, sink: &mut Sink) -> usize {
+    match c {
+        None => super::DEFAULT_SIGNATURE_CACHE,
+        Some(c) if (16..=10_000_000).contains(&c.value) => c.value as usize,
+        Some(c) => {
+            sink.on(c, "dns.signature_cache", "must be between 16 and 10000000");
+            super::DEFAULT_SIGNATURE_CACHE
+        }
+    }
+}
+
 /// Validates a zone's `dnssec:` block.
 pub(super) fn settings(d: &raw::S<raw::Dnssec>, sink: &mut Sink) -> Option<DnssecSettings> {
     let algorithm = match &d.value.algorithm {

@@ -348,13 +348,14 @@ fn listen_admin(l: &raw::Listen, sink: &mut Sink) -> Option<SocketAddr> {
 }
 
 fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
+    let cache = d.and_then(|d| d.signature_cache.as_ref());
     let mut s = DnsSettings {
         udp_payload: 1232,
         tcp_idle_timeout: Duration::from_secs(10),
         tcp_max_connections: 1024,
         tcp_max_connections_per_source: 32,
         udp_workers: 0,
-        signature_cache: super::DEFAULT_SIGNATURE_CACHE,
+        signature_cache: super::dnssec::signature_cache(cache, sink),
         defences: Default::default(),
     };
     let Some(d) = d else { return s };
@@ -396,12 +397,6 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
             );
         } else {
             s.udp_workers = w.value as usize;
-        }
-    }
-    if let Some(c) = &d.signature_cache {
-        match c.value {
-            16..=10_000_000 => s.signature_cache = c.value as usize,
-            _ => sink.on(c, "dns.signature_cache", "must be between 16 and 10000000"),
         }
     }
     s
