@@ -4,6 +4,7 @@
 
 mod cache;
 mod defences;
+mod denial;
 mod dnssec;
 mod error;
 pub(crate) mod load_source;
@@ -47,6 +48,7 @@ const MAX_RECORDS_PER_NAME: usize = 1024;
 
 pub use cache::ZoneCache;
 pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
+pub use denial::DenialSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub(crate) use source::content_hash;
 pub use traffic::MAX_BIAS_KM;
@@ -62,6 +64,8 @@ pub struct Config {
     /// `None` when the admin API is switched off (`listen.admin: off`).
     pub listen_admin: Option<SocketAddr>,
     pub dns: DnsSettings,
+    /// `dnssec.denial`: the bounds of the signed proofs that a name does not exist.
+    pub denial: denial::DenialSettings,
     pub zones_dir: PathBuf,
     pub geoip: Option<PathBuf>,
     /// How steered names answer until the GeoIP database is compiled (`geoip.warmup`).
