@@ -110,6 +110,7 @@ pub(crate) fn respond_pending(
         steered: None,
         zone: None,
         proof: None,
+        nxname: false,
     };
     answer(snap, &q, located, &mut w, &mut a);
     let opt = q.edns.map(|e| OptOut {

@@ -40,6 +40,7 @@ pub(super) fn nxdomain(
     if let Some(p) = snap.denial.lookup(zone, owner) {
         if write_proof(w, owner, &p) {
             a.rcode = wire::RCODE_NOERROR;
+            a.nxname = true;
         } else {
             truncate(w, a);
         }
@@ -51,6 +52,7 @@ pub(super) fn nxdomain(
         return;
     }
     a.rcode = wire::RCODE_NOERROR;
+    a.nxname = true;
     a.proof = Some(Pending {
         zone: zone.index,
         owner,

@@ -45,6 +45,9 @@ pub(crate) struct Answer {
     /// A name that does not exist in a signed zone, asked with DO=1, whose proof is not
     /// kept: the reply waits for the signer thread (see `dns::denial`).
     pub proof: Option<super::denial::Pending>,
+    /// The reply denies a name by RFC 9824 compact denial (NOERROR): counted as NXDOMAIN
+    /// by the rate limiter.
+    pub nxname: bool,
 }
 
 /// The answer does not fit: send an empty reply with TC so the client retries over TCP.

@@ -623,3 +623,89 @@ async fn a_record_named_star_is_a_name_like_any_other() {
     assert_eq!(rcode(&plain), ResponseCode::NXDomain, "as without DNSSEC");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn rate_limiting_counts_a_compact_denial_as_an_nxdomain_before_the_handoff() {
+    let (pem, _key) = new_key(Algorithm::EcdsaP256);
+    let rrl = "dns: { cookies: { enabled: false }, rrl: { responses_per_second: 5, slip: 0, window: 5s } }\n";
+    let s = TestServer::start_in(signed_on("127.0.0.1:0", rrl, &pem)).await;
+    let addr = s.addr;
+    tokio::task::spawn_blocking(move || {
+        let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        for i in 0..20 {
+            let q = query(&format!("rrl{i}.example.com."), RecordType::A, &DO);
+            sock.send_to(&q, addr).expect("send");
+        }
+    })
+    .await
+    .expect("join");
+    // Distinct names, one bucket (the zone's NXDOMAIN answers): 5 pass, 15 are dropped by
+    // the rate limiter before any reaches the signer's queue.
+    let dropped = "sipsteer_rrl_responses_total{action=\"dropped\"}";
+    let mut seen = (0.0, 0.0);
+    for _ in 0..100 {
+        seen = (
+            s.series(HANDOFFS).expect("handoffs"),
+            s.series(dropped).expect("rrl dropped"),
+        );
+        if seen.0 + seen.1 >= 20.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen, (5.0, 15.0));
+    assert_eq!(
+        s.series(DROPPED),
+        Some(0.0),
+        "the signer's queue dropped nothing"
+    );
+    s.stop().await;
+}
+
+/// The errors of a config whose main file has `dnssec:` as written.
+fn main_errors(dnssec: &str) -> Vec<String> {
+    let main = format!("{MAIN}dnssec: {dnssec}\n");
+    let dir = ConfigDir::new(&main, &[("example.com.yaml", STATIC_ZONE)]);
+    let root = format!("{}/", dir.dir.path().display());
+    match sipsteer::config::load(&dir.main()) {
+        Ok(c) => {
+            assert_eq!(c.denial.cache, 100);
+            Vec::new()
+        }
+        Err(e) => {
+            e.0.iter()
+                .map(|e| e.to_string().replace(&root, ""))
+                .collect()
+        }
+    }
+}
+
+#[test]
+fn denial_bounds_are_checked_with_file_line_and_column() {
+    assert!(main_errors("{ denial: { cache: 100, queue: 5 } }").is_empty());
+    assert_eq!(
+        main_errors("{ denial: { cache: 0, queue: 0 } }"),
+        [
+            "sipsteer.yaml:5:28: dnssec.denial.cache: must be between 1 and 10000000",
+            "sipsteer.yaml:5:38: dnssec.denial.queue: must be between 1 and 1000000",
+        ]
+    );
+    assert_eq!(
+        main_errors("{ denial: { cache: 10000001, queue: 1000001 } }"),
+        [
+            "sipsteer.yaml:5:28: dnssec.denial.cache: must be between 1 and 10000000",
+            "sipsteer.yaml:5:45: dnssec.denial.queue: must be between 1 and 1000000",
+        ]
+    );
+    assert_eq!(
+        main_errors("{ denial: { size: 5 } }"),
+        ["sipsteer.yaml:5:21: unknown field `size`, expected one of cache, queue"]
+    );
+    assert_eq!(
+        main_errors("{ key: zone.pem }"),
+        ["sipsteer.yaml:5:11: unknown field `key`, expected one of denial"]
+    );
+    let defaults = ConfigDir::new(MAIN, &[("example.com.yaml", STATIC_ZONE)]);
+    let c = sipsteer::config::load(&defaults.main()).expect("loads");
+    assert_eq!((c.denial.cache, c.denial.queue), (65_536, 1_024));
+}

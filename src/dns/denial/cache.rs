@@ -1,8 +1,8 @@
 //! The bounded cache of signed NXNAME proofs, by zone key (its key tag and signature window)
-//! and name asked (lowercase): quick_cache's sharded cache, so a query thread's lookup
-//! takes one shard's read lock briefly, allocates nothing and never waits on a signature.
-//! Its eviction (S3-FIFO, scan resistant) keeps names asked again over names asked once, so a flood of
-//! random names does not push out the proofs resolvers keep asking for.
+//! and name asked (lowercase): quick_cache's sharded cache, so a query thread's lookup takes
+//! one shard's read lock briefly, allocates nothing and never waits on a signature. Its
+//! eviction (S3-FIFO, scan resistant) keeps names asked again over names asked once, so a
+//! flood of random names does not push out the proofs resolvers keep asking for.
 
 use std::sync::Arc;
 
