@@ -7,7 +7,7 @@ use super::raw;
 
 /// Signed proofs kept by default (about 300 bytes each for a 30-byte name).
 const DEFAULT_CACHE: usize = 65_536;
-/// Queries waiting for the signer by default (one signature takes 60-80 µs).
+/// Queries waiting for the signer by default (a signature takes 50-300 µs).
 const DEFAULT_QUEUE: usize = 1_024;
 const MAX_CACHE: u32 = 10_000_000;
 const MAX_QUEUE: u32 = 1_000_000;

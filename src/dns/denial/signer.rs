@@ -3,9 +3,10 @@
 //! signed meanwhile, keeps it in the cache and sends the completed reply itself: over UDP
 //! through a clone of the listener's socket, from the address the query was sent to; over a
 //! stream (TCP, DNS over TLS, DNS over HTTPS) to the connection waiting on a oneshot channel,
-//! which blocks no thread. One thread: a signature takes 60-80 µs, so it signs over ten
-//! thousand proofs a second, and a flood of new names is shed at the queue rather than
-//! taking the query threads' cores.
+//! which blocks no thread. One thread: a proof takes about 300 µs with ECDSA P-256 and
+//! 50-90 µs with Ed25519, so it signs some 3,000 (P-256) to over 10,000 (Ed25519) new names
+//! a second, and a flood of new names beyond that is shed at the queue rather than taking the
+//! query threads' cores.
 
 use std::collections::VecDeque;
 use std::io;
