@@ -1,9 +1,9 @@
 //! The one way a transport serves a query: load the snapshot, answer from it
-//! ([`respond_pending`]), count the answer ([`Tally`]) and offer it to the query log. UDP, TCP, DNS
-//! over TLS and DNS over HTTPS all call [`Answering`]; they only move bytes around it. A
-//! reply that waits for a proof to be signed (a name that does not exist, in a signed zone,
-//! with DO=1) is handed to the signer thread here, after the defences and the counters, and
-//! the transport is told to send nothing now ([`Served::Later`]).
+//! ([`respond_pending`]), count the answer ([`Tally`]) and offer it to the query log. UDP,
+//! TCP, DNS over TLS and DNS over HTTPS all call [`Answering`]; they only move bytes around
+//! it. A reply that waits for a proof to be signed (a name that does not exist, in a signed
+//! zone, with DO=1) is handed to the signer thread here, after the defences and the counters,
+//! and the transport is told to send nothing now ([`Served::Later`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
