@@ -7,7 +7,8 @@ usage:
   amplification.py cookie LABEL=PORT...   a spoofed flood of client-cookie queries at one name
 
 Every server listens on 127.0.0.1 and serves the sample zone (zones/example.com.yaml).
-Bytes are DNS messages (UDP payloads, no IP/UDP headers).
+Bytes are DNS messages (UDP payloads, no IP/UDP headers). With DO=1 in the environment every
+query sets the DNSSEC OK bit and the per-type table gains a DNSKEY row (for a signed zone).
 
 Per query type: PLAIN_PORT has dns.udp_payload 4096; RRL_PORT the same with dns.rrl
 (responses_per_second 5, slip 2). "under RRL" sends a burst of BURST identical queries from
@@ -24,6 +25,7 @@ send a valid server cookie). Each flood comes from its own /24 of 127.0.0.0/8, s
 not share buckets. Prints one Markdown row per server and flood: replies by kind, bytes and
 the ratio out/in.
 """
+import os
 import socket
 import struct
 import sys
@@ -42,6 +44,12 @@ QUERIES = [
     ("ANY sip.example.com (RFC 8482)", "sip.example.com", 255),
     ("A nope.example.com (NXDOMAIN + SOA)", "nope.example.com", 1),
 ]
+DO = os.environ.get("DO") == "1"
+if DO:
+    QUERIES += [
+        ("A static.example.com (a static set)", "static.example.com", 1),
+        ("DNSKEY example.com", "example.com", 48),
+    ]
 
 # Names of the sample zone: static records, the service, its regions and servers.
 REGIONS = {
@@ -74,7 +82,7 @@ def query(qid, name, qtype, payload=1232, cookie=False):
     options = b""
     if cookie:
         options = struct.pack("!HH", 10, len(CLIENT_COOKIE)) + CLIENT_COOKIE
-    opt = b"\x00" + struct.pack("!HHIH", 41, payload, 0, len(options)) + options
+    opt = b"\x00" + struct.pack("!HHIH", 41, payload, 0x8000 if DO else 0, len(options)) + options
     return header + wire + struct.pack("!HH", qtype, 1) + opt
 
 

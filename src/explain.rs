@@ -109,6 +109,10 @@ pub(crate) struct ServerOut {
     /// read one: `/v1/explain` only, from the running health hub.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_days_left: Option<i64>,
+    /// The transports its health per transport leaves it out on (its NAPTR and SRV records
+    /// of those transports), while its state serves.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_on: Vec<&'static str>,
 }
 
 /// Explains the answer to `name`/`rtype` for `client` (and an optional ECS subnet).
@@ -305,6 +309,12 @@ fn rank_out(
                     snap.health.serves_client(s.slot, None) && snap.health.sheds(s.slot, k)
                 }),
                 tls_days_left: None,
+                not_on: s
+                    .transports
+                    .iter()
+                    .filter(|&&t| snap.health.out_on(s.slot, t))
+                    .map(|t| t.as_str())
+                    .collect(),
             })
             .collect(),
     }

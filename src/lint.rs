@@ -8,6 +8,8 @@ fn srv_label(t: Transport) -> (&'static str, &'static str) {
         Transport::Udp => ("udp", "_sip._udp"),
         Transport::Tcp => ("tcp", "_sip._tcp"),
         Transport::Tls => ("tls", "_sips._tcp"),
+        Transport::Ws => ("ws", "_sip._ws"),
+        Transport::Wss => ("wss", "_sips._ws"),
     }
 }
 

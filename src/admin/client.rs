@@ -245,26 +245,50 @@ async fn exchange(ask: Ask<'_>) -> Result<(hyper::StatusCode, Bytes), ClientErro
     Ok((status, body))
 }
 
-/// The snapshot with server states read from a running instance.
+/// The transports (a mask) a server with health per transport is not answered on, from its
+/// `transports` in `/v1/servers`.
+fn not_on(transports: &serde_json::Value) -> u8 {
+    let mut mask = 0;
+    for t in transports.as_array().into_iter().flatten() {
+        let state: Option<Status> = serde_json::from_value(t["state"].clone()).ok();
+        let transport = crate::config::Transport::ALL
+            .into_iter()
+            .find(|x| t["transport"].as_str() == Some(x.as_str()));
+        if let (Some(st), Some(tr)) = (state, transport)
+            && !st.serves()
+        {
+            mask |= tr.bit();
+        }
+    }
+    mask
+}
+
+/// The snapshot with server states read from a running instance (with the transports a
+/// server with health per transport is not answered on).
 pub async fn with_live_health(snap: Snapshot, base: &str) -> Result<Snapshot, ClientError> {
     let body = get(base, "/v1/servers").await?;
     let v: serde_json::Value = serde_json::from_str(&body).map_err(|source| ClientError::Json {
         base: base.to_owned(),
         source,
     })?;
-    let mut live: HashMap<(String, String), (Status, Option<f64>)> = HashMap::new();
+    let mut live: HashMap<(String, String), (Status, Option<f64>, u8)> = HashMap::new();
     for s in v["servers"].as_array().into_iter().flatten() {
         let state: Option<Status> = serde_json::from_value(s["state"].clone()).ok();
         if let (Some(r), Some(n), Some(st)) = (s["region"].as_str(), s["server"].as_str(), state) {
-            live.insert((r.to_owned(), n.to_owned()), (st, s["shed"].as_f64()));
+            let not_on = not_on(&s["transports"]);
+            live.insert(
+                (r.to_owned(), n.to_owned()),
+                (st, s["shed"].as_f64(), not_on),
+            );
         }
     }
     let mut view = HealthView::all_up(snap.steering.slots);
     for r in &snap.steering.regions {
         for s in &r.servers {
-            if let Some((st, shed)) = live.get(&(r.name.clone(), s.name.clone())) {
+            if let Some((st, shed, not_on)) = live.get(&(r.name.clone(), s.name.clone())) {
                 view.status[s.slot] = *st;
                 view.shed[s.slot] = shed.map_or(0, crate::steering::threshold);
+                view.not_on[s.slot] = *not_on;
             }
         }
     }

@@ -37,7 +37,7 @@ pub fn config_loaded(cfg: &Config) {
         .regions
         .iter()
         .flat_map(|r| &r.servers)
-        .filter(|s| s.probe.check.is_some())
+        .filter(|s| s.probed())
         .count();
     tracing::info!(
         zones = cfg.zones.len(),

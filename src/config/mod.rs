@@ -3,6 +3,7 @@
 //! finds, each with file, line, column and YAML path.
 
 mod cache;
+mod checks;
 mod defences;
 mod denial;
 mod dnssec;
@@ -218,6 +219,49 @@ pub enum Transport {
     Udp,
     Tcp,
     Tls,
+    /// SIP over WebSocket (RFC 7118).
+    Ws,
+    /// SIP over secure WebSocket (RFC 7118).
+    Wss,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 5] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Ws,
+        Transport::Wss,
+    ];
+
+    /// The name in the config, `/v1/servers` and the `transport` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+
+    /// The transport's bit in a set of transports (a `u8` mask).
+    pub fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// The transports in mask `m`, in [`Transport::ALL`] order.
+    pub fn in_mask(m: u8) -> impl Iterator<Item = Transport> {
+        Transport::ALL.into_iter().filter(move |t| m & t.bit() != 0)
+    }
+}
+
+/// The check of one transport of a server whose health is per transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransportCheck {
+    pub transport: Transport,
+    /// `None` (`none`): that transport is not probed, up unless an operator says otherwise.
+    pub check: Option<Check>,
 }
 
 /// One SIP server in a region.
@@ -227,13 +271,51 @@ pub struct ServerConfig {
     pub addresses: Vec<IpAddr>,
     pub port: u16,
     pub tls_port: u16,
+    /// The WebSocket ports (`ws`, `wss`) and the path of the WebSocket upgrade.
+    pub ws_port: u16,
+    pub wss_port: u16,
+    pub ws_path: Arc<str>,
     pub transports: Vec<Transport>,
     pub weight: u16,
     pub backup: bool,
     pub capacity: Option<Capacity>,
     pub probe: ProbeConfig,
-    /// What a `sip-options-tls` check verifies (set exactly when that is the check).
+    /// One check per transport (`check: per-transport` or `checks:`), in the order of
+    /// `transports`; empty when `probe.check` decides the whole server.
+    pub checks: Vec<TransportCheck>,
+    /// What a `sip-options-tls` check verifies (set exactly when one of its checks is that).
     pub tls_check: Option<Arc<TlsCheck>>,
+}
+
+impl ServerConfig {
+    /// The server's checks, each with the transports (a mask) whose health it decides: one
+    /// for all of them, or one per transport.
+    pub fn lanes(&self) -> Vec<(u8, Option<Check>)> {
+        if self.checks.is_empty() {
+            let all = self.transports.iter().fold(0, |m, t| m | t.bit());
+            vec![(all, self.probe.check)]
+        } else {
+            self.checks
+                .iter()
+                .map(|c| (c.transport.bit(), c.check))
+                .collect()
+        }
+    }
+
+    /// The port a transport is served on.
+    pub fn port_for(&self, t: Transport) -> u16 {
+        match t {
+            Transport::Udp | Transport::Tcp => self.port,
+            Transport::Tls => self.tls_port,
+            Transport::Ws => self.ws_port,
+            Transport::Wss => self.wss_port,
+        }
+    }
+
+    /// Whether any of its checks probes it.
+    pub fn probed(&self) -> bool {
+        self.lanes().iter().any(|(_, c)| c.is_some())
+    }
 }
 
 /// What a `sip-options-tls` check verifies: the name the server's certificate must carry
@@ -261,6 +343,10 @@ pub enum Check {
     Tcp,
     /// SIP OPTIONS over TLS, the certificate verified.
     SipTls,
+    /// SIP OPTIONS in a WebSocket text frame (RFC 7118).
+    SipWs,
+    /// SIP OPTIONS over secure WebSocket, the certificate verified as for `SipTls`.
+    SipWss,
 }
 
 impl Check {
@@ -271,6 +357,8 @@ impl Check {
             Check::SipTcp => "sip-options-tcp",
             Check::Tcp => "tcp",
             Check::SipTls => "sip-options-tls",
+            Check::SipWs => "sip-options-ws",
+            Check::SipWss => "sip-options-wss",
         }
     }
 }

@@ -6,10 +6,14 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::checks;
 use super::error::Sink;
 use super::raw;
 use super::values::parse_duration;
-use super::{Check, ProbeConfig, TlsCheck, Transport};
+use super::{Check, ProbeConfig, TlsCheck, Transport, TransportCheck};
+
+/// The check name that gives each transport of a server its own check.
+const PER_TRANSPORT: &str = "per-transport";
 
 /// Probe defaults from the top-level `health:` section.
 pub(super) struct HealthDefaults {
@@ -63,7 +67,7 @@ pub(super) fn overlay(
     let mut p = base.clone();
     let mut check = base_check;
     if let Some(c) = &h.check {
-        if check_kind(&c.value, &[Transport::Udp]).is_some() {
+        if c.value == PER_TRANSPORT || check_kind(&c.value, &[Transport::Udp], false).is_some() {
             check = Some(c.value.clone());
         } else {
             sink.on(c, format!("{path}.check"), bad_check(&c.value));
@@ -145,28 +149,37 @@ fn code_range(s: &str) -> Option<(u16, u16)> {
 
 fn bad_check(s: &str) -> String {
     format!(
-        "unknown check `{s}` (use sip-options, sip-options-udp, sip-options-tcp, sip-options-tls, tcp or none)"
+        "unknown check `{s}` (use sip-options, sip-options-udp, sip-options-tcp, sip-options-tls, sip-options-ws, sip-options-wss, tcp-connect, per-transport or none)"
     )
 }
 
 /// Resolves a check name against the transports a server speaks: `None` for an unknown
-/// name, `Some(None)` for `none`.
-fn check_kind(s: &str, transports: &[Transport]) -> Option<Option<Check>> {
+/// name, `Some(None)` for `none`. `sip-options` goes over UDP, else TCP, else TLS (with a
+/// `tls_name` to verify), else WebSocket, else secure WebSocket (with a `tls_name`); else it
+/// is a TCP connect.
+fn check_kind(s: &str, transports: &[Transport], has_tls_name: bool) -> Option<Option<Check>> {
     Some(Some(match s {
         "sip-options" if transports.contains(&Transport::Udp) => Check::SipUdp,
         "sip-options" if transports.contains(&Transport::Tcp) => Check::SipTcp,
+        "sip-options" if has_tls_name && transports.contains(&Transport::Tls) => Check::SipTls,
+        "sip-options" if transports.contains(&Transport::Ws) => Check::SipWs,
+        "sip-options" if has_tls_name && transports.contains(&Transport::Wss) => Check::SipWss,
         "sip-options" => Check::Tcp,
         "sip-options-udp" => Check::SipUdp,
         "sip-options-tcp" => Check::SipTcp,
         "sip-options-tls" => Check::SipTls,
-        "tcp" => Check::Tcp,
+        "sip-options-ws" => Check::SipWs,
+        "sip-options-wss" => Check::SipWss,
+        "tcp" | "tcp-connect" => Check::Tcp,
         "none" => return Some(None),
         _ => return None,
     }))
 }
 
 /// How one server is probed: its `health:` over the inherited settings, its `check:` (or
-/// the inherited one) resolved against the transports it speaks.
+/// the inherited one) resolved against the transports it speaks; with `per-transport` (the
+/// default when no `check:` applies) or a `checks:` map, one check per transport (and
+/// `probe.check` is `None`).
 pub(super) fn for_server(
     s: &raw::Server,
     transports: &[Transport],
@@ -174,16 +187,27 @@ pub(super) fn for_server(
     base_check: Option<&str>,
     path: &str,
     sink: &mut Sink,
-) -> ProbeConfig {
+) -> (ProbeConfig, Vec<TransportCheck>) {
     let (mut probe, mut check) = (base.clone(), base_check.map(str::to_owned));
     if let Some(h) = &s.health {
         (probe, check) = overlay(base, check, h, &format!("{path}.health"), sink);
     }
     if let Some(c) = &s.check {
         check = Some(c.value.clone());
+        if let Some(m) = &s.checks {
+            sink.on(
+                m,
+                format!("{path}.checks"),
+                "use `check` (one check for the whole server) or `checks` (one per transport), not both",
+            );
+        }
     }
-    let check_name = check.as_deref().unwrap_or("sip-options");
-    match check_kind(check_name, transports) {
+    let check_name = check.as_deref().unwrap_or(PER_TRANSPORT);
+    if s.checks.is_some() || check_name == PER_TRANSPORT {
+        probe.check = None;
+        return (probe, checks::per_transport(s, transports, path, sink));
+    }
+    match check_kind(check_name, transports, s.tls_name.is_some()) {
         Some(k) => probe.check = k,
         None => {
             if let Some(c) = &s.check {
@@ -191,37 +215,38 @@ pub(super) fn for_server(
             }
         }
     }
-    probe
+    (probe, Vec::new())
 }
 
-/// What a server's `sip-options-tls` check verifies: its `tls_name` (required by that check,
-/// refused with any other); the trust anchors are set once the whole file is read.
+/// What a server's `sip-options-tls` (or `sip-options-wss`) check verifies: its `tls_name`
+/// (required by that check, refused without one); the trust anchors are set once the whole
+/// file is read.
 pub(super) fn tls_check(
     s: &raw::Server,
-    check: Option<Check>,
+    uses_tls: Option<Check>,
     path: &str,
     sink: &mut Sink,
 ) -> Option<std::sync::Arc<TlsCheck>> {
     let name = s.tls_name.as_ref();
-    if check != Some(Check::SipTls) {
+    let Some(check) = uses_tls else {
         if let Some(n) = name {
             sink.on(
                 n,
                 format!("{path}.tls_name"),
-                "applies only to check sip-options-tls",
+                "applies only to checks sip-options-tls and sip-options-wss",
             );
         }
         return None;
-    }
+    };
     let Some(n) = name else {
-        let at = s
-            .check
-            .as_ref()
-            .map_or(s.address.referenced, |c| c.referenced);
+        let at = checks::tls_location(s);
         sink.at(
             at,
             format!("{path}.tls_name"),
-            "check sip-options-tls needs `tls_name`, the SIP domain its certificate must name",
+            format!(
+                "check {} needs `tls_name`, the SIP domain its certificate must name",
+                check.as_str()
+            ),
         );
         return None;
     };

@@ -325,6 +325,12 @@ pub(super) struct Server {
     #[serde(default)]
     pub tls_port: Option<S<u16>>,
     #[serde(default)]
+    pub ws_port: Option<S<u16>>,
+    #[serde(default)]
+    pub wss_port: Option<S<u16>>,
+    #[serde(default)]
+    pub ws_path: Option<S<String>>,
+    #[serde(default)]
     pub transports: Option<S<Values>>,
     #[serde(default)]
     pub weight: Option<S<u16>>,
@@ -334,6 +340,9 @@ pub(super) struct Server {
     pub capacity: Option<S<Capacity>>,
     #[serde(default)]
     pub check: Option<S<String>>,
+    /// A check per transport: `{ tls: sip-options-tls, tcp: tcp-connect }`.
+    #[serde(default)]
+    pub checks: Option<S<HashMap<S<String>, S<String>>>>,
     #[serde(default)]
     pub tls_name: Option<S<String>>,
     #[serde(default)]

@@ -12,7 +12,8 @@ use super::probe::{self, HealthDefaults};
 use super::raw;
 use super::values::Values;
 use super::{
-    CONTINENTS, Capacity, MAX_RECORDS_PER_NAME, ProbeConfig, RegionConfig, ServerConfig, Transport,
+    CONTINENTS, Capacity, Check, MAX_RECORDS_PER_NAME, ProbeConfig, RegionConfig, ServerConfig,
+    Transport,
 };
 
 /// Whether `s` can be one DNS label of a generated name (`uk`, `lon1`, `us-east`).
@@ -293,6 +294,9 @@ fn server(
     };
     let port = s.port.as_ref().map_or(5060, |p| p.value);
     let tls_port = s.tls_port.as_ref().map_or(5061, |p| p.value);
+    let ws_port = s.ws_port.as_ref().map_or(80, |p| p.value);
+    let wss_port = s.wss_port.as_ref().map_or(443, |p| p.value);
+    let ws_path = ws_path(s, path, sink);
     let weight = match &s.weight {
         None => 100,
         Some(w) if w.value >= 1 => w.value,
@@ -319,8 +323,11 @@ fn server(
             Some(Capacity { calls, cps })
         }
     });
-    let probe = probe::for_server(s, &transports, base, base_check, path, sink);
-    let tls_check = probe::tls_check(s, probe.check, path, sink);
+    let (probe, checks) = probe::for_server(s, &transports, base, base_check, path, sink);
+    let uses_tls = std::iter::once(probe.check)
+        .chain(checks.iter().map(|c| c.check))
+        .find_map(|c| c.filter(|c| matches!(c, Check::SipTls | Check::SipWss)));
+    let tls_check = probe::tls_check(s, uses_tls, path, sink);
     if addresses.is_empty() || transports.is_empty() {
         return None;
     }
@@ -329,13 +336,37 @@ fn server(
         addresses,
         port,
         tls_port,
+        ws_port,
+        wss_port,
+        ws_path,
         transports,
         weight,
         backup: s.backup.as_ref().is_some_and(|b| b.value),
         capacity,
         probe,
+        checks,
         tls_check,
     })
+}
+
+/// The path of a server's WebSocket upgrade (`ws_path`, default `/`): an absolute path of
+/// printable ASCII, no spaces, at most 256 bytes.
+fn ws_path(s: &raw::Server, path: &str, sink: &mut Sink) -> std::sync::Arc<str> {
+    let Some(p) = &s.ws_path else {
+        return "/".into();
+    };
+    let ok = p.value.starts_with('/')
+        && p.value.len() <= 256
+        && p.value.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+    if !ok {
+        sink.on(
+            p,
+            format!("{path}.ws_path"),
+            "ws_path is an absolute path like `/ws`: printable ASCII without spaces or `#`, at most 256 bytes",
+        );
+        return "/".into();
+    }
+    p.value.as_str().into()
 }
 
 pub(super) fn transports(v: &Spanned<Values>, path: &str, sink: &mut Sink) -> Vec<Transport> {
@@ -345,11 +376,13 @@ pub(super) fn transports(v: &Spanned<Values>, path: &str, sink: &mut Sink) -> Ve
             "udp" => Transport::Udp,
             "tcp" => Transport::Tcp,
             "tls" => Transport::Tls,
+            "ws" => Transport::Ws,
+            "wss" => Transport::Wss,
             _ => {
                 sink.at(
                     loc,
                     path,
-                    format!("unknown transport `{s}` (use udp, tcp or tls)"),
+                    format!("unknown transport `{s}` (use udp, tcp, tls, ws or wss)"),
                 );
                 continue;
             }

@@ -34,6 +34,8 @@ pub(crate) fn srv_labels(t: Transport) -> [&'static [u8]; 2] {
         Transport::Udp => [b"_sip", b"_udp"],
         Transport::Tcp => [b"_sip", b"_tcp"],
         Transport::Tls => [b"_sips", b"_tcp"],
+        Transport::Ws => [b"_sip", b"_ws"],
+        Transport::Wss => [b"_sips", b"_ws"],
     }
 }
 

@@ -125,6 +125,16 @@ fn row(v: &Value) -> [String; 9] {
     if v["suspect"].as_bool() == Some(true) {
         state.push_str(" (suspect)");
     }
+    // Health per transport: each transport's state, and each one's last probe.
+    let lanes = v["transports"].as_array().map_or(&[][..], Vec::as_slice);
+    let field = |t: &Value, k: &str| t[k].as_str().unwrap_or("-").to_owned();
+    if !lanes.is_empty() {
+        let each: Vec<String> = lanes
+            .iter()
+            .map(|t| format!("{}:{}", field(t, "transport"), field(t, "state")))
+            .collect();
+        let _ = write!(state, " [{}]", each.join(" "));
+    }
     let forced = v["forced"]
         .as_str()
         .map(|f| format!("{f} ({})", v["forced_by"].as_str().unwrap_or("?")));
@@ -138,6 +148,13 @@ fn row(v: &Value) -> [String; 9] {
     let note = active["note"].as_str().map(str::to_owned);
     let mut probe = match (v["check"].as_str(), v["last_result"].as_str()) {
         (Some("none"), _) => Some("not probed".to_owned()),
+        (Some("per-transport"), _) => Some(
+            lanes
+                .iter()
+                .map(|t| format!("{}: {}", field(t, "transport"), field(t, "last_result")))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
         (_, r) => r.map(str::to_owned),
     };
     // A TLS-checked server's certificate: days left (negative once expired).
@@ -304,6 +321,23 @@ mod tests {
              uk/lon1  drained       drained (api)  2099-01-01T00:00:00Z  200 OK             0.4ms  900/-      1m     disk\n\
              de/fra1  up (suspect)  -              -                     not probed         -      -          3s     -\n\
              de/fra2  up            -              -                     200 OK (cert 12d)  2.0ms  -          3s     -\n"
+        );
+    }
+
+    #[test]
+    fn servers_table_shows_each_transport() {
+        let v: Value = serde_json::json!({"servers": [
+            {"region": "uk", "server": "lon1", "state": "up", "suspect": false, "forced": null,
+             "forced_by": null, "check": "per-transport", "last_result": "timeout after 2s",
+             "rtt_ms": null, "load": null, "since_secs": 5.0,
+             "transports": [
+                {"transport": "udp", "state": "down", "last_result": "timeout after 2s"},
+                {"transport": "tls", "state": "up", "last_result": "200 OK"}]}
+        ]});
+        assert_eq!(
+            servers(&v),
+            "SERVER   STATE                 FORCED  UNTIL  PROBE                               RTT  CALLS/CPS  SINCE  NOTE\n\
+             uk/lon1  up [udp:down tls:up]  -       -      udp: timeout after 2s; tls: 200 OK  -    -          5s     -\n"
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Steered answers: NAPTR, SRV and A/AAAA records written from the steering core's plan.
 //! The plan chooses the regions (its tiers, nearest healthy first) and the reason; this file
-//! decides how they are written: NAPTR preferences in transport order, SRV priorities by tier
+//! decides how they are written: NAPTR preferences in transport order (a transport no server
+//! of the tiers is answered on leaves, NAPTR and SRV set), SRV priorities by tier
 //! (10 per tier, one more for backup servers) with weights from the servers' headroom, and
 //! which of the first tier's A/AAAA addresses are answered (at most `answers`, rotated by
 //! client subnet).
@@ -13,7 +14,9 @@ use crate::config::Transport;
 use crate::dns::snapshot::Snapshot;
 use crate::proto::{RCODE_SERVFAIL, TYPE_A, TYPE_AAAA, TYPE_NAPTR, TYPE_SRV};
 use crate::routing::{SteerKind, SteerRef};
-use crate::steering::{self, Asked, Plan, Reason, Service, Steering, srv_weight, tier_servers};
+use crate::steering::{
+    self, Asked, Plan, Reason, Service, Steering, serves_on, srv_weight, tier_servers,
+};
 
 /// Writes the steered answer for `qtype`; false when the name has no data of that type.
 pub(crate) fn answer(
@@ -125,7 +128,7 @@ impl Cx<'_> {
         for (k, &pos) in self.plan.tiers().iter().enumerate() {
             let region = self.svc.regions[pos as usize];
             for (si, s) in tier_servers(self.st, &self.snap.health, region, self.plan) {
-                if !s.transports.contains(&t) {
+                if !serves_on(&self.snap.health, s, t, self.plan) {
                     continue;
                 }
                 let host = &self.svc.hosts[pos as usize][si];
@@ -150,7 +153,11 @@ impl Cx<'_> {
         for &pos in self.plan.tiers() {
             let region = self.svc.regions[pos as usize];
             for (si, s) in tier_servers(self.st, &self.snap.health, region, self.plan) {
-                if !s.transports.iter().any(|t| transports.contains(t)) {
+                let health = &self.snap.health;
+                if !transports
+                    .iter()
+                    .any(|&t| serves_on(health, s, t, self.plan))
+                {
                     continue;
                 }
                 let host = &self.svc.hosts[pos as usize][si];
@@ -170,7 +177,13 @@ impl Cx<'_> {
             Asked::Service => &self.svc.srv_names,
             Asked::Region(p) => &self.svc.region_srv_names[p as usize],
         };
+        let mut written = 0;
         for (i, (t, name)) in srv_names.iter().enumerate() {
+            if !self.answered_on(*t) {
+                // No server of the tiers is answered on it: its NAPTR leaves with its SRV set.
+                continue;
+            }
+            written += 1;
             let service = steering::naptr_service(*t);
             let pref = 10 * (i as u16 + 1);
             let ok = w.record_with(
@@ -193,7 +206,13 @@ impl Cx<'_> {
                 return true;
             }
         }
+        if written == 0 {
+            return false;
+        }
         for (t, name) in srv_names {
+            if !self.answered_on(*t) {
+                continue;
+            }
             let mark = w.mark();
             if self.srv_records(ADDITIONAL, name, *t, w).is_none() {
                 w.rollback(mark);
@@ -236,6 +255,15 @@ impl Cx<'_> {
 }
 
 impl Cx<'_> {
+    /// Whether a server of the plan's tiers is answered on transport `t`.
+    fn answered_on(&self, t: Transport) -> bool {
+        self.plan.tiers().iter().any(|&pos| {
+            let region = self.svc.regions[pos as usize];
+            tier_servers(self.st, &self.snap.health, region, self.plan)
+                .any(|(_, s)| serves_on(&self.snap.health, s, t, self.plan))
+        })
+    }
+
     /// The `k`-th address of one family among a tier region's answered servers.
     fn nth_address(&self, region: usize, v4: bool, k: usize) -> Option<&[u8]> {
         tier_servers(self.st, &self.snap.health, region, self.plan)

@@ -1,5 +1,6 @@
 //! The servers in an explanation: the days left on their TLS certificates, from the running
-//! health hub (`/v1/explain`), and the ranking line that shows them.
+//! health hub (`/v1/explain`), and the ranking line that shows them (with the transports a
+//! server is left out on).
 
 use std::fmt::Write as _;
 
@@ -37,7 +38,7 @@ pub(super) fn render_rank(s: &mut String, i: usize, r: &RankOut) {
         .iter()
         .map(|x| {
             format!(
-                "{} {}{}{}{}{}{}",
+                "{} {}{}{}{}{}{}{}",
                 x.name,
                 x.state.as_str(),
                 if x.suspect { " (suspect)" } else { "" },
@@ -55,7 +56,12 @@ pub(super) fn render_rank(s: &mut String, i: usize, r: &RankOut) {
                         }
                     ))
                     .unwrap_or_default(),
-                x.tls_days_left.map(tls_days).unwrap_or_default()
+                x.tls_days_left.map(tls_days).unwrap_or_default(),
+                if x.not_on.is_empty() || !x.state.serves() {
+                    String::new()
+                } else {
+                    format!(" (not on {})", x.not_on.join(", "))
+                }
             )
         })
         .collect();

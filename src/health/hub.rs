@@ -5,7 +5,6 @@
 //! survives reloads for servers whose identity did not change.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,6 +19,7 @@ mod cert_watch;
 mod force;
 pub use force::Force;
 mod gauges;
+mod lanes;
 mod load_round;
 mod meters;
 mod report;
@@ -31,13 +31,16 @@ use super::monitor::Monitor;
 use super::state::ServerHealth;
 use super::vocab::{Cadence, CodePolicy, ProbeSpec, Target, Thresholds};
 use crate::config::operator::{ForcedState, OperatorStates};
-use crate::config::{Check, Config, ServerConfig, Transport};
+use crate::config::{Check, Config, ServerConfig};
 use crate::events::{EventLog, Kind};
 use crate::lock::guard;
-use crate::steering::{HealthView, RECENT_FLIP, Steering};
+use crate::steering::{HealthView, Steering};
 use crate::telemetry::Telemetry;
+use lanes::view;
 use report::report;
-pub use report::{ApiStateOut, CapacityOut, CertOut, FileStateOut, LoadOut, ServerReport};
+pub use report::{
+    ApiStateOut, CapacityOut, CertOut, FileStateOut, LoadOut, ServerReport, TransportOut,
+};
 
 /// Why an operator action or a load report was not applied.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,8 @@ impl HubError {
 #[derive(Debug, Clone, PartialEq)]
 struct Identity {
     target: Option<Target>,
+    /// The transports (a mask) and target of every lane after the first.
+    more: Vec<(u8, Option<Target>)>,
     capacity: Option<crate::config::Capacity>,
     rise: u32,
     fall: u32,
@@ -74,8 +79,14 @@ struct Entry {
     region: String,
     server: String,
     identity: Identity,
+    /// The first lane's check and transports (a mask).
     check: Option<Check>,
+    mask: u8,
+    /// The first lane's state machine, and the server's forced state and load.
     health: ServerHealth,
+    /// The lanes after the first (health per transport).
+    more: Vec<lanes::Lane>,
+    per_transport: bool,
     meters: Arc<meters::Meters>,
     cert: cert_watch::CertState,
 }
@@ -137,32 +148,6 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The probe target of a server: its first address, on the port its check uses.
-fn target_of(s: &ServerConfig) -> Option<Target> {
-    let ip = *s.addresses.first()?;
-    let check = s.probe.check?;
-    let port = match check {
-        Check::Tcp
-            if !s.transports.contains(&Transport::Udp)
-                && !s.transports.contains(&Transport::Tcp) =>
-        {
-            s.tls_port
-        }
-        Check::SipTls => s.tls_port,
-        _ => s.port,
-    };
-    let tls = if check == Check::SipTls {
-        Some(s.tls_check.clone()?)
-    } else {
-        None
-    };
-    Some(Target {
-        addr: SocketAddr::new(ip, port),
-        check,
-        tls,
-    })
 }
 
 /// The forced state in effect for a server and where it comes from: the API's wins over the
@@ -240,19 +225,14 @@ impl HealthHub {
         for r in &cfg.regions {
             for s in &r.servers {
                 let key = (r.name.clone(), s.name.clone());
-                let identity = Identity {
-                    target: target_of(s),
-                    capacity: s.capacity,
-                    rise: s.probe.rise,
-                    fall: s.probe.fall,
-                };
+                let (identity, mask, check) = lanes::identity_of(s);
                 let old_entry = old.remove(&key);
                 let meters = match &old_entry {
                     Some(e) => e.meters.clone(),
                     None => Arc::new(meters::Meters::new(&key.0, &key.1, &self.telemetry)),
                 };
-                let (mut health, cert) = match old_entry {
-                    Some(e) if e.identity == identity => (e.health, e.cert),
+                let (mut health, more, cert) = match old_entry {
+                    Some(e) if e.identity == identity => (e.health, e.more, e.cert),
                     _ => (
                         ServerHealth::new(
                             Thresholds {
@@ -262,6 +242,7 @@ impl HealthHub {
                             s.capacity,
                             now,
                         ),
+                        lanes::more_lanes(s, now),
                         Default::default(),
                     ),
                 };
@@ -271,29 +252,29 @@ impl HealthHub {
                 }
                 health.set_forced(effective_forced(&inner, &key, wall).0, now);
                 let slot = inner.entries.len();
-                if let Some(t) = &identity.target {
-                    inner.by_target.entry(t.clone()).or_default().push(slot);
-                    specs.entry(t.clone()).or_insert_with(|| ProbeSpec {
-                        target: t.clone(),
-                        cadence: cadence(&s.probe),
-                        thresholds: Thresholds {
-                            rise: s.probe.rise,
-                            fall: s.probe.fall,
-                        },
-                        policy: if s.probe.healthy_codes.is_empty() {
-                            default_policy.clone()
-                        } else {
-                            Arc::new(CodePolicy::from_ranges(&s.probe.healthy_codes))
-                        },
-                    });
+                let targets =
+                    std::iter::once(&identity.target).chain(identity.more.iter().map(|m| &m.1));
+                for (k, t) in targets.enumerate() {
+                    let Some(t) = t else { continue };
+                    inner
+                        .by_target
+                        .entry(t.clone())
+                        .or_default()
+                        .push((slot, k as u8));
+                    specs
+                        .entry(t.clone())
+                        .or_insert_with(|| spec(t, s, &default_policy));
                 }
                 inner.by_name.insert(key.clone(), slot);
                 inner.entries.push(Entry {
                     region: key.0,
                     server: key.1,
                     identity,
-                    check: s.probe.check,
+                    check,
+                    mask,
                     health,
+                    more,
+                    per_transport: !s.checks.is_empty(),
                     meters,
                     cert,
                 });
@@ -306,7 +287,7 @@ impl HealthHub {
                 slots
                     .as_slice()
                     .iter()
-                    .any(|&i| inner.entries[i].health.last().is_some())
+                    .any(|&(i, k)| inner.entries[i].lane(k).is_some_and(|h| h.last().is_some()))
             });
             if !seen {
                 inner.pending.insert(t.clone());
@@ -452,34 +433,20 @@ fn refresh_forced(inner: &mut Inner, now: Instant, events: &EventLog) {
     }
 }
 
-fn view(inner: &Inner, now: Instant) -> HealthView {
-    let shed: Vec<u64> = match inner.shed {
-        Some(marks) => inner
-            .entries
-            .iter()
-            .map(|e| e.health.shed_threshold(now, marks, inner.report_ttl))
-            .collect(),
-        None => vec![0; inner.entries.len()],
-    };
-    HealthView {
-        shedding: shed.iter().any(|&t| t != 0),
-        shed,
-        status: inner
-            .entries
-            .iter()
-            .map(|e| e.health.effective(now, inner.overflow_at, inner.report_ttl))
-            .collect(),
-        headroom: inner
-            .entries
-            .iter()
-            .map(|e| e.health.headroom(now, inner.report_ttl).map(|h| h as f32))
-            .collect(),
-        suspect: inner.entries.iter().map(|e| e.health.suspect()).collect(),
-        flipped: inner
-            .entries
-            .iter()
-            .map(|e| e.health.flipped_within(now, RECENT_FLIP))
-            .collect(),
+/// How a target of server `s` is probed.
+fn spec(t: &Target, s: &ServerConfig, default_policy: &Arc<CodePolicy>) -> ProbeSpec {
+    ProbeSpec {
+        target: t.clone(),
+        cadence: cadence(&s.probe),
+        thresholds: Thresholds {
+            rise: s.probe.rise,
+            fall: s.probe.fall,
+        },
+        policy: if s.probe.healthy_codes.is_empty() {
+            default_policy.clone()
+        } else {
+            Arc::new(CodePolicy::from_ranges(&s.probe.healthy_codes))
+        },
     }
 }
 

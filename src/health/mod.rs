@@ -1,6 +1,7 @@
 //! Health of SIP servers. The words every part speaks (`vocab`: targets, probe specs,
 //! results, the common tick); the SIP wire format (`sip`); the checks over TCP (`tcp`) and
-//! TLS (`tls`, reading certificates through `cert`); the probe engine that schedules every
+//! TLS (`tls`, reading certificates through `cert`) and WebSocket (`ws`, plain or through
+//! `tls`); the probe engine that schedules every
 //! probe and runs SIP over UDP (`udp`, one entry: [`udp::UdpProber`]); one probe outside the
 //! scheduler (`probe`); the pure state machine (`state`); the hub's handle on the engine
 //! (`monitor`) and the table that ties probes to the running config and publishes into the
@@ -20,3 +21,4 @@ mod tcp;
 mod tls;
 pub mod udp;
 pub(crate) mod vocab;
+mod ws;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 pub use super::vocab::{CodePolicy, Outcome, ProbeError, ProbeResult, Target, TlsFailure, TlsSeen};
 
 use super::udp::UdpProber;
-use super::{tcp, tls};
+use super::{tcp, tls, ws};
 use crate::config::Check;
 
 /// Runs one probe, bounded by `timeout` (SIP over UDP through an engine of its own).
@@ -24,7 +24,10 @@ pub async fn probe_with(
     udp: Option<&UdpProber>,
 ) -> ProbeResult {
     match target.check {
-        Check::SipTls => return Box::pin(tls::probe(target, timeout, policy)).await,
+        Check::SipTls | Check::SipWss => {
+            return Box::pin(tls::probe(target, timeout, policy)).await;
+        }
+        Check::SipWs => return ws::probe(target, timeout, policy).await,
         Check::SipUdp => {}
         _ => return tcp::probe(target, timeout, policy).await,
     }

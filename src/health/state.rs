@@ -151,13 +151,24 @@ impl ServerHealth {
 
     /// The state steering uses.
     pub(crate) fn effective(&self, now: Instant, overflow_at: f64, report_ttl: Duration) -> Status {
+        self.effective_as(self.probed.observed, now, overflow_at, report_ttl)
+    }
+
+    /// The state steering uses while the probes say `observed` (one transport's check).
+    pub(crate) fn effective_as(
+        &self,
+        observed: Observed,
+        now: Instant,
+        overflow_at: f64,
+        report_ttl: Duration,
+    ) -> Status {
         match self.forced {
             Some(ForcedState::Drain) => return Status::Drained,
             Some(ForcedState::Up) => return Status::Up,
             Some(ForcedState::Down) => return Status::Down,
             None => {}
         }
-        match self.probed.observed {
+        match observed {
             Observed::Down => Status::Down,
             Observed::Full => Status::Full,
             _ if self

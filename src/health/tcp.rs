@@ -23,9 +23,9 @@ pub(crate) async fn probe(target: &Target, timeout: Duration, policy: &CodePolic
         Check::Tcp => connect(target.addr, timeout).await,
         // Boxed: its buffers stay out of the future of whoever awaits it.
         Check::SipTcp => Box::pin(sip(target.addr, timeout, policy)).await,
-        Check::SipUdp | Check::SipTls => Err(ProbeError::Network(std::io::Error::other(
-            "not a check over plain tcp",
-        ))),
+        Check::SipUdp | Check::SipTls | Check::SipWs | Check::SipWss => Err(ProbeError::Network(
+            std::io::Error::other("not a check over plain tcp"),
+        )),
     };
     ProbeResult::from_res(r, start.elapsed())
 }

@@ -1,7 +1,8 @@
 //! SIP OPTIONS over TLS: a TCP connect, a handshake that sends the server's `tls_name` as SNI
 //! and verifies the chain against the configured CA file or the built-in roots and the name
 //! against the certificate's subjectAltName DNS entries (RFC 5922), then the OPTIONS exchange
-//! of `tcp`, all within the probe timeout. The leaf certificate's notAfter is read whatever
+//! of `tcp` (or, for `sip-options-wss`, the WebSocket exchange of `ws`), all within the probe
+//! timeout. The leaf certificate's notAfter is read whatever
 //! the verification says, and a failure is classified (expired, name mismatch, untrusted,
 //! handshake, timeout).
 
@@ -18,7 +19,8 @@ use tokio_rustls::TlsConnector;
 use super::cert;
 use super::tcp::options;
 use super::vocab::{CodePolicy, ProbeError, ProbeResult, Res, Target, TlsFailure, TlsSeen};
-use crate::config::TlsCheck;
+use super::ws;
+use crate::config::{Check, TlsCheck};
 use crate::lock::guard;
 
 /// Runs one TLS check of `target`, bounded by `timeout`.
@@ -59,6 +61,9 @@ async fn run(
             .connect(name, tcp)
             .await
             .map_err(|e| ProbeError::Tls(crate::files::lower(&e.to_string())))?;
+        if target.check == Check::SipWss {
+            return ws::exchange(s, target, local, Some(&check.name), policy).await;
+        }
         options(&mut s, addr, local, "TLS", policy).await
     };
     match tokio::time::timeout(timeout, fut).await {

@@ -17,8 +17,11 @@ use crate::config::{Check, TlsCheck};
 pub struct Target {
     pub addr: SocketAddr,
     pub check: Check,
-    /// What a `sip-options-tls` check verifies; `None` for every other check.
+    /// What a `sip-options-tls` or `sip-options-wss` check verifies; `None` for every other
+    /// check.
     pub tls: Option<Arc<TlsCheck>>,
+    /// The path of a WebSocket check's upgrade request; `None` for every other check.
+    pub path: Option<Arc<str>>,
 }
 
 impl Target {
@@ -28,6 +31,7 @@ impl Target {
             addr,
             check,
             tls: None,
+            path: None,
         }
     }
 }

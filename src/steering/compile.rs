@@ -54,6 +54,8 @@ pub struct Server {
     pub weight: u16,
     pub port: u16,
     pub tls_port: u16,
+    pub ws_port: u16,
+    pub wss_port: u16,
     pub transports: Vec<Transport>,
     pub v4: Vec<[u8; 4]>,
     pub v6: Vec<[u8; 16]>,
@@ -62,10 +64,11 @@ pub struct Server {
 
 impl Server {
     pub fn port_for(&self, t: Transport) -> u16 {
-        if t == Transport::Tls {
-            self.tls_port
-        } else {
-            self.port
+        match t {
+            Transport::Udp | Transport::Tcp => self.port,
+            Transport::Tls => self.tls_port,
+            Transport::Ws => self.ws_port,
+            Transport::Wss => self.wss_port,
         }
     }
 }
@@ -209,6 +212,8 @@ fn compile_server(s: &ServerConfig, slot: usize) -> Server {
         weight: s.weight,
         port: s.port,
         tls_port: s.tls_port,
+        ws_port: s.ws_port,
+        wss_port: s.wss_port,
         transports: s.transports.clone(),
         v4,
         v6,

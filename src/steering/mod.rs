@@ -70,6 +70,10 @@ pub struct HealthView {
     pub shed: Vec<u64>,
     /// Whether any server sheds: only then is a client's shedding hash computed.
     pub shedding: bool,
+    /// The transports (a mask of [`Transport::bit`]) a server is not answered on while its
+    /// state serves: those whose own check (health per transport) says it does not; 0 when
+    /// one check decides the whole server.
+    pub not_on: Vec<u8>,
 }
 
 /// How long a server counts as recently flipped, for the trouble TTL.
@@ -85,7 +89,12 @@ impl HealthView {
             flipped: vec![false; slots],
             shed: vec![0; slots],
             shedding: false,
+            not_on: vec![0; slots],
         }
+    }
+    /// Whether the server is left out on transport `t` by that transport's own health.
+    pub fn out_on(&self, slot: usize, t: Transport) -> bool {
+        self.not_on.get(slot).is_some_and(|m| m & t.bit() != 0)
     }
     /// The server's shedding threshold (0 when it sheds nobody).
     pub fn shed(&self, slot: usize) -> u64 {
@@ -353,6 +362,12 @@ pub fn tier_servers<'a>(
         })
 }
 
+/// Whether a server answered for a tier of `plan` is answered on transport `t`: it lists
+/// `t`, and (unless the plan fails open) `t`'s own health does not leave it out.
+pub fn serves_on(health: &HealthView, s: &Server, t: Transport, plan: &Plan) -> bool {
+    s.transports.contains(&t) && (plan.fail_open || !health.out_on(s.slot, t))
+}
+
 /// The TTL of a planned answer: the service's trouble TTL while any server of its tier
 /// regions is in trouble, else its TTL; at most the warm-up TTL for a warm-up answer.
 pub fn answer_ttl(st: &Steering, health: &HealthView, svc: &Service, plan: &Plan) -> u32 {
@@ -387,5 +402,7 @@ pub fn naptr_service(t: Transport) -> &'static [u8] {
         Transport::Udp => b"SIP+D2U",
         Transport::Tcp => b"SIP+D2T",
         Transport::Tls => b"SIPS+D2T",
+        Transport::Ws => b"SIP+D2W",
+        Transport::Wss => b"SIPS+D2W",
     }
 }

@@ -25,6 +25,7 @@ fn target(addr: std::net::SocketAddr, ca: &SipCa) -> Target {
             name: NAME.into(),
             ca: Some(vec![ca].into()),
         })),
+        path: None,
     }
 }
 

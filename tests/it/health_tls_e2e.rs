@@ -243,7 +243,7 @@ regions:
             "zones/z.yaml:9:39: regions.uk.servers.a.tls_name: check sip-options-tls needs `tls_name`, the SIP domain its certificate must name",
             "zones/z.yaml:10:66: regions.uk.servers.b.tls_name: invalid DNS name `not a name`",
             "zones/z.yaml:11:66: regions.uk.servers.c.tls_name: invalid DNS name `192.0.2.3`",
-            "zones/z.yaml:12:66: regions.uk.servers.d.tls_name: applies only to check sip-options-tls",
+            "zones/z.yaml:12:66: regions.uk.servers.d.tls_name: applies only to checks sip-options-tls and sip-options-wss",
         ]
     );
 }

@@ -1,5 +1,6 @@
 //! What monitoring and operators' tools see from a real sipsteer: the metrics present on the
-//! first scrape, every metric the shipped alerts, dashboard and docs name, `check: none`
+//! first scrape, every metric the shipped alerts, dashboard and docs name (a server with
+//! health per transport among them, sharing its probes with the others), `check: none`
 //! servers shown up, rounded headroom, and JSON bodies sent with curl's form content type.
 
 use std::collections::BTreeSet;
@@ -44,6 +45,7 @@ regions:
     servers:
       fra1: {{ address: 192.0.2.20, check: none }}
       fra2: {{ address: 127.0.0.1, transports: [tls], tls_port: {tls_port}, check: sip-options-tls, tls_name: sip.example.com }}
+      fra3: {{ address: 127.0.0.1, transports: [udp, tls], port: {sip_port}, tls_port: {tls_port}, checks: {{ udp: sip-options }}, tls_name: sip.example.com }}
 services:
   sip: {{ regions: [uk, de], fallback: [uk, de] }}
 "#
@@ -134,7 +136,10 @@ async fn first_scrape_and_every_named_metric() {
     loop {
         let (_, body) = get(a, "/v1/servers").await;
         let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-        if v["servers"][0]["state"] == "up" && v["servers"][2]["state"] == "up" {
+        let lanes_up = v["servers"][3]["transports"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|t| t["observed"] == "up"));
+        if v["servers"][0]["state"] == "up" && v["servers"][2]["state"] == "up" && lanes_up {
             assert_eq!(v["servers"][1]["state"], "up", "check: none is up: {body}");
             break;
         }

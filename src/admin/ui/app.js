@@ -68,9 +68,17 @@
       if (f && f.note) t += ': ' + f.note;
       c.appendChild(el('div', null, t));
     }
-    let probe = s.check === 'none' ? 'not probed' : 'probe ' + (s.last_result || 'pending');
-    if (s.rtt_ms !== null && s.rtt_ms !== undefined) probe += ' · ' + s.rtt_ms.toFixed(1) + ' ms';
-    c.appendChild(el('div', 'muted', probe));
+    if (s.transports && s.transports.length) {
+      // Health per transport: each transport's state and last probe.
+      for (const t of s.transports) {
+        const line = t.transport + ' ' + t.state + ' · ' + (t.check === 'none' ? 'not probed' : (t.last_result || 'pending'));
+        c.appendChild(el('div', 'muted', line));
+      }
+    } else {
+      let probe = s.check === 'none' ? 'not probed' : 'probe ' + (s.last_result || 'pending');
+      if (s.rtt_ms !== null && s.rtt_ms !== undefined) probe += ' · ' + s.rtt_ms.toFixed(1) + ' ms';
+      c.appendChild(el('div', 'muted', probe));
+    }
     if (s.load || s.capacity) {
       const load = s.load || {};
       const cap = s.capacity || {};

@@ -1,4 +1,5 @@
-//! Probe results applied to the hub: each to the servers that share its target, counted,
+//! Probe results applied to the hub: each to the servers (and the lane of each, the
+//! transport it decides when health is per transport) that share its target, counted,
 //! logged when a server turns suspect or flips (or its certificate crosses a warning
 //! threshold), and published once per batch.
 
@@ -6,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{HealthHub, Inner, now, unix_now};
+use crate::config::Transport;
 use crate::events::Kind;
 use crate::health::vocab::{ProbeResult, Target};
 use crate::lock::guard;
@@ -39,7 +41,7 @@ impl HealthHub {
             return false;
         };
         let mut changed = false;
-        for &i in slots.as_slice() {
+        for &(i, k) in slots.as_slice() {
             let Some(e) = inner.entries.get_mut(i) else {
                 continue;
             };
@@ -51,27 +53,41 @@ impl HealthHub {
                     tracing::warn!(server = %name, "{warning}");
                 }
             }
-            let was_suspect = e.health.suspect();
-            let flip = e.health.apply(res, now);
-            if e.health.suspect() == was_suspect && flip.is_none() {
+            // The transport whose health this lane decides, when health is per transport.
+            let transport = e
+                .per_transport()
+                .then(|| Transport::in_mask(e.lane_mask(k)).next())
+                .flatten();
+            let Some(h) = e.lane_mut(k) else {
+                continue;
+            };
+            let was_suspect = h.suspect();
+            let flip = h.apply(res, now);
+            let suspect = h.suspect();
+            if suspect == was_suspect && flip.is_none() {
                 continue;
             }
             let name = format!("{}/{}", e.region, e.server);
-            if e.health.suspect() != was_suspect {
+            let on = transport.map_or("", Transport::as_str);
+            if suspect != was_suspect {
                 if !was_suspect {
-                    tracing::info!(server = %name, detail = %res.detail, "server suspect");
+                    tracing::info!(server = %name, transport = on, detail = %res.detail, "server suspect");
                     e.meters.suspect();
                 }
                 changed = true;
             }
             if let Some((from, to)) = flip {
-                tracing::info!(server = %name, from = ?from, to = ?to, detail = %res.detail, "server state changed");
-                self.events.record(
-                    Kind::Flip,
-                    name,
-                    format!("{} → {}: {}", from.as_str(), to.as_str(), res.detail),
-                );
+                tracing::info!(server = %name, transport = on, from = ?from, to = ?to, detail = %res.detail, "server state changed");
+                let what = format!("{} → {}: {}", from.as_str(), to.as_str(), res.detail);
+                let message = match transport {
+                    Some(t) => format!("{}: {what}", t.as_str()),
+                    None => what,
+                };
+                self.events.record(Kind::Flip, name, message);
                 e.meters.flip(to, &self.telemetry);
+                if let Some(t) = transport {
+                    e.meters.transport_flip(t, to, &self.telemetry);
+                }
                 changed = true;
             }
         }

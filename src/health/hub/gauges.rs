@@ -1,5 +1,6 @@
 //! The gauges `/metrics` reads at scrape time: servers per state, suspect servers, healthy
-//! servers per region, probe targets, when the scheduler last started a probe and each TLS
+//! servers per region, whether each server is answered on each transport (health per
+//! transport), probe targets, when the scheduler last started a probe and each TLS
 //! certificate's time left; and the hub's one counter of its own (state file write errors). Every handle is made once: the
 //! hub's with the hub, a region's with the meters of each of its servers.
 
@@ -9,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use metrics::{Counter, Gauge};
 
 use super::{HealthHub, now};
+use crate::config::Transport;
 use crate::lock::guard;
 use crate::steering::Status;
 use crate::telemetry::Telemetry;
@@ -53,7 +55,15 @@ impl HealthHub {
         let mut counts = [0.0f64; 5];
         let mut healthy: BTreeMap<&str, (f64, &Gauge)> = BTreeMap::new();
         for e in &inner.entries {
-            let state = e.health.effective(now, inner.overflow_at, inner.report_ttl);
+            let (state, not_on) = e.status(now, inner.overflow_at, inner.report_ttl);
+            if e.per_transport() {
+                for (mask, _, _, _) in e.lanes() {
+                    for t in Transport::in_mask(mask) {
+                        let up = state.serves() && not_on & t.bit() == 0;
+                        e.meters.transport_up(t, up, &self.telemetry);
+                    }
+                }
+            }
             let region = healthy
                 .entry(e.region.as_str())
                 .or_insert((0.0, e.meters.region_healthy()));
@@ -71,7 +81,7 @@ impl HealthHub {
         for (gauge, v) in g.servers.iter().zip(counts) {
             gauge.set(v);
         }
-        let suspect = inner.entries.iter().filter(|e| e.health.suspect()).count();
+        let suspect = inner.entries.iter().filter(|e| e.suspect()).count();
         g.suspect.set(suspect as f64);
         for (v, gauge) in healthy.into_values() {
             gauge.set(v);

@@ -1,10 +1,12 @@
 //! The per-server probe metrics, registered once per server (at the reload that adds it) and
 //! kept across reloads, so a probe result costs a few atomic adds, not a registry lookup. A
 //! flip's counter is registered at the server's first flip to that state; the TLS series at
-//! the server's first TLS check.
+//! the server's first TLS check; a transport's series (health per transport) at its first
+//! flip or scrape.
 
 use std::sync::OnceLock;
 
+use crate::config::Transport;
 use crate::health::state::Observed;
 use crate::health::vocab::{Outcome, TlsFailure};
 use crate::telemetry::Telemetry;
@@ -28,6 +30,11 @@ pub(super) struct Meters {
     cert_expiry: OnceLock<metrics::Gauge>,
     /// `sipsteer_sip_tls_failures_total`, by [`TlsFailure::ALL`], from the first TLS check.
     tls_failures: OnceLock<[metrics::Counter; 5]>,
+    /// `sipsteer_transport_flips_total`, by transport and the state flipped to (health per
+    /// transport only).
+    transport_flips: [[OnceLock<metrics::Counter>; 4]; 5],
+    /// `sipsteer_server_transport_up`, by transport (health per transport only).
+    transport_up: [OnceLock<metrics::Gauge>; 5],
 }
 
 impl Meters {
@@ -56,6 +63,8 @@ impl Meters {
             server: server.to_owned(),
             cert_expiry: OnceLock::new(),
             tls_failures: OnceLock::new(),
+            transport_flips: Default::default(),
+            transport_up: Default::default(),
         }
     }
 
@@ -79,6 +88,34 @@ impl Meters {
                 )
             })
             .increment(1);
+    }
+
+    /// Counts a flip of one transport's health to `to` (health per transport).
+    pub(super) fn transport_flip(&self, tr: Transport, to: Observed, t: &Telemetry) {
+        self.transport_flips[tr as usize][to as usize]
+            .get_or_init(|| {
+                t.counter(
+                    "sipsteer_transport_flips_total",
+                    &[
+                        ("server", &self.name),
+                        ("transport", tr.as_str()),
+                        ("to", to.as_str()),
+                    ],
+                )
+            })
+            .increment(1);
+    }
+
+    /// Sets whether the server is answered on transport `tr` (health per transport).
+    pub(super) fn transport_up(&self, tr: Transport, up: bool, t: &Telemetry) {
+        self.transport_up[tr as usize]
+            .get_or_init(|| {
+                t.gauge(
+                    "sipsteer_server_transport_up",
+                    &[("server", &self.name), ("transport", tr.as_str())],
+                )
+            })
+            .set(f64::from(u8::from(up)));
     }
 
     /// Counts one probe result (and its round trip when the server answered).

@@ -1,14 +1,15 @@
 //! What `/v1/servers` and the operator actions show of one server: its state, where a forced
 //! state comes from (and the states set through the API and the operator state file, active
-//! or not), its last probe, its load and its TLS certificate.
+//! or not), its last probe, its load, its TLS certificate and, when its health is per
+//! transport, each transport's state.
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{Inner, effective_forced};
-use crate::config::Check;
+use super::{Entry, Inner, effective_forced};
 use crate::config::operator::ForcedState;
+use crate::config::{Check, Transport};
 use crate::steering::Status;
 
 /// What `/v1/servers` shows for one server.
@@ -45,6 +46,25 @@ pub struct ServerReport {
     /// A TLS-checked server's certificate, once a check has read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_certificate: Option<CertOut>,
+    /// Health per transport (`check: per-transport` or `checks:`): one entry per transport;
+    /// empty (and left out) when one check decides the whole server.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transports: Vec<TransportOut>,
+}
+
+/// What `/v1/servers` shows of one transport of a server whose health is per transport.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportOut {
+    pub transport: &'static str,
+    /// The server's state on this transport: it is answered on it while this serves.
+    pub state: Status,
+    pub observed: &'static str,
+    pub suspect: bool,
+    pub check: &'static str,
+    pub target: Option<String>,
+    pub last_result: Option<String>,
+    pub last_code: Option<u16>,
+    pub since_secs: f64,
 }
 
 /// What `/v1/servers` shows of a TLS-checked server's certificate.
@@ -113,6 +133,30 @@ fn api_state_out(inner: &Inner, key: &(String, String), now: SystemTime) -> Opti
     })
 }
 
+/// The transports of a server whose health is per transport, as `/v1/servers` shows them.
+fn transports_out(inner: &Inner, e: &Entry, now: Instant) -> Vec<TransportOut> {
+    if !e.per_transport() {
+        return Vec::new();
+    }
+    let states = e.lane_states(now, inner.overflow_at, inner.report_ttl);
+    e.lanes()
+        .zip(states)
+        .flat_map(|((mask, check, target, h), (_, state, observed))| {
+            Transport::in_mask(mask).map(move |t| TransportOut {
+                transport: t.as_str(),
+                state,
+                observed: observed.as_str(),
+                suspect: h.suspect(),
+                check: check.map_or("none", Check::as_str),
+                target: target.map(|t| t.addr.to_string()),
+                last_result: h.last().map(|r| r.detail.clone()),
+                last_code: h.last().and_then(|r| r.code),
+                since_secs: now.saturating_duration_since(e.since()).as_secs_f64(),
+            })
+        })
+        .collect()
+}
+
 pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
     let e = &inner.entries[i];
     let h = &e.health;
@@ -122,9 +166,9 @@ pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
     ServerReport {
         region: e.region.clone(),
         server: e.server.clone(),
-        state: h.effective(now, inner.overflow_at, inner.report_ttl),
-        observed: h.observed().as_str(),
-        suspect: h.suspect(),
+        state: e.status(now, inner.overflow_at, inner.report_ttl).0,
+        observed: e.observed().as_str(),
+        suspect: e.suspect(),
         forced: h.forced().map(ForcedState::state_str),
         forced_by: effective_forced(inner, &key, wall).1,
         api_state: api_state_out(inner, &key, wall),
@@ -136,7 +180,11 @@ pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
             note: o.note.clone(),
         }),
         target: e.identity.target.as_ref().map(|t| t.addr.to_string()),
-        check: e.check.map_or("none", Check::as_str),
+        check: if e.per_transport() {
+            "per-transport"
+        } else {
+            e.check.map_or("none", Check::as_str)
+        },
         last_result: last.map(|r| r.detail.clone()),
         last_code: last.and_then(|r| r.code),
         rtt_ms: last.map(|r| r.rtt.as_secs_f64() * 1000.0),
@@ -155,7 +203,7 @@ pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
         shed: inner
             .shed
             .and_then(|m| h.shed_share(now, m, inner.report_ttl)),
-        since_secs: now.saturating_duration_since(h.since()).as_secs_f64(),
+        since_secs: now.saturating_duration_since(e.since()).as_secs_f64(),
         tls_certificate: e.cert.not_after.map(|not_after| {
             let unix = super::unix_now();
             CertOut {
@@ -165,5 +213,6 @@ pub(super) fn report(inner: &Inner, i: usize, now: Instant) -> ServerReport {
                 failure: e.cert.failure.map(crate::health::vocab::TlsFailure::as_str),
             }
         }),
+        transports: transports_out(inner, e, now),
     }
 }

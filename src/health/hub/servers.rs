@@ -1,4 +1,5 @@
-//! The servers (indexes into the hub's entries) that share one probe target. Most targets
+//! The servers (indexes into the hub's entries, each with the index of its lane the target
+//! checks) that share one probe target. Most targets
 //! have one, held inline, so a probe result reaches its server without reading another
 //! allocation.
 
@@ -6,12 +7,12 @@
 pub(super) enum Servers {
     #[default]
     None,
-    One(usize),
-    Many(Vec<usize>),
+    One((usize, u8)),
+    Many(Vec<(usize, u8)>),
 }
 
 impl Servers {
-    pub(super) fn push(&mut self, i: usize) {
+    pub(super) fn push(&mut self, i: (usize, u8)) {
         *self = match std::mem::take(self) {
             Servers::None => Servers::One(i),
             Servers::One(a) => Servers::Many(vec![a, i]),
@@ -22,7 +23,7 @@ impl Servers {
         };
     }
 
-    pub(super) fn as_slice(&self) -> &[usize] {
+    pub(super) fn as_slice(&self) -> &[(usize, u8)] {
         match self {
             Servers::None => &[],
             Servers::One(i) => std::slice::from_ref(i),
@@ -38,8 +39,12 @@ mod tests {
     #[test]
     fn servers_keep_their_order() {
         let mut s = Servers::default();
-        assert_eq!(s.as_slice(), &[] as &[usize]);
-        for (i, want) in [(4, &[4][..]), (2, &[4, 2]), (9, &[4, 2, 9])] {
+        assert_eq!(s.as_slice(), &[] as &[(usize, u8)]);
+        for (i, want) in [
+            ((4, 0), &[(4, 0)][..]),
+            ((2, 1), &[(4, 0), (2, 1)]),
+            ((9, 0), &[(4, 0), (2, 1), (9, 0)]),
+        ] {
             s.push(i);
             assert_eq!(s.as_slice(), want);
         }

@@ -1,6 +1,7 @@
 //! The hub on tokio's paused clock: a load report counts for `report_ttl` and the
 //! once-a-second re-check publishes its expiry; probe results flip a server only at its
-//! rise and fall thresholds, and a flip counts as recent for [`RECENT_FLIP`].
+//! rise and fall thresholds, and a flip counts as recent for [`RECENT_FLIP`]; each transport
+//! of a server with health per transport has its own state, and a forced state covers them all.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,9 +9,10 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::*;
+use crate::config::Transport;
 use crate::health::vocab::{Outcome, ProbeResult};
 use crate::lock::guard;
-use crate::steering::Status;
+use crate::steering::{RECENT_FLIP, Status};
 
 const ZONE: &str = "zone: example.com\nsoa: { primary: ns1, contact: h, serial: 1 }\nns: [ns1]\nrecords: { ns1: { A: 192.0.2.53 } }\nregions:\n  uk: { location: [51.5, 0], servers: { lon1: { address: 127.0.0.1, port: 9, capacity: { calls: 100 } } } }\nservices:\n  sip: { regions: [uk] }\n";
 
@@ -103,7 +105,8 @@ async fn probe_results_flip_at_rise_and_fall_and_a_flip_is_recent_for_a_minute()
     // Results are fed here, not probed: the probers stop before they ever run.
     hub.monitor.shutdown().await;
     let _ = hub.publisher.set(shared.clone());
-    let target = target_of(&cfg.regions[0].servers[0]).expect("probed");
+    let s0 = &cfg.regions[0].servers[0];
+    let target = lanes::target_of(s0, s0.lanes()[0].0, s0.probe.check).expect("probed");
     let interval = Duration::from_secs(5);
     let step = |o: Outcome| {
         hub.apply_all(&[(target.clone(), result(o))]);
@@ -152,4 +155,71 @@ async fn probe_results_flip_at_rise_and_fall_and_a_flip_is_recent_for_a_minute()
     );
     tokio::time::advance(interval).await;
     assert_eq!(step(Outcome::Up), (Status::Up, false, true), "rise reached");
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_transport_has_its_own_state_and_a_forced_state_covers_them_all() {
+    let (hub, shared, cfg, _dir) = hub("per-transport");
+    hub.monitor.shutdown().await;
+    let _ = hub.publisher.set(shared.clone());
+    let s0 = &cfg.regions[0].servers[0];
+    let lanes = s0.lanes();
+    let (udp, tcp) = (lanes[0], lanes[1]);
+    assert_eq!(udp, (Transport::Udp.bit(), Some(Check::SipUdp)));
+    assert_eq!(tcp, (Transport::Tcp.bit(), Some(Check::SipTcp)));
+    let target = |(m, c)| lanes::target_of(s0, m, c).expect("probed");
+    let (tu, tt) = (target(udp), target(tcp));
+    let seen = || {
+        let h = shared.health();
+        (
+            h.status(0),
+            h.out_on(0, Transport::Udp),
+            h.out_on(0, Transport::Tcp),
+        )
+    };
+    hub.apply_all(&[(tu.clone(), result(Outcome::Down))]);
+    assert!(!hub.ready(), "the TCP check has no result yet");
+    assert_eq!(
+        seen(),
+        (Status::Unknown, true, false),
+        "TCP unknown: answered"
+    );
+    hub.apply_all(&[(tt.clone(), result(Outcome::Up))]);
+    assert!(hub.ready());
+    assert_eq!(seen(), (Status::Up, true, false), "up on TCP only");
+    let r = hub.servers();
+    assert_eq!((r[0].observed, r[0].check), ("up", "per-transport"));
+    let states: Vec<_> = r[0]
+        .transports
+        .iter()
+        .map(|t| (t.transport, t.state))
+        .collect();
+    assert_eq!(states, [("udp", Status::Down), ("tcp", Status::Up)]);
+    // A reload of the same config keeps each transport's state.
+    let again = hub.bind(&cfg, &shared.steering);
+    assert_eq!(
+        (again.status(0), again.out_on(0, Transport::Udp)),
+        (Status::Up, true)
+    );
+    hub.force("uk", "lon1", Force::Set(ForcedState::Up), None, None)
+        .expect("force");
+    assert_eq!(
+        seen(),
+        (Status::Up, false, false),
+        "forced up on every transport"
+    );
+    hub.force("uk", "lon1", Force::Set(ForcedState::Drain), None, None)
+        .expect("force");
+    assert_eq!(seen().0, Status::Drained);
+    hub.force("uk", "lon1", Force::Clear, None, None)
+        .expect("clear");
+    assert_eq!(
+        seen(),
+        (Status::Up, true, false),
+        "the probes' states again"
+    );
+    for _ in 0..3 {
+        hub.apply_all(&[(tt.clone(), result(Outcome::Down))]);
+    }
+    assert_eq!(seen().0, Status::Down, "down on every transport");
 }

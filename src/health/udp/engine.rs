@@ -30,7 +30,7 @@ use crate::config::Check;
 use crate::health::vocab::{
     CodePolicy, ProbeResult, ProbeSpec, Res, Results, Target, first_delay, jitter,
 };
-use crate::health::{tcp, tls};
+use crate::health::{tcp, tls, ws};
 
 /// What the task and its handle share.
 #[derive(Default)]
@@ -338,10 +338,12 @@ impl Engine {
             let task = self.checks.spawn(async move {
                 let _permit = permit;
                 let started = tokio::time::Instant::now();
-                let result = if target.check == Check::SipTls {
-                    Box::pin(tls::probe(&target, timeout, &policy)).await
-                } else {
-                    tcp::probe(&target, timeout, &policy).await
+                let result = match target.check {
+                    Check::SipTls | Check::SipWss => {
+                        Box::pin(tls::probe(&target, timeout, &policy)).await
+                    }
+                    Check::SipWs => ws::probe(&target, timeout, &policy).await,
+                    _ => tcp::probe(&target, timeout, &policy).await,
                 };
                 let took = started.elapsed();
                 Checked {

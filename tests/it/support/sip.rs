@@ -62,8 +62,12 @@ pub(crate) struct Responder {
     /// Marks read ([`MARK`], not counted as requests).
     marks: Arc<AtomicUsize>,
     /// TCP connections accepted and still being read.
-    open: Arc<AtomicUsize>,
+    pub open: Arc<AtomicUsize>,
     tcp: bool,
+    /// The path of the last WebSocket upgrade (WebSocket responders).
+    pub path: Arc<Mutex<String>>,
+    /// The Via header line of the last request (WebSocket responders).
+    pub via: Arc<Mutex<String>>,
 }
 
 /// What [`Responder::settled`] sends: read after everything sent before it.
@@ -220,6 +224,8 @@ pub(crate) async fn udp_on(ip: &str, mode: Mode) -> Responder {
         marks: Arc::default(),
         open: Arc::default(),
         tcp: false,
+        path: Arc::default(),
+        via: Arc::default(),
     };
     let rr = r.clone();
     tokio::spawn(async move {
@@ -256,8 +262,29 @@ pub(crate) async fn tls(mode: Mode, acceptor: tokio_rustls::TlsAcceptor) -> Resp
     stream(mode, Some(acceptor)).await
 }
 
+/// A SIP-over-TLS responder on `ip` (a fresh port).
+pub(crate) async fn tls_on(ip: &str, mode: Mode, acceptor: tokio_rustls::TlsAcceptor) -> Responder {
+    let l = TcpListener::bind((ip, 0)).await.expect("bind");
+    serve_listener(l, mode, Some(acceptor))
+}
+
+/// A UDP and a TCP responder on `ip` and one port, as one SIP server listens on both.
+pub(crate) async fn udp_and_tcp(ip: &str, mode: Mode) -> (Responder, Responder) {
+    for _ in 0..50 {
+        let udp = udp_on(ip, mode).await;
+        if let Ok(l) = TcpListener::bind(udp.addr).await {
+            return (udp, serve_listener(l, mode, None));
+        }
+    }
+    panic!("no port free for both UDP and TCP on {ip}");
+}
+
 async fn stream(mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Responder {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    serve_listener(l, mode, tls)
+}
+
+fn serve_listener(l: TcpListener, mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Responder {
     let r = Responder {
         addr: l.local_addr().expect("addr"),
         mode: Arc::new(AtomicU16::new(encode(mode))),
@@ -266,6 +293,8 @@ async fn stream(mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Responder
         marks: Arc::default(),
         open: Arc::default(),
         tcp: true,
+        path: Arc::default(),
+        via: Arc::default(),
     };
     let rr = r.clone();
     tokio::spawn(async move {
@@ -317,6 +346,95 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, rr: Responder
                 if s.write_all(&out).await.is_err() || s.flush().await.is_err() {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// A SIP-over-WebSocket responder on `ip` (a fresh port), through TLS with `acceptor`: it
+/// accepts the upgrade with the `sip` subprotocol when asked for it and answers each
+/// OPTIONS text message by its mode, one SIP message per WebSocket message.
+pub(crate) async fn ws_on(
+    ip: &str,
+    mode: Mode,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> Responder {
+    let l = TcpListener::bind((ip, 0)).await.expect("bind");
+    let r = Responder {
+        addr: l.local_addr().expect("addr"),
+        mode: Arc::new(AtomicU16::new(encode(mode))),
+        requests: Arc::new(AtomicUsize::new(0)),
+        lose: Arc::new(Mutex::new(None)),
+        marks: Arc::default(),
+        open: Arc::default(),
+        tcp: true,
+        path: Arc::default(),
+        via: Arc::default(),
+    };
+    let rr = r.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                return;
+            };
+            let (rr, acceptor) = (rr.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                match acceptor {
+                    None => serve_ws(s, rr).await,
+                    Some(a) => {
+                        if let Ok(s) = a.accept(s).await {
+                            serve_ws(s, rr).await;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    r
+}
+
+async fn serve_ws<S: AsyncRead + AsyncWrite + Unpin>(s: S, rr: Responder) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
+    rr.open.fetch_add(1, Ordering::SeqCst);
+    let _open = Open(rr.open.clone());
+    let seen = rr.path.clone();
+    // The callback's error type is tungstenite's (large); the closure never fails.
+    #[allow(clippy::result_large_err)]
+    let cb = move |req: &Request, mut resp: Response| {
+        if let Ok(mut p) = seen.lock() {
+            *p = req.uri().path().to_owned();
+        }
+        let wants_sip = req
+            .headers()
+            .get("Sec-WebSocket-Protocol")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|p| p.trim() == "sip"));
+        if wants_sip {
+            resp.headers_mut()
+                .insert("Sec-WebSocket-Protocol", "sip".parse().expect("value"));
+        }
+        Ok(resp)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(s, cb).await else {
+        return;
+    };
+    while let Some(Ok(m)) = ws.next().await {
+        let Message::Text(t) = m else { continue };
+        rr.requests.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut v) = rr.via.lock() {
+            *v = t
+                .as_str()
+                .lines()
+                .find(|l| l.starts_with("Via:"))
+                .unwrap_or_default()
+                .to_owned();
+        }
+        for out in replies(decode(rr.mode.load(Ordering::SeqCst)), t.as_str()) {
+            let text = String::from_utf8_lossy(&out).into_owned();
+            if ws.send(Message::text(text)).await.is_err() {
+                return;
             }
         }
     }
