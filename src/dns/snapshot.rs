@@ -23,6 +23,9 @@ pub struct Snapshot {
     pub udp_payload: u16,
     /// Cookies, rate limiting, NSID (kept across reloads that leave them unchanged).
     pub defences: Arc<crate::dns::defences::Defences>,
+    /// The signed proofs of names that do not exist, the signer's queue and their counters
+    /// (kept across reloads that leave `dnssec.denial` unchanged).
+    pub denial: Arc<crate::dns::denial::Denial>,
     /// Steered names that need the GeoIP map answer SERVFAIL: the map is not compiled yet and
     /// `geoip.warmup.answer` is `servfail` (cleared when the load that should bring it in
     /// is refused, see [`Snapshot::warmup_failed`]).
@@ -60,10 +63,13 @@ impl Snapshot {
             &config.dns.defences,
             previous.map(|p| &p.defences),
         );
+        let denial =
+            crate::dns::denial::Denial::for_settings(&config.denial, previous.map(|p| &p.denial));
         Snapshot {
             generation,
             udp_payload: config.dns.udp_payload,
             defences,
+            denial,
             config,
             routing,
             steering,
@@ -82,6 +88,7 @@ impl Snapshot {
             health,
             udp_payload: self.udp_payload,
             defences: self.defences.clone(),
+            denial: self.denial.clone(),
             warmup_servfail: self.warmup_servfail,
         }
     }

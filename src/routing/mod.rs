@@ -11,6 +11,7 @@ mod sign;
 use std::collections::HashMap;
 
 pub use build::compile;
+pub(crate) use secure::RFC8482_HINFO;
 
 /// Names (lowercase wire form) to what they hold. Looked up once or more per query, so hashed
 /// with foldhash (seeded per process) rather than SipHash; the keys come from the config.
@@ -81,6 +82,9 @@ pub struct Node {
     pub steer: Option<SteerRef>,
     /// In a signed zone, the NSEC (with its RRSIG) proving NODATA here (RFC 9824).
     pub nsec: Option<Box<RRset>>,
+    /// In a signed zone, the RFC 8482 answer to ANY here (HINFO "RFC8482" ""), with its
+    /// RRSIG; at every name with data but a CNAME.
+    pub any: Option<Box<RRset>>,
 }
 
 impl Node {
