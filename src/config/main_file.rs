@@ -33,6 +33,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
     let (listen_dns, listen_admin) = listen(&main.listen, &mut sink);
     let mut dns = dns_settings(main.dns.as_ref(), &mut sink);
     dns.defences = super::defences::settings(main.dns.as_ref(), &base, &mut files, &mut sink);
+    let denial = super::denial::settings(main.dnssec.as_ref(), &mut sink);
     let admin = admin_settings(main.admin.as_ref(), &base, &mut sink);
     admin_needs_token(&main.listen, listen_admin, &admin, &mut sink);
     let capacity = capacity_settings(main.capacity.as_ref(), &mut sink);
@@ -97,6 +98,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         listen_dns,
         listen_admin,
         dns,
+        denial,
         zones_dir,
         geoip,
         warmup,
@@ -390,11 +392,8 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
     }
     if let Some(w) = &d.udp_workers {
         if w.value > 256 {
-            sink.on(
-                w,
-                "dns.udp_workers",
-                "must be between 0 (one per cpu) and 256",
-            );
+            let msg = "must be between 0 (one per cpu) and 256";
+            sink.on(w, "dns.udp_workers", msg);
         } else {
             s.udp_workers = w.value as usize;
         }

@@ -5,6 +5,7 @@
 mod cache;
 mod checks;
 mod defences;
+mod denial;
 mod dnssec;
 mod error;
 mod keydir;
@@ -50,6 +51,7 @@ const MAX_RECORDS_PER_NAME: usize = 1024;
 
 pub use cache::ZoneCache;
 pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
+pub use denial::DenialSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub(crate) use source::content_hash;
 pub use traffic::MAX_BIAS_KM;
@@ -65,6 +67,8 @@ pub struct Config {
     /// `None` when the admin API is switched off (`listen.admin: off`).
     pub listen_admin: Option<SocketAddr>,
     pub dns: DnsSettings,
+    /// `dnssec.denial`: the bounds of the signed proofs that a name does not exist.
+    pub denial: denial::DenialSettings,
     pub zones_dir: PathBuf,
     pub geoip: Option<PathBuf>,
     /// How steered names answer until the GeoIP database is compiled (`geoip.warmup`).

@@ -57,6 +57,29 @@ pub(super) struct Main {
     /// Where sipsteer keeps what it generates (DNSSEC keys of zones that name no key file).
     #[serde(default)]
     pub state_dir: Option<S<String>>,
+    /// Settings of signed zones that are not per zone (`dnssec.denial`).
+    #[serde(default)]
+    pub dnssec: Option<MainDnssec>,
+}
+
+/// `dnssec:` in `sipsteer.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MainDnssec {
+    #[serde(default)]
+    pub denial: Option<Denial>,
+}
+
+/// `dnssec.denial`: the signed proofs of names that do not exist.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Denial {
+    /// Signed proofs kept.
+    #[serde(default)]
+    pub cache: Option<S<u32>>,
+    /// Queries waiting for the signer thread.
+    #[serde(default)]
+    pub queue: Option<S<u32>>,
 }
 
 /// `reload:`.

@@ -26,6 +26,9 @@ pub struct Snapshot {
     pub defences: Arc<crate::dns::defences::Defences>,
     /// The RRSIGs of steered answers (one cache for the instance, kept across reloads).
     pub sigs: Arc<SigCache>,
+    /// The signed proofs of names that do not exist, the signer's queue and their counters
+    /// (kept across reloads that leave `dnssec.denial` unchanged).
+    pub denial: Arc<crate::dns::denial::Denial>,
     /// Steered names that need the GeoIP map answer SERVFAIL: the map is not compiled yet and
     /// `geoip.warmup.answer` is `servfail` (cleared when the load that should bring it in
     /// is refused, see [`Snapshot::warmup_failed`]).
@@ -71,11 +74,14 @@ impl Snapshot {
             }
             None => Arc::new(SigCache::new(bound)),
         };
+        let denial =
+            crate::dns::denial::Denial::for_settings(&config.denial, previous.map(|p| &p.denial));
         Snapshot {
             generation,
             udp_payload: config.dns.udp_payload,
             defences,
             sigs,
+            denial,
             config,
             routing,
             steering,
@@ -95,6 +101,7 @@ impl Snapshot {
             udp_payload: self.udp_payload,
             defences: self.defences.clone(),
             sigs: self.sigs.clone(),
+            denial: self.denial.clone(),
             warmup_servfail: self.warmup_servfail,
         }
     }

@@ -42,6 +42,12 @@ pub(crate) struct Answer {
     pub scope: u8,
     pub steered: Option<Steered>,
     pub zone: Option<u32>,
+    /// A name that does not exist in a signed zone, asked with DO=1, whose proof is not
+    /// kept: the reply waits for the signer thread (see `dns::denial`).
+    pub proof: Option<super::denial::Pending>,
+    /// The reply denies a name by RFC 9824 compact denial (NOERROR): counted as NXDOMAIN
+    /// by the rate limiter.
+    pub nxname: bool,
 }
 
 impl Answer {
@@ -54,6 +60,8 @@ impl Answer {
             scope: 0,
             steered: None,
             zone: None,
+            proof: None,
+            nxname: false,
         }
     }
 }
@@ -205,6 +213,11 @@ impl<'b> Writer<'b> {
 
     fn fits(&self, n: usize) -> bool {
         self.buf.len() + n + self.reserve <= self.limit
+    }
+
+    /// Whether `n` more bytes of records fit (for records added after the reply is finished).
+    pub(crate) fn room(&self, n: usize) -> bool {
+        self.fits(n)
     }
 
     /// Bytes an owner name takes when written by [`Self::owner`].

@@ -7,7 +7,7 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use std::sync::Arc;
 
-use super::secure::{key_sets, nsec_sets, rrsig_set, unsign_below_cuts};
+use super::secure::{any_sets, key_sets, nsec_sets, rrsig_set, unsign_below_cuts};
 use super::sign::Signing;
 use super::{
     NameMap, Node, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels, rrset,
@@ -136,6 +136,7 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         let node = nodes.entry(apex.clone()).or_default();
         node.sets.extend(key_sets(ks, origin, z.ttl, window));
         nsec_sets(&mut nodes, origin, z.soa.minimum.min(z.ttl), sg);
+        any_sets(&mut nodes, origin, z.soa.minimum, sg);
         if has_cuts {
             unsign_below_cuts(&mut nodes, &apex);
         }

@@ -13,6 +13,7 @@ pub(crate) use sign::Signing;
 use std::collections::HashMap;
 
 pub use build::compile;
+pub(crate) use secure::RFC8482_HINFO;
 
 /// Names (lowercase wire form) to what they hold. Looked up once or more per query, so hashed
 /// with foldhash (seeded per process) rather than SipHash; the keys come from the config.
@@ -88,6 +89,9 @@ pub struct Node {
     /// no server of the transport, or every region is down with `all_down: nodata`): the
     /// name's types without that one.
     pub steered_nsec: Vec<(u16, RRset)>,
+    /// In a signed zone, the RFC 8482 answer to ANY here (HINFO "RFC8482" ""), with its
+    /// RRSIG; at every name with data but a CNAME.
+    pub any: Option<Box<RRset>>,
 }
 
 impl Node {

@@ -1,7 +1,7 @@
 //! The DNSSEC parts of a signed zone's compile: the apex's key sets (DNSKEY, CDNSKEY, CDS),
 //! each set's RRSIG as a record set, no signatures at or below a delegation, and the NSEC
 //! proofs of NODATA (RFC 9824 compact denial: the owner's own types, next name `\000.owner`),
-//! each signed here, off the packet path.
+//! and the signed RFC 8482 answer to ANY at each name, each signed here, off the packet path.
 
 use hickory_proto::rr::Name;
 
@@ -38,6 +38,7 @@ pub(super) fn unsign_below_cuts(nodes: &mut NameMap<Node>, apex: &[u8]) {
                     node.nsec = None;
                     node.steered_nsec.clear();
                 }
+                node.any = None;
                 break;
             }
             match super::parent(cur) {
@@ -150,4 +151,30 @@ fn nsec_set(
         origin,
     ));
     set
+}
+
+/// The RFC 8482 data of the answer to ANY: HINFO with CPU "RFC8482" and an empty OS.
+pub(crate) const RFC8482_HINFO: &[u8] = b"\x07RFC8482\x00";
+
+/// Gives every name of a signed zone that holds data (a steered name too), but not a CNAME,
+/// its signed answer to ANY (RFC 8482 4.2: one HINFO set, signed like any other), with the
+/// TTL of the unsigned one (`ttl`, the SOA minimum).
+pub(super) fn any_sets(nodes: &mut NameMap<Node>, origin: &Name, ttl: u32, sg: &Signing) {
+    use crate::proto::{TYPE_CNAME, TYPE_HINFO};
+    for (wire, node) in nodes.iter_mut() {
+        if node.is_empty() || node.set(TYPE_CNAME).is_some() {
+            continue;
+        }
+        let Some(owner) = super::name_of(wire) else {
+            continue;
+        };
+        let rdata = RFC8482_HINFO.to_vec();
+        let mut set = rrset(TYPE_HINFO, &[(ttl, rdata.clone())], origin, Vec::new());
+        set.rrsig = Some(rrsig_set(
+            ttl,
+            sg.raw(&owner, TYPE_HINFO, ttl, &[rdata]),
+            origin,
+        ));
+        node.any = Some(Box::new(set));
+    }
 }

@@ -20,6 +20,7 @@ mod dns_seam;
 mod dns_source_address;
 mod dns_static;
 mod dns_steered;
+mod dnssec_denial;
 mod dnssec_keys;
 mod dnssec_rollover;
 mod dnssec_signed;

@@ -1,4 +1,5 @@
-//! Publishing the query counters (and the defences' counters of the served snapshot) into
+//! Publishing the query counters (and the defences' and the denial proofs' counters of the
+//! served snapshot) into
 //! the instance's metric registry at scrape time, so one exporter renders and escapes every
 //! series of `/metrics`. Each series' handle is registered once, the first time it has
 //! something to show, and set to the sum of the listeners' blocks on every scrape (a counter
@@ -10,6 +11,7 @@ use metrics::{Counter, Gauge};
 
 use super::{Counters, KEYS, RCODES, REASONS, TYPES, reason_name};
 use crate::dns::defences::{COUNTERS as DEFENCE_COUNTERS, SERIES as DEFENCE_SERIES};
+use crate::dns::denial::{COUNTERS as DENIAL_COUNTERS, SERIES as DENIAL_SERIES};
 use crate::dns::snapshot::Snapshot;
 use crate::lock::guard;
 use crate::telemetry::Telemetry;
@@ -25,6 +27,7 @@ pub(super) struct Published {
     zones: Vec<Counter>,
     regions: Vec<Counter>,
     defences: [Counter; DEFENCE_COUNTERS],
+    denial: [Counter; DENIAL_COUNTERS],
     sigs: SigSeries,
 }
 
@@ -104,6 +107,7 @@ impl Published {
                     None => t.counter(name, &[]),
                 })
             }),
+            denial: DENIAL_SERIES.map(|name| zero(t.counter(name, &[]))),
             sigs: SigSeries::new(t),
         }
     }
@@ -165,6 +169,9 @@ impl Counters {
         }
         let totals = snap.defences.totals();
         for (c, v) in p.defences.iter().zip(totals) {
+            c.absolute(v);
+        }
+        for (c, v) in p.denial.iter().zip(snap.denial.totals()) {
             c.absolute(v);
         }
         p.sigs.set(snap.sigs.totals());
