@@ -350,7 +350,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         let s = e.to_string();
         s.split(" (os error").next().unwrap_or(&s).to_lowercase()
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = dir_of(path);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -378,9 +378,24 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(reason)
 }
 
+/// The directory a file is written in: its parent, or `.` for a bare file name.
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_file_name_is_written_in_the_current_directory() {
+        assert_eq!(dir_of(Path::new("zone.pem")), Path::new("."));
+        assert_eq!(dir_of(Path::new("keys/zone.pem")), Path::new("keys"));
+        assert_eq!(dir_of(Path::new("/zone.pem")), Path::new("/"));
+    }
 
     #[test]
     fn generated_keys_load_and_publish_consistent_records() {

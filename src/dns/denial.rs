@@ -54,9 +54,8 @@ pub(crate) const SERIES: [&str; COUNTERS] = [
     "sipsteer_dnssec_nxname_cache_hits_total",
     "sipsteer_dnssec_nxname_handoffs_total",
     "sipsteer_dnssec_nxname_dropped_total",
-    "sipsteer_dnssec_query_thread_signatures_total",
 ];
-pub(crate) const COUNTERS: usize = 5;
+pub(crate) const COUNTERS: usize = 4;
 
 /// What the denial path did, for `/metrics`.
 #[derive(Debug, Default)]
@@ -148,6 +147,13 @@ impl Denial {
     /// Every counter, in [`SERIES`] order.
     pub(crate) fn totals(&self) -> [u64; COUNTERS] {
         let c = &*self.counts;
-        [&c.signed, &c.hits, &c.handoffs, &c.dropped, &c.query_thread].map(|a| a.load(Relaxed))
+        [&c.signed, &c.hits, &c.handoffs, &c.dropped].map(|a| a.load(Relaxed))
+    }
+
+    /// Signatures made by the signer thread and on any other thread (0 by design): they are
+    /// counted with the steered answers' in `sipsteer_dnssec_signatures_total{thread}`.
+    pub(crate) fn signatures(&self) -> (u64, u64) {
+        let c = &*self.counts;
+        (c.signed.load(Relaxed), c.query_thread.load(Relaxed))
     }
 }

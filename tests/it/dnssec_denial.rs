@@ -22,7 +22,7 @@ const SIGNED: &str = "sipsteer_dnssec_nxname_signed_total";
 const HITS: &str = "sipsteer_dnssec_nxname_cache_hits_total";
 const HANDOFFS: &str = "sipsteer_dnssec_nxname_handoffs_total";
 const DROPPED: &str = "sipsteer_dnssec_nxname_dropped_total";
-const ON_QUERY_THREADS: &str = "sipsteer_dnssec_query_thread_signatures_total";
+const ON_QUERY_THREADS: &str = "sipsteer_dnssec_signatures_total{thread=\"query\"}";
 /// RRSIG, NSEC, NXNAME.
 const NXNAME_TYPES: [u16; 3] = [46, 47, 128];
 

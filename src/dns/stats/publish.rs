@@ -72,9 +72,11 @@ impl SigSeries {
         }
     }
 
-    fn set(&self, s: crate::dns::sigs::SigTotals) {
-        self.signatures[0].absolute(s.signer);
-        self.signatures[1].absolute(s.query);
+    /// The signature cache's totals, and the signatures of denial proofs (signer thread,
+    /// other threads) counted with them.
+    fn set(&self, s: crate::dns::sigs::SigTotals, denial: (u64, u64)) {
+        self.signatures[0].absolute(s.signer + denial.0);
+        self.signatures[1].absolute(s.query + denial.1);
         self.misses.absolute(s.misses);
         self.dropped.absolute(s.dropped);
         self.full.absolute(s.over_bound);
@@ -174,6 +176,6 @@ impl Counters {
         for (c, v) in p.denial.iter().zip(snap.denial.totals()) {
             c.absolute(v);
         }
-        p.sigs.set(snap.sigs.totals());
+        p.sigs.set(snap.sigs.totals(), snap.denial.signatures());
     }
 }
