@@ -7,6 +7,7 @@
 #    ECS subnet cache
 #  - kdig (knot-dnsutils, installed when missing) over DNS over TLS and DNS over HTTPS (GET
 #    and POST) with a self-signed certificate made by openssl
+#  - delv (bind9-dnsutils) validates a signed zone through a ZSK roll and a KSK roll
 #  - unbound and BIND named as validating resolvers of a signed zone, delv, kdig +dnssec and
 #    ldns-verify-zone (60-dnssec.sh)
 #  - kamailio with TLS probed by sip-options-tls, and baresip registering over TLS through the

@@ -92,7 +92,7 @@ pub enum Command {
         #[command(subcommand)]
         command: GeoipCommand,
     },
-    /// DNSSEC keys: write a new one, print the DS records for the parent zone.
+    /// DNSSEC keys: write a new one, print the DS records for the parent zone, roll keys.
     Dnssec {
         #[command(subcommand)]
         command: DnssecCommand,
@@ -113,6 +113,35 @@ pub enum DnssecCommand {
     /// Load the config as `serve` does and print the DS record of each signed zone (or of
     /// the zones named), to give to the parent zone.
     Ds {
+        /// The server config (sipsteer.yaml); the paths in it are relative to its directory.
+        #[arg(long, short, default_value = "sipsteer.yaml", env = "SIPSTEER_CONFIG")]
+        config: PathBuf,
+        /// Zones to print (default: every signed zone).
+        zones: Vec<String>,
+    },
+    /// Start a key rollover now in each zone with a keys directory (`dnssec.keys`): write
+    /// the next ZSK or KSK, published now and active once the DNSKEY TTL and the propagation
+    /// delay have passed. Every instance acts on it at its next reload or rescan.
+    Roll {
+        /// `zsk` or `ksk`.
+        #[arg(value_parser = ["zsk", "ksk"])]
+        role: String,
+        /// The server config (sipsteer.yaml); the paths in it are relative to its directory.
+        #[arg(long, short, default_value = "sipsteer.yaml", env = "SIPSTEER_CONFIG")]
+        config: PathBuf,
+        /// Zones to roll (default: every zone with a keys directory).
+        zones: Vec<String>,
+    },
+    /// The parent's DS now points at the new KSK: the KSKs it replaces retire now.
+    DsSeen {
+        /// The server config (sipsteer.yaml); the paths in it are relative to its directory.
+        #[arg(long, short, default_value = "sipsteer.yaml", env = "SIPSTEER_CONFIG")]
+        config: PathBuf,
+        /// Zones whose parent's DS changed (default: every zone with a keys directory).
+        zones: Vec<String>,
+    },
+    /// Print every key of each signed zone: role, number, key tag, state and times.
+    Status {
         /// The server config (sipsteer.yaml); the paths in it are relative to its directory.
         #[arg(long, short, default_value = "sipsteer.yaml", env = "SIPSTEER_CONFIG")]
         config: PathBuf,

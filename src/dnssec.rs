@@ -3,11 +3,17 @@
 //! DNSKEY (and CDNSKEY) record data, its key tag and its DS (and CDS) digest, each computed
 //! once when the key is loaded. The crypto is hickory-proto's `dnssec-ring` feature (ring).
 
+mod keyset;
 mod sign;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use keyset::{
+    KeySet, KeyState, KeyStatus, Policy, RETRY, Role, SetError, SetKey, Timings, successor_timings,
+    zsk_end,
+};
 pub use sign::Window;
 
 use hickory_proto::dnssec::crypto::{EcdsaSigningKey, Ed25519SigningKey};
@@ -18,6 +24,18 @@ use rustls::pki_types::PrivatePkcs8KeyDer;
 /// DNSKEY flags: zone key + secure entry point (257). One key signs everything (a combined
 /// signing key), so it is the key the parent's DS points at.
 pub const FLAGS_CSK: u16 = 257;
+/// DNSKEY flags of a key-signing key of a keys directory: the same as a CSK's (SEP set).
+pub const FLAGS_KSK: u16 = 257;
+/// DNSKEY flags of a zone-signing key: zone key, no SEP bit.
+pub const FLAGS_ZSK: u16 = 256;
+
+/// Signatures that could not be made (the set went out without that RRSIG), since start.
+static SIGNING_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// How many signatures could not be made since the process started.
+pub fn signing_failures() -> u64 {
+    SIGNING_FAILURES.load(Ordering::Relaxed)
+}
 /// DNSKEY protocol field, always 3 (RFC 4034 2.1.2).
 const PROTOCOL: u8 = 3;
 /// DS digest type 2: SHA-256 (RFC 4509), the one every resolver validates.
@@ -111,6 +129,16 @@ impl ZoneKey {
     /// Reads a PKCS#8 private key of `algorithm` from PEM (`-----BEGIN PRIVATE KEY-----`, as
     /// `sipsteer dnssec keygen` and `openssl genpkey` write) or DER bytes.
     pub fn from_pkcs8(algorithm: Algorithm, bytes: &[u8]) -> Result<ZoneKey, KeyError> {
+        ZoneKey::from_pkcs8_flags(algorithm, FLAGS_CSK, bytes)
+    }
+
+    /// Like [`ZoneKey::from_pkcs8`], publishing the DNSKEY flags `flags` ([`FLAGS_KSK`],
+    /// [`FLAGS_ZSK`]); the key tag depends on them.
+    pub fn from_pkcs8_flags(
+        algorithm: Algorithm,
+        flags: u16,
+        bytes: &[u8],
+    ) -> Result<ZoneKey, KeyError> {
         let der = pkcs8_der(bytes).ok_or(KeyError::NotPkcs8)?;
         let wrong = |_| KeyError::WrongAlgorithm(algorithm);
         let signer: Box<dyn SigningKey> = match algorithm {
@@ -130,7 +158,7 @@ impl ZoneKey {
             .to_public_key()
             .map_err(|_| KeyError::WrongAlgorithm(algorithm))?;
         let mut dnskey = Vec::with_capacity(4 + public.public_bytes().len());
-        dnskey.extend_from_slice(&FLAGS_CSK.to_be_bytes());
+        dnskey.extend_from_slice(&flags.to_be_bytes());
         dnskey.push(PROTOCOL);
         dnskey.push(algorithm.number());
         dnskey.extend_from_slice(public.public_bytes());
@@ -167,6 +195,11 @@ impl ZoneKey {
         self.algorithm
     }
 
+    /// The DNSKEY flags (257 for a CSK or KSK, 256 for a ZSK).
+    pub fn flags(&self) -> u16 {
+        u16::from_be_bytes([self.dnskey[0], self.dnskey[1]])
+    }
+
     /// The key tag (RFC 4034 appendix B), computed once.
     pub fn key_tag(&self) -> u16 {
         self.key_tag
@@ -184,8 +217,12 @@ impl ZoneKey {
             let sig: p256::ecdsa::Signature = k.sign(data);
             return sig.to_bytes().to_vec();
         }
-        // Ed25519 (RFC 8032) is deterministic; ring's signing cannot fail.
-        self.signer.sign(&hd::TBS::from(data)).unwrap_or_default()
+        // Ed25519 (RFC 8032) is deterministic; ring's signing does not fail in practice.
+        self.signer.sign(&hd::TBS::from(data)).unwrap_or_else(|e| {
+            SIGNING_FAILURES.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(key_tag = self.key_tag, "cannot sign: {e}");
+            Vec::new()
+        })
     }
 
     /// The SHA-256 digest of this key at `owner` (RFC 4034 5.1.4: the owner in canonical
@@ -313,7 +350,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         let s = e.to_string();
         s.split(" (os error").next().unwrap_or(&s).to_lowercase()
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = dir_of(path);
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -341,9 +378,24 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .map_err(reason)
 }
 
+/// The directory a file is written in: its parent, or `.` for a bare file name.
+fn dir_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_file_name_is_written_in_the_current_directory() {
+        assert_eq!(dir_of(Path::new("zone.pem")), Path::new("."));
+        assert_eq!(dir_of(Path::new("keys/zone.pem")), Path::new("keys"));
+        assert_eq!(dir_of(Path::new("/zone.pem")), Path::new("/"));
+    }
 
     #[test]
     fn generated_keys_load_and_publish_consistent_records() {

@@ -185,7 +185,19 @@ fn signed(
 ) -> Result<String, String> {
     let packet = query(qname, rtype, ecs, true)?;
     let mut out = Vec::new();
-    respond(snap, client, Proto::Udp, &packet, &mut out).ok_or("the query would be dropped")?;
+    let mut pending = None;
+    crate::dns::answer::respond_pending(snap, client, Proto::Udp, &packet, &mut out, &mut pending)
+        .ok_or("the query would be dropped")?;
+    let keyed = format!(
+        "algorithm {}, key tag {}",
+        key.algorithm().number(),
+        key.key_tag()
+    );
+    if pending.is_some() {
+        return Ok(format!(
+            "signed ({keyed}): the name does not exist; its NXNAME proof (RFC 9824) is signed by the signer thread when first asked, then kept"
+        ));
+    }
     let m = Message::from_vec(&out).map_err(|e| format!("cannot decode reply: {e}"))?;
     let (mut sets, mut sigs) = (0, 0);
     for rs in [&m.answers, &m.authorities] {
@@ -199,22 +211,16 @@ fn signed(
             last = Some((&r.name, r.record_type()));
         }
     }
-    let keyed = format!(
-        "algorithm {}, key tag {}",
-        key.algorithm().number(),
-        key.key_tag()
-    );
-    if m.metadata.response_code == hickory_proto::op::ResponseCode::NXDomain {
+    if m.metadata.response_code == hickory_proto::op::ResponseCode::ServFail {
         return Ok(format!(
-            "not signed ({keyed}): NXDOMAIN carries no NSEC proof yet"
+            "not signed yet ({keyed}): a set of this answer has no RRSIG in the signature \
+             cache yet, so DO=1 gets SERVFAIL until the signer has made it"
         ));
     }
     Ok(match (sets, sigs) {
         (0, _) => format!("zone signed ({keyed}); no records to sign"),
         (n, s) if s >= n => format!("signed ({keyed}): {s} RRSIG(s) with DO=1"),
-        (n, s) => format!(
-            "not signed: {s} RRSIG(s) for {n} record set(s) with DO=1 (steered answers and NXDOMAIN are not signed yet)"
-        ),
+        (n, s) => format!("not signed: {s} RRSIG(s) for {n} record set(s) with DO=1"),
     })
 }
 

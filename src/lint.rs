@@ -19,14 +19,6 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     let mut out = Vec::new();
     for z in &cfg.zones {
         let file = z.file.strip_prefix(base).unwrap_or(&z.file).display();
-        if z.dnssec.is_some() && !z.services.is_empty() {
-            let names: Vec<&str> = z.services.iter().map(|s| s.label.as_str()).collect();
-            out.push(format!(
-                "{file}: dnssec: the answers of steered names (services {}) are not signed yet, \
-                 so CDS and CDNSKEY are withheld: do not give this zone's DS to the parent",
-                names.join(", ")
-            ));
-        }
         for s in &z.services {
             for &t in &s.transports {
                 let lacking: Vec<&str> = s

@@ -162,20 +162,15 @@ fn dnssec(command: DnssecCommand) -> Result<String, String> {
                 }
             }
             for z in &cfg.zones {
-                let Some(k) = cfg.keys.get(&z.origin) else {
+                let Some(set) = cfg.key_sets.get(&z.origin) else {
                     continue;
                 };
                 let wanted = zones.is_empty() || zones.iter().any(|n| same(n, z));
                 if wanted {
-                    if !z.services.is_empty() {
-                        eprintln!(
-                            "warning: {}: the answers of its steered names are not signed yet: \
-                             do not give this DS to the parent",
-                            z.origin.to_ascii().trim_end_matches('.')
-                        );
+                    for k in &set.cds {
+                        text.push_str(&k.ds_text(&z.origin, z.ttl));
+                        text.push('\n');
                     }
-                    text.push_str(&k.ds_text(&z.origin, z.ttl));
-                    text.push('\n');
                 }
             }
             if text.is_empty() {
@@ -185,6 +180,26 @@ fn dnssec(command: DnssecCommand) -> Result<String, String> {
                 ));
             }
             Ok(text)
+        }
+        DnssecCommand::Roll {
+            role,
+            config,
+            zones,
+        } => {
+            let cfg = sipsteer::config::load(&config).map_err(|e| e.to_string())?;
+            let role = match role.as_str() {
+                "ksk" => sipsteer::dnssec::Role::Ksk,
+                _ => sipsteer::dnssec::Role::Zsk,
+            };
+            sipsteer::config::keyroll::roll(&cfg, role, &zones)
+        }
+        DnssecCommand::DsSeen { config, zones } => {
+            let cfg = sipsteer::config::load(&config).map_err(|e| e.to_string())?;
+            sipsteer::config::keyroll::ds_seen(&cfg, &zones)
+        }
+        DnssecCommand::Status { config, zones } => {
+            let cfg = sipsteer::config::load(&config).map_err(|e| e.to_string())?;
+            sipsteer::config::keyroll::status(&cfg, &zones)
         }
     }
 }

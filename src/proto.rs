@@ -16,6 +16,8 @@ pub(crate) const TYPE_NSEC: u16 = 47;
 pub(crate) const TYPE_DNSKEY: u16 = 48;
 pub(crate) const TYPE_CDS: u16 = 59;
 pub(crate) const TYPE_CDNSKEY: u16 = 60;
+/// RFC 9824: the NSEC of a name that does not exist says it holds this meta-type.
+pub(crate) const TYPE_NXNAME: u16 = 128;
 pub(crate) const TYPE_IXFR: u16 = 251;
 pub(crate) const TYPE_AXFR: u16 = 252;
 pub(crate) const TYPE_ANY: u16 = 255;

@@ -208,6 +208,78 @@ const HELP: &[(&str, &str)] = &[
         "seconds until the notAfter of a TLS-checked server's certificate (negative once expired)",
     ),
     (
+        "sipsteer_dnssec_signing_failures_total",
+        "DNSSEC signatures that could not be made (the set went out without that RRSIG)",
+    ),
+    (
+        "sipsteer_dnssec_keys",
+        "DNSSEC keys of a signed zone by role (csk, ksk, zsk) and state",
+    ),
+    (
+        "sipsteer_dnssec_next_key_event_timestamp_seconds",
+        "when a DNSSEC key of the zone next changes state (0: nothing planned)",
+    ),
+    (
+        "sipsteer_dnssec_key_successor_missing",
+        "1 while the zone's next ZSK is due and could not be written",
+    ),
+    (
+        "sipsteer_dnssec_signatures_total",
+        "DNSSEC signatures made, by thread (signer; query: on a thread answering a query, 0 by design)",
+    ),
+    (
+        "sipsteer_dnssec_signature_cache_entries",
+        "signed steered record sets kept in the signature cache",
+    ),
+    (
+        "sipsteer_dnssec_signature_cache_capacity",
+        "the signature cache's bound (dns.signature_cache)",
+    ),
+    (
+        "sipsteer_dnssec_signature_cache_misses_total",
+        "DO=1 queries that found a steered set unsigned (SERVFAIL, or the set left out of the additional section)",
+    ),
+    (
+        "sipsteer_dnssec_signature_cache_full_total",
+        "steered sets a pre-signing round could not keep because the cache was full",
+    ),
+    (
+        "sipsteer_dnssec_signature_queue_dropped_total",
+        "unsigned steered sets not queued for the signer task because its queue was full",
+    ),
+    (
+        "sipsteer_dnssec_presign_timestamp_seconds",
+        "when the last pre-signing round of steered sets ended",
+    ),
+    (
+        "sipsteer_dnssec_presign_variants",
+        "steered record sets the last pre-signing round went through",
+    ),
+    (
+        "sipsteer_dnssec_presign_signatures",
+        "signatures the last pre-signing round made (sets not in the cache yet)",
+    ),
+    (
+        "sipsteer_dnssec_presign_duration_seconds",
+        "how long the last pre-signing round took",
+    ),
+    (
+        "sipsteer_dnssec_nxname_signed_total",
+        "proofs that a name does not exist (RFC 9824) signed by the signer thread",
+    ),
+    (
+        "sipsteer_dnssec_nxname_cache_hits_total",
+        "proofs that a name does not exist answered from the proof cache",
+    ),
+    (
+        "sipsteer_dnssec_nxname_handoffs_total",
+        "queries for names that do not exist handed to the signer thread",
+    ),
+    (
+        "sipsteer_dnssec_nxname_dropped_total",
+        "queries for names that do not exist dropped because the signer thread's queue was full",
+    ),
+    (
         "sipsteer_sip_tls_failures_total",
         "failed TLS checks by reason (expired, name_mismatch, untrusted, handshake, timeout)",
     ),

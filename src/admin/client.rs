@@ -293,5 +293,7 @@ pub async fn with_live_health(snap: Snapshot, base: &str) -> Result<Snapshot, Cl
         }
     }
     view.shedding = view.shed.iter().any(|&t| t != 0);
-    Ok(snap.with_health(Arc::new(view)))
+    let snap = snap.with_health(Arc::new(view));
+    crate::dns::presign::presign(&snap);
+    Ok(snap)
 }

@@ -3,6 +3,7 @@
 //! and are switched off when no token is configured.
 
 pub mod client;
+mod keys;
 pub mod metrics;
 mod probes;
 mod routes;

@@ -173,6 +173,7 @@ async fn status(State(s): State<AdminState>) -> Response {
                 "serial": z.soa.serial,
                 "records": z.records.len(),
                 "services": z.services.iter().map(|s| s.name.to_string()).collect::<Vec<_>>(),
+                "dnssec": super::keys::zone_keys(&snap.routing, &z.origin),
             })
         })
         .collect();

@@ -57,6 +57,8 @@ pub struct Running {
     cancel: CancellationToken,
     stop: Arc<AtomicBool>,
     threads: Vec<listener::UdpThread>,
+    /// The thread that signs the proofs of names that do not exist (`dns::denial`).
+    signer: Option<crate::dns::denial::SignerThread>,
     /// The tasks while they are being started; then their supervisor.
     tasks: Option<Tasks>,
     supervisor: Option<JoinHandle<()>>,
@@ -145,6 +147,7 @@ async fn start_loaded(path: &Path, loaded: Loaded, cache: GeoSlot) -> Result<Run
         cancel: CancellationToken::new(),
         stop: Arc::new(AtomicBool::new(false)),
         threads: Vec::new(),
+        signer: None,
         supervisor: None,
         query_log: None,
     };
@@ -211,7 +214,13 @@ impl Running {
         self.hub
             .run(self.shared.clone(), cancel.clone(), &mut hub_tasks);
         tasks.adopt("health", hub_tasks);
+        let sigs = self.shared.load().sigs.clone();
+        tasks.spawn("signer", sigs.run_signer(cancel.clone()));
         self.query_log = open_query_log(&self.shared.load().config)?;
+        let queue = self.shared.load().denial.queue().clone();
+        let signer = crate::dns::denial::spawn_signer(queue)
+            .context("cannot start the dnssec signer thread")?;
+        self.signer = Some(signer);
         let answering = |tally| Answering::new(self.shared.clone(), tally, self.query_log.clone());
         let udp_died = tasks.failures("udp");
         let tcp = {
@@ -303,9 +312,13 @@ impl Running {
         let threads = std::mem::take(&mut self.threads);
         threads.iter().for_each(listener::UdpThread::wake);
         let log = self.query_log.take();
+        let signer = self.signer.take();
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 t.join();
+            }
+            if let Some(s) = signer {
+                s.stop();
             }
             if let Some(log) = log {
                 log.close();
@@ -330,11 +343,14 @@ impl Running {
 }
 
 impl Drop for Running {
-    /// Dropped without [`Running::shutdown`]: the tasks are aborted (the UDP threads and the
-    /// query log are not stopped).
+    /// Dropped without [`Running::shutdown`]: the tasks are aborted and the signer thread
+    /// told to stop (the UDP threads and the query log are not stopped).
     fn drop(&mut self) {
         if let Some(s) = &self.supervisor {
             s.abort();
+        }
+        if let Some(s) = &self.signer {
+            s.close();
         }
     }
 }
@@ -359,6 +375,7 @@ pub async fn explain_offline(
         Some(url) => crate::admin::client::with_live_health(snap, url).await?,
         None => with_operator_states(snap),
     };
+    crate::dns::presign::presign(&snap);
     let e =
         crate::explain::explain(&snap, client, ecs, name, rtype).map_err(|e| anyhow::anyhow!(e))?;
     Ok(crate::explain::render(&e))

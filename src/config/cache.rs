@@ -27,7 +27,13 @@ pub struct ZoneCache {
     pending: Option<Identities>,
     /// When they were taken (seconds since the epoch).
     observed_at: i64,
+    /// Zones whose keys directory held keys at an earlier load: an empty one then is an
+    /// operator's mistake, not a new zone to write first keys for.
+    keyed: Keyed,
 }
+
+/// Zone origins and keys directories (see [`ZoneCache::keyed`]).
+pub(super) type Keyed = std::collections::BTreeSet<(hickory_proto::rr::Name, PathBuf)>;
 
 /// Seconds before an observation within which a change makes identities untrusted: a second
 /// change in the same timestamp tick, of the same size, would look the same.
@@ -156,6 +162,11 @@ impl ZoneCache {
         {
             e.valid = Some(zone);
         }
+    }
+
+    /// The zones whose keys directory held keys at an earlier load with this cache.
+    pub(super) fn keyed(&mut self) -> &mut Keyed {
+        &mut self.keyed
     }
 
     /// Before a load: takes the identity of every one of `paths` that is not a cached zone

@@ -33,6 +33,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
     let (listen_dns, listen_admin) = listen(&main.listen, &mut sink);
     let mut dns = dns_settings(main.dns.as_ref(), &mut sink);
     dns.defences = super::defences::settings(main.dns.as_ref(), &base, &mut files, &mut sink);
+    let denial = super::denial::settings(main.dnssec.as_ref(), &mut sink);
     let admin = admin_settings(main.admin.as_ref(), &base, &mut sink);
     admin_needs_token(&main.listen, listen_admin, &admin, &mut sink);
     let capacity = capacity_settings(main.capacity.as_ref(), &mut sink);
@@ -77,7 +78,17 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
     let encrypted = super::tls::load(&main, &base, &mut files, &mut sink);
     let rescan = super::watch::rescan(main.reload.as_ref(), &mut sink);
     let state_dir = main.state_dir.as_ref().map(|d| base.join(&d.value));
-    let keys = super::dnssec::keys(&zones, &base, state_dir.as_deref(), &mut files, &mut errors);
+    let dirs = super::dnssec::Dirs {
+        base: &base,
+        state: state_dir.as_deref(),
+        zones: &zones_dir,
+    };
+    let keys = super::dnssec::keys(&zones, &dirs, cache.keyed(), &mut files, &mut errors);
+    let super::dnssec::Keys {
+        keys,
+        sets: key_sets,
+        dirs: key_dirs,
+    } = keys;
 
     if !errors.is_empty() {
         return Err(sorted(errors));
@@ -87,6 +98,7 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         listen_dns,
         listen_admin,
         dns,
+        denial,
         zones_dir,
         geoip,
         warmup,
@@ -106,6 +118,8 @@ pub(crate) fn load(path: &Path, cache: &mut super::ZoneCache) -> Result<Config, 
         rescan,
         state_dir,
         keys,
+        key_sets,
+        key_dirs,
     })
 }
 
@@ -336,12 +350,14 @@ fn listen_admin(l: &raw::Listen, sink: &mut Sink) -> Option<SocketAddr> {
 }
 
 fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
+    let cache = d.and_then(|d| d.signature_cache.as_ref());
     let mut s = DnsSettings {
         udp_payload: 1232,
         tcp_idle_timeout: Duration::from_secs(10),
         tcp_max_connections: 1024,
         tcp_max_connections_per_source: 32,
         udp_workers: 0,
+        signature_cache: super::dnssec::signature_cache(cache, sink),
         defences: Default::default(),
     };
     let Some(d) = d else { return s };
@@ -376,11 +392,8 @@ fn dns_settings(d: Option<&raw::Dns>, sink: &mut Sink) -> DnsSettings {
     }
     if let Some(w) = &d.udp_workers {
         if w.value > 256 {
-            sink.on(
-                w,
-                "dns.udp_workers",
-                "must be between 0 (one per cpu) and 256",
-            );
+            let msg = "must be between 0 (one per cpu) and 256";
+            sink.on(w, "dns.udp_workers", msg);
         } else {
             s.udp_workers = w.value as usize;
         }

@@ -5,8 +5,11 @@
 mod cache;
 mod checks;
 mod defences;
+mod denial;
 mod dnssec;
 mod error;
+mod keydir;
+pub mod keyroll;
 pub(crate) mod load_source;
 pub(crate) mod main_file;
 mod names;
@@ -48,6 +51,7 @@ const MAX_RECORDS_PER_NAME: usize = 1024;
 
 pub use cache::ZoneCache;
 pub use defences::{CookieSecret, DefenceSettings, RrlSettings};
+pub use denial::DenialSettings;
 pub use error::{ConfigError, ConfigErrors};
 pub(crate) use source::content_hash;
 pub use traffic::MAX_BIAS_KM;
@@ -63,6 +67,8 @@ pub struct Config {
     /// `None` when the admin API is switched off (`listen.admin: off`).
     pub listen_admin: Option<SocketAddr>,
     pub dns: DnsSettings,
+    /// `dnssec.denial`: the bounds of the signed proofs that a name does not exist.
+    pub denial: denial::DenialSettings,
     pub zones_dir: PathBuf,
     pub geoip: Option<PathBuf>,
     /// How steered names answer until the GeoIP database is compiled (`geoip.warmup`).
@@ -94,10 +100,19 @@ pub struct Config {
     pub rescan: Duration,
     /// `state_dir:` (generated DNSSEC keys live in its `dnssec/`).
     pub state_dir: Option<PathBuf>,
-    /// The signing key of each signed zone, by origin.
+    /// The key that signs the data of each signed zone (its CSK or active ZSK), by origin.
     pub keys:
         std::collections::BTreeMap<hickory_proto::rr::Name, std::sync::Arc<crate::dnssec::ZoneKey>>,
+    /// Every key of each signed zone with its state when the config was loaded, by origin.
+    pub key_sets:
+        std::collections::BTreeMap<hickory_proto::rr::Name, std::sync::Arc<crate::dnssec::KeySet>>,
+    /// The keys directory of each zone that has one (`dnssec.keys`), by origin.
+    pub key_dirs: std::collections::BTreeMap<hickory_proto::rr::Name, PathBuf>,
 }
+
+/// RRSIGs of steered answers held when `dns.signature_cache` is not set: thousands of
+/// variants of many services.
+pub const DEFAULT_SIGNATURE_CACHE: usize = 65_536;
 
 /// Transport limits of the DNS listeners.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +125,8 @@ pub struct DnsSettings {
     pub tcp_max_connections_per_source: usize,
     /// UDP sockets (SO_REUSEPORT) per listen address; 0 = one per CPU.
     pub udp_workers: usize,
+    /// Most RRSIGs of steered answers held (`dns.signature_cache`).
+    pub signature_cache: usize,
     /// Cookies, rate limiting, NSID.
     pub defences: DefenceSettings,
 }
@@ -185,6 +202,21 @@ pub struct DnssecSettings {
     /// Where `dnssec:` (line, column) and `dnssec.key` are written, for errors about the key.
     pub at: (u64, u64),
     pub key_at: Option<(u64, u64)>,
+    /// `dnssec.keys` as written: a keys directory of KSKs and ZSKs, and where it is written.
+    pub keys: Option<(String, (u64, u64))>,
+    /// The rollover settings of a keys directory.
+    pub roll: RollSettings,
+}
+
+/// `dnssec.zsk_lifetime`, `propagation`, `ds_ttl`, `ds_wait` (seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollSettings {
+    pub zsk_lifetime: Option<u64>,
+    /// Where `zsk_lifetime` is written (line, column).
+    pub zsk_lifetime_at: (u64, u64),
+    pub propagation: u64,
+    pub ds_ttl: u64,
+    pub ds_wait: Option<u64>,
 }
 
 /// One static record.

@@ -57,6 +57,29 @@ pub(super) struct Main {
     /// Where sipsteer keeps what it generates (DNSSEC keys of zones that name no key file).
     #[serde(default)]
     pub state_dir: Option<S<String>>,
+    /// Settings of signed zones that are not per zone (`dnssec.denial`).
+    #[serde(default)]
+    pub dnssec: Option<MainDnssec>,
+}
+
+/// `dnssec:` in `sipsteer.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct MainDnssec {
+    #[serde(default)]
+    pub denial: Option<Denial>,
+}
+
+/// `dnssec.denial`: the signed proofs of names that do not exist.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Denial {
+    /// Signed proofs kept.
+    #[serde(default)]
+    pub cache: Option<S<u32>>,
+    /// Queries waiting for the signer thread.
+    #[serde(default)]
+    pub queue: Option<S<u32>>,
 }
 
 /// `reload:`.
@@ -192,6 +215,8 @@ pub(super) struct Dns {
     pub rrl: Option<Rrl>,
     #[serde(default)]
     pub nsid: Option<S<String>>,
+    #[serde(default)]
+    pub signature_cache: Option<S<u32>>,
 }
 
 /// `dns.cookies`.
@@ -258,6 +283,31 @@ pub(super) struct Dnssec {
     pub algorithm: Option<S<super::values::Scalar>>,
     #[serde(default)]
     pub key: Option<S<String>>,
+    /// A keys directory of KSKs and ZSKs with their timings (instead of `key`).
+    #[serde(default)]
+    pub keys: Option<S<String>>,
+    #[serde(default)]
+    pub zsk_lifetime: Option<S<String>>,
+    #[serde(default)]
+    pub propagation: Option<S<String>>,
+    #[serde(default)]
+    pub ds_ttl: Option<S<String>>,
+    #[serde(default)]
+    pub ds_wait: Option<S<String>>,
+}
+
+/// One key's sidecar in a keys directory (`example.com.zsk.2.yaml`): its algorithm and
+/// timings (RFC 3339, UTC).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KeyTimings {
+    pub algorithm: S<super::values::Scalar>,
+    pub publish: S<String>,
+    pub active: S<String>,
+    #[serde(default)]
+    pub retire: Option<S<String>>,
+    #[serde(default)]
+    pub remove: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

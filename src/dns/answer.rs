@@ -5,10 +5,12 @@
 use std::net::IpAddr;
 
 use super::defences::Request;
+use super::denial::Pending;
+use super::negative::{any_answer, negative, nxdomain};
 use super::rrl::Verdict;
 use super::steered;
 use super::wire::{self, Parsed, Query};
-use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, Answer, OptOut, Writer, truncate};
+use super::writer::{ADDITIONAL, ANSWER, AUTHORITY, Answer, OptOut, Signer, Writer, truncate};
 use crate::dns::snapshot::Snapshot;
 use crate::routing::{Node, SteerRef, Zone};
 
@@ -17,13 +19,36 @@ pub use super::summary::{Proto, Summary};
 /// Most CNAME links followed inside our zones.
 const MAX_CHAIN: usize = 8;
 
-/// Answers one request. `None` means send nothing.
+/// Answers one request. `None` means send nothing. A name that does not exist in a signed
+/// zone, asked with DO=1, whose proof is not kept yet gets the NXDOMAIN with the signed SOA
+/// only (the serving path hands such a query to the signer thread instead, see
+/// [`respond_pending`]).
 pub fn respond(
     snap: &Snapshot,
     client: IpAddr,
     proto: Proto,
     req: &[u8],
     out: &mut Vec<u8>,
+) -> Option<Summary> {
+    let mut pending = None;
+    let mut summary = respond_pending(snap, client, proto, req, out, &mut pending)?;
+    if pending.is_some() && out.len() >= 4 {
+        out[3] = (out[3] & 0xF0) | wire::RCODE_NXDOMAIN;
+        summary.rcode = u16::from(wire::RCODE_NXDOMAIN);
+    }
+    Some(summary)
+}
+
+/// Answers one request like [`respond`]; a reply that waits for a proof to be signed is
+/// finished but for the proof, and `pending` says which (the NXNAME proof of RFC 9824 and
+/// where it goes; the rcode is already NOERROR).
+pub(crate) fn respond_pending(
+    snap: &Snapshot,
+    client: IpAddr,
+    proto: Proto,
+    req: &[u8],
+    out: &mut Vec<u8>,
+    pending: &mut Option<Pending>,
 ) -> Option<Summary> {
     let mut lower = [0; wire::MAX_NAME];
     let q = match wire::parse(req, &mut lower) {
@@ -35,30 +60,14 @@ pub fn respond(
             question,
             edns,
         } => {
-            let lower = question.map_or(&[][..], |q| &q[..q.len().saturating_sub(4)]);
-            let w = Writer::new(out, id, question, lower, usize::MAX, 0);
-            let opt = edns.map(|e| OptOut {
-                payload: snap.udp_payload,
-                ext_rcode: (rcode >> 4) as u8,
-                ecs: None,
-                dnssec_ok: e.dnssec_ok,
-            });
-            let done = w.finish(flags, false, false, (rcode & 0xF) as u8, opt);
-            if !snap
-                .defences
-                .after_error(client, proto, rcode, out, done.opt_at)
-            {
-                return None;
-            }
-            return Some(Summary {
-                proto,
+            let e = Malformed {
+                id,
+                flags,
                 rcode,
-                qtype: 0,
-                truncated: false,
-                ecs: false,
-                steered: None,
-                zone: None,
-            });
+                question,
+                dnssec_ok: edns.map(|e| e.dnssec_ok),
+            };
+            return error_reply(snap, client, proto, e, out);
         }
         Parsed::Query(q) => q,
     };
@@ -100,6 +109,8 @@ pub fn respond(
         scope: 0,
         steered: None,
         zone: None,
+        proof: None,
+        nxname: false,
     };
     answer(snap, &q, located, &mut w, &mut a);
     let opt = q.edns.map(|e| OptOut {
@@ -115,7 +126,12 @@ pub fn respond(
     match snap.defences.after(&pre, &req, &a, done, out) {
         Verdict::Drop => return None,
         Verdict::Slip => a.tc = true,
-        Verdict::Send => {}
+        Verdict::Send => {
+            *pending = a.proof.map(|p| Pending {
+                at: done.opt_at,
+                ..p
+            });
+        }
     }
     Some(Summary {
         proto,
@@ -128,7 +144,53 @@ pub fn respond(
     })
 }
 
-fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut Answer) {
+/// What the reply to a request that is not a query, or not one we answer, is made of.
+struct Malformed<'q> {
+    id: u16,
+    flags: u16,
+    rcode: u16,
+    question: Option<&'q [u8]>,
+    /// The request's DO bit, when it had EDNS.
+    dnssec_ok: Option<bool>,
+}
+
+/// The error reply to a request the parser refused (FORMERR, NOTIMP, BADVERS, ...).
+fn error_reply(
+    snap: &Snapshot,
+    client: IpAddr,
+    proto: Proto,
+    e: Malformed,
+    out: &mut Vec<u8>,
+) -> Option<Summary> {
+    let lower = e
+        .question
+        .map_or(&[][..], |q| &q[..q.len().saturating_sub(4)]);
+    let w = Writer::new(out, e.id, e.question, lower, usize::MAX, 0);
+    let opt = e.dnssec_ok.map(|dnssec_ok| OptOut {
+        payload: snap.udp_payload,
+        ext_rcode: (e.rcode >> 4) as u8,
+        ecs: None,
+        dnssec_ok,
+    });
+    let done = w.finish(e.flags, false, false, (e.rcode & 0xF) as u8, opt);
+    if !snap
+        .defences
+        .after_error(client, proto, e.rcode, out, done.opt_at)
+    {
+        return None;
+    }
+    Some(Summary {
+        proto,
+        rcode: e.rcode,
+        qtype: 0,
+        truncated: false,
+        ecs: false,
+        steered: None,
+        zone: None,
+    })
+}
+
+fn answer<'s>(snap: &'s Snapshot, q: &Query, client: IpAddr, w: &mut Writer<'s>, a: &mut Answer) {
     if q.qclass != wire::CLASS_IN {
         a.rcode = wire::RCODE_REFUSED;
         a.aa = false;
@@ -155,6 +217,12 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
     };
     w.set_apex_offset(apex_off);
     a.zone = Some(zone.index);
+    if w.dnssec_ok() && zone.key.is_some() {
+        w.set_signer(Signer {
+            cache: &snap.sigs,
+            zone: &zone.data,
+        });
+    }
     if zone.has_cuts
         && let Some(cut) = delegation(zone, name, apex_off, q.qtype)
     {
@@ -162,7 +230,7 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
         return;
     }
     let Some(node) = zone.nodes.get(name) else {
-        negative(zone, wire::RCODE_NXDOMAIN, w, a);
+        nxdomain(snap, zone, name, true, w, a);
         return;
     };
     if q.qtype == wire::TYPE_ANY {
@@ -174,7 +242,7 @@ fn answer(snap: &Snapshot, q: &Query, client: IpAddr, w: &mut Writer, a: &mut An
                 truncate(w, a);
             }
         } else {
-            any_answer(zone, name, w, a);
+            any_answer(zone, name, node, w, a);
         }
         return;
     }
@@ -254,7 +322,7 @@ impl<'z> InZone<'z> {
                 return; // out of zone: the resolver follows it
             }
             let Some(node) = zone.nodes.get(t) else {
-                negative(zone, wire::RCODE_NXDOMAIN, w, a);
+                nxdomain(self.snap, zone, t, false, w, a);
                 return;
             };
             if let Some(sref) = node.steer {
@@ -362,40 +430,26 @@ fn referral(zone: &Zone, (cut, node): (&[u8], &Node), w: &mut Writer, a: &mut An
     additional_for(zone, &ns.targets, w);
 }
 
-/// NXDOMAIN or NODATA, with the SOA in the authority section.
-fn negative(zone: &Zone, rcode: u8, w: &mut Writer, a: &mut Answer) {
-    a.rcode = rcode;
-    a.scope = 0;
-    if !w.rrset_at(AUTHORITY, &zone.apex, &zone.negative_soa) {
-        truncate(w, a);
-    }
-}
-
 /// NODATA at `owner`; with DO=1 in a signed zone, with the NSEC that proves it (RFC 9824).
-/// A steered name's NODATA for a steered type depends on the client's region, so it gets
-/// no proof (steered answers are not signed yet).
+/// A steered name's NODATA for a steered type (this client's region has none) is proved by
+/// an NSEC listing the name's types without that one.
 fn nodata(zone: &Zone, owner: &[u8], node: &Node, qtype: u16, w: &mut Writer, a: &mut Answer) {
     negative(zone, wire::RCODE_NOERROR, w, a);
     if a.tc || !w.dnssec_ok() {
         return;
     }
-    let steered_type = matches!(
-        qtype,
-        wire::TYPE_A | wire::TYPE_AAAA | wire::TYPE_NAPTR | wire::TYPE_SRV
-    );
-    if let Some(nsec) = node.nsec.as_deref()
-        && !(node.steer.is_some() && steered_type)
+    let steered = node
+        .steered_nsec
+        .iter()
+        .find(|(t, _)| *t == qtype)
+        .map(|(_, s)| s);
+    let nsec = match (node.steer, steered) {
+        (Some(_), Some(s)) => Some(s),
+        _ => node.nsec.as_deref(),
+    };
+    if let Some(nsec) = nsec
         && !w.rrset_at(AUTHORITY, owner, nsec)
     {
-        truncate(w, a);
-    }
-}
-
-/// RFC 8482: one synthesized HINFO instead of every record set.
-fn any_answer(zone: &Zone, name: &[u8], w: &mut Writer, a: &mut Answer) {
-    const RFC8482: &[u8] = b"\x07RFC8482\x00";
-    let ttl = zone.negative_soa_ttl();
-    if !w.record(ANSWER, name, wire::TYPE_HINFO, ttl, RFC8482) {
         truncate(w, a);
     }
 }
@@ -410,13 +464,5 @@ fn additional_for(zone: &Zone, targets: &[Box<[u8]>], w: &mut Writer) {
                 }
             }
         }
-    }
-}
-
-impl Zone {
-    fn negative_soa_ttl(&self) -> u32 {
-        let wire = &self.negative_soa.wire;
-        wire.get(6..10)
-            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
 }

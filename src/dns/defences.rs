@@ -222,6 +222,8 @@ impl Defences {
 fn classify<'q>(a: &Answer, answers: u16, q: &'q Query) -> Class<'q> {
     let z = a.zone.unwrap_or(u32::MAX);
     match a.rcode {
+        // A compact denial (RFC 9824) is an NXDOMAIN in all but its rcode.
+        _ if a.nxname => Class::NxDomain(z),
         wire::RCODE_NOERROR if answers > 0 || a.tc => Class::Answer(q.name, q.qtype),
         wire::RCODE_NOERROR if a.aa => Class::NoData(z),
         wire::RCODE_NOERROR => Class::Referral(z),

@@ -15,7 +15,8 @@ use std::thread::JoinHandle;
 use metrics::Counter;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::serving::Answering;
+use super::denial::Route;
+use super::serving::{Answering, Served};
 use super::summary::Proto;
 
 /// Whether an IPv6 listen address must be IPv6-only: when the list also has an IPv4 address
@@ -101,11 +102,13 @@ pub(crate) fn spawn_udp(
     died: Counter,
 ) -> io::Result<UdpThread> {
     let wake = sock.try_clone()?;
+    // The signer thread sends the replies it completes through this clone.
+    let replies = Arc::new(sock.try_clone()?);
     let thread = std::thread::Builder::new()
         .name("sipsteer-udp".into())
         .spawn(move || {
             let _watch = Watch(died);
-            serve_udp(&sock, &mut answering, &stop);
+            serve_udp(&sock, &replies, &mut answering, &stop);
         })?;
     Ok(UdpThread { thread, sock: wake })
 }
@@ -146,7 +149,12 @@ fn received<T>(r: io::Result<T>) -> Option<T> {
 /// Receives queries in batches, answers each from one snapshot load, sends the replies in
 /// one call.
 #[cfg(target_os = "linux")]
-fn serve_udp(sock: &UdpSocket, answering: &mut Answering, stop: &AtomicBool) {
+fn serve_udp(
+    sock: &UdpSocket,
+    replies: &Arc<UdpSocket>,
+    answering: &mut Answering,
+    stop: &AtomicBool,
+) {
     use super::lookahead::Peeked;
     use super::udp_batch::{self, BATCH, Batch};
     let local = sock.local_addr().ok();
@@ -176,9 +184,15 @@ fn serve_udp(sock: &UdpSocket, answering: &mut Answering, stop: &AtomicBool) {
             |i| batch.peer(i).map(|p| p.ip()),
         );
         let mut on = answering.on(&snap);
-        let send = batch.answer(|i, req, peer, out| {
+        let send = batch.answer(|i, req, peer, dest, out| {
             ahead.before(i);
-            peer.port() != 0 && on.answer(peer.ip(), Proto::Udp, req, out).is_some()
+            peer.port() != 0
+                && matches!(
+                    on.answer(peer.ip(), Proto::Udp, req, out, || later(
+                        replies, peer, dest
+                    )),
+                    Served::Send(_)
+                )
         });
         if let Err(e) = batch.send(sock, &send[..n]) {
             tracing::debug!(error = %e, "udp send failed");
@@ -186,9 +200,24 @@ fn serve_udp(sock: &UdpSocket, answering: &mut Answering, stop: &AtomicBool) {
     }
 }
 
+/// Where the signer thread sends a reply it completes: from `dest` (the address the query
+/// was sent to) through the listener socket's clone `replies`.
+fn later(replies: &Arc<UdpSocket>, peer: SocketAddr, dest: Option<std::net::IpAddr>) -> Route {
+    Route::Udp {
+        sock: replies.clone(),
+        peer,
+        source: dest,
+    }
+}
+
 /// One query per system call, for systems without `recvmmsg`.
 #[cfg(not(target_os = "linux"))]
-fn serve_udp(sock: &UdpSocket, answering: &mut Answering, stop: &AtomicBool) {
+fn serve_udp(
+    sock: &UdpSocket,
+    replies: &Arc<UdpSocket>,
+    answering: &mut Answering,
+    stop: &AtomicBool,
+) {
     let mut req = [0u8; 4096];
     let mut out = Vec::with_capacity(4096);
     while !stop.load(Ordering::Relaxed) {
@@ -198,9 +227,10 @@ fn serve_udp(sock: &UdpSocket, answering: &mut Answering, stop: &AtomicBool) {
         if peer.port() == 0 {
             continue;
         }
-        if answering
-            .answer(peer.ip(), Proto::Udp, &req[..n], &mut out)
-            .is_some()
+        let served = answering.answer(peer.ip(), Proto::Udp, &req[..n], &mut out, || {
+            later(replies, peer, None)
+        });
+        if matches!(served, Served::Send(_))
             && let Err(e) = sock.send_to(&out, peer)
         {
             tracing::debug!(error = %e, %peer, "udp send failed");

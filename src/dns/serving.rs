@@ -1,13 +1,17 @@
 //! The one way a transport serves a query: load the snapshot, answer from it
-//! ([`respond`]), count the answer ([`Tally`]) and offer it to the query log. UDP, TCP, DNS
-//! over TLS and DNS over HTTPS all call [`Answering`]; they only move bytes around it.
+//! ([`respond_pending`]), count the answer ([`Tally`]) and offer it to the query log. UDP,
+//! TCP, DNS over TLS and DNS over HTTPS all call [`Answering`]; they only move bytes around
+//! it. A reply that waits for a proof to be signed (a name that does not exist, in a signed
+//! zone, with DO=1) is handed to the signer thread here, after the defences and the counters,
+//! and the transport is told to send nothing now ([`Served::Later`]).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::Guard;
 
-use super::answer::respond;
+use super::answer::respond_pending;
+use super::denial::Route;
 use super::querylog::QueryLog;
 use super::snapshot::{Shared, Snapshot};
 use super::stats::Tally;
@@ -34,7 +38,8 @@ impl Answering {
     }
 
     /// Answers `request` from `client` into `out` from the current snapshot, and counts and
-    /// logs it. `None`: send nothing.
+    /// logs it; a reply that waits for a proof goes to the signer thread, which sends it
+    /// along the route `route` makes.
     #[inline]
     pub(crate) fn answer(
         &mut self,
@@ -42,9 +47,10 @@ impl Answering {
         proto: Proto,
         request: &[u8],
         out: &mut Vec<u8>,
-    ) -> Option<Summary> {
+        route: impl FnOnce() -> Route,
+    ) -> Served {
         let snap = self.load();
-        self.on(&snap).answer(client, proto, request, out)
+        self.on(&snap).answer(client, proto, request, out, route)
     }
 
     /// The current snapshot, loaded once for a batch of queries (one UDP receive) and
@@ -83,14 +89,44 @@ impl OnSnapshot<'_> {
         proto: Proto,
         request: &[u8],
         out: &mut Vec<u8>,
-    ) -> Option<Summary> {
-        let summary = respond(self.snap, client, proto, request, out);
-        if let Some(s) = &summary {
-            self.tally.record(self.snap, s);
-            if let Some(log) = self.log {
-                log.note(self.snap, client, request, s);
-            }
+        route: impl FnOnce() -> Route,
+    ) -> Served {
+        let mut pending = None;
+        // A signature made while this thread answers would count as the query's own.
+        super::sigs::on_query(true);
+        let summary = respond_pending(self.snap, client, proto, request, out, &mut pending);
+        super::sigs::on_query(false);
+        let Some(s) = summary else {
+            return Served::Nothing;
+        };
+        self.tally.record(self.snap, &s);
+        if let Some(log) = self.log {
+            log.note(self.snap, client, request, &s);
         }
-        summary
+        let Some(p) = pending else {
+            return Served::Send(s);
+        };
+        let Some(zone) = self.snap.routing.zones.get(p.zone as usize) else {
+            return Served::Dropped(s);
+        };
+        if self.snap.denial.hand_off(&zone.data, &p, out, route) {
+            Served::Later(s)
+        } else {
+            Served::Dropped(s)
+        }
     }
+}
+
+/// What became of one query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Served {
+    /// Send the reply now.
+    Send(Summary),
+    /// The signer thread completes the reply and sends it along the route given.
+    Later(Summary),
+    /// The reply waited for a proof and the signer's queue was full: nothing is sent
+    /// (counted).
+    Dropped(Summary),
+    /// Send nothing (not a query, or dropped by rate limiting).
+    Nothing,
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::dns::sigs::SigCache;
 use crate::geo::GeoData;
 use crate::routing::Routing;
 use crate::steering::{HealthView, Steering};
@@ -23,6 +24,11 @@ pub struct Snapshot {
     pub udp_payload: u16,
     /// Cookies, rate limiting, NSID (kept across reloads that leave them unchanged).
     pub defences: Arc<crate::dns::defences::Defences>,
+    /// The RRSIGs of steered answers (one cache for the instance, kept across reloads).
+    pub sigs: Arc<SigCache>,
+    /// The signed proofs of names that do not exist, the signer's queue and their counters
+    /// (kept across reloads that leave `dnssec.denial` unchanged).
+    pub denial: Arc<crate::dns::denial::Denial>,
     /// Steered names that need the GeoIP map answer SERVFAIL: the map is not compiled yet and
     /// `geoip.warmup.answer` is `servfail` (cleared when the load that should bring it in
     /// is refused, see [`Snapshot::warmup_failed`]).
@@ -60,10 +66,22 @@ impl Snapshot {
             &config.dns.defences,
             previous.map(|p| &p.defences),
         );
+        let bound = config.dns.signature_cache;
+        let sigs = match previous {
+            Some(p) => {
+                p.sigs.set_bound(bound);
+                p.sigs.clone()
+            }
+            None => Arc::new(SigCache::new(bound)),
+        };
+        let denial =
+            crate::dns::denial::Denial::for_settings(&config.denial, previous.map(|p| &p.denial));
         Snapshot {
             generation,
             udp_payload: config.dns.udp_payload,
             defences,
+            sigs,
+            denial,
             config,
             routing,
             steering,
@@ -82,6 +100,8 @@ impl Snapshot {
             health,
             udp_payload: self.udp_payload,
             defences: self.defences.clone(),
+            sigs: self.sigs.clone(),
+            denial: self.denial.clone(),
             warmup_servfail: self.warmup_servfail,
         }
     }
@@ -134,23 +154,3 @@ pub fn end_warmup_servfail(shared: &ArcSwap<Snapshot>) -> bool {
 
 /// The handle every listener and the supervisor share.
 pub type Shared = Arc<ArcSwap<Snapshot>>;
-
-/// Health flips become new snapshots: the same data with the new view, swapped in only if
-/// no reload replaced the steering data meanwhile.
-impl crate::health::hub::Publisher for ArcSwap<Snapshot> {
-    fn publish(&self, steering: &Arc<Steering>, view: HealthView) {
-        let view = Arc::new(view);
-        let mut cur = self.load_full();
-        loop {
-            if !Arc::ptr_eq(&cur.steering, steering) || *cur.health == *view {
-                return;
-            }
-            let next = Arc::new(cur.with_health(view.clone()));
-            let prev = self.compare_and_swap(&cur, next);
-            if Arc::ptr_eq(&prev, &cur) {
-                return;
-            }
-            cur = arc_swap::Guard::into_inner(prev);
-        }
-    }
-}

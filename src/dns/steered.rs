@@ -4,12 +4,14 @@
 //! of the tiers is answered on leaves, NAPTR and SRV set), SRV priorities by tier
 //! (10 per tier, one more for backup servers) with weights from the servers' headroom, and
 //! which of the first tier's A/AAAA addresses are answered (at most `answers`, rotated by
-//! client subnet).
+//! client subnet). It writes through a [`Sink`]: a reply, or the sets to pre-sign
+//! ([`plan_sets`]); in a signed zone with DO=1 each whole set is followed by its RRSIG.
 
 use std::net::IpAddr;
 
+use super::sink::{Signed, Sink, truncate, unsigned};
 use super::summary::Steered;
-use super::writer::{ADDITIONAL, ANSWER, Answer, Writer, truncate};
+use super::writer::{ADDITIONAL, ANSWER, Answer, Writer};
 use crate::config::Transport;
 use crate::dns::snapshot::Snapshot;
 use crate::proto::{RCODE_SERVFAIL, TYPE_A, TYPE_AAAA, TYPE_NAPTR, TYPE_SRV};
@@ -77,6 +79,7 @@ pub(crate) fn answer(
     };
     let wrote = match (srv, qtype) {
         (Some(t), _) => {
+            let mark = w.mark();
             let n = cx.srv_records(ANSWER, owner, t, w);
             match n {
                 None => {
@@ -85,6 +88,9 @@ pub(crate) fn answer(
                 }
                 Some(0) => return false,
                 Some(_) => {
+                    if !cx.answered(w, a, (owner, TYPE_SRV), mark) {
+                        return true;
+                    }
                     cx.addresses(&[t], w);
                     true
                 }
@@ -95,13 +101,57 @@ pub(crate) fn answer(
             // NODATA when the client's region has no address of this family: it depends on
             // the client, so it carries the steering scope.
             a.scope = plan.scope;
-            cx.addresses_answer(rtype, client, w, a)
+            cx.addresses_answer(rtype, subnet_hash(client), w, a)
         }
     };
-    if wrote {
+    if wrote && a.rcode != RCODE_SERVFAIL {
         a.scope = plan.scope;
     }
     wrote
+}
+
+/// Every RRset a steered name can answer under `plan` (for `asked` of service `si`), written
+/// to `w`: the NAPTR set with the SRV sets and addresses it carries, the SRV answers, and the
+/// A and AAAA answers of every rotation window (pre-signing).
+pub(crate) fn plan_sets<S: Sink>(snap: &Snapshot, si: usize, asked: Asked, plan: &Plan, w: &mut S) {
+    let st = &*snap.steering;
+    let Some(svc) = st.services.get(si) else {
+        return;
+    };
+    if plan.empty {
+        return;
+    }
+    let (owner, srv_names) = match asked {
+        Asked::Service => (&svc.name, &svc.srv_names),
+        Asked::Region(p) => match (
+            svc.region_names.get(p as usize),
+            svc.region_srv_names.get(p as usize),
+        ) {
+            (Some(o), Some(n)) => (o, n),
+            _ => return,
+        },
+    };
+    let cx = Cx {
+        st,
+        snap,
+        svc,
+        plan,
+        owner,
+        ttl: steering::answer_ttl(st, &snap.health, svc, plan),
+    };
+    let mut a = Answer::new();
+    cx.naptr(asked, w, &mut a);
+    for (t, name) in srv_names {
+        let mark = w.mark();
+        if cx.srv_records(ANSWER, name, *t, w).is_some_and(|n| n > 0) {
+            w.signed(ANSWER, name, TYPE_SRV, cx.ttl, mark);
+        }
+    }
+    for rtype in [TYPE_A, TYPE_AAAA] {
+        for start in 0..cx.rotations(rtype) {
+            cx.addresses_answer(rtype, start, w, &mut a);
+        }
+    }
 }
 
 struct Cx<'a> {
@@ -115,13 +165,36 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// Marks the answer set written since `mark` as whole: true when it stands (signed, or
+    /// not signing); else the reply is truncated (it did not fit with its RRSIG) or SERVFAIL
+    /// (no RRSIG yet).
+    fn answered<S: Sink>(
+        &self,
+        w: &mut S,
+        a: &mut Answer,
+        (owner, rtype): (&[u8], u16),
+        mark: S::Mark,
+    ) -> bool {
+        match w.signed(ANSWER, owner, rtype, self.ttl, mark) {
+            Signed::Yes => true,
+            Signed::DidNotFit => {
+                truncate(w, a);
+                false
+            }
+            Signed::Missing => {
+                unsigned(w, a);
+                false
+            }
+        }
+    }
+
     /// SRV records for transport `t` over every tier. `None` if they did not fit.
-    fn srv_records(
+    fn srv_records<S: Sink>(
         &self,
         section: usize,
         owner: &[u8],
         t: Transport,
-        w: &mut Writer,
+        w: &mut S,
     ) -> Option<usize> {
         let mark = w.mark();
         let mut n = 0;
@@ -148,8 +221,9 @@ impl Cx<'_> {
         Some(n)
     }
 
-    /// A and AAAA of every SRV target for the given transports, as many as fit.
-    fn addresses(&self, transports: &[Transport], w: &mut Writer) {
+    /// A and AAAA of every SRV target for the given transports, as many as fit; signed,
+    /// a host's set of one family whole with its RRSIG or not at all.
+    fn addresses<S: Sink>(&self, transports: &[Transport], w: &mut S) {
         for &pos in self.plan.tiers() {
             let region = self.svc.regions[pos as usize];
             for (si, s) in tier_servers(self.st, &self.snap.health, region, self.plan) {
@@ -161,22 +235,44 @@ impl Cx<'_> {
                     continue;
                 }
                 let host = &self.svc.hosts[pos as usize][si];
-                for a in &s.v4 {
-                    w.record(ADDITIONAL, host, TYPE_A, self.ttl, a);
-                }
-                for a in &s.v6 {
-                    w.record(ADDITIONAL, host, TYPE_AAAA, self.ttl, a);
-                }
+                self.host_set(w, host, TYPE_A, s.v4.iter().map(|a| &a[..]));
+                self.host_set(w, host, TYPE_AAAA, s.v6.iter().map(|a| &a[..]));
             }
         }
     }
 
+    /// One host's addresses of one family in the additional section.
+    fn host_set<'a, S: Sink>(
+        &self,
+        w: &mut S,
+        host: &[u8],
+        rtype: u16,
+        addrs: impl Iterator<Item = &'a [u8]>,
+    ) {
+        let mark = w.mark();
+        let (mut all, mut any) = (true, false);
+        for a in addrs {
+            let ok = w.record(ADDITIONAL, host, rtype, self.ttl, a);
+            all &= ok;
+            any |= ok;
+        }
+        if !any || !w.signing() {
+            return;
+        }
+        if all {
+            w.signed(ADDITIONAL, host, rtype, self.ttl, mark);
+        } else {
+            w.rollback(mark);
+        }
+    }
+
     /// NAPTR per transport, then the SRV sets and addresses in the additional section.
-    fn naptr(&self, asked: Asked, w: &mut Writer, a: &mut Answer) -> bool {
+    fn naptr<S: Sink>(&self, asked: Asked, w: &mut S, a: &mut Answer) -> bool {
         let srv_names = match asked {
             Asked::Service => &self.svc.srv_names,
             Asked::Region(p) => &self.svc.region_srv_names[p as usize],
         };
+        let mark = w.mark();
         let mut written = 0;
         for (i, (t, name)) in srv_names.iter().enumerate() {
             if !self.answered_on(*t) {
@@ -209,36 +305,63 @@ impl Cx<'_> {
         if written == 0 {
             return false;
         }
+        if !self.answered(w, a, (self.owner, TYPE_NAPTR), mark) {
+            return true;
+        }
         for (t, name) in srv_names {
             if !self.answered_on(*t) {
                 continue;
             }
             let mark = w.mark();
-            if self.srv_records(ADDITIONAL, name, *t, w).is_none() {
-                w.rollback(mark);
+            match self.srv_records(ADDITIONAL, name, *t, w) {
+                None => w.rollback(mark),
+                Some(0) => {}
+                Some(_) => {
+                    w.signed(ADDITIONAL, name, TYPE_SRV, self.ttl, mark);
+                }
             }
         }
         self.addresses(&self.svc.transports, w);
         true
     }
 
+    /// The distinct windows of A or AAAA answers (1 when every address fits in one).
+    fn rotations(&self, rtype: u16) -> u32 {
+        let count = self.first_tier_addresses(rtype == TYPE_A);
+        if count > self.svc.answers {
+            count as u32
+        } else {
+            u32::from(count > 0)
+        }
+    }
+
+    /// Addresses of one family among the first tier's answered servers.
+    fn first_tier_addresses(&self, v4: bool) -> usize {
+        let Some(&pos) = self.plan.tiers().first() else {
+            return 0;
+        };
+        let region = self.svc.regions[pos as usize];
+        tier_servers(self.st, &self.snap.health, region, self.plan)
+            .map(|(_, s)| if v4 { s.v4.len() } else { s.v6.len() })
+            .sum()
+    }
+
     /// A or AAAA from the first tier only (the client's region), at most `answers`, rotated
-    /// by client subnet so one subnet always gets the same set. A region without an address
-    /// of this family gives NODATA (false): never another region's address, so a dual-stack
-    /// client's A and AAAA lead to the same region.
-    fn addresses_answer(&self, rtype: u16, client: IpAddr, w: &mut Writer, a: &mut Answer) -> bool {
+    /// by client subnet (`hash`) so one subnet always gets the same set. A region without an
+    /// address of this family gives NODATA (false): never another region's address, so a
+    /// dual-stack client's A and AAAA lead to the same region.
+    fn addresses_answer<S: Sink>(&self, rtype: u16, hash: u32, w: &mut S, a: &mut Answer) -> bool {
         let v4 = rtype == TYPE_A;
         let Some(&pos) = self.plan.tiers().first() else {
             return false;
         };
         let region = self.svc.regions[pos as usize];
-        let count: usize = tier_servers(self.st, &self.snap.health, region, self.plan)
-            .map(|(_, s)| if v4 { s.v4.len() } else { s.v6.len() })
-            .sum();
+        let count = self.first_tier_addresses(v4);
         if count == 0 {
             return false;
         }
-        let start = subnet_hash(client) as usize % count;
+        let start = hash as usize % count;
+        let mark = w.mark();
         for j in 0..count.min(self.svc.answers) {
             let Some(addr) = self.nth_address(region, v4, (start + j) % count) else {
                 break;
@@ -250,6 +373,7 @@ impl Cx<'_> {
                 return true;
             }
         }
+        self.answered(w, a, (self.owner, rtype), mark);
         true
     }
 }

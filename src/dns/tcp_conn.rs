@@ -2,6 +2,10 @@
 //! length-prefixed queries, answers them in order and writes the replies, batching pipelined
 //! ones up to a bound. Over TLS each reply gets RFC 8467 block padding, written into its bytes.
 //!
+//! A query whose reply waits for a proof to be signed is awaited on a oneshot channel from the
+//! signer thread (replies stay in order); when the signer's queue is full, the replies before
+//! it are written and the connection closes (the client asks again).
+//!
 //! A zero-length frame, a frame that is not a query (too short, a response) or one answered
 //! FORMERR closes the connection. Only a complete query resets the idle timer; once the
 //! first byte of a frame has arrived, the whole frame must follow within [`FRAME_TIMEOUT`].
@@ -17,8 +21,9 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::denial::Route;
 use super::pad;
-use super::serving::Answering;
+use super::serving::{Answering, Served};
 use super::summary::Proto;
 use crate::conns::Conn;
 
@@ -30,6 +35,9 @@ pub(super) const MAX_QUEUED_REPLIES: usize = 32;
 pub(super) const MAX_QUEUED_BYTES: usize = 64 << 10;
 /// Longest wait for an orderly close (TLS close_notify, FIN) once the connection is done.
 pub(super) const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest wait for the signer thread to complete a reply (it takes well under a second
+/// with its queue full).
+const SIGNER_WAIT: Duration = Duration::from_secs(2);
 /// Read buffer of one connection.
 const READ_BUF: usize = 4096;
 const RCODE_FORMERR: u16 = 1;
@@ -169,8 +177,31 @@ where
         if n == 0 {
             return Bad::EmptyFrame.count(ctx);
         }
-        let Some(answered) = answering.answer(peer.ip(), ctx.proto, &req, &mut out) else {
-            return Bad::NotAQuery.count(ctx);
+        let mut later = None;
+        let served = answering.answer(peer.ip(), ctx.proto, &req, &mut out, || {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            later = Some(rx);
+            Route::Stream(tx)
+        });
+        let answered = match served {
+            Served::Send(s) => s,
+            Served::Nothing => return Bad::NotAQuery.count(ctx),
+            Served::Later(s) => match signed(later.take()).await {
+                Some(reply) => {
+                    out = reply;
+                    s
+                }
+                // The signer stopped, or is far behind: the client asks again.
+                None => {
+                    queue.flush(rd.get_mut(), ctx.idle).await;
+                    return;
+                }
+            },
+            // The signer's queue is full: the replies before this one, then close.
+            Served::Dropped(_) => {
+                queue.flush(rd.get_mut(), ctx.idle).await;
+                return;
+            }
         };
         if let Some(q) = &ctx.queries {
             q.increment(1);
@@ -193,6 +224,14 @@ where
         if queue.full() && !queue.flush(rd.get_mut(), ctx.idle).await {
             return;
         }
+    }
+}
+
+/// The reply the signer thread completes, within [`SIGNER_WAIT`].
+async fn signed(rx: Option<tokio::sync::oneshot::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match tokio::time::timeout(SIGNER_WAIT, rx?).await {
+        Ok(Ok(reply)) => Some(reply),
+        _ => None,
     }
 }
 

@@ -128,11 +128,12 @@ impl Batch {
         self.mmsg.source(i)
     }
 
-    /// Calls `f(i, query, sender, reply)` for each query of the last batch; `f` returns
-    /// whether to send the reply. Returns the send flags for [`Self::send`].
+    /// Calls `f(i, query, sender, destination, reply)` for each query of the last batch
+    /// (the destination is the address the query was sent to, on a wildcard socket); `f`
+    /// returns whether to send the reply. Returns the send flags for [`Self::send`].
     pub(super) fn answer(
         &mut self,
-        mut f: impl FnMut(usize, &[u8], SocketAddr, &mut Vec<u8>) -> bool,
+        mut f: impl FnMut(usize, &[u8], SocketAddr, Option<IpAddr>, &mut Vec<u8>) -> bool,
     ) -> [bool; BATCH] {
         let mut send = [false; BATCH];
         for (i, flag) in send.iter_mut().enumerate().take(self.len) {
@@ -140,7 +141,13 @@ impl Batch {
                 continue;
             };
             self.out[i].clear();
-            *flag = f(i, self.mmsg.datagram(i), peer, &mut self.out[i]);
+            *flag = f(
+                i,
+                self.mmsg.datagram(i),
+                peer,
+                self.dest[i],
+                &mut self.out[i],
+            );
         }
         send
     }

@@ -42,6 +42,28 @@ pub(crate) struct Answer {
     pub scope: u8,
     pub steered: Option<Steered>,
     pub zone: Option<u32>,
+    /// A name that does not exist in a signed zone, asked with DO=1, whose proof is not
+    /// kept: the reply waits for the signer thread (see `dns::denial`).
+    pub proof: Option<super::denial::Pending>,
+    /// The reply denies a name by RFC 9824 compact denial (NOERROR): counted as NXDOMAIN
+    /// by the rate limiter.
+    pub nxname: bool,
+}
+
+impl Answer {
+    /// NOERROR, authoritative, nothing decided yet.
+    pub(crate) fn new() -> Answer {
+        Answer {
+            rcode: 0,
+            aa: true,
+            tc: false,
+            scope: 0,
+            steered: None,
+            zone: None,
+            proof: None,
+            nxname: false,
+        }
+    }
 }
 
 /// The answer does not fit: send an empty reply with TC so the client retries over TCP.
@@ -70,6 +92,15 @@ pub(crate) struct Writer<'b> {
     counts: [u16; 3],
     /// The query has DO=1: record sets are written with their RRSIGs.
     dnssec_ok: bool,
+    /// DO=1 in a signed zone: where steered sets find their RRSIGs.
+    signer: Option<Signer<'b>>,
+}
+
+/// Where the RRSIGs of steered sets come from: the signature cache, for a signed zone.
+#[derive(Clone, Copy)]
+pub(crate) struct Signer<'b> {
+    pub cache: &'b super::sigs::SigCache,
+    pub zone: &'b std::sync::Arc<crate::routing::ZoneData>,
 }
 
 impl<'b> Writer<'b> {
@@ -99,6 +130,7 @@ impl<'b> Writer<'b> {
             apex_off: lower.len().saturating_sub(1),
             counts: [0; 3],
             dnssec_ok: false,
+            signer: None,
         }
     }
 
@@ -115,6 +147,20 @@ impl<'b> Writer<'b> {
     /// Whether the query has DO=1.
     pub(crate) fn dnssec_ok(&self) -> bool {
         self.dnssec_ok
+    }
+
+    /// Steered sets are signed from `signer` (DO=1, the question in a signed zone).
+    pub(crate) fn set_signer(&mut self, signer: Signer<'b>) {
+        self.signer = Some(signer);
+    }
+
+    pub(crate) fn signer(&self) -> Option<Signer<'b>> {
+        self.signer
+    }
+
+    /// The records written since `m`, as the reply holds them.
+    pub(crate) fn since(&self, m: (usize, [u16; 3])) -> &[u8] {
+        self.buf.get(m.0..).unwrap_or_default()
     }
 
     pub(crate) fn mark(&self) -> (usize, [u16; 3]) {
@@ -167,6 +213,11 @@ impl<'b> Writer<'b> {
 
     fn fits(&self, n: usize) -> bool {
         self.buf.len() + n + self.reserve <= self.limit
+    }
+
+    /// Whether `n` more bytes of records fit (for records added after the reply is finished).
+    pub(crate) fn room(&self, n: usize) -> bool {
+        self.fits(n)
     }
 
     /// Bytes an owner name takes when written by [`Self::owner`].

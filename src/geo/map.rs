@@ -371,6 +371,24 @@ impl GeoMap {
         }
     }
 
+    /// How much address space each class covers (`classes` entries): IPv4 addresses plus
+    /// IPv6 /32s, so the classes most clients fall into can be served first.
+    pub fn catchments(&self, classes: usize) -> Vec<u128> {
+        let mut out = vec![0u128; classes];
+        let mut add = |starts: &[u128], class: &[u32], end: u128, shift: u32| {
+            for (i, (&s, &c)) in starts.iter().zip(class).enumerate() {
+                let next = starts.get(i + 1).copied().unwrap_or(end);
+                if let Some(o) = out.get_mut(c as usize) {
+                    *o = o.saturating_add((next - s) >> shift);
+                }
+            }
+        };
+        let v4: Vec<u128> = self.v4.starts.iter().map(|&s| u128::from(s)).collect();
+        add(&v4, &self.v4.class, 1 << 32, 0);
+        add(&self.v6.starts, &self.v6.class, u128::MAX, 96);
+        out
+    }
+
     /// Number of blocks (both families).
     pub fn blocks(&self) -> usize {
         self.v4.starts.len() + self.v6.starts.len()

@@ -18,6 +18,7 @@ use crate::steering::{HealthView, Steering};
 use crate::telemetry::Telemetry;
 
 mod cache;
+mod key_meters;
 mod memory;
 mod meters;
 mod status;
@@ -117,6 +118,8 @@ pub struct Reloader {
     pub stopping: CancellationToken,
     /// The reloader's series.
     meters: meters::Meters,
+    /// The DNSSEC key series.
+    key_meters: key_meters::KeyMeters,
     /// Where applied and refused reloads are recorded (see [`Reloader::with_events`]).
     events: Arc<EventLog>,
 }
@@ -153,6 +156,7 @@ impl Reloader {
         let cfg = Arc::new(loaded.config);
         let mut snap = Snapshot::build(cfg.clone(), loaded.geo, 1);
         snap.health = health(&cfg, &snap.steering);
+        crate::dns::presign::presign(&snap);
         let status = ReloadStatus::first(now_unix());
         let r = Reloader {
             path: path.to_path_buf(),
@@ -167,6 +171,7 @@ impl Reloader {
             watcher: Mutex::new(None),
             stopping: CancellationToken::new(),
             meters: meters::Meters::new(&telemetry),
+            key_meters: key_meters::KeyMeters::new(&telemetry),
             events: Arc::new(EventLog::default()),
         };
         r.count(ReloadResult::Ok, 1);
@@ -202,6 +207,7 @@ impl Reloader {
             .map(|z| z.window.expiration)
             .min();
         m.dnssec_expiry.set(f64::from(expiry.unwrap_or(0)));
+        self.key_meters.publish(&self.shared.load().routing);
         if let Some(g) = guard(&self.geo.geo).as_ref() {
             m.geoip_build_seconds.set(g.seconds);
             m.geoip_build_epoch.set(g.data.info.build_epoch as f64);
@@ -309,6 +315,7 @@ impl Reloader {
         let cfg = Arc::new(cfg);
         let mut snap = Snapshot::build_after(cfg.clone(), geo, generation, Some(&current));
         snap.health = (self.health)(&cfg, &snap.steering);
+        crate::dns::presign::presign(&snap);
         self.shared.store(Arc::new(snap));
         if !same_geo {
             memory::release_freed_memory();
@@ -349,7 +356,10 @@ fn source_paths(config: &Config) -> Vec<PathBuf> {
     let files = config.files.iter().map(|f| f.path.clone());
     let dirs = [Some(config.file.clone()), Some(config.zones_dir.clone())];
     let optional = [config.geoip.clone(), config.operator_state_file.clone()];
+    // A keys directory's listing: a key written by `dnssec roll` or another instance.
+    let key_dirs = config.key_dirs.values().cloned();
     files
         .chain(dirs.into_iter().chain(optional).flatten())
+        .chain(key_dirs)
         .collect()
 }

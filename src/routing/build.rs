@@ -7,7 +7,7 @@ use hickory_proto::rr::{Name, RData, Record};
 
 use std::sync::Arc;
 
-use super::secure::{key_sets, nsec_sets, rrsig_set, unsign_below_cuts};
+use super::secure::{any_sets, key_sets, nsec_sets, rrsig_set, unsign_below_cuts};
 use super::sign::Signing;
 use super::{
     NameMap, Node, Routing, SteerKind, SteerRef, Zone, ZoneData, count_labels, rrset,
@@ -43,7 +43,7 @@ pub(crate) fn compile_reusing(cfg: &Config, previous: Option<&Routing>) -> Routi
         let data = match old.get(&Arc::as_ptr(z)) {
             Some(d)
                 if regions.same(d)
-                    && cfg.keys.get(&z.origin) == d.key.as_ref()
+                    && cfg.key_sets.get(&z.origin) == d.key_set.as_ref()
                     && (d.key.is_none() || d.window == crate::dnssec::Window::now()) =>
             {
                 Arc::clone(d)
@@ -113,7 +113,8 @@ impl<'a> Regions<'a> {
 fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
     let origin = &z.origin;
     let apex = wire_name(origin);
-    let key = cfg.keys.get(origin).cloned();
+    let key_set = cfg.key_sets.get(origin).cloned();
+    let key = key_set.as_ref().map(|s| Arc::clone(&s.zsk));
     let window = crate::dnssec::Window::now();
     let signing = key.as_deref().map(|k| Signing::new(k, origin, window));
     let signing = signing.as_ref();
@@ -131,11 +132,11 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         service_nodes(&mut nodes, local as u32, svc, cfg, origin, signing);
     }
     empty_non_terminals(&mut nodes, &apex);
-    if let (Some(k), Some(sg)) = (&key, signing) {
+    if let (Some(ks), Some(sg)) = (&key_set, signing) {
         let node = nodes.entry(apex.clone()).or_default();
-        node.sets
-            .extend(key_sets(k, origin, z.ttl, sg, z.services.is_empty()));
+        node.sets.extend(key_sets(ks, origin, z.ttl, window));
         nsec_sets(&mut nodes, origin, z.soa.minimum.min(z.ttl), sg);
+        any_sets(&mut nodes, origin, z.soa.minimum, sg);
         if has_cuts {
             unsign_below_cuts(&mut nodes, &apex);
         }
@@ -170,6 +171,7 @@ fn zone(z: &Arc<ZoneConfig>, cfg: &Config, regions: &Regions<'_>) -> ZoneData {
         nodes,
         has_cuts,
         key,
+        key_set,
         window,
     }
 }

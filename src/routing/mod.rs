@@ -8,9 +8,12 @@ pub(crate) mod rdata;
 mod secure;
 mod sign;
 
+pub(crate) use sign::Signing;
+
 use std::collections::HashMap;
 
 pub use build::compile;
+pub(crate) use secure::RFC8482_HINFO;
 
 /// Names (lowercase wire form) to what they hold. Looked up once or more per query, so hashed
 /// with foldhash (seeded per process) rather than SipHash; the keys come from the config.
@@ -64,6 +67,9 @@ pub struct ZoneData {
     /// The signing key when the zone is signed; its DNSKEY, CDNSKEY and CDS sets are at the
     /// apex node.
     pub key: Option<std::sync::Arc<crate::dnssec::ZoneKey>>,
+    /// The zone's key set as it was when the zone compiled (what it published and signed
+    /// the key sets with; when its next key event is).
+    pub key_set: Option<std::sync::Arc<crate::dnssec::KeySet>>,
     /// The signature window its RRSIGs were made in (a compile in a later period signs again).
     pub window: crate::dnssec::Window,
 }
@@ -78,6 +84,14 @@ pub struct Node {
     pub steer: Option<SteerRef>,
     /// In a signed zone, the NSEC (with its RRSIG) proving NODATA here (RFC 9824).
     pub nsec: Option<Box<RRset>>,
+    /// At a steered name of a signed zone, per steered type, the NSEC proving that this
+    /// client's answer has no data of that type (its region has no address of the family,
+    /// no server of the transport, or every region is down with `all_down: nodata`): the
+    /// name's types without that one.
+    pub steered_nsec: Vec<(u16, RRset)>,
+    /// In a signed zone, the RFC 8482 answer to ANY here (HINFO "RFC8482" ""), with its
+    /// RRSIG; at every name with data but a CNAME.
+    pub any: Option<Box<RRset>>,
 }
 
 impl Node {
@@ -159,10 +173,20 @@ impl RRset {
 impl Routing {
     /// Whether a signed zone's RRSIGs were made in another signature window than `now`'s:
     /// the zone must compile (and sign) again, though no file changed.
+    /// A zone whose key set has an event due (a key changes state, a ZSK successor is due)
+    /// compiles again too.
     pub fn signed_before(&self, now: crate::dnssec::Window) -> bool {
-        self.zones
-            .iter()
-            .any(|z| z.key.is_some() && z.window != now)
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.zones.iter().any(|z| {
+            z.key.is_some()
+                && (z.window != now
+                    || z.key_set
+                        .as_ref()
+                        .and_then(|s| s.next_event)
+                        .is_some_and(|t| secs >= t))
+        })
     }
 
     /// The most specific zone containing `name` (lowercase wire form), and the offset of the

@@ -328,6 +328,23 @@ impl Steering {
         }
     }
 
+    /// Every ranking a client of `service` can get, most clients first: the fallback order,
+    /// the GeoIP map's rankings by the address space they cover, the `networks:` orders.
+    pub fn rankings(&self, service: usize) -> Vec<&Ranking> {
+        let Some(svc) = self.services.get(service) else {
+            return Vec::new();
+        };
+        let policy = self.service_policy.get(service);
+        let mut out = vec![&svc.fallback];
+        out.extend(
+            policy
+                .and_then(|&i| self.policies.get(i))
+                .map_or(Vec::new(), |p| p.by_catchment()),
+        );
+        out.extend(&svc.network_rankings);
+        out
+    }
+
     /// The GeoIP map every located answer uses, when there is exactly one (the listener
     /// warms its cache lines ahead of the lookups).
     pub fn sole_map(&self) -> Option<&GeoMap> {

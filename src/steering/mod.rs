@@ -182,7 +182,7 @@ pub enum Asked {
 }
 
 /// The answer plan: the regions to answer, nearest healthy first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Plan {
     /// Positions in the service's region list; `tiers[..len]` are used.
     pub tiers: [u16; MAX_TIERS],
@@ -216,17 +216,8 @@ pub fn plan(
     asked: Asked,
     client: IpAddr,
 ) -> Plan {
-    let mut p = Plan {
-        tiers: [0; MAX_TIERS],
-        len: 0,
-        reason: Reason::Fallback,
-        scope: 0,
-        fail_open: false,
-        empty: false,
-        split: None,
-        shed_key: None,
-    };
     let Some(svc) = st.services.get(service) else {
+        let mut p = blank(Reason::Fallback, None, None);
         p.empty = true;
         return p;
     };
@@ -234,34 +225,76 @@ pub fn plan(
         Asked::Region(pos) => (svc.pinned.get(pos as usize).unwrap_or(&svc.fallback), 0),
         Asked::Service => st.ranking_for(service, client),
     };
-    // Before the GeoIP map is compiled only the fallback ranking stands for a location.
-    p.reason = match ranking.reason {
-        Reason::Fallback if st.warmup_ttl.is_some() => Reason::Warmup,
-        r => r,
-    };
-    p.scope = scope;
     // The hash of the client's prefix, only when a split or shedding can use it.
-    let splits = match asked {
+    let splits = splits_of(svc, asked, ranking);
+    let prefix = (splits.is_some() || health.shedding).then(|| client_prefix(client));
+    let split = match (splits, prefix) {
+        (Some(rules), Some((key, _))) => split_target(rules, &key),
+        _ => None,
+    };
+    let shed_key = prefix
+        .filter(|_| health.shedding)
+        .map(|(key, _)| shed_hash(&key));
+    let (mut p, looked) = plan_for(st, health, svc, ranking, split, shed_key);
+    p.scope = scope;
+    if let (Some(_), Some((_, len))) = (splits, prefix) {
+        p.scope = p.scope.max(len);
+    }
+    if let Some((_, len)) = prefix.filter(|_| looked) {
+        p.scope = p.scope.max(len);
+    }
+    p
+}
+
+/// A plan with no tiers yet.
+fn blank(reason: Reason, split: Option<u16>, shed_key: Option<u64>) -> Plan {
+    Plan {
+        tiers: [0; MAX_TIERS],
+        len: 0,
+        reason,
+        scope: 0,
+        fail_open: false,
+        empty: false,
+        split,
+        shed_key,
+    }
+}
+
+/// The split rules a client of `ranking` is subject to: a service name (not a pinned region
+/// name) whose ranking is not a `networks:` override, when its first region splits.
+pub fn splits_of<'s>(svc: &'s Service, asked: Asked, ranking: &Ranking) -> Option<&'s [Split]> {
+    match asked {
         Asked::Service if ranking.reason != Reason::Network => ranking
             .order
             .first()
             .and_then(|&f| svc.splits.get(f as usize))
-            .filter(|r| !r.is_empty()),
+            .filter(|r| !r.is_empty())
+            .map(|r| &r[..]),
         _ => None,
-    };
-    let prefix = (splits.is_some() || health.shedding).then(|| client_prefix(client));
-    if let (Some(rules), Some((key, len))) = (splits, prefix) {
-        p.split = split_target(rules, &key);
-        p.scope = p.scope.max(len);
     }
-    let mut shed_before = false;
-    if let Some((key, len)) = prefix.filter(|_| health.shedding) {
-        p.shed_key = Some(shed_hash(&key));
-        let (looked, moved) = walk(st, health, svc, ranking, &mut p);
-        shed_before = moved;
-        if looked {
-            p.scope = p.scope.max(len);
-        }
+}
+
+/// The plan for a client of `ranking` whose prefix falls to the split target `split` and
+/// whose shedding hash is `shed_key` (scope 0: the caller knows the client's). Also says
+/// whether a shedding server was looked at (the scope then narrows to the client's prefix).
+/// [`plan`] for one client; the pre-signing of steered answers for every client there is.
+pub fn plan_for(
+    st: &Steering,
+    health: &HealthView,
+    svc: &Service,
+    ranking: &Ranking,
+    split: Option<u16>,
+    shed_key: Option<u64>,
+) -> (Plan, bool) {
+    // Before the GeoIP map is compiled only the fallback ranking stands for a location.
+    let reason = match ranking.reason {
+        Reason::Fallback if st.warmup_ttl.is_some() => Reason::Warmup,
+        r => r,
+    };
+    let mut p = blank(reason, split, shed_key);
+    let (mut looked, mut shed_before) = (false, false);
+    if shed_key.is_some() {
+        (looked, shed_before) = walk(st, health, svc, ranking, &mut p);
         if p.len == 0 {
             // Shedding never leaves a client without a region that serves: then nobody is
             // left out.
@@ -283,7 +316,7 @@ pub fn plan(
             }
             AllDown::Nodata => p.empty = true,
         }
-        return p;
+        return (p, looked);
     }
     if p.split.is_some() && p.split == p.tiers().first().copied() {
         p.reason = Reason::Split;
@@ -291,7 +324,7 @@ pub fn plan(
     if shed_before {
         p.reason = Reason::Shed;
     }
-    p
+    (p, looked)
 }
 
 /// Fills the plan's tiers: the split target first (when there is one), then the ranking's

@@ -45,6 +45,22 @@ fn policy_key(regs: &[&RegionConfig], fallback: &[u16], bias: &[f64]) -> PolicyK
     )
 }
 
+impl Policy {
+    /// Its rankings, those covering the most address space first.
+    pub(super) fn by_catchment(&self) -> Vec<&Ranking> {
+        let mut by_size: Vec<(u128, &Ranking)> = match &self.map {
+            Some(m) => m
+                .catchments(self.rankings.len())
+                .into_iter()
+                .zip(&self.rankings)
+                .collect(),
+            None => self.rankings.iter().map(|r| (0, r)).collect(),
+        };
+        by_size.sort_by_key(|b| std::cmp::Reverse(b.0));
+        by_size.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
 /// The ranking policies built so far for one compile: one per distinct set of regions and
 /// fallback order, taken from the previous compile when its regions and database match.
 pub(super) struct Policies<'a> {

@@ -185,6 +185,23 @@ fn main_file_errors() {
 }
 
 #[test]
+fn a_signature_cache_out_of_range_is_an_error() {
+    for bad in ["8", "20000000"] {
+        let got = errors(
+            &format!(
+                "listen: {{ dns: [\"127.0.0.1:53\"] }}\nzones: zones\ndns: {{ signature_cache: {bad} }}\n"
+            ),
+            HEAD,
+        );
+        assert_eq!(
+            got,
+            ["sipsteer.yaml:3:25: dns.signature_cache: must be between 16 and 10000000"],
+            "{bad}"
+        );
+    }
+}
+
+#[test]
 fn missing_zones_directory() {
     let dir = ConfigDir::new(MAIN, &[]);
     std::fs::remove_dir(dir.path("zones")).expect("rmdir");

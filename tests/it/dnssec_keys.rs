@@ -282,7 +282,9 @@ fn config_errors_of_dnssec() {
     );
     assert_eq!(
         z("{ algo: 13 }"),
-        ["zones/z.yaml:7:11: unknown field `algo`, expected one of algorithm, key"]
+        [
+            "zones/z.yaml:7:11: unknown field `algo`, expected one of algorithm, key, keys, zsk_lifetime, propagation, ds_ttl, ds_wait"
+        ]
     );
 }
 
@@ -308,10 +310,11 @@ fn a_key_that_cannot_be_generated_is_a_config_error() {
     );
 }
 
-/// A signed zone with steered names (whose answers are not signed yet) publishes its DNSKEY
-/// but withholds CDS and CDNSKEY, so a parent scanning for CDS installs no DS; `check` says why.
+/// A signed zone with steered names (whose answers are signed from the signature cache)
+/// publishes CDS and CDNSKEY beside its DNSKEY, and neither `check` nor `dnssec ds` warns
+/// against giving its DS to the parent.
 #[tokio::test]
-async fn a_zone_with_steered_names_withholds_cds_and_cdnskey_and_check_warns() {
+async fn a_zone_with_steered_names_publishes_cds_and_cdnskey_without_warnings() {
     use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
     let pem = ZoneKey::generate_pem(Algorithm::EcdsaP256).expect("generate");
     let key = ZoneKey::from_pkcs8(Algorithm::EcdsaP256, pem.as_bytes()).expect("load");
@@ -331,36 +334,33 @@ async fn a_zone_with_steered_names_withholds_cds_and_cdnskey_and_check_warns() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(
-        all.contains(
-            "zones/example.com.yaml: dnssec: the answers of steered names (services sip) are not \
-             signed yet, so CDS and CDNSKEY are withheld: do not give this zone's DS to the parent"
-        ),
-        "{all}"
-    );
+    assert!(!all.contains("dnssec"), "{all}");
+    assert!(!all.contains("parent"), "{all}");
 
     let o = Command::new(env!("CARGO_BIN_EXE_sipsteer"))
         .args(["dnssec", "ds", "--config", &main])
         .output()
         .expect("run dnssec ds");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "");
+    let apex = hickory_proto::rr::Name::from_ascii("example.com.").expect("name");
     assert_eq!(
-        String::from_utf8_lossy(&o.stderr),
-        "warning: example.com: the answers of its steered names are not signed yet: do not \
-         give this DS to the parent\n"
-    );
-    assert!(
-        String::from_utf8_lossy(&o.stdout).starts_with("example.com. "),
-        "{}",
-        String::from_utf8_lossy(&o.stdout)
+        String::from_utf8_lossy(&o.stdout),
+        format!("{}\n", key.ds_text(&apex, 300))
     );
 
     let s = TestServer::start_in(dir).await;
-    let m = udp(s.addr, "example.com.", RecordType::DNSKEY, &Q::default()).await;
-    assert_eq!(rrs(&m.answers), [dnskey_line(&key, "DNSKEY")]);
-    for t in [RecordType::CDS, RecordType::CDNSKEY] {
+    for (t, want) in [
+        (RecordType::DNSKEY, dnskey_line(&key, "DNSKEY")),
+        (RecordType::CDNSKEY, dnskey_line(&key, "CDNSKEY")),
+    ] {
         let m = udp(s.addr, "example.com.", t, &Q::default()).await;
-        assert_eq!(rcode(&m), ResponseCode::NoError, "{t}");
-        assert!(m.answers.is_empty(), "{t}: {:?}", m.answers);
+        assert_eq!(rrs(&m.answers), [want], "{t}");
     }
+    let m = udp(s.addr, "example.com.", RecordType::CDS, &Q::default()).await;
+    assert_eq!(m.answers.len(), 1, "{:?}", m.answers);
+    let cds = rrs(&m.answers).join("");
+    let ds = key.ds_text(&apex, 300);
+    let digest = ds.rsplit(' ').next().expect("digest");
+    assert!(cds.to_uppercase().ends_with(digest), "{cds} / {ds}");
 }

@@ -12,7 +12,7 @@ use sipsteer::dnssec::{Algorithm, Window, ZoneKey};
 
 use crate::support::dns::*;
 
-const DO: Q = Q {
+pub(crate) const DO: Q = Q {
     edns: None,
     ecs: None,
     version: 0,
@@ -20,7 +20,7 @@ const DO: Q = Q {
 };
 
 /// STATIC_ZONE (and `extra` records) signed with a new key of `alg`; the key's PEM.
-fn signed(alg: Algorithm, pem: &str, extra: &str) -> ConfigDir {
+pub(crate) fn signed(alg: Algorithm, pem: &str, extra: &str) -> ConfigDir {
     let zone = format!(
         "{STATIC_ZONE}{extra}dnssec: {{ algorithm: {}, key: zone.pem }}\n",
         alg.number()
@@ -30,7 +30,7 @@ fn signed(alg: Algorithm, pem: &str, extra: &str) -> ConfigDir {
     dir
 }
 
-fn new_key(alg: Algorithm) -> (String, ZoneKey) {
+pub(crate) fn new_key(alg: Algorithm) -> (String, ZoneKey) {
     let pem = ZoneKey::generate_pem(alg).expect("generate");
     let key = ZoneKey::from_pkcs8(alg, pem.as_bytes()).expect("load");
     (pem, key)
@@ -43,7 +43,7 @@ fn public(key: &ZoneKey) -> PublicKeyBuf {
     )
 }
 
-fn rrsig_of(r: &Record) -> Option<&RRSIG> {
+pub(crate) fn rrsig_of(r: &Record) -> Option<&RRSIG> {
     match &r.data {
         RData::DNSSEC(DNSSECRData::RRSIG(s)) => Some(s),
         _ => None,
@@ -52,7 +52,7 @@ fn rrsig_of(r: &Record) -> Option<&RRSIG> {
 
 /// Checks that `records` (one section) is each set followed by one RRSIG that verifies over
 /// it with `key`; returns the number of sets.
-fn verify_section(records: &[Record], key: &ZoneKey, signer: &Name) -> usize {
+pub(crate) fn verify_section(records: &[Record], key: &ZoneKey, signer: &Name) -> usize {
     let pk = public(key);
     let mut sets = 0;
     let mut i = 0;
@@ -166,7 +166,7 @@ async fn delegations_and_glue_are_not_signed_and_have_no_ds() {
 }
 
 /// The raw reply to `name`/`t` asked with `q`, over UDP.
-fn raw(addr: std::net::SocketAddr, name: &str, t: RecordType, q: &Q) -> Vec<u8> {
+pub(crate) fn raw(addr: std::net::SocketAddr, name: &str, t: RecordType, q: &Q) -> Vec<u8> {
     udp_raw(addr, &query(name, t, q)).expect("udp reply")
 }
 
@@ -286,7 +286,7 @@ fn the_dnskey_of_the_test_key_matches_hickory() {
     assert_eq!(d.calculate_key_tag().expect("tag"), key.key_tag());
 }
 
-fn nsec_of(r: &Record) -> Option<&NSEC> {
+pub(crate) fn nsec_of(r: &Record) -> Option<&NSEC> {
     match &r.data {
         RData::DNSSEC(DNSSECRData::NSEC(n)) => Some(n),
         _ => None,
@@ -294,7 +294,7 @@ fn nsec_of(r: &Record) -> Option<&NSEC> {
 }
 
 /// `\000.name`: the next name of a compact-denial NSEC at `name`.
-fn after(name: &Name) -> Name {
+pub(crate) fn after(name: &Name) -> Name {
     let mut labels: Vec<Vec<u8>> = vec![vec![0]];
     labels.extend(name.iter().map(<[u8]>::to_vec));
     Name::from_labels(labels).expect("name")
@@ -342,7 +342,7 @@ async fn nodata_carries_an_nsec_of_the_names_own_types() {
 }
 
 /// RFC 4034 6.1 canonical order.
-fn canonical_cmp(a: &Name, b: &Name) -> std::cmp::Ordering {
+pub(crate) fn canonical_cmp(a: &Name, b: &Name) -> std::cmp::Ordering {
     let la: Vec<Vec<u8>> = a.iter().rev().map(<[u8]>::to_ascii_lowercase).collect();
     let lb: Vec<Vec<u8>> = b.iter().rev().map(<[u8]>::to_ascii_lowercase).collect();
     la.cmp(&lb)
@@ -458,6 +458,8 @@ fn explain_says_whether_the_answer_is_signed() {
     );
     assert_eq!(
         explain("nope.example.com", "A"),
-        format!("not signed ({keyed}): NXDOMAIN carries no NSEC proof yet")
+        format!(
+            "signed ({keyed}): the name does not exist; its NXNAME proof (RFC 9824) is signed by the signer thread when first asked, then kept"
+        )
     );
 }

@@ -139,7 +139,7 @@ pub(crate) async fn dot(
 }
 
 /// One query over DoH (HTTP/2), by GET (`?dns=`) or POST.
-async fn doh(ca: &TestCa, addr: SocketAddr, packet: &[u8], post: bool) -> Vec<u8> {
+pub(crate) async fn doh(ca: &TestCa, addr: SocketAddr, packet: &[u8], post: bool) -> Vec<u8> {
     let s = connect(ca, b"h2", addr).await;
     let (mut client, conn) = h2::client::handshake(s).await.expect("h2 handshake");
     tokio::spawn(conn);

@@ -76,12 +76,15 @@ async fn retransmits_from_t1_and_reuses_the_socket() {
     let silent = sip::udp(Mode::Silent).await;
     let p = run(&u, silent.addr).await;
     assert_eq!(p.outcome, Outcome::Down);
-    // Sent at 0 and 500 ms (T1); 1500 ms would be next: two within 1.2 s.
+    // Sent at 0 and 500 ms (T1); 1500 ms would be next: two within 1.2 s. Every datagram
+    // sent before the probe ended is counted once the responder has read its queue.
+    silent.settled().await;
     assert_eq!(silent.count(), 2);
     let ok = sip::udp(Mode::Code(200)).await;
     for _ in 0..3 {
         assert_eq!(run(&u, ok.addr).await.detail, "200 OK");
     }
+    ok.settled().await;
     assert_eq!(ok.count(), 3);
 }
 

@@ -27,6 +27,8 @@ health: {{ check: sip-options-udp, interval: 200ms, timeout: 150ms, rise: 1, fal
     )
 }
 
+/// The zone signs with a keys directory (written at the first load), so the DNSSEC key series
+/// the alerts name are in the scrape.
 fn zone(sip_port: u16, tls_port: u16) -> String {
     format!(
         r#"
@@ -48,6 +50,7 @@ regions:
       fra3: {{ address: 127.0.0.1, transports: [udp, tls], port: {sip_port}, tls_port: {tls_port}, checks: {{ udp: sip-options }}, tls_name: sip.example.com }}
 services:
   sip: {{ regions: [uk, de], fallback: [uk, de] }}
+dnssec: {{ keys: keys }}
 "#
     )
 }

@@ -23,8 +23,22 @@ async fn www(s: &TestServer) -> Vec<String> {
     )
 }
 
-/// Waits until `www` answers `addr`; new answers must be served within 2 seconds of the edit.
-async fn served_within_2s(s: &TestServer, addr: &str) {
+/// The test config with the periodic rescan pushed out of the test's reach, so only the file
+/// watcher can apply an edit.
+const WATCHED: &str = r#"
+listen: { dns: ["127.0.0.1:0"], admin: "off" }
+zones: zones
+health: { check: none }
+reload: { rescan: 24h }
+"#;
+
+/// How long an edit may take to be served before the test fails: a bound against hanging, not
+/// a latency goal (bench/reload_latency.py measures that); the rescan is out of reach, so only
+/// the watcher can have applied it.
+const SERVED_WITHIN: Duration = Duration::from_secs(30);
+
+/// Waits until `www` answers `addr` (applied by the file watcher).
+async fn served_after_the_edit(s: &TestServer, addr: &str) {
     let want = vec![format!("www.example.com. 300 A {addr}")];
     let start = Instant::now();
     loop {
@@ -32,8 +46,8 @@ async fn served_within_2s(s: &TestServer, addr: &str) {
             return;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "{addr} not served after 2s: {:?}",
+            start.elapsed() < SERVED_WITHIN,
+            "{addr} not served: {:?}",
             www(s).await
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -48,41 +62,41 @@ fn atomic_replace(path: &Path, text: &str) {
 
 #[tokio::test]
 async fn in_place_write() {
-    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
-    served_within_2s(&s, "192.0.2.1").await;
+    let s = TestServer::start(WATCHED, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    served_after_the_edit(&s, "192.0.2.1").await;
     std::fs::write(s.cfg.path("zones/example.com.yaml"), zone("192.0.2.2")).expect("write");
-    served_within_2s(&s, "192.0.2.2").await;
+    served_after_the_edit(&s, "192.0.2.2").await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn atomic_rename() {
-    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    let s = TestServer::start(WATCHED, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
     let p = s.cfg.path("zones/example.com.yaml");
     atomic_replace(&p, &zone("192.0.2.3"));
-    served_within_2s(&s, "192.0.2.3").await;
+    served_after_the_edit(&s, "192.0.2.3").await;
     // A second replace still fires: the directory is watched, not the dead inode.
     atomic_replace(&p, &zone("192.0.2.4"));
-    served_within_2s(&s, "192.0.2.4").await;
+    served_after_the_edit(&s, "192.0.2.4").await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn rename_away_and_recreate() {
-    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    let s = TestServer::start(WATCHED, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
     let p = s.cfg.path("zones/example.com.yaml");
     let backup = s.cfg.path("zones/example.com.yaml~");
     std::fs::rename(&p, &backup).expect("rename away");
     std::fs::write(&p, zone("192.0.2.5")).expect("recreate");
     std::fs::remove_file(&backup).expect("remove backup");
-    served_within_2s(&s, "192.0.2.5").await;
+    served_after_the_edit(&s, "192.0.2.5").await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn configmap_data_swap() {
     use std::os::unix::fs::symlink;
-    let cfg = ConfigDir::new(MAIN, &[]);
+    let cfg = ConfigDir::new(WATCHED, &[]);
     let zones = cfg.path("zones");
     let v1 = zones.join("..2026_11_25_01");
     std::fs::create_dir(&v1).expect("mkdir");
@@ -90,7 +104,7 @@ async fn configmap_data_swap() {
     symlink("..2026_11_25_01", zones.join("..data")).expect("link data");
     symlink("..data/example.com.yaml", zones.join("example.com.yaml")).expect("link file");
     let s = TestServer::start_in(cfg).await;
-    served_within_2s(&s, "192.0.2.6").await;
+    served_after_the_edit(&s, "192.0.2.6").await;
 
     // What the kubelet does: a new timestamped dir, then an atomic swap of `..data`.
     let v2 = zones.join("..2026_11_25_02");
@@ -99,13 +113,13 @@ async fn configmap_data_swap() {
     symlink("..2026_11_25_02", zones.join("..data_tmp")).expect("link tmp");
     std::fs::rename(zones.join("..data_tmp"), zones.join("..data")).expect("swap");
     std::fs::remove_dir_all(&v1).expect("rm old");
-    served_within_2s(&s, "192.0.2.7").await;
+    served_after_the_edit(&s, "192.0.2.7").await;
     s.stop().await;
 }
 
 #[tokio::test]
 async fn bad_edit_keeps_serving_then_the_fix_applies() {
-    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    let s = TestServer::start(WATCHED, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
     let p = s.cfg.path("zones/example.com.yaml");
     let gen_before = s.running.as_ref().map(sipsteer::app::Running::generation);
     std::fs::write(&p, zone("192.0.2.999")).expect("write broken");
@@ -116,10 +130,7 @@ async fn bad_edit_keeps_serving_then_the_fix_applies() {
         if st.last_result == ReloadResult::Error {
             break st;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "bad edit not noticed"
-        );
+        assert!(start.elapsed() < SERVED_WITHIN, "bad edit not noticed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let err = status.last_error.expect("error kept");
@@ -140,7 +151,7 @@ async fn bad_edit_keeps_serving_then_the_fix_applies() {
     );
 
     std::fs::write(&p, zone("192.0.2.8")).expect("write fix");
-    served_within_2s(&s, "192.0.2.8").await;
+    served_after_the_edit(&s, "192.0.2.8").await;
     let st = s.running.as_ref().expect("running").reloader.status();
     assert_eq!(st.last_result, ReloadResult::Ok);
     assert!(st.last_error.is_none());
@@ -151,7 +162,8 @@ async fn bad_edit_keeps_serving_then_the_fix_applies() {
 #[tokio::test]
 async fn geoip_database_replace() {
     use crate::support::steer::{GEO_CSV, MAIN_GEO, STEER_ZONE};
-    let cfg = ConfigDir::new(MAIN_GEO, &[("example.com.yaml", STEER_ZONE)]);
+    let main = format!("{MAIN_GEO}reload: {{ rescan: 24h }}\n");
+    let cfg = ConfigDir::new(&main, &[("example.com.yaml", STEER_ZONE)]);
     std::fs::write(cfg.path("geo.csv"), GEO_CSV).expect("csv");
     let s = TestServer::start_in(cfg).await;
     let q = Q {
@@ -172,10 +184,7 @@ async fn geoip_database_replace() {
     atomic_replace(&s.cfg.path("geo.csv"), &moved);
     let start = Instant::now();
     while rrs(&ask().await.answers) != ["sip.example.com. 30 A 192.0.2.60"] {
-        assert!(
-            start.elapsed() < Duration::from_secs(2),
-            "geoip change not served after 2s"
-        );
+        assert!(start.elapsed() < SERVED_WITHIN, "geoip change not served");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     s.stop().await;
@@ -183,7 +192,7 @@ async fn geoip_database_replace() {
 
 #[tokio::test]
 async fn no_query_fails_during_many_reloads() {
-    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    let s = TestServer::start(WATCHED, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
     let addr = s.addr;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut loops = Vec::new();
@@ -244,8 +253,8 @@ async fn no_query_fails_during_many_reloads() {
 
 #[tokio::test]
 async fn listen_changes_need_a_restart_and_are_not_half_applied() {
-    let s = TestServer::start(MAIN, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
-    std::fs::write(s.cfg.main(), MAIN.replace("127.0.0.1:0", "127.0.0.1:1")).expect("write");
+    let s = TestServer::start(WATCHED, &[("example.com.yaml", &zone("192.0.2.1"))]).await;
+    std::fs::write(s.cfg.main(), WATCHED.replace("127.0.0.1:0", "127.0.0.1:1")).expect("write");
     std::fs::write(s.cfg.path("zones/example.com.yaml"), zone("192.0.2.9")).expect("write");
     let out = s.reload().await;
     assert!(

@@ -35,8 +35,9 @@ use tokio_util::sync::CancellationToken;
 use super::DOH_PATH;
 use crate::conns::accept::Accept;
 use crate::conns::{Conn, Conns, ShedCounts};
+use crate::dns::denial::Route;
 use crate::dns::pad;
-use crate::dns::serving::Answering;
+use crate::dns::serving::{Answering, Served};
 use crate::dns::summary::Proto;
 use crate::dns::tcp::SHUTDOWN_GRACE;
 use crate::telemetry::Telemetry;
@@ -64,21 +65,43 @@ pub(crate) struct Answerer {
 }
 
 impl Answerer {
-    /// Answers one query on the connection's answer path: the padded reply and its max-age;
-    /// `None` when nothing is to be sent (not a query).
-    fn answer(
+    /// Answers one query on the connection's answer path: the padded reply and its max-age.
+    /// `BAD_REQUEST` when nothing is to be sent (not a query); `SERVICE_UNAVAILABLE` when
+    /// the reply waits for a proof and the signer cannot complete it (its queue full).
+    async fn answer(
         &self,
         answering: &Mutex<Answering>,
         client: IpAddr,
         raw: &[u8],
-    ) -> Option<(Vec<u8>, u32)> {
+    ) -> Result<(Vec<u8>, u32), StatusCode> {
         let mut out = Vec::with_capacity(512);
-        crate::lock::guard(answering).answer(client, Proto::Https, raw, &mut out)?;
+        let mut later = None;
+        let served =
+            crate::lock::guard(answering).answer(client, Proto::Https, raw, &mut out, || {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                later = Some(rx);
+                Route::Stream(tx)
+            });
+        match served {
+            Served::Send(_) => {}
+            Served::Nothing => return Err(StatusCode::BAD_REQUEST),
+            Served::Dropped(_) => return Err(StatusCode::SERVICE_UNAVAILABLE),
+            Served::Later(_) => {
+                let rx = later.ok_or(StatusCode::SERVICE_UNAVAILABLE)?;
+                match timeout(SIGNER_WAIT, rx).await {
+                    Ok(Ok(reply)) => out = reply,
+                    _ => return Err(StatusCode::SERVICE_UNAVAILABLE),
+                }
+            }
+        }
         self.queries.increment(1);
         let max_age = pad::pad_and_min_ttl(&mut out);
-        Some((out, max_age))
+        Ok((out, max_age))
     }
 }
+
+/// Longest wait for the signer thread to complete a reply.
+const SIGNER_WAIT: Duration = Duration::from_secs(2);
 
 /// What the DNS over HTTPS listeners share: the TLS settings, the answer path (cloned for
 /// each connection), the table their connections are admitted to and its shed counts, and
@@ -210,10 +233,10 @@ async fn request(
         Ok(q) => q,
         Err(_) => Err(StatusCode::REQUEST_TIMEOUT),
     };
-    let reply = query.and_then(|q| {
-        a.answer(&answering, client, &q)
-            .ok_or(StatusCode::BAD_REQUEST)
-    });
+    let reply = match query {
+        Ok(q) => a.answer(&answering, client, &q).await,
+        Err(e) => Err(e),
+    };
     let (resp, body) = match reply {
         Ok((body, max_age)) => (ok(body.len(), max_age), Bytes::from(body)),
         Err(status) => (Response::builder().status(status).body(()), Bytes::new()),

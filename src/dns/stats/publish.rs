@@ -1,4 +1,5 @@
-//! Publishing the query counters (and the defences' counters of the served snapshot) into
+//! Publishing the query counters (and the defences' and the denial proofs' counters of the
+//! served snapshot) into
 //! the instance's metric registry at scrape time, so one exporter renders and escapes every
 //! series of `/metrics`. Each series' handle is registered once, the first time it has
 //! something to show, and set to the sum of the listeners' blocks on every scrape (a counter
@@ -6,10 +7,11 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use metrics::Counter;
+use metrics::{Counter, Gauge};
 
 use super::{Counters, KEYS, RCODES, REASONS, TYPES, reason_name};
 use crate::dns::defences::{COUNTERS as DEFENCE_COUNTERS, SERIES as DEFENCE_SERIES};
+use crate::dns::denial::{COUNTERS as DENIAL_COUNTERS, SERIES as DENIAL_SERIES};
 use crate::dns::snapshot::Snapshot;
 use crate::lock::guard;
 use crate::telemetry::Telemetry;
@@ -25,6 +27,66 @@ pub(super) struct Published {
     zones: Vec<Counter>,
     regions: Vec<Counter>,
     defences: [Counter; DEFENCE_COUNTERS],
+    denial: [Counter; DENIAL_COUNTERS],
+    sigs: SigSeries,
+}
+
+/// The signature cache's series (`dns::sigs`).
+struct SigSeries {
+    /// `signer`, `query`.
+    signatures: [Counter; 2],
+    misses: Counter,
+    dropped: Counter,
+    full: Counter,
+    entries: Gauge,
+    capacity: Gauge,
+    round_time: Gauge,
+    round_variants: Gauge,
+    round_signed: Gauge,
+    round_seconds: Gauge,
+}
+
+impl SigSeries {
+    fn new(t: &Telemetry) -> SigSeries {
+        let zero = |c: Counter| {
+            c.increment(0);
+            c
+        };
+        let gauge = |name| {
+            let g = t.gauge(name, &[]);
+            g.set(0.0);
+            g
+        };
+        SigSeries {
+            signatures: ["signer", "query"]
+                .map(|th| zero(t.counter("sipsteer_dnssec_signatures_total", &[("thread", th)]))),
+            misses: zero(t.counter("sipsteer_dnssec_signature_cache_misses_total", &[])),
+            dropped: zero(t.counter("sipsteer_dnssec_signature_queue_dropped_total", &[])),
+            full: zero(t.counter("sipsteer_dnssec_signature_cache_full_total", &[])),
+            entries: gauge("sipsteer_dnssec_signature_cache_entries"),
+            capacity: gauge("sipsteer_dnssec_signature_cache_capacity"),
+            round_time: gauge("sipsteer_dnssec_presign_timestamp_seconds"),
+            round_variants: gauge("sipsteer_dnssec_presign_variants"),
+            round_signed: gauge("sipsteer_dnssec_presign_signatures"),
+            round_seconds: gauge("sipsteer_dnssec_presign_duration_seconds"),
+        }
+    }
+
+    /// The signature cache's totals, and the signatures of denial proofs (signer thread,
+    /// other threads) counted with them.
+    fn set(&self, s: crate::dns::sigs::SigTotals, denial: (u64, u64)) {
+        self.signatures[0].absolute(s.signer + denial.0);
+        self.signatures[1].absolute(s.query + denial.1);
+        self.misses.absolute(s.misses);
+        self.dropped.absolute(s.dropped);
+        self.full.absolute(s.over_bound);
+        self.entries.set(s.entries as f64);
+        self.capacity.set(s.bound as f64);
+        self.round_time.set(s.round_unix as f64);
+        self.round_variants.set(s.round_variants as f64);
+        self.round_signed.set(s.round_signed as f64);
+        self.round_seconds.set(s.round_micros as f64 / 1e6);
+    }
 }
 
 impl Published {
@@ -47,6 +109,8 @@ impl Published {
                     None => t.counter(name, &[]),
                 })
             }),
+            denial: DENIAL_SERIES.map(|name| zero(t.counter(name, &[]))),
+            sigs: SigSeries::new(t),
         }
     }
 }
@@ -109,5 +173,9 @@ impl Counters {
         for (c, v) in p.defences.iter().zip(totals) {
             c.absolute(v);
         }
+        for (c, v) in p.denial.iter().zip(snap.denial.totals()) {
+            c.absolute(v);
+        }
+        p.sigs.set(snap.sigs.totals(), snap.denial.signatures());
     }
 }

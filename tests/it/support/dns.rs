@@ -175,10 +175,13 @@ pub(crate) fn udp_raw(addr: SocketAddr, packet: &[u8]) -> Option<Vec<u8>> {
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_millis(1500)))
         .ok();
-    sock.send_to(packet, addr).expect("send");
+    // Connected: only datagrams from `addr` are read, never a late reply of another test's
+    // server to an earlier socket that had the same port.
+    sock.connect(addr).expect("connect");
+    sock.send(packet).expect("send");
     let mut buf = vec![0u8; 65535];
-    match sock.recv_from(&mut buf) {
-        Ok((n, _)) => Some(buf[..n].to_vec()),
+    match sock.recv(&mut buf) {
+        Ok(n) => Some(buf[..n].to_vec()),
         Err(_) => None,
     }
 }
