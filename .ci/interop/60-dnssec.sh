@@ -289,7 +289,7 @@ if [ "$SEC_STEERED" = yes ]; then
   check "named steered A ad" "flags=[qr rd ra ad]" "$out"
   check "named steered A uk" "IN A $SECUK" "$out"
 else
-  skip "steered answers with AD=1 through unbound and named" "signed steered answers (branch steersign)"
+  skip "steered answers with AD=1 through unbound and named" "signed steered answers"
   check "unbound steered NAPTR unsigned is bogus" "status=SERVFAIL" "$(q $SECUNB sip.example.com NAPTR +subnet=$UK)"
   check "named steered A unsigned is bogus" "status=SERVFAIL" "$(q $SECNAMED sip.example.com A)"
 fi
@@ -337,7 +337,7 @@ if [ "$SEC_STEERED" = yes ]; then
   check "named after flip A ad" "flags=[qr rd ra ad]" "$out"
   check "named after flip A goes to sg" "IN A $SECSG" "$out"
 else
-  skip "AD=1 after a health flip" "signed steered answers (branch steersign)"
+  skip "AD=1 after a health flip" "signed steered answers"
   out=$(dig +short @127.0.0.1 -p "$SECPORT" sip.example.com A +subnet=$UK)
   check "dnssec flip: sipsteer answers sg to uk" "$SECSG" "$out"
 fi
@@ -382,5 +382,5 @@ if [ "$SEC_ROLL" = yes ]; then
   check "dnssec status: the new ZSK active" "zsk 2 ${now#* } active" "$out"
   check "dnssec status: the old ZSK removed" "zsk 1 ${before#* } removed" "$out"
 else
-  skip "AD=1 across a ZSK roll" "sipsteer dnssec roll (branch rollover)"
+  skip "AD=1 across a ZSK roll" "sipsteer dnssec roll"
 fi

@@ -248,7 +248,7 @@ if [ "$SIPTLS_PER_TRANSPORT" = yes ]; then
   check "expired certificate: _sips._tcp goes to the spare region" "spare1.spare.sip.example.com." "$sips"
   check "expired certificate: k1 stays in _sip._udp" "SRV 10 100 $KUDP k1.local.sip.example.com." "$udp"
 else
-  skip "only _sips._tcp loses a server whose TLS check fails" "per-transport health (branch transports)"
+  skip "only _sips._tcp loses a server whose TLS check fails" "per-transport health"
   check_not "expired certificate: k1 leaves _sips._tcp" "k1.local.sip.example.com." "$sips"
   check_not "expired certificate: k1 leaves _sip._udp (whole server down)" "k1.local.sip.example.com." "$udp"
   check "expired certificate: _sip._udp goes to the spare region" "spare1.spare.sip.example.com." "$udp"
