@@ -50,6 +50,31 @@ skip() { # what, the feature the binary under test lacks
 }
 
 # INTEROP_ONLY="60 70": only the suites whose file names start with these prefixes.
+# free_base N: a port P in 10000-29999 (below the kernel's ephemeral range, where clients'
+# ports come from) such that P..P+N-1 are free on 127.0.0.1 for both UDP and TCP.
+free_base() {
+  python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+def free(port):
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+for _ in range(1000):
+    base = random.randrange(10000, 30000 - n)
+    if all(free(base + i) for i in range(n)):
+        print(base)
+        sys.exit(0)
+sys.exit("interop: no free ports")
+PY
+}
+
 for t in $(ls .ci/interop/*.sh | sort); do
   if [ -n "${INTEROP_ONLY:-}" ]; then
     want=no

@@ -1,5 +1,5 @@
 # dig against the sample config on a free port.
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(free_base 12)
 sed -e "s/127.0.0.1:5353/127.0.0.1:$PORT/" -e 's/127.0.0.1:8053/off/' sipsteer.yaml > "$WORK/sipsteer.yaml"
 sed -i -e "s#zones: zones/#zones: $PWD/zones/#" -e "s#database: geoip/#database: $PWD/geoip/#" "$WORK/sipsteer.yaml"
 sed -i -e "s#state_file: .*#state_file: $WORK/state.json#" "$WORK/sipsteer.yaml"

@@ -1,6 +1,6 @@
 # sipp (sip-tester) as the SIP servers being probed: scenarios answering OPTIONS with 200 and
 # 503 over UDP, and 200 over TCP. sipsteer must report up, full and up.
-SIPP_BASE=$((30000 + RANDOM % 20000))
+SIPP_BASE=$(free_base 3)
 U200=$SIPP_BASE; U503=$((SIPP_BASE + 1)); T200=$((SIPP_BASE + 2))
 (cd "$WORK" && exec sipp -sf "$OLDPWD/.ci/sipp/options-200.xml" -i 127.0.0.1 -p $U200 -nostdin -m 100000 >/dev/null 2>&1) &
 PIDS+=($!)

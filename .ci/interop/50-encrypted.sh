@@ -14,7 +14,7 @@ mkdir -p "$ENC"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj "/CN=localhost" -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout "$ENC/key.pem" -out "$ENC/cert.pem" 2>/dev/null
-EPORT=$((20000 + RANDOM % 20000))
+EPORT=$(free_base 3)
 TPORT=$((EPORT + 1)); HPORT=$((EPORT + 2))
 sed -e "s#^  dns: .*#  dns: [\"127.0.0.1:$EPORT\"]\n  tls: [\"127.0.0.1:$TPORT\"]\n  https: [\"127.0.0.1:$HPORT\"]#" \
   -e "s#state_file: .*#state_file: $ENC/state.json#" "$WORK/sipsteer.yaml" > "$ENC/sipsteer.yaml"

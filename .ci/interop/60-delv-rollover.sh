@@ -1,7 +1,7 @@
 # BIND's delv validates a signed zone through a ZSK roll and a KSK roll (keys directory,
 # TTL 1 s, no propagation delay, rescan 1 s), with the first KSK's DS as trust anchor, then
 # the new one's.
-RPORT=$((20000 + RANDOM % 20000))
+RPORT=$(free_base 1)
 RDIR="$WORK/rollover"
 mkdir -p "$RDIR/zones"
 cat > "$RDIR/sipsteer.yaml" <<YAML

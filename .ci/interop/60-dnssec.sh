@@ -24,7 +24,7 @@ fi
 
 SEC=$WORK/dnssec
 mkdir -p "$SEC/zones" "$SEC/keys"
-SECPORT=$((20000 + RANDOM % 20000))
+SECPORT=$(free_base 5)
 SECADMIN=$((SECPORT + 1)); SECUNB=$((SECPORT + 2)); SECNAMED=$((SECPORT + 3)); SECSIP=$((SECPORT + 4))
 SECUK=127.0.0.11; SECSG=127.0.0.12
 

@@ -4,7 +4,7 @@
 # answer to ANY and a CNAME into a name that does not exist. Then Unbound, validating with an
 # RFC 8198 aggressive NSEC cache, in front of it.
 if need delv; then
-  DPORT=$((20000 + RANDOM % 20000))
+  DPORT=$(free_base 1)
   D="$WORK/denial"
   mkdir -p "$D/zones"
   cat > "$D/sipsteer.yaml" <<YAML

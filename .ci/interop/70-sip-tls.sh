@@ -23,7 +23,7 @@ BSMOD=/usr/lib/baresip/modules
 
 TLSD=$WORK/sip-tls
 mkdir -p "$TLSD/zones" "$TLSD/ca/newcerts" "$TLSD/baresip4" "$TLSD/baresip6"
-TLSPORT=$((20000 + RANDOM % 20000))
+TLSPORT=$(free_base 6)
 TLSADMIN=$((TLSPORT + 1)); KUDP=$((TLSPORT + 2)); KTLS=$((TLSPORT + 3))
 BS4=$((TLSPORT + 4)); BS6=$((TLSPORT + 5))
 
