@@ -92,7 +92,9 @@ SIGNED_PID=$!
 for log in "$WORK/unsigned.log" "$WORK/signed.log"; do
   for _ in $(seq 1 300); do grep -q 'ready' "$log" && break; sleep 0.2; done
 done
-dig +short +dnssec -p 5305 @127.0.0.1 static.example.com A | sed 's/^/  signed: /'
+# The DO=1 answers measured below carry their RRSIGs (static and steered).
+dig +short +dnssec -p 5305 @127.0.0.1 static.example.com A | sed 's/^/  signed static: /'
+dig +short +dnssec -p 5305 @127.0.0.1 sip.example.com A +subnet=81.2.69.0/24 | sed 's/^/  signed steered: /'
 
 cd "$KIT"
 for round in $(seq 1 "$ROUNDS"); do

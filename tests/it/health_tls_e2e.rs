@@ -21,7 +21,7 @@ fn main_cfg() -> String {
 listen: {{ dns: ["127.0.0.1:0"], admin: "127.0.0.1:0" }}
 zones: zones
 admin: {{ token: {TOKEN} }}
-health: {{ check: sip-options-tls, tls_ca_file: ca.pem, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+health: {{ check: sip-options-tls, tls_ca_file: ca.pem, interval: 500ms, timeout: 400ms, rise: 1, fall: 1 }}
 "#
     )
 }

@@ -86,7 +86,7 @@ fn config(servers: &[&Sip]) -> ConfigDir {
 listen: {{ dns: ["127.0.0.1:0"], admin: "127.0.0.1:0" }}
 zones: zones
 admin: {{ token: {TOKEN} }}
-health: {{ check: per-transport, tls_ca_file: ca.pem, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+health: {{ check: per-transport, tls_ca_file: ca.pem, interval: 500ms, timeout: 400ms, rise: 1, fall: 1 }}
 "#
     );
     let mut zone = String::from(

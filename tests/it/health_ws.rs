@@ -30,7 +30,7 @@ fn main_cfg(check: &str) -> String {
 listen: {{ dns: ["127.0.0.1:0"], admin: "127.0.0.1:0" }}
 zones: zones
 admin: {{ token: test-token-123 }}
-health: {{ check: {check}, tls_ca_file: ca.pem, interval: 200ms, timeout: 150ms, rise: 1, fall: 1 }}
+health: {{ check: {check}, tls_ca_file: ca.pem, interval: 500ms, timeout: 400ms, rise: 1, fall: 1 }}
 "#
     )
 }
@@ -435,8 +435,8 @@ async fn hostile_websocket_servers_fail_within_bounds_and_leave_nothing_open() {
             "frame",
             "bad response: websocket: a message of 1073741824 bytes, over the 32772 a probe reads",
         ),
-        ("noanswer", "timeout after 150ms"),
-        ("stall", "timeout after 150ms"),
+        ("noanswer", "timeout after 400ms"),
+        ("stall", "timeout after 400ms"),
         (
             "noproto",
             "bad response: websocket: the server did not take subprotocol sip",
