@@ -344,8 +344,7 @@ fn pem(label: &str, der: &[u8]) -> String {
 /// without replacing an existing file: a temporary file, synced, hard-linked into place, and
 /// the directory synced so the new name survives a crash.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::DirBuilderExt;
     let reason = |e: std::io::Error| {
         let s = e.to_string();
         s.split(" (os error").next().unwrap_or(&s).to_lowercase()
@@ -356,26 +355,37 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         .mode(0o700)
         .create(dir)
         .map_err(reason)?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(
+    let tmp = write_temp(path, bytes).map_err(reason)?;
+    // A hard link fails when the name exists: a key is never replaced.
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    linked
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(reason)
+}
+
+/// Writes `bytes` (mode 0600, synced) to a new temporary file beside `path` and returns its
+/// name, for the caller to link or rename into place; nothing is left behind on an error.
+pub(crate) fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let tmp = dir_of(path).join(format!(
         ".{}.{}.tmp",
-        file_name.unwrap_or_default(),
+        name.unwrap_or_default(),
         std::process::id()
     ));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&tmp)
-        .map_err(reason)?;
+        .open(&tmp)?;
     let written = f.write_all(bytes).and_then(|()| f.sync_all());
     drop(f);
-    // A hard link fails when the name exists: a key is never replaced.
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    linked
-        .and_then(|()| std::fs::File::open(dir)?.sync_all())
-        .map_err(reason)
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map(|()| tmp)
 }
 
 /// The directory a file is written in: its parent, or `.` for a bare file name.

@@ -149,25 +149,9 @@ pub fn ds_seen(cfg: &Config, asked: &[String]) -> Result<String, String> {
 
 /// Replaces `path` atomically (a temporary file in its directory, synced, renamed over it).
 fn replace(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let fail = |e: std::io::Error| format!("cannot write {}: {}", path.display(), e);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(fail)?;
-    let written = f.write_all(bytes).and_then(|()| f.sync_all());
-    drop(f);
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, path));
+    let tmp = crate::dnssec::write_temp(path, bytes).map_err(fail)?;
+    let renamed = std::fs::rename(&tmp, path);
     if renamed.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
