@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +22,7 @@ mod gauges;
 mod lanes;
 mod load_round;
 mod meters;
+mod publish;
 mod report;
 mod servers;
 #[cfg(test)]
@@ -136,6 +137,9 @@ pub struct HealthHub {
     ready: AtomicBool,
     /// Where flips, forced states and load pull failures are recorded.
     events: Arc<EventLog>,
+    /// The number of the last view made (under `inner`'s lock) and of the last published.
+    view_seq: AtomicU64,
+    published: Mutex<u64>,
 }
 
 /// The hub's clock: tokio's, which is the system's monotonic clock unless a test pauses it.
@@ -198,6 +202,8 @@ impl HealthHub {
             gauges: gauges::Gauges::new(&telemetry),
             telemetry,
             ready: AtomicBool::new(true),
+            view_seq: AtomicU64::new(0),
+            published: Mutex::new(0),
             events: Arc::new(EventLog::default()),
         })
     }
@@ -339,19 +345,13 @@ impl HealthHub {
     /// Applies operator state file entries that started or expired, then publishes the
     /// current view if it differs from the one being served.
     fn publish_if_changed(&self) {
-        let mut inner = guard(&self.inner);
-        let now = now();
-        refresh_forced(&mut inner, now, &self.events);
-        self.publish(&inner, now);
-    }
-
-    fn publish(&self, inner: &Inner, now: Instant) {
-        let Some(publisher) = self.publisher.get() else {
-            return;
+        let pending = {
+            let mut inner = guard(&self.inner);
+            let now = now();
+            refresh_forced(&mut inner, now, &self.events);
+            self.pending(&inner, now)
         };
-        if let Some(bound) = inner.bound.as_ref().and_then(std::sync::Weak::upgrade) {
-            publisher.publish(&bound, view(inner, now));
-        }
+        self.publish(pending);
     }
 
     /// Distinct targets being probed (servers sharing an address, port and check share one).
@@ -390,8 +390,11 @@ impl HealthHub {
             });
         }
         inner.entries[slot].health.report_load(calls, cps, now);
-        self.publish(&inner, now);
-        Ok(report(&inner, slot, now))
+        let pending = self.pending(&inner, now);
+        let r = report(&inner, slot, now);
+        drop(inner);
+        self.publish(pending);
+        Ok(r)
     }
 
     /// Distinct addresses being probed.

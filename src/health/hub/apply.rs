@@ -27,9 +27,13 @@ impl HealthHub {
         }
         self.ready
             .store(inner.pending.is_empty(), Ordering::Release);
-        if changed {
-            self.publish(inner, now);
-        }
+        let pending = if changed {
+            self.pending(inner, now)
+        } else {
+            None
+        };
+        drop(guard);
+        self.publish(pending);
     }
 
     /// Applies one probe result; whether it changed a server's state.

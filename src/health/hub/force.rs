@@ -99,8 +99,11 @@ impl HealthHub {
             format!("{region}/{server}"),
             describe(f, until, note_of(&inner, &key)),
         );
-        self.publish(&inner, now);
-        Ok(report(&inner, slot, now))
+        let pending = self.pending(&inner, now);
+        let r = report(&inner, slot, now);
+        drop(inner);
+        self.publish(pending);
+        Ok(r)
     }
 
     /// The state file and its last write error, for `/v1/status`.

@@ -32,9 +32,13 @@ impl HealthHub {
                 recorded += 1;
             }
         }
-        if recorded > 0 {
-            self.publish(inner, now);
-        }
+        let pending = if recorded > 0 {
+            self.pending(inner, now)
+        } else {
+            None
+        };
+        drop(guard);
+        self.publish(pending);
         recorded
     }
 }
