@@ -6,14 +6,14 @@
 //! event log and `/metrics` show each transport. The config errors of `checks:`.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
 
 use crate::support::certs::{EXPIRED_AT, SipCa, VALID_UNTIL};
-use crate::support::dns::{self, ConfigDir, Q, TestServer};
+use crate::support::dns::{self, ConfigDir, TestServer};
 use crate::support::http::get;
+use crate::support::lanes::{answer, answer_once, lanes, naptr, servers_when};
 use crate::support::sip::{self, Mode, Responder};
 
 const TOKEN: &str = "test-token-123";
@@ -110,78 +110,14 @@ regions:
 }
 
 /// Each server's transports as `/v1/servers` shows them: `name transport:state ...`.
-fn lanes(list: &[Value]) -> Vec<String> {
-    list.iter()
-        .map(|x| {
-            let each: Vec<String> = x["transports"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|t| {
-                    format!(
-                        "{}:{}",
-                        t["transport"].as_str().unwrap_or("?"),
-                        t["state"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect();
-            format!("{} {}", x["server"].as_str().unwrap_or("?"), each.join(" "))
-        })
-        .collect()
-}
-
 /// `/v1/servers` once the transports' states are `want`.
 async fn servers_once(admin: SocketAddr, want: &[&str]) -> Vec<Value> {
-    let start = Instant::now();
-    loop {
-        let (code, body) = get(admin, "/v1/servers").await;
-        assert_eq!(code, 200, "{body}");
-        let v: Value = serde_json::from_str(&body).expect("json");
-        let list = v["servers"].as_array().cloned().unwrap_or_default();
-        if lanes(&list) == want {
-            return list;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "transports never reached {want:?}: {:?}",
-            lanes(&list)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The records of an answer, sorted.
-async fn answer(s: &TestServer, name: &str, t: RecordType) -> Vec<String> {
-    let m = dns::udp(s.addr, name, t, &Q::default()).await;
-    assert_eq!(dns::rcode(&m), hickory_proto::op::ResponseCode::NoError);
-    let mut v: Vec<String> = m.answers.iter().map(|r| r.data.to_string()).collect();
-    v.sort();
-    v
-}
-
-/// Polls `name` until it answers `want`.
-async fn answer_once(s: &TestServer, name: &str, t: RecordType, want: &[String]) {
-    let start = Instant::now();
-    loop {
-        let got = answer(s, name, t).await;
-        if got == want {
-            return;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{name} {t} never answered {want:?}: {got:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    servers_when(admin, |list| lanes(list) == want).await
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
-}
-
-fn naptr(pref: u16, service: &str, srv: &str) -> String {
-    format!("10 {pref} \"S\" \"{service}\" \"\" {srv}.sip.example.com.")
 }
 
 /// The event log names the transport of a flip; `/metrics` has each transport's state.

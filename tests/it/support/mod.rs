@@ -4,5 +4,6 @@ pub(crate) mod certs;
 pub(crate) mod console;
 pub(crate) mod dns;
 pub(crate) mod http;
+pub(crate) mod lanes;
 pub(crate) mod sip;
 pub(crate) mod steer;

@@ -83,6 +83,20 @@ impl Drop for Open {
 }
 
 impl Responder {
+    /// A responder at `addr` answering by `mode`, over a stream (`tcp`) or UDP.
+    fn new(addr: SocketAddr, mode: Mode, tcp: bool) -> Responder {
+        Responder {
+            addr,
+            mode: Arc::new(AtomicU16::new(encode(mode))),
+            requests: Arc::new(AtomicUsize::new(0)),
+            lose: Arc::new(Mutex::new(None)),
+            marks: Arc::default(),
+            open: Arc::default(),
+            tcp,
+            path: Arc::default(),
+            via: Arc::default(),
+        }
+    }
     pub(crate) fn set(&self, m: Mode) {
         self.mode.store(encode(m), Ordering::SeqCst);
     }
@@ -216,17 +230,7 @@ pub(crate) async fn udp(mode: Mode) -> Responder {
 /// A UDP responder on another loopback address (`127.0.0.2`), so A answers tell servers apart.
 pub(crate) async fn udp_on(ip: &str, mode: Mode) -> Responder {
     let sock = UdpSocket::bind((ip, 0)).await.expect("bind");
-    let r = Responder {
-        addr: sock.local_addr().expect("addr"),
-        mode: Arc::new(AtomicU16::new(encode(mode))),
-        requests: Arc::new(AtomicUsize::new(0)),
-        lose: Arc::new(Mutex::new(None)),
-        marks: Arc::default(),
-        open: Arc::default(),
-        tcp: false,
-        path: Arc::default(),
-        via: Arc::default(),
-    };
+    let r = Responder::new(sock.local_addr().expect("addr"), mode, false);
     let rr = r.clone();
     tokio::spawn(async move {
         let mut buf = vec![0u8; 65535];
@@ -285,17 +289,7 @@ async fn stream(mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Responder
 }
 
 fn serve_listener(l: TcpListener, mode: Mode, tls: Option<tokio_rustls::TlsAcceptor>) -> Responder {
-    let r = Responder {
-        addr: l.local_addr().expect("addr"),
-        mode: Arc::new(AtomicU16::new(encode(mode))),
-        requests: Arc::new(AtomicUsize::new(0)),
-        lose: Arc::new(Mutex::new(None)),
-        marks: Arc::default(),
-        open: Arc::default(),
-        tcp: true,
-        path: Arc::default(),
-        via: Arc::default(),
-    };
+    let r = Responder::new(l.local_addr().expect("addr"), mode, true);
     let rr = r.clone();
     tokio::spawn(async move {
         loop {
@@ -360,17 +354,7 @@ pub(crate) async fn ws_on(
     acceptor: Option<tokio_rustls::TlsAcceptor>,
 ) -> Responder {
     let l = TcpListener::bind((ip, 0)).await.expect("bind");
-    let r = Responder {
-        addr: l.local_addr().expect("addr"),
-        mode: Arc::new(AtomicU16::new(encode(mode))),
-        requests: Arc::new(AtomicUsize::new(0)),
-        lose: Arc::new(Mutex::new(None)),
-        marks: Arc::default(),
-        open: Arc::default(),
-        tcp: true,
-        path: Arc::default(),
-        via: Arc::default(),
-    };
+    let r = Responder::new(l.local_addr().expect("addr"), mode, true);
     let rr = r.clone();
     tokio::spawn(async move {
         loop {
