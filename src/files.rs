@@ -20,6 +20,12 @@ pub(crate) fn os_reason(e: &std::io::Error) -> String {
     lower(&e.to_string())
 }
 
+/// An OS error's reason alone, without ` (os error N)`, lower case first letter.
+pub(crate) fn io_reason(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    lower(s.split(" (os error").next().unwrap_or(&s))
+}
+
 /// `s` with its first letter in lower case.
 pub(crate) fn lower(s: &str) -> String {
     let mut c = s.chars();

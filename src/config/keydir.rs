@@ -123,12 +123,24 @@ fn list(dir: &Path, zone: &str) -> Result<Vec<(Role, u32, PathBuf)>, String> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot read {}: {}", dir.display(), lower(&e))),
+        Err(e) => {
+            return Err(format!(
+                "cannot read {}: {}",
+                dir.display(),
+                crate::files::io_reason(&e)
+            ));
+        }
     };
     let prefix = format!("{zone}.");
     let mut out = Vec::new();
     for entry in entries.take(MAX_ENTRIES) {
-        let entry = entry.map_err(|e| format!("cannot read {}: {}", dir.display(), lower(&e)))?;
+        let entry = entry.map_err(|e| {
+            format!(
+                "cannot read {}: {}",
+                dir.display(),
+                crate::files::io_reason(&e)
+            )
+        })?;
         let name = entry.file_name();
         let Some(rest) = name
             .to_str()
@@ -158,11 +170,6 @@ fn list(dir: &Path, zone: &str) -> Result<Vec<(Role, u32, PathBuf)>, String> {
     }
     out.sort();
     Ok(out)
-}
-
-fn lower(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    s.split(" (os error").next().unwrap_or(&s).to_lowercase()
 }
 
 /// A key's sidecar: its timings, checked, and where its `algorithm` is written.

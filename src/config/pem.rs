@@ -18,7 +18,13 @@ const MAX_PEM: u64 = 1 << 20;
 /// hash so a renewal on disk counts as a config change.
 pub(super) fn read_pem(path: &Path, files: &mut Vec<SourceFile>) -> Result<Vec<u8>, String> {
     use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| format!("cannot read {}: {}", path.display(), io_msg(&e));
+    let fail = |e: std::io::Error| {
+        format!(
+            "cannot read {}: {}",
+            path.display(),
+            crate::files::io_reason(&e)
+        )
+    };
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -37,12 +43,6 @@ pub(super) fn read_pem(path: &Path, files: &mut Vec<SourceFile>) -> Result<Vec<u
         hash: super::source::content_hash(&bytes),
     });
     Ok(bytes)
-}
-
-fn io_msg(e: &std::io::Error) -> String {
-    let s = e.to_string();
-    let s = s.split(" (os error").next().unwrap_or(&s);
-    lower(s)
 }
 
 pub(super) fn chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
