@@ -455,7 +455,10 @@ mod tests {
             "algorithm: 15\npublish: 2026-12-07T00:00:00Z\nactive: 2026-12-07T01:00:00Z\nretire: 2027-03-07T00:00:00Z\n"
         ));
         assert_eq!(parse_time("2026-12-07T00:00:00Z"), Ok(1_796_601_600));
-        assert!(parse_time("2026-12-07").is_err());
+        assert_eq!(
+            parse_time("2026-12-07"),
+            Err("`2026-12-07` is not an RFC 3339 time in UTC (like 2026-12-07T00:00:00Z)".into())
+        );
         for name in [
             "example.com.zsk.2.yaml",
             "example.com.ksk.1.yaml",
