@@ -352,27 +352,7 @@ pub(crate) fn canonical_cmp(a: &Name, b: &Name) -> std::cmp::Ordering {
 async fn no_nsec_covers_a_name_that_exists() {
     let (pem, _key) = new_key(Algorithm::Ed25519);
     let s = TestServer::start_in(signed(Algorithm::Ed25519, &pem, "")).await;
-    let names = [
-        "example.com.",
-        "ns1.example.com.",
-        "mail.example.com.",
-        "www.example.com.",
-        "web.example.com.",
-        "alias.example.com.",
-        "dangling.example.com.",
-        "away.example.com.",
-        "_udp.example.com.",
-        "_sip._udp.example.com.",
-        "sip1.example.com.",
-        "b.example.com.",
-        "a.b.example.com.",
-        "deep.a.b.example.com.",
-        "caa.example.com.",
-        "ptr.example.com.",
-        "naptr.example.com.",
-        "big.example.com.",
-    ];
-    let exist: Vec<Name> = names
+    let exist: Vec<Name> = STATIC_ZONE_NAMES
         .iter()
         .map(|n| Name::from_ascii(n).expect("name"))
         .collect();

@@ -45,6 +45,28 @@ records:
                   AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA3] }
 "#;
 
+/// The names of STATIC_ZONE (empty non-terminals too), `sub`'s cut and what is below it aside.
+pub(crate) const STATIC_ZONE_NAMES: [&str; 18] = [
+    "example.com.",
+    "ns1.example.com.",
+    "mail.example.com.",
+    "www.example.com.",
+    "web.example.com.",
+    "alias.example.com.",
+    "dangling.example.com.",
+    "away.example.com.",
+    "_udp.example.com.",
+    "_sip._udp.example.com.",
+    "sip1.example.com.",
+    "b.example.com.",
+    "a.b.example.com.",
+    "deep.a.b.example.com.",
+    "caa.example.com.",
+    "ptr.example.com.",
+    "naptr.example.com.",
+    "big.example.com.",
+];
+
 /// A temporary config directory.
 pub(crate) struct ConfigDir {
     pub dir: tempfile::TempDir,
