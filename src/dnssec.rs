@@ -345,7 +345,10 @@ fn pem(label: &str, der: &[u8]) -> String {
 /// the directory synced so the new name survives a crash.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
     use std::os::unix::fs::DirBuilderExt;
-    let reason = |e: std::io::Error| crate::files::io_reason(&e);
+    let reason = |e: std::io::Error| {
+        let s = e.to_string();
+        s.split(" (os error").next().unwrap_or(&s).to_lowercase()
+    };
     let dir = dir_of(path);
     std::fs::DirBuilder::new()
         .recursive(true)
